@@ -1,0 +1,685 @@
+//! The broker: the set of topics on this node and the operations the protocol
+//! front-ends call (create/delete topics, partitions and configs, produce, maintenance).
+//!
+//! Layout of the data directory (`log.dirs`):
+//! - `meta.properties`: `cluster.id` and `node.id`, written once.
+//! - `topics.json`: the topic list (see `topic_store`).
+//! - `<topic>-<partition>/`: one partition's log (see `strom_log::Log`), with a
+//!   `partition.metadata` file naming the topic id it belongs to.
+//! - `.lock`: held while a broker runs, so two cannot share a directory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use strom_log::{AppendInfo, Clock, SystemClock};
+use uuid::Uuid;
+
+use crate::constants::{DELETE_DIR_SUFFIX, META_PROPERTIES_FILE, PARTITIONS_PER_TOPIC_MAX};
+use crate::error::{BrokerError, Result};
+use crate::partition::Partition;
+use crate::topic::{validate_topic_name, Topic};
+use crate::topic_config::{self, ConfigEntry, TopicDefaults, TOPIC_CONFIGS};
+use crate::topic_store::{write_atomically, TopicRecord, TopicStore};
+
+/// Settings of the broker core (the binary fills this from its configuration).
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub data_dir: PathBuf,
+    pub num_partitions: i32,
+    pub default_replication_factor: i16,
+    pub auto_create_topics_enable: bool,
+    pub topic_defaults: TopicDefaults,
+    pub retention_check_interval_ms: u64,
+}
+
+impl BrokerConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> BrokerConfig {
+        BrokerConfig {
+            node_id: 1,
+            data_dir: data_dir.into(),
+            num_partitions: 1,
+            default_replication_factor: 1,
+            auto_create_topics_enable: true,
+            topic_defaults: TopicDefaults::default(),
+            retention_check_interval_ms: 300_000,
+        }
+    }
+}
+
+/// A CreateTopics request for one topic, in the broker's terms.
+#[derive(Debug, Clone, Default)]
+pub struct NewTopic {
+    pub name: String,
+    /// -1 = `num.partitions`.
+    pub num_partitions: i32,
+    /// -1 = `default.replication.factor`.
+    pub replication_factor: i16,
+    /// Manual assignment: partition index → replica broker ids.
+    pub assignments: Vec<(i32, Vec<i32>)>,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// What a created (or validated) topic looks like.
+#[derive(Debug, Clone)]
+pub struct TopicSummary {
+    pub id: Uuid,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    pub configs: Vec<ConfigEntry>,
+}
+
+/// One IncrementalAlterConfigs operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlterOp {
+    Set,
+    Delete,
+    Append,
+    Subtract,
+}
+
+pub struct Broker {
+    config: BrokerConfig,
+    cluster_id: String,
+    clock: Arc<dyn Clock>,
+    topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
+    /// Serialises changes to the topic list and configs, and writes of `topics.json`.
+    admin: Mutex<()>,
+    store: TopicStore,
+    _lock: fs::File,
+}
+
+impl Broker {
+    /// Open (or create) the data directory, recover every partition log and load topics.
+    pub fn open(config: BrokerConfig) -> Result<Arc<Broker>> {
+        Self::open_with_clock(config, Arc::new(SystemClock))
+    }
+
+    pub fn open_with_clock(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Arc<Broker>> {
+        fs::create_dir_all(&config.data_dir)?;
+        let lock = fs::File::create(config.data_dir.join(".lock"))?;
+        if lock.try_lock().is_err() {
+            return Err(BrokerError::Storage(format!(
+                "data directory {} is in use by another process",
+                config.data_dir.display()
+            )));
+        }
+        let cluster_id = load_or_create_meta(&config.data_dir, config.node_id)?;
+        remove_deleted_dirs(&config.data_dir);
+        let store = TopicStore::new(&config.data_dir);
+        let broker = Broker {
+            cluster_id,
+            clock,
+            topics: RwLock::new(HashMap::new()),
+            admin: Mutex::new(()),
+            store,
+            _lock: lock,
+            config,
+        };
+        for record in broker.store.load()? {
+            let topic = broker.open_topic(&record)?;
+            broker.topics_write().insert(topic.name_arc(), topic);
+        }
+        tracing::info!(topics = broker.topics_read().len(), dir = %broker.config.data_dir.display(), "broker opened");
+        Ok(Arc::new(broker))
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    fn topics_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<Topic>>> {
+        self.topics.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn topics_write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Arc<str>, Arc<Topic>>> {
+        self.topics.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics_read().get(name).cloned()
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        self.topics_read().values().find(|t| t.id() == id).cloned()
+    }
+
+    /// All topics, sorted by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        let mut topics: Vec<_> = self.topics_read().values().cloned().collect();
+        topics.sort_by(|a, b| a.name().cmp(b.name()));
+        topics
+    }
+
+    pub fn partition(&self, topic: &str, partition: i32) -> Result<Arc<Partition>> {
+        self.topic(topic)
+            .and_then(|t| t.partition(partition))
+            .ok_or(BrokerError::UnknownTopicOrPartition)
+    }
+
+    fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        self.config.data_dir.join(format!("{topic}-{partition}"))
+    }
+
+    fn open_partition(
+        &self,
+        name: &Arc<str>,
+        id: Uuid,
+        index: i32,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Arc<Partition>> {
+        let dir = self.partition_dir(name, index);
+        let marker = dir.join("partition.metadata");
+        let expected = format!("version: 0\ntopic_id: {id}\n");
+        match fs::read_to_string(&marker) {
+            Ok(found) if found != expected => {
+                // Left over from an earlier topic of the same name whose deletion was cut short.
+                tracing::warn!(dir = %dir.display(), "removing stale partition directory");
+                fs::remove_dir_all(&dir)?;
+            }
+            _ => {}
+        }
+        fs::create_dir_all(&dir)?;
+        if !marker.exists() {
+            write_atomically(&marker, expected.as_bytes())?;
+        }
+        let log_config = self.config.topic_defaults.log_config(overrides);
+        Ok(Arc::new(Partition::open(
+            name.clone(),
+            index,
+            &dir,
+            log_config,
+            self.clock.clone(),
+        )?))
+    }
+
+    fn open_topic(&self, record: &TopicRecord) -> Result<Arc<Topic>> {
+        let name: Arc<str> = Arc::from(record.name.as_str());
+        let partitions = (0..record.partitions)
+            .map(|i| self.open_partition(&name, record.id, i, &record.configs))
+            .collect::<Result<Vec<_>>>()?;
+        let max_message_bytes = self.config.topic_defaults.max_message_bytes(&record.configs);
+        Ok(Arc::new(Topic::new(
+            name,
+            record.id,
+            record.configs.clone(),
+            partitions,
+            max_message_bytes,
+        )))
+    }
+
+    fn save_topics(&self) -> Result<()> {
+        let records = self
+            .topics()
+            .iter()
+            .map(|t| TopicRecord {
+                name: t.name().to_string(),
+                id: t.id(),
+                partitions: t.partition_count(),
+                configs: t.overrides(),
+            })
+            .collect();
+        self.store.save(records)
+    }
+
+    /// Resolved configs of a topic with these overrides, every known name.
+    pub fn resolve_configs(&self, overrides: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
+        TOPIC_CONFIGS
+            .iter()
+            .map(|def| self.config.topic_defaults.resolve(def, overrides))
+            .collect()
+    }
+
+    /// CreateTopics for one topic. With `validate_only` nothing is created.
+    pub fn create_topic(&self, new: NewTopic, validate_only: bool) -> Result<TopicSummary> {
+        validate_topic_name(&new.name).map_err(BrokerError::InvalidTopic)?;
+        let (partitions, replication_factor) = self.check_layout(&new)?;
+        for (name, value) in &new.configs {
+            topic_config::validate(name, value)?;
+        }
+        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        if self.topic(&new.name).is_some() {
+            return Err(BrokerError::TopicAlreadyExists(new.name));
+        }
+        if let Some(clash) = self.topics_read().keys().find(|t| collides(t, &new.name)) {
+            return Err(BrokerError::InvalidTopic(format!(
+                "Topic '{}' collides with existing topic: {clash}",
+                new.name
+            )));
+        }
+        let id = Uuid::new_v4();
+        let summary = TopicSummary {
+            id,
+            partitions,
+            replication_factor,
+            configs: self.resolve_configs(&new.configs),
+        };
+        if validate_only {
+            return Ok(summary);
+        }
+        let record = TopicRecord {
+            name: new.name.clone(),
+            id,
+            partitions,
+            configs: new.configs,
+        };
+        let topic = self.open_topic(&record)?;
+        self.topics_write().insert(topic.name_arc(), topic);
+        if let Err(e) = self.save_topics() {
+            self.topics_write().remove(new.name.as_str());
+            return Err(e);
+        }
+        tracing::info!(topic = %new.name, partitions, "topic created");
+        Ok(summary)
+    }
+
+    fn check_layout(&self, new: &NewTopic) -> Result<(i32, i16)> {
+        if !new.assignments.is_empty() {
+            if new.num_partitions != -1 || new.replication_factor != -1 {
+                return Err(BrokerError::InvalidRequest(
+                    "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into(),
+                ));
+            }
+            let mut indexes: Vec<i32> = new.assignments.iter().map(|(p, _)| *p).collect();
+            indexes.sort_unstable();
+            if indexes.iter().enumerate().any(|(i, p)| *p != i as i32) {
+                return Err(BrokerError::InvalidReplicaAssignment(
+                    "partitions must be numbered 0..n".into(),
+                ));
+            }
+            let node = self.config.node_id;
+            let replicas = new.assignments[0].1.len();
+            for (_, brokers) in &new.assignments {
+                if brokers.len() != replicas || brokers.iter().any(|b| *b != node) || brokers.is_empty() {
+                    return Err(BrokerError::InvalidReplicaAssignment(format!(
+                        "replicas must be [{node}] on this single-node cluster"
+                    )));
+                }
+            }
+            return Ok((indexes.len() as i32, replicas as i16));
+        }
+        let partitions = match new.num_partitions {
+            -1 => self.config.num_partitions,
+            n => n,
+        };
+        if partitions <= 0 || partitions > PARTITIONS_PER_TOPIC_MAX {
+            return Err(BrokerError::InvalidPartitions(format!(
+                "Number of partitions must be between 1 and {PARTITIONS_PER_TOPIC_MAX}"
+            )));
+        }
+        let replication_factor = match new.replication_factor {
+            -1 => self.config.default_replication_factor,
+            n => n,
+        };
+        if replication_factor <= 0 {
+            return Err(BrokerError::InvalidReplicationFactor(
+                "Replication factor must be larger than 0.".into(),
+            ));
+        }
+        if replication_factor > 1 {
+            return Err(BrokerError::InvalidReplicationFactor(format!(
+                "Replication factor: {replication_factor} larger than available brokers: 1."
+            )));
+        }
+        Ok((partitions, replication_factor))
+    }
+
+    /// Create a topic on first use (Metadata), if `auto.create.topics.enable`.
+    pub fn auto_create_topic(&self, name: &str) -> Result<Option<Arc<Topic>>> {
+        if !self.config.auto_create_topics_enable {
+            return Ok(None);
+        }
+        let new = NewTopic {
+            name: name.to_string(),
+            num_partitions: -1,
+            replication_factor: -1,
+            ..Default::default()
+        };
+        match self.create_topic(new, false) {
+            Ok(_) | Err(BrokerError::TopicAlreadyExists(_)) => Ok(self.topic(name)),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn delete_topic(&self, name: &str) -> Result<Uuid> {
+        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let topic = self
+            .topics_write()
+            .remove(name)
+            .ok_or(BrokerError::UnknownTopicOrPartition)?;
+        if let Err(e) = self.save_topics() {
+            self.topics_write().insert(topic.name_arc(), topic);
+            return Err(e);
+        }
+        for partition in topic.partitions() {
+            let dir = self.partition_dir(name, partition.index());
+            let gone = self.config.data_dir.join(format!(
+                "{name}-{}.{}{DELETE_DIR_SUFFIX}",
+                partition.index(),
+                topic.id().simple()
+            ));
+            if let Err(e) = fs::rename(&dir, &gone).and_then(|_| fs::remove_dir_all(&gone)) {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove partition directory");
+            }
+        }
+        tracing::info!(topic = %name, "topic deleted");
+        Ok(topic.id())
+    }
+
+    /// CreatePartitions: grow a topic to `count` partitions.
+    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<()> {
+        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let topic = self.topic(name).ok_or(BrokerError::UnknownTopicOrPartition)?;
+        let current = topic.partition_count();
+        if count < current {
+            return Err(BrokerError::InvalidPartitions(format!(
+                "Topic currently has {current} partitions, which is higher than the requested {count}."
+            )));
+        }
+        if count == current {
+            return Err(BrokerError::InvalidPartitions(format!(
+                "Topic already has {current} partitions."
+            )));
+        }
+        if count > PARTITIONS_PER_TOPIC_MAX {
+            return Err(BrokerError::InvalidPartitions(format!(
+                "Number of partitions must be at most {PARTITIONS_PER_TOPIC_MAX}"
+            )));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let overrides = topic.overrides();
+        let name_arc = topic.name_arc();
+        let added = (current..count)
+            .map(|i| self.open_partition(&name_arc, topic.id(), i, &overrides))
+            .collect::<Result<Vec<_>>>()?;
+        topic.add_partitions(added);
+        self.save_topics()
+    }
+
+    /// Replace a topic's whole set of overrides (AlterConfigs).
+    pub fn alter_topic_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<()> {
+        for (key, value) in &configs {
+            topic_config::validate(key, value)?;
+        }
+        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let topic = self.topic(name).ok_or(BrokerError::UnknownTopicOrPartition)?;
+        if validate_only {
+            return Ok(());
+        }
+        self.apply_overrides(&topic, configs)
+    }
+
+    /// IncrementalAlterConfigs on a topic.
+    pub fn incremental_alter_topic_configs(
+        &self,
+        name: &str,
+        ops: &[(String, AlterOp, Option<String>)],
+        validate_only: bool,
+    ) -> Result<()> {
+        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let topic = self.topic(name).ok_or(BrokerError::UnknownTopicOrPartition)?;
+        let mut overrides = topic.overrides();
+        for (key, op, value) in ops {
+            let def = topic_config::config_def(key)
+                .ok_or_else(|| BrokerError::InvalidConfig(format!("Unknown topic config name: {key}")))?;
+            let value = value.clone().unwrap_or_default();
+            match op {
+                AlterOp::Set => {
+                    topic_config::validate(key, &value)?;
+                    overrides.insert(key.clone(), value);
+                }
+                AlterOp::Delete => {
+                    overrides.remove(key);
+                }
+                AlterOp::Append | AlterOp::Subtract => {
+                    if def.kind != topic_config::ConfigType::List {
+                        return Err(BrokerError::InvalidConfig(format!(
+                            "Config value append/subtract is not allowed for config key {key}"
+                        )));
+                    }
+                    let current = self.config.topic_defaults.value(key, &overrides);
+                    let mut items: Vec<String> = current
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect();
+                    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                        if *op == AlterOp::Append && !items.iter().any(|i| i == item) {
+                            items.push(item.to_string());
+                        } else if *op == AlterOp::Subtract {
+                            items.retain(|i| i != item);
+                        }
+                    }
+                    let joined = items.join(",");
+                    topic_config::validate(key, &joined)?;
+                    overrides.insert(key.clone(), joined);
+                }
+            }
+        }
+        if validate_only {
+            return Ok(());
+        }
+        self.apply_overrides(&topic, overrides)
+    }
+
+    fn apply_overrides(&self, topic: &Topic, overrides: BTreeMap<String, String>) -> Result<()> {
+        let previous = topic.overrides();
+        let defaults = &self.config.topic_defaults;
+        topic.set_overrides(overrides.clone(), defaults.max_message_bytes(&overrides));
+        if let Err(e) = self.save_topics() {
+            topic.set_overrides(previous.clone(), defaults.max_message_bytes(&previous));
+            return Err(e);
+        }
+        let log_config = defaults.log_config(&overrides);
+        for partition in topic.partitions() {
+            partition.set_config(log_config.clone());
+        }
+        Ok(())
+    }
+
+    /// Append produced batches to a partition, enforcing the topic's limits.
+    pub fn append(&self, topic: &Topic, partition: &Partition, batches: &mut [u8]) -> Result<AppendInfo> {
+        partition.append(batches, topic.max_message_bytes())
+    }
+
+    /// Time-based work: roll segments past `segment.ms`, apply retention. Blocking I/O.
+    pub fn maintain(&self) {
+        for topic in self.topics() {
+            for partition in topic.partitions() {
+                let log = partition.log();
+                if let Err(e) = log.roll_if_due() {
+                    tracing::warn!(partition = ?partition, error = %e, "segment roll failed");
+                }
+                match log.apply_retention() {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(partition = ?partition, segments = n, "retention deleted segments"),
+                    Err(e) => tracing::warn!(partition = ?partition, error = %e, "retention failed"),
+                }
+            }
+        }
+    }
+
+    /// Flush every log and mark it cleanly closed.
+    pub fn shutdown(&self) -> Result<()> {
+        let mut first_error = None;
+        for topic in self.topics() {
+            for partition in topic.partitions() {
+                if let Err(e) = partition.close() {
+                    tracing::error!(partition = ?partition, error = %e, "close failed");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        tracing::info!("broker closed");
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Kafka forbids topics whose names differ only by '.' vs '_' (metric names collide).
+fn collides(existing: &str, new: &str) -> bool {
+    existing != new && existing.replace('.', "_") == new.replace('.', "_")
+}
+
+fn remove_deleted_dirs(data_dir: &Path) {
+    let Ok(entries) = fs::read_dir(data_dir) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().ends_with(DELETE_DIR_SUFFIX) {
+            if let Err(e) = fs::remove_dir_all(entry.path()) {
+                tracing::warn!(dir = %entry.path().display(), error = %e, "could not remove deleted partition");
+            }
+        }
+    }
+}
+
+/// Read `cluster.id` from `meta.properties`, creating the file on first start.
+fn load_or_create_meta(data_dir: &Path, node_id: i32) -> Result<String> {
+    let path = data_dir.join(META_PROPERTIES_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let props: HashMap<&str, &str> = text
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .collect();
+            if let Some(stored) = props.get("node.id") {
+                if *stored != node_id.to_string() {
+                    return Err(BrokerError::Storage(format!(
+                        "{} belongs to node.id {stored}, but this broker is node.id {node_id}",
+                        path.display()
+                    )));
+                }
+            }
+            props
+                .get("cluster.id")
+                .map(|s| s.to_string())
+                .ok_or_else(|| BrokerError::Storage(format!("{} has no cluster.id", path.display())))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let cluster_id = new_cluster_id();
+            let text = format!("version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n");
+            write_atomically(&path, text.as_bytes())?;
+            Ok(cluster_id)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A Kafka-style cluster id: a random UUID in URL-safe base64 without padding (22 chars).
+fn new_cluster_id() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let value = u128::from_be_bytes(*Uuid::new_v4().as_bytes());
+    // 22 base64 digits cover 132 bits; the top 4 are zero padding.
+    (0..22)
+        .rev()
+        .map(|i| ALPHABET[((value >> (i * 6)) & 63) as usize] as char)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker(dir: &Path) -> Arc<Broker> {
+        Broker::open(BrokerConfig::new(dir)).unwrap()
+    }
+
+    #[test]
+    fn topics_survive_reopen_and_names_collide_like_kafka() {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster_id;
+        {
+            let b = broker(dir.path());
+            cluster_id = b.cluster_id().to_string();
+            assert_eq!(cluster_id.len(), 22);
+            let new = NewTopic {
+                name: "a.b".into(),
+                num_partitions: 3,
+                replication_factor: -1,
+                ..Default::default()
+            };
+            b.create_topic(new, false).unwrap();
+            let clash = NewTopic {
+                name: "a_b".into(),
+                num_partitions: 1,
+                replication_factor: 1,
+                ..Default::default()
+            };
+            assert!(matches!(
+                b.create_topic(clash, false),
+                Err(BrokerError::InvalidTopic(_))
+            ));
+            b.incremental_alter_topic_configs(
+                "a.b",
+                &[("retention.ms".into(), AlterOp::Set, Some("1000".into()))],
+                false,
+            )
+            .unwrap();
+            b.shutdown().unwrap();
+        }
+        let b = broker(dir.path());
+        assert_eq!(b.cluster_id(), cluster_id);
+        let t = b.topic("a.b").unwrap();
+        assert_eq!(t.partition_count(), 3);
+        assert_eq!(t.overrides().get("retention.ms").map(String::as_str), Some("1000"));
+    }
+
+    #[test]
+    fn a_second_broker_cannot_open_the_same_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = broker(dir.path());
+        assert!(Broker::open(BrokerConfig::new(dir.path())).is_err());
+    }
+
+    #[test]
+    fn partitions_only_grow_and_deleted_topics_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path());
+        b.create_topic(
+            NewTopic {
+                name: "t".into(),
+                num_partitions: 2,
+                replication_factor: 1,
+                ..Default::default()
+            },
+            false,
+        )
+        .unwrap();
+        assert!(matches!(
+            b.create_partitions("t", 1, false),
+            Err(BrokerError::InvalidPartitions(_))
+        ));
+        b.create_partitions("t", 4, false).unwrap();
+        assert_eq!(b.topic("t").unwrap().partition_count(), 4);
+        b.delete_topic("t").unwrap();
+        assert!(b.topic("t").is_none());
+        assert!(!dir.path().join("t-0").exists());
+        let rf3 = NewTopic {
+            name: "x".into(),
+            num_partitions: 1,
+            replication_factor: 3,
+            ..Default::default()
+        };
+        assert!(matches!(
+            b.create_topic(rf3, false),
+            Err(BrokerError::InvalidReplicationFactor(_))
+        ));
+    }
+}

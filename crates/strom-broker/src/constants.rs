@@ -1,0 +1,12 @@
+//! Limits of the broker, kept together.
+
+/// Kafka's limit on topic name length (249, so `name-partition` fits a file name).
+pub const TOPIC_NAME_LENGTH_MAX: usize = 249;
+/// Most partitions one topic may have; a bound on memory and open files.
+pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
+/// Name of the file that lists topics, their ids, partition counts and configs.
+pub const TOPICS_FILE: &str = "topics.json";
+/// Name of the file in the data directory that holds the cluster id and node id.
+pub const META_PROPERTIES_FILE: &str = "meta.properties";
+/// Suffix of a partition directory renamed for deletion (as in Kafka).
+pub const DELETE_DIR_SUFFIX: &str = "-delete";

@@ -1,0 +1,67 @@
+//! The broker's error type. Variants carry Kafka's meaning; the wire front-end
+//! (`strom-kafka`) maps each to its protocol error code in one table.
+
+use strom_log::LogError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("unknown topic or partition")]
+    UnknownTopicOrPartition,
+    #[error("unknown topic id")]
+    UnknownTopicId,
+    #[error("topic '{0}' already exists")]
+    TopicAlreadyExists(String),
+    #[error("invalid topic name: {0}")]
+    InvalidTopic(String),
+    #[error("invalid partitions: {0}")]
+    InvalidPartitions(String),
+    #[error("invalid replication factor: {0}")]
+    InvalidReplicationFactor(String),
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("batch of {size} bytes exceeds max.message.bytes {max}")]
+    MessageTooLarge { size: usize, max: usize },
+    #[error("offset {offset} out of range [{start}, {end}]")]
+    OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    #[error("corrupt record batch: {0}")]
+    CorruptMessage(String),
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    #[error("leader epoch {requested} is newer than the current {current}")]
+    UnknownLeaderEpoch { requested: i32, current: i32 },
+    #[error("leader epoch {requested} is older than the current {current}")]
+    FencedLeaderEpoch { requested: i32, current: i32 },
+    #[error("storage error: {0}")]
+    Storage(String),
+}
+
+impl From<LogError> for BrokerError {
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::OffsetOutOfRange { offset, start, end } => BrokerError::OffsetOutOfRange { offset, start, end },
+            LogError::BatchTooLarge { size, max } => BrokerError::MessageTooLarge {
+                size: size as usize,
+                max: max as usize,
+            },
+            LogError::CorruptBatch { .. }
+            | LogError::InvalidMagic(_)
+            | LogError::CrcMismatch { .. }
+            | LogError::RecordCountMismatch { .. }
+            | LogError::UnsupportedCompression(_)
+            | LogError::EmptyAppend => BrokerError::CorruptMessage(e.to_string()),
+            _ => BrokerError::Storage(e.to_string()),
+        }
+    }
+}
+
+impl From<std::io::Error> for BrokerError {
+    fn from(e: std::io::Error) -> Self {
+        BrokerError::Storage(e.to_string())
+    }
+}
+
+pub type Result<T, E = BrokerError> = std::result::Result<T, E>;

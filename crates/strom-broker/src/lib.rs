@@ -1,0 +1,18 @@
+//! Strom's broker core: topics and partitions, produce / fetch / offsets semantics,
+//! the high watermark and topic configs. It knows nothing of wire formats: the
+//! protocol front-ends (`strom-kafka`) translate requests into calls on [`Broker`].
+
+pub mod broker;
+pub mod constants;
+pub mod error;
+pub mod partition;
+pub mod topic;
+pub mod topic_config;
+pub mod topic_store;
+
+pub use broker::{AlterOp, Broker, BrokerConfig, NewTopic, TopicSummary};
+pub use error::{BrokerError, Result};
+pub use partition::{FetchedData, Partition};
+pub use strom_log::AppendInfo;
+pub use topic::Topic;
+pub use topic_config::{ConfigEntry, ConfigSource, ConfigType, TopicDefaults};

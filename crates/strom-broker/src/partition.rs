@@ -1,0 +1,172 @@
+//! One partition replica on this broker: its log plus the replication state
+//! (leader epoch, high watermark) that Kafka keeps per partition.
+//!
+//! Invariants: the high watermark never moves backwards and never passes the log end
+//! offset; consumers read only below it. On a single node every append is in sync,
+//! so the high watermark follows the log end offset; with replication it will become
+//! the minimum over the ISR without changing this type's callers.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use strom_log::{AppendInfo, Clock, Log, LogConfig};
+use tokio::sync::watch;
+
+use crate::error::{BrokerError, Result};
+
+/// A fetch of stored bytes below the high watermark.
+#[derive(Debug, Clone)]
+pub struct FetchedData {
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub last_stable_offset: i64,
+}
+
+pub struct Partition {
+    topic: Arc<str>,
+    index: i32,
+    log: Log,
+    leader_epoch: AtomicI32,
+    high_watermark: watch::Sender<i64>,
+}
+
+impl std::fmt::Debug for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.index)
+    }
+}
+
+impl Partition {
+    pub fn open(
+        topic: Arc<str>,
+        index: i32,
+        dir: &std::path::Path,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Partition> {
+        let log = Log::open(dir, config, clock)?;
+        let (high_watermark, _) = watch::channel(log.log_end_offset());
+        Ok(Partition {
+            topic,
+            index,
+            log,
+            leader_epoch: AtomicI32::new(0),
+            high_watermark,
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub fn index(&self) -> i32 {
+        self.index
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.load(Ordering::Relaxed)
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        *self.high_watermark.borrow()
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log.log_start_offset()
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.log.log_end_offset()
+    }
+
+    /// A receiver that wakes when the high watermark moves; subscribe before
+    /// reading so an append between the read and the wait is not missed.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    /// Check the leader epoch a client sent (-1 = not given).
+    pub fn check_leader_epoch(&self, requested: i32) -> Result<()> {
+        let current = self.leader_epoch();
+        if requested < 0 || requested == current {
+            Ok(())
+        } else if requested > current {
+            Err(BrokerError::UnknownLeaderEpoch { requested, current })
+        } else {
+            Err(BrokerError::FencedLeaderEpoch { requested, current })
+        }
+    }
+
+    /// Append produced batches (validated by the log, offsets patched in place) and
+    /// advance the high watermark.
+    pub fn append(&self, batches: &mut [u8], max_message_bytes: usize) -> Result<AppendInfo> {
+        for batch in strom_log::BatchIter::new(batches) {
+            let (_, bytes) = batch;
+            if bytes.len() > max_message_bytes {
+                return Err(BrokerError::MessageTooLarge {
+                    size: bytes.len(),
+                    max: max_message_bytes,
+                });
+            }
+        }
+        let info = self.log.append(batches)?;
+        self.advance_high_watermark(info.last_offset + 1);
+        Ok(info)
+    }
+
+    fn advance_high_watermark(&self, offset: i64) {
+        self.high_watermark.send_if_modified(|hw| {
+            if offset > *hw {
+                *hw = offset;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// fsync up to the current log end (group commit: concurrent callers share one sync).
+    pub fn flush(&self) -> Result<i64> {
+        Ok(self.log.flush()?)
+    }
+
+    /// Stored batches from `offset`, whole batches only, stopping at the high watermark.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<FetchedData> {
+        let high_watermark = self.high_watermark();
+        let result = self.log.read(offset, max_bytes, high_watermark)?;
+        Ok(FetchedData {
+            records: result.records,
+            high_watermark,
+            log_start_offset: result.log_start_offset,
+            last_stable_offset: high_watermark,
+        })
+    }
+
+    /// Advance the log start offset (DeleteRecords); -1 means the high watermark.
+    pub fn delete_records(&self, offset: i64) -> Result<i64> {
+        let high_watermark = self.high_watermark();
+        let target = if offset == -1 { high_watermark } else { offset };
+        if target < 0 || target > high_watermark {
+            return Err(BrokerError::OffsetOutOfRange {
+                offset,
+                start: self.log_start_offset(),
+                end: high_watermark,
+            });
+        }
+        Ok(self.log.delete_records(target)?)
+    }
+
+    pub fn set_config(&self, config: LogConfig) {
+        self.log.set_config(config);
+    }
+
+    pub fn close(&self) -> Result<()> {
+        Ok(self.log.close()?)
+    }
+}

@@ -1,0 +1,121 @@
+//! A topic: its name, id, config overrides and partitions.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use uuid::Uuid;
+
+use crate::partition::Partition;
+
+pub struct Topic {
+    name: Arc<str>,
+    id: Uuid,
+    overrides: RwLock<BTreeMap<String, String>>,
+    partitions: RwLock<Vec<Arc<Partition>>>,
+    /// Cached `max.message.bytes`, read on every produce.
+    max_message_bytes: AtomicUsize,
+}
+
+impl Topic {
+    pub(crate) fn new(
+        name: Arc<str>,
+        id: Uuid,
+        overrides: BTreeMap<String, String>,
+        partitions: Vec<Arc<Partition>>,
+        max_message_bytes: usize,
+    ) -> Topic {
+        Topic {
+            name,
+            id,
+            overrides: RwLock::new(overrides),
+            partitions: RwLock::new(partitions),
+            max_message_bytes: AtomicUsize::new(max_message_bytes),
+        }
+    }
+
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn name_arc(&self) -> Arc<str> {
+        self.name.clone()
+    }
+
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// Internal topics (`__consumer_offsets`, `__transaction_state`) start with `__`.
+    pub fn is_internal(&self) -> bool {
+        self.name.starts_with("__")
+    }
+
+    pub fn overrides(&self) -> BTreeMap<String, String> {
+        self.overrides.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_overrides(&self, overrides: BTreeMap<String, String>, max_message_bytes: usize) {
+        *self.overrides.write().unwrap_or_else(|e| e.into_inner()) = overrides;
+        self.max_message_bytes.store(max_message_bytes, Ordering::Relaxed);
+    }
+
+    pub fn partition_count(&self) -> i32 {
+        self.partitions.read().unwrap_or_else(|e| e.into_inner()).len() as i32
+    }
+
+    pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
+        let partitions = self.partitions.read().unwrap_or_else(|e| e.into_inner());
+        usize::try_from(index).ok().and_then(|i| partitions.get(i).cloned())
+    }
+
+    pub fn partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn add_partitions(&self, added: Vec<Arc<Partition>>) {
+        self.partitions.write().unwrap_or_else(|e| e.into_inner()).extend(added);
+    }
+}
+
+/// Kafka's topic name rule: 1..=249 chars of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("Topic name is illegal, it can't be empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err("Topic name cannot be \".\" or \"..\"".into());
+    }
+    if name.len() > crate::constants::TOPIC_NAME_LENGTH_MAX {
+        return Err(format!(
+            "Topic name is illegal, it can't be longer than {} characters",
+            crate::constants::TOPIC_NAME_LENGTH_MAX
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return Err(format!(
+            "Topic name \"{name}\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_topic_name;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_x-2").is_ok());
+        for bad in ["", ".", "..", "a/b", "a b", "ü", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

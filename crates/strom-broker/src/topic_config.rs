@@ -1,0 +1,397 @@
+//! Topic configuration: Kafka's topic config names, their types, defaults and the
+//! broker-level synonyms that supply a cluster-wide default (as in Kafka's
+//! `LogConfig`). A topic stores only its overrides; everything else resolves to the
+//! broker setting or the built-in default, and DescribeConfigs reports which.
+
+use std::collections::BTreeMap;
+
+use crate::error::{BrokerError, Result};
+use strom_log::LogConfig;
+
+/// The type of a config value, as Kafka's DescribeConfigs v3+ reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean,
+    String,
+    Int,
+    Long,
+    Double,
+    List,
+}
+
+/// One topic config: its name, the broker setting that supplies its default, its type,
+/// built-in default and a one-line description.
+#[derive(Debug)]
+pub struct ConfigDef {
+    pub name: &'static str,
+    pub broker_synonym: &'static str,
+    pub kind: ConfigType,
+    pub default: &'static str,
+    pub doc: &'static str,
+    /// Whether Strom acts on the value today; others are accepted and stored.
+    pub enforced: bool,
+}
+
+const LONG_MAX: &str = "9223372036854775807";
+
+/// Every topic config Strom accepts, sorted by name.
+pub const TOPIC_CONFIGS: &[ConfigDef] = &[
+    ConfigDef {
+        name: "cleanup.policy",
+        broker_synonym: "log.cleanup.policy",
+        kind: ConfigType::List,
+        default: "delete",
+        doc: "delete or compact old segments (compaction is stored, not yet run)",
+        enforced: false,
+    },
+    ConfigDef {
+        name: "compression.type",
+        broker_synonym: "compression.type",
+        kind: ConfigType::String,
+        default: "producer",
+        doc: "final compression of stored batches; 'producer' keeps what the producer sent",
+        enforced: false,
+    },
+    ConfigDef {
+        name: "delete.retention.ms",
+        broker_synonym: "log.cleaner.delete.retention.ms",
+        kind: ConfigType::Long,
+        default: "86400000",
+        doc: "how long tombstones are kept on compacted topics",
+        enforced: false,
+    },
+    ConfigDef {
+        name: "file.delete.delay.ms",
+        broker_synonym: "log.segment.delete.delay.ms",
+        kind: ConfigType::Long,
+        default: "60000",
+        doc: "delay before a deleted segment file is removed",
+        enforced: false,
+    },
+    ConfigDef {
+        name: "flush.messages",
+        broker_synonym: "log.flush.interval.messages",
+        kind: ConfigType::Long,
+        default: LONG_MAX,
+        doc: "force an fsync after this many records (acks=all always fsyncs)",
+        enforced: false,
+    },
+    ConfigDef {
+        name: "flush.ms",
+        broker_synonym: "log.flush.interval.ms",
+        kind: ConfigType::Long,
+        default: LONG_MAX,
+        doc: "force an fsync after this much time (acks=all always fsyncs)",
+        enforced: false,
+    },
+    ConfigDef {
+        name: "index.interval.bytes",
+        broker_synonym: "log.index.interval.bytes",
+        kind: ConfigType::Int,
+        default: "4096",
+        doc: "bytes of log between two offset-index entries",
+        enforced: true,
+    },
+    ConfigDef {
+        name: "max.compaction.lag.ms",
+        broker_synonym: "log.cleaner.max.compaction.lag.ms",
+        kind: ConfigType::Long,
+        default: LONG_MAX,
+        doc: "longest time a record stays uncompacted",
+        enforced: false,
+    },
+    ConfigDef {
+        name: "max.message.bytes",
+        broker_synonym: "message.max.bytes",
+        kind: ConfigType::Int,
+        default: "1048588",
+        doc: "largest record batch the topic accepts",
+        enforced: true,
+    },
+    ConfigDef {
+        name: "message.timestamp.type",
+        broker_synonym: "log.message.timestamp.type",
+        kind: ConfigType::String,
+        default: "CreateTime",
+        doc: "CreateTime keeps the producer's timestamps, LogAppendTime stamps batches on append",
+        enforced: true,
+    },
+    ConfigDef {
+        name: "min.cleanable.dirty.ratio",
+        broker_synonym: "log.cleaner.min.cleanable.ratio",
+        kind: ConfigType::Double,
+        default: "0.5",
+        doc: "dirty ratio that triggers compaction",
+        enforced: false,
+    },
+    ConfigDef {
+        name: "min.compaction.lag.ms",
+        broker_synonym: "log.cleaner.min.compaction.lag.ms",
+        kind: ConfigType::Long,
+        default: "0",
+        doc: "shortest time a record stays uncompacted",
+        enforced: false,
+    },
+    ConfigDef {
+        name: "min.insync.replicas",
+        broker_synonym: "min.insync.replicas",
+        kind: ConfigType::Int,
+        default: "1",
+        doc: "replicas that must have a batch before acks=all succeeds",
+        enforced: false,
+    },
+    ConfigDef {
+        name: "preallocate",
+        broker_synonym: "log.preallocate",
+        kind: ConfigType::Boolean,
+        default: "false",
+        doc: "preallocate segment files",
+        enforced: false,
+    },
+    ConfigDef {
+        name: "retention.bytes",
+        broker_synonym: "log.retention.bytes",
+        kind: ConfigType::Long,
+        default: "-1",
+        doc: "largest size of a partition before old segments are deleted; -1 = unlimited",
+        enforced: true,
+    },
+    ConfigDef {
+        name: "retention.ms",
+        broker_synonym: "log.retention.ms",
+        kind: ConfigType::Long,
+        default: "604800000",
+        doc: "age after which closed segments are deleted; -1 = forever",
+        enforced: true,
+    },
+    ConfigDef {
+        name: "segment.bytes",
+        broker_synonym: "log.segment.bytes",
+        kind: ConfigType::Int,
+        default: "1073741824",
+        doc: "size at which a new segment file is started",
+        enforced: true,
+    },
+    ConfigDef {
+        name: "segment.index.bytes",
+        broker_synonym: "log.index.size.max.bytes",
+        kind: ConfigType::Int,
+        default: "10485760",
+        doc: "largest offset index file",
+        enforced: false,
+    },
+    ConfigDef {
+        name: "segment.jitter.ms",
+        broker_synonym: "log.roll.jitter.ms",
+        kind: ConfigType::Long,
+        default: "0",
+        doc: "random jitter subtracted from segment.ms",
+        enforced: false,
+    },
+    ConfigDef {
+        name: "segment.ms",
+        broker_synonym: "log.roll.ms",
+        kind: ConfigType::Long,
+        default: "604800000",
+        doc: "age at which a new segment file is started",
+        enforced: true,
+    },
+    ConfigDef {
+        name: "unclean.leader.election.enable",
+        broker_synonym: "unclean.leader.election.enable",
+        kind: ConfigType::Boolean,
+        default: "false",
+        doc: "allow an out-of-sync replica to become leader",
+        enforced: false,
+    },
+];
+
+pub fn config_def(name: &str) -> Option<&'static ConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Where an effective config value came from (Kafka's ConfigSource).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    DynamicTopic,
+    StaticBroker,
+    Default,
+}
+
+/// One resolved config entry, with the chain of values that could have supplied it,
+/// most specific first (Kafka's synonyms).
+#[derive(Debug, Clone)]
+pub struct ConfigEntry {
+    pub def: &'static ConfigDef,
+    pub value: String,
+    pub source: ConfigSource,
+    pub synonyms: Vec<(String, String, ConfigSource)>,
+}
+
+/// Check a value against its definition; returns Kafka's message on failure.
+pub fn validate(name: &str, value: &str) -> Result<()> {
+    let def =
+        config_def(name).ok_or_else(|| BrokerError::InvalidConfig(format!("Unknown topic config name: {name}")))?;
+    let bad = |why: &str| BrokerError::InvalidConfig(format!("Invalid value {value} for configuration {name}: {why}"));
+    match def.kind {
+        ConfigType::Boolean => {
+            if !value.eq_ignore_ascii_case("true") && !value.eq_ignore_ascii_case("false") {
+                return Err(bad("Expected value to be either true or false"));
+            }
+        }
+        ConfigType::Int => {
+            value
+                .trim()
+                .parse::<i32>()
+                .map_err(|_| bad("Not a number of type INT"))?;
+        }
+        ConfigType::Long => {
+            value
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| bad("Not a number of type LONG"))?;
+        }
+        ConfigType::Double => {
+            value
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| bad("Not a number of type DOUBLE"))?;
+        }
+        ConfigType::String | ConfigType::List => {}
+    }
+    let number = value.trim().parse::<i64>().ok();
+    match name {
+        "cleanup.policy" => {
+            for part in value.split(',').map(str::trim) {
+                if part != "delete" && part != "compact" {
+                    return Err(bad("String must be one of: compact, delete"));
+                }
+            }
+        }
+        "message.timestamp.type" if value != "CreateTime" && value != "LogAppendTime" => {
+            return Err(bad("String must be one of: CreateTime, LogAppendTime"));
+        }
+        "compression.type" if !["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"].contains(&value) => {
+            return Err(bad(
+                "String must be one of: uncompressed, zstd, lz4, snappy, gzip, producer",
+            ));
+        }
+        "segment.bytes" if number.is_some_and(|n| n < 14) => return Err(bad("Value must be at least 14")),
+        "segment.ms" | "index.interval.bytes" | "max.message.bytes" if number.is_some_and(|n| n < 0) => {
+            return Err(bad("Value must be at least 0"))
+        }
+        "segment.ms" if number == Some(0) => return Err(bad("Value must be at least 1")),
+        "min.insync.replicas" if number.is_some_and(|n| n < 1) => return Err(bad("Value must be at least 1")),
+        "retention.ms" | "retention.bytes" if number.is_some_and(|n| n < -1) => {
+            return Err(bad("Value must be at least -1"))
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Cluster-wide defaults for topic configs: the broker settings that were set
+/// explicitly (by name of the broker synonym, e.g. `log.retention.ms`).
+#[derive(Debug, Clone, Default)]
+pub struct TopicDefaults {
+    pub broker_settings: BTreeMap<String, String>,
+}
+
+impl TopicDefaults {
+    /// The effective entry for `def`, given a topic's overrides.
+    pub fn resolve(&self, def: &'static ConfigDef, overrides: &BTreeMap<String, String>) -> ConfigEntry {
+        let mut synonyms = Vec::with_capacity(3);
+        if let Some(v) = overrides.get(def.name) {
+            synonyms.push((def.name.to_string(), v.clone(), ConfigSource::DynamicTopic));
+        }
+        if let Some(v) = self.broker_settings.get(def.broker_synonym) {
+            synonyms.push((def.broker_synonym.to_string(), v.clone(), ConfigSource::StaticBroker));
+        }
+        synonyms.push((
+            def.broker_synonym.to_string(),
+            def.default.to_string(),
+            ConfigSource::Default,
+        ));
+        let (_, value, source) = synonyms[0].clone();
+        ConfigEntry {
+            def,
+            value,
+            source,
+            synonyms,
+        }
+    }
+
+    pub fn value(&self, name: &str, overrides: &BTreeMap<String, String>) -> String {
+        match config_def(name) {
+            Some(def) => self.resolve(def, overrides).value,
+            None => String::new(),
+        }
+    }
+
+    fn number(&self, name: &str, overrides: &BTreeMap<String, String>) -> i64 {
+        let value = self.value(name, overrides);
+        let fallback = config_def(name).and_then(|d| d.default.parse().ok()).unwrap_or(0);
+        value.trim().parse().unwrap_or(fallback)
+    }
+
+    /// The storage settings for a topic with these overrides.
+    pub fn log_config(&self, overrides: &BTreeMap<String, String>) -> LogConfig {
+        LogConfig {
+            segment_bytes: self.number("segment.bytes", overrides).max(14) as u64,
+            segment_ms: self.number("segment.ms", overrides).max(1),
+            retention_ms: self.number("retention.ms", overrides),
+            retention_bytes: self.number("retention.bytes", overrides),
+            index_interval_bytes: self.number("index.interval.bytes", overrides).clamp(1, u32::MAX as i64) as u32,
+            message_timestamp_log_append_time: self.value("message.timestamp.type", overrides) == "LogAppendTime",
+        }
+    }
+
+    pub fn max_message_bytes(&self, overrides: &BTreeMap<String, String>) -> usize {
+        self.number("max.message.bytes", overrides).max(0) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_are_sorted_and_defaults_valid() {
+        for pair in TOPIC_CONFIGS.windows(2) {
+            assert!(pair[0].name < pair[1].name, "{} before {}", pair[0].name, pair[1].name);
+        }
+        for def in TOPIC_CONFIGS {
+            validate(def.name, def.default).unwrap();
+        }
+    }
+
+    #[test]
+    fn resolution_order_is_topic_then_broker_then_default() {
+        let mut defaults = TopicDefaults::default();
+        let mut overrides = BTreeMap::new();
+        let def = config_def("retention.ms").unwrap();
+        assert_eq!(defaults.resolve(def, &overrides).source, ConfigSource::Default);
+        defaults
+            .broker_settings
+            .insert("log.retention.ms".into(), "1000".into());
+        let e = defaults.resolve(def, &overrides);
+        assert_eq!((e.value.as_str(), e.source), ("1000", ConfigSource::StaticBroker));
+        overrides.insert("retention.ms".into(), "5".into());
+        let e = defaults.resolve(def, &overrides);
+        assert_eq!(
+            (e.value.as_str(), e.source, e.synonyms.len()),
+            ("5", ConfigSource::DynamicTopic, 3)
+        );
+        assert_eq!(defaults.log_config(&overrides).retention_ms, 5);
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        assert!(validate("nope", "1").is_err());
+        assert!(validate("retention.ms", "abc").is_err());
+        assert!(validate("cleanup.policy", "shred").is_err());
+        assert!(validate("cleanup.policy", "compact,delete").is_ok());
+        assert!(validate("segment.bytes", "10").is_err());
+        assert!(validate("retention.ms", "-2").is_err());
+    }
+}

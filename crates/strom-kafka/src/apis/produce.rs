@@ -1,0 +1,114 @@
+//! Produce: validate and append each partition's batches as they arrived (only
+//! `baseOffset` patched in place), then, for acks=all, wait for the group-committed
+//! fsync before answering. acks=0 gets no response.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use strom_broker::{BrokerError, Partition, Topic};
+
+use super::blocking;
+use crate::error_code::{error_code, error_message};
+use crate::server::Context;
+
+pub async fn handle(context: &Context, request: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+    let acks = request.acks;
+    let valid_acks = matches!(acks, -1..=1);
+    let mut to_flush: Vec<(usize, usize, Arc<Partition>)> = Vec::new();
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    for topic_data in request.topic_data {
+        let topic = if version >= 13 {
+            context.broker.topic_by_id(topic_data.topic_id)
+        } else {
+            context.broker.topic(&topic_data.name.0)
+        };
+        let mut partitions = Vec::with_capacity(topic_data.partition_data.len());
+        for data in topic_data.partition_data {
+            let index = data.index;
+            let result = if valid_acks {
+                append(context, topic.as_deref(), index, data.records, version)
+            } else {
+                Err(None)
+            };
+            let response = PartitionProduceResponse::default().with_index(index);
+            partitions.push(match result {
+                Ok((partition, info)) => {
+                    if acks == -1 {
+                        to_flush.push((responses.len(), partitions.len(), partition.clone()));
+                    }
+                    response
+                        .with_base_offset(info.base_offset)
+                        .with_log_append_time_ms(info.log_append_time_ms)
+                        .with_log_start_offset(partition.log_start_offset())
+                }
+                Err(Some(e)) => {
+                    tracing::debug!(partition = index, error = %e, "produce rejected");
+                    response
+                        .with_error_code(error_code(&e))
+                        .with_error_message(error_message(&e))
+                        .with_base_offset(-1)
+                }
+                Err(None) => response
+                    .with_error_code(ResponseError::InvalidRequiredAcks.code())
+                    .with_base_offset(-1),
+            });
+        }
+        let unknown_id = version >= 13 && topic.is_none();
+        partitions
+            .iter_mut()
+            .filter(|p| unknown_id && p.error_code != 0)
+            .for_each(|p| {
+                p.error_code = ResponseError::UnknownTopicId.code();
+            });
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic_data.name)
+                .with_topic_id(topic_data.topic_id)
+                .with_partition_responses(partitions),
+        );
+    }
+    if !to_flush.is_empty() {
+        let partitions: Vec<Arc<Partition>> = to_flush.iter().map(|(_, _, p)| p.clone()).collect();
+        let results = blocking(context, move |_| {
+            partitions.iter().map(|p| p.flush()).collect::<Vec<_>>()
+        })
+        .await;
+        for ((topic, partition, _), result) in to_flush.iter().zip(results) {
+            if let Err(e) = result {
+                tracing::error!(error = %e, "fsync failed");
+                let response = &mut responses[*topic].partition_responses[*partition];
+                response.error_code = error_code(&e);
+                response.error_message = error_message(&e);
+            }
+        }
+    }
+    if acks == 0 {
+        return None;
+    }
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+type AppendResult = Result<(Arc<Partition>, strom_broker::AppendInfo), Option<BrokerError>>;
+
+fn append(
+    context: &Context,
+    topic: Option<&Topic>,
+    index: i32,
+    records: Option<bytes::Bytes>,
+    version: i16,
+) -> AppendResult {
+    let topic = topic.ok_or(BrokerError::UnknownTopicOrPartition)?;
+    let partition = topic.partition(index).ok_or(BrokerError::UnknownTopicOrPartition)?;
+    let records = records
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| BrokerError::InvalidRecord("no records".into()))?;
+    let _ = version;
+    // The one copy on the produce path: the request buffer is shared, the log needs
+    // the batches mutable to patch their base offsets.
+    let mut batches = BytesMut::from(records.as_ref());
+    let info = context.broker.append(topic, &partition, &mut batches)?;
+    Ok((partition, info))
+}

@@ -1,0 +1,9 @@
+//! Limits of the Kafka front-end.
+
+/// Initial read buffer per connection, and the size at which buffered responses
+/// are written even if more requests are waiting.
+pub const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Longest a Fetch may wait (`max_wait_ms` is clamped to this).
+pub const FETCH_WAIT_MS_MAX: u64 = 60_000;
+/// Broker id of this node in responses until the cluster layer exists.
+pub const CLUSTER_AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;

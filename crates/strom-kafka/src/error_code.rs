@@ -1,0 +1,34 @@
+//! The one table from broker errors to Kafka error codes.
+
+use kafka_protocol::error::ResponseError;
+use strom_broker::BrokerError;
+
+pub fn error_code(e: &BrokerError) -> i16 {
+    let kind = match e {
+        BrokerError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+        BrokerError::UnknownTopicId => ResponseError::UnknownTopicId,
+        BrokerError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        BrokerError::InvalidTopic(_) => ResponseError::InvalidTopicException,
+        BrokerError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        BrokerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        BrokerError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        BrokerError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        BrokerError::InvalidRequest(_) => ResponseError::InvalidRequest,
+        BrokerError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
+        BrokerError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        BrokerError::CorruptMessage(_) => ResponseError::CorruptMessage,
+        BrokerError::InvalidRecord(_) => ResponseError::InvalidRecord,
+        BrokerError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
+        BrokerError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
+        BrokerError::Storage(_) => ResponseError::KafkaStorageError,
+    };
+    kind.code()
+}
+
+/// The human message Kafka sends beside the code (None where Kafka sends none).
+pub fn error_message(e: &BrokerError) -> Option<kafka_protocol::protocol::StrBytes> {
+    match e {
+        BrokerError::UnknownTopicOrPartition | BrokerError::UnknownTopicId => None,
+        other => Some(kafka_protocol::protocol::StrBytes::from_string(other.to_string())),
+    }
+}

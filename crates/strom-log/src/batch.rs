@@ -1,0 +1,415 @@
+//! `RecordBatchHeader`: a read-only view of the Kafka v2 RecordBatch header, plus
+//! validation, iteration over concatenated batches and the in-place patches the
+//! broker is allowed to make.
+//!
+//! On-disk and on-wire format (big-endian), 61 bytes followed by the records section:
+//!
+//! ```text
+//! offset  size  field
+//!      0     8  baseOffset            (not covered by the CRC)
+//!      8     4  batchLength           bytes after this field (not covered by the CRC)
+//!     12     4  partitionLeaderEpoch  (not covered by the CRC)
+//!     16     1  magic                 always 2
+//!     17     4  crc                   CRC-32C of bytes 21..end
+//!     21     2  attributes            bits 0-2 codec, bit 3 LogAppendTime,
+//!                                     bit 4 transactional, bit 5 control
+//!     23     4  lastOffsetDelta
+//!     27     8  baseTimestamp
+//!     35     8  maxTimestamp
+//!     43     8  producerId
+//!     51     2  producerEpoch
+//!     53     4  baseSequence
+//!     57     4  recordCount
+//!     61     …  records (compressed as a whole when codec != 0)
+//! ```
+//!
+//! Invariants of a valid batch: total size = 12 + batchLength, batchLength >= 49,
+//! magic == 2, CRC matches, recordCount > 0 and lastOffsetDelta == recordCount - 1.
+//! Nothing here panics on any input.
+
+use crate::compression::Compression;
+use crate::constants::{
+    BATCH_BYTES_MAX, BATCH_HEADER_SIZE, BATCH_LENGTH_MIN, BATCH_LOG_OVERHEAD, MAGIC_V2,
+};
+use crate::error::LogError;
+
+const BASE_OFFSET_OFFSET: usize = 0;
+const BATCH_LENGTH_OFFSET: usize = 8;
+const PARTITION_LEADER_EPOCH_OFFSET: usize = 12;
+const MAGIC_OFFSET: usize = 16;
+const CRC_OFFSET: usize = 17;
+const ATTRIBUTES_OFFSET: usize = 21;
+const LAST_OFFSET_DELTA_OFFSET: usize = 23;
+const BASE_TIMESTAMP_OFFSET: usize = 27;
+const MAX_TIMESTAMP_OFFSET: usize = 35;
+const PRODUCER_ID_OFFSET: usize = 43;
+const PRODUCER_EPOCH_OFFSET: usize = 51;
+const BASE_SEQUENCE_OFFSET: usize = 53;
+const RECORD_COUNT_OFFSET: usize = 57;
+
+const COMPRESSION_CODEC_MASK: i16 = 0x07;
+const TIMESTAMP_TYPE_MASK: i16 = 0x08;
+const TRANSACTIONAL_FLAG_MASK: i16 = 0x10;
+const CONTROL_FLAG_MASK: i16 = 0x20;
+
+/// The parsed fixed header of one v2 record batch. A copy: it borrows nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordBatchHeader {
+    /// Offset of the first record.
+    pub base_offset: i64,
+    /// Bytes following the `batchLength` field.
+    pub batch_length: i32,
+    /// Leader epoch of the partition when the batch was appended.
+    pub partition_leader_epoch: i32,
+    /// Format version; 2 for every batch this engine accepts.
+    pub magic: i8,
+    /// CRC-32C of bytes 21..end.
+    pub crc: u32,
+    /// Codec, timestamp type, transactional and control bits.
+    pub attributes: i16,
+    /// Offset of the last record relative to `base_offset`.
+    pub last_offset_delta: i32,
+    /// Timestamp of the first record (CreateTime batches).
+    pub base_timestamp: i64,
+    /// Largest record timestamp, or the log append time for LogAppendTime batches.
+    pub max_timestamp: i64,
+    /// Idempotent / transactional producer id, -1 if none.
+    pub producer_id: i64,
+    /// Producer epoch, -1 if none.
+    pub producer_epoch: i16,
+    /// Sequence number of the first record, -1 if none.
+    pub base_sequence: i32,
+    /// Number of records in the batch.
+    pub record_count: i32,
+}
+
+fn read_array<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
+    bytes.get(at..at.checked_add(N)?)?.try_into().ok()
+}
+
+fn read_i64(bytes: &[u8], at: usize) -> Option<i64> {
+    read_array(bytes, at).map(i64::from_be_bytes)
+}
+fn read_i32(bytes: &[u8], at: usize) -> Option<i32> {
+    read_array(bytes, at).map(i32::from_be_bytes)
+}
+fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    read_array(bytes, at).map(u32::from_be_bytes)
+}
+fn read_i16(bytes: &[u8], at: usize) -> Option<i16> {
+    read_array(bytes, at).map(i16::from_be_bytes)
+}
+
+fn write_bytes(bytes: &mut [u8], at: usize, value: &[u8]) -> Result<(), LogError> {
+    let end = at
+        .checked_add(value.len())
+        .ok_or_else(|| LogError::corrupt("field position overflow"))?;
+    let slot = bytes
+        .get_mut(at..end)
+        .ok_or_else(|| LogError::corrupt("batch shorter than its header"))?;
+    slot.copy_from_slice(value);
+    Ok(())
+}
+
+impl RecordBatchHeader {
+    /// Parses the 61-byte header at the start of `bytes`. Checks nothing but length.
+    pub fn parse(bytes: &[u8]) -> Result<RecordBatchHeader, LogError> {
+        Self::parse_opt(bytes).ok_or_else(|| {
+            LogError::corrupt(format!(
+                "{} bytes is shorter than a batch header",
+                bytes.len()
+            ))
+        })
+    }
+
+    fn parse_opt(b: &[u8]) -> Option<RecordBatchHeader> {
+        if b.len() < BATCH_HEADER_SIZE {
+            return None;
+        }
+        Some(RecordBatchHeader {
+            base_offset: read_i64(b, BASE_OFFSET_OFFSET)?,
+            batch_length: read_i32(b, BATCH_LENGTH_OFFSET)?,
+            partition_leader_epoch: read_i32(b, PARTITION_LEADER_EPOCH_OFFSET)?,
+            magic: i8::from_be_bytes(read_array(b, MAGIC_OFFSET)?),
+            crc: read_u32(b, CRC_OFFSET)?,
+            attributes: read_i16(b, ATTRIBUTES_OFFSET)?,
+            last_offset_delta: read_i32(b, LAST_OFFSET_DELTA_OFFSET)?,
+            base_timestamp: read_i64(b, BASE_TIMESTAMP_OFFSET)?,
+            max_timestamp: read_i64(b, MAX_TIMESTAMP_OFFSET)?,
+            producer_id: read_i64(b, PRODUCER_ID_OFFSET)?,
+            producer_epoch: read_i16(b, PRODUCER_EPOCH_OFFSET)?,
+            base_sequence: read_i32(b, BASE_SEQUENCE_OFFSET)?,
+            record_count: read_i32(b, RECORD_COUNT_OFFSET)?,
+        })
+    }
+
+    /// Total bytes of the batch (length prefix included), or `None` when
+    /// `batchLength` is too small to hold a header or exceeds [`BATCH_BYTES_MAX`].
+    pub fn total_size(&self) -> Option<usize> {
+        let length = usize::try_from(self.batch_length).ok()?;
+        if length < BATCH_LENGTH_MIN {
+            return None;
+        }
+        let total = length.checked_add(BATCH_LOG_OVERHEAD)?;
+        (total <= BATCH_BYTES_MAX).then_some(total)
+    }
+
+    /// Offset of the last record (`base_offset + last_offset_delta`), saturating.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
+    }
+
+    /// The offset following this batch.
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset().saturating_add(1)
+    }
+
+    /// Raw codec bits (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
+    pub fn compression_codec(&self) -> u8 {
+        // The mask keeps the value in 0..=7.
+        (self.attributes & COMPRESSION_CODEC_MASK) as u8
+    }
+
+    /// The codec, or `UnsupportedCompression`.
+    pub fn compression(&self) -> Result<Compression, LogError> {
+        Compression::from_codec(self.compression_codec())
+    }
+
+    /// True when the broker, not the producer, set the timestamps.
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & TIMESTAMP_TYPE_MASK != 0
+    }
+
+    /// True for batches written by a transactional producer.
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL_FLAG_MASK != 0
+    }
+
+    /// True for control batches (transaction markers).
+    pub fn is_control(&self) -> bool {
+        self.attributes & CONTROL_FLAG_MASK != 0
+    }
+}
+
+/// Computes the CRC-32C a batch should carry (over `attributes..end`).
+pub fn compute_crc(batch: &[u8]) -> Result<u32, LogError> {
+    let covered = batch
+        .get(ATTRIBUTES_OFFSET..)
+        .ok_or_else(|| LogError::corrupt("batch shorter than its header"))?;
+    Ok(crc32c::crc32c(covered))
+}
+
+/// Validates the batch at the start of `bytes` (which may hold more batches after it)
+/// and returns its header. Checks: header present, `batchLength` sane and complete,
+/// magic 2, CRC-32C, `recordCount > 0` and `lastOffsetDelta == recordCount - 1`
+/// (Kafka rejects an inconsistent offset range with INVALID_RECORD).
+pub fn validate(bytes: &[u8]) -> Result<RecordBatchHeader, LogError> {
+    let header = RecordBatchHeader::parse(bytes)?;
+    if header.batch_length < 0 || (header.batch_length as usize) < BATCH_LENGTH_MIN {
+        return Err(LogError::corrupt(format!(
+            "batch length {} is smaller than a header",
+            header.batch_length
+        )));
+    }
+    let total = (header.batch_length as usize).saturating_add(BATCH_LOG_OVERHEAD);
+    if total > BATCH_BYTES_MAX {
+        return Err(LogError::BatchTooLarge {
+            size: total as u64,
+            max: BATCH_BYTES_MAX as u64,
+        });
+    }
+    let batch = bytes.get(..total).ok_or_else(|| {
+        LogError::corrupt(format!(
+            "batch length {} exceeds the {} bytes available",
+            total,
+            bytes.len()
+        ))
+    })?;
+    if header.magic != MAGIC_V2 {
+        return Err(LogError::InvalidMagic(header.magic));
+    }
+    let computed = compute_crc(batch)?;
+    if computed != header.crc {
+        return Err(LogError::CrcMismatch {
+            stored: header.crc,
+            computed,
+        });
+    }
+    if header.record_count <= 0
+        || header.last_offset_delta < 0
+        || i64::from(header.last_offset_delta) + 1 != i64::from(header.record_count)
+    {
+        return Err(LogError::RecordCountMismatch {
+            record_count: header.record_count,
+            last_offset_delta: header.last_offset_delta,
+        });
+    }
+    Ok(header)
+}
+
+/// Iterates over concatenated batches, yielding each header with the batch's bytes.
+///
+/// Stops (without error) at the first incomplete or structurally impossible batch,
+/// e.g. a torn tail. It does not check CRCs; use [`validate`] for that.
+/// [`BatchIter::position`] tells where it stopped.
+#[derive(Debug, Clone)]
+pub struct BatchIter<'a> {
+    bytes: &'a [u8],
+    position: usize,
+}
+
+impl<'a> BatchIter<'a> {
+    /// Starts at the first byte of `bytes`.
+    pub fn new(bytes: &'a [u8]) -> BatchIter<'a> {
+        BatchIter { bytes, position: 0 }
+    }
+
+    /// Byte position of the next batch (after iteration ends: the end of the last whole batch).
+    pub fn position(&self) -> usize {
+        self.position
+    }
+}
+
+impl<'a> Iterator for BatchIter<'a> {
+    type Item = (RecordBatchHeader, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.bytes.get(self.position..)?;
+        let header = RecordBatchHeader::parse_opt(rest)?;
+        let total = header.total_size()?;
+        let batch = rest.get(..total)?;
+        self.position += total;
+        Some((header, batch))
+    }
+}
+
+/// Sets `baseOffset`. The field is outside the CRC, so the batch stays valid.
+pub fn set_base_offset(batch: &mut [u8], base_offset: i64) -> Result<(), LogError> {
+    write_bytes(batch, BASE_OFFSET_OFFSET, &base_offset.to_be_bytes())
+}
+
+/// Sets `partitionLeaderEpoch`. The field is outside the CRC.
+pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) -> Result<(), LogError> {
+    write_bytes(batch, PARTITION_LEADER_EPOCH_OFFSET, &epoch.to_be_bytes())
+}
+
+/// For LogAppendTime topics: sets `maxTimestamp` to `timestamp_ms`, sets the
+/// timestamp-type bit and recomputes the CRC. `batch` must be exactly one batch.
+pub fn set_max_timestamp_log_append_time(
+    batch: &mut [u8],
+    timestamp_ms: i64,
+) -> Result<(), LogError> {
+    let header = RecordBatchHeader::parse(batch)?;
+    let attributes = header.attributes | TIMESTAMP_TYPE_MASK;
+    write_bytes(batch, ATTRIBUTES_OFFSET, &attributes.to_be_bytes())?;
+    write_bytes(batch, MAX_TIMESTAMP_OFFSET, &timestamp_ms.to_be_bytes())?;
+    let crc = compute_crc(batch)?;
+    write_bytes(batch, CRC_OFFSET, &crc.to_be_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch_builder::RecordBatchBuilder;
+
+    fn sample(count: usize) -> Vec<u8> {
+        let mut builder = RecordBatchBuilder::new();
+        for i in 0..count {
+            builder.push(1000 + i as i64, Some(b"k"), Some(&[i as u8; 10]));
+        }
+        builder.build().unwrap()
+    }
+
+    #[test]
+    fn parses_and_validates_a_built_batch() {
+        let batch = sample(3);
+        let header = validate(&batch).unwrap();
+        assert_eq!(header.record_count, 3);
+        assert_eq!(header.last_offset_delta, 2);
+        assert_eq!(header.total_size(), Some(batch.len()));
+        assert_eq!(header.base_timestamp, 1000);
+        assert_eq!(header.max_timestamp, 1002);
+        assert!(!header.is_log_append_time());
+        assert_eq!(header.compression().unwrap(), Compression::None);
+    }
+
+    #[test]
+    fn rejects_bad_crc_magic_length_and_count() {
+        let batch = sample(2);
+        let mut bad = batch.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(matches!(validate(&bad), Err(LogError::CrcMismatch { .. })));
+
+        let mut bad = batch.clone();
+        bad[MAGIC_OFFSET] = 1;
+        assert!(matches!(validate(&bad), Err(LogError::InvalidMagic(1))));
+
+        assert!(matches!(
+            validate(&batch[..batch.len() - 1]),
+            Err(LogError::CorruptBatch { .. })
+        ));
+        assert!(matches!(
+            validate(&batch[..10]),
+            Err(LogError::CorruptBatch { .. })
+        ));
+
+        let mut bad = batch.clone();
+        bad[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4]
+            .copy_from_slice(&5i32.to_be_bytes());
+        let crc = compute_crc(&bad).unwrap();
+        bad[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(
+            validate(&bad),
+            Err(LogError::RecordCountMismatch { .. })
+        ));
+
+        let mut bad = batch;
+        bad[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4].copy_from_slice(&(-1i32).to_be_bytes());
+        assert!(matches!(validate(&bad), Err(LogError::CorruptBatch { .. })));
+    }
+
+    #[test]
+    fn patches_keep_the_crc_valid() {
+        let mut batch = sample(2);
+        set_base_offset(&mut batch, 77).unwrap();
+        set_partition_leader_epoch(&mut batch, 9).unwrap();
+        let header = validate(&batch).unwrap();
+        assert_eq!(header.base_offset, 77);
+        assert_eq!(header.partition_leader_epoch, 9);
+        set_max_timestamp_log_append_time(&mut batch, 5555).unwrap();
+        let header = validate(&batch).unwrap();
+        assert!(header.is_log_append_time());
+        assert_eq!(header.max_timestamp, 5555);
+        assert!(set_base_offset(&mut [0u8; 4], 1).is_err());
+        assert!(set_max_timestamp_log_append_time(&mut [0u8; 20], 1).is_err());
+    }
+
+    #[test]
+    fn iterator_stops_at_a_torn_tail() {
+        let a = sample(1);
+        let b = sample(4);
+        let mut all = a.clone();
+        all.extend_from_slice(&b);
+        let whole: Vec<_> = BatchIter::new(&all).map(|(_, bytes)| bytes.len()).collect();
+        assert_eq!(whole, vec![a.len(), b.len()]);
+        for cut in 0..all.len() {
+            let mut iter = BatchIter::new(&all[..cut]);
+            let count = iter.by_ref().count();
+            let expected = if cut >= a.len() { 1 } else { 0 };
+            assert_eq!(count, expected, "cut at {cut}");
+            assert_eq!(iter.position(), if expected == 1 { a.len() } else { 0 });
+        }
+    }
+
+    #[test]
+    fn never_panics_on_short_or_garbage_input() {
+        for len in 0..100 {
+            let garbage: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            let _ = validate(&garbage);
+            let _ = BatchIter::new(&garbage).count();
+            let _ = RecordBatchHeader::parse(&garbage);
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Strom's storage engine: a partition's log as a directory of segments holding Kafka
+//! v2 record batches exactly as producers sent them (only offsets, and for
+//! LogAppendTime topics the max timestamp, are patched in place).
+//!
+//! **Architecture invariant:** this crate knows nothing about sockets, async runtimes or
+//! wire protocols. The broker calls [`Log`]; everything else here serves it.
+//!
+//! Map: [`batch`] (the v2 header view, validation, patches), [`record`] (records,
+//! decoded only for timestamp lookups), [`compression`], [`batch_builder`],
+//! [`offset_index`], [`time_index`], [`segment`], [`log`], [`clock`], [`constants`],
+//! [`error`].
+
+pub mod batch;
+pub mod batch_builder;
+pub mod clock;
+pub mod compression;
+pub mod constants;
+pub mod error;
+mod index_file;
+pub mod log;
+pub mod offset_index;
+pub mod record;
+pub mod segment;
+pub mod time_index;
+
+pub use batch::{BatchIter, RecordBatchHeader};
+pub use batch_builder::RecordBatchBuilder;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use compression::Compression;
+pub use error::LogError;
+pub use log::{AppendInfo, Log, LogConfig, ReadResult};

@@ -1,0 +1,793 @@
+//! `Log`: one partition's log — a directory of [`LogSegment`]s.
+//!
+//! Directory contents:
+//! - segment files `NNNNNNNNNNNNNNNNNNNN.{log,index,timeindex}` (see [`LogSegment`]);
+//!   segments are contiguous: each segment's base offset is the previous one's end;
+//! - `log-start-offset`: decimal log start offset (written durably on change);
+//! - `recovery-point`: decimal offset `R` such that every segment ending at or below
+//!   `R` was fsynced; written when a flush first covers a new segment;
+//! - `clean-shutdown`: present only between [`Log::close`] and the next [`Log::open`].
+//!
+//! Invariants: offsets are dense (log end offset = last batch's base offset +
+//! lastOffsetDelta + 1); log start offset <= log end offset; the last segment is the
+//! only one appended to. Concurrency: one writer at a time (a mutex); readers take a
+//! snapshot of the segment list (an `Arc` clone under a briefly held read lock) and
+//! read with positional reads, never waiting for the writer's I/O.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+
+use crate::batch::{set_base_offset, set_max_timestamp_log_append_time, validate};
+use crate::clock::Clock;
+use crate::constants::{
+    CLEAN_SHUTDOWN_FILE_NAME, INDEX_INTERVAL_BYTES_DEFAULT, LOG_FILE_SUFFIX,
+    LOG_START_OFFSET_FILE_NAME, OFFSET_INDEX_FILE_SUFFIX, RECOVERY_POINT_FILE_NAME,
+    RETENTION_BYTES_DEFAULT, RETENTION_MS_DEFAULT, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX,
+    SEGMENT_BYTES_MIN, SEGMENT_MS_DEFAULT, TEMPORARY_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX,
+};
+use crate::error::LogError;
+use crate::segment::{parse_segment_file_name, LogSegment};
+
+/// Per-log settings, named after Kafka's topic configs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll when the active segment would grow past this.
+    pub segment_bytes: u64,
+    /// `segment.ms`: roll when the active segment is older than this.
+    pub segment_ms: i64,
+    /// `retention.ms`: delete closed segments older than this; -1 = forever.
+    pub retention_ms: i64,
+    /// `retention.bytes`: delete closed segments while the log is bigger; -1 = unlimited.
+    pub retention_bytes: i64,
+    /// `index.interval.bytes`: bytes of log between sparse index entries.
+    pub index_interval_bytes: u32,
+    /// `message.timestamp.type=LogAppendTime`.
+    pub message_timestamp_log_append_time: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+            segment_ms: SEGMENT_MS_DEFAULT,
+            retention_ms: RETENTION_MS_DEFAULT,
+            retention_bytes: RETENTION_BYTES_DEFAULT,
+            index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
+            message_timestamp_log_append_time: false,
+        }
+    }
+}
+
+impl LogConfig {
+    fn normalized(mut self) -> LogConfig {
+        self.segment_bytes = self
+            .segment_bytes
+            .clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX);
+        self
+    }
+}
+
+/// What an append did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record appended.
+    pub base_offset: i64,
+    /// Offset of the last record appended.
+    pub last_offset: i64,
+    /// The broker's append time for LogAppendTime logs, else -1.
+    pub log_append_time_ms: i64,
+    /// Largest batch max timestamp appended.
+    pub max_timestamp: i64,
+    /// Number of batches appended.
+    pub batch_count: usize,
+}
+
+/// What a read returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadResult {
+    /// Whole stored batches, raw, beginning with the batch containing the offset asked for.
+    pub records: Bytes,
+    /// Log start offset at the time of the read.
+    pub log_start_offset: i64,
+    /// Log end offset at the time of the read.
+    pub log_end_offset: i64,
+}
+
+#[derive(Debug)]
+struct FlushState {
+    /// Base offset of the segment holding the last checkpointed recovery point.
+    checkpointed_segment_base: i64,
+}
+
+type Segments = Arc<Vec<Arc<LogSegment>>>;
+
+/// One partition's log. `Send + Sync`; share it in an `Arc`.
+pub struct Log {
+    dir: PathBuf,
+    clock: Arc<dyn Clock>,
+    config: RwLock<LogConfig>,
+    segments: RwLock<Segments>,
+    writer: Mutex<()>,
+    flush_state: Mutex<FlushState>,
+    log_start_offset: AtomicI64,
+    log_end_offset: AtomicI64,
+    flushed_offset: AtomicI64,
+    directory_dirty: AtomicBool,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("dir", &self.dir)
+            .field("log_start_offset", &self.log_start_offset())
+            .field("log_end_offset", &self.log_end_offset())
+            .field("flushed_offset", &self.flushed_offset())
+            .finish()
+    }
+}
+
+fn read_number_file(path: &Path) -> Option<i64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn sync_directory(dir: &Path) -> Result<(), LogError> {
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Writes `value` to `dir/name` atomically (temporary file, fsync, rename, dir fsync).
+fn write_number_file(dir: &Path, name: &str, value: i64) -> Result<(), LogError> {
+    let path = dir.join(name);
+    let temporary = dir.join(format!("{name}.{TEMPORARY_FILE_SUFFIX}"));
+    let mut file = File::create(&temporary)?;
+    file.write_all(format!("{value}\n").as_bytes())?;
+    file.sync_data()?;
+    drop(file);
+    std::fs::rename(&temporary, &path)?;
+    sync_directory(dir)
+}
+
+/// Lists segment base offsets and removes leftovers (temporary files, indexes
+/// without a log file).
+fn scan_directory(dir: &Path) -> Result<Vec<i64>, LogError> {
+    let mut bases = Vec::new();
+    let mut index_files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(TEMPORARY_FILE_SUFFIX) {
+            std::fs::remove_file(entry.path())?;
+        } else if let Some(base) = parse_segment_file_name(name, LOG_FILE_SUFFIX) {
+            bases.push(base);
+        } else if let Some(base) = parse_segment_file_name(name, OFFSET_INDEX_FILE_SUFFIX)
+            .or_else(|| parse_segment_file_name(name, TIME_INDEX_FILE_SUFFIX))
+        {
+            index_files.push((base, entry.path()));
+        }
+    }
+    bases.sort_unstable();
+    for (base, path) in index_files {
+        if bases.binary_search(&base).is_err() {
+            std::fs::remove_file(path)?;
+        }
+    }
+    Ok(bases)
+}
+
+impl Log {
+    /// Opens (creating if missing) the log in `dir`, recovering after an unclean
+    /// shutdown: segments not covered by the recovery point, and always the last one,
+    /// are checked batch by batch and cut at the first torn or corrupt batch; a cut in
+    /// a middle segment discards the segments after it.
+    pub fn open(dir: &Path, config: LogConfig, clock: Arc<dyn Clock>) -> Result<Log, LogError> {
+        std::fs::create_dir_all(dir)?;
+        let config = config.normalized();
+        let now_ms = clock.now_ms();
+        let clean_marker = dir.join(CLEAN_SHUTDOWN_FILE_NAME);
+        let clean = clean_marker.exists();
+        let bases = scan_directory(dir)?;
+        let persisted_start = read_number_file(&dir.join(LOG_START_OFFSET_FILE_NAME));
+        let recovery_point = if clean {
+            i64::MAX
+        } else {
+            read_number_file(&dir.join(RECOVERY_POINT_FILE_NAME)).unwrap_or(i64::MIN)
+        };
+        let mut segments = Self::open_segments(dir, &bases, recovery_point, now_ms, &config)?;
+        let recovered_end = segments.last().map_or(0, |s| s.next_offset());
+        if let Some(start) = persisted_start.filter(|start| *start > recovered_end) {
+            // Recovery lost records up to and past the log start offset. Offsets below
+            // it were already handed out, so the log restarts empty at the start offset.
+            tracing::warn!(
+                start,
+                recovered_end,
+                "log end below log start after recovery, restarting log at log start"
+            );
+            for segment in segments.drain(..) {
+                segment.delete()?;
+            }
+        }
+        if segments.is_empty() {
+            let base = persisted_start.unwrap_or(0).max(0);
+            segments.push(Arc::new(LogSegment::create(dir, base, now_ms)?));
+        }
+        let first_base = segments.first().map_or(0, |s| s.base_offset());
+        let log_end_offset = segments.last().map_or(0, |s| s.next_offset());
+        let log_start_offset = persisted_start
+            .unwrap_or(first_base)
+            .max(first_base)
+            .min(log_end_offset);
+        if clean {
+            std::fs::remove_file(&clean_marker)?;
+            sync_directory(dir)?;
+        }
+        let log = Log {
+            dir: dir.to_path_buf(),
+            clock,
+            config: RwLock::new(config),
+            segments: RwLock::new(Arc::new(segments)),
+            writer: Mutex::new(()),
+            flush_state: Mutex::new(FlushState {
+                checkpointed_segment_base: i64::MIN,
+            }),
+            log_start_offset: AtomicI64::new(log_start_offset),
+            log_end_offset: AtomicI64::new(log_end_offset),
+            flushed_offset: AtomicI64::new(if clean { log_end_offset } else { first_base }),
+            directory_dirty: AtomicBool::new(!clean),
+            closed: AtomicBool::new(false),
+        };
+        if !clean {
+            log.flush()?;
+        }
+        tracing::debug!(dir = %dir.display(), clean, log_start_offset, log_end_offset, "log opened");
+        Ok(log)
+    }
+
+    fn open_segments(
+        dir: &Path,
+        bases: &[i64],
+        recovery_point: i64,
+        now_ms: i64,
+        config: &LogConfig,
+    ) -> Result<Vec<Arc<LogSegment>>, LogError> {
+        let interval = config.index_interval_bytes;
+        let mut segments: Vec<Arc<LogSegment>> = Vec::with_capacity(bases.len());
+        let mut discard_from = None;
+        for (index, &base) in bases.iter().enumerate() {
+            if let Some(previous) = segments.last() {
+                if previous.next_offset() != base {
+                    tracing::warn!(
+                        base,
+                        expected = previous.next_offset(),
+                        "segment does not continue the log, discarding it and later segments"
+                    );
+                    discard_from = Some(index);
+                    break;
+                }
+            }
+            let trusted = bases
+                .get(index + 1)
+                .is_some_and(|next_base| *next_base <= recovery_point);
+            let segment = if trusted {
+                LogSegment::load(dir, base, now_ms, interval)?
+            } else {
+                let (segment, cut) = LogSegment::open_and_recover(dir, base, now_ms, interval)?;
+                if cut > 0 && index + 1 < bases.len() {
+                    segments.push(Arc::new(segment));
+                    discard_from = Some(index + 1);
+                    break;
+                }
+                segment
+            };
+            segments.push(Arc::new(segment));
+        }
+        if let Some(from) = discard_from {
+            for &base in bases.get(from..).unwrap_or(&[]) {
+                LogSegment::load(dir, base, now_ms, interval)?.delete()?;
+            }
+        }
+        Ok(segments)
+    }
+
+    fn snapshot(&self) -> Segments {
+        self.segments.read().unwrap().clone()
+    }
+
+    fn replace_segments(&self, segments: Vec<Arc<LogSegment>>) {
+        *self.segments.write().unwrap() = Arc::new(segments);
+    }
+
+    fn active_segment(&self) -> Arc<LogSegment> {
+        let segments = self.snapshot();
+        match segments.last() {
+            Some(segment) => segment.clone(),
+            None => unreachable!("a log always has an active segment"),
+        }
+    }
+
+    fn check_open(&self) -> Result<(), LogError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(LogError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Current configuration.
+    pub fn config(&self) -> LogConfig {
+        *self.config.read().unwrap()
+    }
+
+    /// Replaces the configuration; takes effect on the next operation.
+    pub fn set_config(&self, config: LogConfig) {
+        *self.config.write().unwrap() = config.normalized();
+    }
+
+    /// The directory holding this log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends one or more concatenated v2 batches as a producer sent them. Every batch
+    /// is validated first (nothing is written if any is bad); offsets are then assigned
+    /// densely from the log end offset by patching `baseOffset` in place (and, for
+    /// LogAppendTime logs, the max timestamp and CRC), and the bytes are written with
+    /// one write call.
+    pub fn append(&self, batches: &mut [u8]) -> Result<AppendInfo, LogError> {
+        if batches.is_empty() {
+            return Err(LogError::EmptyAppend);
+        }
+        let config = self.config();
+        if batches.len() as u64 > config.segment_bytes {
+            return Err(LogError::BatchTooLarge {
+                size: batches.len() as u64,
+                max: config.segment_bytes,
+            });
+        }
+        let mut layout = Vec::new();
+        let mut position = 0usize;
+        while let Some(rest) = batches.get(position..).filter(|rest| !rest.is_empty()) {
+            let header = validate(rest)?;
+            let size = header.total_size().unwrap_or(rest.len());
+            layout.push((position, size, header));
+            position += size;
+        }
+        let _writer = self.writer.lock().unwrap();
+        self.check_open()?;
+        let now_ms = self.clock.now_ms();
+        let base_offset = self.log_end_offset();
+        let mut next_offset = base_offset;
+        let mut max_timestamp = i64::MIN;
+        for (position, size, header) in &layout {
+            let batch = batches
+                .get_mut(*position..position + size)
+                .ok_or_else(|| LogError::corrupt("batch outside the append buffer"))?;
+            set_base_offset(batch, next_offset)?;
+            if config.message_timestamp_log_append_time {
+                set_max_timestamp_log_append_time(batch, now_ms)?;
+                max_timestamp = now_ms;
+            } else {
+                max_timestamp = max_timestamp.max(header.max_timestamp);
+            }
+            next_offset = next_offset
+                .checked_add(i64::from(header.last_offset_delta) + 1)
+                .ok_or(LogError::OffsetOverflow)?;
+        }
+        let last_offset = next_offset - 1;
+        let active = self.roll_for_append(now_ms, batches.len() as u64, last_offset, &config)?;
+        active.append(batches, config.index_interval_bytes)?;
+        self.log_end_offset.store(next_offset, Ordering::Release);
+        Ok(AppendInfo {
+            base_offset,
+            last_offset,
+            log_append_time_ms: if config.message_timestamp_log_append_time {
+                now_ms
+            } else {
+                -1
+            },
+            max_timestamp,
+            batch_count: layout.len(),
+        })
+    }
+
+    /// Rolls first if the append would overflow the active segment (bytes or relative
+    /// offsets) or the segment is older than `segment.ms`. Writer lock held.
+    fn roll_for_append(
+        &self,
+        now_ms: i64,
+        incoming_bytes: u64,
+        last_offset: i64,
+        config: &LogConfig,
+    ) -> Result<Arc<LogSegment>, LogError> {
+        let active = self.active_segment();
+        let size = active.size();
+        let full = size + incoming_bytes > config.segment_bytes;
+        let old = now_ms.saturating_sub(active.created_ms()) >= config.segment_ms;
+        let offsets_overflow = last_offset - active.base_offset() > i64::from(u32::MAX);
+        if size > 0 && (full || old || offsets_overflow) {
+            return self.roll(now_ms);
+        }
+        Ok(active)
+    }
+
+    /// Seals the active segment and starts a new one at the log end offset. Writer
+    /// lock held.
+    fn roll(&self, now_ms: i64) -> Result<Arc<LogSegment>, LogError> {
+        let segments = self.snapshot();
+        if let Some(active) = segments.last() {
+            active.seal()?;
+        }
+        let base = self.log_end_offset();
+        let segment = Arc::new(LogSegment::create(&self.dir, base, now_ms)?);
+        self.directory_dirty.store(true, Ordering::Release);
+        let mut next = Vec::with_capacity(segments.len() + 1);
+        next.extend(segments.iter().cloned());
+        next.push(segment.clone());
+        self.replace_segments(next);
+        tracing::debug!(dir = %self.dir.display(), base, "rolled segment");
+        Ok(segment)
+    }
+
+    /// Rolls the active segment if it is non-empty and older than `segment.ms`.
+    pub fn roll_if_due(&self) -> Result<bool, LogError> {
+        let _writer = self.writer.lock().unwrap();
+        self.check_open()?;
+        let config = self.config();
+        let now_ms = self.clock.now_ms();
+        let active = self.active_segment();
+        if active.size() > 0 && now_ms.saturating_sub(active.created_ms()) >= config.segment_ms {
+            self.roll(now_ms)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Rolls the active segment now if it is non-empty (for tests and admin tools).
+    pub fn roll_now(&self) -> Result<bool, LogError> {
+        let _writer = self.writer.lock().unwrap();
+        self.check_open()?;
+        if self.active_segment().size() == 0 {
+            return Ok(false);
+        }
+        self.roll(self.clock.now_ms())?;
+        Ok(true)
+    }
+
+    /// Stored batches beginning with the batch containing `offset`, whole batches only,
+    /// stopping before any batch whose base offset is >= `max_offset`, at most
+    /// `max_bytes` except that the first batch is always whole (KIP-74).
+    /// `offset` outside `[log start, log end]` is `OffsetOutOfRange`; at the log end the
+    /// result is empty.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+    ) -> Result<ReadResult, LogError> {
+        let log_end_offset = self.log_end_offset();
+        let log_start_offset = self.log_start_offset();
+        let result = |records| ReadResult {
+            records,
+            log_start_offset,
+            log_end_offset,
+        };
+        if offset < log_start_offset || offset > log_end_offset {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: log_start_offset,
+                end: log_end_offset,
+            });
+        }
+        if offset == log_end_offset || offset >= max_offset {
+            return Ok(result(Bytes::new()));
+        }
+        let segments = self.snapshot();
+        let first = segments
+            .partition_point(|s| s.base_offset() <= offset)
+            .saturating_sub(1);
+        for segment in segments.get(first..).unwrap_or(&[]) {
+            if let Some(records) =
+                segment.read(offset, max_bytes, max_offset.min(log_end_offset))?
+            {
+                return Ok(result(records));
+            }
+        }
+        Ok(result(Bytes::new()))
+    }
+
+    /// First offset still readable.
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset.load(Ordering::Acquire)
+    }
+
+    /// Offset the next appended record will get.
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end_offset.load(Ordering::Acquire)
+    }
+
+    /// Everything below this offset has been fsynced.
+    pub fn flushed_offset(&self) -> i64 {
+        self.flushed_offset.load(Ordering::Acquire)
+    }
+
+    /// The first record (at or above the log start offset) whose timestamp is >= `ts`,
+    /// as `(offset, timestamp)`, looking inside batches.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
+        let log_start_offset = self.log_start_offset();
+        for segment in self.snapshot().iter() {
+            if segment.next_offset() <= log_start_offset
+                || segment.max_timestamp().is_none_or(|max| max.timestamp < ts)
+            {
+                continue;
+            }
+            if let Some(found) = segment.find_offset_for_timestamp(ts, log_start_offset)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The record with the largest timestamp (the first one, if several), as
+    /// `(offset, timestamp)`: ListOffsets `MAX_TIMESTAMP`.
+    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
+        let log_start_offset = self.log_start_offset();
+        let mut best: Option<(Arc<LogSegment>, crate::time_index::TimestampOffset)> = None;
+        for segment in self.snapshot().iter() {
+            if segment.next_offset() <= log_start_offset {
+                continue;
+            }
+            if let Some(max) = segment.max_timestamp() {
+                if best
+                    .as_ref()
+                    .is_none_or(|(_, b)| max.timestamp > b.timestamp)
+                {
+                    best = Some((segment.clone(), max));
+                }
+            }
+        }
+        let (segment, max) = best?;
+        match segment.find_offset_for_timestamp(max.timestamp, max.offset.max(log_start_offset)) {
+            Ok(Some(found)) => Some(found),
+            _ => Some((max.offset.max(log_start_offset), max.timestamp)),
+        }
+    }
+
+    /// fdatasyncs everything appended so far; returns the flushed offset.
+    pub fn flush(&self) -> Result<i64, LogError> {
+        self.flush_to(self.log_end_offset())
+    }
+
+    /// Makes everything below `offset` durable. Group commit: returns at once if a
+    /// flush already covered it, and concurrent callers share one fdatasync — a caller
+    /// waiting for the flush lock finds its offset covered by the flush that held it.
+    pub fn flush_to(&self, offset: i64) -> Result<i64, LogError> {
+        let flushed = self.flushed_offset();
+        if flushed >= offset {
+            return Ok(flushed);
+        }
+        let mut state = self.flush_state.lock().unwrap();
+        let flushed = self.flushed_offset();
+        if flushed >= offset {
+            return Ok(flushed);
+        }
+        let end = self.log_end_offset();
+        let segments = self.snapshot();
+        let last_index = segments.len().saturating_sub(1);
+        for (index, segment) in segments.iter().enumerate() {
+            if segment.next_offset() > flushed || index == last_index {
+                segment.flush()?;
+            }
+        }
+        if self.directory_dirty.swap(false, Ordering::AcqRel) {
+            if let Err(error) = sync_directory(&self.dir) {
+                self.directory_dirty.store(true, Ordering::Release);
+                return Err(error);
+            }
+        }
+        self.flushed_offset.fetch_max(end, Ordering::AcqRel);
+        let holding = segments
+            .iter()
+            .rev()
+            .find(|s| s.base_offset() <= end)
+            .map_or(i64::MIN, |s| s.base_offset());
+        if holding > state.checkpointed_segment_base {
+            write_number_file(&self.dir, RECOVERY_POINT_FILE_NAME, end)?;
+            state.checkpointed_segment_base = holding;
+        }
+        Ok(self.flushed_offset())
+    }
+
+    /// Deletes closed segments (never the active one), oldest first, while they are
+    /// wholly below the log start offset, older than `retention.ms` (by their largest
+    /// timestamp, or the file's modification time when they have none) or beyond
+    /// `retention.bytes`. Advances the log start offset; returns the number deleted.
+    pub fn apply_retention(&self) -> Result<usize, LogError> {
+        let _writer = self.writer.lock().unwrap();
+        let config = self.config();
+        let now_ms = self.clock.now_ms();
+        let segments = self.snapshot();
+        let log_start_offset = self.log_start_offset();
+        let total: u64 = segments.iter().map(|s| s.size()).sum();
+        let mut excess = if config.retention_bytes >= 0 {
+            total as i64 - config.retention_bytes
+        } else {
+            i64::MIN
+        };
+        let mut count = 0;
+        for segment in segments.iter().take(segments.len().saturating_sub(1)) {
+            let below_start = segment.next_offset() <= log_start_offset;
+            let expired = config.retention_ms >= 0 && {
+                let timestamp = match segment.max_timestamp() {
+                    Some(max) if max.timestamp >= 0 => max.timestamp,
+                    _ => segment.last_modified_ms()?,
+                };
+                now_ms.saturating_sub(timestamp) > config.retention_ms
+            };
+            let size = segment.size() as i64;
+            let oversize = excess >= size && excess > 0;
+            if !(below_start || expired || oversize) {
+                break;
+            }
+            excess = excess.saturating_sub(size);
+            count += 1;
+        }
+        if count > 0 {
+            self.delete_oldest_segments(count)?;
+        }
+        Ok(count)
+    }
+
+    /// Removes the `count` oldest segments and advances the log start offset past
+    /// them. Writer lock held; never removes the active segment.
+    fn delete_oldest_segments(&self, count: usize) -> Result<(), LogError> {
+        let segments = self.snapshot();
+        let count = count.min(segments.len().saturating_sub(1));
+        let (doomed, kept) = segments.split_at(count);
+        let new_first_base = kept.first().map_or(0, |s| s.base_offset());
+        if new_first_base > self.log_start_offset() {
+            write_number_file(&self.dir, LOG_START_OFFSET_FILE_NAME, new_first_base)?;
+            self.log_start_offset
+                .fetch_max(new_first_base, Ordering::AcqRel);
+        }
+        self.replace_segments(kept.to_vec());
+        for segment in doomed {
+            segment.delete()?;
+            tracing::debug!(dir = %self.dir.display(), base = segment.base_offset(), "deleted segment");
+        }
+        self.directory_dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Advances the log start offset to `new_log_start_offset` (persisted) and deletes
+    /// closed segments wholly below it. Returns the log start offset afterwards.
+    pub fn delete_records(&self, new_log_start_offset: i64) -> Result<i64, LogError> {
+        let _writer = self.writer.lock().unwrap();
+        let start = self.log_start_offset();
+        let end = self.log_end_offset();
+        if new_log_start_offset > end || new_log_start_offset < 0 {
+            return Err(LogError::OffsetOutOfRange {
+                offset: new_log_start_offset,
+                start,
+                end,
+            });
+        }
+        if new_log_start_offset <= start {
+            return Ok(start);
+        }
+        write_number_file(&self.dir, LOG_START_OFFSET_FILE_NAME, new_log_start_offset)?;
+        self.log_start_offset
+            .store(new_log_start_offset, Ordering::Release);
+        let segments = self.snapshot();
+        let below = segments
+            .iter()
+            .take(segments.len().saturating_sub(1))
+            .take_while(|s| s.next_offset() <= new_log_start_offset)
+            .count();
+        if below > 0 {
+            self.delete_oldest_segments(below)?;
+        }
+        Ok(new_log_start_offset)
+    }
+
+    /// Removes every record at or above `offset` (the whole batch containing `offset`
+    /// goes, so the log end offset may end below `offset`). Truncating below the log
+    /// start offset empties the log and restarts it at `offset`.
+    pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
+        let _writer = self.writer.lock().unwrap();
+        self.check_open()?;
+        let end = self.log_end_offset();
+        if offset >= end {
+            return Ok(());
+        }
+        if offset < 0 {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: self.log_start_offset(),
+                end,
+            });
+        }
+        let config = self.config();
+        let segments = self.snapshot();
+        let first_base = segments.first().map_or(0, |s| s.base_offset());
+        let (kept, doomed): (Vec<_>, Vec<_>) =
+            if offset <= first_base || offset < self.log_start_offset() {
+                let fresh = Arc::new(LogSegment::create(&self.dir, offset, self.clock.now_ms())?);
+                let doomed = segments
+                    .iter()
+                    .filter(|s| s.base_offset() != offset)
+                    .cloned()
+                    .collect();
+                (vec![fresh], doomed)
+            } else {
+                segments
+                    .iter()
+                    .cloned()
+                    .partition(|s| s.base_offset() < offset)
+            };
+        let last = kept.last().cloned();
+        self.replace_segments(kept);
+        for segment in &doomed {
+            segment.delete()?;
+        }
+        let new_end = match last {
+            Some(last) => {
+                last.truncate_to(offset, config.index_interval_bytes)?;
+                last.next_offset()
+            }
+            None => offset,
+        };
+        self.log_end_offset.store(new_end, Ordering::Release);
+        let start = self.log_start_offset();
+        let new_start = if offset < start || offset <= first_base {
+            offset.min(new_end)
+        } else {
+            start.min(new_end)
+        };
+        if new_start != start {
+            write_number_file(&self.dir, LOG_START_OFFSET_FILE_NAME, new_start)?;
+            self.log_start_offset.store(new_start, Ordering::Release);
+        }
+        let mut state = self.flush_state.lock().unwrap();
+        let flushed = self.flushed_offset().min(new_end);
+        self.flushed_offset.store(flushed, Ordering::Release);
+        write_number_file(&self.dir, RECOVERY_POINT_FILE_NAME, flushed)?;
+        state.checkpointed_segment_base = i64::MIN;
+        self.directory_dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Flushes, then marks the directory as cleanly shut down. Later writes fail with
+    /// [`LogError::Closed`].
+    pub fn close(&self) -> Result<(), LogError> {
+        let _writer = self.writer.lock().unwrap();
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let active = self.active_segment();
+        active.seal()?;
+        let end = self.log_end_offset();
+        self.flush_to(end)?;
+        // The seal may have added a time index entry after the last flush.
+        active.flush()?;
+        let marker = File::create(self.dir.join(CLEAN_SHUTDOWN_FILE_NAME))?;
+        marker.sync_all()?;
+        sync_directory(&self.dir)?;
+        tracing::debug!(dir = %self.dir.display(), end, "log closed");
+        Ok(())
+    }
+
+    /// Bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.snapshot().iter().map(|s| s.size()).sum()
+    }
+
+    /// Number of segments (for tests and metrics).
+    pub fn segment_count(&self) -> usize {
+        self.snapshot().len()
+    }
+}

@@ -1,0 +1,229 @@
+//! `Record`: one record inside a v2 batch's records section, decoded only as far as
+//! timestamp lookups need (the produce and fetch paths never decode records).
+//!
+//! Format of each record (varints are zigzag-encoded, as in protobuf):
+//!
+//! ```text
+//! length          varint   bytes following this field
+//! attributes      int8     unused
+//! timestampDelta  varlong  relative to the batch's baseTimestamp
+//! offsetDelta     varint   relative to the batch's baseOffset
+//! keyLength       varint   -1 = null
+//! key             bytes
+//! valueLength     varint   -1 = null
+//! value           bytes
+//! headerCount     varint
+//! headers         (keyLength varint, key, valueLength varint, value)*
+//! ```
+
+use crate::batch::RecordBatchHeader;
+use crate::constants::BATCH_HEADER_SIZE;
+use crate::error::LogError;
+
+/// The parts of a record that offset and timestamp lookups use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Absolute offset (batch base offset + offsetDelta).
+    pub offset: i64,
+    /// Absolute timestamp (batch base timestamp + timestampDelta), or the batch's
+    /// max timestamp in a LogAppendTime batch.
+    pub timestamp: i64,
+}
+
+/// Reads an unsigned LEB128 value of at most `max_bytes` bytes from `bytes[*at..]`.
+fn read_unsigned_varint(bytes: &[u8], at: &mut usize, max_bytes: u32) -> Result<u64, LogError> {
+    let mut value: u64 = 0;
+    for index in 0..max_bytes {
+        let byte = *bytes
+            .get(*at)
+            .ok_or_else(|| LogError::corrupt("truncated varint"))?;
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << (7 * index);
+        if byte & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err(LogError::corrupt("varint too long"))
+}
+
+/// Reads a zigzag varint (i32).
+pub fn read_varint(bytes: &[u8], at: &mut usize) -> Result<i32, LogError> {
+    let raw = read_unsigned_varint(bytes, at, 5)?;
+    let raw = u32::try_from(raw).map_err(|_| LogError::corrupt("varint overflows i32"))?;
+    Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
+}
+
+/// Reads a zigzag varlong (i64).
+pub fn read_varlong(bytes: &[u8], at: &mut usize) -> Result<i64, LogError> {
+    let raw = read_unsigned_varint(bytes, at, 10)?;
+    Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
+}
+
+/// Appends a zigzag varint.
+pub fn write_varint(out: &mut Vec<u8>, value: i32) {
+    write_varlong(out, i64::from(value));
+}
+
+/// Appends a zigzag varlong.
+pub fn write_varlong(out: &mut Vec<u8>, value: i64) {
+    let mut raw = ((value << 1) ^ (value >> 63)) as u64;
+    while raw >= 0x80 {
+        out.push((raw as u8) | 0x80);
+        raw >>= 7;
+    }
+    out.push(raw as u8);
+}
+
+/// Decodes the records of one whole batch (decompressing if needed).
+pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>, LogError> {
+    let header = RecordBatchHeader::parse(batch)?;
+    let total = header
+        .total_size()
+        .ok_or_else(|| LogError::corrupt("invalid batch length"))?;
+    let section = batch
+        .get(BATCH_HEADER_SIZE..total)
+        .ok_or_else(|| LogError::corrupt("batch shorter than its length"))?;
+    let records = header.compression()?.decompress(section)?;
+    let count = usize::try_from(header.record_count)
+        .map_err(|_| LogError::corrupt("negative record count"))?;
+    let mut out = Vec::with_capacity(count.min(records.len()));
+    let mut at = 0usize;
+    for _ in 0..count {
+        let length = usize::try_from(read_varint(&records, &mut at)?)
+            .map_err(|_| LogError::corrupt("negative record length"))?;
+        let end = at
+            .checked_add(length)
+            .filter(|end| *end <= records.len())
+            .ok_or_else(|| LogError::corrupt("record extends past the batch"))?;
+        let body = records.get(at..end).unwrap_or(&[]);
+        let mut field = 1usize; // skip attributes
+        let timestamp_delta = read_varlong(body, &mut field)?;
+        let offset_delta = read_varint(body, &mut field)?;
+        let timestamp = if header.is_log_append_time() {
+            header.max_timestamp
+        } else {
+            header.base_timestamp.wrapping_add(timestamp_delta)
+        };
+        out.push(Record {
+            offset: header.base_offset.saturating_add(i64::from(offset_delta)),
+            timestamp,
+        });
+        at = end;
+    }
+    Ok(out)
+}
+
+/// The first record of `batch` with timestamp >= `timestamp_ms` and offset >=
+/// `min_offset`, as `(offset, timestamp)`.
+///
+/// A LogAppendTime batch answers from its header alone; a CreateTime batch whose
+/// `maxTimestamp` is below the target is skipped without decoding.
+pub fn find_first_record_at_or_after(
+    batch: &[u8],
+    timestamp_ms: i64,
+    min_offset: i64,
+) -> Result<Option<(i64, i64)>, LogError> {
+    let header = RecordBatchHeader::parse(batch)?;
+    if header.max_timestamp < timestamp_ms || header.last_offset() < min_offset {
+        return Ok(None);
+    }
+    if header.is_log_append_time() {
+        return Ok(Some((
+            header.base_offset.max(min_offset),
+            header.max_timestamp,
+        )));
+    }
+    Ok(decode_records(batch)?
+        .into_iter()
+        .find(|r| r.timestamp >= timestamp_ms && r.offset >= min_offset)
+        .map(|r| (r.offset, r.timestamp)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{set_base_offset, set_max_timestamp_log_append_time};
+    use crate::batch_builder::RecordBatchBuilder;
+    use crate::compression::Compression;
+
+    #[test]
+    fn varints_round_trip() {
+        for value in [
+            0i64,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            300,
+            -300,
+            i32::MAX as i64,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let mut out = Vec::new();
+            write_varlong(&mut out, value);
+            let mut at = 0;
+            assert_eq!(read_varlong(&out, &mut at).unwrap(), value);
+            assert_eq!(at, out.len());
+        }
+        let mut out = Vec::new();
+        write_varint(&mut out, -12345);
+        assert_eq!(read_varint(&out, &mut 0).unwrap(), -12345);
+        assert!(read_varint(&[0xff; 6], &mut 0).is_err());
+        assert!(read_varlong(&[0x80], &mut 0).is_err());
+    }
+
+    fn batch_with(codec: Compression, timestamps: &[i64]) -> Vec<u8> {
+        let mut builder = RecordBatchBuilder::new().compression(codec);
+        for ts in timestamps {
+            builder.push(*ts, None, Some(b"value value value"));
+        }
+        let mut batch = builder.build().unwrap();
+        set_base_offset(&mut batch, 100).unwrap();
+        batch
+    }
+
+    #[test]
+    fn finds_first_record_in_every_codec() {
+        for codec in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let batch = batch_with(codec, &[10, 30, 20, 40]);
+            crate::batch::validate(&batch).unwrap();
+            let find = |ts, min| find_first_record_at_or_after(&batch, ts, min).unwrap();
+            assert_eq!(find(0, 0), Some((100, 10)), "{codec:?}");
+            assert_eq!(find(15, 0), Some((101, 30)));
+            assert_eq!(find(30, 0), Some((101, 30)));
+            assert_eq!(find(31, 0), Some((103, 40)));
+            assert_eq!(find(41, 0), None);
+            assert_eq!(find(0, 102), Some((102, 20)));
+        }
+    }
+
+    #[test]
+    fn log_append_time_batches_use_the_header() {
+        let mut batch = batch_with(Compression::Gzip, &[1, 2, 3]);
+        set_max_timestamp_log_append_time(&mut batch, 500).unwrap();
+        assert_eq!(
+            find_first_record_at_or_after(&batch, 400, 0).unwrap(),
+            Some((100, 500))
+        );
+        assert_eq!(find_first_record_at_or_after(&batch, 501, 0).unwrap(), None);
+    }
+
+    #[test]
+    fn garbage_records_are_errors() {
+        let batch = batch_with(Compression::None, &[1, 2, 3]);
+        for cut in BATCH_HEADER_SIZE..batch.len() {
+            let mut broken = batch.clone();
+            broken[cut] = 0xff;
+            let _ = decode_records(&broken);
+            let _ = decode_records(&batch[..cut]);
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The `strom` command: `serve` runs the broker; it only wires the crates together.
+
+mod settings;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use strom_broker::Broker;
+use strom_kafka::Server;
+use tokio::sync::watch;
+
+use settings::Settings;
+
+#[derive(Parser)]
+#[command(name = "strom", version, about = "Kafka-compatible event streaming on a durable log")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker (zero config: one node, data in ./strom-data, Kafka on 127.0.0.1:9092).
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML file with settings (Kafka names, e.g. `num.partitions = 3`).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Override one setting; repeatable. Beats the file and STROM_* variables.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Print the effective configuration and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    let settings = Settings::load(args.config.as_deref(), std::env::vars(), &args.set)?;
+    if args.print_config {
+        print!("{}", settings.render());
+        return Ok(());
+    }
+    init_logging(args.log_format);
+    let broker_config = settings.broker_config()?;
+    let server_config = settings.server_config()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let broker = Broker::open(broker_config).context("opening the data directory")?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let server = Server::bind(server_config, broker.clone(), shutdown_rx.clone())
+            .await
+            .with_context(|| format!("binding {}", settings.get("listeners")))?;
+        tracing::info!(address = %server.local_addr()?, cluster_id = broker.cluster_id(), "kafka listener ready");
+        let maintenance = tokio::spawn(maintain(broker.clone(), shutdown_rx.clone()));
+        let listener = tokio::spawn(server.run());
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = shutdown_tx.send(true);
+        let _ = listener.await;
+        let _ = maintenance.await;
+        tokio::task::spawn_blocking(move || broker.shutdown()).await??;
+        Ok(())
+    })
+}
+
+/// Segment rolls by time and retention, every `log.retention.check.interval.ms`.
+async fn maintain(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let every = Duration::from_millis(broker.config().retention_check_interval_ms.max(10));
+    let mut ticks = tokio::time::interval(every);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let broker = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || broker.maintain()).await;
+    }
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,108 @@
+"""Deterministic test records and byte-for-byte comparison, shared by all client tests."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from dataclasses import dataclass
+
+CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
+RECORD_COUNT = 10_000
+PARTITIONS = 3
+TIMESTAMP_STEP_MS = 10
+
+
+def topic_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@dataclass(frozen=True)
+class Rec:
+    partition: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    timestamp: int
+
+
+def base_timestamp_ms() -> int:
+    # Recent enough that the default retention.ms (7 days) never deletes it.
+    return int(time.time() * 1000) - 3_600_000
+
+
+def make_records(
+    n: int = RECORD_COUNT,
+    partitions: int = PARTITIONS,
+    base_ts: int | None = None,
+    seed: int = 42,
+    null_values: bool = True,
+) -> list[Rec]:
+    """Keyed records with headers and explicit, increasing timestamps.
+
+    Record i goes to partition i % partitions and has timestamp
+    base_ts + i * TIMESTAMP_STEP_MS. Values mix compressible and random bytes
+    (0..~300 bytes); every 1000th value is null when null_values is set.
+    """
+    rnd = random.Random(seed)
+    base_ts = base_timestamp_ms() if base_ts is None else base_ts
+    out = []
+    for i in range(n):
+        size = rnd.randrange(0, 200)
+        value: bytes | None = b"value-%d|" % i + rnd.randbytes(size % 64) + b"z" * size
+        if null_values and i % 1000 == 500:
+            value = None
+        headers = [("idx", str(i).encode()), ("bin", bytes([i % 256, 0, 255]))]
+        if i % 7 == 0:
+            headers.append(("seventh", b"\x00\x01\x02" * (i % 5 + 1)))
+        out.append(
+            Rec(
+                partition=i % partitions,
+                key=b"key-%d" % i,
+                value=value,
+                headers=tuple(headers),
+                timestamp=base_ts + i * TIMESTAMP_STEP_MS,
+            )
+        )
+    return out
+
+
+def by_partition(recs) -> dict[int, list[Rec]]:
+    out: dict[int, list[Rec]] = {}
+    for r in recs:
+        out.setdefault(r.partition, []).append(r)
+    return out
+
+
+def norm_headers(headers) -> tuple[tuple[str, bytes], ...]:
+    if not headers:
+        return ()
+    return tuple((k.decode() if isinstance(k, bytes) else k, bytes(v) if v is not None else None) for k, v in headers)
+
+
+def assert_same_records(expected: list[Rec], actual: list[Rec]) -> None:
+    """Per partition: same count, same order, same key/value/headers/timestamp."""
+    exp = by_partition(expected)
+    act = by_partition(actual)
+    assert sorted(act) == sorted(exp) or not any(act.get(p) for p in set(act) - set(exp)), (
+        f"records in unexpected partitions: {sorted(set(act) - set(exp))}"
+    )
+    for p, exp_list in exp.items():
+        act_list = act.get(p, [])
+        for idx, (e, a) in enumerate(zip(exp_list, act_list)):
+            if e != a:
+                raise AssertionError(
+                    f"partition {p} record #{idx} differs\n expected: {e}\n   actual: {a}"
+                )
+        assert len(act_list) == len(exp_list), (
+            f"partition {p}: expected {len(exp_list)} records, got {len(act_list)}"
+        )
+    assert len(actual) == len(expected)
+
+
+def first_offset_at_or_after(recs: list[Rec], partition: int, ts: int) -> int:
+    """Offset (position in the partition) of the first record with timestamp >= ts, or -1."""
+    for off, r in enumerate(by_partition(recs).get(partition, [])):
+        if r.timestamp >= ts:
+            return off
+    return -1

@@ -28,10 +28,10 @@
 //! Nothing here panics on any input.
 
 use crate::compression::Compression;
-use crate::constants::{
-    BATCH_BYTES_MAX, BATCH_HEADER_SIZE, BATCH_LENGTH_MIN, BATCH_LOG_OVERHEAD, MAGIC_V2,
-};
+use crate::constants::{BATCH_BYTES_MAX, BATCH_HEADER_SIZE, BATCH_LENGTH_MIN, BATCH_LOG_OVERHEAD, MAGIC_V2};
 use crate::error::LogError;
+
+pub use crate::record::find_first_record_at_or_after;
 
 const BASE_OFFSET_OFFSET: usize = 0;
 const BATCH_LENGTH_OFFSET: usize = 8;
@@ -114,12 +114,8 @@ fn write_bytes(bytes: &mut [u8], at: usize, value: &[u8]) -> Result<(), LogError
 impl RecordBatchHeader {
     /// Parses the 61-byte header at the start of `bytes`. Checks nothing but length.
     pub fn parse(bytes: &[u8]) -> Result<RecordBatchHeader, LogError> {
-        Self::parse_opt(bytes).ok_or_else(|| {
-            LogError::corrupt(format!(
-                "{} bytes is shorter than a batch header",
-                bytes.len()
-            ))
-        })
+        Self::parse_opt(bytes)
+            .ok_or_else(|| LogError::corrupt(format!("{} bytes is shorter than a batch header", bytes.len())))
     }
 
     fn parse_opt(b: &[u8]) -> Option<RecordBatchHeader> {
@@ -156,8 +152,7 @@ impl RecordBatchHeader {
 
     /// Offset of the last record (`base_offset + last_offset_delta`), saturating.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset
-            .saturating_add(i64::from(self.last_offset_delta))
+        self.base_offset.saturating_add(i64::from(self.last_offset_delta))
     }
 
     /// The offset following this batch.
@@ -296,10 +291,7 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) -> Result<(), Lo
 
 /// For LogAppendTime topics: sets `maxTimestamp` to `timestamp_ms`, sets the
 /// timestamp-type bit and recomputes the CRC. `batch` must be exactly one batch.
-pub fn set_max_timestamp_log_append_time(
-    batch: &mut [u8],
-    timestamp_ms: i64,
-) -> Result<(), LogError> {
+pub fn set_max_timestamp_log_append_time(batch: &mut [u8], timestamp_ms: i64) -> Result<(), LogError> {
     let header = RecordBatchHeader::parse(batch)?;
     let attributes = header.attributes | TIMESTAMP_TYPE_MASK;
     write_bytes(batch, ATTRIBUTES_OFFSET, &attributes.to_be_bytes())?;
@@ -350,20 +342,13 @@ mod tests {
             validate(&batch[..batch.len() - 1]),
             Err(LogError::CorruptBatch { .. })
         ));
-        assert!(matches!(
-            validate(&batch[..10]),
-            Err(LogError::CorruptBatch { .. })
-        ));
+        assert!(matches!(validate(&batch[..10]), Err(LogError::CorruptBatch { .. })));
 
         let mut bad = batch.clone();
-        bad[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4]
-            .copy_from_slice(&5i32.to_be_bytes());
+        bad[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4].copy_from_slice(&5i32.to_be_bytes());
         let crc = compute_crc(&bad).unwrap();
         bad[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
-        assert!(matches!(
-            validate(&bad),
-            Err(LogError::RecordCountMismatch { .. })
-        ));
+        assert!(matches!(validate(&bad), Err(LogError::RecordCountMismatch { .. })));
 
         let mut bad = batch;
         bad[BATCH_LENGTH_OFFSET..BATCH_LENGTH_OFFSET + 4].copy_from_slice(&(-1i32).to_be_bytes());

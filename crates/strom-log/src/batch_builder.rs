@@ -93,12 +93,7 @@ impl RecordBatchBuilder {
             max: i32::MAX as u64,
         })?;
         let base_timestamp = first.timestamp;
-        let max_timestamp = self
-            .records
-            .iter()
-            .map(|r| r.timestamp)
-            .max()
-            .unwrap_or(base_timestamp);
+        let max_timestamp = self.records.iter().map(|r| r.timestamp).max().unwrap_or(base_timestamp);
         let mut section = Vec::new();
         let mut body = Vec::new();
         for (index, record) in self.records.iter().enumerate() {
@@ -162,9 +157,7 @@ mod tests {
 
     #[test]
     fn builds_valid_batches() {
-        let mut builder = RecordBatchBuilder::new()
-            .producer(7, 1, 0)
-            .flags(true, false);
+        let mut builder = RecordBatchBuilder::new().producer(7, 1, 0).flags(true, false);
         assert!(builder.build().is_err());
         builder.push(5, Some(b"k"), None);
         builder.push(9, None, Some(b"v"));

@@ -64,8 +64,8 @@ impl Compression {
             Compression::Snappy => decompress_snappy(input, limit),
             Compression::Lz4 => read_capped(lz4_flex::frame::FrameDecoder::new(input), limit),
             Compression::Zstd => {
-                let decoder = zstd::stream::read::Decoder::new(input)
-                    .map_err(|e| LogError::corrupt(format!("zstd: {e}")))?;
+                let decoder =
+                    zstd::stream::read::Decoder::new(input).map_err(|e| LogError::corrupt(format!("zstd: {e}")))?;
                 read_capped(decoder, limit)
             }
         }
@@ -76,8 +76,7 @@ impl Compression {
         match self {
             Compression::None => Ok(input.to_vec()),
             Compression::Gzip => {
-                let mut encoder =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
                 encoder.write_all(input)?;
                 Ok(encoder.finish()?)
             }
@@ -85,9 +84,7 @@ impl Compression {
             Compression::Lz4 => {
                 let mut encoder = lz4_flex::frame::FrameEncoder::new(Vec::new());
                 encoder.write_all(input)?;
-                encoder
-                    .finish()
-                    .map_err(|e| LogError::corrupt(format!("lz4: {e}")))
+                encoder.finish().map_err(|e| LogError::corrupt(format!("lz4: {e}")))
             }
             Compression::Zstd => Ok(zstd::stream::encode_all(input, 3)?),
         }
@@ -110,8 +107,7 @@ fn read_capped(reader: impl Read, limit: usize) -> Result<Vec<u8>, LogError> {
 }
 
 fn decompress_snappy_raw(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), LogError> {
-    let length =
-        snap::raw::decompress_len(input).map_err(|e| LogError::corrupt(format!("snappy: {e}")))?;
+    let length = snap::raw::decompress_len(input).map_err(|e| LogError::corrupt(format!("snappy: {e}")))?;
     if out.len().saturating_add(length) > limit {
         return Err(LogError::BatchTooLarge {
             size: out.len().saturating_add(length) as u64,
@@ -158,8 +154,7 @@ fn compress_snappy_xerial(input: &[u8]) -> Result<Vec<u8>, LogError> {
         let block = encoder
             .compress_vec(chunk)
             .map_err(|e| LogError::corrupt(format!("snappy: {e}")))?;
-        let length =
-            i32::try_from(block.len()).map_err(|_| LogError::corrupt("snappy: block too large"))?;
+        let length = i32::try_from(block.len()).map_err(|_| LogError::corrupt("snappy: block too large"))?;
         out.extend_from_slice(&length.to_be_bytes());
         out.extend_from_slice(&block);
     }

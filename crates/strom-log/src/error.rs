@@ -79,8 +79,6 @@ pub enum LogError {
 impl LogError {
     /// Shorthand for [`LogError::CorruptBatch`].
     pub fn corrupt(reason: impl Into<String>) -> LogError {
-        LogError::CorruptBatch {
-            reason: reason.into(),
-        }
+        LogError::CorruptBatch { reason: reason.into() }
     }
 }

@@ -34,10 +34,7 @@ impl<E: IndexEntry> IndexFile<E> {
     /// Opens (creating if missing) and loads the entries; `keep` decides, given the
     /// previous accepted entry, whether the next one is plausible — loading stops at
     /// the first that is not.
-    pub(crate) fn open(
-        path: &Path,
-        keep: impl Fn(Option<&E>, &E) -> bool,
-    ) -> Result<IndexFile<E>, LogError> {
+    pub(crate) fn open(path: &Path, keep: impl Fn(Option<&E>, &E) -> bool) -> Result<IndexFile<E>, LogError> {
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)

@@ -25,10 +25,10 @@ use bytes::Bytes;
 use crate::batch::{set_base_offset, set_max_timestamp_log_append_time, validate};
 use crate::clock::Clock;
 use crate::constants::{
-    CLEAN_SHUTDOWN_FILE_NAME, INDEX_INTERVAL_BYTES_DEFAULT, LOG_FILE_SUFFIX,
-    LOG_START_OFFSET_FILE_NAME, OFFSET_INDEX_FILE_SUFFIX, RECOVERY_POINT_FILE_NAME,
-    RETENTION_BYTES_DEFAULT, RETENTION_MS_DEFAULT, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX,
-    SEGMENT_BYTES_MIN, SEGMENT_MS_DEFAULT, TEMPORARY_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX,
+    CLEAN_SHUTDOWN_FILE_NAME, INDEX_INTERVAL_BYTES_DEFAULT, LOG_FILE_SUFFIX, LOG_START_OFFSET_FILE_NAME,
+    OFFSET_INDEX_FILE_SUFFIX, RECOVERY_POINT_FILE_NAME, RETENTION_BYTES_DEFAULT, RETENTION_MS_DEFAULT,
+    SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_MS_DEFAULT, TEMPORARY_FILE_SUFFIX,
+    TIME_INDEX_FILE_SUFFIX,
 };
 use crate::error::LogError;
 use crate::segment::{parse_segment_file_name, LogSegment};
@@ -65,9 +65,7 @@ impl Default for LogConfig {
 
 impl LogConfig {
     fn normalized(mut self) -> LogConfig {
-        self.segment_bytes = self
-            .segment_bytes
-            .clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX);
+        self.segment_bytes = self.segment_bytes.clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX);
         self
     }
 }
@@ -463,12 +461,7 @@ impl Log {
     /// `max_bytes` except that the first batch is always whole (KIP-74).
     /// `offset` outside `[log start, log end]` is `OffsetOutOfRange`; at the log end the
     /// result is empty.
-    pub fn read(
-        &self,
-        offset: i64,
-        max_bytes: usize,
-        max_offset: i64,
-    ) -> Result<ReadResult, LogError> {
+    pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<ReadResult, LogError> {
         let log_end_offset = self.log_end_offset();
         let log_start_offset = self.log_start_offset();
         let result = |records| ReadResult {
@@ -491,9 +484,7 @@ impl Log {
             .partition_point(|s| s.base_offset() <= offset)
             .saturating_sub(1);
         for segment in segments.get(first..).unwrap_or(&[]) {
-            if let Some(records) =
-                segment.read(offset, max_bytes, max_offset.min(log_end_offset))?
-            {
+            if let Some(records) = segment.read(offset, max_bytes, max_offset.min(log_end_offset))? {
                 return Ok(result(records));
             }
         }
@@ -520,8 +511,7 @@ impl Log {
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
         let log_start_offset = self.log_start_offset();
         for segment in self.snapshot().iter() {
-            if segment.next_offset() <= log_start_offset
-                || segment.max_timestamp().is_none_or(|max| max.timestamp < ts)
+            if segment.next_offset() <= log_start_offset || segment.max_timestamp().is_none_or(|max| max.timestamp < ts)
             {
                 continue;
             }
@@ -542,10 +532,7 @@ impl Log {
                 continue;
             }
             if let Some(max) = segment.max_timestamp() {
-                if best
-                    .as_ref()
-                    .is_none_or(|(_, b)| max.timestamp > b.timestamp)
-                {
+                if best.as_ref().is_none_or(|(_, b)| max.timestamp > b.timestamp) {
                     best = Some((segment.clone(), max));
                 }
             }
@@ -651,8 +638,7 @@ impl Log {
         let new_first_base = kept.first().map_or(0, |s| s.base_offset());
         if new_first_base > self.log_start_offset() {
             write_number_file(&self.dir, LOG_START_OFFSET_FILE_NAME, new_first_base)?;
-            self.log_start_offset
-                .fetch_max(new_first_base, Ordering::AcqRel);
+            self.log_start_offset.fetch_max(new_first_base, Ordering::AcqRel);
         }
         self.replace_segments(kept.to_vec());
         for segment in doomed {
@@ -680,8 +666,7 @@ impl Log {
             return Ok(start);
         }
         write_number_file(&self.dir, LOG_START_OFFSET_FILE_NAME, new_log_start_offset)?;
-        self.log_start_offset
-            .store(new_log_start_offset, Ordering::Release);
+        self.log_start_offset.store(new_log_start_offset, Ordering::Release);
         let segments = self.snapshot();
         let below = segments
             .iter()
@@ -714,21 +699,13 @@ impl Log {
         let config = self.config();
         let segments = self.snapshot();
         let first_base = segments.first().map_or(0, |s| s.base_offset());
-        let (kept, doomed): (Vec<_>, Vec<_>) =
-            if offset <= first_base || offset < self.log_start_offset() {
-                let fresh = Arc::new(LogSegment::create(&self.dir, offset, self.clock.now_ms())?);
-                let doomed = segments
-                    .iter()
-                    .filter(|s| s.base_offset() != offset)
-                    .cloned()
-                    .collect();
-                (vec![fresh], doomed)
-            } else {
-                segments
-                    .iter()
-                    .cloned()
-                    .partition(|s| s.base_offset() < offset)
-            };
+        let (kept, doomed): (Vec<_>, Vec<_>) = if offset <= first_base || offset < self.log_start_offset() {
+            let fresh = Arc::new(LogSegment::create(&self.dir, offset, self.clock.now_ms())?);
+            let doomed = segments.iter().filter(|s| s.base_offset() != offset).cloned().collect();
+            (vec![fresh], doomed)
+        } else {
+            segments.iter().cloned().partition(|s| s.base_offset() < offset)
+        };
         let last = kept.last().cloned();
         self.replace_segments(kept);
         for segment in &doomed {
@@ -789,5 +766,309 @@ impl Log {
     /// Number of segments (for tests and metrics).
     pub fn segment_count(&self) -> usize {
         self.snapshot().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::BatchIter;
+    use crate::batch_builder::RecordBatchBuilder;
+    use crate::clock::ManualClock;
+    use crate::compression::Compression;
+
+    fn batch(records: usize, timestamp: i64, codec: Compression) -> Vec<u8> {
+        let mut builder = RecordBatchBuilder::new().compression(codec);
+        for i in 0..records {
+            builder.push(timestamp + i as i64, None, Some(&[1u8; 200]));
+        }
+        builder.build().unwrap()
+    }
+
+    fn small_config() -> LogConfig {
+        LogConfig {
+            segment_bytes: 2000,
+            index_interval_bytes: 300,
+            ..LogConfig::default()
+        }
+    }
+
+    fn open(dir: &Path, clock: &Arc<ManualClock>) -> Log {
+        Log::open(dir, small_config(), clock.clone()).unwrap()
+    }
+
+    #[test]
+    fn log_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Log>();
+    }
+
+    #[test]
+    fn appends_densely_reads_and_survives_clean_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(10_000));
+        let log = open(dir.path(), &clock);
+        let mut two = [batch(2, 100, Compression::None), batch(3, 200, Compression::None)].concat();
+        let info = log.append(&mut two).unwrap();
+        assert_eq!((info.base_offset, info.last_offset, info.batch_count), (0, 4, 2));
+        assert_eq!(info.log_append_time_ms, -1);
+        assert_eq!(info.max_timestamp, 202);
+        for i in 0..20 {
+            log.append(&mut batch(1, 300 + i, Compression::None)).unwrap();
+        }
+        assert_eq!(log.log_end_offset(), 25);
+        assert!(log.segment_count() > 1);
+        let read = log.read(3, 1, i64::MAX).unwrap();
+        let (header, _) = BatchIter::new(&read.records).next().unwrap();
+        assert_eq!(header.base_offset, 2);
+        assert!(log.read(25, 100, i64::MAX).unwrap().records.is_empty());
+        assert!(matches!(
+            log.read(26, 100, i64::MAX),
+            Err(LogError::OffsetOutOfRange {
+                offset: 26,
+                start: 0,
+                end: 25
+            })
+        ));
+        assert!(log.read(0, 10_000, 2).unwrap().records.len() < 1000);
+        let everything: Vec<u8> = {
+            let mut all = Vec::new();
+            let mut offset = 0;
+            while offset < 25 {
+                let records = log.read(offset, 100_000, i64::MAX).unwrap().records;
+                let mut last = offset;
+                for (header, bytes) in BatchIter::new(&records) {
+                    last = header.next_offset();
+                    all.extend_from_slice(bytes);
+                }
+                offset = last;
+            }
+            all
+        };
+        log.close().unwrap();
+        assert!(matches!(
+            log.append(&mut batch(1, 1, Compression::None)),
+            Err(LogError::Closed)
+        ));
+        drop(log);
+        assert!(dir.path().join(CLEAN_SHUTDOWN_FILE_NAME).exists());
+        let log = open(dir.path(), &clock);
+        assert!(!dir.path().join(CLEAN_SHUTDOWN_FILE_NAME).exists());
+        assert_eq!(log.log_end_offset(), 25);
+        assert_eq!(log.flushed_offset(), 25);
+        assert_eq!(log.size_bytes(), everything.len() as u64);
+        assert_eq!(log.max_timestamp(), Some((24, 319)));
+        assert_eq!(log.append(&mut batch(1, 1, Compression::None)).unwrap().base_offset, 25);
+    }
+
+    #[test]
+    fn bad_batch_rejects_the_whole_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(0));
+        let log = open(dir.path(), &clock);
+        let good = batch(1, 1, Compression::None);
+        let mut bad = good.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        let mut input = [good.clone(), bad].concat();
+        assert!(matches!(log.append(&mut input), Err(LogError::CrcMismatch { .. })));
+        let mut torn = [good.clone(), good[..30].to_vec()].concat();
+        assert!(matches!(log.append(&mut torn), Err(LogError::CorruptBatch { .. })));
+        assert!(matches!(log.append(&mut []), Err(LogError::EmptyAppend)));
+        let mut huge = vec![good.clone(); 20].concat();
+        assert!(matches!(log.append(&mut huge), Err(LogError::BatchTooLarge { .. })));
+        assert_eq!(log.log_end_offset(), 0);
+        assert_eq!(log.size_bytes(), 0);
+    }
+
+    #[test]
+    fn log_append_time_patches_timestamp_and_crc() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(777));
+        let config = LogConfig {
+            message_timestamp_log_append_time: true,
+            ..small_config()
+        };
+        let log = Log::open(dir.path(), config, clock.clone()).unwrap();
+        let info = log.append(&mut batch(3, 5, Compression::Gzip)).unwrap();
+        assert_eq!(info.log_append_time_ms, 777);
+        assert_eq!(info.max_timestamp, 777);
+        let records = log.read(0, 1000, i64::MAX).unwrap().records;
+        let header = validate(&records).unwrap();
+        assert!(header.is_log_append_time());
+        assert_eq!(log.offset_for_timestamp(700).unwrap(), Some((0, 777)));
+        assert_eq!(log.offset_for_timestamp(778).unwrap(), None);
+    }
+
+    #[test]
+    fn finds_offsets_by_timestamp_across_segments_and_codecs() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(0));
+        let log = open(dir.path(), &clock);
+        let codecs = [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ];
+        for i in 0..30i64 {
+            log.append(&mut batch(4, 1000 + i * 10, codecs[i as usize % 5]))
+                .unwrap();
+        }
+        assert!(log.segment_count() > 2);
+        assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 1000)));
+        assert_eq!(log.offset_for_timestamp(1152).unwrap(), Some((62, 1152)));
+        assert_eq!(log.offset_for_timestamp(1154).unwrap(), Some((64, 1160)));
+        assert_eq!(log.offset_for_timestamp(1294).unwrap(), None);
+        assert_eq!(log.max_timestamp(), Some((119, 1293)));
+        log.delete_records(70).unwrap();
+        assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((70, 1172)));
+    }
+
+    #[test]
+    fn retention_by_time_and_size_and_delete_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let log = open(dir.path(), &clock);
+        for i in 0..30 {
+            log.append(&mut batch(2, 1_000_000 + i, Compression::None)).unwrap();
+        }
+        let segments = log.segment_count();
+        assert!(segments > 3);
+        assert_eq!(log.apply_retention().unwrap(), 0);
+        log.set_config(LogConfig {
+            retention_bytes: 4000,
+            ..small_config()
+        });
+        let deleted = log.apply_retention().unwrap();
+        assert!(deleted > 0);
+        assert!(log.size_bytes() >= 4000 - 2000);
+        let start = log.log_start_offset();
+        assert!(start > 0);
+        assert!(log.read(start - 1, 10, i64::MAX).is_err());
+        log.set_config(LogConfig {
+            retention_ms: 1000,
+            ..small_config()
+        });
+        clock.advance_ms(5000);
+        log.apply_retention().unwrap();
+        assert_eq!(log.segment_count(), 1);
+        assert!(matches!(log.delete_records(61), Err(LogError::OffsetOutOfRange { .. })));
+        assert_eq!(log.delete_records(59).unwrap(), 59);
+        assert_eq!(log.delete_records(10).unwrap(), 59);
+        drop(log);
+        let log = open(dir.path(), &clock);
+        assert_eq!(log.log_start_offset(), 59);
+        assert_eq!(log.log_end_offset(), 60);
+    }
+
+    #[test]
+    fn rolls_on_segment_ms() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(0));
+        let config = LogConfig {
+            segment_ms: 100,
+            ..LogConfig::default()
+        };
+        let log = Log::open(dir.path(), config, clock.clone()).unwrap();
+        assert!(!log.roll_if_due().unwrap());
+        log.append(&mut batch(1, 0, Compression::None)).unwrap();
+        assert!(!log.roll_if_due().unwrap());
+        clock.advance_ms(100);
+        assert!(log.roll_if_due().unwrap());
+        assert_eq!(log.segment_count(), 2);
+        clock.advance_ms(100);
+        log.append(&mut batch(1, 0, Compression::None)).unwrap();
+        clock.advance_ms(100);
+        log.append(&mut batch(1, 0, Compression::None)).unwrap();
+        assert_eq!(log.segment_count(), 3);
+    }
+
+    #[test]
+    fn truncate_to_cuts_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(0));
+        let log = open(dir.path(), &clock);
+        for i in 0..20 {
+            log.append(&mut batch(2, i, Compression::None)).unwrap();
+        }
+        log.flush().unwrap();
+        log.truncate_to(13).unwrap();
+        assert_eq!(log.log_end_offset(), 12);
+        assert_eq!(log.flushed_offset(), 12);
+        assert_eq!(log.append(&mut batch(1, 0, Compression::None)).unwrap().base_offset, 12);
+        drop(log);
+        let log = open(dir.path(), &clock);
+        assert_eq!(log.log_end_offset(), 13);
+        log.truncate_to(0).unwrap();
+        assert_eq!(log.log_end_offset(), 0);
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!(log.append(&mut batch(1, 0, Compression::None)).unwrap().base_offset, 0);
+    }
+
+    #[test]
+    fn unclean_restart_cuts_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(0));
+        let log = open(dir.path(), &clock);
+        for i in 0..3 {
+            log.append(&mut batch(1, i, Compression::None)).unwrap();
+        }
+        assert_eq!(log.flush().unwrap(), 3);
+        assert_eq!(log.flush_to(2).unwrap(), 3);
+        log.append(&mut batch(1, 9, Compression::None)).unwrap();
+        let active = log.active_segment().log_path().to_path_buf();
+        drop(log);
+        let length = std::fs::metadata(&active).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&active)
+            .unwrap()
+            .set_len(length - 5)
+            .unwrap();
+        let log = open(dir.path(), &clock);
+        assert_eq!(log.log_end_offset(), 3);
+        assert_eq!(log.flushed_offset(), 3);
+    }
+
+    #[test]
+    fn concurrent_readers_and_flushers_see_whole_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(0));
+        let log = Arc::new(open(dir.path(), &clock));
+        let writer = {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for i in 0..300 {
+                    log.append(&mut batch(1, i, Compression::None)).unwrap();
+                    if i % 50 == 0 {
+                        log.flush().unwrap();
+                    }
+                }
+            })
+        };
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    while log.log_end_offset() < 300 {
+                        let start = log.log_start_offset();
+                        let result = log.read(start, 5000, i64::MAX).unwrap();
+                        let mut iter = BatchIter::new(&result.records);
+                        for (_, bytes) in iter.by_ref() {
+                            validate(bytes).unwrap();
+                        }
+                        assert_eq!(iter.position(), result.records.len());
+                        let _ = log.flush_to(log.log_end_offset());
+                    }
+                })
+            })
+            .collect();
+        writer.join().unwrap();
+        for reader in readers {
+            reader.join().unwrap();
+        }
+        assert_eq!(log.flush().unwrap(), 300);
     }
 }

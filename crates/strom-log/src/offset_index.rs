@@ -56,9 +56,7 @@ impl OffsetIndex {
     pub fn open(path: &Path, base_offset: i64) -> Result<OffsetIndex, LogError> {
         let file = IndexFile::open(path, |previous: Option<&Entry>, next| match previous {
             None => next.position > 0,
-            Some(previous) => {
-                next.relative_offset > previous.relative_offset && next.position > previous.position
-            }
+            Some(previous) => next.relative_offset > previous.relative_offset && next.position > previous.position,
         })?;
         Ok(OffsetIndex { base_offset, file })
     }

@@ -34,9 +34,7 @@ pub struct Record {
 fn read_unsigned_varint(bytes: &[u8], at: &mut usize, max_bytes: u32) -> Result<u64, LogError> {
     let mut value: u64 = 0;
     for index in 0..max_bytes {
-        let byte = *bytes
-            .get(*at)
-            .ok_or_else(|| LogError::corrupt("truncated varint"))?;
+        let byte = *bytes.get(*at).ok_or_else(|| LogError::corrupt("truncated varint"))?;
         *at += 1;
         value |= u64::from(byte & 0x7f) << (7 * index);
         if byte & 0x80 == 0 {
@@ -84,8 +82,7 @@ pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>, LogError> {
         .get(BATCH_HEADER_SIZE..total)
         .ok_or_else(|| LogError::corrupt("batch shorter than its length"))?;
     let records = header.compression()?.decompress(section)?;
-    let count = usize::try_from(header.record_count)
-        .map_err(|_| LogError::corrupt("negative record count"))?;
+    let count = usize::try_from(header.record_count).map_err(|_| LogError::corrupt("negative record count"))?;
     let mut out = Vec::with_capacity(count.min(records.len()));
     let mut at = 0usize;
     for _ in 0..count {
@@ -128,10 +125,7 @@ pub fn find_first_record_at_or_after(
         return Ok(None);
     }
     if header.is_log_append_time() {
-        return Ok(Some((
-            header.base_offset.max(min_offset),
-            header.max_timestamp,
-        )));
+        return Ok(Some((header.base_offset.max(min_offset), header.max_timestamp)));
     }
     Ok(decode_records(batch)?
         .into_iter()
@@ -148,19 +142,7 @@ mod tests {
 
     #[test]
     fn varints_round_trip() {
-        for value in [
-            0i64,
-            1,
-            -1,
-            63,
-            -64,
-            64,
-            300,
-            -300,
-            i32::MAX as i64,
-            i64::MIN,
-            i64::MAX,
-        ] {
+        for value in [0i64, 1, -1, 63, -64, 64, 300, -300, i32::MAX as i64, i64::MIN, i64::MAX] {
             let mut out = Vec::new();
             write_varlong(&mut out, value);
             let mut at = 0;
@@ -209,10 +191,7 @@ mod tests {
     fn log_append_time_batches_use_the_header() {
         let mut batch = batch_with(Compression::Gzip, &[1, 2, 3]);
         set_max_timestamp_log_append_time(&mut batch, 500).unwrap();
-        assert_eq!(
-            find_first_record_at_or_after(&batch, 400, 0).unwrap(),
-            Some((100, 500))
-        );
+        assert_eq!(find_first_record_at_or_after(&batch, 400, 0).unwrap(), Some((100, 500)));
         assert_eq!(find_first_record_at_or_after(&batch, 501, 0).unwrap(), None);
     }
 

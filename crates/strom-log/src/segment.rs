@@ -23,8 +23,8 @@ use bytes::{Bytes, BytesMut};
 
 use crate::batch::{validate, BatchIter, RecordBatchHeader};
 use crate::constants::{
-    BATCH_HEADER_SIZE, LOG_FILE_SUFFIX, OFFSET_INDEX_FILE_SUFFIX, RECOVERY_CHUNK_BYTES,
-    SCAN_CHUNK_BYTES, SEGMENT_BYTES_MAX, SEGMENT_FILE_NAME_DIGITS, TIME_INDEX_FILE_SUFFIX,
+    BATCH_HEADER_SIZE, LOG_FILE_SUFFIX, OFFSET_INDEX_FILE_SUFFIX, RECOVERY_CHUNK_BYTES, SCAN_CHUNK_BYTES,
+    SEGMENT_BYTES_MAX, SEGMENT_FILE_NAME_DIGITS, TIME_INDEX_FILE_SUFFIX,
 };
 use crate::error::LogError;
 use crate::offset_index::OffsetIndex;
@@ -33,11 +33,7 @@ use crate::time_index::{TimeIndex, TimestampOffset};
 
 /// `NNNNNNNNNNNNNNNNNNNN.<suffix>` for a base offset.
 pub fn segment_file_name(base_offset: i64, suffix: &str) -> String {
-    format!(
-        "{:0width$}.{suffix}",
-        base_offset,
-        width = SEGMENT_FILE_NAME_DIGITS
-    )
+    format!("{:0width$}.{suffix}", base_offset, width = SEGMENT_FILE_NAME_DIGITS)
 }
 
 /// The base offset encoded in a segment file name with the given suffix.
@@ -92,12 +88,7 @@ impl LogSegment {
 
     /// Opens an existing segment, trusting its files (clean shutdown or below the
     /// recovery point). Falls back to [`LogSegment::recover`] when the files disagree.
-    pub fn load(
-        dir: &Path,
-        base_offset: i64,
-        now_ms: i64,
-        index_interval_bytes: u32,
-    ) -> Result<LogSegment, LogError> {
+    pub fn load(dir: &Path, base_offset: i64, now_ms: i64, index_interval_bytes: u32) -> Result<LogSegment, LogError> {
         let segment = Self::open_files(dir, base_offset, now_ms)?;
         if !segment.load_trusted()? {
             tracing::warn!(base_offset, "segment files inconsistent, recovering");
@@ -161,12 +152,7 @@ impl LogSegment {
         }
         let mut max_timestamp = self.time_index.last();
         let mut expected = start.offset;
-        let mut scanner = Scanner::new(
-            &self.log_file,
-            u64::from(start.position),
-            file_size,
-            SCAN_CHUNK_BYTES,
-        );
+        let mut scanner = Scanner::new(&self.log_file, u64::from(start.position), file_size, SCAN_CHUNK_BYTES);
         while let Some((_, header)) = scanner.next_header()? {
             if header.base_offset != expected || header.magic != crate::constants::MAGIC_V2 {
                 return Ok(false);
@@ -216,9 +202,7 @@ impl LogSegment {
                     break;
                 }
             };
-            if header.base_offset != expected
-                || header.last_offset() - self.base_offset > i64::from(u32::MAX)
-            {
+            if header.base_offset != expected || header.last_offset() - self.base_offset > i64::from(u32::MAX) {
                 tracing::warn!(
                     base_offset = self.base_offset,
                     position,
@@ -228,13 +212,7 @@ impl LogSegment {
                 );
                 break;
             }
-            self.index_batch(
-                &mut state,
-                &header,
-                position,
-                batch.len(),
-                index_interval_bytes,
-            )?;
+            self.index_batch(&mut state, &header, position, batch.len(), index_interval_bytes)?;
             expected = header.next_offset();
             valid_end = position + batch.len() as u64;
         }
@@ -300,13 +278,7 @@ impl LogSegment {
         let mut batch_position = position;
         let mut next_offset = self.next_offset();
         for (header, batch) in BatchIter::new(batches) {
-            self.index_batch(
-                &mut state,
-                &header,
-                batch_position,
-                batch.len(),
-                index_interval_bytes,
-            )?;
+            self.index_batch(&mut state, &header, batch_position, batch.len(), index_interval_bytes)?;
             batch_position += batch.len() as u64;
             next_offset = header.next_offset();
         }
@@ -339,12 +311,7 @@ impl LogSegment {
     pub fn find_batch(&self, offset: i64) -> Result<Option<(u64, RecordBatchHeader)>, LogError> {
         let size = self.size();
         let start = self.offset_index.lookup(offset);
-        let mut scanner = Scanner::new(
-            &self.log_file,
-            u64::from(start.position),
-            size,
-            SCAN_CHUNK_BYTES,
-        );
+        let mut scanner = Scanner::new(&self.log_file, u64::from(start.position), size, SCAN_CHUNK_BYTES);
         while let Some((position, header)) = scanner.next_header()? {
             if header.last_offset() >= offset {
                 return Ok(Some((position, header)));
@@ -356,12 +323,7 @@ impl LogSegment {
     /// Whole batches starting with the one containing `start_offset`, stopping before
     /// a batch whose base offset is >= `max_offset`, at most `max_bytes` except that the
     /// first batch is always whole. `None` when no batch here reaches `start_offset`.
-    pub fn read(
-        &self,
-        start_offset: i64,
-        max_bytes: usize,
-        max_offset: i64,
-    ) -> Result<Option<Bytes>, LogError> {
+    pub fn read(&self, start_offset: i64, max_bytes: usize, max_offset: i64) -> Result<Option<Bytes>, LogError> {
         let size = self.size();
         let Some((position, header)) = self.find_batch(start_offset)? else {
             return Ok(None);
@@ -397,12 +359,7 @@ impl LogSegment {
             .lookup(timestamp_ms)
             .map_or(self.base_offset, |entry| entry.offset);
         let start = self.offset_index.lookup(from_time.max(min_offset));
-        let mut scanner = Scanner::new(
-            &self.log_file,
-            u64::from(start.position),
-            size,
-            SCAN_CHUNK_BYTES,
-        );
+        let mut scanner = Scanner::new(&self.log_file, u64::from(start.position), size, SCAN_CHUNK_BYTES);
         while let Some((position, header)) = scanner.next_header()? {
             if header.last_offset() < min_offset || header.max_timestamp < timestamp_ms {
                 continue;
@@ -416,11 +373,7 @@ impl LogSegment {
     }
 
     /// Reads the whole batch whose header is at `position`.
-    pub fn read_batch(
-        &self,
-        position: u64,
-        header: &RecordBatchHeader,
-    ) -> Result<Vec<u8>, LogError> {
+    pub fn read_batch(&self, position: u64, header: &RecordBatchHeader) -> Result<Vec<u8>, LogError> {
         let total = header
             .total_size()
             .ok_or_else(|| LogError::corrupt("invalid batch length"))?;
@@ -622,14 +575,8 @@ mod tests {
     #[test]
     fn names_round_trip() {
         assert_eq!(segment_file_name(42, "log"), "00000000000000000042.log");
-        assert_eq!(
-            parse_segment_file_name("00000000000000000042.log", "log"),
-            Some(42)
-        );
-        assert_eq!(
-            parse_segment_file_name("00000000000000000042.index", "log"),
-            None
-        );
+        assert_eq!(parse_segment_file_name("00000000000000000042.log", "log"), Some(42));
+        assert_eq!(parse_segment_file_name("00000000000000000042.index", "log"), None);
         assert_eq!(parse_segment_file_name("42.log", "log"), None);
     }
 
@@ -643,10 +590,7 @@ mod tests {
         let one = written[0].len();
         // offset 14 is inside batch 1 (offsets 13..=15)
         let bytes = segment.read(14, one * 2, i64::MAX).unwrap().unwrap();
-        assert_eq!(
-            &bytes[..],
-            [written[1].clone(), written[2].clone()].concat()
-        );
+        assert_eq!(&bytes[..], [written[1].clone(), written[2].clone()].concat());
         // first batch is whole even if max_bytes is tiny
         let bytes = segment.read(40, 1, i64::MAX).unwrap().unwrap();
         assert_eq!(&bytes[..], &written[10][..]);
@@ -656,18 +600,9 @@ mod tests {
         assert!(segment.read(10, 100, 10).unwrap().unwrap().is_empty());
         assert!(segment.read(70, 100, i64::MAX).unwrap().is_none());
         assert_eq!(segment.max_timestamp().unwrap().timestamp, 1192);
-        assert_eq!(
-            segment.find_offset_for_timestamp(1051, 0).unwrap(),
-            Some((26, 1051))
-        );
-        assert_eq!(
-            segment.find_offset_for_timestamp(1053, 0).unwrap(),
-            Some((28, 1060))
-        );
-        assert_eq!(
-            segment.find_offset_for_timestamp(0, 30).unwrap(),
-            Some((30, 1062))
-        );
+        assert_eq!(segment.find_offset_for_timestamp(1051, 0).unwrap(), Some((26, 1051)));
+        assert_eq!(segment.find_offset_for_timestamp(1053, 0).unwrap(), Some((28, 1060)));
+        assert_eq!(segment.find_offset_for_timestamp(0, 30).unwrap(), Some((30, 1062)));
         assert_eq!(segment.find_offset_for_timestamp(5000, 0).unwrap(), None);
     }
 
@@ -684,10 +619,7 @@ mod tests {
         let (recovered, cut) = LogSegment::open_and_recover(dir.path(), 10, 0, 500).unwrap();
         assert_eq!(cut, 0);
         assert_eq!(recovered.next_offset(), 70);
-        assert_eq!(
-            recovered.size(),
-            written.iter().map(Vec::len).sum::<usize>() as u64
-        );
+        assert_eq!(recovered.size(), written.iter().map(Vec::len).sum::<usize>() as u64);
     }
 
     #[test]

@@ -58,10 +58,7 @@ impl TimeIndex {
     pub fn open(path: &Path, base_offset: i64) -> Result<TimeIndex, LogError> {
         let file = IndexFile::open(path, |previous: Option<&Entry>, next| match previous {
             None => true,
-            Some(previous) => {
-                next.timestamp > previous.timestamp
-                    && next.relative_offset >= previous.relative_offset
-            }
+            Some(previous) => next.timestamp > previous.timestamp && next.relative_offset >= previous.relative_offset,
         })?;
         Ok(TimeIndex { base_offset, file })
     }

@@ -123,11 +123,7 @@ impl Harness {
                 for (records, value_bytes) in shape {
                     let mut builder = RecordBatchBuilder::new();
                     for i in 0..*records {
-                        builder.push(
-                            now + i as i64,
-                            Some(b"key"),
-                            Some(&vec![i as u8; *value_bytes]),
-                        );
+                        builder.push(now + i as i64, Some(b"key"), Some(&vec![i as u8; *value_bytes]));
                     }
                     input.extend_from_slice(&builder.build().unwrap());
                 }
@@ -247,11 +243,7 @@ impl Harness {
             let survivor = if lost || base >= end {
                 None
             } else {
-                let read = self
-                    .log()
-                    .read(base.max(self.start), 1, i64::MAX)
-                    .unwrap()
-                    .records;
+                let read = self.log().read(base.max(self.start), 1, i64::MAX).unwrap().records;
                 BatchIter::new(&read)
                     .next()
                     .filter(|(header, _)| header.base_offset == base)
@@ -290,11 +282,7 @@ impl Harness {
         let mut expected_base = None;
         while offset < self.end {
             let read = log.read(offset, 2000, i64::MAX).unwrap().records;
-            assert!(
-                !read.is_empty(),
-                "empty read at {offset} below end {}",
-                self.end
-            );
+            assert!(!read.is_empty(), "empty read at {offset} below end {}", self.end);
             let mut iter = BatchIter::new(&read);
             for (_, batch) in iter.by_ref() {
                 let header = validate(batch).unwrap();
@@ -308,11 +296,7 @@ impl Harness {
             assert_eq!(iter.position(), read.len(), "partial batch returned");
         }
         assert_eq!(offset.max(self.start), self.end);
-        assert!(log
-            .read(self.end, 100, i64::MAX)
-            .unwrap()
-            .records
-            .is_empty());
+        assert!(log.read(self.end, 100, i64::MAX).unwrap().records.is_empty());
         assert!(log.read(self.end + 1, 100, i64::MAX).is_err());
         if self.start > 0 {
             assert!(log.read(self.start - 1, 100, i64::MAX).is_err());
@@ -321,7 +305,7 @@ impl Harness {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn log_invariants_hold(ops in prop::collection::vec(op(), 1..40)) {

@@ -490,7 +490,7 @@ impl Broker {
         }
         let log_config = defaults.log_config(&overrides);
         for partition in topic.partitions() {
-            partition.set_config(log_config.clone());
+            partition.set_config(log_config);
         }
         Ok(())
     }

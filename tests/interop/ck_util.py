@@ -24,10 +24,10 @@ ADMIN_TIMEOUT_S = 30
 def admin(broker) -> AdminClient:
     """One AdminClient per broker, kept alive with it: futures of a client that
     was garbage-collected fail with _DESTROY."""
-    client = getattr(broker, "_ck_admin", None)
+    client = broker.clients.get("confluent-admin")
     if client is None:
         client = AdminClient({"bootstrap.servers": broker.bootstrap, "socket.timeout.ms": 10000})
-        broker._ck_admin = client
+        broker.clients["confluent-admin"] = client
     return client
 
 
@@ -101,7 +101,10 @@ def produce(broker, topic: str, recs: list[Rec], **conf) -> list[tuple[int, int]
             except BufferError:
                 p.poll(0.1)
         p.poll(0)
-    remaining = p.flush(60)
+    try:
+        remaining = p.flush(60)
+    finally:
+        p.close()
     assert remaining == 0, f"{remaining} records not delivered within 60 s"
     assert not errors, f"delivery errors ({len(errors)}): {errors[:5]}"
     assert all(x is not None for x in results)

@@ -53,6 +53,8 @@ class Broker:
         self._expected_exit = True
         self._log_file = None
         self.starts = 0
+        # Long-lived client objects tied to this broker; dropped at teardown.
+        self.clients: dict[str, object] = {}
 
     @property
     def bootstrap(self) -> str:
@@ -203,6 +205,7 @@ def broker_factory(request, tmp_path):
 
     crashed = [b for b in brokers if b.crashed()]
     for b in brokers:
+        b.clients.clear()
         if b.alive():
             b._expected_exit = True
             b.proc.send_signal(signal.SIGTERM)

@@ -289,6 +289,7 @@ def test_auto_create_on_produce(broker):
     delivered = []
     p.produce(topic, value=b"v", key=b"k", on_delivery=lambda err, msg: delivered.append((err, msg.offset())))
     assert p.flush(30) == 0
+    p.close()
     assert delivered == [(None, 0)]
     md = ck.admin(broker).list_topics(topic=topic, timeout=10)
     assert sorted(md.topics[topic].partitions) == [0], "auto-created topic must get num.partitions=1"

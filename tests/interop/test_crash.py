@@ -78,4 +78,5 @@ def test_sigkill_mid_stream_loses_no_acknowledged_record(broker, tmp_path):
     p.produce(topic, key=b"99999999", value=b"record-99999999-" + b"x" * (99999999 % 300), partition=0,
               on_delivery=lambda err, msg: res.append((err, msg.offset())))
     assert p.flush(30) == 0
+    p.close()
     assert res == [(None, high)]

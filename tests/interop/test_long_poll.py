@@ -37,6 +37,7 @@ def test_long_poll_wakes_on_produce(broker):
         p.produce(topic, key=b"k", value=b"wake up", partition=0)
         sent = time.monotonic()
         assert p.flush(10) == 0
+        p.close()
         t.join(timeout=WAIT_MS / 1000 + 5)
     finally:
         stop.set()

@@ -25,6 +25,9 @@
 //!
 //! Invariants of a valid batch: total size = 12 + batchLength, batchLength >= 49,
 //! magic == 2, CRC matches, recordCount > 0 and lastOffsetDelta == recordCount - 1.
+//! A batch rewritten by compaction keeps its offset range (`baseOffset`,
+//! `lastOffsetDelta`) but may hold fewer records: stored batches are checked with
+//! [`validate_stored`], which accepts 0 < recordCount <= lastOffsetDelta + 1.
 //! Nothing here panics on any input.
 
 use crate::compression::Compression;
@@ -200,6 +203,17 @@ pub fn compute_crc(batch: &[u8]) -> Result<u32, LogError> {
 /// magic 2, CRC-32C, `recordCount > 0` and `lastOffsetDelta == recordCount - 1`
 /// (Kafka rejects an inconsistent offset range with INVALID_RECORD).
 pub fn validate(bytes: &[u8]) -> Result<RecordBatchHeader, LogError> {
+    validate_with(bytes, true)
+}
+
+/// Validates a batch read back from a segment: like [`validate`], except that a
+/// batch rewritten by compaction may hold fewer records than its offset range
+/// (`0 < recordCount <= lastOffsetDelta + 1`).
+pub fn validate_stored(bytes: &[u8]) -> Result<RecordBatchHeader, LogError> {
+    validate_with(bytes, false)
+}
+
+fn validate_with(bytes: &[u8], dense: bool) -> Result<RecordBatchHeader, LogError> {
     let header = RecordBatchHeader::parse(bytes)?;
     if header.batch_length < 0 || (header.batch_length as usize) < BATCH_LENGTH_MIN {
         return Err(LogError::corrupt(format!(
@@ -231,10 +245,9 @@ pub fn validate(bytes: &[u8]) -> Result<RecordBatchHeader, LogError> {
             computed,
         });
     }
-    if header.record_count <= 0
-        || header.last_offset_delta < 0
-        || i64::from(header.last_offset_delta) + 1 != i64::from(header.record_count)
-    {
+    let span = i64::from(header.last_offset_delta) + 1;
+    let count = i64::from(header.record_count);
+    if header.record_count <= 0 || header.last_offset_delta < 0 || count > span || (dense && count != span) {
         return Err(LogError::RecordCountMismatch {
             record_count: header.record_count,
             last_offset_delta: header.last_offset_delta,
@@ -277,6 +290,50 @@ impl<'a> Iterator for BatchIter<'a> {
         self.position += total;
         Some((header, batch))
     }
+}
+
+/// Re-encodes a stored batch with a new records section (already compressed with
+/// the batch's codec) holding `record_count` records: the header of `original` is
+/// kept — `baseOffset`, `lastOffsetDelta`, `baseTimestamp`, leader epoch, attributes
+/// and producer fields — while `batchLength`, `recordCount`, the CRC and, for
+/// CreateTime batches, `maxTimestamp` are recomputed. Used only by compaction.
+pub fn rebuild_batch(
+    original: &[u8],
+    records_section: &[u8],
+    record_count: i32,
+    max_timestamp: i64,
+) -> Result<Vec<u8>, LogError> {
+    let header = RecordBatchHeader::parse(original)?;
+    let total = BATCH_HEADER_SIZE
+        .checked_add(records_section.len())
+        .filter(|total| *total <= BATCH_BYTES_MAX)
+        .ok_or(LogError::BatchTooLarge {
+            size: (BATCH_HEADER_SIZE + records_section.len()) as u64,
+            max: BATCH_BYTES_MAX as u64,
+        })?;
+    if record_count <= 0 || record_count > header.last_offset_delta.saturating_add(1) {
+        return Err(LogError::RecordCountMismatch {
+            record_count,
+            last_offset_delta: header.last_offset_delta,
+        });
+    }
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(
+        original
+            .get(..BATCH_HEADER_SIZE)
+            .ok_or_else(|| LogError::corrupt("batch shorter than its header"))?,
+    );
+    out.extend_from_slice(records_section);
+    // `total` is at most BATCH_BYTES_MAX, far below i32::MAX.
+    let batch_length = (total - BATCH_LOG_OVERHEAD) as i32;
+    write_bytes(&mut out, BATCH_LENGTH_OFFSET, &batch_length.to_be_bytes())?;
+    write_bytes(&mut out, RECORD_COUNT_OFFSET, &record_count.to_be_bytes())?;
+    if !header.is_log_append_time() {
+        write_bytes(&mut out, MAX_TIMESTAMP_OFFSET, &max_timestamp.to_be_bytes())?;
+    }
+    let crc = compute_crc(&out)?;
+    write_bytes(&mut out, CRC_OFFSET, &crc.to_be_bytes())?;
+    Ok(out)
 }
 
 /// Sets `baseOffset`. The field is outside the CRC, so the batch stays valid.
@@ -389,10 +446,27 @@ mod tests {
     }
 
     #[test]
+    fn stored_batches_may_hold_fewer_records_than_their_range() {
+        let batch = sample(3);
+        let section = &batch[BATCH_HEADER_SIZE..];
+        // Keep the records section but claim one record: only the count changes.
+        let rebuilt = rebuild_batch(&batch, section, 1, 1001).unwrap();
+        assert!(matches!(validate(&rebuilt), Err(LogError::RecordCountMismatch { .. })));
+        let header = validate_stored(&rebuilt).unwrap();
+        assert_eq!((header.record_count, header.last_offset_delta), (1, 2));
+        assert_eq!(header.max_timestamp, 1001);
+        assert_eq!(header.base_timestamp, 1000);
+        assert!(rebuild_batch(&batch, section, 4, 0).is_err());
+        assert!(rebuild_batch(&batch, section, 0, 0).is_err());
+        assert!(rebuild_batch(&batch[..10], section, 1, 0).is_err());
+    }
+
+    #[test]
     fn never_panics_on_short_or_garbage_input() {
         for len in 0..100 {
             let garbage: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
             let _ = validate(&garbage);
+            let _ = validate_stored(&garbage);
             let _ = BatchIter::new(&garbage).count();
             let _ = RecordBatchHeader::parse(&garbage);
         }

@@ -69,6 +69,25 @@ pub const OFFSET_INDEX_FILE_SUFFIX: &str = "index";
 pub const TIME_INDEX_FILE_SUFFIX: &str = "timeindex";
 /// Suffix of a file being written before an atomic rename.
 pub const TEMPORARY_FILE_SUFFIX: &str = "tmp";
+/// Extra suffix of a segment file written by compaction and not yet committed
+/// (`NNNNNNNNNNNNNNNNNNNN.log.cleaned`); deleted on open unless a swap record names it.
+pub const CLEANED_FILE_SUFFIX: &str = "cleaned";
+/// Suffix of a compaction swap record, `NNNNNNNNNNNNNNNNNNNN.swap`, holding the
+/// decimal end offset of the segment group its `.cleaned` files replace.
+pub const SWAP_FILE_SUFFIX: &str = "swap";
+
+/// Kafka default `delete.retention.ms`: 1 day.
+pub const DELETE_RETENTION_MS_DEFAULT: i64 = 24 * 60 * 60 * 1000;
+/// Kafka default `min.compaction.lag.ms`: 0.
+pub const MIN_COMPACTION_LAG_MS_DEFAULT: i64 = 0;
+/// Memory budget of compaction's key → latest offset map. When full, the map covers
+/// a prefix of the log and only segments wholly inside it are cleaned in that pass.
+pub const COMPACTION_OFFSET_MAP_BYTES_MAX: usize = 128 * 1024 * 1024;
+/// Bytes charged per offset map entry on top of the key bytes (hash table slot,
+/// vector header, offsets).
+pub const COMPACTION_OFFSET_MAP_ENTRY_OVERHEAD_BYTES: usize = 64;
+/// Cleaned batches are buffered up to this many bytes before each write.
+pub const COMPACTION_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 
 /// Present in a log directory only between a clean `close` and the next `open`.
 pub const CLEAN_SHUTDOWN_FILE_NAME: &str = "clean-shutdown";
@@ -84,3 +103,5 @@ const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
 const _: () = assert!(SEGMENT_BYTES_MAX <= u32::MAX as u64);
 const _: () = assert!(SCAN_CHUNK_BYTES >= BATCH_HEADER_SIZE);
 const _: () = assert!(RECOVERY_CHUNK_BYTES >= SCAN_CHUNK_BYTES);
+const _: () = assert!(COMPACTION_WRITE_BUFFER_BYTES as u64 <= SEGMENT_BYTES_MAX);
+const _: () = assert!(COMPACTION_OFFSET_MAP_BYTES_MAX > COMPACTION_OFFSET_MAP_ENTRY_OVERHEAD_BYTES);

@@ -6,12 +6,14 @@
 //! wire protocols. The broker calls [`Log`]; everything else here serves it.
 //!
 //! Map: [`batch`] (the v2 header view, validation, patches), [`record`] (records,
-//! decoded only for timestamp lookups), [`compression`], [`batch_builder`],
+//! decoded only for timestamp lookups and compaction), [`compression`],
+//! [`batch_builder`], [`cleaner`] (compaction),
 //! [`offset_index`], [`time_index`], [`segment`], [`log`], [`clock`], [`constants`],
 //! [`error`].
 
 pub mod batch;
 pub mod batch_builder;
+pub mod cleaner;
 pub mod clock;
 pub mod compression;
 pub mod constants;
@@ -25,6 +27,7 @@ pub mod time_index;
 
 pub use batch::{BatchIter, RecordBatchHeader};
 pub use batch_builder::RecordBatchBuilder;
+pub use cleaner::{CompactionConfig, CompactionStats};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use compression::Compression;
 pub use error::LogError;

@@ -2,33 +2,44 @@
 //!
 //! Directory contents:
 //! - segment files `NNNNNNNNNNNNNNNNNNNN.{log,index,timeindex}` (see [`LogSegment`]);
-//!   segments are contiguous: each segment's base offset is the previous one's end;
+//!   segments are ordered and never overlap: each segment's base offset is at or
+//!   above the previous segment's next offset (above it where compaction removed the
+//!   previous segment's last records);
+//! - while compaction swaps segments: `*.cleaned` files and `NNNNNNNNNNNNNNNNNNNN.swap`
+//!   records (see [`cleaner`](crate::cleaner) for the rule applied on open);
 //! - `log-start-offset`: decimal log start offset (written durably on change);
 //! - `recovery-point`: decimal offset `R` such that every segment ending at or below
 //!   `R` was fsynced; written when a flush first covers a new segment;
 //! - `clean-shutdown`: present only between [`Log::close`] and the next [`Log::open`].
 //!
-//! Invariants: offsets are dense (log end offset = last batch's base offset +
-//! lastOffsetDelta + 1); log start offset <= log end offset; the last segment is the
-//! only one appended to. Concurrency: one writer at a time (a mutex); readers take a
-//! snapshot of the segment list (an `Arc` clone under a briefly held read lock) and
-//! read with positional reads, never waiting for the writer's I/O.
+//! Invariants: offsets strictly increase; appends assign them densely from the log
+//! end offset (= the last segment's next offset: its last batch's base offset +
+//! lastOffsetDelta + 1, or its base offset when empty); compaction leaves gaps below
+//! the persisted recovery point and nowhere else, so recovery accepts a gap only there
+//! and treats any other gap (or any overlap) as damage; log start offset <= log end
+//! offset; the last segment is the only one appended to and is never compacted.
+//! Concurrency: one writer at a time (a mutex); readers take a snapshot of the segment
+//! list (an `Arc` clone under a briefly held read lock) and read with positional
+//! reads, never waiting for the writer's I/O. Compaction rewrites segments without
+//! the writer lock and takes it only to swap them in; retention, record deletion,
+//! truncation and that swap all change the segment list under the writer lock.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 
 use crate::batch::{set_base_offset, set_max_timestamp_log_append_time, validate};
+use crate::cleaner::{self, CompactionConfig, CompactionStats, OffsetMap, Policy, SegmentGroup};
 use crate::clock::Clock;
 use crate::constants::{
-    CLEAN_SHUTDOWN_FILE_NAME, INDEX_INTERVAL_BYTES_DEFAULT, LOG_FILE_SUFFIX, LOG_START_OFFSET_FILE_NAME,
-    OFFSET_INDEX_FILE_SUFFIX, RECOVERY_POINT_FILE_NAME, RETENTION_BYTES_DEFAULT, RETENTION_MS_DEFAULT,
-    SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_MS_DEFAULT, TEMPORARY_FILE_SUFFIX,
-    TIME_INDEX_FILE_SUFFIX,
+    CLEAN_SHUTDOWN_FILE_NAME, COMPACTION_OFFSET_MAP_BYTES_MAX, INDEX_INTERVAL_BYTES_DEFAULT, LOG_FILE_SUFFIX,
+    LOG_START_OFFSET_FILE_NAME, OFFSET_INDEX_FILE_SUFFIX, RECOVERY_POINT_FILE_NAME, RETENTION_BYTES_DEFAULT,
+    RETENTION_MS_DEFAULT, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_MS_DEFAULT,
+    TEMPORARY_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX,
 };
 use crate::error::LogError;
 use crate::segment::{parse_segment_file_name, LogSegment};
@@ -100,6 +111,8 @@ pub struct ReadResult {
 struct FlushState {
     /// Base offset of the segment holding the last checkpointed recovery point.
     checkpointed_segment_base: i64,
+    /// The recovery point last written by this process, `i64::MIN` before the first.
+    recovery_point: i64,
 }
 
 type Segments = Arc<Vec<Arc<LogSegment>>>;
@@ -111,6 +124,10 @@ pub struct Log {
     config: RwLock<LogConfig>,
     segments: RwLock<Segments>,
     writer: Mutex<()>,
+    /// Serialises compaction passes (held for a whole pass, never by the writer).
+    cleaner: Mutex<()>,
+    /// Bumped by every truncation; a compaction pass that saw another value aborts.
+    truncations: AtomicU64,
     flush_state: Mutex<FlushState>,
     log_start_offset: AtomicI64,
     log_end_offset: AtomicI64,
@@ -130,17 +147,17 @@ impl std::fmt::Debug for Log {
     }
 }
 
-fn read_number_file(path: &Path) -> Option<i64> {
+pub(crate) fn read_number_file(path: &Path) -> Option<i64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-fn sync_directory(dir: &Path) -> Result<(), LogError> {
+pub(crate) fn sync_directory(dir: &Path) -> Result<(), LogError> {
     File::open(dir)?.sync_all()?;
     Ok(())
 }
 
 /// Writes `value` to `dir/name` atomically (temporary file, fsync, rename, dir fsync).
-fn write_number_file(dir: &Path, name: &str, value: i64) -> Result<(), LogError> {
+pub(crate) fn write_number_file(dir: &Path, name: &str, value: i64) -> Result<(), LogError> {
     let path = dir.join(name);
     let temporary = dir.join(format!("{name}.{TEMPORARY_FILE_SUFFIX}"));
     let mut file = File::create(&temporary)?;
@@ -151,9 +168,11 @@ fn write_number_file(dir: &Path, name: &str, value: i64) -> Result<(), LogError>
     sync_directory(dir)
 }
 
-/// Lists segment base offsets and removes leftovers (temporary files, indexes
-/// without a log file).
-fn scan_directory(dir: &Path) -> Result<Vec<i64>, LogError> {
+/// Finishes or discards interrupted compaction swaps, lists segment base offsets and
+/// removes leftovers (temporary files, indexes without a log file). Also returns the
+/// base offsets of segments that must be recovered (finished swaps).
+fn scan_directory(dir: &Path) -> Result<(Vec<i64>, Vec<i64>), LogError> {
+    let must_recover = cleaner::finish_interrupted_swaps(dir)?;
     let mut bases = Vec::new();
     let mut index_files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
@@ -176,28 +195,32 @@ fn scan_directory(dir: &Path) -> Result<Vec<i64>, LogError> {
             std::fs::remove_file(path)?;
         }
     }
-    Ok(bases)
+    Ok((bases, must_recover))
 }
 
 impl Log {
     /// Opens (creating if missing) the log in `dir`, recovering after an unclean
-    /// shutdown: segments not covered by the recovery point, and always the last one,
-    /// are checked batch by batch and cut at the first torn or corrupt batch; a cut in
-    /// a middle segment discards the segments after it.
+    /// shutdown: interrupted compaction swaps are finished or discarded (see
+    /// [`cleaner`](crate::cleaner)); segments not covered by the recovery point, and
+    /// always the last one, are checked batch by batch and cut at the first torn or
+    /// corrupt batch; a cut in a middle segment discards the segments after it.
+    /// Offsets must strictly increase across batches and segments; a gap is accepted
+    /// only below the recovery point (where compaction leaves them), any other gap or
+    /// overlap counts as damage.
     pub fn open(dir: &Path, config: LogConfig, clock: Arc<dyn Clock>) -> Result<Log, LogError> {
         std::fs::create_dir_all(dir)?;
         let config = config.normalized();
         let now_ms = clock.now_ms();
         let clean_marker = dir.join(CLEAN_SHUTDOWN_FILE_NAME);
         let clean = clean_marker.exists();
-        let bases = scan_directory(dir)?;
+        let (bases, must_recover) = scan_directory(dir)?;
         let persisted_start = read_number_file(&dir.join(LOG_START_OFFSET_FILE_NAME));
         let recovery_point = if clean {
             i64::MAX
         } else {
             read_number_file(&dir.join(RECOVERY_POINT_FILE_NAME)).unwrap_or(i64::MIN)
         };
-        let mut segments = Self::open_segments(dir, &bases, recovery_point, now_ms, &config)?;
+        let mut segments = Self::open_segments(dir, &bases, &must_recover, recovery_point, now_ms, &config)?;
         let recovered_end = segments.last().map_or(0, |s| s.next_offset());
         if let Some(start) = persisted_start.filter(|start| *start > recovered_end) {
             // Recovery lost records up to and past the log start offset. Offsets below
@@ -231,8 +254,11 @@ impl Log {
             config: RwLock::new(config),
             segments: RwLock::new(Arc::new(segments)),
             writer: Mutex::new(()),
+            cleaner: Mutex::new(()),
+            truncations: AtomicU64::new(0),
             flush_state: Mutex::new(FlushState {
                 checkpointed_segment_base: i64::MIN,
+                recovery_point: i64::MIN,
             }),
             log_start_offset: AtomicI64::new(log_start_offset),
             log_end_offset: AtomicI64::new(log_end_offset),
@@ -250,6 +276,7 @@ impl Log {
     fn open_segments(
         dir: &Path,
         bases: &[i64],
+        must_recover: &[i64],
         recovery_point: i64,
         now_ms: i64,
         config: &LogConfig,
@@ -259,11 +286,13 @@ impl Log {
         let mut discard_from = None;
         for (index, &base) in bases.iter().enumerate() {
             if let Some(previous) = segments.last() {
-                if previous.next_offset() != base {
+                let expected = previous.next_offset();
+                if base < expected || (base > expected && base > recovery_point) {
                     tracing::warn!(
                         base,
-                        expected = previous.next_offset(),
-                        "segment does not continue the log, discarding it and later segments"
+                        expected,
+                        recovery_point,
+                        "segment overlaps or leaves a gap above the recovery point, discarding it and later segments"
                     );
                     discard_from = Some(index);
                     break;
@@ -272,10 +301,12 @@ impl Log {
             let trusted = bases
                 .get(index + 1)
                 .is_some_and(|next_base| *next_base <= recovery_point);
-            let segment = if trusted {
+            let swapped = must_recover.contains(&base);
+            let segment = if trusted && !swapped {
                 LogSegment::load(dir, base, now_ms, interval)?
             } else {
-                let (segment, cut) = LogSegment::open_and_recover(dir, base, now_ms, interval)?;
+                let gaps_below = if swapped { i64::MAX } else { recovery_point };
+                let (segment, cut) = LogSegment::open_and_recover(dir, base, now_ms, interval, gaps_below)?;
                 if cut > 0 && index + 1 < bases.len() {
                     segments.push(Arc::new(segment));
                     discard_from = Some(index + 1);
@@ -585,6 +616,7 @@ impl Log {
         if holding > state.checkpointed_segment_base {
             write_number_file(&self.dir, RECOVERY_POINT_FILE_NAME, end)?;
             state.checkpointed_segment_base = holding;
+            state.recovery_point = end;
         }
         Ok(self.flushed_offset())
     }
@@ -680,7 +712,8 @@ impl Log {
     }
 
     /// Removes every record at or above `offset` (the whole batch containing `offset`
-    /// goes, so the log end offset may end below `offset`). Truncating below the log
+    /// goes, so the log end offset may end below `offset`; in a compacted log it ends
+    /// at the last kept batch, so offsets of a removed range may be handed out again). Truncating below the log
     /// start offset empties the log and restarts it at `offset`.
     pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
         let _writer = self.writer.lock().unwrap();
@@ -689,6 +722,7 @@ impl Log {
         if offset >= end {
             return Ok(());
         }
+        self.truncations.fetch_add(1, Ordering::AcqRel);
         if offset < 0 {
             return Err(LogError::OffsetOutOfRange {
                 offset,
@@ -734,8 +768,134 @@ impl Log {
         self.flushed_offset.store(flushed, Ordering::Release);
         write_number_file(&self.dir, RECOVERY_POINT_FILE_NAME, flushed)?;
         state.checkpointed_segment_base = i64::MIN;
+        state.recovery_point = flushed;
         self.directory_dirty.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Compacts the closed segments (`cleanup.policy=compact`): keeps the latest record
+    /// of every key at its original offset, drops tombstones older than
+    /// `delete_retention_ms`, never removes records younger than
+    /// `min_compaction_lag_ms`. The algorithm, its crash safety and its invariants are
+    /// in [`cleaner`](crate::cleaner). Appends go on while segments are rewritten; a
+    /// pass that races a truncation stops early. Passes on one log are serialised.
+    pub fn compact(&self, config: CompactionConfig) -> Result<CompactionStats, LogError> {
+        let _cleaner = self.cleaner.lock().unwrap();
+        self.check_open()?;
+        cleaner::remove_stale_swap_records(&self.dir)?;
+        let truncations = self.truncations.load(Ordering::Acquire);
+        let end = self.log_end_offset();
+        let segments = self.snapshot();
+        let log_config = self.config();
+        let policy = Policy {
+            now_ms: self.clock.now_ms(),
+            config,
+        };
+        let mut map = OffsetMap::build(&segments, end, COMPACTION_OFFSET_MAP_BYTES_MAX)?;
+        let groups = cleaner::plan_groups(&segments, log_config.segment_bytes, map.end_offset());
+        let mut stats = CompactionStats::default();
+        let Some(cover) = groups.last().map(|group| group.end_offset) else {
+            return Ok(stats);
+        };
+        // A record is removed only because a later one exists: everything the map saw
+        // must be durable first, or a crash could lose the later record too.
+        self.flush_to(map.end_offset())?;
+        self.checkpoint_recovery_point(cover)?;
+        for group in &groups {
+            let interval = log_config.index_interval_bytes;
+            let Some(cleaned) = cleaner::clean_group(&self.dir, group, &mut map, &policy, interval)? else {
+                continue;
+            };
+            let (bytes_before, records_removed) = (cleaned.bytes_before, cleaned.records_removed);
+            let Some(bytes_after) = self.swap_in_cleaned(group, cleaned, truncations, interval)? else {
+                tracing::debug!(dir = %self.dir.display(), "log changed under compaction, stopping the pass");
+                break;
+            };
+            cleaner::remove_swap_record(&self.dir, group.base_offset())?;
+            stats.segments_cleaned += group.segments.len();
+            stats.records_removed += records_removed;
+            stats.bytes_before += bytes_before;
+            stats.bytes_after += bytes_after;
+        }
+        tracing::debug!(dir = %self.dir.display(), ?stats, "compacted");
+        Ok(stats)
+    }
+
+    /// Makes sure the persisted recovery point is at least `offset` (everything below
+    /// it must already be flushed).
+    fn checkpoint_recovery_point(&self, offset: i64) -> Result<(), LogError> {
+        let mut state = self.flush_state.lock().unwrap();
+        if state.recovery_point >= offset {
+            return Ok(());
+        }
+        let flushed = self.flushed_offset();
+        write_number_file(&self.dir, RECOVERY_POINT_FILE_NAME, flushed)?;
+        state.recovery_point = flushed;
+        Ok(())
+    }
+
+    /// Under the writer lock: if `group` is still in the log unchanged (same segments,
+    /// not the active one, no truncation since the pass began), commits the cleaned
+    /// copy and swaps it into the segment list; returns its size. Otherwise discards
+    /// the copy and returns `None`.
+    fn swap_in_cleaned(
+        &self,
+        group: &SegmentGroup,
+        cleaned: cleaner::CleanedGroup,
+        truncations: u64,
+        index_interval_bytes: u32,
+    ) -> Result<Option<u64>, LogError> {
+        let _writer = self.writer.lock().unwrap();
+        let segments = self.snapshot();
+        let position = segments
+            .iter()
+            .position(|s| group.segments.first().is_some_and(|first| Arc::ptr_eq(s, first)));
+        let after = position.map(|p| p + group.segments.len());
+        let still_there = position.zip(after).is_some_and(|(p, after)| {
+            segments
+                .get(p..after)
+                .is_some_and(|run| run.iter().zip(&group.segments).all(|(a, b)| Arc::ptr_eq(a, b)))
+                && segments
+                    .get(after)
+                    .is_some_and(|next| next.base_offset() == group.end_offset)
+        });
+        let unchanged = still_there
+            && self.truncations.load(Ordering::Acquire) == truncations
+            && !self.closed.load(Ordering::Acquire);
+        let (Some(position), Some(after), true) = (position, after, unchanged) else {
+            cleaned.segment.delete()?;
+            return Ok(None);
+        };
+        let replacement = Arc::new(cleaner::commit_swap(
+            &self.dir,
+            cleaned,
+            group,
+            self.clock.now_ms(),
+            index_interval_bytes,
+        )?);
+        let size = replacement.size();
+        let mut next = Vec::with_capacity(segments.len());
+        next.extend(segments.iter().take(position).cloned());
+        next.push(replacement);
+        next.extend(segments.iter().skip(after).cloned());
+        self.replace_segments(next);
+        self.directory_dirty.store(true, Ordering::Release);
+        Ok(Some(size))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn segments_for_tests(&self) -> Vec<Arc<LogSegment>> {
+        self.snapshot().to_vec()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn swap_in_cleaned_for_tests(
+        &self,
+        group: &SegmentGroup,
+        cleaned: cleaner::CleanedGroup,
+        truncations: u64,
+    ) -> Result<Option<u64>, LogError> {
+        self.swap_in_cleaned(group, cleaned, truncations, self.config().index_interval_bytes)
     }
 
     /// Flushes, then marks the directory as cleanly shut down. Later writes fail with

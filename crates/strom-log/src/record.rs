@@ -1,5 +1,7 @@
 //! `Record`: one record inside a v2 batch's records section, decoded only as far as
-//! timestamp lookups need (the produce and fetch paths never decode records).
+//! timestamp lookups and compaction need (the produce and fetch paths never decode
+//! records). [`RecordEntry`] is the compaction view: where a record's bytes, key and
+//! value lie in the decompressed records section.
 //!
 //! Format of each record (varints are zigzag-encoded, as in protobuf):
 //!
@@ -28,6 +30,92 @@ pub struct Record {
     /// Absolute timestamp (batch base timestamp + timestampDelta), or the batch's
     /// max timestamp in a LogAppendTime batch.
     pub timestamp: i64,
+}
+
+/// One record of a decompressed records section, as compaction sees it. Ranges index
+/// the section the record was decoded from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordEntry {
+    /// Absolute offset (batch base offset + offsetDelta).
+    pub offset: i64,
+    /// Absolute timestamp (as in [`Record::timestamp`]).
+    pub timestamp: i64,
+    /// The whole record, its length varint included: copying these bytes re-frames it.
+    pub bytes: std::ops::Range<usize>,
+    /// The key bytes, `None` for a null key.
+    pub key: Option<std::ops::Range<usize>>,
+    /// The value bytes, `None` for a null value (a tombstone when the key is not null).
+    pub value: Option<std::ops::Range<usize>>,
+}
+
+/// Reads a nullable bytes field (varint length, -1 = null) and returns its range.
+fn read_nullable_bytes(body: &[u8], at: &mut usize) -> Result<Option<std::ops::Range<usize>>, LogError> {
+    let length = read_varint(body, at)?;
+    if length < 0 {
+        return Ok(None);
+    }
+    let start = *at;
+    let end = start
+        .checked_add(length as usize)
+        .filter(|end| *end <= body.len())
+        .ok_or_else(|| LogError::corrupt("record field extends past the record"))?;
+    *at = end;
+    Ok(Some(start..end))
+}
+
+/// Decodes every record of a decompressed records section of the batch described by
+/// `header`. Fails on any structural error (never panics); the section must hold
+/// exactly `recordCount` records.
+pub fn decode_record_entries(header: &RecordBatchHeader, section: &[u8]) -> Result<Vec<RecordEntry>, LogError> {
+    let count = usize::try_from(header.record_count).map_err(|_| LogError::corrupt("negative record count"))?;
+    let mut out = Vec::with_capacity(count.min(section.len()));
+    let mut at = 0usize;
+    for _ in 0..count {
+        let record_start = at;
+        let length =
+            usize::try_from(read_varint(section, &mut at)?).map_err(|_| LogError::corrupt("negative record length"))?;
+        let body_start = at;
+        let end = at
+            .checked_add(length)
+            .filter(|end| *end <= section.len())
+            .ok_or_else(|| LogError::corrupt("record extends past the batch"))?;
+        let body = section.get(body_start..end).unwrap_or(&[]);
+        let mut field = 1usize; // skip attributes
+        let timestamp_delta = read_varlong(body, &mut field)?;
+        let offset_delta = read_varint(body, &mut field)?;
+        let key = read_nullable_bytes(body, &mut field)?;
+        let value = read_nullable_bytes(body, &mut field)?;
+        let timestamp = if header.is_log_append_time() {
+            header.max_timestamp
+        } else {
+            header.base_timestamp.wrapping_add(timestamp_delta)
+        };
+        out.push(RecordEntry {
+            offset: header.base_offset.saturating_add(i64::from(offset_delta)),
+            timestamp,
+            bytes: record_start..end,
+            key: key.map(|range| body_start + range.start..body_start + range.end),
+            value: value.map(|range| body_start + range.start..body_start + range.end),
+        });
+        at = end;
+    }
+    if at != section.len() {
+        return Err(LogError::corrupt("bytes after the last record"));
+    }
+    Ok(out)
+}
+
+/// Decompresses the records section of one whole batch.
+pub fn decompress_records_section(batch: &[u8]) -> Result<(RecordBatchHeader, Vec<u8>), LogError> {
+    let header = RecordBatchHeader::parse(batch)?;
+    let total = header
+        .total_size()
+        .ok_or_else(|| LogError::corrupt("invalid batch length"))?;
+    let section = batch
+        .get(BATCH_HEADER_SIZE..total)
+        .ok_or_else(|| LogError::corrupt("batch shorter than its length"))?;
+    let records = header.compression()?.decompress(section)?;
+    Ok((header, records))
 }
 
 /// Reads an unsigned LEB128 value of at most `max_bytes` bytes from `bytes[*at..]`.
@@ -196,6 +284,31 @@ mod tests {
     }
 
     #[test]
+    fn record_entries_locate_keys_values_and_bytes() {
+        let mut builder = RecordBatchBuilder::new().compression(Compression::Zstd);
+        builder.push(10, Some(b"alpha"), Some(b"one"));
+        builder.push(12, None, Some(b"two"));
+        builder.push(11, Some(b"beta"), None);
+        let mut batch = builder.build().unwrap();
+        set_base_offset(&mut batch, 40).unwrap();
+        let (header, section) = decompress_records_section(&batch).unwrap();
+        let entries = decode_record_entries(&header, &section).unwrap();
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[0].offset, 40);
+        assert_eq!(&section[entries[0].key.clone().unwrap()], b"alpha");
+        assert_eq!(&section[entries[0].value.clone().unwrap()], b"one");
+        assert_eq!(entries[1].key, None);
+        assert_eq!(entries[2].timestamp, 11);
+        assert_eq!(&section[entries[2].key.clone().unwrap()], b"beta");
+        assert_eq!(entries[2].value, None);
+        assert_eq!(entries[2].bytes.end, section.len());
+        assert_eq!(entries[1].bytes.start, entries[0].bytes.end);
+        for cut in 0..section.len() {
+            assert!(decode_record_entries(&header, &section[..cut]).is_err());
+        }
+    }
+
+    #[test]
     fn garbage_records_are_errors() {
         let batch = batch_with(Compression::None, &[1, 2, 3]);
         for cut in BATCH_HEADER_SIZE..batch.len() {
@@ -203,6 +316,9 @@ mod tests {
             broken[cut] = 0xff;
             let _ = decode_records(&broken);
             let _ = decode_records(&batch[..cut]);
+            if let Ok((header, section)) = decompress_records_section(&broken) {
+                let _ = decode_record_entries(&header, &section);
+            }
         }
     }
 }

@@ -5,11 +5,18 @@
 //!   already assigned), back to back, nothing else;
 //! - `.index` ([`OffsetIndex`]) and `.timeindex` ([`TimeIndex`]).
 //!
-//! Invariants: the first batch's base offset is the segment's base offset; batches
-//! are dense (each base offset is the previous batch's last offset + 1); the file never
-//! exceeds [`SEGMENT_BYTES_MAX`], so positions fit in u32. Bytes beyond `size` (a torn
-//! or failed write) are never served and are cut by recovery or overwritten by the
-//! next append. Readers use positional reads and see only batches published by
+//! While compaction writes a segment's replacement, the same names carry an extra
+//! `.cleaned` suffix (see [`cleaner`](crate::cleaner)).
+//!
+//! Invariants: batch offsets strictly increase (each base offset is above the
+//! previous batch's last offset) and every batch lies at or above the segment's base
+//! offset. Appended data is dense (each base offset is the previous batch's last
+//! offset + 1); compaction leaves gaps — a removed batch between two batches, a whole
+//! segment's worth of removed records, removed records inside a batch — so the first
+//! batch may start above the base offset and an empty segment may stand for a range
+//! of removed offsets. The file never exceeds [`SEGMENT_BYTES_MAX`], so positions fit
+//! in u32. Bytes beyond `size` (a torn or failed write) are never served and are cut
+//! by recovery, by a failed append itself, or overwritten by the next append. Readers use positional reads and see only batches published by
 //! `size`; the single writer (serialised by the owning log) appends at `size`.
 
 use std::fs::{File, OpenOptions};
@@ -21,10 +28,10 @@ use std::time::UNIX_EPOCH;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::batch::{validate, BatchIter, RecordBatchHeader};
+use crate::batch::{validate_stored, BatchIter, RecordBatchHeader};
 use crate::constants::{
-    BATCH_HEADER_SIZE, LOG_FILE_SUFFIX, OFFSET_INDEX_FILE_SUFFIX, RECOVERY_CHUNK_BYTES, SCAN_CHUNK_BYTES,
-    SEGMENT_BYTES_MAX, SEGMENT_FILE_NAME_DIGITS, TIME_INDEX_FILE_SUFFIX,
+    BATCH_HEADER_SIZE, CLEANED_FILE_SUFFIX, LOG_FILE_SUFFIX, OFFSET_INDEX_FILE_SUFFIX, RECOVERY_CHUNK_BYTES,
+    SCAN_CHUNK_BYTES, SEGMENT_BYTES_MAX, SEGMENT_FILE_NAME_DIGITS, TIME_INDEX_FILE_SUFFIX,
 };
 use crate::error::LogError;
 use crate::offset_index::OffsetIndex;
@@ -79,7 +86,17 @@ impl std::fmt::Debug for LogSegment {
 impl LogSegment {
     /// Creates a new, empty segment (replacing any files of the same name).
     pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<LogSegment, LogError> {
-        let segment = Self::open_files(dir, base_offset, now_ms)?;
+        Self::create_named(dir, base_offset, now_ms, false)
+    }
+
+    /// Creates an empty segment under the `.cleaned` names, to be filled by compaction
+    /// and renamed into place (replacing any earlier `.cleaned` files).
+    pub fn create_cleaned(dir: &Path, base_offset: i64, now_ms: i64) -> Result<LogSegment, LogError> {
+        Self::create_named(dir, base_offset, now_ms, true)
+    }
+
+    fn create_named(dir: &Path, base_offset: i64, now_ms: i64, cleaned: bool) -> Result<LogSegment, LogError> {
+        let segment = Self::open_files(dir, base_offset, now_ms, cleaned)?;
         segment.log_file.set_len(0)?;
         segment.offset_index.reset()?;
         segment.time_index.reset()?;
@@ -88,11 +105,12 @@ impl LogSegment {
 
     /// Opens an existing segment, trusting its files (clean shutdown or below the
     /// recovery point). Falls back to [`LogSegment::recover`] when the files disagree.
+    /// Gaps are accepted anywhere: a trusted segment is durable as a whole.
     pub fn load(dir: &Path, base_offset: i64, now_ms: i64, index_interval_bytes: u32) -> Result<LogSegment, LogError> {
-        let segment = Self::open_files(dir, base_offset, now_ms)?;
+        let segment = Self::open_files(dir, base_offset, now_ms, false)?;
         if !segment.load_trusted()? {
             tracing::warn!(base_offset, "segment files inconsistent, recovering");
-            segment.recover(index_interval_bytes)?;
+            segment.recover(index_interval_bytes, i64::MAX)?;
         }
         Ok(segment)
     }
@@ -103,28 +121,31 @@ impl LogSegment {
         base_offset: i64,
         now_ms: i64,
         index_interval_bytes: u32,
+        gaps_below: i64,
     ) -> Result<(LogSegment, u64), LogError> {
-        let segment = Self::open_files(dir, base_offset, now_ms)?;
-        let truncated = segment.recover(index_interval_bytes)?;
+        let segment = Self::open_files(dir, base_offset, now_ms, false)?;
+        let truncated = segment.recover(index_interval_bytes, gaps_below)?;
         Ok((segment, truncated))
     }
 
-    fn open_files(dir: &Path, base_offset: i64, now_ms: i64) -> Result<LogSegment, LogError> {
-        let log_path = dir.join(segment_file_name(base_offset, LOG_FILE_SUFFIX));
+    fn open_files(dir: &Path, base_offset: i64, now_ms: i64, cleaned: bool) -> Result<LogSegment, LogError> {
+        let name = |suffix: &str| {
+            let name = segment_file_name(base_offset, suffix);
+            dir.join(if cleaned {
+                format!("{name}.{CLEANED_FILE_SUFFIX}")
+            } else {
+                name
+            })
+        };
+        let log_path = name(LOG_FILE_SUFFIX);
         let log_file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(&log_path)?;
-        let offset_index = OffsetIndex::open(
-            &dir.join(segment_file_name(base_offset, OFFSET_INDEX_FILE_SUFFIX)),
-            base_offset,
-        )?;
-        let time_index = TimeIndex::open(
-            &dir.join(segment_file_name(base_offset, TIME_INDEX_FILE_SUFFIX)),
-            base_offset,
-        )?;
+        let offset_index = OffsetIndex::open(&name(OFFSET_INDEX_FILE_SUFFIX), base_offset)?;
+        let time_index = TimeIndex::open(&name(TIME_INDEX_FILE_SUFFIX), base_offset)?;
         Ok(LogSegment {
             base_offset,
             log_path,
@@ -140,7 +161,8 @@ impl LogSegment {
     }
 
     /// Trusts the files: the size is the file length, the end offset comes from scanning
-    /// headers after the last offset index entry. Returns false when they disagree.
+    /// headers after the last offset index entry (gaps between batches are accepted,
+    /// overlaps are not). Returns false when they disagree.
     fn load_trusted(&self) -> Result<bool, LogError> {
         let file_size = self.log_file.metadata()?.len();
         if file_size > SEGMENT_BYTES_MAX {
@@ -154,7 +176,10 @@ impl LogSegment {
         let mut expected = start.offset;
         let mut scanner = Scanner::new(&self.log_file, u64::from(start.position), file_size, SCAN_CHUNK_BYTES);
         while let Some((_, header)) = scanner.next_header()? {
-            if header.base_offset != expected || header.magic != crate::constants::MAGIC_V2 {
+            if header.base_offset < expected
+                || header.magic != crate::constants::MAGIC_V2
+                || header.last_offset() - self.base_offset > i64::from(u32::MAX)
+            {
                 return Ok(false);
             }
             if max_timestamp.is_none_or(|max| header.max_timestamp > max.timestamp) {
@@ -179,9 +204,17 @@ impl LogSegment {
     }
 
     /// Scans the whole file from position 0, checking each batch's length, magic,
-    /// CRC and offset density; truncates the file at the first bad or torn batch and
-    /// rebuilds both indexes. Returns the number of bytes cut.
-    pub fn recover(&self, index_interval_bytes: u32) -> Result<u64, LogError> {
+    /// CRC (see [`validate_stored`]) and offsets; truncates the file at the first bad
+    /// or torn batch and rebuilds both indexes. Returns the number of bytes cut.
+    ///
+    /// Offset rule: a batch must start above the previous batch's last offset (and at
+    /// or above the segment's base offset). A gap (a batch starting beyond the offset
+    /// following the previous one) is accepted only when the batch starts below
+    /// `gaps_below`: the log passes its recovery point, because compaction rewrites
+    /// only segments below a persisted recovery point while data above it is exactly
+    /// what appends wrote, densely. `baseOffset` is outside the CRC, so this is what
+    /// catches a damaged base offset in an unflushed tail.
+    pub fn recover(&self, index_interval_bytes: u32, gaps_below: i64) -> Result<u64, LogError> {
         let file_size = self.log_file.metadata()?.len();
         self.offset_index.reset()?;
         self.time_index.reset()?;
@@ -195,20 +228,23 @@ impl LogSegment {
             RECOVERY_CHUNK_BYTES,
         );
         while let Some((position, batch)) = scanner.next_batch()? {
-            let header = match validate(batch) {
+            let header = match validate_stored(batch) {
                 Ok(header) => header,
                 Err(error) => {
                     tracing::warn!(base_offset = self.base_offset, position, %error, "invalid batch during recovery");
                     break;
                 }
             };
-            if header.base_offset != expected || header.last_offset() - self.base_offset > i64::from(u32::MAX) {
+            let gap_allowed = header.base_offset > expected && header.base_offset < gaps_below;
+            if (header.base_offset != expected && !gap_allowed)
+                || header.last_offset() - self.base_offset > i64::from(u32::MAX)
+            {
                 tracing::warn!(
                     base_offset = self.base_offset,
                     position,
                     found = header.base_offset,
                     expected,
-                    "offset gap during recovery"
+                    "offset gap or overlap during recovery"
                 );
                 break;
             }
@@ -263,7 +299,8 @@ impl LogSegment {
     }
 
     /// Appends already validated, offset-assigned batches with one write, then
-    /// indexes them and publishes the new size.
+    /// indexes them and publishes the new size. A failed write is cut back off the
+    /// file (best effort), so no whole stale batch can linger past `size`.
     pub fn append(&self, batches: &[u8], index_interval_bytes: u32) -> Result<(), LogError> {
         let position = self.size();
         let end = position + batches.len() as u64;
@@ -273,7 +310,12 @@ impl LogSegment {
                 max: SEGMENT_BYTES_MAX,
             });
         }
-        self.log_file.write_all_at(batches, position)?;
+        if let Err(error) = self.log_file.write_all_at(batches, position) {
+            if let Err(trim_error) = self.log_file.set_len(position) {
+                tracing::warn!(base_offset = self.base_offset, %trim_error, "could not cut a failed write");
+            }
+            return Err(error.into());
+        }
         let mut state = self.indexing.lock().unwrap();
         let mut batch_position = position;
         let mut next_offset = self.next_offset();
@@ -389,7 +431,20 @@ impl LogSegment {
         };
         self.size.store(position, Ordering::Release);
         self.log_file.set_len(position)?;
-        self.recover(index_interval_bytes)?;
+        self.recover(index_interval_bytes, i64::MAX)?;
+        Ok(())
+    }
+
+    /// Calls `visit` with the position and bytes of every whole batch below `size`, in
+    /// order, until it returns `false` (batches are not validated again; they were when
+    /// written or recovered).
+    pub fn for_each_batch(&self, mut visit: impl FnMut(u64, &[u8]) -> Result<bool, LogError>) -> Result<(), LogError> {
+        let mut scanner = Scanner::new(&self.log_file, 0, self.size(), RECOVERY_CHUNK_BYTES);
+        while let Some((position, batch)) = scanner.next_batch()? {
+            if !visit(position, batch)? {
+                break;
+            }
+        }
         Ok(())
     }
 
@@ -616,7 +671,7 @@ mod tests {
         assert_eq!(loaded.next_offset(), 70);
         assert_eq!(loaded.max_timestamp().unwrap().timestamp, 1192);
         drop(loaded);
-        let (recovered, cut) = LogSegment::open_and_recover(dir.path(), 10, 0, 500).unwrap();
+        let (recovered, cut) = LogSegment::open_and_recover(dir.path(), 10, 0, 500, i64::MAX).unwrap();
         assert_eq!(cut, 0);
         assert_eq!(recovered.next_offset(), 70);
         assert_eq!(recovered.size(), written.iter().map(Vec::len).sum::<usize>() as u64);
@@ -633,7 +688,7 @@ mod tests {
         file.set_len(one * 4 + 7).unwrap();
         file.write_all_at(&[0xAB], one * 2 + 70).unwrap();
         drop(file);
-        let (segment, cut) = LogSegment::open_and_recover(dir.path(), 10, 0, 500).unwrap();
+        let (segment, cut) = LogSegment::open_and_recover(dir.path(), 10, 0, 500, i64::MAX).unwrap();
         assert_eq!(cut, one * 2 + 7);
         assert_eq!(segment.next_offset(), 16);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), one * 2);
@@ -641,6 +696,31 @@ mod tests {
         // a trusted load of the already-cut file agrees
         let segment = LogSegment::load(dir.path(), 10, 0, 500).unwrap();
         assert_eq!(segment.next_offset(), 16);
+    }
+
+    #[test]
+    fn recovery_accepts_gaps_below_the_limit_and_rejects_overlaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = LogSegment::create(dir.path(), 10, 0).unwrap();
+        // 12..=14, then a gap, then 20..=22, then an overlap at 21.
+        for (base, count) in [(12, 3), (20, 3), (21, 1)] {
+            segment.append(&batch_at(base, count, 1000), 500).unwrap();
+        }
+        drop(segment);
+        let (segment, _) = LogSegment::open_and_recover(dir.path(), 10, 0, 500, i64::MAX).unwrap();
+        assert_eq!(segment.next_offset(), 23);
+        let bytes = segment.read(16, 1, i64::MAX).unwrap().unwrap();
+        assert_eq!(validate_stored(&bytes).unwrap().base_offset, 20);
+        drop(segment);
+        let segment = LogSegment::load(dir.path(), 10, 0, 500).unwrap();
+        assert_eq!(segment.next_offset(), 23);
+        drop(segment);
+        // A gap at or above the limit is damage: the batch and all after it go.
+        let one = batch_at(12, 3, 1000).len() as u64;
+        let (segment, cut) = LogSegment::open_and_recover(dir.path(), 10, 0, 500, 20).unwrap();
+        assert_eq!(cut, one);
+        assert_eq!(segment.next_offset(), 15);
+        assert_eq!(segment.size(), one);
     }
 
     #[test]

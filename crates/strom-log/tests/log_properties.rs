@@ -1,7 +1,10 @@
 //! Property tests of the log's invariants under appends, flushes, rolls, retention,
 //! record deletion, clean restarts and crashes with torn or corrupted tails: offsets
-//! stay dense and increasing, every flushed batch that retention and deletion kept is
-//! readable byte-identical at its offset, and no invalid batch is ever returned.
+//! stay dense and increasing (nothing here compacts, and recovery accepts a gap only
+//! below the recovery point, so a damaged `baseOffset` in an unflushed tail is still
+//! cut), every flushed batch that retention and deletion kept is readable
+//! byte-identical at its offset, and no invalid batch is ever returned. Compaction,
+//! which leaves gaps, has its own properties in `compaction_properties.rs`.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;

@@ -84,6 +84,7 @@ class Broker:
         self._log_file.flush()
         env = dict(os.environ)
         env.setdefault("RUST_BACKTRACE", "1")
+        env.setdefault("NO_COLOR", "1")
         self.proc = subprocess.Popen(
             self.command(),
             stdin=subprocess.DEVNULL,

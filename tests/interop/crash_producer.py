@@ -3,7 +3,7 @@
 Writes "<number> <offset>\n" to the ack file for every record whose delivery the
 broker confirmed, flushing after each line.
 
-usage: crash_producer.py BOOTSTRAP TOPIC ACK_FILE FIRST_NUMBER
+usage: crash_producer.py BOOTSTRAP TOPIC ACK_FILE FIRST_NUMBER [CODEC]
 """
 
 import os
@@ -14,6 +14,7 @@ from confluent_kafka import Producer
 
 def main() -> None:
     bootstrap, topic, ack_path, first = sys.argv[1:5]
+    codec = sys.argv[5] if len(sys.argv) > 5 else "none"
     ack = open(ack_path, "w", buffering=1)
     p = Producer({
         "bootstrap.servers": bootstrap,
@@ -23,6 +24,7 @@ def main() -> None:
         "retries": 0,
         "max.in.flight.requests.per.connection": 5,
         "message.timeout.ms": 60000,
+        "compression.type": codec,
     })
 
     def on_delivery(err, msg):

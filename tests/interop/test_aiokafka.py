@@ -11,6 +11,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import InvalidPartitionsError
 
 from records import (
+    CODEC_IDS,
+    stored_codecs,
     CODECS,
     PARTITIONS,
     RECORD_COUNT,
@@ -120,6 +122,7 @@ def test_produce_consume_roundtrip(broker, codec):
             assert offs == list(range(len(items)))
         got = await consume(broker, topic, range(PARTITIONS), expected=len(recs))
         assert_same_records(recs, got)
+        assert stored_codecs(broker.data_dir, topic) == {CODEC_IDS[codec]}
 
     run(body())
 

@@ -24,8 +24,11 @@ from confluent_kafka.admin import (
 
 import ck_util as ck
 from records import (
+    CODEC_IDS,
+    stored_codecs,
     CODECS,
     PARTITIONS,
+    Rec,
     RECORD_COUNT,
     TIMESTAMP_STEP_MS,
     assert_same_records,
@@ -34,6 +37,11 @@ from records import (
     make_records,
     topic_name,
 )
+
+# librdkafka decides per broker whether it may compress: its LZ4 feature flag
+# depends on FindCoordinator v0 being advertised (rdkafka_feature.c), ZSTD on
+# Produce v7 + Fetch v10. Without it, the codec is silently dropped.
+LIBRDKAFKA_CODEC_HINT = "stored batches are not compressed as the client was told: check ApiVersions (librdkafka feature map)"
 
 T = ck.ADMIN_TIMEOUT_S
 
@@ -52,6 +60,7 @@ def test_produce_consume_roundtrip(broker, codec):
 
     got = ck.consume(broker, topic, range(PARTITIONS), expected=len(recs))
     assert_same_records(recs, got)
+    assert stored_codecs(broker.data_dir, topic) == {CODEC_IDS[codec]}, LIBRDKAFKA_CODEC_HINT
 
     for p, items in by_partition(recs).items():
         assert ck.watermarks(broker, topic, p) == (0, len(items))
@@ -306,3 +315,22 @@ def test_consume_from_offset_and_latest(broker):
     assert [o for o, _ in got] == list(range(400, 500))
     assert_same_records(recs[400:], [r for _, r in got])
     assert ck.consume(broker, topic, [0], expected=0, start=500) == []
+
+
+def test_offsets_for_times_with_unordered_timestamps(broker):
+    """Inside one batch the record timestamps decide, not the batch's max
+    timestamp; the answer is the first offset (log order) with ts >= T."""
+    topic = topic_name("ck-unordered-ts")
+    ck.create_topic(broker, topic, partitions=1)
+    base = make_records(1, partitions=1)[0].timestamp
+    stamps = [100, 300, 200, 400, 250, 500]
+    recs = [Rec(0, b"k%d" % i, b"v", (), base + s)
+            for i, s in enumerate(stamps)]
+    ck.produce(broker, topic, recs, **{"linger.ms": 200, "batch.num.messages": 100})
+    c = ck.consumer(broker)
+    try:
+        for t, want in [(50, 0), (100, 0), (150, 1), (250, 1), (301, 3), (350, 3), (450, 5), (500, 5), (501, -1)]:
+            res = c.offsets_for_times([TopicPartition(topic, 0, base + t)], timeout=10)
+            assert res[0].offset == want, f"T=base+{t}: got {res[0].offset}, want {want}"
+    finally:
+        c.close()

@@ -10,6 +10,8 @@ from kafka.admin import ConfigResource, KafkaAdminClient
 from kafka.errors import InvalidPartitionsError, TopicAlreadyExistsError
 
 from records import (
+    CODEC_IDS,
+    stored_codecs,
     CODECS,
     PARTITIONS,
     RECORD_COUNT,
@@ -111,19 +113,20 @@ def consume(broker, topic, partitions, expected, start_offsets=None, timeout=90,
 def test_produce_consume_roundtrip(broker, codec):
     topic = topic_name(f"kp-{codec}")
     create_topic(broker, topic, PARTITIONS)
-    recs = make_records(RECORD_COUNT)
+    recs = make_records(RECORD_COUNT, null_headers=False)
     delivered = produce(broker, topic, recs, compression_type=None if codec == "none" else codec)
     for p, items in by_partition(recs).items():
         offs = [delivered[i][1] for i, r in enumerate(recs) if r.partition == p]
         assert offs == list(range(len(items)))
     got = consume(broker, topic, range(PARTITIONS), expected=len(recs))
     assert_same_records(recs, got)
+    assert stored_codecs(broker.data_dir, topic) == {CODEC_IDS[codec]}
 
 
 def test_list_offsets(broker):
     topic = topic_name("kp-offsets")
     create_topic(broker, topic, PARTITIONS)
-    recs = make_records(3000)
+    recs = make_records(3000, null_headers=False)
     produce(broker, topic, recs, batch_size=2048)
     base = recs[0].timestamp
     c = consumer(broker)
@@ -185,7 +188,7 @@ def test_describe_and_alter_configs(broker):
 def test_delete_records(broker):
     topic = topic_name("kp-delrec")
     create_topic(broker, topic, 1)
-    recs = make_records(1000, partitions=1)
+    recs = make_records(1000, partitions=1, null_headers=False)
     produce(broker, topic, recs)
     a = admin(broker)
     try:

@@ -138,6 +138,10 @@ impl Broker {
         &self.config
     }
 
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     fn topics_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<Topic>>> {
         self.topics.read().unwrap_or_else(|e| e.into_inner())
     }

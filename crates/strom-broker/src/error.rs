@@ -37,6 +37,44 @@ pub enum BrokerError {
     FencedLeaderEpoch { requested: i32, current: i32 },
     #[error("storage error: {0}")]
     Storage(String),
+    #[error("coordinator not available")]
+    CoordinatorNotAvailable,
+    #[error("invalid group id")]
+    InvalidGroupId,
+    #[error("unknown member id")]
+    UnknownMemberId,
+    #[error("illegal generation")]
+    IllegalGeneration,
+    #[error("rebalance in progress")]
+    RebalanceInProgress,
+    #[error("inconsistent group protocol")]
+    InconsistentGroupProtocol,
+    #[error("session timeout {0} ms outside the allowed range")]
+    InvalidSessionTimeout(i32),
+    #[error("member id required")]
+    MemberIdRequired,
+    #[error("static member fenced by a newer instance")]
+    FencedInstanceId,
+    #[error("group not found")]
+    GroupIdNotFound,
+    #[error("group is not empty")]
+    NonEmptyGroup,
+    #[error("offset metadata of {0} bytes is too large")]
+    OffsetMetadataTooLarge(usize),
+    #[error("group is subscribed to the topic")]
+    GroupSubscribedToTopic,
+    #[error("group reached group.max.size")]
+    GroupMaxSizeReached,
+    #[error("the member epoch is stale")]
+    StaleMemberEpoch,
+    #[error("the member epoch is fenced")]
+    FencedMemberEpoch,
+    #[error("unsupported assignor {0}")]
+    UnsupportedAssignor(String),
+    #[error("unreleased instance id")]
+    UnreleasedInstanceId,
+    #[error("group {0} is of another type")]
+    GroupTypeMismatch(String),
 }
 
 impl From<LogError> for BrokerError {

@@ -5,6 +5,7 @@
 pub mod broker;
 pub mod constants;
 pub mod error;
+pub mod group;
 pub mod partition;
 pub mod topic;
 pub mod topic_config;
@@ -12,6 +13,7 @@ pub mod topic_store;
 
 pub use broker::{AlterOp, Broker, BrokerConfig, NewTopic, TopicSummary};
 pub use error::{BrokerError, Result};
+pub use group::GroupCoordinator;
 pub use partition::{FetchedData, Partition};
 pub use strom_log::AppendInfo;
 pub use topic::Topic;

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use crate::apis;
 use crate::constants::READ_BUFFER_BYTES;
 use crate::frame;
-use crate::server::Context;
+use crate::server::{Context, Peer};
 
 pub async fn serve(mut stream: TcpStream, peer: SocketAddr, context: Arc<Context>) {
     let _ = stream.set_nodelay(true);
@@ -24,7 +24,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, context: Arc<Context
     let max = context.config.socket_request_max_bytes;
     loop {
         match frame::parse(&mut input, max) {
-            Ok(Some(request)) => match handle(&context, request, &mut output).await {
+            Ok(Some(request)) => match handle(&context, peer, request, &mut output).await {
                 Ok(()) => {
                     // Hold the response while more requests are already here.
                     if output.len() >= READ_BUFFER_BYTES || !frame_ready(&input) {
@@ -78,7 +78,12 @@ fn frame_ready(input: &BytesMut) -> bool {
 
 /// Decode one request, run it and append the framed response (if any) to `output`.
 /// An error closes the connection, as Kafka does for requests it cannot parse.
-async fn handle(context: &Context, mut request: Bytes, output: &mut BytesMut) -> Result<(), String> {
+async fn handle(
+    context: &Context,
+    address: SocketAddr,
+    mut request: Bytes,
+    output: &mut BytesMut,
+) -> Result<(), String> {
     let Some(prefix) = request.get(..8) else {
         return Err(format!("request of {} bytes is shorter than a header", request.len()));
     };
@@ -96,7 +101,11 @@ async fn handle(context: &Context, mut request: Bytes, output: &mut BytesMut) ->
     }
     let header = RequestHeader::decode(&mut request, api_key.request_header_version(version))
         .map_err(|e| format!("bad {api_key:?} header: {e}"))?;
-    let response = apis::dispatch(context, api_key, version, &header, request).await?;
+    let peer = Peer {
+        address,
+        client_id: header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default(),
+    };
+    let response = apis::dispatch(context, &peer, api_key, version, request).await?;
     if let Some(body) = response {
         write_response(output, correlation_id, api_key, version, &body);
     }

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use strom_broker::Broker;
+use strom_broker::{Broker, GroupCoordinator};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
@@ -27,9 +27,17 @@ pub struct ServerConfig {
     pub broker_configs: Vec<(String, String, bool, String)>,
 }
 
+/// Who sent a request: the connection's address and the header's client id.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub address: SocketAddr,
+    pub client_id: String,
+}
+
 /// State every connection shares.
 pub struct Context {
     pub broker: Arc<Broker>,
+    pub groups: Arc<GroupCoordinator>,
     pub config: ServerConfig,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -43,6 +51,7 @@ impl Server {
     pub async fn bind(
         config: ServerConfig,
         broker: Arc<Broker>,
+        groups: Arc<GroupCoordinator>,
         shutdown: watch::Receiver<bool>,
     ) -> std::io::Result<Server> {
         let listener = TcpListener::bind(config.bind).await?;
@@ -50,6 +59,7 @@ impl Server {
             listener,
             context: Arc::new(Context {
                 broker,
+                groups,
                 config,
                 shutdown,
             }),

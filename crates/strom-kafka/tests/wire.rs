@@ -8,7 +8,8 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use strom_broker::{Broker, BrokerConfig, NewTopic};
+use strom_broker::group::GroupConfig;
+use strom_broker::{Broker, BrokerConfig, GroupCoordinator, NewTopic};
 use strom_kafka::{Server, ServerConfig};
 use strom_log::RecordBatchBuilder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -44,7 +45,8 @@ async fn start() -> Harness {
         max_connections: 100,
         broker_configs: Vec::new(),
     };
-    let server = Server::bind(config, broker, rx).await.unwrap();
+    let groups = GroupCoordinator::open(broker.clone(), GroupConfig::default()).unwrap();
+    let server = Server::bind(config, broker, groups, rx).await.unwrap();
     let addr = server.local_addr().unwrap();
     tokio::spawn(server.run());
     Harness {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use strom_broker::Broker;
+use strom_broker::{Broker, GroupCoordinator};
 use strom_kafka::Server;
 use tokio::sync::watch;
 
@@ -85,11 +85,14 @@ fn serve(args: ServeArgs) -> Result<()> {
     init_logging(args.log_format);
     let broker_config = settings.broker_config()?;
     let server_config = settings.server_config()?;
+    let group_config = settings.group_config()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let broker = Broker::open(broker_config).context("opening the data directory")?;
+        let groups = GroupCoordinator::open(broker.clone(), group_config).context("loading consumer groups")?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let server = Server::bind(server_config, broker.clone(), shutdown_rx.clone())
+        let coordinator = tokio::spawn(groups.clone().run(shutdown_rx.clone()));
+        let server = Server::bind(server_config, broker.clone(), groups, shutdown_rx.clone())
             .await
             .with_context(|| format!("binding {}", settings.get("listeners")))?;
         tracing::info!(address = %server.local_addr()?, cluster_id = broker.cluster_id(), "kafka listener ready");
@@ -100,6 +103,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         let _ = shutdown_tx.send(true);
         let _ = listener.await;
         let _ = maintenance.await;
+        let _ = coordinator.await;
         tokio::task::spawn_blocking(move || broker.shutdown()).await??;
         Ok(())
     })

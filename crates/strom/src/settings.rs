@@ -7,6 +7,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use strom_broker::group::GroupConfig;
 use strom_broker::topic_config::TOPIC_CONFIGS;
 use strom_broker::{BrokerConfig, TopicDefaults};
 use strom_kafka::ServerConfig;
@@ -18,57 +19,27 @@ pub struct Setting {
     pub doc: &'static str,
 }
 
+#[rustfmt::skip]
 pub const SETTINGS: &[Setting] = &[
-    Setting {
-        name: "node.id",
-        default: "1",
-        doc: "id of this node in the cluster",
-    },
-    Setting {
-        name: "log.dirs",
-        default: "./strom-data",
-        doc: "directory holding all data (partition logs, topic list, cluster id)",
-    },
-    Setting {
-        name: "listeners",
-        default: "PLAINTEXT://127.0.0.1:9092",
-        doc: "address the Kafka listener binds, as PLAINTEXT://host:port",
-    },
-    Setting {
-        name: "advertised.listeners",
-        default: "",
-        doc: "address clients are told to connect to (Metadata); empty = listeners",
-    },
-    Setting {
-        name: "num.partitions",
-        default: "1",
-        doc: "partitions of a topic created without a count (and of auto-created topics)",
-    },
-    Setting {
-        name: "default.replication.factor",
-        default: "1",
-        doc: "replication factor of a topic created without one",
-    },
-    Setting {
-        name: "auto.create.topics.enable",
-        default: "true",
-        doc: "create a topic when a client asks for its metadata",
-    },
-    Setting {
-        name: "socket.request.max.bytes",
-        default: "104857600",
-        doc: "largest request frame accepted; larger ones close the connection",
-    },
-    Setting {
-        name: "max.connections",
-        default: "10000",
-        doc: "most client connections at once; more are closed on accept",
-    },
-    Setting {
-        name: "log.retention.check.interval.ms",
-        default: "300000",
-        doc: "how often retention and segment.ms rolls are checked",
-    },
+    Setting { name: "node.id", default: "1", doc: "id of this node in the cluster" },
+    Setting { name: "log.dirs", default: "./strom-data", doc: "directory holding all data (partition logs, topic list, cluster id)" },
+    Setting { name: "listeners", default: "PLAINTEXT://127.0.0.1:9092", doc: "address the Kafka listener binds, as PLAINTEXT://host:port" },
+    Setting { name: "advertised.listeners", default: "", doc: "address clients are told to connect to (Metadata); empty = listeners" },
+    Setting { name: "num.partitions", default: "1", doc: "partitions of a topic created without a count (and of auto-created topics)" },
+    Setting { name: "default.replication.factor", default: "1", doc: "replication factor of a topic created without one" },
+    Setting { name: "auto.create.topics.enable", default: "true", doc: "create a topic when a client asks for its metadata" },
+    Setting { name: "socket.request.max.bytes", default: "104857600", doc: "largest request frame accepted; larger ones close the connection" },
+    Setting { name: "max.connections", default: "10000", doc: "most client connections at once; more are closed on accept" },
+    Setting { name: "log.retention.check.interval.ms", default: "300000", doc: "how often retention and segment.ms rolls are checked" },
+    Setting { name: "offsets.topic.num.partitions", default: "50", doc: "partitions of the internal __consumer_offsets topic (fixed once it exists)" },
+    Setting { name: "offsets.topic.segment.bytes", default: "104857600", doc: "segment size of __consumer_offsets (small, so compaction runs often)" },
+    Setting { name: "group.initial.rebalance.delay.ms", default: "3000", doc: "how long a new group waits for more members before its first rebalance" },
+    Setting { name: "group.min.session.timeout.ms", default: "6000", doc: "smallest session.timeout.ms a consumer may ask for" },
+    Setting { name: "group.max.session.timeout.ms", default: "1800000", doc: "largest session.timeout.ms a consumer may ask for" },
+    Setting { name: "group.max.size", default: "2147483647", doc: "most members in one group" },
+    Setting { name: "offset.metadata.max.bytes", default: "4096", doc: "largest metadata string of a committed offset" },
+    Setting { name: "offsets.retention.minutes", default: "10080", doc: "how long committed offsets of an empty group are kept" },
+    Setting { name: "offsets.retention.check.interval.ms", default: "600000", doc: "how often expired committed offsets are removed" },
 ];
 
 /// Where a setting's value came from.
@@ -143,6 +114,7 @@ impl Settings {
         }
         let settings = Settings { values };
         settings.broker_config()?;
+        settings.group_config()?;
         settings.server_config()?;
         Ok(settings)
     }
@@ -199,6 +171,24 @@ impl Settings {
             }
         }
         config.topic_defaults = defaults;
+        Ok(config)
+    }
+
+    pub fn group_config(&self) -> Result<GroupConfig> {
+        let config = GroupConfig {
+            offsets_topic_partitions: self.parse("offsets.topic.num.partitions")?,
+            offsets_topic_segment_bytes: self.parse("offsets.topic.segment.bytes")?,
+            initial_rebalance_delay_ms: self.parse("group.initial.rebalance.delay.ms")?,
+            min_session_timeout_ms: self.parse("group.min.session.timeout.ms")?,
+            max_session_timeout_ms: self.parse("group.max.session.timeout.ms")?,
+            max_size: self.parse("group.max.size")?,
+            offset_metadata_max_bytes: self.parse("offset.metadata.max.bytes")?,
+            offsets_retention_ms: self.parse::<i64>("offsets.retention.minutes")?.saturating_mul(60_000),
+            offsets_retention_check_interval_ms: self.parse("offsets.retention.check.interval.ms")?,
+        };
+        if config.offsets_topic_partitions < 1 {
+            bail!("offsets.topic.num.partitions must be at least 1");
+        }
         Ok(config)
     }
 

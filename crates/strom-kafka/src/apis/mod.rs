@@ -5,12 +5,14 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use crate::server::Context;
+use crate::server::{Context, Peer};
 
 pub mod api_versions;
 pub mod cluster;
 pub mod configs;
 pub mod fetch;
+pub mod group_offsets;
+pub mod groups;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
@@ -33,6 +35,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
 ];
 
 /// The range listed in ApiVersions responses.
@@ -65,13 +78,12 @@ fn encode<T: Encodable>(response: &T, version: i16) -> Result<Option<BytesMut>, 
 /// Run one request; `Ok(None)` means no response is sent (acks=0 produce).
 pub async fn dispatch(
     context: &Context,
+    peer: &Peer,
     api_key: ApiKey,
     version: i16,
-    header: &RequestHeader,
     mut body: Bytes,
 ) -> Result<Option<BytesMut>, String> {
     let body = &mut body;
-    let _ = header;
     match api_key {
         ApiKey::ApiVersions => encode(&api_versions::handle(decode(api_key, body, version)?), version),
         ApiKey::Metadata => encode(
@@ -120,6 +132,47 @@ pub async fn dispatch(
         ),
         ApiKey::DescribeCluster => encode(
             &cluster::describe_cluster(context, decode(api_key, body, version)?),
+            version,
+        ),
+        ApiKey::FindCoordinator => encode(
+            &groups::find_coordinator(context, decode(api_key, body, version)?, version).await,
+            version,
+        ),
+        ApiKey::JoinGroup => encode(
+            &groups::join_group(context, peer, decode(api_key, body, version)?, version).await,
+            version,
+        ),
+        ApiKey::SyncGroup => encode(
+            &groups::sync_group(context, decode(api_key, body, version)?, version).await,
+            version,
+        ),
+        ApiKey::Heartbeat => encode(&groups::heartbeat(context, decode(api_key, body, version)?), version),
+        ApiKey::LeaveGroup => encode(
+            &groups::leave_group(context, decode(api_key, body, version)?, version),
+            version,
+        ),
+        ApiKey::DescribeGroups => encode(
+            &groups::describe_groups(context, decode(api_key, body, version)?, version),
+            version,
+        ),
+        ApiKey::ListGroups => encode(
+            &groups::list_groups(context, decode(api_key, body, version)?, version),
+            version,
+        ),
+        ApiKey::DeleteGroups => encode(
+            &groups::delete_groups(context, decode(api_key, body, version)?).await,
+            version,
+        ),
+        ApiKey::OffsetCommit => encode(
+            &group_offsets::offset_commit(context, decode(api_key, body, version)?).await,
+            version,
+        ),
+        ApiKey::OffsetFetch => encode(
+            &group_offsets::offset_fetch(context, decode(api_key, body, version)?, version),
+            version,
+        ),
+        ApiKey::OffsetDelete => encode(
+            &group_offsets::offset_delete(context, decode(api_key, body, version)?).await,
             version,
         ),
         other => Err(format!("{other:?} is not served")),

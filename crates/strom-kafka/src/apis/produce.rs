@@ -101,6 +101,12 @@ fn append(
     version: i16,
 ) -> AppendResult {
     let topic = topic.ok_or(BrokerError::UnknownTopicOrPartition)?;
+    if topic.is_internal() {
+        return Err(Some(BrokerError::InvalidTopic(format!(
+            "Cannot append to internal topic {}",
+            topic.name()
+        ))));
+    }
     let partition = topic.partition(index).ok_or(BrokerError::UnknownTopicOrPartition)?;
     let records = records
         .filter(|r| !r.is_empty())

@@ -1,0 +1,1139 @@
+//! The classic group protocol (JoinGroup / SyncGroup / Heartbeat / LeaveGroup) as a
+//! state machine without I/O: the coordinator feeds it requests and the clock, and
+//! persists what it reports. Waiting requests hold a oneshot sender that the machine
+//! completes when the rebalance moves on.
+//!
+//! States follow Kafka's: Empty → PreparingRebalance (members (re)join) →
+//! CompletingRebalance (the leader computes assignments) → Stable (SyncGroup
+//! delivered them); any membership change goes back to PreparingRebalance.
+//!
+//! Invariants: a member is in at most one of `members` / `pending`; each static
+//! instance id maps to exactly one member; the generation only grows.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+use tokio::time::{Duration, Instant};
+
+use crate::error::BrokerError;
+use crate::group::GroupState;
+
+/// A JoinGroup request in the broker's terms.
+#[derive(Debug, Clone, Default)]
+pub struct JoinGroup {
+    pub group_id: String,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocol_type: String,
+    /// (protocol name, metadata), in the member's order of preference.
+    pub protocols: Vec<(String, Bytes)>,
+    /// Topics the member subscribes to, when the front-end could read them.
+    pub subscribed_topics: BTreeSet<String>,
+    /// JoinGroup v4+: a new member must first get its id (MEMBER_ID_REQUIRED).
+    pub require_known_member_id: bool,
+    /// JoinGroup v9+: a static leader rejoining a stable group need not reassign.
+    pub supports_skip_assignment: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct JoinedMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub metadata: Bytes,
+}
+
+#[derive(Debug, Default)]
+pub struct JoinResult {
+    pub error: Option<BrokerError>,
+    pub generation_id: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    pub skip_assignment: bool,
+    pub member_id: String,
+    /// Filled for the leader only.
+    pub members: Vec<JoinedMember>,
+}
+
+impl JoinResult {
+    pub fn error(e: BrokerError, member_id: &str) -> JoinResult {
+        JoinResult {
+            error: Some(e),
+            generation_id: -1,
+            member_id: member_id.to_string(),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SyncGroup {
+    pub group_id: String,
+    pub generation_id: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignments: Vec<(String, Bytes)>,
+}
+
+#[derive(Debug, Default)]
+pub struct SyncResult {
+    pub error: Option<BrokerError>,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignment: Bytes,
+}
+
+impl SyncResult {
+    pub fn error(e: BrokerError) -> SyncResult {
+        SyncResult {
+            error: Some(e),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Member {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+    pub subscribed_topics: BTreeSet<String>,
+    pub assignment: Bytes,
+    pub heartbeat_deadline: Instant,
+    join_waiter: Option<oneshot::Sender<JoinResult>>,
+    sync_waiter: Option<oneshot::Sender<SyncResult>>,
+    /// Joined in the current rebalance (its JoinGroup is parked or was answered).
+    joined: bool,
+    join_order: u64,
+}
+
+impl Member {
+    fn metadata_for(&self, protocol: &str) -> Bytes {
+        self.protocols
+            .iter()
+            .find(|(name, _)| name == protocol)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default()
+    }
+
+    fn touch(&mut self, now: Instant) {
+        self.heartbeat_deadline = now + Duration::from_millis(self.session_timeout_ms.max(0) as u64);
+    }
+}
+
+#[derive(Debug)]
+struct Rebalance {
+    id: u64,
+    /// A new group waits this long for more members (group.initial.rebalance.delay.ms).
+    initial_delay_until: Instant,
+    /// Members that have not rejoined by then are removed.
+    deadline: Instant,
+}
+
+/// What the coordinator must do after a transition.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Write the group's metadata record (it became Stable or Empty).
+    pub persist: bool,
+    /// Start (or restart) the rebalance timer: (rebalance id, first wake-up).
+    pub timer: Option<(u64, Instant)>,
+}
+
+impl Effects {
+    fn merge(&mut self, other: Effects) {
+        self.persist |= other.persist;
+        if other.timer.is_some() {
+            self.timer = other.timer;
+        }
+    }
+}
+
+/// The outcome of a JoinGroup.
+pub enum JoinOutcome {
+    Now(JoinResult),
+    Wait(oneshot::Receiver<JoinResult>),
+}
+
+/// The outcome of a SyncGroup.
+pub enum SyncOutcome {
+    Now(SyncResult),
+    Wait(oneshot::Receiver<SyncResult>),
+}
+
+#[derive(Debug)]
+pub struct ClassicGroup {
+    pub state: GroupState,
+    pub generation_id: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader_id: Option<String>,
+    pub members: BTreeMap<String, Member>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED, valid until the deadline.
+    pending: HashMap<String, Instant>,
+    static_members: HashMap<String, String>,
+    rebalance: Option<Rebalance>,
+    next_rebalance_id: u64,
+    next_join_order: u64,
+    /// Wall-clock ms of the last state change (kept in the metadata record).
+    pub state_timestamp_ms: i64,
+}
+
+/// Settings the state machine needs.
+#[derive(Debug, Clone)]
+pub struct ClassicConfig {
+    pub initial_rebalance_delay_ms: u64,
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    pub max_size: usize,
+}
+
+pub fn new_member_id(client_id: &str) -> String {
+    format!("{client_id}-{}", uuid::Uuid::new_v4())
+}
+
+impl Default for ClassicGroup {
+    fn default() -> Self {
+        ClassicGroup {
+            state: GroupState::Empty,
+            generation_id: 0,
+            protocol_type: None,
+            protocol_name: None,
+            leader_id: None,
+            members: BTreeMap::new(),
+            pending: HashMap::new(),
+            static_members: HashMap::new(),
+            rebalance: None,
+            next_rebalance_id: 1,
+            next_join_order: 0,
+            state_timestamp_ms: -1,
+        }
+    }
+}
+
+impl ClassicGroup {
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Restore a group from its metadata record (after a restart); members get a
+    /// fresh session, so live clients carry on without a rebalance.
+    pub fn restore(value: &super::offsets_record::GroupValue, now: Instant) -> ClassicGroup {
+        let mut group = ClassicGroup {
+            generation_id: value.generation,
+            protocol_type: Some(value.protocol_type.clone()).filter(|s| !s.is_empty()),
+            protocol_name: value.protocol.clone(),
+            leader_id: value.leader.clone(),
+            state_timestamp_ms: value.state_timestamp,
+            ..Default::default()
+        };
+        for m in &value.members {
+            let protocol = value.protocol.clone().unwrap_or_default();
+            let mut member = Member {
+                member_id: m.member_id.clone(),
+                group_instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                session_timeout_ms: m.session_timeout_ms,
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                protocol_type: value.protocol_type.clone(),
+                protocols: vec![(protocol, Bytes::from(m.subscription.clone()))],
+                subscribed_topics: BTreeSet::new(),
+                assignment: Bytes::from(m.assignment.clone()),
+                heartbeat_deadline: now,
+                join_waiter: None,
+                sync_waiter: None,
+                joined: false,
+                join_order: group.next_join_order,
+            };
+            member.touch(now);
+            group.next_join_order += 1;
+            if let Some(instance) = &m.instance_id {
+                group.static_members.insert(instance.clone(), m.member_id.clone());
+            }
+            group.members.insert(m.member_id.clone(), member);
+        }
+        group.state = if group.members.is_empty() {
+            GroupState::Empty
+        } else {
+            GroupState::Stable
+        };
+        group
+    }
+
+    /// The metadata record for this group.
+    pub fn to_value(&self) -> super::offsets_record::GroupValue {
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        super::offsets_record::GroupValue {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation_id,
+            protocol: self.protocol_name.clone(),
+            leader: self.leader_id.clone(),
+            state_timestamp: self.state_timestamp_ms,
+            members: self
+                .members
+                .values()
+                .map(|m| super::offsets_record::MemberValue {
+                    member_id: m.member_id.clone(),
+                    instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    session_timeout_ms: m.session_timeout_ms,
+                    subscription: m.metadata_for(&protocol).to_vec(),
+                    assignment: m.assignment.to_vec(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Topics any member subscribes to.
+    pub fn subscribed_topics(&self) -> BTreeSet<String> {
+        self.members
+            .values()
+            .flat_map(|m| m.subscribed_topics.iter().cloned())
+            .collect()
+    }
+
+    fn set_state(&mut self, state: GroupState, now_ms: i64) {
+        self.state = state;
+        self.state_timestamp_ms = now_ms;
+    }
+
+    /// Check the static instance id a request carries against the member id.
+    fn check_instance(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), BrokerError> {
+        if let Some(instance) = instance_id {
+            match self.static_members.get(instance) {
+                Some(known) if known != member_id => return Err(BrokerError::FencedInstanceId),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn supports_protocols(&self, protocol_type: &str, protocols: &[(String, Bytes)]) -> bool {
+        if protocols.is_empty() || protocol_type.is_empty() {
+            return false;
+        }
+        if self.members.is_empty() {
+            return true;
+        }
+        if self.protocol_type.as_deref() != Some(protocol_type) {
+            return false;
+        }
+        // Every current member must share at least one of the offered protocols.
+        protocols.iter().any(|(name, _)| {
+            self.members
+                .values()
+                .all(|m| m.protocols.iter().any(|(n, _)| n == name))
+        })
+    }
+
+    pub fn join(
+        &mut self,
+        request: JoinGroup,
+        config: &ClassicConfig,
+        now: Instant,
+        now_ms: i64,
+    ) -> (JoinOutcome, Effects) {
+        let member_id = request.member_id.clone();
+        if request.session_timeout_ms < config.min_session_timeout_ms
+            || request.session_timeout_ms > config.max_session_timeout_ms
+        {
+            let e = BrokerError::InvalidSessionTimeout(request.session_timeout_ms);
+            return (JoinOutcome::Now(JoinResult::error(e, &member_id)), Effects::default());
+        }
+        if !self.supports_protocols(&request.protocol_type, &request.protocols) {
+            let e = BrokerError::InconsistentGroupProtocol;
+            return (JoinOutcome::Now(JoinResult::error(e, &member_id)), Effects::default());
+        }
+        if self.state == GroupState::Dead {
+            return (
+                JoinOutcome::Now(JoinResult::error(BrokerError::CoordinatorNotAvailable, &member_id)),
+                Effects::default(),
+            );
+        }
+        if member_id.is_empty() {
+            return self.join_new_member(request, config, now, now_ms);
+        }
+        if let Err(e) = self.check_instance(&member_id, request.group_instance_id.as_deref()) {
+            return (JoinOutcome::Now(JoinResult::error(e, &member_id)), Effects::default());
+        }
+        if self.pending.remove(&member_id).is_some() {
+            return self.add_member(request, member_id, config, now, now_ms);
+        }
+        if !self.members.contains_key(&member_id) {
+            return (
+                JoinOutcome::Now(JoinResult::error(BrokerError::UnknownMemberId, &member_id)),
+                Effects::default(),
+            );
+        }
+        self.join_existing_member(request, config, now, now_ms)
+    }
+
+    fn join_new_member(
+        &mut self,
+        request: JoinGroup,
+        config: &ClassicConfig,
+        now: Instant,
+        now_ms: i64,
+    ) -> (JoinOutcome, Effects) {
+        let new_id = new_member_id(&request.client_id);
+        if let Some(instance) = request.group_instance_id.clone() {
+            if let Some(old_id) = self.static_members.get(&instance).cloned() {
+                return self.replace_static_member(request, old_id, new_id, config, now, now_ms);
+            }
+            return self.add_member(request, new_id, config, now, now_ms);
+        }
+        if request.require_known_member_id {
+            let deadline = now + Duration::from_millis(request.session_timeout_ms.max(0) as u64);
+            self.pending.insert(new_id.clone(), deadline);
+            let e = BrokerError::MemberIdRequired;
+            return (JoinOutcome::Now(JoinResult::error(e, &new_id)), Effects::default());
+        }
+        self.add_member(request, new_id, config, now, now_ms)
+    }
+
+    fn add_member(
+        &mut self,
+        request: JoinGroup,
+        member_id: String,
+        config: &ClassicConfig,
+        now: Instant,
+        now_ms: i64,
+    ) -> (JoinOutcome, Effects) {
+        if self.members.len() >= config.max_size {
+            return (
+                JoinOutcome::Now(JoinResult::error(BrokerError::GroupMaxSizeReached, &member_id)),
+                Effects::default(),
+            );
+        }
+        if self.members.is_empty() {
+            self.protocol_type = Some(request.protocol_type.clone());
+        }
+        let (tx, rx) = oneshot::channel();
+        let mut member = Member {
+            member_id: member_id.clone(),
+            group_instance_id: request.group_instance_id.clone(),
+            client_id: request.client_id,
+            client_host: request.client_host,
+            session_timeout_ms: request.session_timeout_ms,
+            rebalance_timeout_ms: request.rebalance_timeout_ms,
+            protocol_type: request.protocol_type,
+            protocols: request.protocols,
+            subscribed_topics: request.subscribed_topics,
+            assignment: Bytes::new(),
+            heartbeat_deadline: now,
+            join_waiter: Some(tx),
+            sync_waiter: None,
+            joined: true,
+            join_order: self.next_join_order,
+        };
+        member.touch(now);
+        self.next_join_order += 1;
+        if let Some(instance) = &request.group_instance_id {
+            self.static_members.insert(instance.clone(), member_id.clone());
+        }
+        self.members.insert(member_id, member);
+        let mut effects = Effects::default();
+        if self.state != GroupState::PreparingRebalance {
+            effects.merge(self.prepare_rebalance(config, now, now_ms));
+        }
+        effects.merge(self.try_complete_join(now, now_ms, false));
+        (JoinOutcome::Wait(rx), effects)
+    }
+
+    fn join_existing_member(
+        &mut self,
+        request: JoinGroup,
+        config: &ClassicConfig,
+        now: Instant,
+        now_ms: i64,
+    ) -> (JoinOutcome, Effects) {
+        let is_leader = self.leader_id.as_deref() == Some(request.member_id.as_str());
+        let state = self.state;
+        let generation = self.generation_id;
+        let Some(member) = self.members.get_mut(&request.member_id) else {
+            return (
+                JoinOutcome::Now(JoinResult::error(BrokerError::UnknownMemberId, &request.member_id)),
+                Effects::default(),
+            );
+        };
+        let unchanged = member.protocols == request.protocols;
+        member.touch(now);
+        member.session_timeout_ms = request.session_timeout_ms;
+        member.rebalance_timeout_ms = request.rebalance_timeout_ms;
+        member.subscribed_topics = request.subscribed_topics.clone();
+        member.protocols = request.protocols.clone();
+        // A follower rejoining a settled group with nothing new gets the current generation.
+        if unchanged && !is_leader && matches!(state, GroupState::Stable | GroupState::CompletingRebalance) {
+            let result = JoinResult {
+                generation_id: generation,
+                protocol_type: self.protocol_type.clone(),
+                protocol_name: self.protocol_name.clone(),
+                leader: self.leader_id.clone().unwrap_or_default(),
+                member_id: request.member_id,
+                ..Default::default()
+            };
+            return (JoinOutcome::Now(result), Effects::default());
+        }
+        let (tx, rx) = oneshot::channel();
+        if let Some(old) = member.join_waiter.replace(tx) {
+            let _ = old.send(JoinResult::error(BrokerError::UnknownMemberId, &request.member_id));
+        }
+        member.joined = true;
+        let mut effects = Effects::default();
+        if self.state != GroupState::PreparingRebalance {
+            effects.merge(self.prepare_rebalance(config, now, now_ms));
+        }
+        effects.merge(self.try_complete_join(now, now_ms, false));
+        (JoinOutcome::Wait(rx), effects)
+    }
+
+    /// A static member came back with a new member id: it takes over the old
+    /// member's place (and assignment); the old id is fenced.
+    fn replace_static_member(
+        &mut self,
+        request: JoinGroup,
+        old_id: String,
+        new_id: String,
+        config: &ClassicConfig,
+        now: Instant,
+        now_ms: i64,
+    ) -> (JoinOutcome, Effects) {
+        let Some(mut member) = self.members.remove(&old_id) else {
+            self.static_members
+                .remove(request.group_instance_id.as_deref().unwrap_or_default());
+            let e = BrokerError::UnknownMemberId;
+            return (JoinOutcome::Now(JoinResult::error(e, &new_id)), Effects::default());
+        };
+        if let Some(waiter) = member.join_waiter.take() {
+            let _ = waiter.send(JoinResult::error(BrokerError::FencedInstanceId, &old_id));
+        }
+        if let Some(waiter) = member.sync_waiter.take() {
+            let _ = waiter.send(SyncResult::error(BrokerError::FencedInstanceId));
+        }
+        let unchanged = member.protocols == request.protocols;
+        member.member_id = new_id.clone();
+        member.client_id = request.client_id.clone();
+        member.client_host = request.client_host.clone();
+        member.session_timeout_ms = request.session_timeout_ms;
+        member.rebalance_timeout_ms = request.rebalance_timeout_ms;
+        member.subscribed_topics = request.subscribed_topics.clone();
+        member.protocols = request.protocols.clone();
+        member.touch(now);
+        let was_leader = self.leader_id.as_deref() == Some(old_id.as_str());
+        if was_leader {
+            self.leader_id = Some(new_id.clone());
+        }
+        if let Some(instance) = &request.group_instance_id {
+            self.static_members.insert(instance.clone(), new_id.clone());
+        }
+        let settled = matches!(self.state, GroupState::Stable | GroupState::CompletingRebalance);
+        if settled && unchanged {
+            // Rejoin without a rebalance: same generation, same assignment.
+            let members = if was_leader {
+                self.joined_members(&self.protocol_name.clone().unwrap_or_default())
+            } else {
+                Vec::new()
+            };
+            self.members.insert(new_id.clone(), member);
+            let result = JoinResult {
+                generation_id: self.generation_id,
+                protocol_type: self.protocol_type.clone(),
+                protocol_name: self.protocol_name.clone(),
+                leader: self.leader_id.clone().unwrap_or_default(),
+                skip_assignment: was_leader && request.supports_skip_assignment,
+                member_id: new_id,
+                members,
+                error: None,
+            };
+            let effects = Effects {
+                persist: self.state == GroupState::Stable,
+                timer: None,
+            };
+            return (JoinOutcome::Now(result), effects);
+        }
+        let (tx, rx) = oneshot::channel();
+        member.join_waiter = Some(tx);
+        member.joined = true;
+        self.members.insert(new_id, member);
+        let mut effects = Effects::default();
+        if self.state != GroupState::PreparingRebalance {
+            effects.merge(self.prepare_rebalance(config, now, now_ms));
+        }
+        effects.merge(self.try_complete_join(now, now_ms, false));
+        (JoinOutcome::Wait(rx), effects)
+    }
+
+    fn joined_members(&self, protocol: &str) -> Vec<JoinedMember> {
+        let mut members: Vec<&Member> = self.members.values().collect();
+        members.sort_by_key(|m| m.join_order);
+        members
+            .into_iter()
+            .map(|m| JoinedMember {
+                member_id: m.member_id.clone(),
+                group_instance_id: m.group_instance_id.clone(),
+                metadata: m.metadata_for(protocol),
+            })
+            .collect()
+    }
+
+    /// Enter PreparingRebalance: every member must rejoin.
+    fn prepare_rebalance(&mut self, config: &ClassicConfig, now: Instant, now_ms: i64) -> Effects {
+        for member in self.members.values_mut() {
+            if let Some(waiter) = member.sync_waiter.take() {
+                let _ = waiter.send(SyncResult::error(BrokerError::RebalanceInProgress));
+            }
+            if member.join_waiter.is_none() {
+                member.joined = false;
+            }
+        }
+        let rebalance_timeout = self
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout_ms.max(0) as u64)
+            .max()
+            .unwrap_or(0);
+        let initial_delay = if self.state == GroupState::Empty {
+            config.initial_rebalance_delay_ms
+        } else {
+            0
+        };
+        let initial_delay_until = now + Duration::from_millis(initial_delay.min(rebalance_timeout.max(initial_delay)));
+        let deadline = (now + Duration::from_millis(rebalance_timeout)).max(initial_delay_until);
+        let id = self.next_rebalance_id;
+        self.next_rebalance_id += 1;
+        self.rebalance = Some(Rebalance {
+            id,
+            initial_delay_until,
+            deadline,
+        });
+        self.set_state(GroupState::PreparingRebalance, now_ms);
+        let first_wake = initial_delay_until.min(deadline);
+        Effects {
+            persist: false,
+            timer: Some((id, first_wake)),
+        }
+    }
+
+    /// Called by the rebalance timer. Returns the next wake-up while still waiting.
+    pub fn on_timer(&mut self, rebalance_id: u64, now: Instant, now_ms: i64) -> (Option<Instant>, Effects) {
+        let Some(rebalance) = &self.rebalance else {
+            return (None, Effects::default());
+        };
+        if rebalance.id != rebalance_id || self.state != GroupState::PreparingRebalance {
+            return (None, Effects::default());
+        }
+        let forced = now >= rebalance.deadline;
+        let next = if now < rebalance.initial_delay_until {
+            rebalance.initial_delay_until
+        } else {
+            rebalance.deadline
+        };
+        let effects = self.try_complete_join(now, now_ms, forced);
+        if self.state == GroupState::PreparingRebalance {
+            (Some(next), effects)
+        } else {
+            (None, effects)
+        }
+    }
+
+    /// Finish the join phase when every member has rejoined (after the initial
+    /// delay), or when `forced` at the deadline, dropping those that did not.
+    fn try_complete_join(&mut self, now: Instant, now_ms: i64, forced: bool) -> Effects {
+        if self.state != GroupState::PreparingRebalance {
+            return Effects::default();
+        }
+        let Some(rebalance) = &self.rebalance else {
+            return Effects::default();
+        };
+        let all_joined = self.members.values().all(|m| m.joined);
+        let ready = all_joined && now >= rebalance.initial_delay_until;
+        if !forced && !ready {
+            return Effects::default();
+        }
+        let gone: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| !m.joined)
+            .map(|m| m.member_id.clone())
+            .collect();
+        for id in gone {
+            self.remove_member_entry(&id);
+        }
+        self.rebalance = None;
+        self.generation_id += 1;
+        if self.members.is_empty() {
+            self.protocol_name = None;
+            self.protocol_type = None;
+            self.leader_id = None;
+            self.set_state(GroupState::Empty, now_ms);
+            return Effects {
+                persist: true,
+                timer: None,
+            };
+        }
+        self.protocol_name = Some(self.select_protocol());
+        let leader_ok = self.leader_id.as_ref().is_some_and(|l| self.members.contains_key(l));
+        if !leader_ok {
+            self.leader_id = self
+                .members
+                .values()
+                .min_by_key(|m| m.join_order)
+                .map(|m| m.member_id.clone());
+        }
+        self.set_state(GroupState::CompletingRebalance, now_ms);
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        let leader = self.leader_id.clone().unwrap_or_default();
+        let all = self.joined_members(&protocol);
+        let generation = self.generation_id;
+        let protocol_type = self.protocol_type.clone();
+        for member in self.members.values_mut() {
+            member.touch(now);
+            member.joined = false;
+            if let Some(waiter) = member.join_waiter.take() {
+                let is_leader = member.member_id == leader;
+                let _ = waiter.send(JoinResult {
+                    error: None,
+                    generation_id: generation,
+                    protocol_type: protocol_type.clone(),
+                    protocol_name: Some(protocol.clone()),
+                    leader: leader.clone(),
+                    skip_assignment: false,
+                    member_id: member.member_id.clone(),
+                    members: if is_leader { all.clone() } else { Vec::new() },
+                });
+            }
+        }
+        Effects::default()
+    }
+
+    /// The protocol every member supports with the most first-choice votes.
+    fn select_protocol(&self) -> String {
+        let mut members: Vec<&Member> = self.members.values().collect();
+        members.sort_by_key(|m| m.join_order);
+        let candidates: Vec<&String> = members
+            .first()
+            .map(|first| {
+                first
+                    .protocols
+                    .iter()
+                    .map(|(n, _)| n)
+                    .filter(|n| members.iter().all(|m| m.protocols.iter().any(|(p, _)| &p == n)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut best: Option<(&String, usize)> = None;
+        for candidate in &candidates {
+            let votes = members
+                .iter()
+                .filter(|m| m.protocols.iter().map(|(n, _)| n).find(|n| candidates.contains(n)) == Some(*candidate))
+                .count();
+            if best.is_none_or(|(_, v)| votes > v) {
+                best = Some((candidate, votes));
+            }
+        }
+        best.map(|(n, _)| n.clone()).unwrap_or_default()
+    }
+
+    fn remove_member_entry(&mut self, member_id: &str) -> Option<Member> {
+        let mut member = self.members.remove(member_id)?;
+        if let Some(instance) = &member.group_instance_id {
+            if self.static_members.get(instance).map(String::as_str) == Some(member_id) {
+                self.static_members.remove(instance);
+            }
+        }
+        if let Some(waiter) = member.join_waiter.take() {
+            let _ = waiter.send(JoinResult::error(BrokerError::UnknownMemberId, member_id));
+        }
+        if let Some(waiter) = member.sync_waiter.take() {
+            let _ = waiter.send(SyncResult::error(BrokerError::UnknownMemberId));
+        }
+        if self.leader_id.as_deref() == Some(member_id) {
+            self.leader_id = None;
+        }
+        Some(member)
+    }
+
+    /// Remove members (LeaveGroup, expired sessions) and rebalance the rest.
+    pub fn remove_members(
+        &mut self,
+        member_ids: &[String],
+        config: &ClassicConfig,
+        now: Instant,
+        now_ms: i64,
+    ) -> Effects {
+        let mut removed = false;
+        for id in member_ids {
+            removed |= self.remove_member_entry(id).is_some();
+        }
+        if !removed {
+            return Effects::default();
+        }
+        let mut effects = Effects::default();
+        match self.state {
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                effects.merge(self.prepare_rebalance(config, now, now_ms));
+                effects.merge(self.try_complete_join(now, now_ms, false));
+            }
+            GroupState::PreparingRebalance => effects.merge(self.try_complete_join(now, now_ms, false)),
+            _ => {}
+        }
+        effects
+    }
+
+    /// LeaveGroup for one member, by member id or (static) instance id.
+    pub fn leave(&mut self, member_id: &str, instance_id: Option<&str>) -> Result<String, BrokerError> {
+        let resolved = match instance_id {
+            Some(instance) => {
+                let known = self
+                    .static_members
+                    .get(instance)
+                    .cloned()
+                    .ok_or(BrokerError::UnknownMemberId)?;
+                if !member_id.is_empty() && member_id != known {
+                    return Err(BrokerError::FencedInstanceId);
+                }
+                known
+            }
+            None => member_id.to_string(),
+        };
+        if self.members.contains_key(&resolved) {
+            Ok(resolved)
+        } else if self.pending.remove(&resolved).is_some() {
+            Ok(String::new())
+        } else {
+            Err(BrokerError::UnknownMemberId)
+        }
+    }
+
+    pub fn sync(&mut self, request: SyncGroup, now: Instant, now_ms: i64) -> (SyncOutcome, Effects) {
+        let now_result = |e| (SyncOutcome::Now(SyncResult::error(e)), Effects::default());
+        if !self.members.contains_key(&request.member_id) {
+            return now_result(BrokerError::UnknownMemberId);
+        }
+        if let Err(e) = self.check_instance(&request.member_id, request.group_instance_id.as_deref()) {
+            return now_result(e);
+        }
+        if request.generation_id != self.generation_id {
+            return now_result(BrokerError::IllegalGeneration);
+        }
+        let type_mismatch = request
+            .protocol_type
+            .as_ref()
+            .is_some_and(|t| Some(t) != self.protocol_type.as_ref());
+        let name_mismatch = request
+            .protocol_name
+            .as_ref()
+            .is_some_and(|n| Some(n) != self.protocol_name.as_ref());
+        if type_mismatch || name_mismatch {
+            return now_result(BrokerError::InconsistentGroupProtocol);
+        }
+        match self.state {
+            GroupState::Empty | GroupState::Dead => now_result(BrokerError::UnknownMemberId),
+            GroupState::PreparingRebalance => now_result(BrokerError::RebalanceInProgress),
+            GroupState::Stable => {
+                let assignment = self
+                    .members
+                    .get(&request.member_id)
+                    .map(|m| m.assignment.clone())
+                    .unwrap_or_default();
+                if let Some(m) = self.members.get_mut(&request.member_id) {
+                    m.touch(now);
+                }
+                let result = SyncResult {
+                    error: None,
+                    protocol_type: self.protocol_type.clone(),
+                    protocol_name: self.protocol_name.clone(),
+                    assignment,
+                };
+                (SyncOutcome::Now(result), Effects::default())
+            }
+            _ => {
+                let (tx, rx) = oneshot::channel();
+                if let Some(member) = self.members.get_mut(&request.member_id) {
+                    member.touch(now);
+                    if let Some(old) = member.sync_waiter.replace(tx) {
+                        let _ = old.send(SyncResult::error(BrokerError::RebalanceInProgress));
+                    }
+                }
+                let mut effects = Effects::default();
+                if self.leader_id.as_deref() == Some(request.member_id.as_str()) {
+                    let assignments: HashMap<String, Bytes> = request.assignments.into_iter().collect();
+                    for member in self.members.values_mut() {
+                        member.assignment = assignments.get(&member.member_id).cloned().unwrap_or_default();
+                    }
+                    self.set_state(GroupState::Stable, now_ms);
+                    effects.persist = true;
+                    for member in self.members.values_mut() {
+                        if let Some(waiter) = member.sync_waiter.take() {
+                            let _ = waiter.send(SyncResult {
+                                error: None,
+                                protocol_type: self.protocol_type.clone(),
+                                protocol_name: self.protocol_name.clone(),
+                                assignment: member.assignment.clone(),
+                            });
+                        }
+                    }
+                }
+                (SyncOutcome::Wait(rx), effects)
+            }
+        }
+    }
+
+    pub fn heartbeat(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+        now: Instant,
+    ) -> Result<(), BrokerError> {
+        if self.state == GroupState::Dead {
+            return Err(BrokerError::CoordinatorNotAvailable);
+        }
+        self.check_instance(member_id, instance_id)?;
+        let state = self.state;
+        let generation = self.generation_id;
+        let member = self.members.get_mut(member_id).ok_or(BrokerError::UnknownMemberId)?;
+        match state {
+            GroupState::Empty => Err(BrokerError::UnknownMemberId),
+            GroupState::PreparingRebalance => {
+                member.touch(now);
+                Err(BrokerError::RebalanceInProgress)
+            }
+            _ if generation_id != generation => Err(BrokerError::IllegalGeneration),
+            _ => {
+                member.touch(now);
+                Ok(())
+            }
+        }
+    }
+
+    /// Validate an offset commit from a member of this group.
+    pub fn check_commit(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+        now: Instant,
+    ) -> Result<(), BrokerError> {
+        if generation_id < 0 && member_id.is_empty() && instance_id.is_none() {
+            // A commit from outside the group protocol (assign(), admin tools).
+            return if self.members.is_empty() {
+                Ok(())
+            } else {
+                Err(BrokerError::UnknownMemberId)
+            };
+        }
+        self.check_instance(member_id, instance_id)?;
+        let state = self.state;
+        let generation = self.generation_id;
+        let member = self.members.get_mut(member_id).ok_or(BrokerError::UnknownMemberId)?;
+        if generation_id != generation {
+            return Err(BrokerError::IllegalGeneration);
+        }
+        if state == GroupState::CompletingRebalance {
+            return Err(BrokerError::RebalanceInProgress);
+        }
+        member.touch(now);
+        Ok(())
+    }
+
+    /// Members whose session ran out (not counting those parked in a JoinGroup),
+    /// and pending member ids that were never used.
+    pub fn expired(&mut self, now: Instant) -> Vec<String> {
+        self.pending.retain(|_, deadline| *deadline > now);
+        self.members
+            .values()
+            .filter(|m| m.join_waiter.is_none() && m.heartbeat_deadline <= now)
+            .map(|m| m.member_id.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ClassicConfig {
+        ClassicConfig {
+            initial_rebalance_delay_ms: 0,
+            min_session_timeout_ms: 1,
+            max_session_timeout_ms: 100_000,
+            max_size: 100,
+        }
+    }
+
+    fn join(member_id: &str, instance: Option<&str>) -> JoinGroup {
+        JoinGroup {
+            group_id: "g".into(),
+            member_id: member_id.into(),
+            group_instance_id: instance.map(String::from),
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            protocol_type: "consumer".into(),
+            protocols: vec![
+                ("range".into(), Bytes::from_static(b"r")),
+                ("roundrobin".into(), Bytes::from_static(b"rr")),
+            ],
+            require_known_member_id: true,
+            ..Default::default()
+        }
+    }
+
+    fn joined(outcome: JoinOutcome) -> JoinResult {
+        match outcome {
+            JoinOutcome::Now(r) => r,
+            JoinOutcome::Wait(mut rx) => rx.try_recv().expect("join completed"),
+        }
+    }
+
+    #[tokio::test]
+    async fn two_members_join_sync_and_a_stale_generation_is_refused() {
+        let mut g = ClassicGroup::default();
+        let now = Instant::now();
+        let first = joined(g.join(join("", None), &config(), now, 0).0);
+        assert!(matches!(first.error, Some(BrokerError::MemberIdRequired)));
+        let a = first.member_id;
+        let result_a = joined(g.join(join(&a, None), &config(), now, 0).0);
+        assert_eq!((result_b_gen(&result_a), result_a.leader.as_str()), (1, a.as_str()));
+        assert_eq!(result_a.protocol_name.as_deref(), Some("range"));
+        // The second member triggers a rebalance; A must rejoin.
+        let b = joined(g.join(join("", None), &config(), now, 0).0).member_id;
+        let (outcome_b, _) = g.join(join(&b, None), &config(), now, 0);
+        assert_eq!(g.state, GroupState::PreparingRebalance);
+        assert!(matches!(
+            g.heartbeat(&a, None, 1, now),
+            Err(BrokerError::RebalanceInProgress)
+        ));
+        let result_a = joined(g.join(join(&a, None), &config(), now, 0).0);
+        let result_b = joined(outcome_b);
+        assert_eq!((result_a.generation_id, result_b.generation_id), (2, 2));
+        assert_eq!(result_a.members.len(), 2, "the leader sees every member");
+        assert!(result_b.members.is_empty());
+        let (sync_b, _) = g.sync(
+            SyncGroup {
+                group_id: "g".into(),
+                generation_id: 2,
+                member_id: b.clone(),
+                ..Default::default()
+            },
+            now,
+            0,
+        );
+        let assignments = vec![
+            (a.clone(), Bytes::from_static(b"A")),
+            (b.clone(), Bytes::from_static(b"B")),
+        ];
+        let (sync_a, effects) = g.sync(
+            SyncGroup {
+                group_id: "g".into(),
+                generation_id: 2,
+                member_id: a.clone(),
+                assignments,
+                ..Default::default()
+            },
+            now,
+            0,
+        );
+        assert!(effects.persist);
+        assert_eq!(g.state, GroupState::Stable);
+        for (outcome, expected) in [(sync_a, "A"), (sync_b, "B")] {
+            let result = match outcome {
+                SyncOutcome::Wait(mut rx) => rx.try_recv().unwrap(),
+                SyncOutcome::Now(r) => r,
+            };
+            assert_eq!(result.assignment.as_ref(), expected.as_bytes());
+        }
+        assert!(matches!(
+            g.heartbeat(&a, None, 1, now),
+            Err(BrokerError::IllegalGeneration)
+        ));
+        assert!(matches!(
+            g.heartbeat("nobody", None, 2, now),
+            Err(BrokerError::UnknownMemberId)
+        ));
+        assert!(matches!(
+            g.check_commit(&a, None, 1, now),
+            Err(BrokerError::IllegalGeneration)
+        ));
+        assert!(g.check_commit(&a, None, 2, now).is_ok());
+        assert!(
+            g.check_commit("", None, -1, now).is_err(),
+            "simple commits only into empty groups"
+        );
+    }
+
+    fn result_b_gen(r: &JoinResult) -> i32 {
+        r.generation_id
+    }
+
+    #[tokio::test]
+    async fn expired_member_is_removed_and_the_rest_rebalance() {
+        let mut g = ClassicGroup::default();
+        let now = Instant::now();
+        let mut request = join("", None);
+        request.require_known_member_id = false;
+        let a = joined(g.join(request.clone(), &config(), now, 0).0).member_id;
+        g.sync(
+            SyncGroup {
+                generation_id: 1,
+                member_id: a.clone(),
+                ..Default::default()
+            },
+            now,
+            0,
+        );
+        assert_eq!(g.state, GroupState::Stable);
+        let later = now + Duration::from_secs(11);
+        let expired = g.expired(later);
+        assert_eq!(expired, vec![a.clone()]);
+        let effects = g.remove_members(&expired, &config(), later, 0);
+        assert!(effects.persist);
+        assert_eq!(g.state, GroupState::Empty);
+        assert_eq!(g.generation_id, 2);
+    }
+
+    #[tokio::test]
+    async fn static_member_rejoins_without_rebalance_and_fences_the_old_id() {
+        let mut g = ClassicGroup::default();
+        let now = Instant::now();
+        let first = joined(g.join(join("", Some("i1")), &config(), now, 0).0);
+        assert!(first.error.is_none(), "static members get an id at once");
+        g.sync(
+            SyncGroup {
+                generation_id: 1,
+                member_id: first.member_id.clone(),
+                assignments: vec![(first.member_id.clone(), Bytes::from_static(b"A"))],
+                ..Default::default()
+            },
+            now,
+            0,
+        );
+        let again = joined(g.join(join("", Some("i1")), &config(), now, 0).0);
+        assert!(again.error.is_none());
+        assert_eq!(again.generation_id, 1, "no new generation");
+        assert_ne!(again.member_id, first.member_id);
+        assert_eq!(g.state, GroupState::Stable);
+        assert!(matches!(
+            g.heartbeat(&first.member_id, Some("i1"), 1, now),
+            Err(BrokerError::FencedInstanceId)
+        ));
+        assert!(g.heartbeat(&again.member_id, Some("i1"), 1, now).is_ok());
+        assert_eq!(g.members.get(&again.member_id).unwrap().assignment.as_ref(), b"A");
+    }
+}

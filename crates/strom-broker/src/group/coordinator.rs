@@ -1,0 +1,776 @@
+//! `GroupCoordinator`: owns every group on this node, routes requests to their state
+//! machines, writes their records to `__consumer_offsets` and runs the timers
+//! (rebalance deadlines, session expiry, offset retention).
+//!
+//! Locking: the group map and each group have their own `std::sync::Mutex`, never held
+//! across an `.await`. Records of a group are appended while its lock is held, so the
+//! log's order is the order in which the state changed; fsync happens after the lock
+//! is released.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use strom_log::RecordBatchBuilder;
+use tokio::sync::watch;
+use tokio::time::{Duration, Instant};
+
+use super::classic::{
+    ClassicConfig, ClassicGroup, Effects, JoinGroup, JoinOutcome, JoinResult, SyncGroup, SyncOutcome, SyncResult,
+};
+use super::offsets_record::{self, OffsetValue, OffsetsKey};
+use super::GroupState;
+use crate::broker::{Broker, NewTopic};
+use crate::error::{BrokerError, Result};
+use crate::partition::Partition;
+use crate::topic::Topic;
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// How often sessions are checked for expiry.
+const SESSION_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+/// Bytes read per step while loading `__consumer_offsets`.
+const LOAD_READ_BYTES: usize = 1 << 20;
+
+/// Settings of the coordinator, with Kafka's names in the binary's configuration.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    /// `offsets.topic.num.partitions`
+    pub offsets_topic_partitions: i32,
+    /// `offsets.topic.segment.bytes`
+    pub offsets_topic_segment_bytes: i64,
+    /// `group.initial.rebalance.delay.ms`
+    pub initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms`
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    /// `group.max.size`
+    pub max_size: usize,
+    /// `offset.metadata.max.bytes`
+    pub offset_metadata_max_bytes: usize,
+    /// `offsets.retention.minutes`, in ms
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`
+    pub offsets_retention_check_interval_ms: u64,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            offsets_topic_partitions: 50,
+            offsets_topic_segment_bytes: 104_857_600,
+            initial_rebalance_delay_ms: 3000,
+            min_session_timeout_ms: 6000,
+            max_session_timeout_ms: 1_800_000,
+            max_size: i32::MAX as usize,
+            offset_metadata_max_bytes: 4096,
+            offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
+            offsets_retention_check_interval_ms: 600_000,
+        }
+    }
+}
+
+impl GroupConfig {
+    fn classic(&self) -> ClassicConfig {
+        ClassicConfig {
+            initial_rebalance_delay_ms: self.initial_rebalance_delay_ms,
+            min_session_timeout_ms: self.min_session_timeout_ms,
+            max_session_timeout_ms: self.max_session_timeout_ms,
+            max_size: self.max_size,
+        }
+    }
+}
+
+/// One group: its membership state and its committed offsets.
+#[derive(Debug)]
+pub struct Group {
+    pub id: String,
+    pub classic: ClassicGroup,
+    pub offsets: BTreeMap<(String, i32), OffsetValue>,
+}
+
+impl Group {
+    fn new(id: &str) -> Group {
+        Group {
+            id: id.to_string(),
+            classic: ClassicGroup::default(),
+            offsets: BTreeMap::new(),
+        }
+    }
+
+    fn state(&self) -> GroupState {
+        self.classic.state
+    }
+}
+
+/// An OffsetCommit in the broker's terms.
+#[derive(Debug, Clone, Default)]
+pub struct OffsetCommit {
+    pub group_id: String,
+    pub generation_id: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    /// (topic, partition, offset, leader epoch, metadata)
+    pub offsets: Vec<(String, i32, i64, i32, Option<String>)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemberDescription {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupDescription {
+    pub group_id: String,
+    pub state: GroupState,
+    pub protocol_type: String,
+    pub protocol_name: String,
+    pub members: Vec<MemberDescription>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupListing {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: GroupState,
+}
+
+type GroupRef = Arc<Mutex<Group>>;
+
+pub struct GroupCoordinator {
+    broker: Arc<Broker>,
+    config: GroupConfig,
+    groups: Mutex<HashMap<String, GroupRef>>,
+}
+
+fn lock(group: &GroupRef) -> MutexGuard<'_, Group> {
+    group.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl GroupCoordinator {
+    /// Create the coordinator and rebuild its state from `__consumer_offsets`.
+    pub fn open(broker: Arc<Broker>, config: GroupConfig) -> Result<Arc<GroupCoordinator>> {
+        let coordinator = Arc::new(GroupCoordinator {
+            broker,
+            config,
+            groups: Mutex::new(HashMap::new()),
+        });
+        coordinator.load()?;
+        Ok(coordinator)
+    }
+
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    fn groups(&self) -> MutexGuard<'_, HashMap<String, GroupRef>> {
+        self.groups.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn group(&self, id: &str) -> Option<GroupRef> {
+        self.groups().get(id).cloned()
+    }
+
+    fn group_or_create(&self, id: &str) -> GroupRef {
+        self.groups()
+            .entry(id.to_string())
+            .or_insert_with(|| Arc::new(Mutex::new(Group::new(id))))
+            .clone()
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.broker.clock().now_ms()
+    }
+
+    /// The offsets topic, created (compacted) on first use as Kafka does.
+    pub fn offsets_topic(&self) -> Result<Arc<Topic>> {
+        if let Some(topic) = self.broker.topic(OFFSETS_TOPIC) {
+            return Ok(topic);
+        }
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            (
+                "segment.bytes".to_string(),
+                self.config.offsets_topic_segment_bytes.to_string(),
+            ),
+            ("compression.type".to_string(), "producer".to_string()),
+        ]);
+        let new = NewTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            num_partitions: self.config.offsets_topic_partitions,
+            replication_factor: 1,
+            assignments: Vec::new(),
+            configs,
+        };
+        match self.broker.create_topic(new, false) {
+            Ok(_) | Err(BrokerError::TopicAlreadyExists(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.broker
+            .topic(OFFSETS_TOPIC)
+            .ok_or(BrokerError::CoordinatorNotAvailable)
+    }
+
+    fn partition_of(&self, group_id: &str) -> Result<(Arc<Topic>, Arc<Partition>)> {
+        let topic = self.offsets_topic()?;
+        let index = offsets_record::partition_for(group_id, topic.partition_count());
+        let partition = topic.partition(index).ok_or(BrokerError::CoordinatorNotAvailable)?;
+        Ok((topic, partition))
+    }
+
+    /// Append key/value records for a group (None = tombstone); returns the partition to flush.
+    fn append(&self, group_id: &str, records: &[(OffsetsKey, Option<Vec<u8>>)]) -> Result<Arc<Partition>> {
+        let (topic, partition) = self.partition_of(group_id)?;
+        if records.is_empty() {
+            return Ok(partition);
+        }
+        let now = self.now_ms();
+        let mut builder = RecordBatchBuilder::new();
+        for (key, value) in records {
+            builder.push(now, Some(&offsets_record::encode_key(key)), value.as_deref());
+        }
+        let mut batch = builder.build()?;
+        self.broker.append(&topic, &partition, &mut batch)?;
+        Ok(partition)
+    }
+
+    async fn flush(partition: Arc<Partition>) -> Result<()> {
+        match tokio::task::spawn_blocking(move || partition.flush()).await {
+            Ok(result) => result.map(|_| ()),
+            Err(e) => Err(BrokerError::Storage(e.to_string())),
+        }
+    }
+
+    fn group_record(group: &Group) -> (OffsetsKey, Option<Vec<u8>>) {
+        let key = OffsetsKey::Group {
+            group: group.id.clone(),
+        };
+        (key, Some(offsets_record::encode_group_value(&group.classic.to_value())))
+    }
+
+    /// Carry out what a transition asked for: persist metadata, start a timer.
+    fn apply_effects(self: &Arc<Self>, group: &Group, effects: Effects) {
+        if effects.persist {
+            match self.append(&group.id, &[Self::group_record(group)]) {
+                Ok(partition) => {
+                    tokio::spawn(async move {
+                        if let Err(e) = Self::flush(partition).await {
+                            tracing::warn!(error = %e, "flushing group metadata failed");
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(group = %group.id, error = %e, "writing group metadata failed"),
+            }
+        }
+        if let Some((rebalance_id, wake_at)) = effects.timer {
+            let coordinator = self.clone();
+            let group_id = group.id.clone();
+            tokio::spawn(async move { coordinator.rebalance_timer(group_id, rebalance_id, wake_at).await });
+        }
+    }
+
+    async fn rebalance_timer(self: Arc<Self>, group_id: String, rebalance_id: u64, mut wake_at: Instant) {
+        loop {
+            tokio::time::sleep_until(wake_at).await;
+            let Some(group_ref) = self.group(&group_id) else { return };
+            let mut group = lock(&group_ref);
+            let (next, effects) = group.classic.on_timer(rebalance_id, Instant::now(), self.now_ms());
+            self.apply_effects(&group, effects);
+            match next {
+                Some(next) => wake_at = next,
+                None => return,
+            }
+        }
+    }
+
+    pub async fn join_group(self: &Arc<Self>, request: JoinGroup) -> JoinResult {
+        if request.group_id.is_empty() {
+            return JoinResult::error(BrokerError::InvalidGroupId, &request.member_id);
+        }
+        if let Err(e) = self.partition_of(&request.group_id) {
+            return JoinResult::error(e, &request.member_id);
+        }
+        let member_id = request.member_id.clone();
+        let receiver = {
+            let group_ref = self.group_or_create(&request.group_id);
+            let mut group = lock(&group_ref);
+            let (outcome, effects) = group
+                .classic
+                .join(request, &self.config.classic(), Instant::now(), self.now_ms());
+            self.apply_effects(&group, effects);
+            match outcome {
+                JoinOutcome::Now(result) => return result,
+                JoinOutcome::Wait(receiver) => receiver,
+            }
+        };
+        receiver
+            .await
+            .unwrap_or_else(|_| JoinResult::error(BrokerError::RebalanceInProgress, &member_id))
+    }
+
+    pub async fn sync_group(self: &Arc<Self>, request: SyncGroup) -> SyncResult {
+        let Some(group_ref) = self.group(&request.group_id) else {
+            return SyncResult::error(BrokerError::UnknownMemberId);
+        };
+        let receiver = {
+            let mut group = lock(&group_ref);
+            let (outcome, effects) = group.classic.sync(request, Instant::now(), self.now_ms());
+            self.apply_effects(&group, effects);
+            match outcome {
+                SyncOutcome::Now(result) => return result,
+                SyncOutcome::Wait(receiver) => receiver,
+            }
+        };
+        receiver
+            .await
+            .unwrap_or_else(|_| SyncResult::error(BrokerError::RebalanceInProgress))
+    }
+
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+    ) -> Result<()> {
+        let group_ref = self.group(group_id).ok_or(BrokerError::UnknownMemberId)?;
+        let mut group = lock(&group_ref);
+        group
+            .classic
+            .heartbeat(member_id, instance_id, generation_id, Instant::now())
+    }
+
+    /// LeaveGroup: each (member id, instance id) gets its own result.
+    pub fn leave_group(
+        self: &Arc<Self>,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Result<Vec<Result<()>>> {
+        let group_ref = self.group(group_id).ok_or(BrokerError::UnknownMemberId)?;
+        let mut group = lock(&group_ref);
+        let mut results = Vec::with_capacity(members.len());
+        let mut leaving = Vec::new();
+        for (member_id, instance_id) in members {
+            match group.classic.leave(member_id, instance_id.as_deref()) {
+                Ok(resolved) => {
+                    if !resolved.is_empty() {
+                        leaving.push(resolved);
+                    }
+                    results.push(Ok(()));
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        let effects = group
+            .classic
+            .remove_members(&leaving, &self.config.classic(), Instant::now(), self.now_ms());
+        self.apply_effects(&group, effects);
+        Ok(results)
+    }
+
+    /// OffsetCommit: group-level checks, then per-partition results; durable on return.
+    pub async fn commit_offsets(&self, commit: OffsetCommit) -> Result<Vec<Result<()>>> {
+        if commit.group_id.is_empty() {
+            return Err(BrokerError::InvalidGroupId);
+        }
+        let partition = {
+            let group_ref = if commit.generation_id < 0 && commit.member_id.is_empty() {
+                self.group_or_create(&commit.group_id)
+            } else {
+                self.group(&commit.group_id).ok_or(BrokerError::IllegalGeneration)?
+            };
+            let mut group = lock(&group_ref);
+            group.classic.check_commit(
+                &commit.member_id,
+                commit.group_instance_id.as_deref(),
+                commit.generation_id,
+                Instant::now(),
+            )?;
+            let now = self.now_ms();
+            let mut results = Vec::with_capacity(commit.offsets.len());
+            let mut records = Vec::new();
+            let mut accepted = Vec::new();
+            for (topic, partition, offset, leader_epoch, metadata) in &commit.offsets {
+                let metadata = metadata.clone().unwrap_or_default();
+                let result = if metadata.len() > self.config.offset_metadata_max_bytes {
+                    Err(BrokerError::OffsetMetadataTooLarge(metadata.len()))
+                } else if self.broker.partition(topic, *partition).is_err() {
+                    Err(BrokerError::UnknownTopicOrPartition)
+                } else {
+                    let value = OffsetValue {
+                        offset: *offset,
+                        leader_epoch: *leader_epoch,
+                        metadata,
+                        commit_timestamp: now,
+                    };
+                    let key = OffsetsKey::Offset {
+                        group: commit.group_id.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                    };
+                    records.push((key, Some(offsets_record::encode_offset_value(&value))));
+                    accepted.push(((topic.clone(), *partition), value));
+                    Ok(())
+                };
+                results.push(result);
+            }
+            let partition = self.append(&commit.group_id, &records)?;
+            group.offsets.extend(accepted);
+            (partition, results)
+        };
+        let (partition, results) = partition;
+        Self::flush(partition).await?;
+        Ok(results)
+    }
+
+    /// OffsetFetch: committed offsets of the given partitions, or of all when `None`.
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        topics: Option<&[(String, Vec<i32>)]>,
+    ) -> Vec<(String, i32, Option<OffsetValue>)> {
+        let group = self.group(group_id);
+        let guard = group.as_ref().map(lock);
+        let offsets = guard.as_ref().map(|g| &g.offsets);
+        match topics {
+            Some(topics) => topics
+                .iter()
+                .flat_map(|(topic, partitions)| {
+                    partitions.iter().map(move |p| {
+                        let value = offsets.and_then(|o| o.get(&(topic.clone(), *p))).cloned();
+                        (topic.clone(), *p, value)
+                    })
+                })
+                .collect(),
+            None => offsets
+                .map(|o| o.iter().map(|((t, p), v)| (t.clone(), *p, Some(v.clone()))).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// OffsetDelete: refused for topics the group's members subscribe to.
+    pub async fn delete_offsets(&self, group_id: &str, partitions: &[(String, i32)]) -> Result<Vec<Result<()>>> {
+        let group_ref = self.group(group_id).ok_or(BrokerError::GroupIdNotFound)?;
+        let (flush, results) = {
+            let mut group = lock(&group_ref);
+            let subscribed = if group.state() == GroupState::Empty {
+                BTreeSet::new()
+            } else {
+                group.classic.subscribed_topics()
+            };
+            let unknown_subscriptions = group.state() != GroupState::Empty && subscribed.is_empty();
+            let mut records = Vec::new();
+            let mut results = Vec::new();
+            for (topic, partition) in partitions {
+                if subscribed.contains(topic) || unknown_subscriptions {
+                    results.push(Err(BrokerError::GroupSubscribedToTopic));
+                    continue;
+                }
+                if group.offsets.remove(&(topic.clone(), *partition)).is_some() {
+                    let key = OffsetsKey::Offset {
+                        group: group_id.to_string(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                    };
+                    records.push((key, None));
+                }
+                results.push(Ok(()));
+            }
+            (self.append(group_id, &records)?, results)
+        };
+        Self::flush(flush).await?;
+        Ok(results)
+    }
+
+    pub fn describe_group(&self, group_id: &str) -> Option<GroupDescription> {
+        let group_ref = self.group(group_id)?;
+        let group = lock(&group_ref);
+        let protocol = group.classic.protocol_name.clone().unwrap_or_default();
+        let members = group
+            .classic
+            .members
+            .values()
+            .map(|m| MemberDescription {
+                member_id: m.member_id.clone(),
+                group_instance_id: m.group_instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                metadata: m
+                    .protocols
+                    .iter()
+                    .find(|(n, _)| *n == protocol)
+                    .map(|(_, b)| b.clone())
+                    .unwrap_or_default(),
+                assignment: m.assignment.clone(),
+            })
+            .collect();
+        Some(GroupDescription {
+            group_id: group.id.clone(),
+            state: group.state(),
+            protocol_type: group.classic.protocol_type.clone().unwrap_or_default(),
+            protocol_name: if group.state() == GroupState::Stable {
+                protocol
+            } else {
+                String::new()
+            },
+            members,
+        })
+    }
+
+    pub fn list_groups(&self) -> Vec<GroupListing> {
+        let groups: Vec<GroupRef> = self.groups().values().cloned().collect();
+        let mut listings: Vec<GroupListing> = groups
+            .iter()
+            .map(|g| {
+                let group = lock(g);
+                GroupListing {
+                    group_id: group.id.clone(),
+                    protocol_type: group
+                        .classic
+                        .protocol_type
+                        .clone()
+                        .unwrap_or_else(|| "consumer".to_string()),
+                    state: group.state(),
+                }
+            })
+            .collect();
+        listings.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        listings
+    }
+
+    /// DeleteGroups: only groups without members; their records become tombstones.
+    pub async fn delete_group(&self, group_id: &str) -> Result<()> {
+        let group_ref = self.group(group_id).ok_or(BrokerError::GroupIdNotFound)?;
+        let partition = {
+            let mut group = lock(&group_ref);
+            if !group.classic.is_empty() {
+                return Err(BrokerError::NonEmptyGroup);
+            }
+            let mut records: Vec<(OffsetsKey, Option<Vec<u8>>)> = group
+                .offsets
+                .keys()
+                .map(|(topic, partition)| {
+                    (
+                        OffsetsKey::Offset {
+                            group: group_id.to_string(),
+                            topic: topic.clone(),
+                            partition: *partition,
+                        },
+                        None,
+                    )
+                })
+                .collect();
+            records.push((
+                OffsetsKey::Group {
+                    group: group_id.to_string(),
+                },
+                None,
+            ));
+            let partition = self.append(group_id, &records)?;
+            group.offsets.clear();
+            group.classic.state = GroupState::Dead;
+            self.groups().remove(group_id);
+            partition
+        };
+        Self::flush(partition).await
+    }
+
+    /// Remove members whose session expired (and rebalance their groups).
+    pub fn expire_sessions(self: &Arc<Self>) {
+        let groups: Vec<GroupRef> = self.groups().values().cloned().collect();
+        let now = Instant::now();
+        for group_ref in groups {
+            let mut group = lock(&group_ref);
+            let expired = group.classic.expired(now);
+            if expired.is_empty() {
+                continue;
+            }
+            tracing::info!(group = %group.id, members = ?expired, "session timed out");
+            let effects = group
+                .classic
+                .remove_members(&expired, &self.config.classic(), now, self.now_ms());
+            self.apply_effects(&group, effects);
+        }
+    }
+
+    /// Drop committed offsets of empty groups older than `offsets.retention.minutes`
+    /// (counted from when the group became empty and from the commit), as Kafka does.
+    pub fn expire_offsets(&self) -> usize {
+        let now = self.now_ms();
+        let retention = self.config.offsets_retention_ms;
+        let groups: Vec<GroupRef> = self.groups().values().cloned().collect();
+        let mut expired_total = 0;
+        for group_ref in groups {
+            let mut group = lock(&group_ref);
+            if group.state() != GroupState::Empty || group.classic.state_timestamp_ms + retention > now {
+                continue;
+            }
+            let expired: Vec<(String, i32)> = group
+                .offsets
+                .iter()
+                .filter(|(_, v)| v.commit_timestamp + retention <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            let mut records: Vec<(OffsetsKey, Option<Vec<u8>>)> = expired
+                .iter()
+                .map(|(t, p)| {
+                    (
+                        OffsetsKey::Offset {
+                            group: group.id.clone(),
+                            topic: t.clone(),
+                            partition: *p,
+                        },
+                        None,
+                    )
+                })
+                .collect();
+            for key in &expired {
+                group.offsets.remove(key);
+            }
+            let drop_group = group.offsets.is_empty();
+            if drop_group {
+                records.push((
+                    OffsetsKey::Group {
+                        group: group.id.clone(),
+                    },
+                    None,
+                ));
+            }
+            if records.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.append(&group.id, &records) {
+                tracing::warn!(group = %group.id, error = %e, "writing expired offsets failed");
+                continue;
+            }
+            expired_total += expired.len();
+            if drop_group {
+                let id = group.id.clone();
+                group.classic.state = GroupState::Dead;
+                drop(group);
+                self.groups().remove(&id);
+            }
+        }
+        expired_total
+    }
+
+    /// Session checks and offset retention until shutdown.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut sessions = tokio::time::interval(SESSION_CHECK_INTERVAL);
+        let retention_every = Duration::from_millis(self.config.offsets_retention_check_interval_ms.max(10));
+        let mut retention = tokio::time::interval(retention_every);
+        retention.tick().await;
+        loop {
+            tokio::select! {
+                _ = sessions.tick() => self.expire_sessions(),
+                _ = retention.tick() => {
+                    let expired = self.expire_offsets();
+                    if expired > 0 {
+                        tracing::info!(offsets = expired, "expired committed offsets");
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Rebuild every group from `__consumer_offsets` (latest record per key wins).
+    fn load(&self) -> Result<()> {
+        let Some(topic) = self.broker.topic(OFFSETS_TOPIC) else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let mut groups: HashMap<String, Group> = HashMap::new();
+        let mut records = 0usize;
+        for partition in topic.partitions() {
+            let mut offset = partition.log_start_offset();
+            let end = partition.high_watermark();
+            while offset < end {
+                let data = partition.read(offset, LOAD_READ_BYTES)?;
+                if data.records.is_empty() {
+                    break;
+                }
+                for (header, batch) in strom_log::BatchIter::new(&data.records) {
+                    offset = header.next_offset();
+                    if header.is_control() {
+                        continue;
+                    }
+                    for (key, value) in key_values(batch)? {
+                        records += 1;
+                        apply_record(&mut groups, Some(&key), value.as_deref(), now);
+                    }
+                }
+            }
+        }
+        groups.retain(|_, g| !(g.classic.is_empty() && g.offsets.is_empty() && g.classic.generation_id == 0));
+        tracing::info!(groups = groups.len(), records, "loaded consumer groups");
+        let mut map = self.groups();
+        for (id, group) in groups {
+            map.insert(id, Arc::new(Mutex::new(group)));
+        }
+        Ok(())
+    }
+}
+
+/// A record's key and value (None = tombstone).
+type KeyValue = (Vec<u8>, Option<Vec<u8>>);
+
+/// The keyed records of one stored batch (records without a key are not ours).
+fn key_values(batch: &[u8]) -> Result<Vec<KeyValue>> {
+    let (header, section) = strom_log::record::decompress_records_section(batch)?;
+    let entries = strom_log::record::decode_record_entries(&header, &section)?;
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let Some(key) = entry.key else { continue };
+        let key_bytes = section.get(key.clone()).unwrap_or_default().to_vec();
+        let value = match entry.value {
+            Some(range) => Some(
+                section
+                    .get(range)
+                    .ok_or_else(|| BrokerError::CorruptMessage("record value".into()))?
+                    .to_vec(),
+            ),
+            None => None,
+        };
+        out.push((key_bytes, value));
+    }
+    Ok(out)
+}
+
+fn apply_record(groups: &mut HashMap<String, Group>, key: Option<&[u8]>, value: Option<&[u8]>, now: Instant) {
+    let Some(key) = key.and_then(offsets_record::decode_key) else {
+        return;
+    };
+    match key {
+        OffsetsKey::Offset {
+            group,
+            topic,
+            partition,
+        } => {
+            let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(&group));
+            match value.and_then(offsets_record::decode_offset_value) {
+                Some(v) => {
+                    entry.offsets.insert((topic, partition), v);
+                }
+                None => {
+                    entry.offsets.remove(&(topic, partition));
+                }
+            }
+        }
+        OffsetsKey::Group { group } => match value.and_then(offsets_record::decode_group_value) {
+            Some(v) => {
+                let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(&group));
+                entry.classic = ClassicGroup::restore(&v, now);
+            }
+            None => {
+                if let Some(entry) = groups.get_mut(&group) {
+                    entry.classic = ClassicGroup::default();
+                }
+            }
+        },
+    }
+}

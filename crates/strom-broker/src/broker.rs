@@ -33,6 +33,8 @@ pub struct BrokerConfig {
     pub auto_create_topics_enable: bool,
     pub topic_defaults: TopicDefaults,
     pub retention_check_interval_ms: u64,
+    /// `log.cleaner.backoff.ms`: pause between compaction passes.
+    pub cleaner_backoff_ms: u64,
 }
 
 impl BrokerConfig {
@@ -45,6 +47,7 @@ impl BrokerConfig {
             auto_create_topics_enable: true,
             topic_defaults: TopicDefaults::default(),
             retention_check_interval_ms: 300_000,
+            cleaner_backoff_ms: 15_000,
         }
     }
 }
@@ -212,13 +215,13 @@ impl Broker {
         let partitions = (0..record.partitions)
             .map(|i| self.open_partition(&name, record.id, i, &record.configs))
             .collect::<Result<Vec<_>>>()?;
-        let max_message_bytes = self.config.topic_defaults.max_message_bytes(&record.configs);
+        let limits = self.config.topic_defaults.limits(&record.configs);
         Ok(Arc::new(Topic::new(
             name,
             record.id,
             record.configs.clone(),
             partitions,
-            max_message_bytes,
+            limits,
         )))
     }
 
@@ -487,9 +490,9 @@ impl Broker {
     fn apply_overrides(&self, topic: &Topic, overrides: BTreeMap<String, String>) -> Result<()> {
         let previous = topic.overrides();
         let defaults = &self.config.topic_defaults;
-        topic.set_overrides(overrides.clone(), defaults.max_message_bytes(&overrides));
+        topic.set_overrides(overrides.clone(), defaults.limits(&overrides));
         if let Err(e) = self.save_topics() {
-            topic.set_overrides(previous.clone(), defaults.max_message_bytes(&previous));
+            topic.set_overrides(previous.clone(), defaults.limits(&previous));
             return Err(e);
         }
         let log_config = defaults.log_config(&overrides);
@@ -501,21 +504,49 @@ impl Broker {
 
     /// Append produced batches to a partition, enforcing the topic's limits.
     pub fn append(&self, topic: &Topic, partition: &Partition, batches: &mut [u8]) -> Result<AppendInfo> {
-        partition.append(batches, topic.max_message_bytes())
+        let limits = topic.limits();
+        partition.append(batches, limits.max_message_bytes, limits.compact)
     }
 
     /// Time-based work: roll segments past `segment.ms`, apply retention. Blocking I/O.
     pub fn maintain(&self) {
         for topic in self.topics() {
+            let delete = topic.limits().delete;
             for partition in topic.partitions() {
                 let log = partition.log();
                 if let Err(e) = log.roll_if_due() {
                     tracing::warn!(partition = ?partition, error = %e, "segment roll failed");
                 }
+                if !delete {
+                    continue;
+                }
                 match log.apply_retention() {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(partition = ?partition, segments = n, "retention deleted segments"),
                     Err(e) => tracing::warn!(partition = ?partition, error = %e, "retention failed"),
+                }
+            }
+        }
+    }
+
+    /// Compact the closed segments of every `cleanup.policy=compact` topic. Blocking I/O.
+    pub fn compact(&self) {
+        for topic in self.topics() {
+            let limits = topic.limits();
+            if !limits.compact {
+                continue;
+            }
+            for partition in topic.partitions() {
+                match partition.log().compact(limits.compaction) {
+                    Ok(stats) if stats.records_removed > 0 => tracing::info!(
+                        partition = ?partition,
+                        removed = stats.records_removed,
+                        bytes_before = stats.bytes_before,
+                        bytes_after = stats.bytes_after,
+                        "compacted"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(partition = ?partition, error = %e, "compaction failed"),
                 }
             }
         }

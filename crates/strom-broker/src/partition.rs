@@ -104,16 +104,30 @@ impl Partition {
     }
 
     /// Append produced batches (validated by the log, offsets patched in place) and
-    /// advance the high watermark.
-    pub fn append(&self, batches: &mut [u8], max_message_bytes: usize) -> Result<AppendInfo> {
-        for batch in strom_log::BatchIter::new(batches) {
-            let (_, bytes) = batch;
+    /// advance the high watermark. On compacted topics every record needs a key
+    /// (Kafka's INVALID_RECORD): the one case where produce looks inside batches.
+    pub fn append(&self, batches: &mut [u8], max_message_bytes: usize, require_keys: bool) -> Result<AppendInfo> {
+        let mut lengths = Vec::new();
+        for (header, bytes) in strom_log::BatchIter::new(batches) {
             if bytes.len() > max_message_bytes {
                 return Err(BrokerError::MessageTooLarge {
                     size: bytes.len(),
                     max: max_message_bytes,
                 });
             }
+            if require_keys && !header.is_control() {
+                check_keys(bytes)?;
+            }
+            lengths.push(bytes.len());
+        }
+        // Stamp the leader epoch (outside the CRC) as Kafka does, for clients' truncation checks.
+        let epoch = self.leader_epoch();
+        let mut start = 0;
+        for len in lengths {
+            if let Some(batch) = batches.get_mut(start..start + len) {
+                strom_log::batch::set_partition_leader_epoch(batch, epoch)?;
+            }
+            start += len;
         }
         let info = self.log.append(batches)?;
         self.advance_high_watermark(info.last_offset + 1);
@@ -169,4 +183,15 @@ impl Partition {
     pub fn close(&self) -> Result<()> {
         Ok(self.log.close()?)
     }
+}
+
+fn check_keys(batch: &[u8]) -> Result<()> {
+    let (header, section) = strom_log::record::decompress_records_section(batch)?;
+    let records = strom_log::record::decode_record_entries(&header, &section)?;
+    if records.iter().any(|r| r.key.is_none()) {
+        return Err(BrokerError::InvalidRecord(
+            "Compacted topic cannot accept message without key".into(),
+        ));
+    }
+    Ok(())
 }

@@ -1,20 +1,20 @@
 //! A topic: its name, id, config overrides and partitions.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use uuid::Uuid;
 
 use crate::partition::Partition;
+use crate::topic_config::TopicLimits;
 
 pub struct Topic {
     name: Arc<str>,
     id: Uuid,
     overrides: RwLock<BTreeMap<String, String>>,
     partitions: RwLock<Vec<Arc<Partition>>>,
-    /// Cached `max.message.bytes`, read on every produce.
-    max_message_bytes: AtomicUsize,
+    /// Settings read on every produce and by maintenance, resolved once per change.
+    limits: RwLock<TopicLimits>,
 }
 
 impl Topic {
@@ -23,19 +23,19 @@ impl Topic {
         id: Uuid,
         overrides: BTreeMap<String, String>,
         partitions: Vec<Arc<Partition>>,
-        max_message_bytes: usize,
+        limits: TopicLimits,
     ) -> Topic {
         Topic {
             name,
             id,
             overrides: RwLock::new(overrides),
             partitions: RwLock::new(partitions),
-            max_message_bytes: AtomicUsize::new(max_message_bytes),
+            limits: RwLock::new(limits),
         }
     }
 
-    pub fn max_message_bytes(&self) -> usize {
-        self.max_message_bytes.load(Ordering::Relaxed)
+    pub fn limits(&self) -> TopicLimits {
+        *self.limits.read().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn name(&self) -> &str {
@@ -59,9 +59,9 @@ impl Topic {
         self.overrides.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub(crate) fn set_overrides(&self, overrides: BTreeMap<String, String>, max_message_bytes: usize) {
+    pub(crate) fn set_overrides(&self, overrides: BTreeMap<String, String>, limits: TopicLimits) {
         *self.overrides.write().unwrap_or_else(|e| e.into_inner()) = overrides;
-        self.max_message_bytes.store(max_message_bytes, Ordering::Relaxed);
+        *self.limits.write().unwrap_or_else(|e| e.into_inner()) = limits;
     }
 
     pub fn partition_count(&self) -> i32 {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::{BrokerError, Result};
-use strom_log::LogConfig;
+use strom_log::{CompactionConfig, LogConfig};
 
 /// The type of a config value, as Kafka's DescribeConfigs v3+ reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +144,17 @@ pub fn validate(name: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// The settings of a topic that produce and maintenance act on.
+#[derive(Debug, Clone, Copy)]
+pub struct TopicLimits {
+    pub max_message_bytes: usize,
+    /// `cleanup.policy` contains `compact`: keys are required, the cleaner runs.
+    pub compact: bool,
+    /// `cleanup.policy` contains `delete`: time and size retention apply.
+    pub delete: bool,
+    pub compaction: CompactionConfig,
+}
+
 /// Cluster-wide defaults for topic configs: the broker settings that were set
 /// explicitly (by name of the broker synonym, e.g. `log.retention.ms`).
 #[derive(Debug, Clone, Default)]
@@ -200,8 +211,17 @@ impl TopicDefaults {
         }
     }
 
-    pub fn max_message_bytes(&self, overrides: &BTreeMap<String, String>) -> usize {
-        self.number("max.message.bytes", overrides).max(0) as usize
+    pub fn limits(&self, overrides: &BTreeMap<String, String>) -> TopicLimits {
+        let policy = self.value("cleanup.policy", overrides);
+        TopicLimits {
+            max_message_bytes: self.number("max.message.bytes", overrides).max(0) as usize,
+            compact: policy.split(',').any(|p| p.trim() == "compact"),
+            delete: policy.split(',').any(|p| p.trim() == "delete"),
+            compaction: CompactionConfig {
+                delete_retention_ms: self.number("delete.retention.ms", overrides),
+                min_compaction_lag_ms: self.number("min.compaction.lag.ms", overrides),
+            },
+        }
     }
 }
 

@@ -1,122 +1,18 @@
 //! Wire-level tests: the real listener on a local port, raw Kafka frames over a socket.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use common::*;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use strom_broker::group::GroupConfig;
-use strom_broker::{Broker, BrokerConfig, GroupCoordinator, NewTopic};
-use strom_kafka::{Server, ServerConfig};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use strom_log::RecordBatchBuilder;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
-
-struct Harness {
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-    _shutdown: watch::Sender<bool>,
-}
-
-async fn start() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
-    broker
-        .create_topic(
-            NewTopic {
-                name: "t".into(),
-                num_partitions: 1,
-                replication_factor: 1,
-                ..Default::default()
-            },
-            false,
-        )
-        .unwrap();
-    let (shutdown, rx) = watch::channel(false);
-    let config = ServerConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        advertised_host: "127.0.0.1".into(),
-        advertised_port: 0,
-        socket_request_max_bytes: 8 << 20,
-        max_connections: 100,
-        broker_configs: Vec::new(),
-    };
-    let groups = GroupCoordinator::open(broker.clone(), GroupConfig::default()).unwrap();
-    let server = Server::bind(config, broker, groups, rx).await.unwrap();
-    let addr = server.local_addr().unwrap();
-    tokio::spawn(server.run());
-    Harness {
-        addr,
-        _dir: dir,
-        _shutdown: shutdown,
-    }
-}
-
-fn frame<T: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body: &T) -> BytesMut {
-    let header = RequestHeader::default()
-        .with_request_api_key(api_key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str("wire-test")));
-    let mut payload = BytesMut::new();
-    header
-        .encode(&mut payload, api_key.request_header_version(version))
-        .unwrap();
-    body.encode(&mut payload, version).unwrap();
-    let mut out = BytesMut::new();
-    out.put_i32(payload.len() as i32);
-    out.extend_from_slice(&payload);
-    out
-}
-
-/// Read one response frame; returns (correlation id, rest after the v0 header part).
-async fn read_frame(stream: &mut TcpStream) -> Option<(i32, Bytes)> {
-    let len = stream.read_i32().await.ok()?;
-    let mut buf = vec![0u8; len as usize];
-    stream.read_exact(&mut buf).await.ok()?;
-    let mut buf = Bytes::from(buf);
-    let correlation_id = buf.get_i32();
-    Some((correlation_id, buf))
-}
-
-async fn call<Req: Encodable, Resp: Decodable>(
-    stream: &mut TcpStream,
-    api_key: ApiKey,
-    version: i16,
-    body: &Req,
-) -> Resp {
-    stream.write_all(&frame(api_key, version, 7, body)).await.unwrap();
-    let (correlation_id, mut rest) = read_frame(stream).await.expect("response");
-    assert_eq!(correlation_id, 7);
-    if api_key.response_header_version(version) >= 1 {
-        assert_eq!(rest.get_u8(), 0, "no tagged fields in the response header");
-    }
-    Resp::decode(&mut rest, version).unwrap()
-}
-
-async fn still_serves(addr: SocketAddr) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let response: MetadataResponse = call(
-        &mut stream,
-        ApiKey::Metadata,
-        12,
-        &MetadataRequest::default().with_topics(None),
-    )
-    .await;
-    assert_eq!(response.topics.len(), 1);
-}
-
-async fn is_closed(stream: &mut TcpStream) -> bool {
-    let mut byte = [0u8; 1];
-    matches!(
-        tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte)).await,
-        Ok(Ok(0)) | Ok(Err(_))
-    )
-}
 
 fn batch(count: usize) -> Vec<u8> {
     batch_of(count, b"value")
@@ -237,13 +133,18 @@ async fn produce_then_fetch_returns_the_stored_bytes() {
     assert_eq!((data.error_code, data.high_watermark), (0, 20));
     let records = data.records.clone().unwrap();
     assert_eq!(records.len(), 2 * sent.len());
-    // Byte-identical except the base offset (first 8 bytes) of the second batch.
-    assert_eq!(&records[..sent.len()], &sent[..]);
-    assert_eq!(&records[sent.len() + 8..], &sent[8..]);
-    assert_eq!(
-        i64::from_be_bytes(records[sent.len()..sent.len() + 8].try_into().unwrap()),
-        10
-    );
+    // Byte-identical except the base offset (bytes 0..8) and the partition leader epoch
+    // (bytes 12..16, stamped by the broker); both lie outside the CRC.
+    for (i, stored) in records.chunks(sent.len()).enumerate() {
+        assert_eq!(i64::from_be_bytes(stored[..8].try_into().unwrap()), 10 * i as i64);
+        assert_eq!(&stored[8..12], &sent[8..12]);
+        assert_eq!(
+            i32::from_be_bytes(stored[12..16].try_into().unwrap()),
+            0,
+            "leader epoch stamped"
+        );
+        assert_eq!(&stored[16..], &sent[16..]);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,18 +109,23 @@ fn serve(args: ServeArgs) -> Result<()> {
     })
 }
 
-/// Segment rolls by time and retention, every `log.retention.check.interval.ms`.
+/// Segment rolls by time and retention every `log.retention.check.interval.ms`;
+/// compaction every `log.cleaner.backoff.ms`. Both run on the blocking pool.
 async fn maintain(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let every = Duration::from_millis(broker.config().retention_check_interval_ms.max(10));
-    let mut ticks = tokio::time::interval(every);
-    ticks.tick().await;
+    let mut retention = tokio::time::interval(Duration::from_millis(
+        broker.config().retention_check_interval_ms.max(10),
+    ));
+    let mut cleaner = tokio::time::interval(Duration::from_millis(broker.config().cleaner_backoff_ms.max(10)));
+    retention.tick().await;
+    cleaner.tick().await;
     loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
+        let compact = tokio::select! {
+            _ = retention.tick() => false,
+            _ = cleaner.tick() => true,
             _ = shutdown.changed() => return,
-        }
+        };
         let broker = broker.clone();
-        let _ = tokio::task::spawn_blocking(move || broker.maintain()).await;
+        let _ = tokio::task::spawn_blocking(move || if compact { broker.compact() } else { broker.maintain() }).await;
     }
 }
 

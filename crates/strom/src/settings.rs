@@ -39,6 +39,8 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "group.max.session.timeout.ms", default: "1800000", doc: "largest session.timeout.ms a consumer may ask for" },
     Setting { name: "group.max.size", default: "2147483647", doc: "most members in one group" },
     Setting { name: "offset.metadata.max.bytes", default: "4096", doc: "largest metadata string of a committed offset" },
+    Setting { name: "group.consumer.heartbeat.interval.ms", default: "5000", doc: "heartbeat interval given to consumer-protocol (KIP-848) members" },
+    Setting { name: "group.consumer.session.timeout.ms", default: "45000", doc: "session timeout of consumer-protocol (KIP-848) members" },
     Setting { name: "offsets.retention.minutes", default: "10080", doc: "how long committed offsets of an empty group are kept" },
     Setting { name: "offsets.retention.check.interval.ms", default: "600000", doc: "how often expired committed offsets are removed" },
 ];
@@ -187,6 +189,8 @@ impl Settings {
             offset_metadata_max_bytes: self.parse("offset.metadata.max.bytes")?,
             offsets_retention_ms: self.parse::<i64>("offsets.retention.minutes")?.saturating_mul(60_000),
             offsets_retention_check_interval_ms: self.parse("offsets.retention.check.interval.ms")?,
+            consumer_heartbeat_interval_ms: self.parse("group.consumer.heartbeat.interval.ms")?,
+            consumer_session_timeout_ms: self.parse("group.consumer.session.timeout.ms")?,
         };
         if config.offsets_topic_partitions < 1 {
             bail!("offsets.topic.num.partitions must be at least 1");

@@ -18,6 +18,9 @@ use tokio::time::{Duration, Instant};
 use super::classic::{
     ClassicConfig, ClassicGroup, Effects, JoinGroup, JoinOutcome, JoinResult, SyncGroup, SyncOutcome, SyncResult,
 };
+use super::consumer::{
+    Assignment, ConsumerConfig, ConsumerGroup, ConsumerHeartbeat, ConsumerHeartbeatResult, TopicInfo,
+};
 use super::offsets_record::{self, OffsetValue, OffsetsKey};
 use super::GroupState;
 use crate::broker::{Broker, NewTopic};
@@ -51,6 +54,10 @@ pub struct GroupConfig {
     pub offsets_retention_ms: i64,
     /// `offsets.retention.check.interval.ms`
     pub offsets_retention_check_interval_ms: u64,
+    /// `group.consumer.heartbeat.interval.ms` (KIP-848 groups)
+    pub consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.session.timeout.ms` (KIP-848 groups)
+    pub consumer_session_timeout_ms: i32,
 }
 
 impl Default for GroupConfig {
@@ -65,6 +72,8 @@ impl Default for GroupConfig {
             offset_metadata_max_bytes: 4096,
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
             offsets_retention_check_interval_ms: 600_000,
+            consumer_heartbeat_interval_ms: 5000,
+            consumer_session_timeout_ms: 45_000,
         }
     }
 }
@@ -78,6 +87,14 @@ impl GroupConfig {
             max_size: self.max_size,
         }
     }
+
+    fn consumer(&self) -> ConsumerConfig {
+        ConsumerConfig {
+            heartbeat_interval_ms: self.consumer_heartbeat_interval_ms,
+            session_timeout_ms: self.consumer_session_timeout_ms,
+            max_size: self.max_size,
+        }
+    }
 }
 
 /// One group: its membership state and its committed offsets.
@@ -85,6 +102,7 @@ impl GroupConfig {
 pub struct Group {
     pub id: String,
     pub classic: ClassicGroup,
+    pub consumer: ConsumerGroup,
     pub offsets: BTreeMap<(String, i32), OffsetValue>,
 }
 
@@ -93,12 +111,39 @@ impl Group {
         Group {
             id: id.to_string(),
             classic: ClassicGroup::default(),
+            consumer: ConsumerGroup::default(),
             offsets: BTreeMap::new(),
         }
     }
 
+    /// A group with members speaks one protocol; KIP-848 when its consumer side has members.
+    fn is_consumer_protocol(&self) -> bool {
+        !self.consumer.is_empty()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.classic.is_empty() && self.consumer.is_empty()
+    }
+
     fn state(&self) -> GroupState {
         self.classic.state
+    }
+
+    /// The state as DescribeGroups and ListGroups name it.
+    pub fn state_name(&self) -> &'static str {
+        if self.is_consumer_protocol() {
+            self.consumer.state_name()
+        } else {
+            self.classic.state.name()
+        }
+    }
+
+    pub fn group_type(&self) -> &'static str {
+        if self.is_consumer_protocol() {
+            "consumer"
+        } else {
+            "classic"
+        }
     }
 }
 
@@ -126,7 +171,8 @@ pub struct MemberDescription {
 #[derive(Debug, Clone)]
 pub struct GroupDescription {
     pub group_id: String,
-    pub state: GroupState,
+    pub state: &'static str,
+    pub group_type: &'static str,
     pub protocol_type: String,
     pub protocol_name: String,
     pub members: Vec<MemberDescription>,
@@ -136,7 +182,33 @@ pub struct GroupDescription {
 pub struct GroupListing {
     pub group_id: String,
     pub protocol_type: String,
-    pub state: GroupState,
+    pub state: &'static str,
+    pub group_type: &'static str,
+}
+
+/// A member of a KIP-848 group, for ConsumerGroupDescribe.
+#[derive(Debug, Clone)]
+pub struct ConsumerMemberDescription {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub member_epoch: i32,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed_topic_names: Vec<String>,
+    pub subscribed_topic_regex: Option<String>,
+    pub assignment: Assignment,
+    pub target_assignment: Assignment,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerGroupDescription {
+    pub group_id: String,
+    pub state: &'static str,
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    pub assignor: String,
+    pub members: Vec<ConsumerMemberDescription>,
 }
 
 type GroupRef = Arc<Mutex<Group>>;
@@ -298,6 +370,9 @@ impl GroupCoordinator {
         let receiver = {
             let group_ref = self.group_or_create(&request.group_id);
             let mut group = lock(&group_ref);
+            if group.is_consumer_protocol() {
+                return JoinResult::error(BrokerError::InconsistentGroupProtocol, &member_id);
+            }
             let (outcome, effects) = group
                 .classic
                 .join(request, &self.config.classic(), Instant::now(), self.now_ms());
@@ -384,12 +459,16 @@ impl GroupCoordinator {
                 self.group(&commit.group_id).ok_or(BrokerError::IllegalGeneration)?
             };
             let mut group = lock(&group_ref);
-            group.classic.check_commit(
-                &commit.member_id,
-                commit.group_instance_id.as_deref(),
-                commit.generation_id,
-                Instant::now(),
-            )?;
+            if group.is_consumer_protocol() {
+                group.consumer.check_commit(&commit.member_id, commit.generation_id)?;
+            } else {
+                group.classic.check_commit(
+                    &commit.member_id,
+                    commit.group_instance_id.as_deref(),
+                    commit.generation_id,
+                    Instant::now(),
+                )?;
+            }
             let now = self.now_ms();
             let mut results = Vec::with_capacity(commit.offsets.len());
             let mut records = Vec::new();
@@ -457,12 +536,15 @@ impl GroupCoordinator {
         let group_ref = self.group(group_id).ok_or(BrokerError::GroupIdNotFound)?;
         let (flush, results) = {
             let mut group = lock(&group_ref);
-            let subscribed = if group.state() == GroupState::Empty {
+            let subscribed = if group.is_consumer_protocol() {
+                group.consumer.subscribed_topics(&self.topic_infos())
+            } else if group.state() == GroupState::Empty {
                 BTreeSet::new()
             } else {
                 group.classic.subscribed_topics()
             };
-            let unknown_subscriptions = group.state() != GroupState::Empty && subscribed.is_empty();
+            let unknown_subscriptions =
+                !group.is_consumer_protocol() && group.state() != GroupState::Empty && subscribed.is_empty();
             let mut records = Vec::new();
             let mut results = Vec::new();
             for (topic, partition) in partitions {
@@ -489,6 +571,29 @@ impl GroupCoordinator {
     pub fn describe_group(&self, group_id: &str) -> Option<GroupDescription> {
         let group_ref = self.group(group_id)?;
         let group = lock(&group_ref);
+        if group.is_consumer_protocol() {
+            let members = group
+                .consumer
+                .members
+                .values()
+                .map(|m| MemberDescription {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: Bytes::new(),
+                    assignment: Bytes::new(),
+                })
+                .collect();
+            return Some(GroupDescription {
+                group_id: group.id.clone(),
+                state: group.state_name(),
+                group_type: group.group_type(),
+                protocol_type: "consumer".to_string(),
+                protocol_name: group.consumer.assignor.clone(),
+                members,
+            });
+        }
         let protocol = group.classic.protocol_name.clone().unwrap_or_default();
         let members = group
             .classic
@@ -510,7 +615,8 @@ impl GroupCoordinator {
             .collect();
         Some(GroupDescription {
             group_id: group.id.clone(),
-            state: group.state(),
+            state: group.state_name(),
+            group_type: group.group_type(),
             protocol_type: group.classic.protocol_type.clone().unwrap_or_default(),
             protocol_name: if group.state() == GroupState::Stable {
                 protocol
@@ -534,7 +640,8 @@ impl GroupCoordinator {
                         .protocol_type
                         .clone()
                         .unwrap_or_else(|| "consumer".to_string()),
-                    state: group.state(),
+                    state: group.state_name(),
+                    group_type: group.group_type(),
                 }
             })
             .collect();
@@ -547,7 +654,7 @@ impl GroupCoordinator {
         let group_ref = self.group(group_id).ok_or(BrokerError::GroupIdNotFound)?;
         let partition = {
             let mut group = lock(&group_ref);
-            if !group.classic.is_empty() {
+            if !group.is_empty() {
                 return Err(BrokerError::NonEmptyGroup);
             }
             let mut records: Vec<(OffsetsKey, Option<Vec<u8>>)> = group
@@ -579,12 +686,99 @@ impl GroupCoordinator {
         Self::flush(partition).await
     }
 
+    /// Every user topic, as the KIP-848 assignors see them.
+    fn topic_infos(&self) -> Vec<TopicInfo> {
+        self.broker
+            .topics()
+            .iter()
+            .filter(|t| !t.is_internal())
+            .map(|t| TopicInfo {
+                name: t.name().to_string(),
+                id: t.id(),
+                partitions: t.partition_count(),
+            })
+            .collect()
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848): join, stay, reconcile or leave.
+    pub fn consumer_heartbeat(&self, request: ConsumerHeartbeat) -> ConsumerHeartbeatResult {
+        let fail = |e: BrokerError| ConsumerHeartbeatResult {
+            error: Some(e),
+            member_id: request.member_id.clone(),
+            member_epoch: request.member_epoch,
+            heartbeat_interval_ms: self.config.consumer_heartbeat_interval_ms,
+            assignment: None,
+        };
+        if request.group_id.is_empty() {
+            return fail(BrokerError::InvalidGroupId);
+        }
+        if let Err(e) = self.partition_of(&request.group_id) {
+            return fail(e);
+        }
+        let topics = self.topic_infos();
+        let group_ref = self.group_or_create(&request.group_id);
+        let mut group = lock(&group_ref);
+        if !group.classic.is_empty() {
+            return fail(BrokerError::GroupIdNotFound);
+        }
+        let result = group
+            .consumer
+            .heartbeat(request.clone(), &topics, &self.config.consumer(), Instant::now());
+        if group.consumer.is_empty() {
+            group.classic.state_timestamp_ms = self.now_ms();
+        }
+        result
+    }
+
+    /// ConsumerGroupDescribe: a KIP-848 group's epochs, members and assignments.
+    pub fn describe_consumer_group(&self, group_id: &str) -> Result<ConsumerGroupDescription> {
+        let group_ref = self.group(group_id).ok_or(BrokerError::GroupIdNotFound)?;
+        let group = lock(&group_ref);
+        if !group.classic.is_empty() {
+            return Err(BrokerError::GroupIdNotFound);
+        }
+        let consumer = &group.consumer;
+        Ok(ConsumerGroupDescription {
+            group_id: group.id.clone(),
+            state: group.state_name(),
+            group_epoch: consumer.group_epoch,
+            assignment_epoch: consumer.assignment_epoch,
+            assignor: consumer.assignor.clone(),
+            members: consumer
+                .members
+                .values()
+                .map(|m| ConsumerMemberDescription {
+                    member_id: m.member_id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    rack_id: m.rack_id.clone(),
+                    member_epoch: m.member_epoch,
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    subscribed_topic_names: m.subscribed_topic_names.iter().cloned().collect(),
+                    subscribed_topic_regex: m.subscribed_topic_regex.clone(),
+                    assignment: m.assigned.clone(),
+                    target_assignment: consumer.target_of(&m.member_id),
+                })
+                .collect(),
+        })
+    }
+
     /// Remove members whose session expired (and rebalance their groups).
     pub fn expire_sessions(self: &Arc<Self>) {
         let groups: Vec<GroupRef> = self.groups().values().cloned().collect();
         let now = Instant::now();
         for group_ref in groups {
             let mut group = lock(&group_ref);
+            let expired_consumers = group.consumer.expired(now);
+            if !expired_consumers.is_empty() {
+                tracing::info!(group = %group.id, members = ?expired_consumers, "session timed out");
+                for member in &expired_consumers {
+                    group.consumer.remove(member);
+                }
+                if group.consumer.is_empty() {
+                    group.classic.state_timestamp_ms = self.now_ms();
+                }
+            }
             let expired = group.classic.expired(now);
             if expired.is_empty() {
                 continue;
@@ -606,7 +800,10 @@ impl GroupCoordinator {
         let mut expired_total = 0;
         for group_ref in groups {
             let mut group = lock(&group_ref);
-            if group.state() != GroupState::Empty || group.classic.state_timestamp_ms + retention > now {
+            if !group.is_empty()
+                || group.state() != GroupState::Empty
+                || group.classic.state_timestamp_ms + retention > now
+            {
                 continue;
             }
             let expired: Vec<(String, i32)> = group

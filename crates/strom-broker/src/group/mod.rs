@@ -4,12 +4,15 @@
 //! by reading that log; there is no second store.
 
 pub mod classic;
+pub mod consumer;
 pub mod coordinator;
 pub mod offsets_record;
 
 pub use classic::{JoinGroup, JoinResult, JoinedMember, SyncGroup, SyncResult};
+pub use consumer::{Assignment, ConsumerHeartbeat, ConsumerHeartbeatResult};
 pub use coordinator::{
-    GroupConfig, GroupCoordinator, GroupDescription, GroupListing, MemberDescription, OffsetCommit, OFFSETS_TOPIC,
+    ConsumerGroupDescription, ConsumerMemberDescription, GroupConfig, GroupCoordinator, GroupDescription, GroupListing,
+    MemberDescription, OffsetCommit, OFFSETS_TOPIC,
 };
 
 /// Group states, named as Kafka's DescribeGroups and ListGroups report them.

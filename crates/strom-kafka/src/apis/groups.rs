@@ -253,7 +253,7 @@ pub fn describe_groups(context: &Context, request: DescribeGroupsRequest, versio
                 .with_authorized_operations(CLUSTER_AUTHORIZED_OPERATIONS_OMITTED);
             match context.groups.describe_group(id) {
                 Some(g) => described
-                    .with_group_state(str_bytes(g.state.name()))
+                    .with_group_state(str_bytes(g.state))
                     .with_protocol_type(str_bytes(g.protocol_type))
                     .with_protocol_data(str_bytes(g.protocol_name))
                     .with_members(
@@ -293,19 +293,19 @@ pub fn list_groups(context: &Context, request: ListGroupsRequest, version: i16) 
         .groups
         .list_groups()
         .into_iter()
-        .filter(|g| states.is_empty() || states.contains(&g.state.name().to_ascii_lowercase()))
-        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
+        .filter(|g| states.is_empty() || states.contains(&g.state.to_ascii_lowercase()))
+        .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type))
         .map(|g| {
             let listed = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(g.group_id)))
                 .with_protocol_type(str_bytes(g.protocol_type));
             let listed = if version >= 4 {
-                listed.with_group_state(str_bytes(g.state.name()))
+                listed.with_group_state(str_bytes(g.state))
             } else {
                 listed
             };
             if version >= 5 {
-                listed.with_group_type(str_bytes("classic"))
+                listed.with_group_type(str_bytes(g.group_type))
             } else {
                 listed
             }

@@ -10,6 +10,7 @@ use crate::server::{Context, Peer};
 pub mod api_versions;
 pub mod cluster;
 pub mod configs;
+pub mod consumer_group;
 pub mod fetch;
 pub mod group_offsets;
 pub mod groups;
@@ -46,6 +47,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 6),
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// The range listed in ApiVersions responses.
@@ -173,6 +176,14 @@ pub async fn dispatch(
         ),
         ApiKey::OffsetDelete => encode(
             &group_offsets::offset_delete(context, decode(api_key, body, version)?).await,
+            version,
+        ),
+        ApiKey::ConsumerGroupHeartbeat => encode(
+            &consumer_group::heartbeat(context, peer, decode(api_key, body, version)?, version),
+            version,
+        ),
+        ApiKey::ConsumerGroupDescribe => encode(
+            &consumer_group::describe(context, decode(api_key, body, version)?),
             version,
         ),
         other => Err(format!("{other:?} is not served")),

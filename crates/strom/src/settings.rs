@@ -350,6 +350,14 @@ mod tests {
     }
 
     #[test]
+    fn the_configuration_page_lists_every_setting() {
+        let page = include_str!("../../../docs/configuration.md");
+        for (name, _, _) in known() {
+            assert!(page.contains(&format!("`{name}`")), "docs/configuration.md lacks {name}; run scripts/gen-config-docs");
+        }
+    }
+
+    #[test]
     fn bad_settings_are_errors() {
         assert!(Settings::load(None, std::iter::empty(), &["nope=1".into()]).is_err());
         assert!(Settings::load(None, std::iter::empty(), &["num.partitions=x".into()]).is_err());

@@ -155,8 +155,11 @@ def record_batch(
     base_timestamp: int | None = None,
     magic: int = 2,
     corrupt_crc: bool = False,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
 ) -> bytes:
-    """An uncompressed RecordBatch v2 (base offset 0, no producer id)."""
+    """An uncompressed RecordBatch v2 (base offset 0; idempotent when a producer id is given)."""
     if base_timestamp is None:
         base_timestamp = int(time.time() * 1000)
     recs = b"".join(record(i, i, k, v) for i, (k, v) in enumerate(records))
@@ -165,9 +168,9 @@ def record_batch(
         + i32(len(records) - 1)  # lastOffsetDelta
         + i64(base_timestamp)
         + i64(base_timestamp + len(records) - 1)  # maxTimestamp
-        + i64(-1)  # producerId
-        + i16(-1)  # producerEpoch
-        + i32(-1)  # baseSequence
+        + i64(producer_id)
+        + i16(producer_epoch)
+        + i32(base_sequence)
         + i32(len(records))
         + recs
     )

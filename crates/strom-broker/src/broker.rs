@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::constants::{DELETE_DIR_SUFFIX, META_PROPERTIES_FILE, PARTITIONS_PER_TOPIC_MAX};
 use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
+use crate::producer_id::ProducerIdManager;
 use crate::topic::{validate_topic_name, Topic};
 use crate::topic_config::{self, ConfigEntry, TopicDefaults, TOPIC_CONFIGS};
 use crate::topic_store::{write_atomically, TopicRecord, TopicStore};
@@ -35,6 +36,8 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     /// `log.cleaner.backoff.ms`: pause between compaction passes.
     pub cleaner_backoff_ms: u64,
+    /// `producer.id.expiration.ms`: idle producers' state is dropped after this.
+    pub producer_id_expiration_ms: i64,
 }
 
 impl BrokerConfig {
@@ -48,6 +51,7 @@ impl BrokerConfig {
             topic_defaults: TopicDefaults::default(),
             retention_check_interval_ms: 300_000,
             cleaner_backoff_ms: 15_000,
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 }
@@ -91,6 +95,7 @@ pub struct Broker {
     /// Serialises changes to the topic list and configs, and writes of `topics.json`.
     admin: Mutex<()>,
     store: TopicStore,
+    producer_ids: ProducerIdManager,
     _lock: fs::File,
 }
 
@@ -112,12 +117,14 @@ impl Broker {
         let cluster_id = load_or_create_meta(&config.data_dir, config.node_id)?;
         remove_deleted_dirs(&config.data_dir);
         let store = TopicStore::new(&config.data_dir);
+        let producer_ids = ProducerIdManager::open(&config.data_dir)?;
         let broker = Broker {
             cluster_id,
             clock,
             topics: RwLock::new(HashMap::new()),
             admin: Mutex::new(()),
             store,
+            producer_ids,
             _lock: lock,
             config,
         };
@@ -508,11 +515,19 @@ impl Broker {
         partition.append(batches, limits.max_message_bytes, limits.compact)
     }
 
-    /// Time-based work: roll segments past `segment.ms`, apply retention. Blocking I/O.
+    /// A producer id never used before (InitProducerId).
+    pub fn next_producer_id(&self) -> Result<i64> {
+        self.producer_ids.next_id()
+    }
+
+    /// Time-based work: roll segments past `segment.ms`, apply retention, forget idle
+    /// producers. Blocking I/O.
     pub fn maintain(&self) {
+        let now = self.clock.now_ms();
         for topic in self.topics() {
             let delete = topic.limits().delete;
             for partition in topic.partitions() {
+                partition.expire_producers(now, self.config.producer_id_expiration_ms);
                 let log = partition.log();
                 if let Err(e) = log.roll_if_due() {
                     tracing::warn!(partition = ?partition, error = %e, "segment roll failed");

@@ -75,6 +75,16 @@ pub enum BrokerError {
     UnreleasedInstanceId,
     #[error("group {0} is of another type")]
     GroupTypeMismatch(String),
+    #[error("out of order sequence: {0}")]
+    OutOfOrderSequence(String),
+    #[error("invalid producer epoch: {0}")]
+    InvalidProducerEpoch(String),
+    #[error("producer fenced: {0}")]
+    ProducerFenced(String),
+    #[error("unknown producer id {0}")]
+    UnknownProducerId(i64),
+    #[error("invalid transaction timeout {0} ms")]
+    InvalidTransactionTimeout(i32),
 }
 
 impl From<LogError> for BrokerError {

@@ -7,6 +7,8 @@ pub mod constants;
 pub mod error;
 pub mod group;
 pub mod partition;
+pub mod producer_id;
+pub mod producer_state;
 pub mod topic;
 pub mod topic_config;
 pub mod topic_store;

@@ -6,14 +6,15 @@
 //! so the high watermark follows the log end offset; with replication it will become
 //! the minimum over the ISR without changing this type's callers.
 
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use strom_log::{AppendInfo, Clock, Log, LogConfig};
 use tokio::sync::watch;
 
 use crate::error::{BrokerError, Result};
+use crate::producer_state::{ProducerStateManager, SequenceCheck};
 
 /// A fetch of stored bytes below the high watermark.
 #[derive(Debug, Clone)]
@@ -30,6 +31,10 @@ pub struct Partition {
     log: Log,
     leader_epoch: AtomicI32,
     high_watermark: watch::Sender<i64>,
+    /// Idempotent-producer state; its lock also orders check, append and update.
+    producers: Mutex<ProducerStateManager>,
+    /// Segment count at the last producer snapshot (a roll takes a new one).
+    segments_at_snapshot: AtomicUsize,
 }
 
 impl std::fmt::Debug for Partition {
@@ -48,12 +53,16 @@ impl Partition {
     ) -> Result<Partition> {
         let log = Log::open(dir, config, clock)?;
         let (high_watermark, _) = watch::channel(log.log_end_offset());
+        let producers = load_producer_state(&log, dir)?;
+        let segments = log.segment_count();
         Ok(Partition {
             topic,
             index,
             log,
             leader_epoch: AtomicI32::new(0),
             high_watermark,
+            producers: Mutex::new(producers),
+            segments_at_snapshot: AtomicUsize::new(segments),
         })
     }
 
@@ -129,9 +138,54 @@ impl Partition {
             }
             start += len;
         }
+        let mut producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
+        for (header, _) in strom_log::BatchIter::new(batches) {
+            if let SequenceCheck::Duplicate(original) = producers.check(&header)? {
+                // A retry of a stored batch: answer with where it went, store nothing.
+                return Ok(AppendInfo {
+                    base_offset: original.first_offset,
+                    last_offset: original.last_offset,
+                    log_append_time_ms: -1,
+                    max_timestamp: -1,
+                    batch_count: 0,
+                });
+            }
+        }
         let info = self.log.append(batches)?;
+        for (header, _) in strom_log::BatchIter::new(batches) {
+            producers.update(&header);
+        }
+        let segments = self.log.segment_count();
+        if segments != self.segments_at_snapshot.swap(segments, Ordering::Relaxed) {
+            if let Err(e) = producers.write_snapshot(self.log.log_end_offset()) {
+                tracing::warn!(partition = ?self, error = %e, "producer snapshot failed");
+            }
+        }
+        drop(producers);
         self.advance_high_watermark(info.last_offset + 1);
         Ok(info)
+    }
+
+    /// Producers with state in this partition: (producer id, epoch, last sequence,
+    /// last timestamp, first offset of their last batch).
+    pub fn producer_states(&self) -> Vec<(i64, i16, i32, i64, i64)> {
+        let producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
+        producers
+            .producers()
+            .iter()
+            .map(|(pid, e)| {
+                let last_offset = e.batches.back().map_or(-1, |b| b.last_offset);
+                (*pid, e.epoch, e.last_sequence(), e.last_timestamp, last_offset)
+            })
+            .collect()
+    }
+
+    /// Forget producers idle for `producer.id.expiration.ms`.
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.producers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .expire(now_ms, expiration_ms)
     }
 
     fn advance_high_watermark(&self, offset: i64) {
@@ -181,9 +235,34 @@ impl Partition {
     }
 
     pub fn close(&self) -> Result<()> {
+        let producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
+        producers.write_snapshot(self.log.log_end_offset())?;
         Ok(self.log.close()?)
     }
 }
+
+/// Producer state as of the log end: the newest snapshot, then the batches after it.
+fn load_producer_state(log: &Log, dir: &std::path::Path) -> Result<ProducerStateManager> {
+    let mut state = ProducerStateManager::new(dir);
+    let end = log.log_end_offset();
+    let mut offset = state.load_snapshot(end).max(log.log_start_offset());
+    while offset < end {
+        let read = log.read(offset, PRODUCER_REPLAY_READ_BYTES, end)?;
+        if read.records.is_empty() {
+            break;
+        }
+        for (header, _) in strom_log::BatchIter::new(&read.records) {
+            if header.last_offset() >= offset {
+                state.update(&header);
+            }
+            offset = header.next_offset();
+        }
+    }
+    Ok(state)
+}
+
+/// Bytes read per step while replaying producer state.
+const PRODUCER_REPLAY_READ_BYTES: usize = 1 << 20;
 
 fn check_keys(batch: &[u8]) -> Result<()> {
     let (header, section) = strom_log::record::decompress_records_section(batch)?;

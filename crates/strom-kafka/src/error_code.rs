@@ -40,6 +40,11 @@ pub fn error_code(e: &BrokerError) -> i16 {
         BrokerError::UnsupportedAssignor(_) => ResponseError::UnsupportedAssignor,
         BrokerError::UnreleasedInstanceId => ResponseError::UnreleasedInstanceId,
         BrokerError::GroupTypeMismatch(_) => ResponseError::GroupIdNotFound,
+        BrokerError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
+        BrokerError::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
+        BrokerError::ProducerFenced(_) => ResponseError::ProducerFenced,
+        BrokerError::UnknownProducerId(_) => ResponseError::UnknownProducerId,
+        BrokerError::InvalidTransactionTimeout(_) => ResponseError::InvalidTransactionTimeout,
     };
     kind.code()
 }

@@ -31,6 +31,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "socket.request.max.bytes", default: "104857600", doc: "largest request frame accepted; larger ones close the connection" },
     Setting { name: "max.connections", default: "10000", doc: "most client connections at once; more are closed on accept" },
     Setting { name: "log.retention.check.interval.ms", default: "300000", doc: "how often retention and segment.ms rolls are checked" },
+    Setting { name: "producer.id.expiration.ms", default: "86400000", doc: "how long an idle idempotent producer's sequence state is kept" },
     Setting { name: "log.cleaner.backoff.ms", default: "15000", doc: "how often compacted topics are cleaned" },
     Setting { name: "offsets.topic.num.partitions", default: "50", doc: "partitions of the internal __consumer_offsets topic (fixed once it exists)" },
     Setting { name: "offsets.topic.segment.bytes", default: "104857600", doc: "segment size of __consumer_offsets (small, so compaction runs often)" },
@@ -162,6 +163,7 @@ impl Settings {
         config.auto_create_topics_enable = self.parse("auto.create.topics.enable")?;
         config.retention_check_interval_ms = self.parse("log.retention.check.interval.ms")?;
         config.cleaner_backoff_ms = self.parse("log.cleaner.backoff.ms")?;
+        config.producer_id_expiration_ms = self.parse("producer.id.expiration.ms")?;
         let mut defaults = TopicDefaults::default();
         for def in TOPIC_CONFIGS {
             if let Some((value, source)) = self.values.get(def.broker_synonym) {
@@ -353,7 +355,10 @@ mod tests {
     fn the_configuration_page_lists_every_setting() {
         let page = include_str!("../../../docs/configuration.md");
         for (name, _, _) in known() {
-            assert!(page.contains(&format!("`{name}`")), "docs/configuration.md lacks {name}; run scripts/gen-config-docs");
+            assert!(
+                page.contains(&format!("`{name}`")),
+                "docs/configuration.md lacks {name}; run scripts/gen-config-docs"
+            );
         }
     }
 

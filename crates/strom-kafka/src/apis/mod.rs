@@ -17,6 +17,7 @@ pub mod groups;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod producer;
 pub mod topics;
 
 /// Served APIs and versions: (api, lowest decodable version, highest version).
@@ -49,6 +50,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// The range listed in ApiVersions responses.
@@ -184,6 +187,14 @@ pub async fn dispatch(
         ),
         ApiKey::ConsumerGroupDescribe => encode(
             &consumer_group::describe(context, decode(api_key, body, version)?),
+            version,
+        ),
+        ApiKey::InitProducerId => encode(
+            &producer::init_producer_id(context, decode(api_key, body, version)?).await,
+            version,
+        ),
+        ApiKey::DescribeProducers => encode(
+            &producer::describe_producers(context, decode(api_key, body, version)?),
             version,
         ),
         other => Err(format!("{other:?} is not served")),

@@ -1,0 +1,301 @@
+//! Idempotent-producer state of one partition (Kafka's `ProducerStateManager`):
+//! for each producer id, its epoch and the metadata of its last five batches
+//! (sequence range and offsets), enough to answer a retried batch with its original
+//! offset instead of storing it twice, and to reject gaps and old epochs.
+//!
+//! Durability: the state is a function of the log. It is snapshotted to
+//! `<offset>.snapshot` (JSON, written to a temporary file and renamed) when a segment is
+//! rolled and at shutdown; on open the newest snapshot not past the log end is loaded
+//! and the batches after it are replayed from the log's headers (no record decoding).
+//! Without a usable snapshot the whole log is replayed.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use strom_log::RecordBatchHeader;
+
+use crate::error::{BrokerError, Result};
+
+/// Batches remembered per producer (Kafka's max.in.flight.requests.per.connection limit).
+pub const BATCHES_PER_PRODUCER: usize = 5;
+const SNAPSHOT_SUFFIX: &str = ".snapshot";
+/// Snapshots kept on disk; older ones are removed.
+const SNAPSHOTS_KEPT: usize = 2;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchMetadata {
+    pub first_sequence: i32,
+    pub last_sequence: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerEntry {
+    pub epoch: i16,
+    pub batches: VecDeque<BatchMetadata>,
+    pub last_timestamp: i64,
+}
+
+impl ProducerEntry {
+    pub fn last_sequence(&self) -> i32 {
+        self.batches.back().map_or(-1, |b| b.last_sequence)
+    }
+}
+
+/// What validating a batch decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// Not an idempotent batch, or the next one in sequence: append it.
+    Append,
+    /// A retry of a batch already stored at these offsets: answer, do not append.
+    Duplicate(BatchMetadata),
+}
+
+fn next_sequence(sequence: i32) -> i32 {
+    if sequence == i32::MAX {
+        0
+    } else {
+        sequence + 1
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ProducerStateManager {
+    producers: BTreeMap<i64, ProducerEntry>,
+    #[serde(skip)]
+    dir: PathBuf,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    offset: i64,
+    producers: BTreeMap<i64, ProducerEntry>,
+}
+
+impl ProducerStateManager {
+    pub fn new(dir: &Path) -> ProducerStateManager {
+        ProducerStateManager {
+            producers: BTreeMap::new(),
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn producers(&self) -> &BTreeMap<i64, ProducerEntry> {
+        &self.producers
+    }
+
+    /// Check a batch against its producer's state (does not change it).
+    pub fn check(&self, header: &RecordBatchHeader) -> Result<SequenceCheck> {
+        if header.producer_id < 0 {
+            return Ok(SequenceCheck::Append);
+        }
+        let first = header.base_sequence;
+        let last = first.wrapping_add(header.last_offset_delta);
+        let Some(entry) = self.producers.get(&header.producer_id) else {
+            return if first == 0 {
+                Ok(SequenceCheck::Append)
+            } else {
+                Err(BrokerError::OutOfOrderSequence(format!(
+                    "unknown producer {} must start at sequence 0, not {first}",
+                    header.producer_id
+                )))
+            };
+        };
+        if header.producer_epoch < entry.epoch {
+            return Err(BrokerError::InvalidProducerEpoch(format!(
+                "epoch {} is older than the current {}",
+                header.producer_epoch, entry.epoch
+            )));
+        }
+        if header.producer_epoch > entry.epoch {
+            return if first == 0 {
+                Ok(SequenceCheck::Append)
+            } else {
+                Err(BrokerError::OutOfOrderSequence(format!(
+                    "a new epoch must start at sequence 0, not {first}"
+                )))
+            };
+        }
+        if let Some(batch) = entry
+            .batches
+            .iter()
+            .find(|b| b.first_sequence == first && b.last_sequence == last)
+        {
+            return Ok(SequenceCheck::Duplicate(*batch));
+        }
+        let expected = next_sequence(entry.last_sequence());
+        if first != expected {
+            return Err(BrokerError::OutOfOrderSequence(format!(
+                "expected sequence {expected}, got {first}"
+            )));
+        }
+        Ok(SequenceCheck::Append)
+    }
+
+    /// Record a stored batch (after append, and when replaying the log).
+    pub fn update(&mut self, header: &RecordBatchHeader) {
+        if header.producer_id < 0 || header.is_control() {
+            return;
+        }
+        let entry = self
+            .producers
+            .entry(header.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                epoch: header.producer_epoch,
+                batches: VecDeque::new(),
+                last_timestamp: -1,
+            });
+        if header.producer_epoch != entry.epoch {
+            entry.epoch = header.producer_epoch;
+            entry.batches.clear();
+        }
+        entry.batches.push_back(BatchMetadata {
+            first_sequence: header.base_sequence,
+            last_sequence: header.base_sequence.wrapping_add(header.last_offset_delta),
+            first_offset: header.base_offset,
+            last_offset: header.last_offset(),
+        });
+        while entry.batches.len() > BATCHES_PER_PRODUCER {
+            entry.batches.pop_front();
+        }
+        entry.last_timestamp = entry.last_timestamp.max(header.max_timestamp);
+    }
+
+    /// Forget producers idle for longer than `producer.id.expiration.ms`.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, e| e.last_timestamp.saturating_add(expiration_ms) > now_ms);
+        before - self.producers.len()
+    }
+
+    fn snapshot_path(&self, offset: i64) -> PathBuf {
+        self.dir.join(format!("{offset:020}{SNAPSHOT_SUFFIX}"))
+    }
+
+    /// Snapshot offsets on disk, ascending.
+    fn snapshot_offsets(&self) -> Vec<i64> {
+        let mut offsets: Vec<i64> = fs::read_dir(&self.dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        let stem = name.strip_suffix(SNAPSHOT_SUFFIX)?;
+                        (stem.len() == 20).then(|| stem.parse().ok()).flatten()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        offsets.sort_unstable();
+        offsets
+    }
+
+    /// Write the state as of `offset` (the log end offset) and drop older snapshots.
+    pub fn write_snapshot(&self, offset: i64) -> Result<()> {
+        let snapshot = Snapshot {
+            offset,
+            producers: self.producers.clone(),
+        };
+        let bytes = serde_json::to_vec(&snapshot).map_err(|e| BrokerError::Storage(e.to_string()))?;
+        crate::topic_store::write_atomically(&self.snapshot_path(offset), &bytes)?;
+        let offsets = self.snapshot_offsets();
+        if offsets.len() > SNAPSHOTS_KEPT {
+            for old in &offsets[..offsets.len() - SNAPSHOTS_KEPT] {
+                let _ = fs::remove_file(self.snapshot_path(*old));
+            }
+        }
+        Ok(())
+    }
+
+    /// Load the newest snapshot at or below `log_end_offset`; returns the offset to
+    /// replay the log from (0 when there is none).
+    pub fn load_snapshot(&mut self, log_end_offset: i64) -> i64 {
+        for offset in self.snapshot_offsets().into_iter().rev() {
+            if offset > log_end_offset {
+                // Written for data a crash took away (truncated tail).
+                let _ = fs::remove_file(self.snapshot_path(offset));
+                continue;
+            }
+            let loaded = fs::read(self.snapshot_path(offset))
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<Snapshot>(&bytes).ok());
+            match loaded {
+                Some(snapshot) if snapshot.offset == offset => {
+                    self.producers = snapshot.producers;
+                    return offset;
+                }
+                _ => {
+                    tracing::warn!(dir = %self.dir.display(), offset, "ignoring unreadable producer snapshot");
+                }
+            }
+        }
+        self.producers.clear();
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strom_log::RecordBatchBuilder;
+
+    fn header(pid: i64, epoch: i16, seq: i32, count: usize, base_offset: i64) -> RecordBatchHeader {
+        let mut builder = RecordBatchBuilder::new().producer(pid, epoch, seq);
+        for _ in 0..count {
+            builder.push(1, Some(b"k"), Some(b"v"));
+        }
+        let mut batch = builder.build().unwrap();
+        strom_log::batch::set_base_offset(&mut batch, base_offset).unwrap();
+        RecordBatchHeader::parse(&batch).unwrap()
+    }
+
+    #[test]
+    fn retries_are_duplicates_and_gaps_or_old_epochs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = ProducerStateManager::new(dir.path());
+        let first = header(7, 0, 0, 3, 0);
+        assert_eq!(state.check(&first).unwrap(), SequenceCheck::Append);
+        state.update(&first);
+        assert!(
+            matches!(state.check(&first).unwrap(), SequenceCheck::Duplicate(b) if b.first_offset == 0 && b.last_offset == 2)
+        );
+        assert!(matches!(
+            state.check(&header(7, 0, 5, 1, 3)),
+            Err(BrokerError::OutOfOrderSequence(_))
+        ));
+        let second = header(7, 0, 3, 2, 3);
+        assert_eq!(state.check(&second).unwrap(), SequenceCheck::Append);
+        state.update(&second);
+        assert!(matches!(
+            state.check(&header(8, 0, 4, 1, 5)),
+            Err(BrokerError::OutOfOrderSequence(_))
+        ));
+        let bumped = header(7, 1, 0, 1, 5);
+        assert_eq!(state.check(&bumped).unwrap(), SequenceCheck::Append);
+        state.update(&bumped);
+        assert!(matches!(
+            state.check(&header(7, 0, 5, 1, 6)),
+            Err(BrokerError::InvalidProducerEpoch(_))
+        ));
+        assert_eq!(state.check(&header(-1, -1, -1, 1, 6)).unwrap(), SequenceCheck::Append);
+    }
+
+    #[test]
+    fn snapshots_round_trip_and_ignore_the_future() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = ProducerStateManager::new(dir.path());
+        state.update(&header(7, 0, 0, 3, 0));
+        state.write_snapshot(3).unwrap();
+        state.update(&header(7, 0, 3, 3, 3));
+        state.write_snapshot(6).unwrap();
+        state.write_snapshot(12).unwrap();
+        let mut loaded = ProducerStateManager::new(dir.path());
+        assert_eq!(loaded.load_snapshot(7), 6, "12 is beyond the log end; 3 was pruned");
+        assert_eq!(loaded.producers()[&7].last_sequence(), 5);
+        assert_eq!(loaded.load_snapshot(2), 0);
+    }
+}

@@ -14,7 +14,9 @@ import uuid
 from pathlib import Path
 
 from confluent_kafka import (
-    OFFSET_INVALID,
+    Consumer,
+    KafkaError,
+    KafkaException,
     ConsumerGroupState,
     ConsumerGroupTopicPartitions,
     Producer,
@@ -81,6 +83,48 @@ def produce_numbered(broker, topic: str, n: int, partitions: int, first: int = 0
     return acked
 
 
+# ---------------------------------------------------------------- confluent group consumers
+
+
+def ck_group_consumer(broker, group, **conf) -> Consumer:
+    base = {
+        "bootstrap.servers": broker.bootstrap,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 500,
+    }
+    base.update(conf)
+    return Consumer(base)
+
+
+def ck_read_group(c: Consumer, topic: str, parts: int, limit: int | None = None, timeout: float = 40):
+    """Records (partition, offset) from a subscribed consumer: `limit` of them, or
+    all until every partition reported end-of-partition."""
+    out: list[tuple[int, int]] = []
+    eof: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = c.poll(0.2)
+        if msg is None:
+            continue
+        if msg.error() is not None:
+            if msg.error().code() == KafkaError._PARTITION_EOF:
+                eof.add(msg.partition())
+                if limit is None and eof >= set(range(parts)):
+                    return out
+                continue
+            raise KafkaException(msg.error())
+        eof.discard(msg.partition())
+        out.append((msg.partition(), msg.offset()))
+        if limit is not None and len(out) >= limit:
+            return out
+    raise AssertionError(f"timed out: {len(out)} records (limit {limit}), eof on {sorted(eof)}")
+
+
 # ---------------------------------------------------------------- admin (confluent)
 
 
@@ -98,16 +142,44 @@ def list_groups(broker, states=None) -> dict[str, object]:
     return {g.group_id: g for g in res.valid}
 
 
-def committed_offsets(broker, group: str, topic: str, partitions) -> dict[int, tuple[int, str | None]]:
-    """{partition: (committed offset, metadata)} via admin OffsetFetch; OFFSET_INVALID (-1001) = none."""
+def committed_offsets(broker, group: str, topic: str, partitions) -> dict[int, tuple[int, str]]:
+    """{partition: (committed offset, metadata)} via confluent admin OffsetFetch;
+    OFFSET_INVALID (-1001) = none.
+
+    Only for metadata that confluent-kafka committed: confluent-kafka-python sends
+    the string with its C terminator (metadata_size = strlen + 1) and librdkafka
+    reads metadata back as a C string, past the end when the bytes on the wire
+    have no NUL (librdkafka issue #4649), so metadata committed by other clients
+    comes back garbled or raises UnicodeDecodeError. Read those with
+    `kp_committed_offsets`. An empty string comes back as None; it is returned as "".
+    """
     req = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in partitions])
     fs = ck.admin(broker).list_consumer_group_offsets([req], request_timeout=ADMIN_TIMEOUT_S)
     res = fs[group].result(timeout=ADMIN_TIMEOUT_S)
     out = {}
     for tp in res.topic_partitions:
         assert tp.error is None, f"{tp}: {tp.error}"
-        out[tp.partition] = (tp.offset, tp.metadata)
+        out[tp.partition] = (tp.offset, tp.metadata or "")
     return out
+
+
+def kp_committed_offsets(broker, group: str) -> dict[tuple[str, int], tuple[int, str | None]]:
+    """{(topic, partition): (offset, metadata)} of a group via kafka-python's admin
+    OffsetFetch: the metadata bytes exactly as stored."""
+    from kafka.admin import KafkaAdminClient
+
+    a = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=30000)
+    try:
+        res = a.list_group_offsets({group: None})[group]
+    finally:
+        a.close()
+    return {(tp.topic, tp.partition): (om.offset, om.metadata) for tp, om in res.items()}
+
+
+def ck_sent(metadata: str) -> str:
+    """The metadata string confluent-kafka-python puts on the wire for `metadata`:
+    with the C string's terminating NUL (metadata_size = strlen + 1)."""
+    return metadata + "\x00"
 
 
 def committed_only(broker, group, topic, partitions) -> dict[int, int]:
@@ -148,18 +220,6 @@ EMPTY = ConsumerGroupState.EMPTY
 
 
 # ---------------------------------------------------------------- assignment shapes
-
-
-def check_shape(assignments: list[list[int]], partitions: int) -> str | None:
-    """None when the per-consumer partition lists form a balanced, disjoint cover of
-    range(partitions); else a description of what is wrong."""
-    flat = [p for a in assignments for p in a]
-    if sorted(flat) != list(range(partitions)):
-        return f"not a disjoint cover of {partitions} partitions: {assignments}"
-    sizes = sorted(len(a) for a in assignments)
-    if sizes[-1] - sizes[0] > 1:
-        return f"unbalanced: {assignments}"
-    return None
 
 
 def expected_sizes(partitions: int, consumers: int) -> list[int]:

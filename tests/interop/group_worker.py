@@ -61,12 +61,14 @@ def main() -> None:
     c = Consumer(conf)
 
     owned: set[int] = set()
+    # confluent-kafka does not expose rd_kafka_rebalance_protocol(); the strategy decides.
+    cooperative = args.strategy == "cooperative-sticky"
 
     def report():
         emit("A " + (",".join(str(p) for p in sorted(owned)) if owned else "-"))
 
     def on_assign(consumer, parts):
-        if consumer.rebalance_protocol() == "COOPERATIVE":
+        if cooperative:
             owned.update(tp.partition for tp in parts)
         else:
             owned.clear()
@@ -74,7 +76,7 @@ def main() -> None:
         report()
 
     def on_revoke(consumer, parts):
-        if consumer.rebalance_protocol() == "COOPERATIVE":
+        if cooperative:
             owned.difference_update(tp.partition for tp in parts)
         else:
             owned.clear()

@@ -30,6 +30,13 @@ from group_util import (
 from records import topic_name
 
 SETTLE_TIMEOUT_S = 40
+# A short initial rebalance delay (Kafka's default is 3 s) lets all members join
+# the first generation. With 0, kafka-python 3.0.12's leader can assign before it
+# has the topic's metadata, rejoin at once, and (when that rejoin completes while
+# a poll() has already timed out) never apply its successful SyncGroup response:
+# no heartbeats, session timeout, lopsided assignment. A client bug (the broker's
+# responses are correct), kept out of these tests by the delay.
+BROKER_SETTINGS = {"group.initial.rebalance.delay.ms": 500}
 STAY_S = 2.0
 CASES = [(3, 3), (2, 1), (1, 2)]  # (partitions, consumers)
 
@@ -113,7 +120,7 @@ class KafkaPythonMembers(ThreadedMembers):
             )
             try:
                 while not self.stop.is_set():
-                    c.poll(timeout_ms=100)
+                    c.poll(timeout_ms=500)
                     self.snap[i] = sorted(tp.partition for tp in c.assignment())
             finally:
                 c.close()
@@ -187,7 +194,7 @@ def settled(broker, group, members, partitions, n) -> tuple[bool, str]:
 @pytest.mark.parametrize("client", list(CLIENTS))
 @pytest.mark.parametrize("partitions,consumers", CASES, ids=[f"{p}p-{c}c" for p, c in CASES])
 def test_group_assignment(broker_factory, client, partitions, consumers):
-    broker = start_group_broker(broker_factory)
+    broker = start_group_broker(broker_factory, **BROKER_SETTINGS)
     topic = topic_name(f"grp-assign-{partitions}p")
     group = group_name(f"assign-{client}")
     ck.create_topic(broker, topic, partitions=partitions)

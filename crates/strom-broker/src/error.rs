@@ -85,6 +85,14 @@ pub enum BrokerError {
     UnknownProducerId(i64),
     #[error("invalid transaction timeout {0} ms")]
     InvalidTransactionTimeout(i32),
+    #[error("producer id does not match the transactional id")]
+    InvalidProducerIdMapping,
+    #[error("another operation on this transaction is in progress")]
+    ConcurrentTransactions,
+    #[error("invalid transaction state: {0}")]
+    InvalidTxnState(String),
+    #[error("operation not attempted")]
+    OperationNotAttempted,
 }
 
 impl From<LogError> for BrokerError {

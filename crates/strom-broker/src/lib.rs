@@ -12,6 +12,7 @@ pub mod producer_state;
 pub mod topic;
 pub mod topic_config;
 pub mod topic_store;
+pub mod txn;
 
 pub use broker::{AlterOp, Broker, BrokerConfig, NewTopic, TopicSummary};
 pub use error::{BrokerError, Result};

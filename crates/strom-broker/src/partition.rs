@@ -14,7 +14,7 @@ use strom_log::{AppendInfo, Clock, Log, LogConfig};
 use tokio::sync::watch;
 
 use crate::error::{BrokerError, Result};
-use crate::producer_state::{ProducerStateManager, SequenceCheck};
+use crate::producer_state::{AbortedTxn, ProducerStateManager, SequenceCheck};
 
 /// A fetch of stored bytes below the high watermark.
 #[derive(Debug, Clone)]
@@ -23,6 +23,8 @@ pub struct FetchedData {
     pub high_watermark: i64,
     pub log_start_offset: i64,
     pub last_stable_offset: i64,
+    /// For read_committed fetches: aborted transactions overlapping the data.
+    pub aborted: Option<Vec<AbortedTxn>>,
 }
 
 pub struct Partition {
@@ -124,7 +126,11 @@ impl Partition {
                     max: max_message_bytes,
                 });
             }
-            if require_keys && !header.is_control() {
+            if header.is_control() {
+                // Markers are written by the transaction coordinator, never by clients.
+                return Err(BrokerError::InvalidRecord("control batches cannot be produced".into()));
+            }
+            if require_keys {
                 check_keys(bytes)?;
             }
             lengths.push(bytes.len());
@@ -206,14 +212,94 @@ impl Partition {
 
     /// Stored batches from `offset`, whole batches only, stopping at the high watermark.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<FetchedData> {
+        self.read_isolated(offset, max_bytes, false)
+    }
+
+    /// The last stable offset: below it every transaction is decided.
+    pub fn last_stable_offset(&self) -> i64 {
         let high_watermark = self.high_watermark();
-        let result = self.log.read(offset, max_bytes, high_watermark)?;
+        let producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
+        producers
+            .first_unstable_offset()
+            .map_or(high_watermark, |first| first.min(high_watermark))
+    }
+
+    /// Stored batches from `offset`: below the high watermark (read_uncommitted) or
+    /// below the last stable offset with the aborted transactions in range
+    /// (read_committed), so the client can drop aborted records.
+    pub fn read_isolated(&self, offset: i64, max_bytes: usize, read_committed: bool) -> Result<FetchedData> {
+        let high_watermark = self.high_watermark();
+        let last_stable_offset = self.last_stable_offset();
+        let limit = if read_committed {
+            last_stable_offset
+        } else {
+            high_watermark
+        };
+        let result = if read_committed && offset > limit && offset <= high_watermark {
+            // Inside an open transaction: nothing readable yet, not out of range.
+            strom_log::ReadResult {
+                records: Bytes::new(),
+                log_start_offset: self.log_start_offset(),
+                log_end_offset: high_watermark,
+            }
+        } else {
+            self.log.read(offset, max_bytes, limit)?
+        };
+        let aborted = read_committed.then(|| {
+            let end = last_data_offset(&result.records).map_or(offset, |o| o + 1);
+            let producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
+            producers.aborted_between(offset, end)
+        });
         Ok(FetchedData {
             records: result.records,
             high_watermark,
             log_start_offset: result.log_start_offset,
-            last_stable_offset: high_watermark,
+            last_stable_offset,
+            aborted,
         })
+    }
+
+    /// Write a transaction marker (a control batch) for `producer_id` and close its
+    /// transaction here. Returns the marker's offset.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Result<i64> {
+        let mut key = Vec::with_capacity(4);
+        key.extend_from_slice(&0i16.to_be_bytes());
+        key.extend_from_slice(&i16::from(commit).to_be_bytes());
+        let mut value = Vec::with_capacity(6);
+        value.extend_from_slice(&0i16.to_be_bytes());
+        value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+        let mut builder = strom_log::RecordBatchBuilder::new()
+            .producer(producer_id, producer_epoch, -1)
+            .flags(true, true);
+        builder.push(self.log_clock_ms(), Some(&key), Some(&value));
+        let mut batch = builder.build()?;
+        strom_log::batch::set_partition_leader_epoch(&mut batch, self.leader_epoch())?;
+        let mut producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
+        let info = self.log.append(&mut batch)?;
+        producers.complete_txn(producer_id, producer_epoch, info.base_offset, commit);
+        drop(producers);
+        self.advance_high_watermark(info.last_offset + 1);
+        Ok(info.base_offset)
+    }
+
+    fn log_clock_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+
+    /// First offset of `producer_id`'s open transaction here, if any.
+    pub fn ongoing_txn(&self, producer_id: i64) -> Option<i64> {
+        self.producers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .ongoing_txn(producer_id)
     }
 
     /// Advance the log start offset (DeleteRecords); -1 means the high watermark.
@@ -251,14 +337,41 @@ fn load_producer_state(log: &Log, dir: &std::path::Path) -> Result<ProducerState
         if read.records.is_empty() {
             break;
         }
-        for (header, _) in strom_log::BatchIter::new(&read.records) {
+        for (header, batch) in strom_log::BatchIter::new(&read.records) {
             if header.last_offset() >= offset {
-                state.update(&header);
+                if header.is_control() {
+                    if let Some(commit) = marker_type(batch) {
+                        state.complete_txn(header.producer_id, header.producer_epoch, header.base_offset, commit);
+                    }
+                } else {
+                    state.update(&header);
+                }
             }
             offset = header.next_offset();
         }
     }
+    state.trim_aborted(log.log_start_offset());
     Ok(state)
+}
+
+/// Offset of the last record in a run of stored batches.
+fn last_data_offset(records: &[u8]) -> Option<i64> {
+    strom_log::BatchIter::new(records)
+        .last()
+        .map(|(header, _)| header.last_offset())
+}
+
+/// Whether a control batch is a COMMIT (true) or ABORT (false) marker; None for
+/// other control records. The key is (version i16, type i16).
+pub fn marker_type(batch: &[u8]) -> Option<bool> {
+    let (header, section) = strom_log::record::decompress_records_section(batch).ok()?;
+    let records = strom_log::record::decode_record_entries(&header, &section).ok()?;
+    let key = section.get(records.first()?.key.clone()?)?;
+    match key.get(2..4)? {
+        [0, 0] => Some(false),
+        [0, 1] => Some(true),
+        _ => None,
+    }
 }
 
 /// Bytes read per step while replaying producer state.

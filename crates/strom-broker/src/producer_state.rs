@@ -62,9 +62,23 @@ fn next_sequence(sequence: i32) -> i32 {
     }
 }
 
+/// An aborted transaction in this partition: its producer and offset range (the
+/// range ends at the abort marker). Fetches at read_committed return these so the
+/// client drops the records (Kafka's transaction index entries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ProducerStateManager {
     producers: BTreeMap<i64, ProducerEntry>,
+    /// Open transactions: producer id → offset of its first batch in this partition.
+    ongoing: BTreeMap<i64, i64>,
+    /// Aborted transactions, in marker order.
+    aborted: Vec<AbortedTxn>,
     #[serde(skip)]
     dir: PathBuf,
 }
@@ -73,18 +87,66 @@ pub struct ProducerStateManager {
 struct Snapshot {
     offset: i64,
     producers: BTreeMap<i64, ProducerEntry>,
+    #[serde(default)]
+    ongoing: BTreeMap<i64, i64>,
+    #[serde(default)]
+    aborted: Vec<AbortedTxn>,
 }
 
 impl ProducerStateManager {
     pub fn new(dir: &Path) -> ProducerStateManager {
         ProducerStateManager {
-            producers: BTreeMap::new(),
             dir: dir.to_path_buf(),
+            ..Default::default()
         }
     }
 
     pub fn producers(&self) -> &BTreeMap<i64, ProducerEntry> {
         &self.producers
+    }
+
+    /// First offset of the oldest open transaction (the last stable offset is below it).
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.values().min().copied()
+    }
+
+    /// First offset of `producer_id`'s open transaction here, if any.
+    pub fn ongoing_txn(&self, producer_id: i64) -> Option<i64> {
+        self.ongoing.get(&producer_id).copied()
+    }
+
+    /// Aborted transactions overlapping `[from, to)`.
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.aborted
+            .iter()
+            .filter(|a| a.last_offset >= from && a.first_offset < to)
+            .copied()
+            .collect()
+    }
+
+    /// Forget aborted transactions wholly below the log start offset.
+    pub fn trim_aborted(&mut self, log_start_offset: i64) {
+        self.aborted.retain(|a| a.last_offset >= log_start_offset);
+    }
+
+    /// Apply a transaction marker written at `offset` (commit or abort).
+    pub fn complete_txn(&mut self, producer_id: i64, producer_epoch: i16, offset: i64, commit: bool) {
+        if let Some(first_offset) = self.ongoing.remove(&producer_id) {
+            if !commit {
+                self.aborted.push(AbortedTxn {
+                    producer_id,
+                    first_offset,
+                    last_offset: offset,
+                });
+            }
+        }
+        if let Some(entry) = self.producers.get_mut(&producer_id) {
+            if producer_epoch > entry.epoch {
+                // A marker from a fencing bump: the next batch starts a new sequence.
+                entry.epoch = producer_epoch;
+                entry.batches.clear();
+            }
+        }
     }
 
     /// Check a batch against its producer's state (does not change it).
@@ -95,7 +157,7 @@ impl ProducerStateManager {
         let first = header.base_sequence;
         let last = first.wrapping_add(header.last_offset_delta);
         let Some(entry) = self.producers.get(&header.producer_id) else {
-            return if first == 0 {
+            return if first <= 0 {
                 Ok(SequenceCheck::Append)
             } else {
                 Err(BrokerError::OutOfOrderSequence(format!(
@@ -109,6 +171,10 @@ impl ProducerStateManager {
                 "epoch {} is older than the current {}",
                 header.producer_epoch, entry.epoch
             )));
+        }
+        if header.base_sequence < 0 {
+            // Written by a coordinator (no sequence): only the epoch is checked.
+            return Ok(SequenceCheck::Append);
         }
         if header.producer_epoch > entry.epoch {
             return if first == 0 {
@@ -138,6 +204,12 @@ impl ProducerStateManager {
     /// Record a stored batch (after append, and when replaying the log).
     pub fn update(&mut self, header: &RecordBatchHeader) {
         if header.producer_id < 0 || header.is_control() {
+            return;
+        }
+        if header.is_transactional() {
+            self.ongoing.entry(header.producer_id).or_insert(header.base_offset);
+        }
+        if header.base_sequence < 0 {
             return;
         }
         let entry = self
@@ -199,6 +271,8 @@ impl ProducerStateManager {
         let snapshot = Snapshot {
             offset,
             producers: self.producers.clone(),
+            ongoing: self.ongoing.clone(),
+            aborted: self.aborted.clone(),
         };
         let bytes = serde_json::to_vec(&snapshot).map_err(|e| BrokerError::Storage(e.to_string()))?;
         crate::topic_store::write_atomically(&self.snapshot_path(offset), &bytes)?;
@@ -226,6 +300,8 @@ impl ProducerStateManager {
             match loaded {
                 Some(snapshot) if snapshot.offset == offset => {
                     self.producers = snapshot.producers;
+                    self.ongoing = snapshot.ongoing;
+                    self.aborted = snapshot.aborted;
                     return offset;
                 }
                 _ => {
@@ -234,6 +310,8 @@ impl ProducerStateManager {
             }
         }
         self.producers.clear();
+        self.ongoing.clear();
+        self.aborted.clear();
         0
     }
 }

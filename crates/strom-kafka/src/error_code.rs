@@ -45,6 +45,10 @@ pub fn error_code(e: &BrokerError) -> i16 {
         BrokerError::ProducerFenced(_) => ResponseError::ProducerFenced,
         BrokerError::UnknownProducerId(_) => ResponseError::UnknownProducerId,
         BrokerError::InvalidTransactionTimeout(_) => ResponseError::InvalidTransactionTimeout,
+        BrokerError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
+        BrokerError::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
+        BrokerError::InvalidTxnState(_) => ResponseError::InvalidTxnState,
+        BrokerError::OperationNotAttempted => ResponseError::OperationNotAttempted,
     };
     kind.code()
 }

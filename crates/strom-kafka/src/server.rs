@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use strom_broker::txn::TxnCoordinator;
 use strom_broker::{Broker, GroupCoordinator};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -38,6 +39,7 @@ pub struct Peer {
 pub struct Context {
     pub broker: Arc<Broker>,
     pub groups: Arc<GroupCoordinator>,
+    pub txns: Arc<TxnCoordinator>,
     pub config: ServerConfig,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -52,6 +54,7 @@ impl Server {
         config: ServerConfig,
         broker: Arc<Broker>,
         groups: Arc<GroupCoordinator>,
+        txns: Arc<TxnCoordinator>,
         shutdown: watch::Receiver<bool>,
     ) -> std::io::Result<Server> {
         let listener = TcpListener::bind(config.bind).await?;
@@ -60,6 +63,7 @@ impl Server {
             context: Arc::new(Context {
                 broker,
                 groups,
+                txns,
                 config,
                 shutdown,
             }),

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use strom_broker::txn::TxnCoordinator;
 use strom_broker::{Broker, GroupCoordinator};
 use strom_kafka::Server;
 use tokio::sync::watch;
@@ -86,13 +87,21 @@ fn serve(args: ServeArgs) -> Result<()> {
     let broker_config = settings.broker_config()?;
     let server_config = settings.server_config()?;
     let group_config = settings.group_config()?;
+    let txn_config = settings.txn_config()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let broker = Broker::open(broker_config).context("opening the data directory")?;
         let groups = GroupCoordinator::open(broker.clone(), group_config).context("loading consumer groups")?;
+        let txns = {
+            let (broker, groups) = (broker.clone(), groups.clone());
+            tokio::task::spawn_blocking(move || TxnCoordinator::open(broker, groups, txn_config))
+                .await?
+                .context("loading transactions")?
+        };
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let coordinator = tokio::spawn(groups.clone().run(shutdown_rx.clone()));
-        let server = Server::bind(server_config, broker.clone(), groups, shutdown_rx.clone())
+        let transactions = tokio::spawn(abort_timed_out(txns.clone(), shutdown_rx.clone()));
+        let server = Server::bind(server_config, broker.clone(), groups, txns, shutdown_rx.clone())
             .await
             .with_context(|| format!("binding {}", settings.get("listeners")))?;
         tracing::info!(address = %server.local_addr()?, cluster_id = broker.cluster_id(), "kafka listener ready");
@@ -104,6 +113,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         let _ = listener.await;
         let _ = maintenance.await;
         let _ = coordinator.await;
+        let _ = transactions.await;
         tokio::task::spawn_blocking(move || broker.shutdown()).await??;
         Ok(())
     })
@@ -126,6 +136,21 @@ async fn maintain(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         };
         let broker = broker.clone();
         let _ = tokio::task::spawn_blocking(move || if compact { broker.compact() } else { broker.maintain() }).await;
+    }
+}
+
+/// Abort transactions past their timeout, every
+/// `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
+async fn abort_timed_out(txns: Arc<TxnCoordinator>, mut shutdown: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(Duration::from_millis(txns.config().abort_check_interval_ms.max(10)));
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let txns = txns.clone();
+        let _ = tokio::task::spawn_blocking(move || txns.abort_timed_out()).await;
     }
 }
 

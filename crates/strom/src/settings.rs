@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use strom_broker::group::GroupConfig;
 use strom_broker::topic_config::TOPIC_CONFIGS;
+use strom_broker::txn::TxnConfig;
 use strom_broker::{BrokerConfig, TopicDefaults};
 use strom_kafka::ServerConfig;
 
@@ -31,6 +32,11 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "socket.request.max.bytes", default: "104857600", doc: "largest request frame accepted; larger ones close the connection" },
     Setting { name: "max.connections", default: "10000", doc: "most client connections at once; more are closed on accept" },
     Setting { name: "log.retention.check.interval.ms", default: "300000", doc: "how often retention and segment.ms rolls are checked" },
+    Setting { name: "transaction.state.log.num.partitions", default: "50", doc: "partitions of the internal __transaction_state topic (fixed once it exists)" },
+    Setting { name: "transaction.state.log.segment.bytes", default: "104857600", doc: "segment size of __transaction_state" },
+    Setting { name: "transaction.max.timeout.ms", default: "900000", doc: "largest transaction.timeout.ms a producer may ask for" },
+    Setting { name: "transaction.abort.timed.out.transaction.cleanup.interval.ms", default: "10000", doc: "how often transactions past their timeout are aborted" },
+    Setting { name: "transactional.id.expiration.ms", default: "604800000", doc: "how long an idle transactional id is kept" },
     Setting { name: "producer.id.expiration.ms", default: "86400000", doc: "how long an idle idempotent producer's sequence state is kept" },
     Setting { name: "log.cleaner.backoff.ms", default: "15000", doc: "how often compacted topics are cleaned" },
     Setting { name: "offsets.topic.num.partitions", default: "50", doc: "partitions of the internal __consumer_offsets topic (fixed once it exists)" },
@@ -119,6 +125,7 @@ impl Settings {
         let settings = Settings { values };
         settings.broker_config()?;
         settings.group_config()?;
+        settings.txn_config()?;
         settings.server_config()?;
         Ok(settings)
     }
@@ -196,6 +203,20 @@ impl Settings {
         };
         if config.offsets_topic_partitions < 1 {
             bail!("offsets.topic.num.partitions must be at least 1");
+        }
+        Ok(config)
+    }
+
+    pub fn txn_config(&self) -> Result<TxnConfig> {
+        let config = TxnConfig {
+            state_topic_partitions: self.parse("transaction.state.log.num.partitions")?,
+            state_segment_bytes: self.parse("transaction.state.log.segment.bytes")?,
+            max_timeout_ms: self.parse("transaction.max.timeout.ms")?,
+            abort_check_interval_ms: self.parse("transaction.abort.timed.out.transaction.cleanup.interval.ms")?,
+            id_expiration_ms: self.parse("transactional.id.expiration.ms")?,
+        };
+        if config.state_topic_partitions < 1 {
+            bail!("transaction.state.log.num.partitions must be at least 1");
         }
         Ok(config)
     }

@@ -104,6 +104,9 @@ pub struct Group {
     pub classic: ClassicGroup,
     pub consumer: ConsumerGroup,
     pub offsets: BTreeMap<(String, i32), OffsetValue>,
+    /// Offsets committed inside open transactions, by producer id: applied when the
+    /// transaction commits, dropped when it aborts.
+    pub pending_txn_offsets: BTreeMap<i64, BTreeMap<(String, i32), OffsetValue>>,
 }
 
 impl Group {
@@ -113,6 +116,7 @@ impl Group {
             classic: ClassicGroup::default(),
             consumer: ConsumerGroup::default(),
             offsets: BTreeMap::new(),
+            pending_txn_offsets: BTreeMap::new(),
         }
     }
 
@@ -127,6 +131,15 @@ impl Group {
 
     fn state(&self) -> GroupState {
         self.classic.state
+    }
+
+    /// Apply (commit) or drop (abort) the offsets a transaction committed.
+    fn complete_txn(&mut self, producer_id: i64, commit: bool) {
+        if let Some(offsets) = self.pending_txn_offsets.remove(&producer_id) {
+            if commit {
+                self.offsets.extend(offsets);
+            }
+        }
     }
 
     /// The state as DescribeGroups and ListGroups name it.
@@ -151,6 +164,20 @@ impl Group {
 #[derive(Debug, Clone, Default)]
 pub struct OffsetCommit {
     pub group_id: String,
+    pub generation_id: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    /// (topic, partition, offset, leader epoch, metadata)
+    pub offsets: Vec<(String, i32, i64, i32, Option<String>)>,
+}
+
+/// A TxnOffsetCommit in the broker's terms.
+#[derive(Debug, Clone, Default)]
+pub struct TxnOffsetCommit {
+    pub transactional_id: String,
+    pub group_id: String,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
     pub generation_id: i32,
     pub member_id: String,
     pub group_instance_id: Option<String>,
@@ -296,12 +323,25 @@ impl GroupCoordinator {
 
     /// Append key/value records for a group (None = tombstone); returns the partition to flush.
     fn append(&self, group_id: &str, records: &[(OffsetsKey, Option<Vec<u8>>)]) -> Result<Arc<Partition>> {
+        self.append_as(group_id, records, None)
+    }
+
+    /// Append records, as part of a producer's transaction when `producer` is given.
+    fn append_as(
+        &self,
+        group_id: &str,
+        records: &[(OffsetsKey, Option<Vec<u8>>)],
+        producer: Option<(i64, i16)>,
+    ) -> Result<Arc<Partition>> {
         let (topic, partition) = self.partition_of(group_id)?;
         if records.is_empty() {
             return Ok(partition);
         }
         let now = self.now_ms();
-        let mut builder = RecordBatchBuilder::new();
+        let mut builder = match producer {
+            Some((id, epoch)) => RecordBatchBuilder::new().producer(id, epoch, -1).flags(true, false),
+            None => RecordBatchBuilder::new(),
+        };
         for (key, value) in records {
             builder.push(now, Some(&offsets_record::encode_key(key)), value.as_deref());
         }
@@ -529,6 +569,106 @@ impl GroupCoordinator {
                 .map(|o| o.iter().map(|((t, p), v)| (t.clone(), *p, Some(v.clone()))).collect())
                 .unwrap_or_default(),
         }
+    }
+
+    /// TxnOffsetCommit: offsets written as part of a transaction, visible on its commit.
+    pub async fn txn_offset_commit(&self, commit: TxnOffsetCommit) -> Result<Vec<Result<()>>> {
+        if commit.group_id.is_empty() {
+            return Err(BrokerError::InvalidGroupId);
+        }
+        let (partition, results) = {
+            let group_ref = self.group_or_create(&commit.group_id);
+            let mut group = lock(&group_ref);
+            if commit.generation_id >= 0 || !commit.member_id.is_empty() {
+                if group.is_consumer_protocol() {
+                    group.consumer.check_commit(&commit.member_id, commit.generation_id)?;
+                } else {
+                    group.classic.check_commit(
+                        &commit.member_id,
+                        commit.group_instance_id.as_deref(),
+                        commit.generation_id,
+                        Instant::now(),
+                    )?;
+                }
+            }
+            let now = self.now_ms();
+            let mut records = Vec::new();
+            let mut accepted = Vec::new();
+            let mut results = Vec::new();
+            for (topic, partition, offset, leader_epoch, metadata) in &commit.offsets {
+                let metadata = metadata.clone().unwrap_or_default();
+                let result = if metadata.len() > self.config.offset_metadata_max_bytes {
+                    Err(BrokerError::OffsetMetadataTooLarge(metadata.len()))
+                } else if self.broker.partition(topic, *partition).is_err() {
+                    Err(BrokerError::UnknownTopicOrPartition)
+                } else {
+                    let value = OffsetValue {
+                        offset: *offset,
+                        leader_epoch: *leader_epoch,
+                        metadata,
+                        commit_timestamp: now,
+                    };
+                    let key = OffsetsKey::Offset {
+                        group: commit.group_id.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                    };
+                    records.push((key, Some(offsets_record::encode_offset_value(&value))));
+                    accepted.push(((topic.clone(), *partition), value));
+                    Ok(())
+                };
+                results.push(result);
+            }
+            let partition = self.append_as(
+                &commit.group_id,
+                &records,
+                Some((commit.producer_id, commit.producer_epoch)),
+            )?;
+            group
+                .pending_txn_offsets
+                .entry(commit.producer_id)
+                .or_default()
+                .extend(accepted);
+            (partition, results)
+        };
+        Self::flush(partition).await?;
+        Ok(results)
+    }
+
+    /// After the transaction coordinator wrote a marker to `__consumer_offsets`
+    /// partition `index`: apply or drop the producer's pending offsets there.
+    pub fn complete_txn_offsets(&self, index: i32, producer_id: i64, commit: bool) {
+        let partitions = self.config.offsets_topic_partitions;
+        let groups: Vec<GroupRef> = self.groups().values().cloned().collect();
+        for group_ref in groups {
+            let mut group = lock(&group_ref);
+            let here = self
+                .broker
+                .topic(OFFSETS_TOPIC)
+                .map_or(partitions, |t| t.partition_count());
+            if offsets_record::partition_for(&group.id, here) == index {
+                group.complete_txn(producer_id, commit);
+            }
+        }
+    }
+
+    /// True when a transaction has an undecided commit for this partition (OffsetFetch
+    /// with require_stable answers UNSTABLE_OFFSET_COMMIT then).
+    pub fn has_pending_txn_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        let Some(group_ref) = self.group(group_id) else {
+            return false;
+        };
+        let group = lock(&group_ref);
+        let key = (topic.to_string(), partition);
+        group
+            .pending_txn_offsets
+            .values()
+            .any(|offsets| offsets.contains_key(&key))
+    }
+
+    /// The `__consumer_offsets` partition index of a group.
+    pub fn offsets_partition_index(&self, group_id: &str) -> Result<i32> {
+        Ok(self.partition_of(group_id)?.1.index())
     }
 
     /// OffsetDelete: refused for topics the group's members subscribe to.
@@ -894,11 +1034,17 @@ impl GroupCoordinator {
                 for (header, batch) in strom_log::BatchIter::new(&data.records) {
                     offset = header.next_offset();
                     if header.is_control() {
+                        if let Some(commit) = crate::partition::marker_type(batch) {
+                            for group in groups.values_mut() {
+                                group.complete_txn(header.producer_id, commit);
+                            }
+                        }
                         continue;
                     }
+                    let pending = header.is_transactional().then_some(header.producer_id);
                     for (key, value) in key_values(batch)? {
                         records += 1;
-                        apply_record(&mut groups, Some(&key), value.as_deref(), now);
+                        apply_record(&mut groups, Some(&key), value.as_deref(), now, pending);
                     }
                 }
             }
@@ -938,7 +1084,13 @@ fn key_values(batch: &[u8]) -> Result<Vec<KeyValue>> {
     Ok(out)
 }
 
-fn apply_record(groups: &mut HashMap<String, Group>, key: Option<&[u8]>, value: Option<&[u8]>, now: Instant) {
+fn apply_record(
+    groups: &mut HashMap<String, Group>,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    now: Instant,
+    pending_txn: Option<i64>,
+) {
     let Some(key) = key.and_then(offsets_record::decode_key) else {
         return;
     };
@@ -949,6 +1101,16 @@ fn apply_record(groups: &mut HashMap<String, Group>, key: Option<&[u8]>, value: 
             partition,
         } => {
             let entry = groups.entry(group.clone()).or_insert_with(|| Group::new(&group));
+            if let Some(producer_id) = pending_txn {
+                if let Some(v) = value.and_then(offsets_record::decode_offset_value) {
+                    entry
+                        .pending_txn_offsets
+                        .entry(producer_id)
+                        .or_default()
+                        .insert((topic, partition), v);
+                }
+                return;
+            }
             match value.and_then(offsets_record::decode_offset_value) {
                 Some(v) => {
                     entry.offsets.insert((topic, partition), v);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::select_all;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use strom_broker::{BrokerError, Partition};
 use uuid::Uuid;
@@ -133,15 +133,16 @@ fn read_one(w: &Wanted, remaining: usize, first: bool, read_committed: bool) -> 
     partition.check_leader_epoch(w.leader_epoch)?;
     let limit = w.max_bytes.min(remaining);
     let mut fetched = if limit == 0 && !first {
-        let hw = partition.high_watermark();
+        // The response is full: report the offsets, read nothing.
         strom_broker::FetchedData {
             records: bytes::Bytes::new(),
-            high_watermark: hw,
+            high_watermark: partition.high_watermark(),
             log_start_offset: partition.log_start_offset(),
-            last_stable_offset: hw,
+            last_stable_offset: partition.last_stable_offset(),
+            aborted: read_committed.then(Vec::new),
         }
     } else {
-        partition.read(w.fetch_offset, limit)?
+        partition.read_isolated(w.fetch_offset, limit, read_committed)?
     };
     // Only the first partition with data may exceed the limits (KIP-74); later ones
     // leave an oversized batch for the next fetch.
@@ -153,7 +154,16 @@ fn read_one(w: &Wanted, remaining: usize, first: bool, read_committed: bool) -> 
         .with_high_watermark(fetched.high_watermark)
         .with_last_stable_offset(fetched.last_stable_offset)
         .with_log_start_offset(fetched.log_start_offset)
-        .with_aborted_transactions(read_committed.then(Vec::new))
+        .with_aborted_transactions(fetched.aborted.map(|aborted| {
+            aborted
+                .iter()
+                .map(|a| {
+                    AbortedTransaction::default()
+                        .with_producer_id(kafka_protocol::messages::ProducerId(a.producer_id))
+                        .with_first_offset(a.first_offset)
+                })
+                .collect()
+        }))
         .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
         .with_records(Some(fetched.records)))
 }

@@ -1,6 +1,7 @@
 //! Committed offsets: OffsetCommit, OffsetFetch (single and multi-group forms) and
 //! OffsetDelete. Lag is what clients compute from these and ListOffsets.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
 use kafka_protocol::messages::offset_fetch_response::{
@@ -89,6 +90,16 @@ fn lookup(context: &Context, group_id: &str, wanted: &Wanted) -> Vec<(String, Ve
 }
 
 pub fn offset_fetch(context: &Context, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    // require_stable (v7+): a partition with an undecided transactional commit answers
+    // UNSTABLE_OFFSET_COMMIT, so read_committed consumers retry rather than start early.
+    let require_stable = request.require_stable;
+    let unstable = |group: &str, topic: &str, partition: i32| -> i16 {
+        if require_stable && context.groups.has_pending_txn_offset(group, topic, partition) {
+            ResponseError::UnstableOffsetCommit.code()
+        } else {
+            0
+        }
+    };
     if version >= 8 {
         let groups = request
             .groups
@@ -103,20 +114,20 @@ pub fn offset_fetch(context: &Context, request: OffsetFetchRequest, version: i16
                 let topics = lookup(context, &group.group_id.0, &wanted)
                     .into_iter()
                     .map(|(name, partitions)| {
+                        let partitions = partitions
+                            .into_iter()
+                            .map(|(index, offset, epoch, metadata)| {
+                                OffsetFetchResponsePartitions::default()
+                                    .with_partition_index(index)
+                                    .with_committed_offset(offset)
+                                    .with_committed_leader_epoch(epoch)
+                                    .with_metadata(Some(str_bytes(metadata)))
+                                    .with_error_code(unstable(&group.group_id.0, &name, index))
+                            })
+                            .collect();
                         OffsetFetchResponseTopics::default()
                             .with_name(TopicName(str_bytes(name)))
-                            .with_partitions(
-                                partitions
-                                    .into_iter()
-                                    .map(|(index, offset, epoch, metadata)| {
-                                        OffsetFetchResponsePartitions::default()
-                                            .with_partition_index(index)
-                                            .with_committed_offset(offset)
-                                            .with_committed_leader_epoch(epoch)
-                                            .with_metadata(Some(str_bytes(metadata)))
-                                    })
-                                    .collect(),
-                            )
+                            .with_partitions(partitions)
                     })
                     .collect();
                 OffsetFetchResponseGroup::default()
@@ -135,20 +146,20 @@ pub fn offset_fetch(context: &Context, request: OffsetFetchRequest, version: i16
     let topics = lookup(context, &request.group_id.0, &wanted)
         .into_iter()
         .map(|(name, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(index, offset, epoch, metadata)| {
+                    OffsetFetchResponsePartition::default()
+                        .with_partition_index(index)
+                        .with_committed_offset(offset)
+                        .with_committed_leader_epoch(if version >= 5 { epoch } else { -1 })
+                        .with_metadata(Some(str_bytes(metadata)))
+                        .with_error_code(unstable(&request.group_id.0, &name, index))
+                })
+                .collect();
             OffsetFetchResponseTopic::default()
                 .with_name(TopicName(str_bytes(name)))
-                .with_partitions(
-                    partitions
-                        .into_iter()
-                        .map(|(index, offset, epoch, metadata)| {
-                            OffsetFetchResponsePartition::default()
-                                .with_partition_index(index)
-                                .with_committed_offset(offset)
-                                .with_committed_leader_epoch(if version >= 5 { epoch } else { -1 })
-                                .with_metadata(Some(str_bytes(metadata)))
-                        })
-                        .collect(),
-                )
+                .with_partitions(partitions)
         })
         .collect();
     OffsetFetchResponse::default().with_topics(topics)

@@ -44,8 +44,11 @@ pub async fn find_coordinator(
             Err(e) => Err(BrokerError::Storage(e.to_string())),
         }
     } else {
-        // Transaction coordinators arrive with transactions.
-        Err(BrokerError::CoordinatorNotAvailable)
+        let txns = context.txns.clone();
+        match tokio::task::spawn_blocking(move || txns.state_topic().map(|_| ())).await {
+            Ok(result) => result,
+            Err(e) => Err(BrokerError::Storage(e.to_string())),
+        }
     };
     let node = BrokerId(context.broker.node_id());
     let host = str_bytes(context.config.advertised_host.clone());

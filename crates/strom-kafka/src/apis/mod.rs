@@ -19,6 +19,7 @@ pub mod offsets;
 pub mod produce;
 pub mod producer;
 pub mod topics;
+pub mod txn;
 
 /// Served APIs and versions: (api, lowest decodable version, highest version).
 /// Produce is advertised from v0 as Kafka 4.x does (KAFKA-18659: librdkafka sends
@@ -52,6 +53,12 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ConsumerGroupDescribe, 0, 1),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
+    (ApiKey::TxnOffsetCommit, 0, 3),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
 ];
 
 /// The range listed in ApiVersions responses.
@@ -195,6 +202,27 @@ pub async fn dispatch(
         ),
         ApiKey::DescribeProducers => encode(
             &producer::describe_producers(context, decode(api_key, body, version)?),
+            version,
+        ),
+        ApiKey::AddPartitionsToTxn => encode(
+            &txn::add_partitions(context, decode(api_key, body, version)?).await,
+            version,
+        ),
+        ApiKey::AddOffsetsToTxn => encode(
+            &txn::add_offsets(context, decode(api_key, body, version)?).await,
+            version,
+        ),
+        ApiKey::EndTxn => encode(&txn::end_txn(context, decode(api_key, body, version)?).await, version),
+        ApiKey::TxnOffsetCommit => encode(
+            &txn::txn_offset_commit(context, decode(api_key, body, version)?).await,
+            version,
+        ),
+        ApiKey::DescribeTransactions => encode(
+            &txn::describe_transactions(context, decode(api_key, body, version)?),
+            version,
+        ),
+        ApiKey::ListTransactions => encode(
+            &txn::list_transactions(context, decode(api_key, body, version)?),
             version,
         ),
         other => Err(format!("{other:?} is not served")),

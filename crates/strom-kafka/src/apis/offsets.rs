@@ -16,6 +16,7 @@ const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
 pub fn list_offsets(context: &Context, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let read_committed = request.isolation_level == 1;
     let topics = request
         .topics
         .into_iter()
@@ -31,6 +32,7 @@ pub fn list_offsets(context: &Context, request: ListOffsetsRequest, version: i16
                         p.partition_index,
                         p.current_leader_epoch,
                         p.timestamp,
+                        read_committed,
                     ) {
                         Ok((timestamp, offset, epoch)) => {
                             // The leader epoch exists from v4; the codec refuses it earlier.
@@ -62,6 +64,7 @@ fn lookup(
     index: i32,
     epoch: i32,
     timestamp: i64,
+    read_committed: bool,
 ) -> Result<(i64, i64, i32), BrokerError> {
     let partition = broker.partition(topic, index)?;
     partition.check_leader_epoch(epoch)?;
@@ -69,6 +72,7 @@ fn lookup(
     let high_watermark = partition.high_watermark();
     let (ts, offset) = match timestamp {
         // On one node the last stable offset equals the high watermark.
+        LATEST if read_committed => (-1, partition.last_stable_offset()),
         LATEST => (-1, high_watermark),
         EARLIEST | EARLIEST_LOCAL => (-1, partition.log_start_offset()),
         LATEST_TIERED => (-1, -1),

@@ -1,6 +1,5 @@
 //! InitProducerId (idempotent producers) and DescribeProducers.
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_producers_response::{PartitionResponse, ProducerState, TopicResponse};
 use kafka_protocol::messages::*;
 
@@ -9,12 +8,8 @@ use crate::error_code::{error_code, error_message};
 use crate::server::Context;
 
 pub async fn init_producer_id(context: &Context, request: InitProducerIdRequest) -> InitProducerIdResponse {
-    if request.transactional_id.is_some() {
-        // Transactions are not served: refuse clearly rather than let the client retry.
-        return InitProducerIdResponse::default()
-            .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1);
+    if let Some(id) = &request.transactional_id {
+        return super::txn::init_producer_id(context, id.0.to_string(), request.transaction_timeout_ms).await;
     }
     // KIP-360: an idempotent producer may ask for its epoch to be bumped.
     let (pid, epoch) = (request.producer_id.0, request.producer_epoch);

@@ -48,7 +48,8 @@ pub async fn start_with(group_config: GroupConfig) -> Harness {
         broker_configs: Vec::new(),
     };
     let groups = GroupCoordinator::open(broker.clone(), group_config).unwrap();
-    let server = Server::bind(config, broker, groups, rx).await.unwrap();
+    let txns = strom_broker::txn::TxnCoordinator::open(broker.clone(), groups.clone(), Default::default()).unwrap();
+    let server = Server::bind(config, broker, groups, txns, rx).await.unwrap();
     let addr = server.local_addr().unwrap();
     tokio::spawn(server.run());
     Harness {

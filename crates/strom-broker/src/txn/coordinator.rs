@@ -1,0 +1,458 @@
+//! `TxnCoordinator`: Kafka's transaction coordinator on one node. Each transactional
+//! id has metadata (producer id and epoch, state, partitions, timeout) persisted to
+//! `__transaction_state` on every state change, fsync'ed before the client is
+//! answered. Ending a transaction is two-phase, as in Kafka: the Prepare state is
+//! made durable, then a marker is written (and fsync'ed) to every partition of the
+//! transaction, then the Complete state is written. A restart finds any transaction
+//! left in a Prepare state and writes its markers again, so every transaction ends
+//! committed or aborted in all of its partitions.
+//!
+//! All operations do blocking I/O: callers run them on the blocking pool. Each
+//! transactional id has its own mutex; the map lock is never held during I/O.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use strom_log::RecordBatchBuilder;
+
+use super::state_record::{self, TxnMetadata, TxnState};
+use crate::broker::{Broker, NewTopic};
+use crate::error::{BrokerError, Result};
+use crate::group::{offsets_record, GroupCoordinator, OFFSETS_TOPIC};
+use crate::partition::Partition;
+
+pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
+/// Bytes read per step while loading `__transaction_state`.
+const LOAD_READ_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Clone)]
+pub struct TxnConfig {
+    /// `transaction.state.log.num.partitions`
+    pub state_topic_partitions: i32,
+    /// `transaction.state.log.segment.bytes`
+    pub state_segment_bytes: i64,
+    /// `transaction.max.timeout.ms`
+    pub max_timeout_ms: i32,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`
+    pub abort_check_interval_ms: u64,
+    /// `transactional.id.expiration.ms`
+    pub id_expiration_ms: i64,
+}
+
+impl Default for TxnConfig {
+    fn default() -> Self {
+        TxnConfig {
+            state_topic_partitions: 50,
+            state_segment_bytes: 104_857_600,
+            max_timeout_ms: 900_000,
+            abort_check_interval_ms: 10_000,
+            id_expiration_ms: 604_800_000,
+        }
+    }
+}
+
+type TxnRef = Arc<Mutex<TxnMetadata>>;
+
+pub struct TxnCoordinator {
+    broker: Arc<Broker>,
+    groups: Arc<GroupCoordinator>,
+    config: TxnConfig,
+    txns: Mutex<HashMap<String, TxnRef>>,
+}
+
+fn lock(txn: &TxnRef) -> MutexGuard<'_, TxnMetadata> {
+    txn.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl TxnCoordinator {
+    /// Load every transaction from `__transaction_state` and finish those a crash
+    /// left between Prepare and Complete.
+    pub fn open(broker: Arc<Broker>, groups: Arc<GroupCoordinator>, config: TxnConfig) -> Result<Arc<TxnCoordinator>> {
+        let coordinator = Arc::new(TxnCoordinator {
+            broker,
+            groups,
+            config,
+            txns: Mutex::new(HashMap::new()),
+        });
+        coordinator.load()?;
+        Ok(coordinator)
+    }
+
+    pub fn config(&self) -> &TxnConfig {
+        &self.config
+    }
+
+    fn txns(&self) -> MutexGuard<'_, HashMap<String, TxnRef>> {
+        self.txns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.broker.clock().now_ms()
+    }
+
+    /// The state topic, created (compacted) on first use.
+    pub fn state_topic(&self) -> Result<Arc<crate::topic::Topic>> {
+        if let Some(topic) = self.broker.topic(TRANSACTION_STATE_TOPIC) {
+            return Ok(topic);
+        }
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), self.config.state_segment_bytes.to_string()),
+        ]);
+        let new = NewTopic {
+            name: TRANSACTION_STATE_TOPIC.to_string(),
+            num_partitions: self.config.state_topic_partitions,
+            replication_factor: 1,
+            assignments: Vec::new(),
+            configs,
+        };
+        match self.broker.create_topic(new, false) {
+            Ok(_) | Err(BrokerError::TopicAlreadyExists(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.broker
+            .topic(TRANSACTION_STATE_TOPIC)
+            .ok_or(BrokerError::CoordinatorNotAvailable)
+    }
+
+    /// Make a state change durable: append the metadata record and fsync.
+    fn persist(&self, meta: &TxnMetadata) -> Result<()> {
+        let topic = self.state_topic()?;
+        let index = offsets_record::partition_for(&meta.transactional_id, topic.partition_count());
+        let partition = topic.partition(index).ok_or(BrokerError::CoordinatorNotAvailable)?;
+        let mut builder = RecordBatchBuilder::new();
+        let value = state_record::encode_value(meta);
+        builder.push(
+            self.now_ms(),
+            Some(&state_record::encode_key(&meta.transactional_id)),
+            Some(&value),
+        );
+        let mut batch = builder.build()?;
+        self.broker.append(&topic, &partition, &mut batch)?;
+        partition.flush()?;
+        Ok(())
+    }
+
+    fn lookup(&self, transactional_id: &str) -> Option<TxnRef> {
+        self.txns().get(transactional_id).cloned()
+    }
+
+    /// InitProducerId with a transactional id: a producer id and a new epoch, which
+    /// fences every older producer of that id. An open transaction is aborted first.
+    pub fn init_producer_id(&self, transactional_id: &str, timeout_ms: i32) -> Result<(i64, i16)> {
+        if transactional_id.is_empty() {
+            return Err(BrokerError::InvalidRequest("empty transactional id".into()));
+        }
+        if timeout_ms <= 0 || timeout_ms > self.config.max_timeout_ms {
+            return Err(BrokerError::InvalidTransactionTimeout(timeout_ms));
+        }
+        self.state_topic()?;
+        let now = self.now_ms();
+        let txn = match self.lookup(transactional_id) {
+            Some(txn) => txn,
+            None => {
+                let meta = TxnMetadata {
+                    transactional_id: transactional_id.to_string(),
+                    producer_id: self.broker.next_producer_id()?,
+                    producer_epoch: -1,
+                    timeout_ms,
+                    state: TxnState::Empty,
+                    partitions: BTreeSet::new(),
+                    last_update_ms: now,
+                    start_ms: -1,
+                };
+                self.txns()
+                    .entry(transactional_id.to_string())
+                    .or_insert_with(|| Arc::new(Mutex::new(meta)))
+                    .clone()
+            }
+        };
+        let mut meta = lock(&txn);
+        match meta.state {
+            TxnState::Ongoing => {
+                // A new instance of the producer: abort what the old one left open,
+                // with a bumped epoch so the old one is fenced.
+                self.bump_epoch(&mut meta)?;
+                self.complete(&mut meta, false)?;
+                meta.state = TxnState::Empty;
+                meta.partitions.clear();
+                meta.timeout_ms = timeout_ms;
+                meta.last_update_ms = self.now_ms();
+                self.persist(&meta)?;
+                return Ok((meta.producer_id, meta.producer_epoch));
+            }
+            TxnState::PrepareCommit | TxnState::PrepareAbort => {
+                let commit = meta.state == TxnState::PrepareCommit;
+                self.complete(&mut meta, commit)?;
+            }
+            _ => {}
+        }
+        self.bump_epoch(&mut meta)?;
+        meta.state = TxnState::Empty;
+        meta.partitions.clear();
+        meta.timeout_ms = timeout_ms;
+        meta.start_ms = -1;
+        meta.last_update_ms = self.now_ms();
+        self.persist(&meta)?;
+        Ok((meta.producer_id, meta.producer_epoch))
+    }
+
+    /// The next epoch; a new producer id when the epoch would overflow.
+    fn bump_epoch(&self, meta: &mut TxnMetadata) -> Result<()> {
+        if meta.producer_epoch >= i16::MAX - 1 {
+            meta.producer_id = self.broker.next_producer_id()?;
+            meta.producer_epoch = 0;
+        } else {
+            meta.producer_epoch += 1;
+        }
+        Ok(())
+    }
+
+    /// The metadata of a transactional id, checked against the producer's id and epoch.
+    fn checked(&self, transactional_id: &str, producer_id: i64, producer_epoch: i16) -> Result<TxnRef> {
+        let txn = self
+            .lookup(transactional_id)
+            .ok_or(BrokerError::InvalidProducerIdMapping)?;
+        {
+            let meta = lock(&txn);
+            if meta.producer_id != producer_id {
+                return Err(BrokerError::InvalidProducerIdMapping);
+            }
+            if meta.producer_epoch != producer_epoch {
+                return Err(BrokerError::ProducerFenced(format!(
+                    "epoch {producer_epoch} is not the current {}",
+                    meta.producer_epoch
+                )));
+            }
+        }
+        Ok(txn)
+    }
+
+    fn add(&self, meta: &mut TxnMetadata, partitions: impl IntoIterator<Item = (String, i32)>) -> Result<()> {
+        match meta.state {
+            TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => {
+                return Err(BrokerError::ConcurrentTransactions)
+            }
+            TxnState::Dead => return Err(BrokerError::InvalidTxnState("the transactional id is dead".into())),
+            _ => {}
+        }
+        let before = meta.partitions.len();
+        meta.partitions.extend(partitions);
+        if meta.state != TxnState::Ongoing {
+            meta.state = TxnState::Ongoing;
+            meta.start_ms = self.now_ms();
+        } else if meta.partitions.len() == before {
+            return Ok(());
+        }
+        meta.last_update_ms = self.now_ms();
+        self.persist(meta)
+    }
+
+    /// AddPartitionsToTxn: every partition must exist; then all are added at once.
+    pub fn add_partitions(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Result<()>>> {
+        let txn = self.checked(transactional_id, producer_id, producer_epoch)?;
+        let missing: Vec<bool> = partitions
+            .iter()
+            .map(|(t, p)| self.broker.partition(t, *p).is_err())
+            .collect();
+        if missing.iter().any(|m| *m) {
+            return Ok(missing
+                .iter()
+                .map(|m| {
+                    if *m {
+                        Err(BrokerError::UnknownTopicOrPartition)
+                    } else {
+                        Err(BrokerError::OperationNotAttempted)
+                    }
+                })
+                .collect());
+        }
+        let mut meta = lock(&txn);
+        self.add(&mut meta, partitions.iter().cloned())?;
+        Ok(partitions.iter().map(|_| Ok(())).collect())
+    }
+
+    /// AddOffsetsToTxn: the group's `__consumer_offsets` partition joins the transaction.
+    pub fn add_offsets(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        group_id: &str,
+    ) -> Result<()> {
+        let txn = self.checked(transactional_id, producer_id, producer_epoch)?;
+        let index = self.groups.offsets_partition_index(group_id)?;
+        let mut meta = lock(&txn);
+        self.add(&mut meta, [(OFFSETS_TOPIC.to_string(), index)])
+    }
+
+    /// EndTxn: commit or abort the open transaction.
+    pub fn end_txn(&self, transactional_id: &str, producer_id: i64, producer_epoch: i16, commit: bool) -> Result<()> {
+        let txn = self.checked(transactional_id, producer_id, producer_epoch)?;
+        let mut meta = lock(&txn);
+        match (meta.state, commit) {
+            (TxnState::Ongoing, _) => self.complete(&mut meta, commit),
+            // A retried EndTxn whose first attempt succeeded.
+            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => Ok(()),
+            (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => self.complete(&mut meta, commit),
+            (state, _) => Err(BrokerError::InvalidTxnState(format!(
+                "cannot {} a transaction in state {}",
+                if commit { "commit" } else { "abort" },
+                state.name()
+            ))),
+        }
+    }
+
+    /// Prepare, write the markers, complete. Idempotent from the Prepare state on.
+    fn complete(&self, meta: &mut TxnMetadata, commit: bool) -> Result<()> {
+        let prepare = if commit {
+            TxnState::PrepareCommit
+        } else {
+            TxnState::PrepareAbort
+        };
+        if meta.state != prepare {
+            meta.state = prepare;
+            meta.last_update_ms = self.now_ms();
+            self.persist(meta)?;
+        }
+        for (topic, index) in &meta.partitions {
+            let partition = match self.broker.partition(topic, *index) {
+                Ok(p) => p,
+                // A deleted topic takes its part of the transaction with it.
+                Err(_) => continue,
+            };
+            write_marker(&partition, meta.producer_id, meta.producer_epoch, commit)?;
+            if topic == OFFSETS_TOPIC {
+                self.groups.complete_txn_offsets(*index, meta.producer_id, commit);
+            }
+        }
+        meta.state = if commit {
+            TxnState::CompleteCommit
+        } else {
+            TxnState::CompleteAbort
+        };
+        meta.partitions.clear();
+        meta.last_update_ms = self.now_ms();
+        self.persist(meta)
+    }
+
+    /// Abort transactions open longer than their timeout, fencing their producer
+    /// (its next request gets a fencing error). Returns how many were aborted.
+    pub fn abort_timed_out(&self) -> usize {
+        let now = self.now_ms();
+        let txns: Vec<TxnRef> = self.txns().values().cloned().collect();
+        let mut aborted = 0;
+        for txn in txns {
+            let mut meta = lock(&txn);
+            if meta.state != TxnState::Ongoing || meta.start_ms + i64::from(meta.timeout_ms) > now {
+                continue;
+            }
+            tracing::info!(transactional_id = %meta.transactional_id, "aborting timed-out transaction");
+            let result = self.bump_epoch(&mut meta).and_then(|_| self.complete(&mut meta, false));
+            match result {
+                Ok(()) => aborted += 1,
+                Err(e) => tracing::warn!(transactional_id = %meta.transactional_id, error = %e, "abort failed"),
+            }
+        }
+        aborted
+    }
+
+    pub fn describe(&self, transactional_id: &str) -> Option<TxnMetadata> {
+        self.lookup(transactional_id).map(|txn| lock(&txn).clone())
+    }
+
+    /// All transactional ids' metadata, sorted by id.
+    pub fn list(&self) -> Vec<TxnMetadata> {
+        let txns: Vec<TxnRef> = self.txns().values().cloned().collect();
+        let mut all: Vec<TxnMetadata> = txns.iter().map(|t| lock(t).clone()).collect();
+        all.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+        all
+    }
+
+    fn load(&self) -> Result<()> {
+        let Some(topic) = self.broker.topic(TRANSACTION_STATE_TOPIC) else {
+            return Ok(());
+        };
+        let mut loaded: HashMap<String, TxnMetadata> = HashMap::new();
+        for partition in topic.partitions() {
+            let mut offset = partition.log_start_offset();
+            let end = partition.high_watermark();
+            while offset < end {
+                let data = partition.read(offset, LOAD_READ_BYTES)?;
+                if data.records.is_empty() {
+                    break;
+                }
+                for (header, batch) in strom_log::BatchIter::new(&data.records) {
+                    offset = header.next_offset();
+                    if header.is_control() {
+                        continue;
+                    }
+                    let (header, section) = strom_log::record::decompress_records_section(batch)?;
+                    for record in strom_log::record::decode_record_entries(&header, &section)? {
+                        let Some(id) = record
+                            .key
+                            .and_then(|k| section.get(k))
+                            .and_then(state_record::decode_key)
+                        else {
+                            continue;
+                        };
+                        match record
+                            .value
+                            .and_then(|v| section.get(v))
+                            .and_then(|v| state_record::decode_value(&id, v))
+                        {
+                            Some(meta) => {
+                                loaded.insert(id, meta);
+                            }
+                            None => {
+                                loaded.remove(&id);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let unfinished: Vec<String> = loaded
+            .values()
+            .filter(|m| {
+                matches!(
+                    m.state,
+                    TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence
+                )
+            })
+            .map(|m| m.transactional_id.clone())
+            .collect();
+        tracing::info!(
+            transactions = loaded.len(),
+            unfinished = unfinished.len(),
+            "loaded transactions"
+        );
+        {
+            let mut txns = self.txns();
+            for (id, meta) in loaded {
+                txns.insert(id, Arc::new(Mutex::new(meta)));
+            }
+        }
+        for id in unfinished {
+            if let Some(txn) = self.lookup(&id) {
+                let mut meta = lock(&txn);
+                let commit = meta.state == TxnState::PrepareCommit;
+                self.complete(&mut meta, commit)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Write a COMMIT or ABORT marker to one partition and make it durable.
+fn write_marker(partition: &Partition, producer_id: i64, producer_epoch: i16, commit: bool) -> Result<()> {
+    partition.append_marker(producer_id, producer_epoch, commit, 0)?;
+    partition.flush()?;
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! Transactions: the transaction coordinator and the records it keeps in the
+//! internal compacted topic `__transaction_state` (Kafka's formats). Markers that
+//! end a transaction are control batches written into every partition it touched;
+//! the partitions' producer state tracks open and aborted transactions from them.
+
+pub mod coordinator;
+pub mod state_record;
+
+pub use coordinator::{TxnConfig, TxnCoordinator, TRANSACTION_STATE_TOPIC};
+pub use state_record::{TxnMetadata, TxnState};

@@ -1,0 +1,250 @@
+//! Transaction APIs: AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit,
+//! DescribeTransactions and ListTransactions. The coordinator's work is blocking I/O
+//! (durable state changes and markers), so it runs on the blocking pool.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::describe_transactions_response::{self as describe, TopicData};
+use kafka_protocol::messages::list_transactions_response;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::*;
+use strom_broker::group::TxnOffsetCommit;
+use strom_broker::txn::TxnCoordinator;
+use strom_broker::BrokerError;
+
+use super::str_bytes;
+use crate::error_code::error_code;
+use crate::server::Context;
+
+async fn on_blocking_pool<T: Send + 'static>(
+    context: &Context,
+    work: impl FnOnce(&TxnCoordinator) -> T + Send + 'static,
+) -> T {
+    let txns: Arc<TxnCoordinator> = context.txns.clone();
+    match tokio::task::spawn_blocking(move || work(&txns)).await {
+        Ok(value) => value,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+fn code(result: &Result<(), BrokerError>) -> i16 {
+    result.as_ref().err().map_or(0, error_code)
+}
+
+pub async fn init_producer_id(context: &Context, transactional_id: String, timeout_ms: i32) -> InitProducerIdResponse {
+    let result = on_blocking_pool(context, move |txns| {
+        txns.init_producer_id(&transactional_id, timeout_ms)
+    })
+    .await;
+    match result {
+        Ok((id, epoch)) => InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(epoch),
+        Err(e) => InitProducerIdResponse::default()
+            .with_error_code(error_code(&e))
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    }
+}
+
+pub async fn add_partitions(context: &Context, request: AddPartitionsToTxnRequest) -> AddPartitionsToTxnResponse {
+    let partitions: Vec<(String, i32)> = request
+        .v3_and_below_topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), *p)))
+        .collect();
+    let id = request.v3_and_below_transactional_id.0.to_string();
+    let (pid, epoch) = (request.v3_and_below_producer_id.0, request.v3_and_below_producer_epoch);
+    let wanted = partitions.clone();
+    let outcome = on_blocking_pool(context, move |txns| txns.add_partitions(&id, pid, epoch, &wanted)).await;
+    let codes: Vec<i16> = match outcome {
+        Ok(results) => results.iter().map(code).collect(),
+        Err(e) => vec![error_code(&e); partitions.len()],
+    };
+    let mut codes = codes.into_iter();
+    let topics = request
+        .v3_and_below_topics
+        .into_iter()
+        .map(|topic| {
+            AddPartitionsToTxnTopicResult::default()
+                .with_name(topic.name)
+                .with_results_by_partition(
+                    topic
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            AddPartitionsToTxnPartitionResult::default()
+                                .with_partition_index(*p)
+                                .with_partition_error_code(codes.next().unwrap_or(0))
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics)
+}
+
+pub async fn add_offsets(context: &Context, request: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
+    let id = request.transactional_id.0.to_string();
+    let group = request.group_id.0.to_string();
+    let (pid, epoch) = (request.producer_id.0, request.producer_epoch);
+    let result = on_blocking_pool(context, move |txns| txns.add_offsets(&id, pid, epoch, &group)).await;
+    AddOffsetsToTxnResponse::default().with_error_code(code(&result))
+}
+
+pub async fn end_txn(context: &Context, request: EndTxnRequest) -> EndTxnResponse {
+    let id = request.transactional_id.0.to_string();
+    let (pid, epoch, commit) = (request.producer_id.0, request.producer_epoch, request.committed);
+    let result = on_blocking_pool(context, move |txns| txns.end_txn(&id, pid, epoch, commit)).await;
+    EndTxnResponse::default().with_error_code(code(&result))
+}
+
+pub async fn txn_offset_commit(context: &Context, request: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
+    let mut offsets = Vec::new();
+    for topic in &request.topics {
+        for p in &topic.partitions {
+            offsets.push((
+                topic.name.0.to_string(),
+                p.partition_index,
+                p.committed_offset,
+                p.committed_leader_epoch,
+                p.committed_metadata.as_ref().map(|m| m.to_string()),
+            ));
+        }
+    }
+    let commit = TxnOffsetCommit {
+        transactional_id: request.transactional_id.0.to_string(),
+        group_id: request.group_id.0.to_string(),
+        producer_id: request.producer_id.0,
+        producer_epoch: request.producer_epoch,
+        generation_id: request.generation_id,
+        member_id: request.member_id.to_string(),
+        group_instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
+        offsets,
+    };
+    // The producer must own the transactional id and have added the group's offsets.
+    let check = match context.txns.describe(&commit.transactional_id) {
+        None => Err(BrokerError::InvalidProducerIdMapping),
+        Some(meta) if meta.producer_id != commit.producer_id => Err(BrokerError::InvalidProducerIdMapping),
+        Some(meta) if meta.producer_epoch != commit.producer_epoch => {
+            Err(BrokerError::ProducerFenced("stale epoch".into()))
+        }
+        Some(_) => Ok(()),
+    };
+    let outcome = match check {
+        Ok(()) => context.groups.txn_offset_commit(commit).await,
+        Err(e) => Err(e),
+    };
+    let group_error = outcome.as_ref().err().map(error_code);
+    let mut results = outcome.unwrap_or_default().into_iter();
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let code = group_error.unwrap_or_else(|| results.next().map_or(0, |r| code(&r)));
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                })
+                .collect();
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(topic.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    TxnOffsetCommitResponse::default().with_topics(topics)
+}
+
+fn topic_data(partitions: &std::collections::BTreeSet<(String, i32)>) -> Vec<TopicData> {
+    let mut out: Vec<TopicData> = Vec::new();
+    for (topic, partition) in partitions {
+        match out.last_mut() {
+            Some(t) if t.topic.0.as_str() == topic => t.partitions.push(*partition),
+            _ => out.push(
+                TopicData::default()
+                    .with_topic(TopicName(str_bytes(topic.clone())))
+                    .with_partitions(vec![*partition]),
+            ),
+        }
+    }
+    out
+}
+
+pub fn describe_transactions(context: &Context, request: DescribeTransactionsRequest) -> DescribeTransactionsResponse {
+    let states = request
+        .transactional_ids
+        .into_iter()
+        .map(|id| {
+            let state = describe::TransactionState::default().with_transactional_id(id.clone());
+            match context.txns.describe(&id.0) {
+                None => state.with_error_code(kafka_protocol::error::ResponseError::TransactionalIdNotFound.code()),
+                Some(meta) => state
+                    .with_transaction_state(str_bytes(meta.state.name()))
+                    .with_transaction_timeout_ms(meta.timeout_ms)
+                    .with_transaction_start_time_ms(meta.start_ms)
+                    .with_producer_id(ProducerId(meta.producer_id))
+                    .with_producer_epoch(meta.producer_epoch)
+                    .with_topics(topic_data(&meta.partitions)),
+            }
+        })
+        .collect();
+    DescribeTransactionsResponse::default().with_transaction_states(states)
+}
+
+pub fn list_transactions(context: &Context, request: ListTransactionsRequest) -> ListTransactionsResponse {
+    let now = context.broker.clock().now_ms();
+    let states: Vec<String> = request.state_filters.iter().map(|s| s.to_string()).collect();
+    let known = [
+        "Empty",
+        "Ongoing",
+        "PrepareCommit",
+        "PrepareAbort",
+        "CompleteCommit",
+        "CompleteAbort",
+        "Dead",
+        "PrepareEpochFence",
+    ];
+    let unknown: Vec<_> = request
+        .state_filters
+        .iter()
+        .filter(|s| !known.contains(&s.as_str()))
+        .cloned()
+        .collect();
+    let pattern = request
+        .transactional_id_pattern
+        .as_ref()
+        .filter(|p| !p.is_empty())
+        .and_then(|p| regex::Regex::new(&format!("^(?:{})$", p.as_str())).ok());
+    let listed = context
+        .txns
+        .list()
+        .into_iter()
+        .filter(|m| states.is_empty() || states.iter().any(|s| s == m.state.name()))
+        .filter(|m| {
+            request.producer_id_filters.is_empty() || request.producer_id_filters.contains(&ProducerId(m.producer_id))
+        })
+        .filter(|m| {
+            request.duration_filter < 0
+                || (m.state == strom_broker::txn::TxnState::Ongoing && now - m.start_ms >= request.duration_filter)
+        })
+        .filter(|m| pattern.as_ref().is_none_or(|p| p.is_match(&m.transactional_id)))
+        .map(|m| {
+            list_transactions_response::TransactionState::default()
+                .with_transactional_id(TransactionalId(str_bytes(m.transactional_id)))
+                .with_producer_id(ProducerId(m.producer_id))
+                .with_transaction_state(str_bytes(m.state.name()))
+        })
+        .collect();
+    ListTransactionsResponse::default()
+        .with_unknown_state_filters(unknown)
+        .with_transaction_states(listed)
+}

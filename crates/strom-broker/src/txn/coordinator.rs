@@ -456,3 +456,146 @@ fn write_marker(partition: &Partition, producer_id: i64, producer_epoch: i16, co
     partition.flush()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::BrokerConfig;
+    use crate::group::GroupConfig;
+
+    struct Node {
+        broker: Arc<Broker>,
+        txns: Arc<TxnCoordinator>,
+    }
+
+    fn open(dir: &std::path::Path) -> Node {
+        let broker = Broker::open(BrokerConfig::new(dir)).unwrap();
+        let groups_config = GroupConfig {
+            offsets_topic_partitions: 2,
+            ..Default::default()
+        };
+        let groups = GroupCoordinator::open(broker.clone(), groups_config).unwrap();
+        let config = TxnConfig {
+            state_topic_partitions: 2,
+            ..Default::default()
+        };
+        let txns = TxnCoordinator::open(broker.clone(), groups, config).unwrap();
+        Node { broker, txns }
+    }
+
+    fn transactional_batch(pid: i64, epoch: i16, sequence: i32) -> Vec<u8> {
+        let mut builder = RecordBatchBuilder::new()
+            .producer(pid, epoch, sequence)
+            .flags(true, false);
+        builder.push(1, Some(b"k"), Some(b"v"));
+        builder.push(2, Some(b"k"), Some(b"v"));
+        builder.build().unwrap()
+    }
+
+    #[test]
+    fn an_aborted_transaction_is_fenced_listed_and_skipped_by_read_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = open(dir.path());
+        node.broker
+            .create_topic(
+                NewTopic {
+                    name: "t".into(),
+                    num_partitions: 1,
+                    replication_factor: 1,
+                    ..Default::default()
+                },
+                false,
+            )
+            .unwrap();
+        let (pid, epoch) = node.txns.init_producer_id("app", 60_000).unwrap();
+        assert!(matches!(
+            node.txns.init_producer_id("app", 1_000_000_000),
+            Err(BrokerError::InvalidTransactionTimeout(_))
+        ));
+        node.txns.add_partitions("app", pid, epoch, &[("t".into(), 0)]).unwrap();
+        let partition = node.broker.partition("t", 0).unwrap();
+        let topic = node.broker.topic("t").unwrap();
+        node.broker
+            .append(&topic, &partition, &mut transactional_batch(pid, epoch, 0))
+            .unwrap();
+        assert_eq!((partition.high_watermark(), partition.last_stable_offset()), (2, 0));
+        assert!(
+            partition.read_isolated(0, 1 << 20, true).unwrap().records.is_empty(),
+            "nothing stable yet"
+        );
+
+        // A second instance fences the first and aborts its open transaction.
+        let (pid2, epoch2) = node.txns.init_producer_id("app", 60_000).unwrap();
+        assert_eq!((pid2, epoch2), (pid, epoch + 1));
+        assert!(matches!(
+            node.txns.end_txn("app", pid, epoch, true),
+            Err(BrokerError::ProducerFenced(_))
+        ));
+        assert_eq!(
+            (partition.high_watermark(), partition.last_stable_offset()),
+            (3, 3),
+            "abort marker at 2"
+        );
+        let read = partition.read_isolated(0, 1 << 20, true).unwrap();
+        let aborted = read.aborted.unwrap();
+        assert_eq!(
+            (aborted.len(), aborted[0].producer_id, aborted[0].first_offset),
+            (1, pid, 0)
+        );
+        let stale = transactional_batch(pid, epoch, 2);
+        assert!(matches!(
+            node.broker.append(&topic, &partition, &mut stale.clone()),
+            Err(BrokerError::InvalidProducerEpoch(_))
+        ));
+        assert_eq!(node.txns.describe("app").unwrap().state, TxnState::Empty);
+    }
+
+    #[test]
+    fn a_transaction_left_in_prepare_commit_is_finished_on_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pid, epoch) = {
+            let node = open(dir.path());
+            node.broker
+                .create_topic(
+                    NewTopic {
+                        name: "t".into(),
+                        num_partitions: 2,
+                        replication_factor: 1,
+                        ..Default::default()
+                    },
+                    false,
+                )
+                .unwrap();
+            let (pid, epoch) = node.txns.init_producer_id("app", 60_000).unwrap();
+            node.txns
+                .add_partitions("app", pid, epoch, &[("t".into(), 0), ("t".into(), 1)])
+                .unwrap();
+            let topic = node.broker.topic("t").unwrap();
+            for index in 0..2 {
+                let partition = topic.partition(index).unwrap();
+                node.broker
+                    .append(&topic, &partition, &mut transactional_batch(pid, epoch, 0))
+                    .unwrap();
+            }
+            // The coordinator dies right after making PrepareCommit durable.
+            let txn = node.txns.lookup("app").unwrap();
+            let mut meta = lock(&txn);
+            meta.state = TxnState::PrepareCommit;
+            node.txns.persist(&meta).unwrap();
+            (pid, epoch)
+        };
+        let node = open(dir.path());
+        let meta = node.txns.describe("app").unwrap();
+        assert_eq!(
+            (meta.state, meta.producer_id, meta.producer_epoch),
+            (TxnState::CompleteCommit, pid, epoch)
+        );
+        for index in 0..2 {
+            let partition = node.broker.partition("t", index).unwrap();
+            assert_eq!(partition.last_stable_offset(), 3, "committed in every partition");
+            let read = partition.read_isolated(0, 1 << 20, true).unwrap();
+            assert!(read.aborted.unwrap().is_empty());
+            assert_eq!(strom_log::BatchIter::new(&read.records).count(), 2, "data and marker");
+        }
+    }
+}

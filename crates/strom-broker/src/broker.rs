@@ -348,6 +348,30 @@ impl Broker {
         Ok((partitions, replication_factor))
     }
 
+    /// An internal compacted topic (`__consumer_offsets`, `__transaction_state`),
+    /// created on first use as Kafka does.
+    pub fn internal_topic(&self, name: &str, partitions: i32, segment_bytes: i64) -> Result<Arc<Topic>> {
+        if let Some(topic) = self.topic(name) {
+            return Ok(topic);
+        }
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), segment_bytes.to_string()),
+        ]);
+        let new = NewTopic {
+            name: name.to_string(),
+            num_partitions: partitions,
+            replication_factor: 1,
+            assignments: Vec::new(),
+            configs,
+        };
+        match self.create_topic(new, false) {
+            Ok(_) | Err(BrokerError::TopicAlreadyExists(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.topic(name).ok_or(BrokerError::CoordinatorNotAvailable)
+    }
+
     /// Create a topic on first use (Metadata), if `auto.create.topics.enable`.
     pub fn auto_create_topic(&self, name: &str) -> Result<Option<Arc<Topic>>> {
         if !self.config.auto_create_topics_enable {

@@ -23,7 +23,7 @@ use super::consumer::{
 };
 use super::offsets_record::{self, OffsetValue, OffsetsKey};
 use super::GroupState;
-use crate::broker::{Broker, NewTopic};
+use crate::broker::Broker;
 use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
 use crate::topic::Topic;
@@ -171,20 +171,6 @@ pub struct OffsetCommit {
     pub offsets: Vec<(String, i32, i64, i32, Option<String>)>,
 }
 
-/// A TxnOffsetCommit in the broker's terms.
-#[derive(Debug, Clone, Default)]
-pub struct TxnOffsetCommit {
-    pub transactional_id: String,
-    pub group_id: String,
-    pub producer_id: i64,
-    pub producer_epoch: i16,
-    pub generation_id: i32,
-    pub member_id: String,
-    pub group_instance_id: Option<String>,
-    /// (topic, partition, offset, leader epoch, metadata)
-    pub offsets: Vec<(String, i32, i64, i32, Option<String>)>,
-}
-
 #[derive(Debug, Clone)]
 pub struct MemberDescription {
     pub member_id: String,
@@ -287,31 +273,9 @@ impl GroupCoordinator {
 
     /// The offsets topic, created (compacted) on first use as Kafka does.
     pub fn offsets_topic(&self) -> Result<Arc<Topic>> {
-        if let Some(topic) = self.broker.topic(OFFSETS_TOPIC) {
-            return Ok(topic);
-        }
-        let configs = BTreeMap::from([
-            ("cleanup.policy".to_string(), "compact".to_string()),
-            (
-                "segment.bytes".to_string(),
-                self.config.offsets_topic_segment_bytes.to_string(),
-            ),
-            ("compression.type".to_string(), "producer".to_string()),
-        ]);
-        let new = NewTopic {
-            name: OFFSETS_TOPIC.to_string(),
-            num_partitions: self.config.offsets_topic_partitions,
-            replication_factor: 1,
-            assignments: Vec::new(),
-            configs,
-        };
-        match self.broker.create_topic(new, false) {
-            Ok(_) | Err(BrokerError::TopicAlreadyExists(_)) => {}
-            Err(e) => return Err(e),
-        }
+        let partitions = self.config.offsets_topic_partitions;
         self.broker
-            .topic(OFFSETS_TOPIC)
-            .ok_or(BrokerError::CoordinatorNotAvailable)
+            .internal_topic(OFFSETS_TOPIC, partitions, self.config.offsets_topic_segment_bytes)
     }
 
     fn partition_of(&self, group_id: &str) -> Result<(Arc<Topic>, Arc<Partition>)> {
@@ -489,25 +453,35 @@ impl GroupCoordinator {
 
     /// OffsetCommit: group-level checks, then per-partition results; durable on return.
     pub async fn commit_offsets(&self, commit: OffsetCommit) -> Result<Vec<Result<()>>> {
+        self.commit(&commit, None).await
+    }
+
+    /// Write committed offsets: directly (OffsetCommit), or as part of a producer's
+    /// transaction (TxnOffsetCommit), pending until the transaction ends.
+    async fn commit(&self, commit: &OffsetCommit, producer: Option<(i64, i16)>) -> Result<Vec<Result<()>>> {
         if commit.group_id.is_empty() {
             return Err(BrokerError::InvalidGroupId);
         }
-        let partition = {
-            let group_ref = if commit.generation_id < 0 && commit.member_id.is_empty() {
+        let outside_group = commit.generation_id < 0 && commit.member_id.is_empty();
+        let (partition, results) = {
+            let group_ref = if outside_group || producer.is_some() {
                 self.group_or_create(&commit.group_id)
             } else {
                 self.group(&commit.group_id).ok_or(BrokerError::IllegalGeneration)?
             };
             let mut group = lock(&group_ref);
-            if group.is_consumer_protocol() {
-                group.consumer.check_commit(&commit.member_id, commit.generation_id)?;
-            } else {
-                group.classic.check_commit(
-                    &commit.member_id,
-                    commit.group_instance_id.as_deref(),
-                    commit.generation_id,
-                    Instant::now(),
-                )?;
+            // Transactional commits name a member only when the producer sends one.
+            if !(producer.is_some() && outside_group) {
+                if group.is_consumer_protocol() {
+                    group.consumer.check_commit(&commit.member_id, commit.generation_id)?;
+                } else {
+                    group.classic.check_commit(
+                        &commit.member_id,
+                        commit.group_instance_id.as_deref(),
+                        commit.generation_id,
+                        Instant::now(),
+                    )?;
+                }
             }
             let now = self.now_ms();
             let mut results = Vec::with_capacity(commit.offsets.len());
@@ -537,11 +511,17 @@ impl GroupCoordinator {
                 };
                 results.push(result);
             }
-            let partition = self.append(&commit.group_id, &records)?;
-            group.offsets.extend(accepted);
+            let partition = self.append_as(&commit.group_id, &records, producer)?;
+            match producer {
+                Some((producer_id, _)) => group
+                    .pending_txn_offsets
+                    .entry(producer_id)
+                    .or_default()
+                    .extend(accepted),
+                None => group.offsets.extend(accepted),
+            }
             (partition, results)
         };
-        let (partition, results) = partition;
         Self::flush(partition).await?;
         Ok(results)
     }
@@ -572,67 +552,13 @@ impl GroupCoordinator {
     }
 
     /// TxnOffsetCommit: offsets written as part of a transaction, visible on its commit.
-    pub async fn txn_offset_commit(&self, commit: TxnOffsetCommit) -> Result<Vec<Result<()>>> {
-        if commit.group_id.is_empty() {
-            return Err(BrokerError::InvalidGroupId);
-        }
-        let (partition, results) = {
-            let group_ref = self.group_or_create(&commit.group_id);
-            let mut group = lock(&group_ref);
-            if commit.generation_id >= 0 || !commit.member_id.is_empty() {
-                if group.is_consumer_protocol() {
-                    group.consumer.check_commit(&commit.member_id, commit.generation_id)?;
-                } else {
-                    group.classic.check_commit(
-                        &commit.member_id,
-                        commit.group_instance_id.as_deref(),
-                        commit.generation_id,
-                        Instant::now(),
-                    )?;
-                }
-            }
-            let now = self.now_ms();
-            let mut records = Vec::new();
-            let mut accepted = Vec::new();
-            let mut results = Vec::new();
-            for (topic, partition, offset, leader_epoch, metadata) in &commit.offsets {
-                let metadata = metadata.clone().unwrap_or_default();
-                let result = if metadata.len() > self.config.offset_metadata_max_bytes {
-                    Err(BrokerError::OffsetMetadataTooLarge(metadata.len()))
-                } else if self.broker.partition(topic, *partition).is_err() {
-                    Err(BrokerError::UnknownTopicOrPartition)
-                } else {
-                    let value = OffsetValue {
-                        offset: *offset,
-                        leader_epoch: *leader_epoch,
-                        metadata,
-                        commit_timestamp: now,
-                    };
-                    let key = OffsetsKey::Offset {
-                        group: commit.group_id.clone(),
-                        topic: topic.clone(),
-                        partition: *partition,
-                    };
-                    records.push((key, Some(offsets_record::encode_offset_value(&value))));
-                    accepted.push(((topic.clone(), *partition), value));
-                    Ok(())
-                };
-                results.push(result);
-            }
-            let partition = self.append_as(
-                &commit.group_id,
-                &records,
-                Some((commit.producer_id, commit.producer_epoch)),
-            )?;
-            group
-                .pending_txn_offsets
-                .entry(commit.producer_id)
-                .or_default()
-                .extend(accepted);
-            (partition, results)
-        };
-        Self::flush(partition).await?;
-        Ok(results)
+    pub async fn txn_offset_commit(
+        &self,
+        commit: OffsetCommit,
+        producer_id: i64,
+        producer_epoch: i16,
+    ) -> Result<Vec<Result<()>>> {
+        self.commit(&commit, Some((producer_id, producer_epoch))).await
     }
 
     /// After the transaction coordinator wrote a marker to `__consumer_offsets`

@@ -12,7 +12,7 @@ pub use classic::{JoinGroup, JoinResult, JoinedMember, SyncGroup, SyncResult};
 pub use consumer::{Assignment, ConsumerHeartbeat, ConsumerHeartbeatResult};
 pub use coordinator::{
     ConsumerGroupDescription, ConsumerMemberDescription, GroupConfig, GroupCoordinator, GroupDescription, GroupListing,
-    MemberDescription, OffsetCommit, TxnOffsetCommit, OFFSETS_TOPIC,
+    MemberDescription, OffsetCommit, OFFSETS_TOPIC,
 };
 
 /// Group states, named as Kafka's DescribeGroups and ListGroups report them.

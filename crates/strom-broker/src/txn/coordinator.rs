@@ -10,13 +10,13 @@
 //! All operations do blocking I/O: callers run them on the blocking pool. Each
 //! transactional id has its own mutex; the map lock is never held during I/O.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use strom_log::RecordBatchBuilder;
 
 use super::state_record::{self, TxnMetadata, TxnState};
-use crate::broker::{Broker, NewTopic};
+use crate::broker::Broker;
 use crate::error::{BrokerError, Result};
 use crate::group::{offsets_record, GroupCoordinator, OFFSETS_TOPIC};
 use crate::partition::Partition;
@@ -92,27 +92,9 @@ impl TxnCoordinator {
 
     /// The state topic, created (compacted) on first use.
     pub fn state_topic(&self) -> Result<Arc<crate::topic::Topic>> {
-        if let Some(topic) = self.broker.topic(TRANSACTION_STATE_TOPIC) {
-            return Ok(topic);
-        }
-        let configs = BTreeMap::from([
-            ("cleanup.policy".to_string(), "compact".to_string()),
-            ("segment.bytes".to_string(), self.config.state_segment_bytes.to_string()),
-        ]);
-        let new = NewTopic {
-            name: TRANSACTION_STATE_TOPIC.to_string(),
-            num_partitions: self.config.state_topic_partitions,
-            replication_factor: 1,
-            assignments: Vec::new(),
-            configs,
-        };
-        match self.broker.create_topic(new, false) {
-            Ok(_) | Err(BrokerError::TopicAlreadyExists(_)) => {}
-            Err(e) => return Err(e),
-        }
+        let partitions = self.config.state_topic_partitions;
         self.broker
-            .topic(TRANSACTION_STATE_TOPIC)
-            .ok_or(BrokerError::CoordinatorNotAvailable)
+            .internal_topic(TRANSACTION_STATE_TOPIC, partitions, self.config.state_segment_bytes)
     }
 
     /// Make a state change durable: append the metadata record and fsync.
@@ -460,7 +442,7 @@ fn write_marker(partition: &Partition, producer_id: i64, producer_epoch: i16, co
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::BrokerConfig;
+    use crate::broker::{BrokerConfig, NewTopic};
     use crate::group::GroupConfig;
 
     struct Node {

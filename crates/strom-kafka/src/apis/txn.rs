@@ -13,7 +13,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::*;
-use strom_broker::group::TxnOffsetCommit;
+use strom_broker::group::OffsetCommit;
 use strom_broker::txn::TxnCoordinator;
 use strom_broker::BrokerError;
 
@@ -117,27 +117,29 @@ pub async fn txn_offset_commit(context: &Context, request: TxnOffsetCommitReques
             ));
         }
     }
-    let commit = TxnOffsetCommit {
-        transactional_id: request.transactional_id.0.to_string(),
+    let transactional_id = request.transactional_id.0.to_string();
+    let (producer_id, producer_epoch) = (request.producer_id.0, request.producer_epoch);
+    let commit = OffsetCommit {
         group_id: request.group_id.0.to_string(),
-        producer_id: request.producer_id.0,
-        producer_epoch: request.producer_epoch,
         generation_id: request.generation_id,
         member_id: request.member_id.to_string(),
         group_instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
         offsets,
     };
     // The producer must own the transactional id and have added the group's offsets.
-    let check = match context.txns.describe(&commit.transactional_id) {
+    let check = match context.txns.describe(&transactional_id) {
         None => Err(BrokerError::InvalidProducerIdMapping),
-        Some(meta) if meta.producer_id != commit.producer_id => Err(BrokerError::InvalidProducerIdMapping),
-        Some(meta) if meta.producer_epoch != commit.producer_epoch => {
-            Err(BrokerError::ProducerFenced("stale epoch".into()))
-        }
+        Some(meta) if meta.producer_id != producer_id => Err(BrokerError::InvalidProducerIdMapping),
+        Some(meta) if meta.producer_epoch != producer_epoch => Err(BrokerError::ProducerFenced("stale epoch".into())),
         Some(_) => Ok(()),
     };
     let outcome = match check {
-        Ok(()) => context.groups.txn_offset_commit(commit).await,
+        Ok(()) => {
+            context
+                .groups
+                .txn_offset_commit(commit, producer_id, producer_epoch)
+                .await
+        }
         Err(e) => Err(e),
     };
     let group_error = outcome.as_ref().err().map(error_code);

@@ -173,15 +173,20 @@ impl Partition {
     }
 
     /// Producers with state in this partition: (producer id, epoch, last sequence,
-    /// last timestamp, first offset of their last batch).
+    /// last timestamp, first offset of their open transaction or -1).
     pub fn producer_states(&self) -> Vec<(i64, i16, i32, i64, i64)> {
         let producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
         producers
             .producers()
             .iter()
             .map(|(pid, e)| {
-                let last_offset = e.batches.back().map_or(-1, |b| b.last_offset);
-                (*pid, e.epoch, e.last_sequence(), e.last_timestamp, last_offset)
+                (
+                    *pid,
+                    e.epoch,
+                    e.last_sequence(),
+                    e.last_timestamp,
+                    producers.ongoing_txn(*pid).unwrap_or(-1),
+                )
             })
             .collect()
     }

@@ -47,14 +47,14 @@ pub fn describe_producers(context: &Context, request: DescribeProducersRequest) 
                             partition
                                 .producer_states()
                                 .into_iter()
-                                .map(|(pid, epoch, last_sequence, last_timestamp, _)| {
+                                .map(|(pid, epoch, last_sequence, last_timestamp, txn_start)| {
                                     ProducerState::default()
                                         .with_producer_id(ProducerId(pid))
                                         .with_producer_epoch(i32::from(epoch))
                                         .with_last_sequence(last_sequence)
                                         .with_last_timestamp(last_timestamp)
                                         .with_coordinator_epoch(-1)
-                                        .with_current_txn_start_offset(-1)
+                                        .with_current_txn_start_offset(txn_start)
                                 })
                                 .collect(),
                         ),

@@ -1059,3 +1059,70 @@ fn apply_record(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::{BrokerConfig, NewTopic};
+    use strom_log::ManualClock;
+
+    fn commit(group: &str, offset: i64, metadata: &str) -> OffsetCommit {
+        OffsetCommit {
+            group_id: group.into(),
+            generation_id: -1,
+            offsets: vec![("t".into(), 0, offset, -1, Some(metadata.into()))],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn offsets_survive_reload_and_expire_after_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let config = GroupConfig {
+            offsets_topic_partitions: 2,
+            offsets_retention_ms: 60_000,
+            ..Default::default()
+        };
+        {
+            let broker = Broker::open_with_clock(BrokerConfig::new(dir.path()), clock.clone()).unwrap();
+            broker
+                .create_topic(
+                    NewTopic {
+                        name: "t".into(),
+                        num_partitions: 1,
+                        replication_factor: 1,
+                        ..Default::default()
+                    },
+                    false,
+                )
+                .unwrap();
+            let groups = GroupCoordinator::open(broker.clone(), config.clone()).unwrap();
+            for (group, offset) in [("old", 5), ("kept", 7), ("old", 9)] {
+                let results = groups.commit_offsets(commit(group, offset, "m")).await.unwrap();
+                assert!(results[0].is_ok());
+            }
+            broker.shutdown().unwrap();
+        }
+        let broker = Broker::open_with_clock(BrokerConfig::new(dir.path()), clock.clone()).unwrap();
+        let groups = GroupCoordinator::open(broker.clone(), config).unwrap();
+        let fetched = groups.fetch_offsets("old", None);
+        assert_eq!(fetched.len(), 1);
+        assert_eq!(
+            fetched[0].2.as_ref().map(|v| (v.offset, v.metadata.as_str())),
+            Some((9, "m")),
+            "latest commit wins"
+        );
+
+        clock.advance_ms(30_000);
+        groups.commit_offsets(commit("kept", 8, "")).await.unwrap();
+        clock.advance_ms(40_000);
+        assert_eq!(groups.expire_offsets(), 1, "only the commit older than retention");
+        assert!(groups.fetch_offsets("old", None).is_empty());
+        assert_eq!(groups.fetch_offsets("kept", None).len(), 1);
+        assert!(
+            groups.describe_group("old").is_none(),
+            "a group with no offsets left is deleted"
+        );
+    }
+}

@@ -150,7 +150,11 @@ async fn abort_timed_out(txns: Arc<TxnCoordinator>, mut shutdown: watch::Receive
             _ = shutdown.changed() => return,
         }
         let txns = txns.clone();
-        let _ = tokio::task::spawn_blocking(move || txns.abort_timed_out()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            txns.abort_timed_out();
+            txns.expire_ids();
+        })
+        .await;
     }
 }
 

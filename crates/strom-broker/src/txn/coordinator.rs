@@ -345,6 +345,64 @@ impl TxnCoordinator {
         aborted
     }
 
+    /// Which of `partitions` are part of the transaction (AddPartitionsToTxn
+    /// `verify_only`, KIP-890): each gets Ok or INVALID_TXN_STATE.
+    pub fn verify_partitions(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Result<()>>> {
+        let txn = self.checked(transactional_id, producer_id, producer_epoch)?;
+        let meta = lock(&txn);
+        Ok(partitions
+            .iter()
+            .map(|p| {
+                if meta.state == TxnState::Ongoing && meta.partitions.contains(p) {
+                    Ok(())
+                } else {
+                    Err(BrokerError::InvalidTxnState(format!("{}-{} is not in the transaction", p.0, p.1)))
+                }
+            })
+            .collect())
+    }
+
+    /// Forget transactional ids idle for `transactional.id.expiration.ms` (a tombstone
+    /// in `__transaction_state`); open transactions are never expired.
+    pub fn expire_ids(&self) -> usize {
+        let now = self.now_ms();
+        let txns: Vec<(String, TxnRef)> = self.txns().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut expired = 0;
+        for (id, txn) in txns {
+            let meta = lock(&txn);
+            let idle = matches!(meta.state, TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort);
+            if !idle || meta.last_update_ms + self.config.id_expiration_ms > now {
+                continue;
+            }
+            if let Err(e) = self.write_tombstone(&id) {
+                tracing::warn!(transactional_id = %id, error = %e, "expiring transactional id failed");
+                continue;
+            }
+            drop(meta);
+            self.txns().remove(&id);
+            expired += 1;
+        }
+        expired
+    }
+
+    fn write_tombstone(&self, transactional_id: &str) -> Result<()> {
+        let topic = self.state_topic()?;
+        let index = offsets_record::partition_for(transactional_id, topic.partition_count());
+        let partition = topic.partition(index).ok_or(BrokerError::CoordinatorNotAvailable)?;
+        let mut builder = RecordBatchBuilder::new();
+        builder.push(self.now_ms(), Some(&state_record::encode_key(transactional_id)), None);
+        let mut batch = builder.build()?;
+        self.broker.append(&topic, &partition, &mut batch)?;
+        partition.flush()?;
+        Ok(())
+    }
+
     pub fn describe(&self, transactional_id: &str) -> Option<TxnMetadata> {
         self.lookup(transactional_id).map(|txn| lock(&txn).clone())
     }

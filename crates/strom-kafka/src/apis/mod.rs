@@ -53,7 +53,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ConsumerGroupDescribe, 0, 1),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::DescribeProducers, 0, 0),
-    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddPartitionsToTxn, 0, 5),
     (ApiKey::AddOffsetsToTxn, 0, 3),
     (ApiKey::EndTxn, 0, 3),
     (ApiKey::TxnOffsetCommit, 0, 3),
@@ -205,7 +205,7 @@ pub async fn dispatch(
             version,
         ),
         ApiKey::AddPartitionsToTxn => encode(
-            &txn::add_partitions(context, decode(api_key, body, version)?).await,
+            &txn::add_partitions(context, decode(api_key, body, version)?, version).await,
             version,
         ),
         ApiKey::AddOffsetsToTxn => encode(

@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
-    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
 };
 use kafka_protocol::messages::describe_transactions_response::{self as describe, TopicData};
 use kafka_protocol::messages::list_transactions_response;
@@ -52,41 +53,86 @@ pub async fn init_producer_id(context: &Context, transactional_id: String, timeo
     }
 }
 
-pub async fn add_partitions(context: &Context, request: AddPartitionsToTxnRequest) -> AddPartitionsToTxnResponse {
-    let partitions: Vec<(String, i32)> = request
-        .v3_and_below_topics
-        .iter()
-        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), *p)))
-        .collect();
-    let id = request.v3_and_below_transactional_id.0.to_string();
-    let (pid, epoch) = (request.v3_and_below_producer_id.0, request.v3_and_below_producer_epoch);
-    let wanted = partitions.clone();
-    let outcome = on_blocking_pool(context, move |txns| txns.add_partitions(&id, pid, epoch, &wanted)).await;
-    let codes: Vec<i16> = match outcome {
-        Ok(results) => results.iter().map(code).collect(),
-        Err(e) => vec![error_code(&e); partitions.len()],
-    };
+fn topic_results(topics: &[AddPartitionsToTxnTopic], codes: Vec<i16>) -> Vec<AddPartitionsToTxnTopicResult> {
     let mut codes = codes.into_iter();
-    let topics = request
-        .v3_and_below_topics
-        .into_iter()
+    topics
+        .iter()
         .map(|topic| {
-            AddPartitionsToTxnTopicResult::default()
-                .with_name(topic.name)
-                .with_results_by_partition(
-                    topic
-                        .partitions
-                        .iter()
-                        .map(|p| {
-                            AddPartitionsToTxnPartitionResult::default()
-                                .with_partition_index(*p)
-                                .with_partition_error_code(codes.next().unwrap_or(0))
-                        })
-                        .collect(),
-                )
+            AddPartitionsToTxnTopicResult::default().with_name(topic.name.clone()).with_results_by_partition(
+                topic
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        AddPartitionsToTxnPartitionResult::default()
+                            .with_partition_index(*p)
+                            .with_partition_error_code(codes.next().unwrap_or(0))
+                    })
+                    .collect(),
+            )
         })
-        .collect();
-    AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics)
+        .collect()
+}
+
+/// Add (or, with `verify_only`, check) one transaction's partitions; one code each.
+async fn add_one(
+    context: &Context,
+    id: String,
+    producer_id: i64,
+    producer_epoch: i16,
+    verify_only: bool,
+    topics: &[AddPartitionsToTxnTopic],
+) -> Vec<i16> {
+    let partitions: Vec<(String, i32)> =
+        topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), *p))).collect();
+    let count = partitions.len();
+    let outcome = on_blocking_pool(context, move |txns| {
+        if verify_only {
+            txns.verify_partitions(&id, producer_id, producer_epoch, &partitions)
+        } else {
+            txns.add_partitions(&id, producer_id, producer_epoch, &partitions)
+        }
+    })
+    .await;
+    match outcome {
+        Ok(results) => results.iter().map(code).collect(),
+        Err(e) => vec![error_code(&e); count],
+    }
+}
+
+/// AddPartitionsToTxn: v0–3 carry one transaction (clients); v4+ a batch of them
+/// (KIP-890), possibly only to verify membership.
+pub async fn add_partitions(context: &Context, request: AddPartitionsToTxnRequest, version: i16) -> AddPartitionsToTxnResponse {
+    if version >= 4 {
+        let mut results = Vec::with_capacity(request.transactions.len());
+        for txn in &request.transactions {
+            let codes = add_one(
+                context,
+                txn.transactional_id.0.to_string(),
+                txn.producer_id.0,
+                txn.producer_epoch,
+                txn.verify_only,
+                &txn.topics,
+            )
+            .await;
+            results.push(
+                AddPartitionsToTxnResult::default()
+                    .with_transactional_id(txn.transactional_id.clone())
+                    .with_topic_results(topic_results(&txn.topics, codes)),
+            );
+        }
+        return AddPartitionsToTxnResponse::default().with_results_by_transaction(results);
+    }
+    let codes = add_one(
+        context,
+        request.v3_and_below_transactional_id.0.to_string(),
+        request.v3_and_below_producer_id.0,
+        request.v3_and_below_producer_epoch,
+        false,
+        &request.v3_and_below_topics,
+    )
+    .await;
+    AddPartitionsToTxnResponse::default()
+        .with_results_by_topic_v3_and_below(topic_results(&request.v3_and_below_topics, codes))
 }
 
 pub async fn add_offsets(context: &Context, request: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {

@@ -362,7 +362,10 @@ impl TxnCoordinator {
                 if meta.state == TxnState::Ongoing && meta.partitions.contains(p) {
                     Ok(())
                 } else {
-                    Err(BrokerError::InvalidTxnState(format!("{}-{} is not in the transaction", p.0, p.1)))
+                    Err(BrokerError::InvalidTxnState(format!(
+                        "{}-{} is not in the transaction",
+                        p.0, p.1
+                    )))
                 }
             })
             .collect())
@@ -376,7 +379,10 @@ impl TxnCoordinator {
         let mut expired = 0;
         for (id, txn) in txns {
             let meta = lock(&txn);
-            let idle = matches!(meta.state, TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort);
+            let idle = matches!(
+                meta.state,
+                TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+            );
             if !idle || meta.last_update_ms + self.config.id_expiration_ms > now {
                 continue;
             }

@@ -58,17 +58,19 @@ fn topic_results(topics: &[AddPartitionsToTxnTopic], codes: Vec<i16>) -> Vec<Add
     topics
         .iter()
         .map(|topic| {
-            AddPartitionsToTxnTopicResult::default().with_name(topic.name.clone()).with_results_by_partition(
-                topic
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        AddPartitionsToTxnPartitionResult::default()
-                            .with_partition_index(*p)
-                            .with_partition_error_code(codes.next().unwrap_or(0))
-                    })
-                    .collect(),
-            )
+            AddPartitionsToTxnTopicResult::default()
+                .with_name(topic.name.clone())
+                .with_results_by_partition(
+                    topic
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            AddPartitionsToTxnPartitionResult::default()
+                                .with_partition_index(*p)
+                                .with_partition_error_code(codes.next().unwrap_or(0))
+                        })
+                        .collect(),
+                )
         })
         .collect()
 }
@@ -82,8 +84,10 @@ async fn add_one(
     verify_only: bool,
     topics: &[AddPartitionsToTxnTopic],
 ) -> Vec<i16> {
-    let partitions: Vec<(String, i32)> =
-        topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), *p))).collect();
+    let partitions: Vec<(String, i32)> = topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), *p)))
+        .collect();
     let count = partitions.len();
     let outcome = on_blocking_pool(context, move |txns| {
         if verify_only {
@@ -101,7 +105,11 @@ async fn add_one(
 
 /// AddPartitionsToTxn: v0–3 carry one transaction (clients); v4+ a batch of them
 /// (KIP-890), possibly only to verify membership.
-pub async fn add_partitions(context: &Context, request: AddPartitionsToTxnRequest, version: i16) -> AddPartitionsToTxnResponse {
+pub async fn add_partitions(
+    context: &Context,
+    request: AddPartitionsToTxnRequest,
+    version: i16,
+) -> AddPartitionsToTxnResponse {
     if version >= 4 {
         let mut results = Vec::with_capacity(request.transactions.len());
         for txn in &request.transactions {

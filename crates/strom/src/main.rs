@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use strom_broker::txn::TxnCoordinator;
 use strom_broker::{Broker, GroupCoordinator};
 use strom_kafka::Server;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
 use settings::Settings;
@@ -90,6 +91,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     let txn_config = settings.txn_config()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
+        let signals = Signals::listen().context("listening for SIGINT and SIGTERM")?;
         let broker = Broker::open(broker_config).context("opening the data directory")?;
         let groups = GroupCoordinator::open(broker.clone(), group_config).context("loading consumer groups")?;
         let txns = {
@@ -107,7 +109,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         tracing::info!(address = %server.local_addr()?, cluster_id = broker.cluster_id(), "kafka listener ready");
         let maintenance = tokio::spawn(maintain(broker.clone(), shutdown_rx.clone()));
         let listener = tokio::spawn(server.run());
-        wait_for_signal().await;
+        signals.wait().await;
         tracing::info!("shutting down");
         let _ = shutdown_tx.send(true);
         let _ = listener.await;
@@ -158,17 +160,25 @@ async fn abort_timed_out(txns: Arc<TxnCoordinator>, mut shutdown: watch::Receive
     }
 }
 
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// SIGINT and SIGTERM, listened to from the start so that a signal during startup
+/// still leads to a clean shutdown.
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    fn listen() -> std::io::Result<Signals> {
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }

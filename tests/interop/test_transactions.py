@@ -643,28 +643,6 @@ def test_transaction_timeout_above_max_is_refused(broker_factory):
 # ---------------------------------------------------------------- admin
 
 
-def test_confluent_admin_list_and_describe_transactions(broker_factory):
-    from confluent_kafka.admin import AdminClient
-
-    if not (hasattr(AdminClient, "list_transactions") and hasattr(AdminClient, "describe_transactions")):
-        pytest.skip("confluent-kafka's AdminClient has no list_transactions/describe_transactions")
-    broker = start_txn_broker(broker_factory)
-    topic = topic_name("txn-ck-admin")
-    ck.create_topic(broker, topic, partitions=1)
-    txn_id = tu.unique("txn-ck-admin")
-    p = tu.txn_producer(broker, txn_id)
-    tu.init_transactions(p)
-    p.begin_transaction()
-    tu.produce_in_txn(p, topic, spread(b"x", 2, 1))
-    assert p.flush(30) == 0
-    a = ck.admin(broker)
-    listed = a.list_transactions().result(timeout=30)  # type: ignore[attr-defined]
-    assert txn_id in str(listed)
-    described = a.describe_transactions([txn_id])  # type: ignore[attr-defined]
-    assert txn_id in str(described)
-    p.commit_transaction(60)
-
-
 def test_kafka_python_admin_transactions(broker_factory):
     from kafka import TopicPartition as KTP
     from kafka.admin import KafkaAdminClient, TransactionState

@@ -1,0 +1,529 @@
+//! Cluster administration: topics, partitions, configs, offsets and groups.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest, TopicName,
+};
+use kafka_protocol::protocol::{Request, StrBytes};
+use uuid::Uuid;
+
+use crate::client::{Client, ClientConfig, PartitionMetadata};
+use crate::error::{Error, Result};
+
+/// Kafka's config resource type of topics.
+const RESOURCE_TOPIC: i8 = 2;
+/// Kafka's NOT_COORDINATOR error code.
+const NOT_COORDINATOR: i16 = 16;
+
+/// A topic to create.
+///
+/// ```
+/// let topic = strom_client::NewTopic::new("events", 6, 1).with_config("retention.ms", "86400000");
+/// assert_eq!(topic.configs.get("retention.ms").map(String::as_str), Some("86400000"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTopic {
+    /// Topic name.
+    pub name: String,
+    /// Number of partitions (-1 = broker default).
+    pub partitions: i32,
+    /// Replication factor (-1 = broker default).
+    pub replication_factor: i16,
+    /// Topic configs by Kafka name (`retention.ms`, `cleanup.policy`, …).
+    pub configs: BTreeMap<String, String>,
+}
+
+impl NewTopic {
+    /// A topic with no config overrides.
+    pub fn new(name: impl Into<String>, partitions: i32, replication_factor: i16) -> Self {
+        NewTopic {
+            name: name.into(),
+            partitions,
+            replication_factor,
+            configs: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a config override.
+    pub fn with_config(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.configs.insert(name.into(), value.into());
+        self
+    }
+}
+
+/// A topic as listed by [`Admin::list_topics`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicListing {
+    /// Topic name.
+    pub name: String,
+    /// Number of partitions.
+    pub partitions: i32,
+    /// Whether the topic is internal.
+    pub is_internal: bool,
+}
+
+/// One partition of a described topic.
+pub type PartitionDescription = PartitionMetadata;
+
+/// One config entry of a described resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    /// Kafka's config name.
+    pub name: String,
+    /// Value, `None` when sensitive or unset.
+    pub value: Option<String>,
+    /// Whether the value is the default (no override on the topic).
+    pub is_default: bool,
+    /// Whether the config cannot be changed.
+    pub read_only: bool,
+    /// Whether the value is hidden.
+    pub is_sensitive: bool,
+}
+
+/// A topic as described by [`Admin::describe_topics`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDescription {
+    /// Topic name.
+    pub name: String,
+    /// Topic id.
+    pub topic_id: Uuid,
+    /// Whether the topic is internal.
+    pub is_internal: bool,
+    /// Partitions with leaders and replicas.
+    pub partitions: Vec<PartitionDescription>,
+    /// Configs (from DescribeConfigs) by name.
+    pub configs: BTreeMap<String, ConfigEntry>,
+}
+
+/// Which offset [`Admin::list_offsets`] looks up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The log start offset.
+    Earliest,
+    /// The log end offset.
+    Latest,
+    /// The first offset with a timestamp at or after this one (ms since the epoch).
+    Timestamp(i64),
+}
+
+/// A group as listed by [`Admin::list_groups`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    /// Group id.
+    pub group_id: String,
+    /// Protocol type (`consumer` for consumer groups; empty for KIP-848 groups on old versions).
+    pub protocol_type: String,
+    /// State (`Stable`, `Empty`, …) when the broker reports it.
+    pub state: String,
+}
+
+/// A member of a described group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    /// Member id.
+    pub member_id: String,
+    /// Static membership id, if any.
+    pub group_instance_id: Option<String>,
+    /// The member's client id.
+    pub client_id: String,
+    /// The member's host.
+    pub client_host: String,
+}
+
+/// A group as described by [`Admin::describe_groups`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    /// Group id.
+    pub group_id: String,
+    /// State.
+    pub state: String,
+    /// Protocol type.
+    pub protocol_type: String,
+    /// Chosen protocol (assignor) name.
+    pub protocol: String,
+    /// Members.
+    pub members: Vec<GroupMember>,
+}
+
+/// An admin client.
+///
+/// ```no_run
+/// # async fn demo() -> strom_client::Result<()> {
+/// use strom_client::{Admin, ClientConfig, NewTopic};
+///
+/// let admin = Admin::new(ClientConfig::new(["127.0.0.1:9092"])).await?;
+/// admin.create_topics(&[NewTopic::new("events", 3, 1)]).await?;
+/// for topic in admin.list_topics().await? {
+///     println!("{} ({} partitions)", topic.name, topic.partitions);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Admin {
+    client: Client,
+}
+
+impl Admin {
+    /// Connects a new client.
+    pub async fn new(config: ClientConfig) -> Result<Admin> {
+        Ok(Admin {
+            client: Client::connect(config).await?,
+        })
+    }
+
+    /// An admin client on an existing client.
+    pub fn with_client(client: Client) -> Admin {
+        Admin { client }
+    }
+
+    /// The underlying client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn timeout_ms(&self) -> i32 {
+        i32::try_from(self.client.config().request_timeout.as_millis()).unwrap_or(i32::MAX)
+    }
+
+    fn controller(&self) -> Option<i32> {
+        let metadata = self.client.metadata();
+        metadata
+            .brokers
+            .contains_key(&metadata.controller_id)
+            .then_some(metadata.controller_id)
+    }
+
+    /// Sends to the controller when it is known, else to any broker.
+    async fn send_to_controller<Req: Request>(&self, request: &Req) -> Result<Req::Response> {
+        match self.controller() {
+            Some(controller) => self.client.send_to(controller, request).await,
+            None => self.client.send_any(request).await,
+        }
+    }
+
+    /// Creates topics; fails with the first topic's error (e.g. TOPIC_ALREADY_EXISTS, code 36).
+    pub async fn create_topics(&self, topics: &[NewTopic]) -> Result<()> {
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(self.timeout_ms())
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|topic| {
+                        CreatableTopic::default()
+                            .with_name(topic_name(&topic.name))
+                            .with_num_partitions(topic.partitions)
+                            .with_replication_factor(topic.replication_factor)
+                            .with_configs(
+                                topic
+                                    .configs
+                                    .iter()
+                                    .map(|(name, value)| {
+                                        CreatableTopicConfig::default()
+                                            .with_name(str_bytes(name))
+                                            .with_value(Some(str_bytes(value)))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            );
+        let response = self.send_to_controller(&request).await?;
+        for topic in topics {
+            let result = response
+                .topics
+                .iter()
+                .find(|r| r.name.0.as_str() == topic.name)
+                .ok_or_else(|| missing("CreateTopics", &topic.name))?;
+            Error::check(result.error_code, result.error_message.as_deref())?;
+        }
+        let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+        let _ = self.client.refresh_metadata(Some(&names)).await;
+        Ok(())
+    }
+
+    /// Deletes topics by name.
+    pub async fn delete_topics(&self, names: &[&str]) -> Result<()> {
+        let request = DeleteTopicsRequest::default().with_timeout_ms(self.timeout_ms());
+        // Version 6 names topics in `topics` (which may carry ids instead); older ones in `topic_names`.
+        let request = if self
+            .client
+            .version_for::<DeleteTopicsRequest>(self.controller())
+            .await?
+            >= 6
+        {
+            request.with_topics(
+                names
+                    .iter()
+                    .map(|n| DeleteTopicState::default().with_name(Some(topic_name(n))))
+                    .collect(),
+            )
+        } else {
+            request.with_topic_names(names.iter().map(|n| topic_name(n)).collect())
+        };
+        let response = self.send_to_controller(&request).await?;
+        for name in names {
+            let result = response
+                .responses
+                .iter()
+                .find(|r| r.name.as_ref().is_some_and(|n| n.0.as_str() == *name))
+                .ok_or_else(|| missing("DeleteTopics", name))?;
+            Error::check(result.error_code, result.error_message.as_deref())?;
+        }
+        let _ = self.client.refresh_metadata(Some(names)).await;
+        Ok(())
+    }
+
+    /// Lists all topics with their partition counts, sorted by name.
+    pub async fn list_topics(&self) -> Result<Vec<TopicListing>> {
+        let metadata = self.client.refresh_metadata(None).await?;
+        let mut topics: Vec<TopicListing> = metadata
+            .topics
+            .values()
+            .map(|t| TopicListing {
+                name: t.name.clone(),
+                partitions: t.partition_count(),
+                is_internal: t.is_internal,
+            })
+            .collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(topics)
+    }
+
+    /// Describes topics: partitions, leaders, replicas and configs.
+    pub async fn describe_topics(&self, names: &[&str]) -> Result<Vec<TopicDescription>> {
+        let metadata = self.client.refresh_metadata(Some(names)).await?;
+        let mut configs = self.describe_topic_configs(names).await?;
+        names
+            .iter()
+            .map(|name| {
+                let topic = metadata
+                    .topics
+                    .get(*name)
+                    .ok_or_else(|| Error::UnknownTopic(name.to_string()))?;
+                Ok(TopicDescription {
+                    name: topic.name.clone(),
+                    topic_id: topic.topic_id,
+                    is_internal: topic.is_internal,
+                    partitions: topic.partitions.clone(),
+                    configs: configs.remove(*name).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// The configs of topics (DescribeConfigs), by topic and config name.
+    pub async fn describe_topic_configs(
+        &self,
+        names: &[&str],
+    ) -> Result<HashMap<String, BTreeMap<String, ConfigEntry>>> {
+        let request = DescribeConfigsRequest::default().with_resources(
+            names
+                .iter()
+                .map(|n| {
+                    DescribeConfigsResource::default()
+                        .with_resource_type(RESOURCE_TOPIC)
+                        .with_resource_name(str_bytes(n))
+                        .with_configuration_keys(None)
+                })
+                .collect(),
+        );
+        let response = self.client.send_any(&request).await?;
+        let mut out = HashMap::new();
+        for result in response.results {
+            Error::check(result.error_code, result.error_message.as_deref())?;
+            let entries = result
+                .configs
+                .into_iter()
+                .map(|c| {
+                    let entry = ConfigEntry {
+                        name: c.name.to_string(),
+                        value: c.value.map(|v| v.to_string()),
+                        // Source 5 is DEFAULT_CONFIG (v1+); -1/unknown counts as not default.
+                        is_default: c.config_source == 5,
+                        read_only: c.read_only,
+                        is_sensitive: c.is_sensitive,
+                    };
+                    (entry.name.clone(), entry)
+                })
+                .collect();
+            out.insert(result.resource_name.to_string(), entries);
+        }
+        for name in names {
+            if !out.contains_key(*name) {
+                return Err(missing("DescribeConfigs", name));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Raises a topic's partition count to `total`.
+    pub async fn create_partitions(&self, topic: &str, total: i32) -> Result<()> {
+        let request = CreatePartitionsRequest::default()
+            .with_timeout_ms(self.timeout_ms())
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(topic_name(topic))
+                .with_count(total)]);
+        let response = self.send_to_controller(&request).await?;
+        let result = response
+            .results
+            .iter()
+            .find(|r| r.name.0.as_str() == topic)
+            .ok_or_else(|| missing("CreatePartitions", topic))?;
+        Error::check(result.error_code, result.error_message.as_deref())?;
+        let _ = self.client.refresh_metadata(Some(&[topic])).await;
+        Ok(())
+    }
+
+    /// Sets (`Some`) or removes (`None`) topic config overrides, leaving the others alone.
+    ///
+    /// ```no_run
+    /// # async fn demo(admin: strom_client::Admin) -> strom_client::Result<()> {
+    /// admin.incremental_alter_configs("events", &[("retention.ms", Some("3600000")), ("cleanup.policy", None)]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn incremental_alter_configs(&self, topic: &str, changes: &[(&str, Option<&str>)]) -> Result<()> {
+        let configs = changes
+            .iter()
+            .map(|(name, value)| {
+                AlterableConfig::default()
+                    .with_name(str_bytes(name))
+                    .with_config_operation(if value.is_some() { 0 } else { 1 }) // SET / DELETE
+                    .with_value(value.map(str_bytes))
+            })
+            .collect();
+        let request = IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+            .with_resource_type(RESOURCE_TOPIC)
+            .with_resource_name(str_bytes(topic))
+            .with_configs(configs)]);
+        let response = self.client.send_any(&request).await?;
+        let result = response
+            .responses
+            .iter()
+            .find(|r| r.resource_name.as_str() == topic)
+            .ok_or_else(|| missing("IncrementalAlterConfigs", topic))?;
+        Error::check(result.error_code, result.error_message.as_deref())
+    }
+
+    /// Offsets of partitions: earliest, latest or by timestamp. Returns `(offset, timestamp)`;
+    /// offset -1 when no record has a timestamp at or after the one asked for.
+    pub async fn list_offsets(
+        &self,
+        partitions: &[(String, i32, OffsetSpec)],
+    ) -> Result<HashMap<(String, i32), (i64, i64)>> {
+        let queries: Vec<(String, i32, i64)> = partitions
+            .iter()
+            .map(|(topic, partition, spec)| {
+                let timestamp = match spec {
+                    OffsetSpec::Earliest => -2,
+                    OffsetSpec::Latest => -1,
+                    OffsetSpec::Timestamp(timestamp) => *timestamp,
+                };
+                (topic.clone(), *partition, timestamp)
+            })
+            .collect();
+        self.client.list_offsets(&queries, false).await
+    }
+
+    /// Lists the groups of every broker, sorted by id.
+    pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
+        let metadata = self.client.refresh_metadata(Some(&[])).await?;
+        let mut groups = Vec::new();
+        for broker in metadata.brokers.keys() {
+            let response = self.client.send_to(*broker, &ListGroupsRequest::default()).await?;
+            Error::check(response.error_code, None)?;
+            groups.extend(response.groups.into_iter().map(|g| GroupListing {
+                group_id: g.group_id.0.to_string(),
+                protocol_type: g.protocol_type.to_string(),
+                state: g.group_state.to_string(),
+            }));
+        }
+        groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        groups.dedup_by(|a, b| a.group_id == b.group_id);
+        Ok(groups)
+    }
+
+    /// Describes groups (state and members), asking every broker and keeping the answer of
+    /// the group's coordinator.
+    pub async fn describe_groups(&self, group_ids: &[&str]) -> Result<Vec<GroupDescription>> {
+        let metadata = self.client.refresh_metadata(Some(&[])).await?;
+        let request =
+            DescribeGroupsRequest::default().with_groups(group_ids.iter().map(|g| GroupId(str_bytes(g))).collect());
+        let mut found: HashMap<String, GroupDescription> = HashMap::new();
+        let mut last_error = None;
+        for broker in metadata.brokers.keys() {
+            let response = self.client.send_to(*broker, &request).await?;
+            for group in response.groups {
+                if group.error_code == NOT_COORDINATOR {
+                    continue;
+                }
+                if let Err(error) = Error::check(group.error_code, group.error_message.as_deref()) {
+                    last_error = Some(error);
+                    continue;
+                }
+                let description = GroupDescription {
+                    group_id: group.group_id.0.to_string(),
+                    state: group.group_state.to_string(),
+                    protocol_type: group.protocol_type.to_string(),
+                    protocol: group.protocol_data.to_string(),
+                    members: group
+                        .members
+                        .into_iter()
+                        .map(|m| GroupMember {
+                            member_id: m.member_id.to_string(),
+                            group_instance_id: m.group_instance_id.map(|i| i.to_string()),
+                            client_id: m.client_id.to_string(),
+                            client_host: m.client_host.to_string(),
+                        })
+                        .collect(),
+                };
+                found.insert(description.group_id.clone(), description);
+            }
+        }
+        group_ids
+            .iter()
+            .map(|id| {
+                found.remove(*id).ok_or_else(|| {
+                    last_error
+                        .clone()
+                        .unwrap_or_else(|| Error::kafka(NOT_COORDINATOR, Some("no coordinator found")))
+                })
+            })
+            .collect()
+    }
+
+    /// Waits until a topic's metadata shows a leader for every partition (after creation).
+    pub async fn wait_for_topic(&self, name: &str, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Ok(topic) = self.client.fetch_topic_metadata(name).await {
+                if !topic.partitions.is_empty() && topic.partitions.iter().all(|p| p.leader >= 0) {
+                    return Ok(());
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout(format!("topic {name} has no leaders after {timeout:?}")));
+            }
+            tokio::time::sleep(self.client.config().retry_backoff).await;
+        }
+    }
+}
+
+fn str_bytes(value: &str) -> StrBytes {
+    StrBytes::from_string(value.to_string())
+}
+
+fn topic_name(value: &str) -> TopicName {
+    TopicName(str_bytes(value))
+}
+
+fn missing(api: &str, name: &str) -> Error {
+    Error::Protocol(format!("{api} response has no result for {name}"))
+}

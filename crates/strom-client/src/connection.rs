@@ -1,0 +1,433 @@
+//! One TCP connection to one broker: the ApiVersions handshake, version negotiation and
+//! pipelined requests.
+//!
+//! A writer task sends frames in the order `send` queued them; a reader task reads response
+//! frames and hands each to the waiter registered under its correlation id. Any socket error
+//! closes the connection and fails every waiting request with [`Error::Io`]; the owner
+//! ([`crate::Client`]) then opens a new one.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{debug, trace};
+
+use crate::constants::{
+    CLIENT_SOFTWARE_NAME, CLIENT_SOFTWARE_VERSION, CONNECTION_QUEUE_DEPTH, RESPONSE_FRAME_BYTES_MAX,
+};
+use crate::error::{Error, Result};
+
+/// Kafka's UNSUPPORTED_VERSION error code.
+const UNSUPPORTED_VERSION: i16 = 35;
+
+type Waiters = Arc<Mutex<HashMap<i32, oneshot::Sender<Result<Bytes>>>>>;
+
+/// What the writer does once a frame is on the wire.
+enum Reply {
+    /// A response is expected; the waiter is already registered under this correlation id.
+    Response,
+    /// No response will come (acks=0 produce): tell the caller the frame was written.
+    Written(oneshot::Sender<Result<()>>),
+}
+
+struct Outgoing {
+    frame: Bytes,
+    reply: Reply,
+}
+
+/// A connection to one broker, shared by all tasks that talk to it.
+///
+/// ```no_run
+/// # async fn demo() -> strom_client::Result<()> {
+/// use std::time::Duration;
+/// use kafka_protocol::messages::MetadataRequest;
+/// use strom_client::Connection;
+///
+/// let connection = Connection::connect("127.0.0.1:9092", "my-app", Duration::from_secs(30)).await?;
+/// let metadata = connection.send(&MetadataRequest::default()).await?;
+/// println!("{} brokers", metadata.brokers.len());
+/// # Ok(()) }
+/// ```
+pub struct Connection {
+    address: String,
+    client_id: StrBytes,
+    request_timeout: Duration,
+    versions: HashMap<i16, (i16, i16)>,
+    next_correlation_id: AtomicI32,
+    waiters: Waiters,
+    outgoing: mpsc::Sender<Outgoing>,
+    closed: Arc<AtomicBool>,
+    reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("address", &self.address)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.reader.abort();
+        self.writer.abort();
+    }
+}
+
+impl Connection {
+    /// Opens a TCP connection to `address` (`host:port`) and performs the ApiVersions handshake.
+    pub async fn connect(address: &str, client_id: &str, request_timeout: Duration) -> Result<Connection> {
+        let stream = tokio::time::timeout(request_timeout, TcpStream::connect(address))
+            .await
+            .map_err(|_| Error::Timeout(format!("connecting to {address}")))??;
+        stream.set_nodelay(true)?;
+        let (read_half, write_half) = stream.into_split();
+        let waiters: Waiters = Arc::new(Mutex::new(HashMap::new()));
+        let closed = Arc::new(AtomicBool::new(false));
+        let (outgoing, outgoing_rx) = mpsc::channel(CONNECTION_QUEUE_DEPTH);
+        let reader = tokio::spawn(read_loop(
+            read_half,
+            waiters.clone(),
+            closed.clone(),
+            address.to_string(),
+        ));
+        let writer = tokio::spawn(write_loop(write_half, outgoing_rx, waiters.clone(), closed.clone()));
+        let mut connection = Connection {
+            address: address.to_string(),
+            client_id: StrBytes::from_string(client_id.to_string()),
+            request_timeout,
+            versions: HashMap::new(),
+            next_correlation_id: AtomicI32::new(0),
+            waiters,
+            outgoing,
+            closed,
+            reader,
+            writer,
+        };
+        connection.versions = connection.handshake().await?;
+        debug!(address, apis = connection.versions.len(), "connected");
+        Ok(connection)
+    }
+
+    /// The `host:port` this connection was opened to.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Whether the socket failed or was closed; a closed connection fails every request.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// The broker's supported version range of an API, as advertised by ApiVersions.
+    pub fn broker_versions(&self, api_key: ApiKey) -> Option<(i16, i16)> {
+        self.versions.get(&(api_key as i16)).copied()
+    }
+
+    /// The version `send` uses for request type `Req`: the highest both sides support.
+    pub fn version_for<Req: Request>(&self) -> Result<i16> {
+        let (broker_min, broker_max) = self
+            .versions
+            .get(&Req::KEY)
+            .copied()
+            .ok_or_else(|| Error::Protocol(format!("broker does not support API key {}", Req::KEY)))?;
+        let client_min = Req::VERSIONS.min;
+        let client_max = Req::VERSIONS.max.min(client_version_max(Req::KEY));
+        let version = broker_max.min(client_max);
+        if version < broker_min.max(client_min) {
+            return Err(Error::Protocol(format!(
+                "no common version for API key {}: broker {broker_min}..={broker_max}, client {client_min}..={client_max}",
+                Req::KEY
+            )));
+        }
+        Ok(version)
+    }
+
+    /// Sends a request with the negotiated version and waits for its response (at most the
+    /// request timeout).
+    pub async fn send<Req: Request>(&self, request: &Req) -> Result<Req::Response> {
+        let version = self.version_for::<Req>()?;
+        self.send_version(request, version).await
+    }
+
+    /// Sends a request that the broker does not answer (a Produce with acks=0) and returns once
+    /// it has been written to the socket.
+    pub async fn send_without_response<Req: Request>(&self, request: &Req) -> Result<()> {
+        let version = self.version_for::<Req>()?;
+        let correlation_id = self.next_correlation_id();
+        let frame = self.encode(request, version, correlation_id)?;
+        let (written_tx, written_rx) = oneshot::channel();
+        self.enqueue(Outgoing {
+            frame,
+            reply: Reply::Written(written_tx),
+        })
+        .await?;
+        match tokio::time::timeout(self.request_timeout, written_rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(closed_error(&self.address)),
+            Err(_) => Err(Error::Timeout(format!("writing to {}", self.address))),
+        }
+    }
+
+    /// Sends a request with an explicit version.
+    pub async fn send_version<Req: Request>(&self, request: &Req, version: i16) -> Result<Req::Response> {
+        let correlation_id = self.next_correlation_id();
+        let frame = self.encode(request, version, correlation_id)?;
+        let mut body = self.round_trip(frame, correlation_id, Req::KEY).await?;
+        decode_response::<Req>(&mut body, version, correlation_id)
+    }
+
+    async fn round_trip(&self, frame: Bytes, correlation_id: i32, api_key: i16) -> Result<Bytes> {
+        let (response_tx, response_rx) = oneshot::channel();
+        lock(&self.waiters).insert(correlation_id, response_tx);
+        if let Err(error) = self
+            .enqueue(Outgoing {
+                frame,
+                reply: Reply::Response,
+            })
+            .await
+        {
+            lock(&self.waiters).remove(&correlation_id);
+            return Err(error);
+        }
+        trace!(address = %self.address, api_key, correlation_id, "request sent");
+        match tokio::time::timeout(self.request_timeout, response_rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(closed_error(&self.address)),
+            Err(_) => {
+                lock(&self.waiters).remove(&correlation_id);
+                Err(Error::Timeout(format!(
+                    "no response to API key {api_key} (correlation id {correlation_id}) from {} within {:?}",
+                    self.address, self.request_timeout
+                )))
+            }
+        }
+    }
+
+    async fn enqueue(&self, outgoing: Outgoing) -> Result<()> {
+        if self.is_closed() {
+            return Err(closed_error(&self.address));
+        }
+        self.outgoing
+            .send(outgoing)
+            .await
+            .map_err(|_| closed_error(&self.address))
+    }
+
+    fn next_correlation_id(&self) -> i32 {
+        // Wraps after 2^31 requests; ids are only compared for equality.
+        self.next_correlation_id.fetch_add(1, Ordering::Relaxed) & i32::MAX
+    }
+
+    fn encode<Req: Request>(&self, request: &Req, version: i16, correlation_id: i32) -> Result<Bytes> {
+        let header = RequestHeader::default()
+            .with_request_api_key(Req::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(self.client_id.clone()));
+        let mut frame = BytesMut::new();
+        frame.extend_from_slice(&[0; 4]);
+        header
+            .encode(&mut frame, Req::header_version(version))
+            .map_err(|e| Error::Protocol(format!("encoding request header: {e}")))?;
+        request
+            .encode(&mut frame, version)
+            .map_err(|e| Error::Protocol(format!("encoding request (API key {}, v{version}): {e}", Req::KEY)))?;
+        let length = i32::try_from(frame.len() - 4)
+            .map_err(|_| Error::Protocol(format!("request of {} bytes is too large", frame.len())))?;
+        frame[..4].copy_from_slice(&length.to_be_bytes());
+        Ok(frame.freeze())
+    }
+
+    async fn handshake(&self) -> Result<HashMap<i16, (i16, i16)>> {
+        let request = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str(CLIENT_SOFTWARE_NAME))
+            .with_client_software_version(StrBytes::from_static_str(CLIENT_SOFTWARE_VERSION));
+        let correlation_id = self.next_correlation_id();
+        let frame = self.encode(&request, 3, correlation_id)?;
+        let mut body = self.round_trip(frame, correlation_id, ApiVersionsRequest::KEY).await?;
+        // A broker that does not know v3 answers in v0 with UNSUPPORTED_VERSION, so peek the
+        // error code (the first field in every version) before decoding.
+        let header = ResponseHeader::decode(&mut body, ApiVersionsResponse::header_version(3))
+            .map_err(|e| Error::Protocol(format!("ApiVersions response header: {e}")))?;
+        check_correlation(header.correlation_id, correlation_id)?;
+        let response = if body.len() >= 2 && i16::from_be_bytes([body[0], body[1]]) == UNSUPPORTED_VERSION {
+            debug!(address = %self.address, "ApiVersions v3 unsupported, retrying with v0");
+            self.send_version(&ApiVersionsRequest::default(), 0).await?
+        } else {
+            ApiVersionsResponse::decode(&mut body, 3)
+                .map_err(|e| Error::Protocol(format!("malformed ApiVersions v3 response: {e}")))?
+        };
+        Error::check(response.error_code, None)?;
+        let mut versions = HashMap::with_capacity(response.api_keys.len());
+        for api in &response.api_keys {
+            if api.min_version < 0 || api.max_version < api.min_version {
+                return Err(Error::Protocol(format!(
+                    "broker advertises API key {} with versions {}..={}",
+                    api.api_key, api.min_version, api.max_version
+                )));
+            }
+            versions.insert(api.api_key, (api.min_version, api.max_version));
+        }
+        Ok(versions)
+    }
+}
+
+/// The highest version this client speaks per API when it is below what `kafka-protocol`
+/// knows: newer versions of these address topics by id only.
+fn client_version_max(api_key: i16) -> i16 {
+    match ApiKey::try_from(api_key) {
+        Ok(ApiKey::Produce) => 12,
+        Ok(ApiKey::Fetch) => 12,
+        Ok(ApiKey::Metadata) => 12,
+        _ => i16::MAX,
+    }
+}
+
+fn decode_response<Req: Request>(body: &mut Bytes, version: i16, correlation_id: i32) -> Result<Req::Response> {
+    let header = ResponseHeader::decode(body, <Req::Response as HeaderVersion>::header_version(version))
+        .map_err(|e| Error::Protocol(format!("malformed response header (API key {}): {e}", Req::KEY)))?;
+    check_correlation(header.correlation_id, correlation_id)?;
+    let response = <Req::Response as Decodable>::decode(body, version)
+        .map_err(|e| Error::Protocol(format!("malformed response (API key {}, v{version}): {e}", Req::KEY)))?;
+    if body.has_remaining() {
+        return Err(Error::Protocol(format!(
+            "{} trailing bytes after response (API key {}, v{version})",
+            body.remaining(),
+            Req::KEY
+        )));
+    }
+    Ok(response)
+}
+
+fn check_correlation(received: i32, expected: i32) -> Result<()> {
+    if received != expected {
+        return Err(Error::Protocol(format!(
+            "response correlation id {received}, expected {expected}"
+        )));
+    }
+    Ok(())
+}
+
+fn closed_error(address: &str) -> Error {
+    Error::Io(std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        format!("connection to {address} closed"),
+    ))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn fail_all(waiters: &Waiters, error: &Error) {
+    let drained: Vec<_> = lock(waiters).drain().collect();
+    for (_, waiter) in drained {
+        let _ = waiter.send(Err(error.clone()));
+    }
+}
+
+async fn write_loop(
+    write_half: OwnedWriteHalf,
+    mut outgoing: mpsc::Receiver<Outgoing>,
+    waiters: Waiters,
+    closed: Arc<AtomicBool>,
+) {
+    let mut writer = BufWriter::new(write_half);
+    let mut written = Vec::new();
+    while let Some(first) = outgoing.recv().await {
+        let mut next = Some(first);
+        let mut result = Ok(());
+        // Write everything already queued, then flush once: pipelined requests share syscalls.
+        while let Some(item) = next.take() {
+            if result.is_ok() {
+                result = writer.write_all(&item.frame).await;
+            }
+            if let Reply::Written(tx) = item.reply {
+                written.push(tx);
+            }
+            next = outgoing.try_recv().ok();
+        }
+        if result.is_ok() {
+            result = writer.flush().await;
+        }
+        for tx in written.drain(..) {
+            let _ = tx.send(
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|e| Error::Io(std::io::Error::new(e.kind(), e.to_string()))),
+            );
+        }
+        if let Err(error) = result {
+            debug!(%error, "write failed, closing connection");
+            closed.store(true, Ordering::Release);
+            fail_all(&waiters, &Error::Io(error));
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+async fn read_loop(mut read_half: OwnedReadHalf, waiters: Waiters, closed: Arc<AtomicBool>, address: String) {
+    let error = loop {
+        match read_frame(&mut read_half).await {
+            Ok(frame) => {
+                if frame.len() < 4 {
+                    break Error::Protocol(format!("response frame of {} bytes from {address}", frame.len()));
+                }
+                let correlation_id = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
+                let waiter = lock(&waiters).remove(&correlation_id);
+                match waiter {
+                    Some(waiter) => {
+                        let _ = waiter.send(Ok(frame));
+                    }
+                    None => debug!(%address, correlation_id, "response nobody waits for (timed out?)"),
+                }
+            }
+            Err(error) => break error,
+        }
+    };
+    debug!(%address, %error, "connection closed");
+    closed.store(true, Ordering::Release);
+    fail_all(&waiters, &error);
+}
+
+async fn read_frame(read_half: &mut OwnedReadHalf) -> Result<Bytes> {
+    let length = read_half.read_i32().await?;
+    let length = usize::try_from(length).map_err(|_| Error::Protocol(format!("negative frame length {length}")))?;
+    if length > RESPONSE_FRAME_BYTES_MAX {
+        return Err(Error::Protocol(format!(
+            "response frame of {length} bytes exceeds the limit of {RESPONSE_FRAME_BYTES_MAX}"
+        )));
+    }
+    let mut frame = BytesMut::zeroed(length);
+    read_half.read_exact(&mut frame).await?;
+    Ok(frame.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::{FetchRequest, MetadataRequest, ProduceRequest};
+
+    #[test]
+    fn client_caps_versions_that_need_topic_ids() {
+        assert_eq!(client_version_max(ProduceRequest::KEY), 12);
+        assert_eq!(client_version_max(FetchRequest::KEY), 12);
+        assert_eq!(client_version_max(MetadataRequest::KEY), 12);
+        assert_eq!(client_version_max(ApiVersionsRequest::KEY), i16::MAX);
+    }
+}

@@ -1,0 +1,55 @@
+//! `strom-client`: a native async Rust client for Strom and other Kafka-protocol brokers.
+//!
+//! It speaks only the Kafka wire protocol (through the `kafka-protocol` codec), so it works
+//! with any broker that does.
+//!
+//! - [`Client`]: bootstrap, metadata cache, one pipelined [`Connection`] per broker, retries.
+//! - [`Producer`]: partitioning, batching with linger, compression, acks, retries, idempotence.
+//! - [`Consumer`]: manually assigned partitions, long-poll fetches, read_committed.
+//! - [`Admin`]: topics, partitions, configs, offsets and groups.
+//!
+//! ```no_run
+//! # async fn demo() -> strom_client::Result<()> {
+//! use strom_client::{ClientConfig, Consumer, ConsumerConfig, Offset, Producer, ProducerConfig, ProducerRecord};
+//! use std::time::Duration;
+//!
+//! let config = ClientConfig::new(["127.0.0.1:9092"]);
+//! let producer = Producer::new(config.clone(), ProducerConfig::default()).await?;
+//! let metadata = producer.send(ProducerRecord::new("events", "hello").with_key("k")).await?.await?;
+//! producer.close().await?;
+//!
+//! let consumer = Consumer::new(config, ConsumerConfig::default()).await?;
+//! consumer.assign(vec![("events".to_string(), metadata.partition, Offset::Beginning)]).await?;
+//! for record in consumer.poll(Duration::from_secs(1)).await? {
+//!     println!("{}@{}: {:?}", record.partition, record.offset, record.value);
+//! }
+//! # Ok(()) }
+//! ```
+
+mod admin;
+mod client;
+mod connection;
+pub mod constants;
+mod consumer;
+mod error;
+pub mod partitioner;
+mod producer;
+mod record;
+
+pub use admin::{
+    Admin, ConfigEntry, GroupDescription, GroupListing, GroupMember, NewTopic, OffsetSpec, PartitionDescription,
+    TopicDescription, TopicListing,
+};
+pub use client::{BrokerMetadata, Client, ClientConfig, Metadata, PartitionMetadata, TopicMetadata};
+pub use connection::Connection;
+pub use consumer::{Consumer, ConsumerConfig, IsolationLevel, Offset};
+pub use error::{Error, Result};
+pub use partitioner::{
+    DefaultPartitioner, HashRangePartitioner, Murmur2Partitioner, Partitioner, RoundRobinPartitioner,
+};
+pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, RecordMetadata};
+pub use record::{Compression, ConsumerRecord, Header, ProducerRecord};
+
+/// The `kafka-protocol` crate this client is built on, for sending raw requests with
+/// [`Client::send_to`].
+pub use kafka_protocol;

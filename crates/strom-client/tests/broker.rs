@@ -1,0 +1,366 @@
+//! Tests against the real Strom binary (`target/release/strom`, or `STROM_BIN`).
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use strom_client::partitioner::murmur2_partition;
+use strom_client::{
+    Acks, Admin, Client, ClientConfig, Compression, Consumer, ConsumerConfig, ConsumerRecord, NewTopic, Offset,
+    OffsetSpec, Producer, ProducerConfig, ProducerRecord,
+};
+
+/// A broker process on a free port with its own data directory, killed on drop.
+struct Broker {
+    child: Child,
+    address: String,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn binary() -> PathBuf {
+    let path = std::env::var_os("STROM_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release/strom"));
+    assert!(
+        path.exists(),
+        "{} does not exist: build the release binary first (cargo build --release)",
+        path.display()
+    );
+    path
+}
+
+fn start_broker() -> Broker {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let data = tempfile::tempdir().expect("temp dir");
+    let address = format!("127.0.0.1:{port}");
+    let log = std::fs::File::create(data.path().join("broker.log")).expect("log file");
+    let child = Command::new(binary())
+        .arg("serve")
+        .arg("--set")
+        .arg(format!("listeners=PLAINTEXT://{address}"))
+        .arg("--set")
+        .arg(format!("log.dirs={}", data.path().join("data").display()))
+        .arg("--set")
+        .arg("group.initial.rebalance.delay.ms=0")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn strom");
+    let mut broker = Broker {
+        child,
+        address,
+        _data: data,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&broker.address).is_err() {
+        if let Ok(Some(status)) = broker.child.try_wait() {
+            panic!("strom exited with {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "strom did not listen on {} within 30 s",
+            broker.address
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    broker
+}
+
+fn config(broker: &Broker) -> ClientConfig {
+    ClientConfig {
+        request_timeout: Duration::from_secs(20),
+        ..ClientConfig::new([broker.address.clone()])
+    }
+}
+
+async fn create_topic(admin: &Admin, name: &str, partitions: i32) {
+    admin
+        .create_topics(&[NewTopic::new(name, partitions, 1)])
+        .await
+        .expect("create topic");
+    admin
+        .wait_for_topic(name, Duration::from_secs(10))
+        .await
+        .expect("topic ready");
+}
+
+/// Reads until `count` records arrived (or 60 s passed).
+async fn consume(consumer: &Consumer, count: usize) -> Vec<ConsumerRecord> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut records = Vec::new();
+    while records.len() < count && Instant::now() < deadline {
+        records.extend(consumer.poll(Duration::from_millis(500)).await.expect("poll"));
+    }
+    records
+}
+
+#[tokio::test]
+async fn admin_creates_lists_describes_and_deletes_topics() {
+    let broker = start_broker();
+    let admin = Admin::new(config(&broker)).await.expect("admin");
+    admin
+        .create_topics(&[NewTopic::new("admin-topic", 2, 1).with_config("retention.ms", "3600000")])
+        .await
+        .expect("create");
+    admin
+        .wait_for_topic("admin-topic", Duration::from_secs(10))
+        .await
+        .expect("ready");
+    let duplicate = admin.create_topics(&[NewTopic::new("admin-topic", 2, 1)]).await;
+    assert_eq!(duplicate.err().and_then(|e| e.code()), Some(36), "TOPIC_ALREADY_EXISTS");
+
+    let listed = admin.list_topics().await.expect("list");
+    let listing = listed.iter().find(|t| t.name == "admin-topic").expect("listed");
+    assert_eq!(listing.partitions, 2);
+
+    let described = admin.describe_topics(&["admin-topic"]).await.expect("describe");
+    let topic = &described[0];
+    assert_eq!(topic.partitions.len(), 2);
+    assert!(topic.partitions.iter().all(|p| p.leader >= 0));
+    assert_eq!(
+        topic.configs.get("retention.ms").and_then(|c| c.value.as_deref()),
+        Some("3600000")
+    );
+
+    admin
+        .create_partitions("admin-topic", 4)
+        .await
+        .expect("create partitions");
+    admin
+        .incremental_alter_configs("admin-topic", &[("retention.ms", Some("7200000"))])
+        .await
+        .expect("alter");
+    let described = admin.describe_topics(&["admin-topic"]).await.expect("describe again");
+    assert_eq!(described[0].partitions.len(), 4);
+    assert_eq!(
+        described[0]
+            .configs
+            .get("retention.ms")
+            .and_then(|c| c.value.as_deref()),
+        Some("7200000")
+    );
+
+    let offsets = admin
+        .list_offsets(&[
+            ("admin-topic".to_string(), 0, OffsetSpec::Earliest),
+            ("admin-topic".to_string(), 1, OffsetSpec::Latest),
+        ])
+        .await
+        .expect("list offsets");
+    assert_eq!(offsets.get(&("admin-topic".to_string(), 0)).map(|o| o.0), Some(0));
+    assert_eq!(offsets.get(&("admin-topic".to_string(), 1)).map(|o| o.0), Some(0));
+    admin.list_groups().await.expect("list groups");
+
+    admin.delete_topics(&["admin-topic"]).await.expect("delete");
+    let listed = admin.list_topics().await.expect("list after delete");
+    assert!(listed.iter().all(|t| t.name != "admin-topic"));
+    let missing = admin.describe_topics(&["admin-topic"]).await;
+    assert!(missing.is_err());
+}
+
+#[tokio::test]
+async fn produces_and_consumes_keyed_records_with_every_codec() {
+    const RECORDS: usize = 10_000;
+    const PARTITIONS: i32 = 3;
+    let broker = start_broker();
+    let client = Client::connect(config(&broker)).await.expect("client");
+    let admin = Admin::with_client(client.clone());
+    for compression in Compression::ALL {
+        let topic = format!("codec-{compression:?}").to_lowercase();
+        create_topic(&admin, &topic, PARTITIONS).await;
+        let producer = Producer::with_client(
+            client.clone(),
+            ProducerConfig {
+                acks: Acks::All,
+                compression,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("producer");
+        let mut deliveries = Vec::with_capacity(RECORDS);
+        for i in 0..RECORDS {
+            let record =
+                ProducerRecord::new(&topic, format!("value-{i}-{}", "x".repeat(i % 50))).with_key(format!("key-{i}"));
+            deliveries.push(producer.send(record).await.expect("send"));
+        }
+        let mut expected = BTreeMap::new();
+        for (i, delivery) in deliveries.into_iter().enumerate() {
+            let metadata = delivery.await.expect("delivered");
+            let key = format!("key-{i}");
+            assert_eq!(
+                metadata.partition,
+                murmur2_partition(key.as_bytes(), PARTITIONS),
+                "{key}"
+            );
+            assert!(metadata.offset >= 0);
+            expected.insert(
+                (metadata.partition, metadata.offset),
+                (key, format!("value-{i}-{}", "x".repeat(i % 50))),
+            );
+        }
+        producer.close().await.expect("close");
+
+        let consumer = Consumer::with_client(client.clone(), ConsumerConfig::default()).expect("consumer");
+        consumer
+            .assign((0..PARTITIONS).map(|p| (topic.clone(), p, Offset::Beginning)).collect())
+            .await
+            .expect("assign");
+        let records = consume(&consumer, RECORDS).await;
+        assert_eq!(records.len(), RECORDS, "{compression:?}");
+        for record in &records {
+            let (key, value) = expected
+                .get(&(record.partition, record.offset))
+                .expect("expected record");
+            assert_eq!(record.key.as_deref(), Some(key.as_bytes()));
+            assert_eq!(record.value.as_deref(), Some(value.as_bytes()));
+        }
+        for partition in 0..PARTITIONS {
+            let offsets: Vec<i64> = records
+                .iter()
+                .filter(|r| r.partition == partition)
+                .map(|r| r.offset)
+                .collect();
+            assert!(offsets.windows(2).all(|w| w[0] + 1 == w[1]), "dense, in order");
+        }
+    }
+}
+
+#[tokio::test]
+async fn idempotent_producer_gets_a_producer_id() {
+    let broker = start_broker();
+    let client = Client::connect(config(&broker)).await.expect("client");
+    create_topic(&Admin::with_client(client.clone()), "idempotent", 1).await;
+    let producer = Producer::with_client(client.clone(), ProducerConfig::default())
+        .await
+        .expect("producer");
+    let (producer_id, epoch) = producer.producer_id().expect("idempotent producer has an id");
+    assert!(producer_id >= 0 && epoch >= 0);
+    let first = producer
+        .send(ProducerRecord::new("idempotent", "a"))
+        .await
+        .expect("send")
+        .await
+        .expect("delivered");
+    let second = producer
+        .send(ProducerRecord::new("idempotent", "b"))
+        .await
+        .expect("send")
+        .await
+        .expect("delivered");
+    assert_eq!(second.offset, first.offset + 1);
+    producer.close().await.expect("close");
+
+    let plain = Producer::with_client(
+        client,
+        ProducerConfig {
+            acks: Acks::Leader,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("producer");
+    assert_eq!(plain.producer_id(), None);
+}
+
+#[tokio::test]
+async fn offset_timestamp_resolves_with_list_offsets() {
+    let broker = start_broker();
+    let client = Client::connect(config(&broker)).await.expect("client");
+    create_topic(&Admin::with_client(client.clone()), "timestamps", 1).await;
+    let producer = Producer::with_client(client.clone(), ProducerConfig::default())
+        .await
+        .expect("producer");
+    for (i, timestamp) in [1_000i64, 2_000, 3_000].into_iter().enumerate() {
+        let record = ProducerRecord::new("timestamps", format!("{i}"))
+            .with_partition(0)
+            .with_timestamp(timestamp);
+        producer.send(record).await.expect("send").await.expect("delivered");
+    }
+    producer.close().await.expect("close");
+
+    let consumer = Consumer::with_client(client, ConsumerConfig::default()).expect("consumer");
+    consumer
+        .assign(vec![("timestamps".to_string(), 0, Offset::Timestamp(1_500))])
+        .await
+        .expect("assign");
+    assert_eq!(consumer.position("timestamps", 0).await, Some(1));
+    let records = consume(&consumer, 2).await;
+    assert_eq!(records.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(records.first().map(|r| r.timestamp), Some(2_000));
+    assert_eq!(
+        records.first().and_then(|r| r.value.clone()),
+        Some(Bytes::from_static(b"1"))
+    );
+
+    consumer
+        .seek("timestamps", 0, Offset::Timestamp(10_000))
+        .await
+        .expect("seek");
+    assert_eq!(
+        consumer.position("timestamps", 0).await,
+        Some(3),
+        "no later record: the end"
+    );
+    consumer.seek("timestamps", 0, Offset::At(0)).await.expect("seek");
+    consumer.pause(&[("timestamps".to_string(), 0)]).await.expect("pause");
+    assert!(consumer
+        .poll(Duration::from_millis(200))
+        .await
+        .expect("poll")
+        .is_empty());
+    consumer.resume(&[("timestamps".to_string(), 0)]).await.expect("resume");
+    assert_eq!(consume(&consumer, 3).await.len(), 3);
+}
+
+#[tokio::test]
+async fn acks_zero_and_unkeyed_records_are_delivered() {
+    let broker = start_broker();
+    let client = Client::connect(config(&broker)).await.expect("client");
+    create_topic(&Admin::with_client(client.clone()), "fire-and-forget", 4).await;
+    let producer = Producer::with_client(
+        client.clone(),
+        ProducerConfig {
+            acks: Acks::None,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("producer");
+    let mut deliveries = Vec::new();
+    for i in 0..500 {
+        deliveries.push(
+            producer
+                .send(ProducerRecord::new("fire-and-forget", format!("{i}")))
+                .await
+                .expect("send"),
+        );
+    }
+    for delivery in deliveries {
+        assert_eq!(delivery.await.expect("written").offset, -1);
+    }
+    producer.close().await.expect("close");
+    let consumer = Consumer::with_client(client, ConsumerConfig::default()).expect("consumer");
+    consumer
+        .assign(
+            (0..4)
+                .map(|p| ("fire-and-forget".to_string(), p, Offset::Beginning))
+                .collect(),
+        )
+        .await
+        .expect("assign");
+    assert_eq!(consume(&consumer, 500).await.len(), 500);
+}

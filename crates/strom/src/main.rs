@@ -1,5 +1,6 @@
 //! The `strom` command: `serve` runs the broker; it only wires the crates together.
 
+mod cli;
 mod settings;
 
 use std::path::PathBuf;
@@ -22,12 +23,24 @@ use settings::Settings;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    common: cli::Common,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the broker (zero config: one node, data in ./strom-data, Kafka on 127.0.0.1:9092).
     Serve(ServeArgs),
+    /// Create, list, describe, alter and delete topics.
+    #[command(subcommand)]
+    Topic(cli::topic::TopicCommand),
+    /// Send records (one per line) to a topic.
+    Produce(cli::produce::ProduceArgs),
+    /// Read records from a topic.
+    Consume(cli::consume::ConsumeArgs),
+    /// List and describe consumer groups.
+    #[command(subcommand)]
+    Group(cli::group::GroupCommand),
 }
 
 #[derive(clap::Args)]
@@ -56,6 +69,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Topic(command) => client_command(|| cli::topic::run(&cli.common, command)),
+        Command::Produce(args) => client_command(|| cli::produce::run(&cli.common, args)),
+        Command::Consume(args) => client_command(|| cli::consume::run(&cli.common, args)),
+        Command::Group(command) => client_command(|| cli::group::run(&cli.common, command)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -64,6 +81,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Run a client command on a small runtime; errors become one line on stderr.
+fn client_command<F, Fut>(command: F) -> Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(command())
 }
 
 fn init_logging(format: LogFormat) {

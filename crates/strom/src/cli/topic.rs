@@ -1,0 +1,191 @@
+//! `strom topic create|list|describe|delete|alter-config|add-partitions`.
+
+use anyhow::Result;
+use clap::Subcommand;
+use serde_json::json;
+use strom_client::NewTopic;
+
+use super::{explain, pairs, print_table, Common, Output};
+
+#[derive(Subcommand, Debug)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create {
+        name: String,
+        /// Number of partitions (-1 = the broker's num.partitions).
+        #[arg(short, long, default_value_t = -1)]
+        partitions: i32,
+        /// Replication factor (-1 = the broker's default).
+        #[arg(short, long, default_value_t = -1)]
+        replication_factor: i16,
+        /// Topic config, e.g. -c retention.ms=60000 (repeatable).
+        #[arg(short, long = "config")]
+        configs: Vec<String>,
+    },
+    /// List topics.
+    List {
+        /// Include internal topics (__consumer_offsets, __transaction_state).
+        #[arg(long)]
+        internal: bool,
+    },
+    /// Show a topic's partitions and configs.
+    Describe { name: String },
+    /// Delete a topic and its data.
+    Delete { name: String },
+    /// Set or remove topic configs.
+    AlterConfig {
+        name: String,
+        /// key=value to set (repeatable).
+        #[arg(long = "set")]
+        set: Vec<String>,
+        /// Config to reset to its default (repeatable).
+        #[arg(long = "delete")]
+        delete: Vec<String>,
+    },
+    /// Grow a topic to COUNT partitions.
+    AddPartitions {
+        name: String,
+        #[arg(long)]
+        count: i32,
+    },
+}
+
+pub async fn run(common: &Common, command: TopicCommand) -> Result<()> {
+    let admin = common.admin().await?;
+    let fail = |e| explain(e, &common.brokers);
+    match command {
+        TopicCommand::Create {
+            name,
+            partitions,
+            replication_factor,
+            configs,
+        } => {
+            let mut topic = NewTopic::new(name.clone(), partitions, replication_factor);
+            for (k, v) in pairs(&configs, "--config")? {
+                topic = topic.with_config(k, v);
+            }
+            admin.create_topics(&[topic]).await.map_err(fail)?;
+            report(common.output, json!({"created": name}), || {
+                println!("created topic {name}")
+            });
+        }
+        TopicCommand::List { internal } => {
+            let mut topics = admin.list_topics().await.map_err(fail)?;
+            topics.retain(|t| internal || !t.is_internal);
+            topics.sort_by(|a, b| a.name.cmp(&b.name));
+            match common.output {
+                Output::Json => println!(
+                    "{}",
+                    json!(topics
+                        .iter()
+                        .map(|t| json!({"name": t.name, "partitions": t.partitions, "internal": t.is_internal}))
+                        .collect::<Vec<_>>())
+                ),
+                Output::Table => {
+                    let rows: Vec<Vec<String>> = topics
+                        .iter()
+                        .map(|t| vec![t.name.clone(), t.partitions.to_string()])
+                        .collect();
+                    print_table(&["NAME", "PARTITIONS"], &rows);
+                }
+            }
+        }
+        TopicCommand::Describe { name } => {
+            let described = admin.describe_topics(&[name.as_str()]).await.map_err(fail)?;
+            let Some(topic) = described.into_iter().next() else {
+                anyhow::bail!("topic '{name}' not found; create it with `strom topic create {name}`");
+            };
+            let wanted: Vec<_> = topic
+                .partitions
+                .iter()
+                .map(|p| (name.clone(), p.partition, strom_client::OffsetSpec::Latest))
+                .collect();
+            let ends = admin.list_offsets(&wanted).await.map_err(fail)?;
+            let end = |p: i32| ends.get(&(name.clone(), p)).map_or(-1, |(offset, _)| *offset);
+            match common.output {
+                Output::Json => println!(
+                    "{}",
+                    json!({
+                        "name": topic.name,
+                        "id": topic.topic_id.to_string(),
+                        "internal": topic.is_internal,
+                        "partitions": topic.partitions.iter().map(|p| json!({
+                            "partition": p.partition, "leader": p.leader, "leader_epoch": p.leader_epoch,
+                            "replicas": p.replicas, "isr": p.isr, "end_offset": end(p.partition),
+                        })).collect::<Vec<_>>(),
+                        "configs": topic.configs.iter().map(|(k, v)| (k.clone(), json!({"value": v.value, "default": v.is_default}))).collect::<serde_json::Map<_, _>>(),
+                    })
+                ),
+                Output::Table => {
+                    println!("name        {}", topic.name);
+                    println!("id          {}", topic.topic_id);
+                    println!("partitions  {}\n", topic.partitions.len());
+                    let rows: Vec<Vec<String>> = topic
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            vec![
+                                p.partition.to_string(),
+                                p.leader.to_string(),
+                                p.leader_epoch.to_string(),
+                                format!("{:?}", p.replicas),
+                                format!("{:?}", p.isr),
+                                end(p.partition).to_string(),
+                            ]
+                        })
+                        .collect();
+                    print_table(
+                        &["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "END OFFSET"],
+                        &rows,
+                    );
+                    println!();
+                    let rows: Vec<Vec<String>> = topic
+                        .configs
+                        .iter()
+                        .map(|(k, v)| {
+                            vec![
+                                k.clone(),
+                                v.value.clone().unwrap_or_default(),
+                                if v.is_default { "default".into() } else { "topic".into() },
+                            ]
+                        })
+                        .collect();
+                    print_table(&["CONFIG", "VALUE", "SOURCE"], &rows);
+                }
+            }
+        }
+        TopicCommand::Delete { name } => {
+            admin.delete_topics(&[name.as_str()]).await.map_err(fail)?;
+            report(common.output, json!({"deleted": name}), || {
+                println!("deleted topic {name}")
+            });
+        }
+        TopicCommand::AlterConfig { name, set, delete } => {
+            let set = pairs(&set, "--set")?;
+            if set.is_empty() && delete.is_empty() {
+                anyhow::bail!("nothing to change: give --set key=value and/or --delete key");
+            }
+            let mut changes: Vec<(&str, Option<&str>)> =
+                set.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))).collect();
+            changes.extend(delete.iter().map(|k| (k.as_str(), None)));
+            admin.incremental_alter_configs(&name, &changes).await.map_err(fail)?;
+            report(common.output, json!({"altered": name}), || {
+                println!("updated configs of {name}")
+            });
+        }
+        TopicCommand::AddPartitions { name, count } => {
+            admin.create_partitions(&name, count).await.map_err(fail)?;
+            report(common.output, json!({"topic": name, "partitions": count}), || {
+                println!("{name} now has {count} partitions")
+            });
+        }
+    }
+    Ok(())
+}
+
+fn report(output: Output, value: serde_json::Value, text: impl FnOnce()) {
+    match output {
+        Output::Json => println!("{value}"),
+        Output::Table => text(),
+    }
+}

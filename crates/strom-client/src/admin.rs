@@ -8,9 +8,12 @@ use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableT
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
-    GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest, TopicName,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest, OffsetCommitRequest,
+    OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use uuid::Uuid;
@@ -448,6 +451,124 @@ impl Admin {
         groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
         groups.dedup_by(|a, b| a.group_id == b.group_id);
         Ok(groups)
+    }
+
+    /// The broker that coordinates `group_id` (FindCoordinator).
+    pub async fn group_coordinator(&self, group_id: &str) -> Result<i32> {
+        crate::coordinator::coordinator_id(&self.client, crate::coordinator::CoordinatorKind::Group, group_id).await
+    }
+
+    /// A group's committed offsets: (topic, partition) → (offset, metadata).
+    ///
+    /// ```no_run
+    /// # async fn demo(admin: strom_client::Admin) -> strom_client::Result<()> {
+    /// for ((topic, partition), (offset, _)) in admin.list_group_offsets("my-group").await? {
+    ///     println!("{topic}-{partition}: {offset}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn list_group_offsets(&self, group_id: &str) -> Result<BTreeMap<(String, i32), (i64, String)>> {
+        let coordinator = self.group_coordinator(group_id).await?;
+        // v8+ asks for several groups at once; earlier versions for one.
+        let version = self.client.version_for::<OffsetFetchRequest>(Some(coordinator)).await?;
+        let request = if version >= 8 {
+            OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(str_bytes(group_id)))
+                .with_topics(None)])
+        } else {
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(str_bytes(group_id)))
+                .with_topics(None)
+        };
+        let response = self.client.send_to(coordinator, &request).await?;
+        let mut committed: Vec<(String, i32, i64, Option<StrBytes>, i16)> = Vec::new();
+        if version >= 8 {
+            for group in response.groups {
+                Error::check(group.error_code, None)?;
+                for topic in group.topics {
+                    for p in topic.partitions {
+                        committed.push((
+                            topic.name.0.to_string(),
+                            p.partition_index,
+                            p.committed_offset,
+                            p.metadata,
+                            p.error_code,
+                        ));
+                    }
+                }
+            }
+        } else {
+            Error::check(response.error_code, None)?;
+            for topic in response.topics {
+                for p in topic.partitions {
+                    committed.push((
+                        topic.name.0.to_string(),
+                        p.partition_index,
+                        p.committed_offset,
+                        p.metadata,
+                        p.error_code,
+                    ));
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        for (topic, partition, offset, metadata, error_code) in committed {
+            Error::check(error_code, None)?;
+            if offset >= 0 {
+                out.insert(
+                    (topic, partition),
+                    (offset, metadata.map(|m| m.to_string()).unwrap_or_default()),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Set a group's committed offsets (the group must have no members, as with
+    /// `kafka-consumer-groups.sh --reset-offsets`).
+    pub async fn alter_group_offsets(&self, group_id: &str, offsets: &[(String, i32, i64)]) -> Result<()> {
+        let coordinator = self.group_coordinator(group_id).await?;
+        let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+        for (topic, partition, offset) in offsets {
+            topics.entry(topic.as_str()).or_default().push(
+                OffsetCommitRequestPartition::default()
+                    .with_partition_index(*partition)
+                    .with_committed_offset(*offset),
+            );
+        }
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(str_bytes(group_id)))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(name, partitions)| {
+                        OffsetCommitRequestTopic::default()
+                            .with_name(TopicName(str_bytes(name)))
+                            .with_partitions(partitions)
+                    })
+                    .collect(),
+            );
+        let response = self.client.send_to(coordinator, &request).await?;
+        for topic in response.topics {
+            for p in topic.partitions {
+                Error::check(p.error_code, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Delete groups that have no members (and their committed offsets).
+    pub async fn delete_groups(&self, group_ids: &[&str]) -> Result<()> {
+        for group_id in group_ids {
+            let coordinator = self.group_coordinator(group_id).await?;
+            let request = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(str_bytes(group_id))]);
+            let response = self.client.send_to(coordinator, &request).await?;
+            for result in response.results {
+                Error::check(result.error_code, None)?;
+            }
+        }
+        Ok(())
     }
 
     /// Describes groups (state and members), asking every broker and keeping the answer of

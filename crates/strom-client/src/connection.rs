@@ -292,6 +292,8 @@ fn client_version_max(api_key: i16) -> i16 {
         Ok(ApiKey::Produce) => 12,
         Ok(ApiKey::Fetch) => 12,
         Ok(ApiKey::Metadata) => 12,
+        // v4+ batch several transactional ids and are sent by brokers, not producers.
+        Ok(ApiKey::AddPartitionsToTxn) => 3,
         _ => i16::MAX,
     }
 }

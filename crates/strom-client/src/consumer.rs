@@ -1,10 +1,12 @@
-//! The consumer, with manually assigned partitions (no group membership yet).
+//! The consumer: manually assigned partitions, or a subscription managed by a consumer group
+//! (`membership.rs` runs the group protocol in the background and replaces the assignment).
 //!
 //! `poll` sends one Fetch per leader broker for the assigned, unpaused partitions, decodes
 //! the returned batches (skipping control batches, and aborted transactions under
 //! read_committed) and advances each partition's position past what it returned.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::Stream;
@@ -12,11 +14,15 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::assignor::Assignor;
 use crate::client::{Client, ClientConfig};
 use crate::error::{Error, Result};
+use crate::group::{ConsumerGroupMetadata, GroupCoordinator, GroupSettings};
+use crate::membership::{self, commit_offsets, AutoOffsetReset, MemberOptions, Membership, RebalanceListener};
 use crate::record::{decode_batches, AbortedTransaction, ConsumerRecord};
 
 /// Kafka's OFFSET_OUT_OF_RANGE error code.
@@ -54,7 +60,7 @@ pub enum IsolationLevel {
 /// let config = ConsumerConfig { isolation_level: IsolationLevel::ReadCommitted, ..Default::default() };
 /// assert_eq!(config.fetch_min_bytes, 1);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConsumerConfig {
     /// The broker answers a fetch once it has this many bytes (or the wait is over).
     pub fetch_min_bytes: i32,
@@ -66,6 +72,50 @@ pub struct ConsumerConfig {
     pub max_partition_fetch_bytes: i32,
     /// Which transactional records are visible.
     pub isolation_level: IsolationLevel,
+    /// The consumer group joined by [`Consumer::subscribe`]; `None` allows manual assignment only.
+    pub group_id: Option<String>,
+    /// Static membership: a stable id for this member across restarts (`group.instance.id`).
+    pub group_instance_id: Option<String>,
+    /// The coordinator drops a member that sends no heartbeat for this long.
+    pub session_timeout: Duration,
+    /// How long the coordinator waits for every member to rejoin during a rebalance
+    /// (`max.poll.interval.ms` in Kafka's clients).
+    pub rebalance_timeout: Duration,
+    /// Time between heartbeats; well below the session timeout.
+    pub heartbeat_interval: Duration,
+    /// Assignors offered to the group in order of preference; the leader uses the one the
+    /// coordinator picks among those every member supports.
+    pub assignors: Vec<Assignor>,
+    /// Commit the positions of the assigned partitions every `auto_commit_interval`, before a
+    /// rebalance and on close.
+    pub enable_auto_commit: bool,
+    /// Period of the automatic commits.
+    pub auto_commit_interval: Duration,
+    /// Where to start partitions without a committed offset (and after OFFSET_OUT_OF_RANGE).
+    pub auto_offset_reset: AutoOffsetReset,
+    /// Told about partitions revoked and assigned by rebalances.
+    pub rebalance_listener: Option<Arc<dyn RebalanceListener>>,
+}
+
+impl std::fmt::Debug for ConsumerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerConfig")
+            .field("fetch_min_bytes", &self.fetch_min_bytes)
+            .field("fetch_max_bytes", &self.fetch_max_bytes)
+            .field("fetch_max_wait", &self.fetch_max_wait)
+            .field("max_partition_fetch_bytes", &self.max_partition_fetch_bytes)
+            .field("isolation_level", &self.isolation_level)
+            .field("group_id", &self.group_id)
+            .field("group_instance_id", &self.group_instance_id)
+            .field("session_timeout", &self.session_timeout)
+            .field("rebalance_timeout", &self.rebalance_timeout)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("assignors", &self.assignors)
+            .field("enable_auto_commit", &self.enable_auto_commit)
+            .field("auto_commit_interval", &self.auto_commit_interval)
+            .field("auto_offset_reset", &self.auto_offset_reset)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ConsumerConfig {
@@ -76,17 +126,59 @@ impl Default for ConsumerConfig {
             fetch_max_wait: Duration::from_millis(500),
             max_partition_fetch_bytes: 1024 * 1024,
             isolation_level: IsolationLevel::ReadUncommitted,
+            group_id: None,
+            group_instance_id: None,
+            session_timeout: Duration::from_secs(45),
+            rebalance_timeout: Duration::from_secs(300),
+            heartbeat_interval: Duration::from_secs(3),
+            assignors: vec![Assignor::Range, Assignor::RoundRobin],
+            enable_auto_commit: true,
+            auto_commit_interval: Duration::from_secs(5),
+            auto_offset_reset: AutoOffsetReset::Latest,
+            rebalance_listener: None,
         }
     }
 }
 
+impl ConsumerConfig {
+    fn validate(&self) -> Result<()> {
+        if self.fetch_max_bytes <= 0 || self.max_partition_fetch_bytes <= 0 || self.fetch_min_bytes < 0 {
+            return Err(Error::Config("fetch byte limits must be positive".into()));
+        }
+        if self.group_id.is_some() {
+            if self.assignors.is_empty() {
+                return Err(Error::Config("assignors is empty".into()));
+            }
+            if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.session_timeout {
+                return Err(Error::Config(
+                    "heartbeat_interval must be positive and below session_timeout".into(),
+                ));
+            }
+            if self.enable_auto_commit && self.auto_commit_interval.is_zero() {
+                return Err(Error::Config("auto_commit_interval must be positive".into()));
+            }
+        }
+        Ok(())
+    }
+
+    fn read_committed(&self) -> bool {
+        self.isolation_level == IsolationLevel::ReadCommitted
+    }
+}
+
+/// A partition's fetch state.
 #[derive(Debug, Clone, Copy)]
-struct PartitionState {
-    position: i64,
-    paused: bool,
+pub(crate) struct PartitionState {
+    /// The next offset to fetch.
+    pub position: i64,
+    /// Not fetched while set.
+    pub paused: bool,
 }
 
 type TopicPartition = (String, i32);
+
+/// The assigned partitions, shared by `poll` and the group membership task.
+pub(crate) type SharedAssignment = Arc<Mutex<BTreeMap<TopicPartition, PartitionState>>>;
 
 /// A consumer of manually assigned partitions.
 ///
@@ -107,7 +199,9 @@ type TopicPartition = (String, i32);
 pub struct Consumer {
     client: Client,
     config: ConsumerConfig,
-    assignment: Mutex<BTreeMap<TopicPartition, PartitionState>>,
+    assignment: SharedAssignment,
+    group: Option<Arc<Membership>>,
+    membership_task: Mutex<Option<JoinHandle<Result<()>>>>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -126,14 +220,131 @@ impl Consumer {
 
     /// Creates a consumer on an existing client.
     pub fn with_client(client: Client, config: ConsumerConfig) -> Result<Consumer> {
-        if config.fetch_max_bytes <= 0 || config.max_partition_fetch_bytes <= 0 || config.fetch_min_bytes < 0 {
-            return Err(Error::Config("fetch byte limits must be positive".into()));
-        }
+        config.validate()?;
+        let group = config.group_id.clone().map(|group_id| {
+            let settings = GroupSettings {
+                group_id,
+                group_instance_id: config.group_instance_id.clone(),
+                session_timeout: config.session_timeout,
+                rebalance_timeout: config.rebalance_timeout,
+                assignors: config.assignors.clone(),
+            };
+            let options = MemberOptions {
+                heartbeat_interval: config.heartbeat_interval,
+                auto_commit_interval: config.enable_auto_commit.then_some(config.auto_commit_interval),
+                auto_offset_reset: config.auto_offset_reset,
+                read_committed: config.read_committed(),
+                listener: config.rebalance_listener.clone(),
+            };
+            Arc::new(Membership::new(
+                GroupCoordinator::new(client.clone(), settings),
+                options,
+            ))
+        });
         Ok(Consumer {
             client,
             config,
-            assignment: Mutex::new(BTreeMap::new()),
+            assignment: Arc::new(Mutex::new(BTreeMap::new())),
+            group,
+            membership_task: Mutex::new(None),
         })
+    }
+
+    fn membership(&self) -> Result<&Arc<Membership>> {
+        self.group
+            .as_ref()
+            .ok_or_else(|| Error::Config("group_id is not set".into()))
+    }
+
+    /// Joins the consumer group (`group_id`) with a subscription to these topics; the group
+    /// assigns the partitions, which `poll` then reads. Membership (heartbeats, rebalances,
+    /// auto-commit) runs in the background until [`Consumer::close`]. Calling it again changes
+    /// the subscription.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> strom_client::Result<()> {
+    /// use std::time::Duration;
+    /// use strom_client::{ClientConfig, Consumer, ConsumerConfig};
+    ///
+    /// let config = ConsumerConfig { group_id: Some("billing".into()), ..Default::default() };
+    /// let consumer = Consumer::new(ClientConfig::new(["127.0.0.1:9092"]), config).await?;
+    /// consumer.subscribe(&["events"]).await?;
+    /// for record in consumer.poll(Duration::from_secs(1)).await? {
+    ///     println!("{}-{}@{}", record.topic, record.partition, record.offset);
+    /// }
+    /// consumer.close().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn subscribe(&self, topics: &[&str]) -> Result<()> {
+        let membership = self.membership()?;
+        if topics.is_empty() {
+            return Err(Error::Config("subscribe needs at least one topic".into()));
+        }
+        membership.subscribe(topics.iter().map(ToString::to_string).collect());
+        let mut task = self.membership_task.lock().await;
+        if task.is_none() {
+            *task = Some(tokio::spawn(membership::run(
+                membership.clone(),
+                self.assignment.clone(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// The group, generation and member id, for
+    /// [`crate::Producer::send_offsets_to_transaction`].
+    pub fn group_metadata(&self) -> Result<ConsumerGroupMetadata> {
+        Ok(self.membership()?.coordinator.metadata())
+    }
+
+    /// Commits the positions of all assigned partitions and waits for the coordinator.
+    pub async fn commit_sync(&self) -> Result<()> {
+        membership::commit_positions(self.membership()?, &self.assignment).await
+    }
+
+    /// Commits the positions of all assigned partitions in the background; the returned
+    /// handle yields the outcome.
+    pub async fn commit_async(&self) -> Result<JoinHandle<Result<()>>> {
+        let membership = self.membership()?.clone();
+        let offsets = self.positions().await;
+        Ok(tokio::spawn(async move { commit_offsets(&membership, &offsets).await }))
+    }
+
+    /// Commits these offsets (topic, partition, next offset to read) for the group.
+    pub async fn commit(&self, offsets: &[(String, i32, i64)]) -> Result<()> {
+        commit_offsets(self.membership()?, offsets).await
+    }
+
+    /// The group's committed offsets of these partitions; partitions without one are absent.
+    pub async fn committed(&self, partitions: &[(String, i32)]) -> Result<HashMap<(String, i32), i64>> {
+        self.membership()?.coordinator.committed(partitions).await
+    }
+
+    /// The positions of all assigned partitions: (topic, partition, next offset).
+    pub async fn positions(&self) -> Vec<(String, i32, i64)> {
+        self.assignment
+            .lock()
+            .await
+            .iter()
+            .map(|((topic, partition), state)| (topic.clone(), *partition, state.position))
+            .collect()
+    }
+
+    /// Leaves the group (after committing with auto-commit and revoking the partitions).
+    /// Without a subscription there is nothing to do.
+    pub async fn close(&self) -> Result<()> {
+        let Some(membership) = &self.group else { return Ok(()) };
+        let Some(task) = self.membership_task.lock().await.take() else {
+            return Ok(());
+        };
+        membership.stop();
+        match task.await {
+            Ok(result) => result.or_else(|error| match membership.fatal_error() {
+                Some(_) => Ok(()), // already reported by poll
+                None => Err(error),
+            }),
+            Err(error) => Err(Error::Config(format!("group membership task failed: {error}"))),
+        }
     }
 
     /// The client this consumer fetches with.
@@ -202,52 +413,15 @@ impl Consumer {
     }
 
     async fn resolve(&self, partitions: &[(String, i32, Offset)]) -> Result<Vec<(TopicPartition, i64)>> {
-        let mut queries = Vec::new();
-        for (topic, partition, offset) in partitions {
-            let timestamp = match offset {
-                Offset::Beginning => -2,
-                Offset::End => -1,
-                Offset::Timestamp(timestamp) => *timestamp,
-                Offset::At(_) => continue,
-            };
-            queries.push((topic.clone(), *partition, timestamp));
-        }
-        let read_committed = self.config.isolation_level == IsolationLevel::ReadCommitted;
-        let mut found = if queries.is_empty() {
-            HashMap::new()
-        } else {
-            self.client.list_offsets(&queries, read_committed).await?
-        };
-        let mut missing_timestamps = Vec::new();
-        for (topic, partition, offset) in partitions {
-            if matches!(offset, Offset::Timestamp(_))
-                && found.get(&(topic.clone(), *partition)).is_some_and(|f| f.0 < 0)
-            {
-                missing_timestamps.push((topic.clone(), *partition, -1));
-            }
-        }
-        if !missing_timestamps.is_empty() {
-            found.extend(self.client.list_offsets(&missing_timestamps, read_committed).await?);
-        }
-        let mut resolved = Vec::with_capacity(partitions.len());
-        for (topic, partition, offset) in partitions {
-            let key = (topic.clone(), *partition);
-            let position =
-                match offset {
-                    Offset::At(at) if *at >= 0 => *at,
-                    Offset::At(at) => return Err(Error::Config(format!("negative offset {at}"))),
-                    _ => found.get(&key).map(|f| f.0).filter(|o| *o >= 0).ok_or_else(|| {
-                        Error::Protocol(format!("no offset found for {topic}-{partition} ({offset:?})"))
-                    })?,
-                };
-            resolved.push((key, position));
-        }
-        Ok(resolved)
+        resolve_offsets(&self.client, self.config.read_committed(), partitions).await
     }
 
     /// Fetches records of the assigned, unpaused partitions, waiting up to `timeout` for at
     /// least one. Returns an empty list when none arrived in time.
     pub async fn poll(&self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        if let Some(error) = self.group.as_ref().and_then(|g| g.fatal_error()) {
+            return Err(error);
+        }
         let deadline = Instant::now() + timeout;
         let mut assignment = self.assignment.lock().await;
         loop {
@@ -369,8 +543,14 @@ impl Consumer {
                 match partition.error_code {
                     0 => {}
                     OFFSET_OUT_OF_RANGE => {
-                        warn!(topic = %key.0, partition = key.1, offset = fetch_offset, "offset out of range, resetting to the beginning");
-                        let resolved = self.resolve(&[(key.0.clone(), key.1, Offset::Beginning)]).await?;
+                        let reset = self.config.auto_offset_reset.offset().ok_or_else(|| {
+                            Error::kafka(
+                                OFFSET_OUT_OF_RANGE,
+                                Some(&format!("{}-{} at {fetch_offset}", key.0, key.1)),
+                            )
+                        })?;
+                        warn!(topic = %key.0, partition = key.1, offset = fetch_offset, ?reset, "offset out of range, resetting");
+                        let resolved = self.resolve(&[(key.0.clone(), key.1, reset)]).await?;
                         if let (Some((_, position)), Some(state)) = (resolved.first(), assignment.get_mut(&key)) {
                             state.position = *position;
                         }
@@ -411,6 +591,53 @@ impl Consumer {
         }
         Ok(())
     }
+}
+
+/// Turns starting offsets into positions, asking ListOffsets for all but exact offsets.
+pub(crate) async fn resolve_offsets(
+    client: &Client,
+    read_committed: bool,
+    partitions: &[(String, i32, Offset)],
+) -> Result<Vec<(TopicPartition, i64)>> {
+    let mut queries = Vec::new();
+    for (topic, partition, offset) in partitions {
+        let timestamp = match offset {
+            Offset::Beginning => -2,
+            Offset::End => -1,
+            Offset::Timestamp(timestamp) => *timestamp,
+            Offset::At(_) => continue,
+        };
+        queries.push((topic.clone(), *partition, timestamp));
+    }
+    let mut found = if queries.is_empty() {
+        HashMap::new()
+    } else {
+        client.list_offsets(&queries, read_committed).await?
+    };
+    let mut missing_timestamps = Vec::new();
+    for (topic, partition, offset) in partitions {
+        if matches!(offset, Offset::Timestamp(_)) && found.get(&(topic.clone(), *partition)).is_some_and(|f| f.0 < 0) {
+            missing_timestamps.push((topic.clone(), *partition, -1));
+        }
+    }
+    if !missing_timestamps.is_empty() {
+        found.extend(client.list_offsets(&missing_timestamps, read_committed).await?);
+    }
+    let mut resolved = Vec::with_capacity(partitions.len());
+    for (topic, partition, offset) in partitions {
+        let key = (topic.clone(), *partition);
+        let position = match offset {
+            Offset::At(at) if *at >= 0 => *at,
+            Offset::At(at) => return Err(Error::Config(format!("negative offset {at}"))),
+            _ => found
+                .get(&key)
+                .map(|f| f.0)
+                .filter(|o| *o >= 0)
+                .ok_or_else(|| Error::Protocol(format!("no offset found for {topic}-{partition} ({offset:?})")))?,
+        };
+        resolved.push((key, position));
+    }
+    Ok(resolved)
 }
 
 fn not_assigned(key: &TopicPartition) -> Error {

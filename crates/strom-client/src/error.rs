@@ -42,6 +42,10 @@ pub enum Error {
     /// The client was configured or called with invalid values.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The producer (or consumer group member) cannot go on, e.g. a transactional producer
+    /// fenced by a newer instance with the same transactional id; only closing it is left.
+    #[error("fatal: {0}")]
+    Fatal(String),
 }
 
 impl Error {
@@ -75,7 +79,7 @@ impl Error {
         match self {
             Error::Kafka { code, .. } => ResponseError::try_from_code(*code).is_some_and(|e| e.is_retriable()),
             Error::Io(_) | Error::Timeout(_) | Error::NoBrokers => true,
-            Error::Protocol(_) | Error::UnknownTopic(_) | Error::Config(_) => false,
+            Error::Protocol(_) | Error::UnknownTopic(_) | Error::Config(_) | Error::Fatal(_) => false,
         }
     }
 
@@ -109,6 +113,7 @@ impl Clone for Error {
             Error::NoBrokers => Error::NoBrokers,
             Error::UnknownTopic(topic) => Error::UnknownTopic(topic.clone()),
             Error::Config(what) => Error::Config(what.clone()),
+            Error::Fatal(what) => Error::Fatal(what.clone()),
         }
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! - [`Client`]: bootstrap, metadata cache, one pipelined [`Connection`] per broker, retries.
 //! - [`Producer`]: partitioning, batching with linger, compression, acks, retries, idempotence.
-//! - [`Consumer`]: manually assigned partitions, long-poll fetches, read_committed.
+//! - [`Consumer`]: manually assigned partitions or consumer groups (classic protocol, range and
+//!   round-robin assignors, commits), long-poll fetches, read_committed.
 //! - [`Admin`]: topics, partitions, configs, offsets and groups.
 //!
 //! ```no_run
@@ -27,23 +28,31 @@
 //! ```
 
 mod admin;
+mod assignor;
 mod client;
 mod connection;
 pub mod constants;
 mod consumer;
+mod coordinator;
 mod error;
+mod group;
+mod membership;
 pub mod partitioner;
 mod producer;
 mod record;
+mod transaction;
 
 pub use admin::{
     Admin, ConfigEntry, GroupDescription, GroupListing, GroupMember, NewTopic, OffsetSpec, PartitionDescription,
     TopicDescription, TopicListing,
 };
+pub use assignor::Assignor;
 pub use client::{BrokerMetadata, Client, ClientConfig, Metadata, PartitionMetadata, TopicMetadata};
 pub use connection::Connection;
 pub use consumer::{Consumer, ConsumerConfig, IsolationLevel, Offset};
 pub use error::{Error, Result};
+pub use group::ConsumerGroupMetadata;
+pub use membership::{AutoOffsetReset, RebalanceListener};
 pub use partitioner::{
     DefaultPartitioner, HashRangePartitioner, Murmur2Partitioner, Partitioner, RoundRobinPartitioner,
 };

@@ -19,7 +19,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest, ProduceResponse, ProducerId, TopicName};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, ProduceRequest, ProduceResponse, ProducerId, TopicName, TransactionalId,
+};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -29,8 +31,10 @@ use tracing::{debug, warn};
 use crate::client::{Client, ClientConfig};
 use crate::constants::{IN_FLIGHT_BATCHES_PER_PARTITION_MAX, RECORD_OVERHEAD_BYTES};
 use crate::error::{Error, Result};
+use crate::group::ConsumerGroupMetadata;
 use crate::partitioner::{DefaultPartitioner, Partitioner};
 use crate::record::{encode_batch, BatchProducer, Compression, ProducerRecord, RecordData};
+use crate::transaction::Transactions;
 
 /// Kafka's DUPLICATE_SEQUENCE_NUMBER: the broker already has the batch.
 const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
@@ -92,6 +96,12 @@ pub struct ProducerConfig {
     pub enable_idempotence: bool,
     /// Chooses partitions for records without one.
     pub partitioner: Arc<dyn Partitioner>,
+    /// Makes the producer transactional (`transactional.id`): records are sent inside
+    /// transactions ([`Producer::begin_transaction`] … [`Producer::commit_transaction`]) and a
+    /// newer producer with the same id fences this one. Needs idempotence.
+    pub transactional_id: Option<String>,
+    /// The coordinator aborts a transaction left open longer than this (`transaction.timeout.ms`).
+    pub transaction_timeout: Duration,
 }
 
 impl std::fmt::Debug for ProducerConfig {
@@ -105,6 +115,8 @@ impl std::fmt::Debug for ProducerConfig {
             .field("compression", &self.compression)
             .field("delivery_timeout", &self.delivery_timeout)
             .field("enable_idempotence", &self.enable_idempotence)
+            .field("transactional_id", &self.transactional_id)
+            .field("transaction_timeout", &self.transaction_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -121,6 +133,8 @@ impl Default for ProducerConfig {
             delivery_timeout: Duration::from_secs(120),
             enable_idempotence: true,
             partitioner: Arc::new(DefaultPartitioner::default()),
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -139,6 +153,11 @@ impl ProducerConfig {
         }
         if self.delivery_timeout.is_zero() {
             return Err(Error::Config("delivery_timeout must be positive".into()));
+        }
+        if self.transactional_id.is_some() && !self.idempotent() {
+            return Err(Error::Config(
+                "a transactional producer needs enable_idempotence and Acks::All".into(),
+            ));
         }
         Ok(())
     }
@@ -215,8 +234,9 @@ struct PartitionQueue {
 struct Shared {
     client: Client,
     config: ProducerConfig,
-    producer_id: i64,
-    producer_epoch: i16,
+    /// Producer id and epoch; (-1, -1) without idempotence (or before `init_transactions`).
+    identity: Mutex<(i64, i16)>,
+    transactions: Option<Transactions>,
     queues: Mutex<HashMap<TopicPartition, PartitionQueue>>,
     wakeup: Notify,
     memory: Arc<Semaphore>,
@@ -253,7 +273,7 @@ impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Producer")
             .field("config", &self.shared.config)
-            .field("producer_id", &self.shared.producer_id)
+            .field("producer_id", &self.shared.identity())
             .finish()
     }
 }
@@ -276,18 +296,22 @@ impl Producer {
     /// this fetches a producer id first.
     pub async fn with_client(client: Client, config: ProducerConfig) -> Result<Producer> {
         config.validate()?;
-        let (producer_id, producer_epoch) = if config.idempotent() {
+        let (producer_id, producer_epoch) = if config.idempotent() && config.transactional_id.is_none() {
             init_producer_id(&client).await?
         } else {
             (-1, -1)
         };
         debug!(producer_id, producer_epoch, "producer started");
+        let transactions = config
+            .transactional_id
+            .clone()
+            .map(|id| Transactions::new(client.clone(), id, config.transaction_timeout));
         let shared = Arc::new(Shared {
             memory: Arc::new(Semaphore::new(config.buffer_memory)),
             client,
             config,
-            producer_id,
-            producer_epoch,
+            identity: Mutex::new((producer_id, producer_epoch)),
+            transactions,
             queues: Mutex::new(HashMap::new()),
             wakeup: Notify::new(),
             pending: watch::channel(0).0,
@@ -304,7 +328,8 @@ impl Producer {
 
     /// The producer id and epoch given by the broker, or `None` without idempotence.
     pub fn producer_id(&self) -> Option<(i64, i16)> {
-        (self.shared.producer_id >= 0).then_some((self.shared.producer_id, self.shared.producer_epoch))
+        let (producer_id, producer_epoch) = self.shared.identity();
+        (producer_id >= 0).then_some((producer_id, producer_epoch))
     }
 
     /// The client this producer sends with.
@@ -362,6 +387,9 @@ impl Producer {
             )));
         }
 
+        if let Some(transactions) = &shared.transactions {
+            transactions.add_partition(&record.topic, partition).await?;
+        }
         let (completion, receiver) = oneshot::channel();
         let data = RecordData {
             key: record.key,
@@ -399,6 +427,59 @@ impl Producer {
     }
 }
 
+impl Producer {
+    fn transactions(&self) -> Result<&Transactions> {
+        self.shared
+            .transactions
+            .as_ref()
+            .ok_or_else(|| Error::Config("transactional_id is not set".into()))
+    }
+
+    /// Registers the transactional id with its coordinator: fences older producers with the
+    /// same id, completes their open transaction and gets a producer id. Call once, first.
+    pub async fn init_transactions(&self) -> Result<()> {
+        let transactions = self.transactions()?;
+        self.flush().await?;
+        let identity = transactions.init().await?;
+        *lock(&self.shared.identity) = identity;
+        for queue in lock(&self.shared.queues).values_mut() {
+            queue.next_sequence = 0;
+        }
+        Ok(())
+    }
+
+    /// Opens a transaction; records sent until it is committed or aborted belong to it.
+    pub fn begin_transaction(&self) -> Result<()> {
+        self.transactions()?.begin()
+    }
+
+    /// Adds a consumer group's offsets (topic, partition, next offset to read) to the open
+    /// transaction: they are committed if and only if the transaction is.
+    pub async fn send_offsets_to_transaction(
+        &self,
+        offsets: &[(String, i32, i64)],
+        group: &ConsumerGroupMetadata,
+    ) -> Result<()> {
+        self.transactions()?.send_offsets(offsets, group).await
+    }
+
+    /// Delivers every record of the open transaction, then commits it. Fails (and the
+    /// transaction must be aborted) if a record of it could not be delivered.
+    pub async fn commit_transaction(&self) -> Result<()> {
+        let transactions = self.transactions()?;
+        self.flush().await?;
+        transactions.end(true).await
+    }
+
+    /// Waits for the records in flight, then aborts the open transaction: read_committed
+    /// consumers never see its records.
+    pub async fn abort_transaction(&self) -> Result<()> {
+        let transactions = self.transactions()?;
+        self.flush().await?;
+        transactions.end(false).await
+    }
+}
+
 async fn init_producer_id(client: &Client) -> Result<(i64, i16)> {
     let request = InitProducerIdRequest::default()
         .with_transactional_id(None)
@@ -431,6 +512,10 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
+    fn identity(&self) -> (i64, i16) {
+        *lock(&self.identity)
+    }
+
     fn starts_new_batch(&self, topic: &str, partition: i32, bytes: usize) -> bool {
         let queues = lock(&self.queues);
         let open = queues
@@ -488,6 +573,9 @@ impl Shared {
 
     /// Completes every record of a batch; the batch's memory is released when it drops.
     fn complete(&self, topic: &str, partition: i32, batch: Batch, result: Result<(i64, i64)>) {
+        if let (Err(error), Some(transactions)) = (&result, &self.transactions) {
+            transactions.record_failure(error);
+        }
         let count = batch.completions.len();
         for (index, (completion, data)) in batch.completions.into_iter().zip(&batch.records).enumerate() {
             let outcome = match &result {
@@ -542,7 +630,7 @@ impl Shared {
                 wake_at(retry_at);
                 continue;
             }
-            let limit = if batch.attempts > 0 && self.producer_id >= 0 {
+            let limit = if batch.attempts > 0 && self.config.idempotent() {
                 1
             } else {
                 self.max_in_flight()
@@ -571,7 +659,7 @@ impl Shared {
                 continue;
             };
             batch.sealed = true;
-            if self.producer_id >= 0 && batch.base_sequence.is_none() {
+            if self.config.idempotent() && batch.base_sequence.is_none() {
                 batch.base_sequence = Some(queue.next_sequence);
                 let count = i32::try_from(batch.records.len()).unwrap_or(i32::MAX);
                 // Kafka's sequences wrap from i32::MAX to 0.
@@ -607,7 +695,7 @@ impl Shared {
     /// Puts a failed batch back for a retry (in sequence order) or fails it for good.
     fn retry_or_fail(&self, partition: TopicPartition, mut batch: Batch, error: Error) {
         let now = Instant::now();
-        let idempotent_reorder = self.producer_id >= 0 && error.code() == Some(OUT_OF_ORDER_SEQUENCE_NUMBER);
+        let idempotent_reorder = self.config.idempotent() && error.code() == Some(OUT_OF_ORDER_SEQUENCE_NUMBER);
         let backoff = self.client.config().backoff(batch.attempts);
         let retriable = (error.is_retriable() || idempotent_reorder) && now + backoff < batch.deadline;
         let mut queues = lock(&self.queues);
@@ -684,11 +772,13 @@ async fn send_batches(shared: Arc<Shared>, broker: i32, batches: Vec<(TopicParti
     let config = &shared.config;
     let mut topics: Vec<TopicProduceData> = Vec::new();
     let mut sendable = Vec::with_capacity(batches.len());
+    let (producer_id, producer_epoch) = shared.identity();
     for (partition, batch) in batches {
         let producer = BatchProducer {
-            producer_id: shared.producer_id,
-            producer_epoch: shared.producer_epoch,
+            producer_id,
+            producer_epoch,
             base_sequence: batch.base_sequence.unwrap_or(-1),
+            transactional: shared.transactions.is_some(),
         };
         let encoded = match encode_batch(&batch.records, producer, config.compression) {
             Ok(encoded) => encoded,
@@ -717,6 +807,12 @@ async fn send_batches(shared: Arc<Shared>, broker: i32, batches: Vec<(TopicParti
     let request = ProduceRequest::default()
         .with_acks(config.acks.wire())
         .with_timeout_ms(timeout_ms)
+        .with_transactional_id(
+            config
+                .transactional_id
+                .clone()
+                .map(|id| TransactionalId(StrBytes::from_string(id))),
+        )
         .with_topic_data(topics);
     let result = match shared.client.connection(broker).await {
         Ok(connection) if config.acks == Acks::None => connection.send_without_response(&request).await.map(|_| None),

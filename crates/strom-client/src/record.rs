@@ -172,6 +172,8 @@ pub(crate) struct BatchProducer {
     pub producer_epoch: i16,
     /// Sequence of the first record; -1 for non-idempotent producers.
     pub base_sequence: i32,
+    /// Part of a transaction (the batch's transactional attribute).
+    pub transactional: bool,
 }
 
 /// The key, value, headers and timestamp of a record waiting in a batch.
@@ -198,7 +200,7 @@ pub(crate) fn encode_batch(records: &[RecordData], producer: BatchProducer, comp
                 index - 1
             };
             Record {
-                transactional: false,
+                transactional: producer.transactional,
                 control: false,
                 delete_horizon: false,
                 partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
@@ -464,6 +466,7 @@ mod tests {
                 producer_id: 7,
                 producer_epoch: 1,
                 base_sequence: 40,
+                transactional: false,
             };
             let batch = encode_batch(&records, producer, compression).map_err(|e| e.to_string());
             let batch = set_base_offset(&batch.unwrap_or_default(), 1000);
@@ -488,6 +491,7 @@ mod tests {
             producer_id: -1,
             producer_epoch: -1,
             base_sequence: -1,
+            transactional: false,
         };
         let first = set_base_offset(
             &encode_batch(&data(10), producer, Compression::None).unwrap_or_default(),
@@ -577,6 +581,7 @@ mod tests {
             producer_id: -1,
             producer_epoch: -1,
             base_sequence: -1,
+            transactional: false,
         };
         let batch = encode_batch(&data(3), producer, Compression::None).unwrap_or_default();
         let mut bytes = BytesMut::from(&batch[..]);

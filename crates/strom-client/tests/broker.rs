@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use strom_client::partitioner::murmur2_partition;
 use strom_client::{
-    Acks, Admin, Client, ClientConfig, Compression, Consumer, ConsumerConfig, ConsumerRecord, NewTopic, Offset,
-    OffsetSpec, Producer, ProducerConfig, ProducerRecord,
+    Acks, Admin, Assignor, AutoOffsetReset, Client, ClientConfig, Compression, Consumer, ConsumerConfig,
+    ConsumerRecord, IsolationLevel, NewTopic, Offset, OffsetSpec, Producer, ProducerConfig, ProducerRecord,
+    RebalanceListener,
 };
 
 /// A broker process on a free port with its own data directory, killed on drop.
@@ -46,24 +47,49 @@ fn start_broker() -> Broker {
         .expect("free port");
     let data = tempfile::tempdir().expect("temp dir");
     let address = format!("127.0.0.1:{port}");
-    let log = std::fs::File::create(data.path().join("broker.log")).expect("log file");
-    let child = Command::new(binary())
-        .arg("serve")
-        .arg("--set")
-        .arg(format!("listeners=PLAINTEXT://{address}"))
-        .arg("--set")
-        .arg(format!("log.dirs={}", data.path().join("data").display()))
-        .arg("--set")
-        .arg("group.initial.rebalance.delay.ms=0")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn strom");
+    let child = spawn_broker(&address, data.path());
     let mut broker = Broker {
         child,
         address,
         _data: data,
     };
+    wait_until_listening(&mut broker);
+    broker
+}
+
+/// Kills the broker process (no clean shutdown) and starts it again on the same port and data.
+fn restart_broker(broker: &mut Broker) {
+    let _ = broker.child.kill();
+    let _ = broker.child.wait();
+    broker.child = spawn_broker(&broker.address, broker._data.path());
+    wait_until_listening(broker);
+}
+
+fn spawn_broker(address: &str, data: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.join("broker.log"))
+        .expect("log file");
+    Command::new(binary())
+        .arg("serve")
+        .arg("--set")
+        .arg(format!("listeners=PLAINTEXT://{address}"))
+        .arg("--set")
+        .arg(format!("log.dirs={}", data.join("data").display()))
+        .arg("--set")
+        .arg("group.initial.rebalance.delay.ms=0")
+        .arg("--set")
+        .arg("offsets.topic.num.partitions=3")
+        .arg("--set")
+        .arg("transaction.state.log.num.partitions=3")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn strom")
+}
+
+fn wait_until_listening(broker: &mut Broker) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(&broker.address).is_err() {
         if let Ok(Some(status)) = broker.child.try_wait() {
@@ -76,7 +102,6 @@ fn start_broker() -> Broker {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    broker
 }
 
 fn config(broker: &Broker) -> ClientConfig {
@@ -363,4 +388,326 @@ async fn acks_zero_and_unkeyed_records_are_delivered() {
         .await
         .expect("assign");
     assert_eq!(consume(&consumer, 500).await.len(), 500);
+}
+
+fn group_config(group: &str) -> ConsumerConfig {
+    ConsumerConfig {
+        group_id: Some(group.to_string()),
+        heartbeat_interval: Duration::from_millis(200),
+        session_timeout: Duration::from_secs(10),
+        rebalance_timeout: Duration::from_secs(10),
+        auto_offset_reset: AutoOffsetReset::Earliest,
+        fetch_max_wait: Duration::from_millis(100),
+        ..Default::default()
+    }
+}
+
+/// Polls every consumer (so none holds up the others) until `done` says so, or 60 s passed.
+async fn poll_until(
+    consumers: &[&Consumer],
+    records: &mut Vec<ConsumerRecord>,
+    mut done: impl FnMut(&[ConsumerRecord], &[Vec<(String, i32)>]) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut assignments = Vec::new();
+        for consumer in consumers {
+            records.extend(consumer.poll(Duration::from_millis(50)).await.expect("poll"));
+            assignments.push(consumer.assignment().await);
+        }
+        if done(records, &assignments) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out: {} records, assignments {assignments:?}",
+            records.len()
+        );
+    }
+}
+
+async fn produce_numbered(client: &Client, topic: &str, range: std::ops::Range<usize>) {
+    let producer = Producer::with_client(client.clone(), ProducerConfig::default())
+        .await
+        .expect("producer");
+    let mut deliveries = Vec::new();
+    for i in range {
+        deliveries.push(
+            producer
+                .send(ProducerRecord::new(topic, format!("{i}")).with_key(format!("key-{i}")))
+                .await
+                .expect("send"),
+        );
+    }
+    for delivery in deliveries {
+        delivery.await.expect("delivered");
+    }
+    producer.close().await.expect("close");
+}
+
+#[derive(Default)]
+struct Recorder {
+    events: std::sync::Mutex<Vec<String>>,
+}
+
+impl RebalanceListener for Recorder {
+    fn on_revoked(&self, partitions: &[(String, i32)]) {
+        self.events
+            .lock()
+            .expect("lock")
+            .push(format!("revoked {}", partitions.len()));
+    }
+    fn on_assigned(&self, partitions: &[(String, i32)]) {
+        self.events
+            .lock()
+            .expect("lock")
+            .push(format!("assigned {}", partitions.len()));
+    }
+}
+
+#[tokio::test]
+async fn group_members_share_partitions_and_take_over_when_one_leaves() {
+    const RECORDS: usize = 400;
+    let broker = start_broker();
+    let client = Client::connect(config(&broker)).await.expect("client");
+    create_topic(&Admin::with_client(client.clone()), "shared", 4).await;
+    produce_numbered(&client, "shared", 0..RECORDS).await;
+
+    let recorder = std::sync::Arc::new(Recorder::default());
+    let first = Consumer::new(
+        config(&broker),
+        ConsumerConfig {
+            rebalance_listener: Some(recorder.clone()),
+            ..group_config("sharing")
+        },
+    )
+    .await
+    .expect("consumer");
+    let second = Consumer::new(
+        config(&broker),
+        ConsumerConfig {
+            assignors: vec![Assignor::RoundRobin, Assignor::Range],
+            ..group_config("sharing")
+        },
+    )
+    .await
+    .expect("consumer");
+    first.subscribe(&["shared"]).await.expect("subscribe");
+    second.subscribe(&["shared"]).await.expect("subscribe");
+    let mut records = Vec::new();
+    poll_until(&[&first, &second], &mut records, |records, assignments| {
+        records.len() >= RECORDS && assignments.iter().all(|a| a.len() == 2)
+    })
+    .await;
+    let values: std::collections::BTreeSet<String> = records
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+        .collect();
+    assert_eq!(values.len(), RECORDS, "every record read");
+    let mut all: Vec<(String, i32)> = first.assignment().await;
+    all.extend(second.assignment().await);
+    all.sort();
+    assert_eq!(all, (0..4).map(|p| ("shared".to_string(), p)).collect::<Vec<_>>());
+    let metadata = first.group_metadata().expect("group metadata");
+    assert!(metadata.generation_id > 0 && !metadata.member_id.is_empty());
+
+    second.close().await.expect("close");
+    let mut more = Vec::new();
+    poll_until(&[&first], &mut more, |_, assignments| assignments[0].len() == 4).await;
+    let events = recorder.events.lock().expect("lock").clone();
+    assert!(events.contains(&"assigned 4".to_string()), "{events:?}");
+    assert!(
+        events.contains(&"revoked 2".to_string()) || events.contains(&"revoked 4".to_string()),
+        "{events:?}"
+    );
+    first.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn a_new_member_resumes_from_committed_offsets() {
+    let broker = start_broker();
+    let client = Client::connect(config(&broker)).await.expect("client");
+    create_topic(&Admin::with_client(client.clone()), "resume", 2).await;
+    produce_numbered(&client, "resume", 0..100).await;
+    let manual = ConsumerConfig {
+        enable_auto_commit: false,
+        ..group_config("resumers")
+    };
+
+    let first = Consumer::new(config(&broker), manual.clone()).await.expect("consumer");
+    first.subscribe(&["resume"]).await.expect("subscribe");
+    let mut records = Vec::new();
+    poll_until(&[&first], &mut records, |records, _| records.len() >= 100).await;
+    first.commit_sync().await.expect("commit");
+    let committed = first
+        .committed(&[("resume".to_string(), 0), ("resume".to_string(), 1)])
+        .await
+        .expect("committed");
+    assert_eq!(committed.values().sum::<i64>(), 100);
+    // An explicit commit rewinds partition 0 by 10 records.
+    let rewound = committed[&("resume".to_string(), 0)] - 10;
+    first
+        .commit(&[("resume".to_string(), 0, rewound)])
+        .await
+        .expect("commit offsets");
+    first.close().await.expect("close");
+
+    produce_numbered(&client, "resume", 100..150).await;
+    let second = Consumer::new(config(&broker), manual).await.expect("consumer");
+    second.subscribe(&["resume"]).await.expect("subscribe");
+    let mut resumed = Vec::new();
+    poll_until(&[&second], &mut resumed, |records, _| records.len() >= 60).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    resumed.extend(second.poll(Duration::from_millis(300)).await.expect("poll"));
+    assert_eq!(resumed.len(), 60, "10 rewound + 50 new, nothing else");
+    let first_of_0 = resumed.iter().filter(|r| r.partition == 0).map(|r| r.offset).min();
+    assert_eq!(first_of_0, Some(rewound));
+    let handle = second.commit_async().await.expect("commit async");
+    handle.await.expect("join").expect("committed");
+    second.close().await.expect("close");
+}
+
+fn values(records: &[ConsumerRecord]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn aborted_transactions_are_invisible_to_read_committed_consumers() {
+    let broker = start_broker();
+    let client = Client::connect(config(&broker)).await.expect("client");
+    let admin = Admin::with_client(client.clone());
+    create_topic(&admin, "txn-data", 2).await;
+    create_topic(&admin, "txn-input", 1).await;
+    let transactional = |id: &str| ProducerConfig {
+        transactional_id: Some(id.to_string()),
+        ..Default::default()
+    };
+    let producer = Producer::with_client(client.clone(), transactional("mover"))
+        .await
+        .expect("producer");
+    assert!(producer.begin_transaction().is_err(), "init_transactions comes first");
+    producer.init_transactions().await.expect("init");
+    assert!(producer.producer_id().is_some());
+
+    producer.begin_transaction().expect("begin");
+    for i in 0..10 {
+        producer
+            .send(ProducerRecord::new("txn-data", format!("aborted-{i}")))
+            .await
+            .expect("send");
+    }
+    producer.abort_transaction().await.expect("abort");
+
+    producer.begin_transaction().expect("begin");
+    for i in 0..10 {
+        producer
+            .send(ProducerRecord::new("txn-data", format!("committed-{i}")))
+            .await
+            .expect("send");
+    }
+    let group = strom_client::ConsumerGroupMetadata::new("txn-group");
+    producer
+        .send_offsets_to_transaction(&[("txn-input".to_string(), 0, 42)], &group)
+        .await
+        .expect("send offsets");
+    producer.commit_transaction().await.expect("commit");
+
+    // An open transaction: read_committed consumers stop before it.
+    producer.begin_transaction().expect("begin");
+    producer
+        .send(ProducerRecord::new("txn-data", "open").with_partition(0))
+        .await
+        .expect("send");
+    producer.flush().await.expect("flush");
+
+    let consumer = Consumer::with_client(
+        client.clone(),
+        ConsumerConfig {
+            isolation_level: IsolationLevel::ReadCommitted,
+            ..group_config("txn-group")
+        },
+    )
+    .expect("consumer");
+    consumer
+        .assign((0..2).map(|p| ("txn-data".to_string(), p, Offset::Beginning)).collect())
+        .await
+        .expect("assign");
+    let mut records = consume(&consumer, 10).await;
+    records.extend(consumer.poll(Duration::from_millis(500)).await.expect("poll"));
+    let mut seen = values(&records);
+    seen.sort();
+    let mut expected: Vec<String> = (0..10).map(|i| format!("committed-{i}")).collect();
+    expected.sort();
+    assert_eq!(seen, expected);
+    let committed = consumer
+        .committed(&[("txn-input".to_string(), 0)])
+        .await
+        .expect("committed");
+    assert_eq!(committed.get(&("txn-input".to_string(), 0)), Some(&42));
+
+    // A second producer with the same id fences the first and aborts its open transaction.
+    let successor = Producer::with_client(client.clone(), transactional("mover"))
+        .await
+        .expect("producer");
+    successor.init_transactions().await.expect("init");
+    let fenced = producer.commit_transaction().await;
+    assert!(matches!(fenced, Err(strom_client::Error::Fatal(_))), "{fenced:?}");
+    let uncommitted = Consumer::with_client(client, ConsumerConfig::default()).expect("consumer");
+    uncommitted
+        .assign(vec![("txn-data".to_string(), 0, Offset::Beginning)])
+        .await
+        .expect("assign");
+    let mut everything = Vec::new();
+    poll_until(&[&uncommitted], &mut everything, |records, _| {
+        records.iter().any(|r| r.value.as_deref() == Some(b"open".as_slice()))
+    })
+    .await;
+    let everything = values(&everything);
+    assert!(
+        everything.iter().any(|v| v == "open"),
+        "read_uncommitted sees the open transaction"
+    );
+    successor.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn idempotent_producer_does_not_duplicate_across_a_broker_restart() {
+    let mut broker = start_broker();
+    let client = Client::connect(config(&broker)).await.expect("client");
+    create_topic(&Admin::with_client(client.clone()), "restarts", 1).await;
+    let producer = Producer::with_client(client.clone(), ProducerConfig::default())
+        .await
+        .expect("producer");
+    let mut deliveries = Vec::new();
+    for i in 0..200 {
+        deliveries.push(
+            producer
+                .send(ProducerRecord::new("restarts", format!("{i}")))
+                .await
+                .expect("send"),
+        );
+        if i == 100 {
+            // Kill the broker with records in flight: their connections drop mid-request.
+            restart_broker(&mut broker);
+        }
+    }
+    for delivery in deliveries {
+        delivery.await.expect("delivered after the restart");
+    }
+    producer.close().await.expect("close");
+    let consumer = Consumer::with_client(client, ConsumerConfig::default()).expect("consumer");
+    consumer
+        .assign(vec![("restarts".to_string(), 0, Offset::Beginning)])
+        .await
+        .expect("assign");
+    let mut records = consume(&consumer, 200).await;
+    records.extend(consumer.poll(Duration::from_millis(500)).await.expect("poll"));
+    let mut seen: Vec<usize> = values(&records).iter().map(|v| v.parse().expect("number")).collect();
+    assert_eq!(seen.len(), 200, "no duplicates, nothing lost");
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), 200);
 }

@@ -36,6 +36,11 @@ pub struct ConsumeArgs {
     pub format: String,
     #[arg(long, value_enum, default_value_t = IsolationArg::ReadUncommitted)]
     pub isolation: IsolationArg,
+    /// Consume as a member of this group: partitions are shared with the group's other
+    /// members, start at the committed offsets (else --from beginning|end) and the
+    /// positions are committed after printing (at least once).
+    #[arg(long)]
+    pub group: Option<String>,
 }
 
 fn parse_from(from: &str) -> Result<Offset> {
@@ -105,6 +110,9 @@ pub async fn run(common: &Common, args: ConsumeArgs) -> Result<()> {
         .into_iter()
         .map(|((_, p), (offset, _))| (p, offset))
         .collect();
+    if let Some(group) = &args.group {
+        return consume_in_group(common, &args, group, isolation, &start).await;
+    }
     let config = ConsumerConfig {
         isolation_level: isolation,
         ..ConsumerConfig::default()
@@ -150,6 +158,72 @@ pub async fn run(common: &Common, args: ConsumeArgs) -> Result<()> {
         }
     }
     progress.finish_and_clear();
+    if common.output == Output::Json {
+        println!("{}", serde_json::Value::Array(records_json));
+    }
+    Ok(())
+}
+
+/// `--group`: subscribe, print, commit. Without --follow or --count it stops once no
+/// record has arrived for a few seconds after the group assigned its partitions.
+async fn consume_in_group(
+    common: &Common,
+    args: &ConsumeArgs,
+    group: &str,
+    isolation: IsolationLevel,
+    start: &Offset,
+) -> Result<()> {
+    let fail = |e| explain(e, &common.brokers);
+    let config = ConsumerConfig {
+        isolation_level: isolation,
+        group_id: Some(group.to_string()),
+        enable_auto_commit: false,
+        auto_offset_reset: match start {
+            Offset::End => strom_client::AutoOffsetReset::Latest,
+            _ => strom_client::AutoOffsetReset::Earliest,
+        },
+        ..ConsumerConfig::default()
+    };
+    let consumer = Consumer::new(common.client_config(), config).await.map_err(fail)?;
+    consumer.subscribe(&[args.topic.as_str()]).await.map_err(fail)?;
+    let limit = args.count.unwrap_or(u64::MAX);
+    let mut seen = 0u64;
+    let mut idle_polls = 0u32;
+    let mut records_json = Vec::new();
+    while seen < limit {
+        let records = consumer.poll(Duration::from_millis(500)).await.map_err(fail)?;
+        if records.is_empty() {
+            if !consumer.assignment().await.is_empty() {
+                idle_polls += 1;
+            }
+            if !args.follow && args.count.is_none() && idle_polls >= 6 {
+                break;
+            }
+            continue;
+        }
+        idle_polls = 0;
+        let printed = records.len().min((limit - seen) as usize);
+        for record in &records[..printed] {
+            match common.output {
+                Output::Json => records_json.push(json!({
+                    "topic": record.topic, "partition": record.partition, "offset": record.offset,
+                    "key": record.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    "value": record.value.as_ref().map(|v| String::from_utf8_lossy(v).into_owned()),
+                })),
+                Output::Table => println!("{}", render(&args.format, record)),
+            }
+            seen += 1;
+        }
+        // Commit what was printed: the next offset of each printed record.
+        let mut next: HashMap<(String, i32), i64> = HashMap::new();
+        for record in &records[..printed] {
+            let entry = next.entry((record.topic.clone(), record.partition)).or_insert(0);
+            *entry = (*entry).max(record.offset + 1);
+        }
+        let offsets: Vec<(String, i32, i64)> = next.into_iter().map(|((t, p), o)| (t, p, o)).collect();
+        consumer.commit(&offsets).await.map_err(fail)?;
+    }
+    consumer.close().await.map_err(fail)?;
     if common.output == Output::Json {
         println!("{}", serde_json::Value::Array(records_json));
     }

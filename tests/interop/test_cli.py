@@ -128,3 +128,64 @@ def test_groups_and_error_messages(broker):
     assert unreachable.returncode != 0 and "is `strom serve` running?" in unreachable.stderr
     bad = strom(broker, "consume", topic, "--from", "yesterday", check=False)
     assert bad.returncode != 0 and "--from expects" in bad.stderr
+
+
+def test_group_commands_and_a_mixed_group(broker_factory):
+    broker = broker_factory(**{"group.initial.rebalance.delay.ms": "0", "offsets.topic.num.partitions": "3"})
+    topic = topic_name("cli-mixed")
+    ck.create_topic(broker, topic, partitions=4)
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(400):
+        p.produce(topic, key=b"k%d" % i, value=b"v%d" % i, partition=i % 4)
+    assert p.flush(30) == 0
+
+    # A strom-client member and a librdkafka member share one group.
+    from confluent_kafka import Consumer
+    import subprocess as sp
+    import time
+
+    env = {**os.environ, "STROM_BROKERS": broker.bootstrap}
+    ours = sp.Popen([str(strom_bin()), "consume", topic, "--group", "mixed", "--follow", "--format", "{partition}"],
+                    stdout=sp.PIPE, text=True, env=env)
+    theirs = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "mixed", "auto.offset.reset": "earliest",
+                       "enable.auto.commit": False})
+    theirs.subscribe([topic])
+    try:
+        deadline = time.time() + 60
+        members: list = []
+        while time.time() < deadline:
+            out = strom(broker, "group", "describe", "mixed", "--output", "json", check=False)
+            theirs.poll(0.5)
+            if out.returncode != 0:  # not created yet
+                continue
+            described = json.loads(out.stdout)
+            members = described["members"]
+            if len(members) == 2 and described["state"] == "Stable" and len(theirs.assignment()) == 2:
+                break
+        assert len(members) == 2, members
+        their_partitions = {tp.partition for tp in theirs.assignment()}
+        assert len(their_partitions) == 2
+        settle = time.time() + 4  # let our member read its share
+        while time.time() < settle:
+            theirs.poll(0.2)
+    finally:
+        theirs.close()
+        ours.terminate()
+        out, _ = ours.communicate(timeout=30)
+    our_partitions = {int(line) for line in out.split()}
+    assert our_partitions and not (our_partitions & their_partitions), (our_partitions, their_partitions)
+    assert our_partitions | their_partitions == {0, 1, 2, 3}
+
+    # Reset the (now memberless) group, then delete it.
+    deadline = time.time() + 60
+    while json.loads(strom(broker, "group", "describe", "mixed", "--output", "json").stdout)["members"]:
+        assert time.time() < deadline, "the members did not leave"
+        time.sleep(1)
+    plan = json.loads(strom(broker, "group", "reset-offsets", "mixed", "--topic", topic, "--to", "offset:7",
+                            "--execute", "--output", "json").stdout)
+    assert plan["executed"] and {o["offset"] for o in plan["offsets"]} == {7}
+    described = json.loads(strom(broker, "group", "describe", "mixed", "--output", "json").stdout)
+    assert {(o["partition"], o["committed"], o["lag"]) for o in described["offsets"]} == {(i, 7, 93) for i in range(4)}
+    strom(broker, "group", "delete", "mixed")
+    gone = strom(broker, "group", "describe", "mixed", check=False)
+    assert gone.returncode != 0 and "GROUP_ID_NOT_FOUND" in gone.stderr

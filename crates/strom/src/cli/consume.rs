@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::ValueEnum;
 use serde_json::json;
 use strom_client::{Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, Offset, OffsetSpec};
+use tokio::signal::unix::{signal, SignalKind};
 
 use super::{explain, Common, Output};
 
@@ -190,8 +191,15 @@ async fn consume_in_group(
     let mut seen = 0u64;
     let mut idle_polls = 0u32;
     let mut records_json = Vec::new();
+    // On SIGINT/SIGTERM leave the group cleanly so its partitions move at once.
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
     while seen < limit {
-        let records = consumer.poll(Duration::from_millis(500)).await.map_err(fail)?;
+        let records = tokio::select! {
+            records = consumer.poll(Duration::from_millis(500)) => records.map_err(fail)?,
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+        };
         if records.is_empty() {
             if !consumer.assignment().await.is_empty() {
                 idle_polls += 1;

@@ -91,7 +91,7 @@ pub struct Broker {
     config: BrokerConfig,
     cluster_id: String,
     clock: Arc<dyn Clock>,
-    topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
+    topics: RwLock<TopicIndex>,
     /// Serialises changes to the topic list and configs, and writes of `topics.json`.
     admin: Mutex<()>,
     store: TopicStore,
@@ -121,7 +121,7 @@ impl Broker {
         let broker = Broker {
             cluster_id,
             clock,
-            topics: RwLock::new(HashMap::new()),
+            topics: RwLock::new(TopicIndex::default()),
             admin: Mutex::new(()),
             store,
             producer_ids,
@@ -130,9 +130,9 @@ impl Broker {
         };
         for record in broker.store.load()? {
             let topic = broker.open_topic(&record)?;
-            broker.topics_write().insert(topic.name_arc(), topic);
+            broker.topics_write().insert(topic);
         }
-        tracing::info!(topics = broker.topics_read().len(), dir = %broker.config.data_dir.display(), "broker opened");
+        tracing::info!(topics = broker.topics_read().by_name.len(), dir = %broker.config.data_dir.display(), "broker opened");
         Ok(Arc::new(broker))
     }
 
@@ -152,25 +152,25 @@ impl Broker {
         &self.clock
     }
 
-    fn topics_read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<Topic>>> {
+    fn topics_read(&self) -> std::sync::RwLockReadGuard<'_, TopicIndex> {
         self.topics.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn topics_write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Arc<str>, Arc<Topic>>> {
+    fn topics_write(&self) -> std::sync::RwLockWriteGuard<'_, TopicIndex> {
         self.topics.write().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
-        self.topics_read().get(name).cloned()
+        self.topics_read().by_name.get(name).cloned()
     }
 
     pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
-        self.topics_read().values().find(|t| t.id() == id).cloned()
+        self.topics_read().by_id.get(&id).cloned()
     }
 
     /// All topics, sorted by name.
     pub fn topics(&self) -> Vec<Arc<Topic>> {
-        let mut topics: Vec<_> = self.topics_read().values().cloned().collect();
+        let mut topics: Vec<_> = self.topics_read().by_name.values().cloned().collect();
         topics.sort_by(|a, b| a.name().cmp(b.name()));
         topics
     }
@@ -265,7 +265,13 @@ impl Broker {
         if self.topic(&new.name).is_some() {
             return Err(BrokerError::TopicAlreadyExists(new.name));
         }
-        if let Some(clash) = self.topics_read().keys().find(|t| collides(t, &new.name)) {
+        if let Some(clash) = self
+            .topics_read()
+            .by_name
+            .keys()
+            .find(|t| collides(t, &new.name))
+            .cloned()
+        {
             return Err(BrokerError::InvalidTopic(format!(
                 "Topic '{}' collides with existing topic: {clash}",
                 new.name
@@ -288,7 +294,7 @@ impl Broker {
             configs: new.configs,
         };
         let topic = self.open_topic(&record)?;
-        self.topics_write().insert(topic.name_arc(), topic);
+        self.topics_write().insert(topic);
         if let Err(e) = self.save_topics() {
             self.topics_write().remove(new.name.as_str());
             return Err(e);
@@ -396,7 +402,7 @@ impl Broker {
             .remove(name)
             .ok_or(BrokerError::UnknownTopicOrPartition)?;
         if let Err(e) = self.save_topics() {
-            self.topics_write().insert(topic.name_arc(), topic);
+            self.topics_write().insert(topic);
             return Err(e);
         }
         for partition in topic.partitions() {
@@ -604,6 +610,26 @@ impl Broker {
         }
         tracing::info!("broker closed");
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// The topics, by name and by id (Fetch and Produce from v13 name topics by id).
+#[derive(Default)]
+struct TopicIndex {
+    by_name: HashMap<Arc<str>, Arc<Topic>>,
+    by_id: HashMap<Uuid, Arc<Topic>>,
+}
+
+impl TopicIndex {
+    fn insert(&mut self, topic: Arc<Topic>) {
+        self.by_id.insert(topic.id(), topic.clone());
+        self.by_name.insert(topic.name_arc(), topic);
+    }
+
+    fn remove(&mut self, name: &str) -> Option<Arc<Topic>> {
+        let topic = self.by_name.remove(name)?;
+        self.by_id.remove(&topic.id());
+        Some(topic)
     }
 }
 

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -105,22 +105,11 @@ async fn handle(
         address,
         client_id: header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default(),
     };
-    let response = apis::dispatch(context, &peer, api_key, version, request).await?;
-    if let Some(body) = response {
-        write_response(output, correlation_id, api_key, version, &body);
-    }
-    Ok(())
-}
-
-/// Frame an encoded response body: length, response header, body.
-fn write_response(output: &mut BytesMut, correlation_id: i32, api_key: ApiKey, version: i16, body: &[u8]) {
-    let flexible_header = api_key.response_header_version(version) >= 1;
-    let header_len = if flexible_header { 5 } else { 4 };
-    output.reserve(4 + header_len + body.len());
-    output.put_i32((header_len + body.len()) as i32);
-    output.put_i32(correlation_id);
-    if flexible_header {
-        output.put_u8(0); // no tagged fields
-    }
-    output.extend_from_slice(body);
+    let mut writer = apis::ResponseWriter {
+        output,
+        correlation_id,
+        api_key,
+        version,
+    };
+    apis::dispatch(context, &peer, api_key, version, request, &mut writer).await
 }

@@ -1,7 +1,7 @@
 //! One module per API family, each with `handle(context, request, version) -> response`.
 //! This file holds the table of served versions and the dispatch.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -80,151 +80,109 @@ fn decode<T: Decodable>(api_key: ApiKey, body: &mut Bytes, version: i16) -> Resu
     T::decode(body, version).map_err(|e| format!("malformed {api_key:?} v{version} request: {e}"))
 }
 
-fn encode<T: Encodable>(response: &T, version: i16) -> Result<Option<BytesMut>, String> {
-    let mut out = BytesMut::new();
-    response
-        .encode(&mut out, version)
-        .map_err(|e| format!("could not encode response: {e}"))?;
-    Ok(Some(out))
+/// Writes a response straight into the connection's output buffer: length, response
+/// header, body (one copy of the body, not two).
+pub struct ResponseWriter<'a> {
+    pub output: &'a mut BytesMut,
+    pub correlation_id: i32,
+    pub api_key: ApiKey,
+    pub version: i16,
 }
 
-/// Run one request; `Ok(None)` means no response is sent (acks=0 produce).
+impl ResponseWriter<'_> {
+    fn write<T: Encodable>(&mut self, response: &T) -> Result<(), String> {
+        let start = self.output.len();
+        self.output.put_i32(0);
+        self.output.put_i32(self.correlation_id);
+        if self.api_key.response_header_version(self.version) >= 1 {
+            self.output.put_u8(0); // no tagged fields
+        }
+        if let Err(e) = response.encode(self.output, self.version) {
+            self.output.truncate(start);
+            return Err(format!("could not encode response: {e}"));
+        }
+        let length = (self.output.len() - start - 4) as i32;
+        self.output[start..start + 4].copy_from_slice(&length.to_be_bytes());
+        Ok(())
+    }
+}
+
 pub async fn dispatch(
     context: &Context,
     peer: &Peer,
     api_key: ApiKey,
     version: i16,
     mut body: Bytes,
-) -> Result<Option<BytesMut>, String> {
+    w: &mut ResponseWriter<'_>,
+) -> Result<(), String> {
     let body = &mut body;
     match api_key {
-        ApiKey::ApiVersions => encode(&api_versions::handle(decode(api_key, body, version)?), version),
-        ApiKey::Metadata => encode(
-            &metadata::handle(context, decode(api_key, body, version)?, version).await,
-            version,
-        ),
+        ApiKey::ApiVersions => w.write(&api_versions::handle(decode(api_key, body, version)?)),
+        ApiKey::Metadata => w.write(&metadata::handle(context, decode(api_key, body, version)?, version).await),
         ApiKey::Produce => match produce::handle(context, decode(api_key, body, version)?, version).await {
-            Some(response) => encode(&response, version),
-            None => Ok(None),
+            Some(response) => w.write(&response),
+            None => Ok(()),
         },
-        ApiKey::Fetch => encode(
-            &fetch::handle(context, decode(api_key, body, version)?, version).await,
+        ApiKey::Fetch => w.write(&fetch::handle(context, decode(api_key, body, version)?, version).await),
+        ApiKey::ListOffsets => w.write(&offsets::list_offsets(
+            context,
+            decode(api_key, body, version)?,
             version,
-        ),
-        ApiKey::ListOffsets => encode(
-            &offsets::list_offsets(context, decode(api_key, body, version)?, version),
+        )),
+        ApiKey::DeleteRecords => w.write(&offsets::delete_records(context, decode(api_key, body, version)?).await),
+        ApiKey::CreateTopics => w.write(&topics::create_topics(context, decode(api_key, body, version)?).await),
+        ApiKey::DeleteTopics => w.write(&topics::delete_topics(context, decode(api_key, body, version)?).await),
+        ApiKey::CreatePartitions => w.write(&topics::create_partitions(context, decode(api_key, body, version)?).await),
+        ApiKey::DescribeConfigs => w.write(&configs::describe_configs(
+            context,
+            decode(api_key, body, version)?,
             version,
-        ),
-        ApiKey::DeleteRecords => encode(
-            &offsets::delete_records(context, decode(api_key, body, version)?).await,
+        )),
+        ApiKey::AlterConfigs => w.write(&configs::alter_configs(context, decode(api_key, body, version)?).await),
+        ApiKey::IncrementalAlterConfigs => {
+            w.write(&configs::incremental_alter_configs(context, decode(api_key, body, version)?).await)
+        }
+        ApiKey::DescribeCluster => w.write(&cluster::describe_cluster(context, decode(api_key, body, version)?)),
+        ApiKey::FindCoordinator => {
+            w.write(&groups::find_coordinator(context, decode(api_key, body, version)?, version).await)
+        }
+        ApiKey::JoinGroup => {
+            w.write(&groups::join_group(context, peer, decode(api_key, body, version)?, version).await)
+        }
+        ApiKey::SyncGroup => w.write(&groups::sync_group(context, decode(api_key, body, version)?, version).await),
+        ApiKey::Heartbeat => w.write(&groups::heartbeat(context, decode(api_key, body, version)?)),
+        ApiKey::LeaveGroup => w.write(&groups::leave_group(context, decode(api_key, body, version)?, version)),
+        ApiKey::DescribeGroups => w.write(&groups::describe_groups(
+            context,
+            decode(api_key, body, version)?,
             version,
-        ),
-        ApiKey::CreateTopics => encode(
-            &topics::create_topics(context, decode(api_key, body, version)?).await,
+        )),
+        ApiKey::ListGroups => w.write(&groups::list_groups(context, decode(api_key, body, version)?, version)),
+        ApiKey::DeleteGroups => w.write(&groups::delete_groups(context, decode(api_key, body, version)?).await),
+        ApiKey::OffsetCommit => w.write(&group_offsets::offset_commit(context, decode(api_key, body, version)?).await),
+        ApiKey::OffsetFetch => w.write(&group_offsets::offset_fetch(
+            context,
+            decode(api_key, body, version)?,
             version,
-        ),
-        ApiKey::DeleteTopics => encode(
-            &topics::delete_topics(context, decode(api_key, body, version)?).await,
+        )),
+        ApiKey::OffsetDelete => w.write(&group_offsets::offset_delete(context, decode(api_key, body, version)?).await),
+        ApiKey::ConsumerGroupHeartbeat => w.write(&consumer_group::heartbeat(
+            context,
+            peer,
+            decode(api_key, body, version)?,
             version,
-        ),
-        ApiKey::CreatePartitions => encode(
-            &topics::create_partitions(context, decode(api_key, body, version)?).await,
-            version,
-        ),
-        ApiKey::DescribeConfigs => encode(
-            &configs::describe_configs(context, decode(api_key, body, version)?, version),
-            version,
-        ),
-        ApiKey::AlterConfigs => encode(
-            &configs::alter_configs(context, decode(api_key, body, version)?).await,
-            version,
-        ),
-        ApiKey::IncrementalAlterConfigs => encode(
-            &configs::incremental_alter_configs(context, decode(api_key, body, version)?).await,
-            version,
-        ),
-        ApiKey::DescribeCluster => encode(
-            &cluster::describe_cluster(context, decode(api_key, body, version)?),
-            version,
-        ),
-        ApiKey::FindCoordinator => encode(
-            &groups::find_coordinator(context, decode(api_key, body, version)?, version).await,
-            version,
-        ),
-        ApiKey::JoinGroup => encode(
-            &groups::join_group(context, peer, decode(api_key, body, version)?, version).await,
-            version,
-        ),
-        ApiKey::SyncGroup => encode(
-            &groups::sync_group(context, decode(api_key, body, version)?, version).await,
-            version,
-        ),
-        ApiKey::Heartbeat => encode(&groups::heartbeat(context, decode(api_key, body, version)?), version),
-        ApiKey::LeaveGroup => encode(
-            &groups::leave_group(context, decode(api_key, body, version)?, version),
-            version,
-        ),
-        ApiKey::DescribeGroups => encode(
-            &groups::describe_groups(context, decode(api_key, body, version)?, version),
-            version,
-        ),
-        ApiKey::ListGroups => encode(
-            &groups::list_groups(context, decode(api_key, body, version)?, version),
-            version,
-        ),
-        ApiKey::DeleteGroups => encode(
-            &groups::delete_groups(context, decode(api_key, body, version)?).await,
-            version,
-        ),
-        ApiKey::OffsetCommit => encode(
-            &group_offsets::offset_commit(context, decode(api_key, body, version)?).await,
-            version,
-        ),
-        ApiKey::OffsetFetch => encode(
-            &group_offsets::offset_fetch(context, decode(api_key, body, version)?, version),
-            version,
-        ),
-        ApiKey::OffsetDelete => encode(
-            &group_offsets::offset_delete(context, decode(api_key, body, version)?).await,
-            version,
-        ),
-        ApiKey::ConsumerGroupHeartbeat => encode(
-            &consumer_group::heartbeat(context, peer, decode(api_key, body, version)?, version),
-            version,
-        ),
-        ApiKey::ConsumerGroupDescribe => encode(
-            &consumer_group::describe(context, decode(api_key, body, version)?),
-            version,
-        ),
-        ApiKey::InitProducerId => encode(
-            &producer::init_producer_id(context, decode(api_key, body, version)?).await,
-            version,
-        ),
-        ApiKey::DescribeProducers => encode(
-            &producer::describe_producers(context, decode(api_key, body, version)?),
-            version,
-        ),
-        ApiKey::AddPartitionsToTxn => encode(
-            &txn::add_partitions(context, decode(api_key, body, version)?, version).await,
-            version,
-        ),
-        ApiKey::AddOffsetsToTxn => encode(
-            &txn::add_offsets(context, decode(api_key, body, version)?).await,
-            version,
-        ),
-        ApiKey::EndTxn => encode(&txn::end_txn(context, decode(api_key, body, version)?).await, version),
-        ApiKey::TxnOffsetCommit => encode(
-            &txn::txn_offset_commit(context, decode(api_key, body, version)?).await,
-            version,
-        ),
-        ApiKey::DescribeTransactions => encode(
-            &txn::describe_transactions(context, decode(api_key, body, version)?),
-            version,
-        ),
-        ApiKey::ListTransactions => encode(
-            &txn::list_transactions(context, decode(api_key, body, version)?),
-            version,
-        ),
+        )),
+        ApiKey::ConsumerGroupDescribe => w.write(&consumer_group::describe(context, decode(api_key, body, version)?)),
+        ApiKey::InitProducerId => w.write(&producer::init_producer_id(context, decode(api_key, body, version)?).await),
+        ApiKey::DescribeProducers => w.write(&producer::describe_producers(context, decode(api_key, body, version)?)),
+        ApiKey::AddPartitionsToTxn => {
+            w.write(&txn::add_partitions(context, decode(api_key, body, version)?, version).await)
+        }
+        ApiKey::AddOffsetsToTxn => w.write(&txn::add_offsets(context, decode(api_key, body, version)?).await),
+        ApiKey::EndTxn => w.write(&txn::end_txn(context, decode(api_key, body, version)?).await),
+        ApiKey::TxnOffsetCommit => w.write(&txn::txn_offset_commit(context, decode(api_key, body, version)?).await),
+        ApiKey::DescribeTransactions => w.write(&txn::describe_transactions(context, decode(api_key, body, version)?)),
+        ApiKey::ListTransactions => w.write(&txn::list_transactions(context, decode(api_key, body, version)?)),
         other => Err(format!("{other:?} is not served")),
     }
 }

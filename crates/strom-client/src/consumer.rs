@@ -21,8 +21,11 @@ use tracing::{debug, warn};
 use crate::assignor::Assignor;
 use crate::client::{Client, ClientConfig};
 use crate::error::{Error, Result};
+use crate::fetch_buffer::FetchBuffer;
 use crate::group::{ConsumerGroupMetadata, GroupCoordinator, GroupSettings};
-use crate::membership::{self, commit_offsets, AutoOffsetReset, MemberOptions, Membership, RebalanceListener};
+use crate::membership::{
+    self, commit_offsets, AutoOffsetReset, MemberOptions, Membership, RebalanceListener, Subscription,
+};
 use crate::record::{decode_batches, AbortedTransaction, ConsumerRecord};
 
 /// Kafka's OFFSET_OUT_OF_RANGE error code.
@@ -95,6 +98,27 @@ pub struct ConsumerConfig {
     pub auto_offset_reset: AutoOffsetReset,
     /// Told about partitions revoked and assigned by rebalances.
     pub rebalance_listener: Option<Arc<dyn RebalanceListener>>,
+    /// Most records one `poll` returns; the rest stay buffered for the next polls.
+    pub max_poll_records: usize,
+    /// Period of the metadata refresh that re-evaluates a pattern subscription
+    /// ([`Consumer::subscribe_pattern`]).
+    pub metadata_max_age: Duration,
+    /// The group membership protocol.
+    pub group_protocol: GroupProtocol,
+    /// With [`GroupProtocol::Consumer`]: the broker-side assignor to use (`uniform`, `range`, …);
+    /// `None` leaves the choice to the broker.
+    pub remote_assignor: Option<String>,
+}
+
+/// Which protocol a consumer group member speaks with its coordinator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GroupProtocol {
+    /// JoinGroup / SyncGroup / Heartbeat with client-side assignors, eager rebalancing.
+    #[default]
+    Classic,
+    /// KIP-848: ConsumerGroupHeartbeat, assignments computed by the broker and applied
+    /// incrementally.
+    Consumer,
 }
 
 impl std::fmt::Debug for ConsumerConfig {
@@ -114,6 +138,10 @@ impl std::fmt::Debug for ConsumerConfig {
             .field("enable_auto_commit", &self.enable_auto_commit)
             .field("auto_commit_interval", &self.auto_commit_interval)
             .field("auto_offset_reset", &self.auto_offset_reset)
+            .field("max_poll_records", &self.max_poll_records)
+            .field("metadata_max_age", &self.metadata_max_age)
+            .field("group_protocol", &self.group_protocol)
+            .field("remote_assignor", &self.remote_assignor)
             .finish_non_exhaustive()
     }
 }
@@ -136,6 +164,10 @@ impl Default for ConsumerConfig {
             auto_commit_interval: Duration::from_secs(5),
             auto_offset_reset: AutoOffsetReset::Latest,
             rebalance_listener: None,
+            max_poll_records: 500,
+            metadata_max_age: Duration::from_secs(30),
+            group_protocol: GroupProtocol::Classic,
+            remote_assignor: None,
         }
     }
 }
@@ -144,6 +176,12 @@ impl ConsumerConfig {
     fn validate(&self) -> Result<()> {
         if self.fetch_max_bytes <= 0 || self.max_partition_fetch_bytes <= 0 || self.fetch_min_bytes < 0 {
             return Err(Error::Config("fetch byte limits must be positive".into()));
+        }
+        if self.max_poll_records == 0 {
+            return Err(Error::Config("max_poll_records must be positive".into()));
+        }
+        if self.metadata_max_age.is_zero() {
+            return Err(Error::Config("metadata_max_age must be positive".into()));
         }
         if self.group_id.is_some() {
             if self.assignors.is_empty() {
@@ -200,6 +238,7 @@ pub struct Consumer {
     client: Client,
     config: ConsumerConfig,
     assignment: SharedAssignment,
+    buffer: Mutex<FetchBuffer>,
     group: Option<Arc<Membership>>,
     membership_task: Mutex<Option<JoinHandle<Result<()>>>>,
 }
@@ -235,6 +274,9 @@ impl Consumer {
                 auto_offset_reset: config.auto_offset_reset,
                 read_committed: config.read_committed(),
                 listener: config.rebalance_listener.clone(),
+                metadata_max_age: config.metadata_max_age,
+                protocol: config.group_protocol,
+                remote_assignor: config.remote_assignor.clone(),
             };
             Arc::new(Membership::new(
                 GroupCoordinator::new(client.clone(), settings),
@@ -245,6 +287,7 @@ impl Consumer {
             client,
             config,
             assignment: Arc::new(Mutex::new(BTreeMap::new())),
+            buffer: Mutex::new(FetchBuffer::default()),
             group,
             membership_task: Mutex::new(None),
         })
@@ -276,11 +319,34 @@ impl Consumer {
     /// # Ok(()) }
     /// ```
     pub async fn subscribe(&self, topics: &[&str]) -> Result<()> {
-        let membership = self.membership()?;
+        self.membership()?;
         if topics.is_empty() {
             return Err(Error::Config("subscribe needs at least one topic".into()));
         }
-        membership.subscribe(topics.iter().map(ToString::to_string).collect());
+        self.start_membership(Subscription::Topics(topics.iter().map(ToString::to_string).collect()))
+            .await
+    }
+
+    /// Joins the consumer group (`group_id`) with a subscription to every topic whose whole
+    /// name matches `pattern` (a `regex` crate pattern, anchored at both ends as Java's
+    /// `Pattern.matches`; internal topics are left out). The pattern is matched again every
+    /// `metadata_max_age` and at every rebalance, so topics created later join the
+    /// subscription. With [`GroupProtocol::Consumer`] and ConsumerGroupHeartbeat v1 the broker
+    /// matches the pattern itself.
+    ///
+    /// ```no_run
+    /// # async fn demo(consumer: strom_client::Consumer) -> strom_client::Result<()> {
+    /// consumer.subscribe_pattern("events-.*").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn subscribe_pattern(&self, pattern: &str) -> Result<()> {
+        self.membership()?;
+        self.start_membership(Subscription::pattern(pattern)?).await
+    }
+
+    async fn start_membership(&self, subscription: Subscription) -> Result<()> {
+        let membership = self.membership()?;
+        membership.subscribe(subscription);
         let mut task = self.membership_task.lock().await;
         if task.is_none() {
             *task = Some(tokio::spawn(membership::run(
@@ -417,19 +483,22 @@ impl Consumer {
     }
 
     /// Fetches records of the assigned, unpaused partitions, waiting up to `timeout` for at
-    /// least one. Returns an empty list when none arrived in time.
+    /// least one. Returns at most `max_poll_records` records (the rest stay buffered for the
+    /// next polls), or an empty list when none arrived in time.
     pub async fn poll(&self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
         if let Some(error) = self.group.as_ref().and_then(|g| g.fatal_error()) {
             return Err(error);
         }
         let deadline = Instant::now() + timeout;
         let mut assignment = self.assignment.lock().await;
+        let mut buffer = self.buffer.lock().await;
         loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let records = self.fetch_once(&mut assignment, remaining).await?;
+            let records = buffer.drain(&mut assignment, self.config.max_poll_records);
             if !records.is_empty() || Instant::now() >= deadline {
                 return Ok(records);
             }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            self.fetch_once(&mut assignment, &mut buffer, remaining).await?;
         }
     }
 
@@ -462,13 +531,19 @@ impl Consumer {
         })
     }
 
+    /// One round of fetches for the partitions without buffered records; what arrives goes
+    /// into the buffer.
     async fn fetch_once(
         &self,
         assignment: &mut BTreeMap<TopicPartition, PartitionState>,
+        buffer: &mut FetchBuffer,
         wait: Duration,
-    ) -> Result<Vec<ConsumerRecord>> {
+    ) -> Result<()> {
         let mut by_leader: HashMap<i32, Vec<(TopicPartition, i64)>> = HashMap::new();
-        for (key, state) in assignment.iter().filter(|(_, s)| !s.paused) {
+        let fetchable = assignment
+            .iter()
+            .filter(|(key, state)| !state.paused && !buffer.has_records_for(key, state.position));
+        for (key, state) in fetchable {
             match self.client.leader_for(&key.0, key.1).await {
                 Ok(leader) => by_leader.entry(leader).or_default().push((key.clone(), state.position)),
                 Err(error) if error.is_retriable() => debug!(topic = %key.0, partition = key.1, %error, "no leader"),
@@ -477,16 +552,15 @@ impl Consumer {
         }
         if by_leader.is_empty() {
             tokio::time::sleep(wait.min(self.client.config().retry_backoff.max(Duration::from_millis(10)))).await;
-            return Ok(Vec::new());
+            return Ok(());
         }
         let fetches = by_leader.into_iter().map(|(leader, partitions)| async move {
             let request = self.fetch_request(&partitions, wait);
             (partitions, self.client.send_to(leader, &request).await)
         });
-        let mut records = Vec::new();
         for (partitions, response) in futures_util::future::join_all(fetches).await {
             match response {
-                Ok(response) => self.absorb(assignment, &partitions, response, &mut records).await?,
+                Ok(response) => self.absorb(assignment, buffer, &partitions, response).await?,
                 Err(error) if error.is_retriable() => {
                     warn!(%error, "fetch failed");
                     let _ = self.client.refresh_metadata(Some(&[])).await;
@@ -494,7 +568,7 @@ impl Consumer {
                 Err(error) => return Err(error),
             }
         }
-        Ok(records)
+        Ok(())
     }
 
     fn fetch_request(&self, partitions: &[(TopicPartition, i64)], wait: Duration) -> FetchRequest {
@@ -524,9 +598,9 @@ impl Consumer {
     async fn absorb(
         &self,
         assignment: &mut BTreeMap<TopicPartition, PartitionState>,
+        buffer: &mut FetchBuffer,
         requested: &[(TopicPartition, i64)],
         response: FetchResponse,
-        records: &mut Vec<ConsumerRecord>,
     ) -> Result<()> {
         Error::check(response.error_code, None)?;
         let read_committed = self.config.isolation_level == IsolationLevel::ReadCommitted;
@@ -581,11 +655,11 @@ impl Consumer {
                         .collect()
                 });
                 let decoded = decode_batches(&key.0, key.1, raw, *fetch_offset, aborted.as_deref())?;
-                if let Some(state) = assignment.get_mut(&key) {
-                    if state.position == *fetch_offset {
-                        state.position = decoded.next_offset;
-                        records.extend(decoded.records);
-                    }
+                if assignment
+                    .get(&key)
+                    .is_some_and(|state| state.position == *fetch_offset)
+                {
+                    buffer.insert(key, *fetch_offset, decoded.records, decoded.next_offset);
                 }
             }
         }

@@ -37,6 +37,10 @@ pub(crate) const ILLEGAL_GENERATION: i16 = 22;
 pub(crate) const UNKNOWN_MEMBER_ID: i16 = 25;
 /// Kafka's REBALANCE_IN_PROGRESS error code.
 pub(crate) const REBALANCE_IN_PROGRESS: i16 = 27;
+/// Kafka's FENCED_MEMBER_EPOCH error code (KIP-848 protocol).
+pub(crate) const FENCED_MEMBER_EPOCH: i16 = 110;
+/// Kafka's STALE_MEMBER_EPOCH error code (KIP-848 protocol).
+pub(crate) const STALE_MEMBER_EPOCH: i16 = 113;
 /// Kafka's MEMBER_ID_REQUIRED error code.
 const MEMBER_ID_REQUIRED: i16 = 79;
 
@@ -125,16 +129,33 @@ impl GroupCoordinator {
         identity.generation_id = -1;
     }
 
+    /// Sets the member id and the generation (the member epoch in the KIP-848 protocol) that
+    /// commits are sent with.
+    pub fn set_member(&self, member_id: &str, generation_id: i32) {
+        let mut identity = lock(&self.identity);
+        identity.member_id = member_id.to_string();
+        identity.generation_id = generation_id;
+    }
+
+    pub fn settings(&self) -> &GroupSettings {
+        &self.settings
+    }
+
+    /// The version `send` uses for request type `Req`.
+    pub async fn version_for<Req: Request>(&self) -> Result<i16> {
+        self.connection().await?.version_for::<Req>()
+    }
+
     /// Forgets the generation (after ILLEGAL_GENERATION); the member id is kept.
     pub fn reset_generation(&self) {
         lock(&self.identity).generation_id = -1;
     }
 
-    fn group_id(&self) -> GroupId {
+    pub fn group_id(&self) -> GroupId {
         GroupId(StrBytes::from_string(self.settings.group_id.clone()))
     }
 
-    fn instance_id(&self) -> Option<StrBytes> {
+    pub fn instance_id(&self) -> Option<StrBytes> {
         self.settings.group_instance_id.clone().map(StrBytes::from_string)
     }
 
@@ -155,7 +176,7 @@ impl GroupCoordinator {
 
     /// Sends a request built for the negotiated version, forgetting the coordinator when the
     /// connection fails or the broker says it no longer is the coordinator.
-    async fn send<Req: Request>(&self, build: impl Fn(i16) -> Req) -> Result<Req::Response> {
+    pub async fn send<Req: Request>(&self, build: impl Fn(i16) -> Req) -> Result<Req::Response> {
         let connection = self.connection().await?;
         let version = connection.version_for::<Req>()?;
         let result = connection.send_version(&build(version), version).await;
@@ -171,7 +192,7 @@ impl GroupCoordinator {
     }
 
     /// Checks a response error code, forgetting the coordinator on coordinator errors.
-    async fn check(&self, code: i16, message: Option<&str>) -> Result<()> {
+    pub async fn check(&self, code: i16, message: Option<&str>) -> Result<()> {
         let result = Error::check(code, message);
         if result.as_ref().is_err_and(is_coordinator_error) {
             self.forget_coordinator().await;

@@ -5,8 +5,9 @@
 //!
 //! - [`Client`]: bootstrap, metadata cache, one pipelined [`Connection`] per broker, retries.
 //! - [`Producer`]: partitioning, batching with linger, compression, acks, retries, idempotence.
-//! - [`Consumer`]: manually assigned partitions or consumer groups (classic protocol, range and
-//!   round-robin assignors, commits), long-poll fetches, read_committed.
+//! - [`Consumer`]: manually assigned partitions or consumer groups (classic protocol with range
+//!   and round-robin assignors, or the KIP-848 protocol with broker-side assignors; topic or
+//!   pattern subscriptions; commits), long-poll fetches, read_committed, `max_poll_records`.
 //! - [`Admin`]: topics, partitions, configs, offsets and groups.
 //!
 //! ```no_run
@@ -33,8 +34,10 @@ mod client;
 mod connection;
 pub mod constants;
 mod consumer;
+mod consumer_group;
 mod coordinator;
 mod error;
+mod fetch_buffer;
 mod group;
 mod membership;
 pub mod partitioner;
@@ -49,7 +52,7 @@ pub use admin::{
 pub use assignor::Assignor;
 pub use client::{BrokerMetadata, Client, ClientConfig, Metadata, PartitionMetadata, TopicMetadata};
 pub use connection::Connection;
-pub use consumer::{Consumer, ConsumerConfig, IsolationLevel, Offset};
+pub use consumer::{Consumer, ConsumerConfig, GroupProtocol, IsolationLevel, Offset};
 pub use error::{Error, Result};
 pub use group::ConsumerGroupMetadata;
 pub use membership::{AutoOffsetReset, RebalanceListener};

@@ -4,6 +4,9 @@
 //! LeaveGroup when the consumer closes.
 //!
 //! The task replaces the consumer's assignment; `poll` keeps fetching whatever is assigned.
+//! A pattern subscription is matched against the cluster's topics at every rebalance and
+//! every `metadata_max_age`; a change of the matched set rejoins the group.
+//! With [`GroupProtocol::Consumer`] the task of `consumer_group.rs` runs instead.
 //! A fatal error (a fenced static member, no committed offset with
 //! [`AutoOffsetReset::None`]) stops the task and is returned by the next `poll`.
 
@@ -15,9 +18,12 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::consumer::{resolve_offsets, Offset, SharedAssignment};
+use crate::consumer::{resolve_offsets, GroupProtocol, Offset, SharedAssignment};
 use crate::error::{Error, Result};
-use crate::group::{GroupCoordinator, ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS, UNKNOWN_MEMBER_ID};
+use crate::group::{
+    GroupCoordinator, FENCED_MEMBER_EPOCH, ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS, STALE_MEMBER_EPOCH,
+    UNKNOWN_MEMBER_ID,
+};
 
 /// Where a group member starts reading a partition that has no committed offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -69,17 +75,62 @@ pub(crate) struct MemberOptions {
     pub auto_offset_reset: AutoOffsetReset,
     pub read_committed: bool,
     pub listener: Option<Arc<dyn RebalanceListener>>,
+    pub metadata_max_age: Duration,
+    pub protocol: GroupProtocol,
+    pub remote_assignor: Option<String>,
+}
+
+/// What a member subscribes to.
+#[derive(Debug, Clone)]
+pub(crate) enum Subscription {
+    /// These topics.
+    Topics(Vec<String>),
+    /// Every topic whose whole name matches the pattern (Java's `Pattern.matcher().matches()`).
+    Pattern {
+        /// The pattern as given.
+        source: String,
+        /// The pattern anchored at both ends.
+        regex: regex::Regex,
+    },
+}
+
+impl Subscription {
+    /// A pattern subscription; the pattern must match whole topic names.
+    pub fn pattern(source: &str) -> Result<Self> {
+        let regex = regex::Regex::new(&format!("^(?:{source})$"))
+            .map_err(|error| Error::Config(format!("invalid topic pattern {source:?}: {error}")))?;
+        Ok(Subscription::Pattern {
+            source: source.to_string(),
+            regex,
+        })
+    }
+
+    /// The subscribed topics among `topics` (names of the cluster's non-internal topics for
+    /// a pattern), sorted.
+    pub fn matching<'a>(&self, topics: impl Iterator<Item = &'a str>) -> Vec<String> {
+        let mut out: Vec<String> = match self {
+            Subscription::Topics(names) => names.clone(),
+            Subscription::Pattern { regex, .. } => {
+                topics.filter(|name| regex.is_match(name)).map(str::to_string).collect()
+            }
+        };
+        out.sort();
+        out.dedup();
+        out
+    }
 }
 
 /// What the consumer and its membership task share.
 pub(crate) struct Membership {
     pub coordinator: GroupCoordinator,
     pub options: MemberOptions,
-    topics: Mutex<Vec<String>>,
-    rejoin: AtomicBool,
-    stopping: AtomicBool,
-    wakeup: Notify,
-    fatal: Mutex<Option<Error>>,
+    subscription: Mutex<Subscription>,
+    pub(crate) rejoin: AtomicBool,
+    /// Set by a commit that found the member fenced (KIP-848 protocol).
+    pub(crate) fenced: AtomicBool,
+    pub(crate) stopping: AtomicBool,
+    pub(crate) wakeup: Notify,
+    pub(crate) fatal: Mutex<Option<Error>>,
 }
 
 impl Membership {
@@ -87,8 +138,9 @@ impl Membership {
         Membership {
             coordinator,
             options,
-            topics: Mutex::new(Vec::new()),
+            subscription: Mutex::new(Subscription::Topics(Vec::new())),
             rejoin: AtomicBool::new(true),
+            fenced: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             wakeup: Notify::new(),
             fatal: Mutex::new(None),
@@ -96,9 +148,30 @@ impl Membership {
     }
 
     /// Changes the subscription; the task rejoins with it.
-    pub fn subscribe(&self, topics: Vec<String>) {
-        *lock(&self.topics) = topics;
+    pub fn subscribe(&self, subscription: Subscription) {
+        *lock(&self.subscription) = subscription;
         self.request_rejoin();
+    }
+
+    /// The current subscription.
+    pub fn subscription(&self) -> Subscription {
+        lock(&self.subscription).clone()
+    }
+
+    /// The subscribed topics; a pattern is matched against a fresh list of the cluster's
+    /// topics.
+    pub async fn subscribed_topics(&self) -> Result<Vec<String>> {
+        let subscription = self.subscription();
+        if let Subscription::Topics(topics) = &subscription {
+            return Ok(topics.clone());
+        }
+        let metadata = self.coordinator.client().refresh_metadata(None).await?;
+        let names = metadata
+            .topics
+            .values()
+            .filter(|t| !t.is_internal)
+            .map(|t| t.name.as_str());
+        Ok(subscription.matching(names))
     }
 
     pub fn request_rejoin(&self) {
@@ -119,6 +192,13 @@ impl Membership {
 
     /// Reacts to a group error of a commit or heartbeat: rejoin when the generation moved on.
     pub fn on_group_error(&self, error: &Error) {
+        if self.options.protocol == GroupProtocol::Consumer {
+            if matches!(error.code(), Some(UNKNOWN_MEMBER_ID | FENCED_MEMBER_EPOCH)) {
+                self.fenced.store(true, Ordering::Release);
+            }
+            self.wakeup.notify_one();
+            return;
+        }
         match error.code() {
             Some(UNKNOWN_MEMBER_ID) => {
                 self.coordinator.reset_member();
@@ -145,28 +225,55 @@ pub(crate) async fn commit_positions(membership: &Membership, assignment: &Share
     commit_offsets(membership, &offsets).await
 }
 
-/// Commits offsets as the current member, rejoining when the group moved on.
+/// Commits offsets as the current member, rejoining when the group moved on. A
+/// STALE_MEMBER_EPOCH (KIP-848 protocol) is retried once the heartbeat task has the new epoch.
 pub(crate) async fn commit_offsets(membership: &Membership, offsets: &[(String, i32, i64)]) -> Result<()> {
-    let result = membership.coordinator.commit(offsets).await;
-    if let Err(error) = &result {
-        membership.on_group_error(error);
+    let backoff = membership.coordinator.client().config().retry_backoff;
+    let mut attempts = 0;
+    loop {
+        let result = membership.coordinator.commit(offsets).await;
+        if let Err(error) = &result {
+            membership.on_group_error(error);
+            if error.code() == Some(STALE_MEMBER_EPOCH) && attempts < STALE_EPOCH_RETRIES {
+                attempts += 1;
+                debug!(attempts, "stale member epoch, retrying the commit");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        }
+        return result;
     }
-    result
 }
+
+/// Commit attempts after STALE_MEMBER_EPOCH before the error is returned.
+const STALE_EPOCH_RETRIES: u32 = 5;
 
 /// The membership task: runs until `stop`, then leaves the group.
 pub(crate) async fn run(membership: Arc<Membership>, assignment: SharedAssignment) -> Result<()> {
+    match membership.options.protocol {
+        GroupProtocol::Classic => run_classic(membership, assignment).await,
+        GroupProtocol::Consumer => crate::consumer_group::run(membership, assignment).await,
+    }
+}
+
+async fn run_classic(membership: Arc<Membership>, assignment: SharedAssignment) -> Result<()> {
     let options = &membership.options;
     let backoff = membership.coordinator.client().config().retry_backoff;
     let mut next_heartbeat = Instant::now() + options.heartbeat_interval;
     let mut next_commit = options.auto_commit_interval.map(|interval| Instant::now() + interval);
+    let mut next_metadata = Instant::now() + options.metadata_max_age;
+    let mut joined_topics: Vec<String> = Vec::new();
     loop {
         if membership.stopping.load(Ordering::Acquire) {
             return shut_down(&membership, &assignment).await;
         }
         if membership.rejoin.swap(false, Ordering::AcqRel) {
             match rebalance(&membership, &assignment).await {
-                Ok(()) => next_heartbeat = Instant::now() + options.heartbeat_interval,
+                Ok(topics) => {
+                    joined_topics = topics;
+                    next_heartbeat = Instant::now() + options.heartbeat_interval;
+                    next_metadata = Instant::now() + options.metadata_max_age;
+                }
                 Err(error) if is_fatal(&error) => {
                     warn!(%error, "group membership failed");
                     *lock(&membership.fatal) = Some(error.clone());
@@ -183,11 +290,25 @@ pub(crate) async fn run(membership: Arc<Membership>, assignment: SharedAssignmen
             }
         }
         let wake = next_commit.map_or(next_heartbeat, |at| at.min(next_heartbeat));
+        let wake = wake.min(next_metadata);
         tokio::select! {
             _ = membership.wakeup.notified() => continue,
             _ = tokio::time::sleep_until(wake) => {}
         }
         let now = Instant::now();
+        if now >= next_metadata {
+            next_metadata = now + options.metadata_max_age;
+            if matches!(membership.subscription(), Subscription::Pattern { .. }) {
+                match membership.subscribed_topics().await {
+                    Ok(topics) if topics != joined_topics => {
+                        debug!(?topics, "pattern matches other topics now, rejoining");
+                        membership.request_rejoin();
+                    }
+                    Ok(_) => {}
+                    Err(error) => debug!(%error, "metadata refresh failed"),
+                }
+            }
+        }
         if now >= next_heartbeat {
             next_heartbeat = now + options.heartbeat_interval;
             if let Err(error) = membership.coordinator.heartbeat().await {
@@ -211,20 +332,21 @@ pub(crate) async fn run(membership: Arc<Membership>, assignment: SharedAssignmen
 }
 
 /// Kafka's FENCED_INSTANCE_ID, GROUP_AUTHORIZATION_FAILED, INVALID_SESSION_TIMEOUT,
-/// INCONSISTENT_GROUP_PROTOCOL, GROUP_MAX_SIZE_REACHED and the client's own errors end
-/// membership; everything else is retried.
-fn is_fatal(error: &Error) -> bool {
+/// INCONSISTENT_GROUP_PROTOCOL, GROUP_MAX_SIZE_REACHED, INVALID_REQUEST, UNSUPPORTED_ASSIGNOR
+/// and the client's own errors end membership; everything else is retried.
+pub(crate) fn is_fatal(error: &Error) -> bool {
     match error {
-        Error::Kafka { code, .. } => matches!(code, 82 | 30 | 26 | 23 | 81),
+        Error::Kafka { code, .. } => matches!(code, 82 | 30 | 26 | 23 | 81 | 42 | 112),
         Error::Config(_) | Error::Protocol(_) | Error::Fatal(_) => true,
         _ => false,
     }
 }
 
 /// Revokes everything, joins, syncs and takes the new assignment with starting positions.
-async fn rebalance(membership: &Membership, assignment: &SharedAssignment) -> Result<()> {
+/// Returns the topics joined with.
+async fn rebalance(membership: &Membership, assignment: &SharedAssignment) -> Result<Vec<String>> {
     revoke_all(membership, assignment).await;
-    let topics = lock(&membership.topics).clone();
+    let topics = membership.subscribed_topics().await?;
     let coordinator = &membership.coordinator;
     let joined = coordinator.join(&topics).await?;
     let assignments = if joined.is_leader {
@@ -233,21 +355,7 @@ async fn rebalance(membership: &Membership, assignment: &SharedAssignment) -> Re
         Vec::new()
     };
     let partitions = coordinator.sync(&joined, assignments).await?;
-    let committed = coordinator.committed(&partitions).await?;
-    let mut starts = Vec::with_capacity(partitions.len());
-    for (topic, partition) in &partitions {
-        let offset = match committed.get(&(topic.clone(), *partition)) {
-            Some(offset) => Offset::At(*offset),
-            None => membership.options.auto_offset_reset.offset().ok_or_else(|| {
-                Error::Config(format!(
-                    "{topic}-{partition} has no committed offset and auto_offset_reset is None"
-                ))
-            })?,
-        };
-        starts.push((topic.clone(), *partition, offset));
-    }
-    let client = coordinator.client();
-    let resolved = resolve_offsets(client, membership.options.read_committed, &starts).await?;
+    let resolved = starting_positions(membership, &partitions).await?;
     {
         let mut guard = assignment.lock().await;
         guard.clear();
@@ -265,7 +373,32 @@ async fn rebalance(membership: &Membership, assignment: &SharedAssignment) -> Re
     if let Some(listener) = &membership.options.listener {
         listener.on_assigned(&partitions);
     }
-    Ok(())
+    Ok(topics)
+}
+
+/// Where newly assigned partitions start: the committed offset, else `auto_offset_reset`.
+pub(crate) async fn starting_positions(
+    membership: &Membership,
+    partitions: &[(String, i32)],
+) -> Result<Vec<((String, i32), i64)>> {
+    if partitions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let coordinator = &membership.coordinator;
+    let committed = coordinator.committed(partitions).await?;
+    let mut starts = Vec::with_capacity(partitions.len());
+    for (topic, partition) in partitions {
+        let offset = match committed.get(&(topic.clone(), *partition)) {
+            Some(offset) => Offset::At(*offset),
+            None => membership.options.auto_offset_reset.offset().ok_or_else(|| {
+                Error::Config(format!(
+                    "{topic}-{partition} has no committed offset and auto_offset_reset is None"
+                ))
+            })?,
+        };
+        starts.push((topic.clone(), *partition, offset));
+    }
+    resolve_offsets(coordinator.client(), membership.options.read_committed, &starts).await
 }
 
 /// Commits (with auto-commit) and revokes the current assignment.
@@ -290,6 +423,24 @@ async fn shut_down(membership: &Membership, assignment: &SharedAssignment) -> Re
     membership.coordinator.leave().await
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pattern_matches_whole_topic_names_only() {
+        let subscription = Subscription::pattern("metrics-.*|logs").expect("valid pattern");
+        let topics = ["metrics-a", "metrics-", "old-metrics-a", "logs", "logs-2", "other"];
+        assert_eq!(
+            subscription.matching(topics.into_iter()),
+            ["logs", "metrics-", "metrics-a"]
+        );
+        assert!(Subscription::pattern("(").is_err());
+        let names = Subscription::Topics(vec!["b".into(), "a".into(), "b".into()]);
+        assert_eq!(names.matching(std::iter::empty()), ["a", "b"]);
+    }
 }

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use strom_client::partitioner::murmur2_partition;
 use strom_client::{
     Acks, Admin, Assignor, AutoOffsetReset, Client, ClientConfig, Compression, Consumer, ConsumerConfig,
-    ConsumerRecord, IsolationLevel, NewTopic, Offset, OffsetSpec, Producer, ProducerConfig, ProducerRecord,
-    RebalanceListener,
+    ConsumerRecord, GroupProtocol, IsolationLevel, NewTopic, Offset, OffsetSpec, Producer, ProducerConfig,
+    ProducerRecord, RebalanceListener,
 };
 
 /// A broker process on a free port with its own data directory, killed on drop.
@@ -710,4 +710,184 @@ async fn idempotent_producer_does_not_duplicate_across_a_broker_restart() {
     seen.sort_unstable();
     seen.dedup();
     assert_eq!(seen.len(), 200);
+}
+
+#[tokio::test]
+async fn max_poll_records_bounds_each_poll_and_keeps_the_rest() {
+    let broker = start_broker();
+    let client = Client::connect(config(&broker)).await.expect("client");
+    create_topic(&Admin::with_client(client.clone()), "bounded", 1).await;
+    produce_numbered(&client, "bounded", 0..25).await;
+    let consumer = Consumer::with_client(
+        client,
+        ConsumerConfig {
+            max_poll_records: 10,
+            ..Default::default()
+        },
+    )
+    .expect("consumer");
+    consumer
+        .assign(vec![("bounded".to_string(), 0, Offset::Beginning)])
+        .await
+        .expect("assign");
+    let mut offsets = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while offsets.len() < 25 && Instant::now() < deadline {
+        let records = consumer.poll(Duration::from_millis(500)).await.expect("poll");
+        assert!(records.len() <= 10, "{} records in one poll", records.len());
+        if let Some(last) = records.last() {
+            assert_eq!(
+                consumer.position("bounded", 0).await,
+                Some(last.offset + 1),
+                "the position follows the returned records only"
+            );
+        }
+        offsets.extend(records.iter().map(|r| r.offset));
+    }
+    assert_eq!(
+        offsets,
+        (0..25).collect::<Vec<i64>>(),
+        "in order, none lost or repeated"
+    );
+    // A seek drops what is buffered past the new position.
+    consumer.seek("bounded", 0, Offset::At(5)).await.expect("seek");
+    let again = consume(&consumer, 20).await;
+    assert_eq!(again.first().map(|r| r.offset), Some(5));
+    assert_eq!(again.len(), 20);
+}
+
+#[tokio::test]
+async fn a_pattern_subscription_picks_up_topics_created_later() {
+    let broker = start_broker();
+    let client = Client::connect(config(&broker)).await.expect("client");
+    let admin = Admin::with_client(client.clone());
+    create_topic(&admin, "metrics-a", 1).await;
+    create_topic(&admin, "other", 1).await;
+    produce_numbered(&client, "metrics-a", 0..5).await;
+    produce_numbered(&client, "other", 0..5).await;
+    let consumer = Consumer::new(
+        config(&broker),
+        ConsumerConfig {
+            metadata_max_age: Duration::from_millis(500),
+            ..group_config("pattern")
+        },
+    )
+    .await
+    .expect("consumer");
+    consumer.subscribe_pattern("metrics-.*").await.expect("subscribe");
+    let mut records = Vec::new();
+    poll_until(&[&consumer], &mut records, |records, _| records.len() >= 5).await;
+    assert_eq!(consumer.assignment().await, vec![("metrics-a".to_string(), 0)]);
+
+    create_topic(&admin, "metrics-b", 2).await;
+    produce_numbered(&client, "metrics-b", 5..15).await;
+    poll_until(&[&consumer], &mut records, |records, _| records.len() >= 15).await;
+    assert!(records.iter().all(|r| r.topic.starts_with("metrics-")));
+    let mut assigned = consumer.assignment().await;
+    assigned.sort();
+    assert_eq!(
+        assigned,
+        vec![
+            ("metrics-a".to_string(), 0),
+            ("metrics-b".to_string(), 0),
+            ("metrics-b".to_string(), 1)
+        ]
+    );
+    consumer.close().await.expect("close");
+    assert!(Consumer::new(config(&broker), group_config("pattern"))
+        .await
+        .expect("consumer")
+        .subscribe_pattern("(")
+        .await
+        .is_err());
+}
+
+fn kip848_config(group: &str) -> ConsumerConfig {
+    ConsumerConfig {
+        group_protocol: GroupProtocol::Consumer,
+        remote_assignor: Some("uniform".into()),
+        ..group_config(group)
+    }
+}
+
+#[tokio::test]
+async fn kip848_members_share_partitions_and_one_takes_over_when_the_other_closes() {
+    const RECORDS: usize = 200;
+    let broker = start_broker();
+    let client = Client::connect(config(&broker)).await.expect("client");
+    create_topic(&Admin::with_client(client.clone()), "kip848", 4).await;
+    produce_numbered(&client, "kip848", 0..RECORDS).await;
+
+    let recorder = std::sync::Arc::new(Recorder::default());
+    let first = Consumer::new(
+        config(&broker),
+        ConsumerConfig {
+            rebalance_listener: Some(recorder.clone()),
+            ..kip848_config("kip848-group")
+        },
+    )
+    .await
+    .expect("consumer");
+    let second = Consumer::new(config(&broker), kip848_config("kip848-group"))
+        .await
+        .expect("consumer");
+    first.subscribe(&["kip848"]).await.expect("subscribe");
+    second.subscribe(&["kip848"]).await.expect("subscribe");
+    let mut records = Vec::new();
+    poll_until(&[&first, &second], &mut records, |records, assignments| {
+        records.len() >= RECORDS && assignments.iter().all(|a| a.len() == 2)
+    })
+    .await;
+    let mut all = first.assignment().await;
+    all.extend(second.assignment().await);
+    all.sort();
+    assert_eq!(all, (0..4).map(|p| ("kip848".to_string(), p)).collect::<Vec<_>>());
+    let unique: std::collections::BTreeSet<String> = values(&records).into_iter().collect();
+    assert_eq!(unique.len(), RECORDS, "every record read");
+    let metadata = first.group_metadata().expect("group metadata");
+    assert!(metadata.generation_id > 0, "member epoch {metadata:?}");
+    assert_eq!(metadata.member_id.len(), 36, "a UUID made by the client: {metadata:?}");
+
+    second.close().await.expect("close");
+    produce_numbered(&client, "kip848", RECORDS..RECORDS + 40).await;
+    let mut more = Vec::new();
+    poll_until(&[&first], &mut more, |_, assignments| assignments[0].len() == 4).await;
+    let events = recorder.events.lock().expect("lock").clone();
+    assert!(events.iter().any(|e| e.starts_with("assigned")), "{events:?}");
+    first.close().await.expect("close");
+    let events = recorder.events.lock().expect("lock").clone();
+    assert_eq!(events.last().map(String::as_str), Some("revoked 4"), "{events:?}");
+}
+
+#[tokio::test]
+async fn kip848_member_commits_and_a_new_member_resumes() {
+    let broker = start_broker();
+    let client = Client::connect(config(&broker)).await.expect("client");
+    create_topic(&Admin::with_client(client.clone()), "kip848-resume", 2).await;
+    produce_numbered(&client, "kip848-resume", 0..60).await;
+    let manual = ConsumerConfig {
+        enable_auto_commit: false,
+        ..kip848_config("kip848-resumers")
+    };
+    let first = Consumer::new(config(&broker), manual.clone()).await.expect("consumer");
+    first.subscribe(&["kip848-resume"]).await.expect("subscribe");
+    let mut records = Vec::new();
+    poll_until(&[&first], &mut records, |records, _| records.len() >= 60).await;
+    first.commit_sync().await.expect("commit with the member epoch");
+    let partitions = [("kip848-resume".to_string(), 0), ("kip848-resume".to_string(), 1)];
+    let committed = first.committed(&partitions).await.expect("committed");
+    assert_eq!(committed.values().sum::<i64>(), 60);
+    first.close().await.expect("close");
+
+    produce_numbered(&client, "kip848-resume", 60..80).await;
+    let second = Consumer::new(config(&broker), manual).await.expect("consumer");
+    second.subscribe(&["kip848-resume"]).await.expect("subscribe");
+    let mut resumed = Vec::new();
+    poll_until(&[&second], &mut resumed, |records, _| records.len() >= 20).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    resumed.extend(second.poll(Duration::from_millis(300)).await.expect("poll"));
+    let mut got: Vec<usize> = values(&resumed).iter().map(|v| v.parse().expect("number")).collect();
+    got.sort_unstable();
+    assert_eq!(got, (60..80).collect::<Vec<_>>(), "only the records after the commit");
+    second.close().await.expect("close");
 }

@@ -42,6 +42,15 @@ pub struct ConsumeArgs {
     /// positions are committed after printing (at least once).
     #[arg(long)]
     pub group: Option<String>,
+    /// Group protocol with --group: classic, or consumer (KIP-848, broker-side assignment).
+    #[arg(long, value_enum, default_value_t = GroupProtocolArg::Classic)]
+    pub group_protocol: GroupProtocolArg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum GroupProtocolArg {
+    Classic,
+    Consumer,
 }
 
 fn parse_from(from: &str) -> Result<Offset> {
@@ -178,6 +187,10 @@ async fn consume_in_group(
     let config = ConsumerConfig {
         isolation_level: isolation,
         group_id: Some(group.to_string()),
+        group_protocol: match args.group_protocol {
+            GroupProtocolArg::Classic => strom_client::GroupProtocol::Classic,
+            GroupProtocolArg::Consumer => strom_client::GroupProtocol::Consumer,
+        },
         enable_auto_commit: false,
         auto_offset_reset: match start {
             Offset::End => strom_client::AutoOffsetReset::Latest,

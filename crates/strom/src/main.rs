@@ -41,6 +41,8 @@ enum Command {
     /// List and describe consumer groups.
     #[command(subcommand)]
     Group(cli::group::GroupCommand),
+    /// Load-test a Kafka-compatible broker: presets produce, consume, e2e, stress.
+    Bench(strom_bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         Command::Produce(args) => client_command(|| cli::produce::run(&cli.common, args)),
         Command::Consume(args) => client_command(|| cli::consume::run(&cli.common, args)),
         Command::Group(command) => client_command(|| cli::group::run(&cli.common, command)),
+        Command::Bench(args) => bench(&cli.common.brokers, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -91,6 +94,17 @@ where
 {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(command())
+}
+
+/// `strom bench` needs every core for its producers and consumers; a failed
+/// `--assert` is an error exit.
+fn bench(brokers: &str, args: strom_bench::BenchArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if runtime.block_on(strom_bench::run(brokers, args))? {
+        Ok(())
+    } else {
+        anyhow::bail!("a benchmark assertion failed")
+    }
 }
 
 fn init_logging(format: LogFormat) {

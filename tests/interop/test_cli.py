@@ -189,3 +189,17 @@ def test_group_commands_and_a_mixed_group(broker_factory):
     strom(broker, "group", "delete", "mixed")
     gone = strom(broker, "group", "describe", "mixed", check=False)
     assert gone.returncode != 0 and "GROUP_ID_NOT_FOUND" in gone.stderr
+
+
+def test_bench_runs_reports_and_asserts(broker, tmp_path):
+    report = tmp_path / "report"
+    ok = strom(broker, "bench", "e2e", "--records", "3000", "--rate", "3000", "--message-size", "200",
+               "--report", str(report), "--json", str(tmp_path / "result.json"), "--no-progress",
+               "--assert", "records>=3000", "--assert", "errors==0")
+    assert "assertion ok" in ok.stdout + ok.stderr
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["summary"]["records"] == 3000
+    assert "<svg" in (report / "report.html").read_text()
+    failed = strom(broker, "bench", "produce", "--records", "500", "--no-progress", "--assert", "throughput_rps<0",
+                   check=False)
+    assert failed.returncode != 0 and "assertion FAILED" in failed.stdout + failed.stderr

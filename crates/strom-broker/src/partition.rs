@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use strom_log::{AppendInfo, Clock, Log, LogConfig};
+use strom_log::{AppendInfo, Clock, Log, LogConfig, RecordBatchHeader};
 use tokio::sync::watch;
 
 use crate::error::{BrokerError, Result};
@@ -264,6 +264,24 @@ impl Partition {
         })
     }
 
+    /// Visit every stored batch from the log start to the high watermark, in order
+    /// (coordinators replay their internal topics with it on start).
+    pub fn for_each_batch(&self, mut visit: impl FnMut(&RecordBatchHeader, &[u8]) -> Result<()>) -> Result<()> {
+        let mut offset = self.log_start_offset();
+        let end = self.high_watermark();
+        while offset < end {
+            let data = self.read(offset, PRODUCER_REPLAY_READ_BYTES)?;
+            if data.records.is_empty() {
+                break;
+            }
+            for (header, batch) in strom_log::BatchIter::new(&data.records) {
+                offset = header.next_offset();
+                visit(&header, batch)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Write a transaction marker (a control batch) for `producer_id` and close its
     /// transaction here. Returns the marker's offset.
     pub fn append_marker(
@@ -379,7 +397,7 @@ pub fn marker_type(batch: &[u8]) -> Option<bool> {
     }
 }
 
-/// Bytes read per step while replaying producer state.
+/// Bytes read per step while replaying a log on start.
 const PRODUCER_REPLAY_READ_BYTES: usize = 1 << 20;
 
 fn check_keys(batch: &[u8]) -> Result<()> {

@@ -31,8 +31,6 @@ use crate::topic::Topic;
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// How often sessions are checked for expiry.
 const SESSION_CHECK_INTERVAL: Duration = Duration::from_millis(200);
-/// Bytes read per step while loading `__consumer_offsets`.
-const LOAD_READ_BYTES: usize = 1 << 20;
 
 /// Settings of the coordinator, with Kafka's names in the binary's configuration.
 #[derive(Debug, Clone)]
@@ -950,30 +948,22 @@ impl GroupCoordinator {
         let mut groups: HashMap<String, Group> = HashMap::new();
         let mut records = 0usize;
         for partition in topic.partitions() {
-            let mut offset = partition.log_start_offset();
-            let end = partition.high_watermark();
-            while offset < end {
-                let data = partition.read(offset, LOAD_READ_BYTES)?;
-                if data.records.is_empty() {
-                    break;
-                }
-                for (header, batch) in strom_log::BatchIter::new(&data.records) {
-                    offset = header.next_offset();
-                    if header.is_control() {
-                        if let Some(commit) = crate::partition::marker_type(batch) {
-                            for group in groups.values_mut() {
-                                group.complete_txn(header.producer_id, commit);
-                            }
+            partition.for_each_batch(|header, batch| {
+                if header.is_control() {
+                    if let Some(commit) = crate::partition::marker_type(batch) {
+                        for group in groups.values_mut() {
+                            group.complete_txn(header.producer_id, commit);
                         }
-                        continue;
                     }
-                    let pending = header.is_transactional().then_some(header.producer_id);
-                    for (key, value) in key_values(batch)? {
-                        records += 1;
-                        apply_record(&mut groups, Some(&key), value.as_deref(), now, pending);
-                    }
+                    return Ok(());
                 }
-            }
+                let pending = header.is_transactional().then_some(header.producer_id);
+                for (key, value) in key_values(batch)? {
+                    records += 1;
+                    apply_record(&mut groups, Some(&key), value.as_deref(), now, pending);
+                }
+                Ok(())
+            })?;
         }
         groups.retain(|_, g| !(g.classic.is_empty() && g.offsets.is_empty() && g.classic.generation_id == 0));
         tracing::info!(groups = groups.len(), records, "loaded consumer groups");

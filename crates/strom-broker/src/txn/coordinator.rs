@@ -22,8 +22,6 @@ use crate::group::{offsets_record, GroupCoordinator, OFFSETS_TOPIC};
 use crate::partition::Partition;
 
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
-/// Bytes read per step while loading `__transaction_state`.
-const LOAD_READ_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Clone)]
 pub struct TxnConfig {
@@ -427,42 +425,28 @@ impl TxnCoordinator {
         };
         let mut loaded: HashMap<String, TxnMetadata> = HashMap::new();
         for partition in topic.partitions() {
-            let mut offset = partition.log_start_offset();
-            let end = partition.high_watermark();
-            while offset < end {
-                let data = partition.read(offset, LOAD_READ_BYTES)?;
-                if data.records.is_empty() {
-                    break;
+            partition.for_each_batch(|header, batch| {
+                if header.is_control() {
+                    return Ok(());
                 }
-                for (header, batch) in strom_log::BatchIter::new(&data.records) {
-                    offset = header.next_offset();
-                    if header.is_control() {
-                        continue;
-                    }
-                    let (header, section) = strom_log::record::decompress_records_section(batch)?;
-                    for record in strom_log::record::decode_record_entries(&header, &section)? {
-                        let Some(id) = record
-                            .key
-                            .and_then(|k| section.get(k))
-                            .and_then(state_record::decode_key)
-                        else {
-                            continue;
-                        };
-                        match record
-                            .value
-                            .and_then(|v| section.get(v))
-                            .and_then(|v| state_record::decode_value(&id, v))
-                        {
-                            Some(meta) => {
-                                loaded.insert(id, meta);
-                            }
-                            None => {
-                                loaded.remove(&id);
-                            }
-                        }
-                    }
+                let (header, section) = strom_log::record::decompress_records_section(batch)?;
+                for record in strom_log::record::decode_record_entries(&header, &section)? {
+                    let key = record
+                        .key
+                        .and_then(|k| section.get(k))
+                        .and_then(state_record::decode_key);
+                    let Some(id) = key else { continue };
+                    match record
+                        .value
+                        .and_then(|v| section.get(v))
+                        .and_then(|v| state_record::decode_value(&id, v))
+                    {
+                        Some(meta) => loaded.insert(id, meta),
+                        None => loaded.remove(&id),
+                    };
                 }
-            }
+                Ok(())
+            })?;
         }
         let unfinished: Vec<String> = loaded
             .values()

@@ -6,6 +6,11 @@
 //! version, exactly as the Java client writes them, so groups may mix this client with
 //! librdkafka or Java members. A newer version than this client knows is read as the newest
 //! it knows: later versions only append fields.
+//!
+//! Every subscription carries the partitions the member owns (v1+) and its generation (v2+),
+//! which the cooperative-sticky assignor (`sticky.rs`) reads; like the Java client, that
+//! assignor also puts the generation in the user data (one big-endian i32), for leaders that
+//! read only v0.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,6 +32,23 @@ pub enum Assignor {
     Range,
     /// All partitions, sorted by topic and index, dealt to the members in turn (`roundrobin`).
     RoundRobin,
+    /// Balanced, keeping each member's partitions as far as balance allows, with incremental
+    /// rebalancing: members keep their partitions through a rebalance, and a partition moving
+    /// to another member is first revoked by its owner, then assigned in a follow-up
+    /// rebalance (`cooperative-sticky`, KIP-429).
+    CooperativeSticky,
+}
+
+/// One member's JoinGroup subscription, as the leader reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct MemberSubscription {
+    /// The subscribed topics.
+    pub topics: Vec<String>,
+    /// The partitions the member owns now (v1+; empty before).
+    pub owned: Vec<(String, i32)>,
+    /// The generation the member last joined (v2+, else the cooperative-sticky user data,
+    /// else -1).
+    pub generation: i32,
 }
 
 impl Assignor {
@@ -39,21 +61,41 @@ impl Assignor {
         match self {
             Assignor::Range => "range",
             Assignor::RoundRobin => "roundrobin",
+            Assignor::CooperativeSticky => "cooperative-sticky",
         }
+    }
+
+    /// Whether a group using this assignor rebalances incrementally: members keep their
+    /// partitions while rejoining and give up only those the new assignment takes away.
+    /// Otherwise (eager) every member revokes everything before it rejoins.
+    ///
+    /// ```
+    /// assert!(strom_client::Assignor::CooperativeSticky.is_cooperative());
+    /// assert!(!strom_client::Assignor::Range.is_cooperative());
+    /// ```
+    pub fn is_cooperative(self) -> bool {
+        matches!(self, Assignor::CooperativeSticky)
+    }
+
+    /// The user data of this assignor's subscription: the generation for cooperative-sticky,
+    /// as the Java client writes it.
+    fn user_data(self, generation_id: i32) -> Option<Bytes> {
+        self.is_cooperative()
+            .then(|| Bytes::copy_from_slice(&generation_id.to_be_bytes()))
     }
 
     /// The assignor with this protocol name.
     pub fn from_name(name: &str) -> Option<Assignor> {
-        [Assignor::Range, Assignor::RoundRobin]
+        [Assignor::Range, Assignor::RoundRobin, Assignor::CooperativeSticky]
             .into_iter()
             .find(|a| a.name() == name)
     }
 
     /// Assigns the partitions of the subscribed topics (`partition_counts`) to the members
-    /// (member id → subscribed topics). Every member gets an entry, possibly empty.
+    /// (member id → subscription). Every member gets an entry, possibly empty.
     pub(crate) fn assign(
         self,
-        members: &BTreeMap<String, Vec<String>>,
+        members: &BTreeMap<String, MemberSubscription>,
         partition_counts: &BTreeMap<String, i32>,
     ) -> BTreeMap<String, Vec<(String, i32)>> {
         let mut out: BTreeMap<String, Vec<(String, i32)>> =
@@ -61,7 +103,7 @@ impl Assignor {
         let subscribers = |topic: &str| -> Vec<&String> {
             members
                 .iter()
-                .filter(|(_, topics)| topics.iter().any(|t| t == topic))
+                .filter(|(_, subscription)| subscription.topics.iter().any(|t| t == topic))
                 .map(|(member, _)| member)
                 .collect()
         };
@@ -93,7 +135,7 @@ impl Assignor {
                         for _ in 0..all.len() {
                             let member = all[turn % all.len()];
                             turn += 1;
-                            if members[member].iter().any(|t| t == topic) {
+                            if members[member].topics.iter().any(|t| t == topic) {
                                 out.entry(member.clone()).or_default().push((topic.clone(), partition));
                                 break;
                             }
@@ -101,15 +143,23 @@ impl Assignor {
                     }
                 }
             }
+            Assignor::CooperativeSticky => out = crate::sticky::assign(members, partition_counts),
         }
         out
     }
 }
 
-/// A member's JoinGroup metadata: its topics and the partitions it owns now.
-pub(crate) fn encode_subscription(topics: &[String], owned: &[(String, i32)], generation_id: i32) -> Result<Bytes> {
+/// A member's JoinGroup metadata for `assignor`: its topics, the partitions it owns now and
+/// the generation it last joined.
+pub(crate) fn encode_subscription(
+    assignor: Assignor,
+    topics: &[String],
+    owned: &[(String, i32)],
+    generation_id: i32,
+) -> Result<Bytes> {
     let subscription = ConsumerProtocolSubscription::default()
         .with_topics(topics.iter().map(|t| StrBytes::from_string(t.clone())).collect())
+        .with_user_data(assignor.user_data(generation_id))
         .with_owned_partitions(
             group_by_topic(owned)
                 .into_iter()
@@ -124,10 +174,28 @@ pub(crate) fn encode_subscription(topics: &[String], owned: &[(String, i32)], ge
     encode_versioned(&subscription)
 }
 
-/// The topics of a member's JoinGroup metadata.
-pub(crate) fn decode_subscription(metadata: &Bytes) -> Result<Vec<String>> {
+/// A member's JoinGroup metadata. The generation is the v2+ field when set, else the
+/// cooperative-sticky user data (exactly one i32), else -1, as the Java client reads it.
+pub(crate) fn decode_subscription(metadata: &Bytes) -> Result<MemberSubscription> {
     let subscription: ConsumerProtocolSubscription = decode_versioned(metadata, "subscription")?;
-    Ok(subscription.topics.iter().map(ToString::to_string).collect())
+    let from_user_data = subscription
+        .user_data
+        .as_ref()
+        .and_then(|data| <[u8; 4]>::try_from(&data[..]).ok())
+        .map(i32::from_be_bytes);
+    let generation = match subscription.generation_id {
+        generation if generation >= 0 => generation,
+        _ => from_user_data.unwrap_or(-1),
+    };
+    let mut owned = Vec::new();
+    for topic in &subscription.owned_partitions {
+        owned.extend(topic.partitions.iter().map(|p| (topic.topic.0.to_string(), *p)));
+    }
+    Ok(MemberSubscription {
+        topics: subscription.topics.iter().map(ToString::to_string).collect(),
+        owned,
+        generation,
+    })
 }
 
 /// A SyncGroup assignment payload.
@@ -199,10 +267,19 @@ fn decode_versioned<M: Decodable>(bytes: &Bytes, what: &str) -> Result<M> {
 mod tests {
     use super::*;
 
-    fn members(entries: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
+    fn members(entries: &[(&str, &[&str])]) -> BTreeMap<String, MemberSubscription> {
         entries
             .iter()
-            .map(|(member, topics)| (member.to_string(), topics.iter().map(|t| t.to_string()).collect()))
+            .map(|(member, topics)| {
+                let topics = topics.iter().map(|t| t.to_string()).collect();
+                (
+                    member.to_string(),
+                    MemberSubscription {
+                        topics,
+                        ..Default::default()
+                    },
+                )
+            })
             .collect()
     }
 
@@ -238,9 +315,15 @@ mod tests {
 
     #[test]
     fn metadata_round_trips_with_the_java_version_prefix() {
-        let subscription = encode_subscription(&["t".to_string()], &[("t".to_string(), 1)], 4).unwrap_or_default();
+        let subscription =
+            encode_subscription(Assignor::Range, &["t".to_string()], &[("t".to_string(), 1)], 4).unwrap_or_default();
         assert_eq!(&subscription[..2], &[0, 3]);
-        assert_eq!(decode_subscription(&subscription).ok(), Some(vec!["t".to_string()]));
+        let expected = MemberSubscription {
+            topics: vec!["t".to_string()],
+            owned: vec![("t".to_string(), 1)],
+            generation: 4,
+        };
+        assert_eq!(decode_subscription(&subscription).ok(), Some(expected));
         let assignment = encode_assignment(&[("t".to_string(), 2), ("s".to_string(), 0)]).unwrap_or_default();
         assert_eq!(
             decode_assignment(&assignment).ok(),
@@ -253,8 +336,61 @@ mod tests {
         v0.put_i16(1);
         v0.put_slice(b"x");
         v0.put_i32(-1);
-        assert_eq!(decode_subscription(&v0.freeze()).ok(), Some(vec!["x".to_string()]));
+        let v0 = decode_subscription(&v0.freeze()).unwrap_or_default();
+        assert_eq!((v0.topics, v0.generation), (vec!["x".to_string()], -1));
         assert!(decode_assignment(&Bytes::new()).is_ok_and(|a| a.is_empty()));
         assert!(decode_subscription(&Bytes::from_static(&[0])).is_err());
+    }
+
+    #[test]
+    fn cooperative_sticky_subscriptions_are_written_as_the_java_client_does() {
+        let owned = [("t".to_string(), 2), ("s".to_string(), 0), ("t".to_string(), 0)];
+        let bytes =
+            encode_subscription(Assignor::CooperativeSticky, &["s".into(), "t".into()], &owned, 7).unwrap_or_default();
+        let mut expected = BytesMut::new();
+        expected.put_i16(3); // version
+        expected.put_i32(2); // topics
+        expected.put_i16(1);
+        expected.put_slice(b"s");
+        expected.put_i16(1);
+        expected.put_slice(b"t");
+        expected.put_i32(4); // user data: the generation
+        expected.put_i32(7);
+        expected.put_i32(2); // owned partitions by topic, sorted
+        expected.put_i16(1);
+        expected.put_slice(b"s");
+        expected.put_i32(1);
+        expected.put_i32(0);
+        expected.put_i16(1);
+        expected.put_slice(b"t");
+        expected.put_i32(2);
+        expected.put_i32(0);
+        expected.put_i32(2);
+        expected.put_i32(7); // generation
+        expected.put_i16(-1); // no rack
+        assert_eq!(bytes, expected.freeze());
+        let decoded = decode_subscription(&bytes).unwrap_or_default();
+        assert_eq!(decoded.generation, 7);
+        assert_eq!(decoded.owned.len(), 3);
+
+        // v1 (no generation field): the generation comes from the user data.
+        let mut v1 = BytesMut::new();
+        v1.put_i16(1);
+        v1.put_i32(1);
+        v1.put_i16(1);
+        v1.put_slice(b"t");
+        v1.put_i32(4);
+        v1.put_i32(9);
+        v1.put_i32(1);
+        v1.put_i16(1);
+        v1.put_slice(b"t");
+        v1.put_i32(1);
+        v1.put_i32(3);
+        let v1 = decode_subscription(&v1.freeze()).unwrap_or_default();
+        assert_eq!((v1.owned, v1.generation), (vec![("t".to_string(), 3)], 9));
+        assert_eq!(
+            Assignor::from_name("cooperative-sticky"),
+            Some(Assignor::CooperativeSticky)
+        );
     }
 }

@@ -87,7 +87,8 @@ pub struct ConsumerConfig {
     /// Time between heartbeats; well below the session timeout.
     pub heartbeat_interval: Duration,
     /// Assignors offered to the group in order of preference; the leader uses the one the
-    /// coordinator picks among those every member supports.
+    /// coordinator picks among those every member supports, and that one decides whether
+    /// rebalances are eager or cooperative.
     pub assignors: Vec<Assignor>,
     /// Commit the positions of the assigned partitions every `auto_commit_interval`, before a
     /// rebalance and on close.
@@ -113,7 +114,8 @@ pub struct ConsumerConfig {
 /// Which protocol a consumer group member speaks with its coordinator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GroupProtocol {
-    /// JoinGroup / SyncGroup / Heartbeat with client-side assignors, eager rebalancing.
+    /// JoinGroup / SyncGroup / Heartbeat with client-side assignors; eager or incremental
+    /// rebalancing as the chosen assignor says ([`Assignor::is_cooperative`]).
     #[default]
     Classic,
     /// KIP-848: ConsumerGroupHeartbeat, assignments computed by the broker and applied

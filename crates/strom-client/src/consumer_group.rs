@@ -29,7 +29,7 @@ use uuid::Uuid;
 use crate::consumer::{PartitionState, SharedAssignment};
 use crate::error::{Error, Result};
 use crate::group::{FENCED_MEMBER_EPOCH, UNKNOWN_MEMBER_ID};
-use crate::membership::{commit_offsets, is_fatal, lock, starting_positions, Membership, Subscription};
+use crate::membership::{is_fatal, lock, revoke, starting_positions, Membership, Subscription};
 
 /// The member epoch that joins a group.
 const JOIN_EPOCH: i32 = 0;
@@ -273,29 +273,6 @@ async fn reconcile(
     }
     debug!(?revoked, ?added, "assignment applied");
     Ok(())
-}
-
-/// Commits (with auto-commit and `commit`) and drops these partitions, telling the listener.
-async fn revoke(membership: &Membership, assignment: &SharedAssignment, partitions: &[TopicPartition], commit: bool) {
-    if commit && membership.options.auto_commit_interval.is_some() {
-        let offsets: Vec<(String, i32, i64)> = {
-            let guard = assignment.lock().await;
-            partitions
-                .iter()
-                .filter_map(|key| guard.get(key).map(|state| (key.0.clone(), key.1, state.position)))
-                .collect()
-        };
-        if let Err(error) = commit_offsets(membership, &offsets).await {
-            debug!(%error, "commit before revoking failed");
-        }
-    }
-    if let Some(listener) = &membership.options.listener {
-        listener.on_revoked(partitions);
-    }
-    let mut guard = assignment.lock().await;
-    for key in partitions {
-        guard.remove(key);
-    }
 }
 
 /// After fencing: every partition is lost (not committed) and the member joins again.

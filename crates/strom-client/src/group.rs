@@ -25,7 +25,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Request, StrBytes};
 use tracing::debug;
 
-use crate::assignor::{decode_assignment, decode_subscription, encode_assignment, encode_subscription, Assignor};
+use crate::assignor::{
+    decode_assignment, decode_subscription, encode_assignment, encode_subscription, Assignor, MemberSubscription,
+};
 use crate::client::Client;
 use crate::connection::Connection;
 use crate::coordinator::{find_coordinator, is_coordinator_error, CoordinatorKind};
@@ -91,6 +93,13 @@ pub(crate) struct Joined {
     pub is_leader: bool,
     /// Member id → metadata, filled only for the leader.
     pub members: Vec<(String, Bytes)>,
+}
+
+impl Joined {
+    /// The assignor the group chose, if this client knows it.
+    pub fn assignor(&self) -> Option<Assignor> {
+        self.protocol.as_deref().and_then(Assignor::from_name)
+    }
 }
 
 /// One member's view of its group coordinator.
@@ -200,20 +209,18 @@ impl GroupCoordinator {
         result
     }
 
-    /// JoinGroup with the given subscription, rejoining once with the id the coordinator
-    /// hands out on MEMBER_ID_REQUIRED.
-    pub async fn join(&self, topics: &[String]) -> Result<Joined> {
-        let metadata = encode_subscription(topics, &[], -1)?;
-        let protocols: Vec<JoinGroupRequestProtocol> = self
-            .settings
-            .assignors
-            .iter()
-            .map(|a| {
+    /// JoinGroup with the given subscription and the partitions the member owns now,
+    /// rejoining once with the id the coordinator hands out on MEMBER_ID_REQUIRED.
+    pub async fn join(&self, topics: &[String], owned: &[(String, i32)]) -> Result<Joined> {
+        let generation_id = self.metadata().generation_id;
+        let mut protocols = Vec::with_capacity(self.settings.assignors.len());
+        for assignor in &self.settings.assignors {
+            protocols.push(
                 JoinGroupRequestProtocol::default()
-                    .with_name(StrBytes::from_static_str(a.name()))
-                    .with_metadata(metadata.clone())
-            })
-            .collect();
+                    .with_name(StrBytes::from_static_str(assignor.name()))
+                    .with_metadata(encode_subscription(*assignor, topics, owned, generation_id)?),
+            );
+        }
         for _ in 0..2 {
             let member_id = self.metadata().member_id;
             let response = self
@@ -264,16 +271,14 @@ impl GroupCoordinator {
     /// The leader's assignment of the joined members, computed with the chosen assignor.
     pub async fn assign(&self, joined: &Joined) -> Result<Vec<(String, Bytes)>> {
         let assignor = joined
-            .protocol
-            .as_deref()
-            .and_then(Assignor::from_name)
+            .assignor()
             .ok_or_else(|| Error::Protocol(format!("group chose unknown assignor {:?}", joined.protocol)))?;
-        let mut members: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut members = BTreeMap::new();
         for (member_id, metadata) in &joined.members {
             members.insert(member_id.clone(), decode_subscription(metadata)?);
         }
         let mut partition_counts = BTreeMap::new();
-        let mut topics: Vec<&String> = members.values().flatten().collect();
+        let mut topics: Vec<&String> = members.values().flat_map(|m: &MemberSubscription| &m.topics).collect();
         topics.sort();
         topics.dedup();
         for topic in topics {

@@ -6,7 +6,8 @@
 //! - [`Client`]: bootstrap, metadata cache, one pipelined [`Connection`] per broker, retries.
 //! - [`Producer`]: partitioning, batching with linger, compression, acks, retries, idempotence.
 //! - [`Consumer`]: manually assigned partitions or consumer groups (classic protocol with range
-//!   and round-robin assignors, or the KIP-848 protocol with broker-side assignors; topic or
+//!   and round-robin assignors with eager rebalancing, the cooperative-sticky assignor with
+//!   incremental rebalancing, or the KIP-848 protocol with broker-side assignors; topic or
 //!   pattern subscriptions; commits), long-poll fetches, read_committed, `max_poll_records`.
 //! - [`Admin`]: topics, partitions, configs, offsets and groups.
 //!
@@ -43,6 +44,7 @@ mod membership;
 pub mod partitioner;
 mod producer;
 mod record;
+mod sticky;
 mod transaction;
 
 pub use admin::{

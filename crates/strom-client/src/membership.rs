@@ -1,7 +1,14 @@
-//! The background task that keeps a subscribed consumer in its group: join and sync
-//! (eager rebalancing: everything is revoked before a rejoin), heartbeats, rejoins on
-//! REBALANCE_IN_PROGRESS / ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID, auto-commit, and
-//! LeaveGroup when the consumer closes.
+//! The background task that keeps a subscribed consumer in its group: join and sync,
+//! heartbeats, rejoins on REBALANCE_IN_PROGRESS / ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID,
+//! auto-commit, and LeaveGroup when the consumer closes.
+//!
+//! The assignor the group chose at the last rebalance decides how the next one goes. Eager
+//! (range, roundrobin): everything is revoked before the rejoin. Cooperative
+//! (cooperative-sticky, KIP-429): the member rejoins owning its partitions (revoking only
+//! those of topics it no longer subscribes to, or all of them, uncommitted, when it lost its
+//! generation); after SyncGroup it revokes what it owns but was not assigned, adds what is
+//! new, and rejoins at once if it revoked anything, so that the follow-up rebalance hands
+//! the revoked partitions to their new members.
 //!
 //! The task replaces the consumer's assignment; `poll` keeps fetching whatever is assigned.
 //! A pattern subscription is matched against the cluster's topics at every rebalance and
@@ -10,6 +17,7 @@
 //! A fatal error (a fenced static member, no committed offset with
 //! [`AutoOffsetReset::None`]) stops the task and is returned by the next `poll`.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,12 +26,15 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::consumer::{resolve_offsets, GroupProtocol, Offset, SharedAssignment};
+use crate::assignor::Assignor;
+use crate::consumer::{resolve_offsets, GroupProtocol, Offset, PartitionState, SharedAssignment};
 use crate::error::{Error, Result};
 use crate::group::{
     GroupCoordinator, FENCED_MEMBER_EPOCH, ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS, STALE_MEMBER_EPOCH,
     UNKNOWN_MEMBER_ID,
 };
+
+type TopicPartition = (String, i32);
 
 /// Where a group member starts reading a partition that has no committed offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -61,10 +72,12 @@ impl AutoOffsetReset {
 /// }
 /// ```
 pub trait RebalanceListener: Send + Sync {
-    /// Before a rejoin or close: these partitions are no longer this consumer's (their
-    /// positions were auto-committed already, if auto-commit is on).
+    /// These partitions are no longer this consumer's (their positions were auto-committed
+    /// already, if auto-commit is on): all of them before an eager rejoin and on close, only
+    /// those taken away after a cooperative rebalance.
     fn on_revoked(&self, _partitions: &[(String, i32)]) {}
-    /// After a rebalance: the consumer's new partitions, with positions set.
+    /// After a rebalance: the partitions new to the consumer, with positions set (all of them
+    /// with an eager assignor; possibly none with a cooperative one).
     fn on_assigned(&self, _partitions: &[(String, i32)]) {}
 }
 
@@ -263,12 +276,14 @@ async fn run_classic(membership: Arc<Membership>, assignment: SharedAssignment) 
     let mut next_commit = options.auto_commit_interval.map(|interval| Instant::now() + interval);
     let mut next_metadata = Instant::now() + options.metadata_max_age;
     let mut joined_topics: Vec<String> = Vec::new();
+    // Whether the assignor the group chose last rebalances incrementally.
+    let mut cooperative = false;
     loop {
         if membership.stopping.load(Ordering::Acquire) {
             return shut_down(&membership, &assignment).await;
         }
         if membership.rejoin.swap(false, Ordering::AcqRel) {
-            match rebalance(&membership, &assignment).await {
+            match rebalance(&membership, &assignment, &mut cooperative).await {
                 Ok(topics) => {
                     joined_topics = topics;
                     next_heartbeat = Instant::now() + options.heartbeat_interval;
@@ -342,38 +357,79 @@ pub(crate) fn is_fatal(error: &Error) -> bool {
     }
 }
 
-/// Revokes everything, joins, syncs and takes the new assignment with starting positions.
-/// Returns the topics joined with.
-async fn rebalance(membership: &Membership, assignment: &SharedAssignment) -> Result<Vec<String>> {
-    revoke_all(membership, assignment).await;
+/// Prepares (`prepare_join`), joins, syncs and applies the new assignment: revokes what is
+/// owned but no longer assigned, adds what is new with starting positions, and with a
+/// cooperative assignor rejoins at once when it revoked anything. `cooperative` tells how the
+/// group rebalanced last and is updated to the assignor chosen now. Returns the topics joined
+/// with.
+async fn rebalance(
+    membership: &Membership,
+    assignment: &SharedAssignment,
+    cooperative: &mut bool,
+) -> Result<Vec<String>> {
     let topics = membership.subscribed_topics().await?;
+    prepare_join(membership, assignment, &topics, *cooperative).await;
+    let owned: BTreeSet<TopicPartition> = assignment.lock().await.keys().cloned().collect();
     let coordinator = &membership.coordinator;
-    let joined = coordinator.join(&topics).await?;
+    let joined = coordinator
+        .join(&topics, &owned.iter().cloned().collect::<Vec<_>>())
+        .await?;
     let assignments = if joined.is_leader {
         coordinator.assign(&joined).await?
     } else {
         Vec::new()
     };
-    let partitions = coordinator.sync(&joined, assignments).await?;
-    let resolved = starting_positions(membership, &partitions).await?;
+    let assigned: BTreeSet<TopicPartition> = coordinator.sync(&joined, assignments).await?.into_iter().collect();
+    // As in the Java client: rebalances are cooperative only when every assignor this member
+    // offers is; one eager assignor in the list makes them eager, so a member never keeps
+    // partitions across a join in which an eager leader may hand them to someone else.
+    let all_cooperative = coordinator.settings().assignors.iter().all(|a| a.is_cooperative());
+    *cooperative = all_cooperative && joined.assignor().is_some_and(Assignor::is_cooperative);
+    let revoked: Vec<TopicPartition> = owned.difference(&assigned).cloned().collect();
+    let added: Vec<TopicPartition> = assigned.difference(&owned).cloned().collect();
+    if !revoked.is_empty() {
+        revoke(membership, assignment, &revoked, true).await;
+    }
+    let resolved = starting_positions(membership, &added).await?;
     {
         let mut guard = assignment.lock().await;
-        guard.clear();
         for (key, position) in resolved {
             guard.insert(
                 key,
-                crate::consumer::PartitionState {
+                PartitionState {
                     position,
                     paused: false,
                 },
             );
         }
     }
-    debug!(generation = joined.generation_id, ?partitions, "assigned");
+    debug!(generation = joined.generation_id, protocol = ?joined.protocol, ?revoked, ?added, "assigned");
     if let Some(listener) = &membership.options.listener {
-        listener.on_assigned(&partitions);
+        listener.on_assigned(&added);
+    }
+    if *cooperative && !revoked.is_empty() {
+        debug!("revoked partitions for other members, rejoining");
+        membership.request_rejoin();
     }
     Ok(topics)
+}
+
+/// What a member gives up before JoinGroup. Eager: everything (committed first, with
+/// auto-commit). Cooperative: without a generation (reset after an error) everything, not
+/// committed, as it may be another member's already; else only the partitions of topics no
+/// longer subscribed to.
+async fn prepare_join(membership: &Membership, assignment: &SharedAssignment, topics: &[String], cooperative: bool) {
+    let owned: Vec<TopicPartition> = assignment.lock().await.keys().cloned().collect();
+    let identity = membership.coordinator.metadata();
+    if !cooperative {
+        revoke(membership, assignment, &owned, true).await;
+    } else if identity.generation_id < 0 || identity.member_id.is_empty() {
+        revoke(membership, assignment, &owned, false).await;
+    } else {
+        let unsubscribed: Vec<TopicPartition> =
+            owned.into_iter().filter(|(topic, _)| !topics.contains(topic)).collect();
+        revoke(membership, assignment, &unsubscribed, true).await;
+    }
 }
 
 /// Where newly assigned partitions start: the committed offset, else `auto_offset_reset`.
@@ -401,25 +457,40 @@ pub(crate) async fn starting_positions(
     resolve_offsets(coordinator.client(), membership.options.read_committed, &starts).await
 }
 
-/// Commits (with auto-commit) and revokes the current assignment.
-async fn revoke_all(membership: &Membership, assignment: &SharedAssignment) {
-    let owned: Vec<(String, i32)> = assignment.lock().await.keys().cloned().collect();
-    if owned.is_empty() {
+/// Commits (with auto-commit and `commit`) and drops these partitions, telling the listener.
+pub(crate) async fn revoke(
+    membership: &Membership,
+    assignment: &SharedAssignment,
+    partitions: &[TopicPartition],
+    commit: bool,
+) {
+    if partitions.is_empty() {
         return;
     }
-    if membership.options.auto_commit_interval.is_some() {
-        if let Err(error) = commit_positions(membership, assignment).await {
+    if commit && membership.options.auto_commit_interval.is_some() {
+        let offsets: Vec<(String, i32, i64)> = {
+            let guard = assignment.lock().await;
+            partitions
+                .iter()
+                .filter_map(|key| guard.get(key).map(|state| (key.0.clone(), key.1, state.position)))
+                .collect()
+        };
+        if let Err(error) = commit_offsets(membership, &offsets).await {
             debug!(%error, "commit before revoking failed");
         }
     }
     if let Some(listener) = &membership.options.listener {
-        listener.on_revoked(&owned);
+        listener.on_revoked(partitions);
     }
-    assignment.lock().await.clear();
+    let mut guard = assignment.lock().await;
+    for key in partitions {
+        guard.remove(key);
+    }
 }
 
 async fn shut_down(membership: &Membership, assignment: &SharedAssignment) -> Result<()> {
-    revoke_all(membership, assignment).await;
+    let owned: Vec<TopicPartition> = assignment.lock().await.keys().cloned().collect();
+    revoke(membership, assignment, &owned, true).await;
     membership.coordinator.leave().await
 }
 

@@ -891,3 +891,147 @@ async fn kip848_member_commits_and_a_new_member_resumes() {
     assert_eq!(got, (60..80).collect::<Vec<_>>(), "only the records after the commit");
     second.close().await.expect("close");
 }
+
+/// Records the partitions of every listener call, in order.
+#[derive(Default)]
+struct PartitionRecorder {
+    revoked: std::sync::Mutex<Vec<Vec<(String, i32)>>>,
+    assigned: std::sync::Mutex<Vec<Vec<(String, i32)>>>,
+}
+
+impl RebalanceListener for PartitionRecorder {
+    fn on_revoked(&self, partitions: &[(String, i32)]) {
+        self.revoked.lock().expect("lock").push(partitions.to_vec());
+    }
+    fn on_assigned(&self, partitions: &[(String, i32)]) {
+        self.assigned.lock().expect("lock").push(partitions.to_vec());
+    }
+}
+
+#[tokio::test]
+async fn cooperative_sticky_members_give_up_only_what_moves() {
+    const RECORDS: usize = 200;
+    let broker = start_broker();
+    let client = Client::connect(config(&broker)).await.expect("client");
+    create_topic(&Admin::with_client(client.clone()), "cooperative", 4).await;
+    produce_numbered(&client, "cooperative", 0..RECORDS).await;
+    let cooperative = |recorder: Option<std::sync::Arc<PartitionRecorder>>| ConsumerConfig {
+        assignors: vec![Assignor::CooperativeSticky],
+        rebalance_listener: recorder.map(|r| r as std::sync::Arc<dyn RebalanceListener>),
+        ..group_config("cooperators")
+    };
+    let all: Vec<(String, i32)> = (0..4).map(|p| ("cooperative".to_string(), p)).collect();
+
+    let recorder = std::sync::Arc::new(PartitionRecorder::default());
+    let first = Consumer::new(config(&broker), cooperative(Some(recorder.clone())))
+        .await
+        .expect("consumer");
+    first.subscribe(&["cooperative"]).await.expect("subscribe");
+    let mut records = Vec::new();
+    poll_until(&[&first], &mut records, |_, assignments| assignments[0].len() == 4).await;
+
+    let second = Consumer::new(config(&broker), cooperative(None))
+        .await
+        .expect("consumer");
+    second.subscribe(&["cooperative"]).await.expect("subscribe");
+    poll_until(&[&first, &second], &mut records, |records, assignments| {
+        records.len() >= RECORDS && assignments.iter().all(|a| a.len() == 2)
+    })
+    .await;
+    produce_numbered(&client, "cooperative", RECORDS..RECORDS + 40).await;
+    poll_until(&[&first, &second], &mut records, |records, _| {
+        values(records)
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            >= RECORDS + 40
+    })
+    .await;
+
+    let kept = first.assignment().await;
+    let mut split = kept.clone();
+    split.extend(second.assignment().await);
+    split.sort();
+    assert_eq!(split, all, "the two members share the partitions");
+    assert_eq!(kept.len(), 2);
+    let revoked: Vec<(String, i32)> = recorder.revoked.lock().expect("lock").concat();
+    assert!(
+        !revoked.is_empty() && revoked.len() < all.len(),
+        "revoked a strict subset: {revoked:?}"
+    );
+    assert!(
+        revoked.iter().all(|p| !kept.contains(p)),
+        "revoked {revoked:?}, kept {kept:?}"
+    );
+    let assigned = recorder.assigned.lock().expect("lock").concat();
+    assert_eq!(assigned, all, "the first member was assigned each partition once");
+    let generation = first.group_metadata().expect("group metadata").generation_id;
+    assert!(
+        generation >= 3,
+        "a follow-up rebalance handed the revoked partitions over: {generation}"
+    );
+
+    second.close().await.expect("close");
+    first.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn a_member_offering_an_eager_assignor_rebalances_eagerly() {
+    let broker = start_broker();
+    let client = Client::connect(config(&broker)).await.expect("client");
+    create_topic(&Admin::with_client(client.clone()), "eager", 4).await;
+    let recorder = std::sync::Arc::new(PartitionRecorder::default());
+    let first = Consumer::new(
+        config(&broker),
+        ConsumerConfig {
+            assignors: vec![Assignor::CooperativeSticky, Assignor::Range],
+            rebalance_listener: Some(recorder.clone()),
+            ..group_config("eager-members")
+        },
+    )
+    .await
+    .expect("consumer");
+    first.subscribe(&["eager"]).await.expect("subscribe");
+    let mut records = Vec::new();
+    poll_until(&[&first], &mut records, |_, assignments| assignments[0].len() == 4).await;
+    // The first member offers an eager assignor besides cooperative-sticky, so (as in the Java
+    // client) it rebalances eagerly: when a range-only member joins, it gives up everything
+    // before rejoining and never holds a partition the new leader may hand to someone else.
+    let second = Consumer::new(
+        config(&broker),
+        ConsumerConfig {
+            assignors: vec![Assignor::Range],
+            ..group_config("eager-members")
+        },
+    )
+    .await
+    .expect("consumer");
+    second.subscribe(&["eager"]).await.expect("subscribe");
+    poll_until(&[&first, &second], &mut records, |_, assignments| {
+        assignments.iter().all(|a| a.len() == 2)
+    })
+    .await;
+    let kept = first.assignment().await;
+    let revoked = recorder.revoked.lock().expect("lock").clone();
+    assert_eq!(
+        revoked.first().map(Vec::len),
+        Some(4),
+        "eager: everything revoked before the rejoin: {revoked:?}"
+    );
+
+    second.close().await.expect("close");
+    poll_until(&[&first], &mut records, |_, assignments| assignments[0].len() == 4).await;
+    let revoked = recorder.revoked.lock().expect("lock").clone();
+    assert_eq!(
+        revoked.last(),
+        Some(&kept),
+        "eager: everything revoked before the rejoin"
+    );
+    let assigned = recorder.assigned.lock().expect("lock").clone();
+    assert_eq!(
+        assigned.last().map(Vec::len),
+        Some(4),
+        "eager: everything assigned anew"
+    );
+    first.close().await.expect("close");
+}

@@ -203,3 +203,20 @@ def test_bench_runs_reports_and_asserts(broker, tmp_path):
     failed = strom(broker, "bench", "produce", "--records", "500", "--no-progress", "--assert", "throughput_rps<0",
                    check=False)
     assert failed.returncode != 0 and "assertion FAILED" in failed.stdout + failed.stderr
+
+
+def test_produce_json_records_from_a_file(broker, tmp_path):
+    topic = topic_name("cli-json")
+    strom(broker, "topic", "create", topic, "-p", "2")
+    lines = [json.dumps({"key": f"k{i}", "value": {"n": i}, "headers": {"h": "v"}, "partition": i % 2})
+             for i in range(10)]
+    path = tmp_path / "records.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    strom(broker, "produce", topic, "--json", "--file", str(path), "--acks", "1", "--compression", "gzip")
+    got = ck.consume(broker, topic, [0, 1], expected=10)
+    assert sorted((r.key, r.value) for r in got) == sorted((b"k%d" % i, b'{"n":%d}' % i) for i in range(10))
+    assert all(r.headers == (("h", b"v"),) for r in got)
+    bad = strom(broker, "produce", topic, "--json", stdin="not json\n", check=False)
+    assert bad.returncode != 0 and "not a JSON record" in bad.stderr
+    missing = strom(broker, "produce", topic, "--file", str(tmp_path / "nope"), check=False)
+    assert missing.returncode != 0 and "opening" in missing.stderr

@@ -7,10 +7,13 @@
 //! latest record written (among those that survived crashes) is readable — a value
 //! always, a tombstone unless compaction dropped it and every older record of its key.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use common::{active_segment_file, xorshift};
 use proptest::prelude::*;
 use strom_log::batch::{validate_stored, BatchIter};
 use strom_log::record::{decode_record_entries, decompress_records_section};
@@ -76,23 +79,6 @@ struct Harness {
     flushed: i64,
     end: i64,
     values: u64,
-}
-
-fn xorshift(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
-fn active_segment_file(dir: &Path) -> PathBuf {
-    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    logs.sort();
-    logs.pop().expect("a segment file")
 }
 
 impl Harness {

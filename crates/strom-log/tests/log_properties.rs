@@ -6,11 +6,14 @@
 //! byte-identical at its offset, and no invalid batch is ever returned. Compaction,
 //! which leaves gaps, has its own properties in `compaction_properties.rs`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use common::{active_segment_file, xorshift};
 use proptest::prelude::*;
 use strom_log::batch::{validate, BatchIter};
 use strom_log::{Clock, Log, LogConfig, ManualClock, RecordBatchBuilder};
@@ -70,24 +73,6 @@ struct Harness {
 
 fn next_offset(batch: &[u8]) -> i64 {
     validate(batch).expect("model batch").next_offset()
-}
-
-/// A small xorshift generator so crash damage is reproducible from the seed.
-fn xorshift(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
-fn active_segment_file(dir: &Path) -> PathBuf {
-    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    logs.sort();
-    logs.pop().expect("a segment file")
 }
 
 impl Harness {

@@ -6,7 +6,7 @@
 //! so the high watermark follows the log end offset; with replication it will become
 //! the minimum over the ISR without changing this type's callers.
 
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -37,6 +37,9 @@ pub struct Partition {
     producers: Mutex<ProducerStateManager>,
     /// Segment count at the last producer snapshot (a roll takes a new one).
     segments_at_snapshot: AtomicUsize,
+    /// First offset of the oldest open transaction (i64::MAX: none), published under the
+    /// producer lock so fetches read the last stable offset without taking it.
+    first_unstable_offset: AtomicI64,
 }
 
 impl std::fmt::Debug for Partition {
@@ -57,7 +60,7 @@ impl Partition {
         let (high_watermark, _) = watch::channel(log.log_end_offset());
         let producers = load_producer_state(&log, dir)?;
         let segments = log.segment_count();
-        Ok(Partition {
+        let partition = Partition {
             topic,
             index,
             log,
@@ -65,7 +68,10 @@ impl Partition {
             high_watermark,
             producers: Mutex::new(producers),
             segments_at_snapshot: AtomicUsize::new(segments),
-        })
+            first_unstable_offset: AtomicI64::new(i64::MAX),
+        };
+        partition.publish_unstable(&partition.producers.lock().unwrap_or_else(|e| e.into_inner()));
+        Ok(partition)
     }
 
     pub fn topic(&self) -> &str {
@@ -161,6 +167,7 @@ impl Partition {
         for (header, _) in strom_log::BatchIter::new(batches) {
             producers.update(&header);
         }
+        self.publish_unstable(&producers);
         let segments = self.log.segment_count();
         if segments != self.segments_at_snapshot.swap(segments, Ordering::Relaxed) {
             if let Err(e) = producers.write_snapshot(self.log.log_end_offset()) {
@@ -222,11 +229,15 @@ impl Partition {
 
     /// The last stable offset: below it every transaction is decided.
     pub fn last_stable_offset(&self) -> i64 {
+        // The high watermark is read first: a transaction that opened before it moved is
+        // already published, so the result never passes undecided records.
         let high_watermark = self.high_watermark();
-        let producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
-        producers
-            .first_unstable_offset()
-            .map_or(high_watermark, |first| first.min(high_watermark))
+        self.first_unstable_offset.load(Ordering::Acquire).min(high_watermark)
+    }
+
+    fn publish_unstable(&self, producers: &ProducerStateManager) {
+        let first = producers.first_unstable_offset().unwrap_or(i64::MAX);
+        self.first_unstable_offset.store(first, Ordering::Release);
     }
 
     /// Stored batches from `offset`: below the high watermark (read_uncommitted) or
@@ -306,6 +317,7 @@ impl Partition {
         let mut producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
         let info = self.log.append(&mut batch)?;
         producers.complete_txn(producer_id, producer_epoch, info.base_offset, commit);
+        self.publish_unstable(&producers);
         drop(producers);
         self.advance_high_watermark(info.last_offset + 1);
         Ok(info.base_offset)

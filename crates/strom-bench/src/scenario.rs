@@ -375,7 +375,8 @@ pub struct Overrides {
     pub topic: Option<String>,
     /// Partitions.
     pub partitions: Option<i32>,
-    /// Records per producer group (clears the duration unless one is given too).
+    /// Records per producer group (clears the duration unless one is given too); without
+    /// producer groups, the prefill's record count.
     pub records: Option<u64>,
     /// Duration of every producer group (clears the record limit unless one is given too).
     pub duration: Option<Duration>,
@@ -436,6 +437,13 @@ impl Scenario {
         }
         if let Some(size) = overrides.message_size {
             self.prefill_message_size = size;
+        }
+        // Without producers (the consume preset) the record count is the prefill's.
+        if let Some(records) = overrides
+            .records
+            .filter(|_| self.producers.is_empty() && self.prefill_records > 0)
+        {
+            self.prefill_records = records;
         }
         for group in &mut self.producers {
             group.apply(overrides);
@@ -669,6 +677,23 @@ mod tests {
         });
         assert_eq!(scenario.producers.len(), 1);
         assert_eq!(scenario.producers[0].count, 2);
+    }
+
+    #[test]
+    fn records_set_the_prefill_of_the_consume_preset() {
+        let mut scenario = Preset::Consume.scenario();
+        scenario.apply(&Overrides {
+            records: Some(1_000_000),
+            ..Overrides::default()
+        });
+        assert_eq!(scenario.prefill_records, 1_000_000);
+        let mut produce = Preset::Produce.scenario();
+        produce.apply(&Overrides {
+            records: Some(7),
+            ..Overrides::default()
+        });
+        assert_eq!(produce.prefill_records, 0, "producers take the count, not a prefill");
+        assert_eq!(produce.producers[0].records, 7);
     }
 
     #[test]

@@ -44,6 +44,50 @@ struct Outgoing {
     reply: Reply,
 }
 
+enum Waiting {
+    Response(oneshot::Receiver<Result<Bytes>>),
+    Written(oneshot::Receiver<Result<()>>),
+}
+
+/// A request queued by [`Connection::submit`]; [`Submitted::response`] waits for its answer.
+pub struct Submitted<Req: Request> {
+    waiting: Waiting,
+    version: i16,
+    correlation_id: i32,
+    waiters: Waiters,
+    address: String,
+    request_timeout: Duration,
+    request: std::marker::PhantomData<fn() -> Req>,
+}
+
+impl<Req: Request> Submitted<Req> {
+    /// The response (at most the request timeout away), or `None` once a request that gets
+    /// no response has been written.
+    pub async fn response(self) -> Result<Option<Req::Response>> {
+        match self.waiting {
+            Waiting::Written(written) => match tokio::time::timeout(self.request_timeout, written).await {
+                Ok(Ok(result)) => result.map(|()| None),
+                Ok(Err(_)) => Err(closed_error(&self.address)),
+                Err(_) => Err(Error::Timeout(format!("writing to {}", self.address))),
+            },
+            Waiting::Response(response) => match tokio::time::timeout(self.request_timeout, response).await {
+                Ok(Ok(result)) => decode_response::<Req>(&mut result?, self.version, self.correlation_id).map(Some),
+                Ok(Err(_)) => Err(closed_error(&self.address)),
+                Err(_) => {
+                    lock(&self.waiters).remove(&self.correlation_id);
+                    Err(Error::Timeout(format!(
+                        "no response to API key {} (correlation id {}) from {} within {:?}",
+                        Req::KEY,
+                        self.correlation_id,
+                        self.address,
+                        self.request_timeout
+                    )))
+                }
+            },
+        }
+    }
+}
+
 /// A connection to one broker, shared by all tasks that talk to it.
 ///
 /// ```no_run
@@ -165,20 +209,38 @@ impl Connection {
     /// Sends a request that the broker does not answer (a Produce with acks=0) and returns once
     /// it has been written to the socket.
     pub async fn send_without_response<Req: Request>(&self, request: &Req) -> Result<()> {
+        self.submit(request, false).await?.response().await.map(|_| ())
+    }
+
+    /// Queues a request for writing and returns its pending response. Requests submitted
+    /// one after another by one task are written in that order (a Produce pipeline relies
+    /// on it: sequence numbers must reach the broker in order); `None` for a Produce with
+    /// acks=0, which gets no response.
+    pub async fn submit<Req: Request>(&self, request: &Req, expect_response: bool) -> Result<Submitted<Req>> {
         let version = self.version_for::<Req>()?;
         let correlation_id = self.next_correlation_id();
         let frame = self.encode(request, version, correlation_id)?;
-        let (written_tx, written_rx) = oneshot::channel();
-        self.enqueue(Outgoing {
-            frame,
-            reply: Reply::Written(written_tx),
-        })
-        .await?;
-        match tokio::time::timeout(self.request_timeout, written_rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(closed_error(&self.address)),
-            Err(_) => Err(Error::Timeout(format!("writing to {}", self.address))),
+        let (reply, waiting) = if expect_response {
+            let (response_tx, response_rx) = oneshot::channel();
+            lock(&self.waiters).insert(correlation_id, response_tx);
+            (Reply::Response, Waiting::Response(response_rx))
+        } else {
+            let (written_tx, written_rx) = oneshot::channel();
+            (Reply::Written(written_tx), Waiting::Written(written_rx))
+        };
+        if let Err(error) = self.enqueue(Outgoing { frame, reply }).await {
+            lock(&self.waiters).remove(&correlation_id);
+            return Err(error);
         }
+        Ok(Submitted {
+            waiting,
+            version,
+            correlation_id,
+            waiters: self.waiters.clone(),
+            address: self.address.clone(),
+            request_timeout: self.request_timeout,
+            request: std::marker::PhantomData,
+        })
     }
 
     /// Sends a request with an explicit version.

@@ -55,7 +55,7 @@ pub use admin::{
 };
 pub use assignor::Assignor;
 pub use client::{BrokerMetadata, Client, ClientConfig, Metadata, PartitionMetadata, TopicMetadata};
-pub use connection::Connection;
+pub use connection::{Connection, Submitted};
 pub use consumer::{Consumer, ConsumerConfig, GroupProtocol, IsolationLevel, Offset};
 pub use error::{Error, Result};
 pub use group::ConsumerGroupMetadata;

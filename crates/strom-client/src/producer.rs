@@ -753,7 +753,11 @@ async fn run_sender(shared: Arc<Shared>) {
         let now = Instant::now();
         let (ready, next_wake) = shared.drain(now);
         for (broker, batches) in ready {
-            tokio::spawn(send_batches(shared.clone(), broker, batches));
+            // Submitted here, in drain order, so that a partition's pipelined batches
+            // reach the broker in sequence order; only the waits run concurrently.
+            if let Some(sending) = submit_batches(&shared, broker, batches).await {
+                tokio::spawn(sending);
+            }
         }
         if shared.closing.load(Ordering::Acquire) && shared.is_idle() {
             debug!("producer sender stopped");
@@ -767,8 +771,13 @@ async fn run_sender(shared: Arc<Shared>) {
     }
 }
 
-/// Sends one Produce request with the batches for one broker and settles each batch.
-async fn send_batches(shared: Arc<Shared>, broker: i32, batches: Vec<(TopicPartition, Batch)>) {
+/// Queues one Produce request with the batches for one broker on its connection; the
+/// returned future waits for the response and settles each batch.
+async fn submit_batches(
+    shared: &Arc<Shared>,
+    broker: i32,
+    batches: Vec<(TopicPartition, Batch)>,
+) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
     let config = &shared.config;
     let mut topics: Vec<TopicProduceData> = Vec::new();
     let mut sendable = Vec::with_capacity(batches.len());
@@ -801,7 +810,7 @@ async fn send_batches(shared: Arc<Shared>, broker: i32, batches: Vec<(TopicParti
         sendable.push((partition, batch));
     }
     if sendable.is_empty() {
-        return;
+        return None;
     }
     let timeout_ms = i32::try_from(shared.client.config().request_timeout.as_millis()).unwrap_or(i32::MAX);
     let request = ProduceRequest::default()
@@ -814,18 +823,29 @@ async fn send_batches(shared: Arc<Shared>, broker: i32, batches: Vec<(TopicParti
                 .map(|id| TransactionalId(StrBytes::from_string(id))),
         )
         .with_topic_data(topics);
-    let result = match shared.client.connection(broker).await {
-        Ok(connection) if config.acks == Acks::None => connection.send_without_response(&request).await.map(|_| None),
-        Ok(connection) => connection.send(&request).await.map(Some),
+    let submitted = match shared.client.connection(broker).await {
+        Ok(connection) => connection.submit(&request, config.acks != Acks::None).await,
         Err(error) => Err(error),
     };
+    let shared = shared.clone();
+    Some(async move {
+        let result = match submitted {
+            Ok(submitted) => submitted.response().await,
+            Err(error) => Err(error),
+        };
+        settle_all(&shared, sendable, result);
+    })
+}
+
+/// Settles the batches of one Produce request by its outcome.
+fn settle_all(shared: &Shared, sendable: Vec<(TopicPartition, Batch)>, result: Result<Option<ProduceResponse>>) {
     match result {
         Ok(None) => {
             for (partition, batch) in sendable {
                 shared.succeeded(partition, batch, -1, -1);
             }
         }
-        Ok(Some(response)) => settle(&shared, sendable, response),
+        Ok(Some(response)) => settle(shared, sendable, response),
         Err(error) => {
             for (partition, batch) in sendable {
                 shared.retry_or_fail(partition, batch, error.clone());

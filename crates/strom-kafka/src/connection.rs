@@ -1,69 +1,108 @@
-//! One client connection. Requests are read and answered strictly in order, so
-//! pipelined requests get their responses in order; responses to requests that are
-//! already buffered are written together in one write.
+//! One client connection. Requests are read and run strictly in order and answered in
+//! order; responses to requests that are already buffered are written together in one
+//! write. A response that waits for an fsync (acks=all) is deferred: the connection reads
+//! and runs the next requests meanwhile and holds their responses until it is written.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::apis;
-use crate::constants::READ_BUFFER_BYTES;
+use crate::apis::{self, Deferred};
+use crate::constants::{PIPELINED_RESPONSES_MAX, READ_BUFFER_BYTES};
 use crate::frame;
 use crate::server::{Context, Peer};
 
 pub async fn serve(mut stream: TcpStream, peer: SocketAddr, context: Arc<Context>) {
     let _ = stream.set_nodelay(true);
     let mut input = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    // Responses ready to write. Every response in `waiting` comes after all of these.
     let mut output = BytesMut::new();
+    let mut waiting: FuturesOrdered<Deferred> = FuturesOrdered::new();
     let mut shutdown = context.shutdown.clone();
     let max = context.config.socket_request_max_bytes;
     loop {
-        match frame::parse(&mut input, max) {
-            Ok(Some(request)) => match handle(&context, peer, request, &mut output).await {
-                Ok(()) => {
-                    // Hold the response while more requests are already here.
-                    if output.len() >= READ_BUFFER_BYTES || !frame_ready(&input) {
-                        if let Err(e) = stream.write_all(&output).await {
-                            tracing::debug!(%peer, error = %e, "write failed");
-                            return;
-                        }
-                        output.clear();
-                    }
+        while waiting.len() < PIPELINED_RESPONSES_MAX {
+            let request = match frame::parse(&mut input, max) {
+                Ok(Some(request)) => request,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "bad frame; closing connection");
+                    return close(&mut stream, output, waiting).await;
                 }
+            };
+            let result = if waiting.is_empty() {
+                handle(&context, peer, request, &mut output).await
+            } else {
+                // Behind a deferred response: queue this one after it.
+                let mut own = BytesMut::new();
+                let result = handle(&context, peer, request, &mut own).await;
+                if !own.is_empty() {
+                    waiting.push_back(Box::pin(std::future::ready(Ok(own))));
+                }
+                result
+            };
+            match result {
+                Ok(Some(deferred)) => waiting.push_back(deferred),
+                Ok(None) => {}
                 Err(reason) => {
                     tracing::warn!(%peer, %reason, "closing connection");
-                    let _ = stream.write_all(&output).await;
+                    return close(&mut stream, output, waiting).await;
+                }
+            }
+            // Hold the response while more requests are already here.
+            if output.len() >= READ_BUFFER_BYTES {
+                break;
+            }
+        }
+        if !output.is_empty() && (output.len() >= READ_BUFFER_BYTES || !frame_ready(&input) || !waiting.is_empty()) {
+            if let Err(e) = stream.write_all(&output).await {
+                tracing::debug!(%peer, error = %e, "write failed");
+                return;
+            }
+            output.clear();
+        }
+        if frame_ready(&input) && waiting.len() < PIPELINED_RESPONSES_MAX {
+            continue;
+        }
+        if input.capacity() - input.len() < 1024 {
+            input.reserve(READ_BUFFER_BYTES);
+        }
+        tokio::select! {
+            read = stream.read_buf(&mut input), if waiting.len() < PIPELINED_RESPONSES_MAX => match read {
+                Ok(0) => return close(&mut stream, output, waiting).await,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "read failed");
                     return;
                 }
             },
-            Ok(None) => {
-                if input.capacity() - input.len() < 1024 {
-                    input.reserve(READ_BUFFER_BYTES);
+            Some(done) = waiting.next(), if !waiting.is_empty() => match done {
+                Ok(response) => output.extend_from_slice(&response),
+                Err(reason) => {
+                    tracing::warn!(%peer, %reason, "closing connection");
+                    return close(&mut stream, output, waiting).await;
                 }
-                let read = tokio::select! {
-                    read = stream.read_buf(&mut input) => read,
-                    _ = shutdown.changed() => return,
-                };
-                match read {
-                    Ok(0) => return,
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::debug!(%peer, error = %e, "read failed");
-                        return;
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(%peer, error = %e, "bad frame; closing connection");
-                return;
-            }
+            },
+            _ = shutdown.changed() => return,
         }
     }
+}
+
+/// Writes what is answered, waiting for deferred responses, before the connection closes.
+async fn close(stream: &mut TcpStream, mut output: BytesMut, mut waiting: FuturesOrdered<Deferred>) {
+    while let Some(done) = waiting.next().await {
+        match done {
+            Ok(response) => output.extend_from_slice(&response),
+            Err(_) => break,
+        }
+    }
+    let _ = stream.write_all(&output).await;
 }
 
 fn frame_ready(input: &BytesMut) -> bool {
@@ -76,14 +115,15 @@ fn frame_ready(input: &BytesMut) -> bool {
     }
 }
 
-/// Decode one request, run it and append the framed response (if any) to `output`.
-/// An error closes the connection, as Kafka does for requests it cannot parse.
+/// Decode one request, run it and append the framed response (if any) to `output`, or
+/// return the response that finishes later. An error closes the connection, as Kafka
+/// does for requests it cannot parse.
 async fn handle(
     context: &Context,
     address: SocketAddr,
     mut request: Bytes,
     output: &mut BytesMut,
-) -> Result<(), String> {
+) -> Result<Option<Deferred>, String> {
     let Some(prefix) = request.get(..8) else {
         return Err(format!("request of {} bytes is shorter than a header", request.len()));
     };
@@ -95,7 +135,7 @@ async fn handle(
         if api_key == ApiKey::ApiVersions {
             // The protocol's rule: answer in v0 with UNSUPPORTED_VERSION and our ranges.
             apis::api_versions::unsupported_version(correlation_id, output);
-            return Ok(());
+            return Ok(None);
         }
         return Err(format!("unsupported version {version} of {api_key:?}"));
     }
@@ -107,9 +147,13 @@ async fn handle(
     };
     let mut writer = apis::ResponseWriter {
         output,
-        correlation_id,
-        api_key,
-        version,
+        header: apis::ResponseHeader {
+            correlation_id,
+            api_key,
+            version,
+        },
+        deferred: None,
     };
-    apis::dispatch(context, &peer, api_key, version, request, &mut writer).await
+    apis::dispatch(context, &peer, api_key, version, request, &mut writer).await?;
+    Ok(writer.deferred)
 }

@@ -3,6 +3,9 @@
 /// Initial read buffer per connection, and the size at which buffered responses
 /// are written even if more requests are waiting.
 pub const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Requests of one connection whose responses may wait for an fsync while the
+/// connection goes on reading; beyond this the connection stops reading.
+pub const PIPELINED_RESPONSES_MAX: usize = 64;
 /// Longest a Fetch may wait (`max_wait_ms` is clamped to this).
 pub const FETCH_WAIT_MS_MAX: u64 = 60_000;
 /// Broker id of this node in responses until the cluster layer exists.

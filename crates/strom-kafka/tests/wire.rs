@@ -118,6 +118,38 @@ async fn pipelined_requests_are_answered_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_acks_all_produces_are_appended_and_answered_in_order() {
+    let h = start().await;
+    let mut stream = TcpStream::connect(h.addr).await.unwrap();
+    // acks=all responses wait for an fsync while the connection runs the next requests;
+    // every response must still come back in request order, with offsets in that order.
+    let mut all = BytesMut::new();
+    for i in 0..40 {
+        let request = match i % 4 {
+            3 => frame(ApiKey::Metadata, 12, i, &MetadataRequest::default()),
+            2 => frame(ApiKey::Produce, 9, i, &produce_request(batch(2), 0, 1)),
+            _ => frame(ApiKey::Produce, 9, i, &produce_request(batch(2), 0, -1)),
+        };
+        all.extend_from_slice(&request);
+    }
+    stream.write_all(&all).await.unwrap();
+    let mut next_offset = 0;
+    for i in 0..40 {
+        let (correlation_id, mut body) = read_frame(&mut stream).await.unwrap();
+        assert_eq!(correlation_id, i);
+        if i % 4 == 3 {
+            continue;
+        }
+        body.advance(1); // flexible response header: no tagged fields
+        let response = ProduceResponse::decode(&mut body, 9).unwrap();
+        let partition = &response.responses[0].partition_responses[0];
+        assert_eq!((partition.error_code, partition.base_offset), (0, next_offset));
+        next_offset += 2;
+    }
+    still_serves(h.addr).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_then_fetch_returns_the_stored_bytes() {
     let h = start().await;
     let mut stream = TcpStream::connect(h.addr).await.unwrap();

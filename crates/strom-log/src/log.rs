@@ -597,7 +597,11 @@ impl Log {
         let segments = self.snapshot();
         let last_index = segments.len().saturating_sub(1);
         for (index, segment) in segments.iter().enumerate() {
-            if segment.next_offset() > flushed || index == last_index {
+            if index == last_index {
+                // The active segment is above the recovery point: after a crash its
+                // indexes are rebuilt from the log, so only the log needs the fsync.
+                segment.flush_data()?;
+            } else if segment.next_offset() > flushed || segment.indexes_dirty() {
                 segment.flush()?;
             }
         }
@@ -1165,6 +1169,26 @@ mod tests {
         assert_eq!(log.log_end_offset(), 0);
         assert_eq!(log.segment_count(), 1);
         assert_eq!(log.append(&mut batch(1, 0, Compression::None)).unwrap().base_offset, 0);
+    }
+
+    #[test]
+    fn flush_syncs_the_indexes_of_a_sealed_segment_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(0));
+        let log = open(dir.path(), &clock);
+        log.append(&mut batch(1, 0, Compression::None)).unwrap();
+        // The active segment's data is flushed without its indexes...
+        log.flush().unwrap();
+        let first = log.active_segment();
+        assert!(!first.indexes_dirty());
+        // ...so once it is sealed, the next flush must sync them even though no record
+        // was appended to it after the last flush.
+        assert!(log.roll_now().unwrap());
+        assert!(first.indexes_dirty());
+        log.append(&mut batch(1, 1, Compression::None)).unwrap();
+        assert_eq!(log.flush().unwrap(), 2);
+        assert!(!first.indexes_dirty());
+        assert!(!log.active_segment().indexes_dirty());
     }
 
     #[test]

@@ -22,7 +22,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::UNIX_EPOCH;
 
@@ -71,6 +71,8 @@ pub struct LogSegment {
     created_ms: i64,
     indexing: Mutex<IndexingState>,
     max_timestamp: Mutex<Option<TimestampOffset>>,
+    /// Sealed with index entries not yet fsync'ed (see [`LogSegment::flush_data`]).
+    indexes_dirty: AtomicBool,
 }
 
 impl std::fmt::Debug for LogSegment {
@@ -157,6 +159,7 @@ impl LogSegment {
             created_ms: now_ms,
             indexing: Mutex::new(IndexingState::default()),
             max_timestamp: Mutex::new(None),
+            indexes_dirty: AtomicBool::new(false),
         })
     }
 
@@ -215,6 +218,8 @@ impl LogSegment {
     /// what appends wrote, densely. `baseOffset` is outside the CRC, so this is what
     /// catches a damaged base offset in an unflushed tail.
     pub fn recover(&self, index_interval_bytes: u32, gaps_below: i64) -> Result<u64, LogError> {
+        // Rebuilt indexes are not durable until the next full flush.
+        self.indexes_dirty.store(true, Ordering::Release);
         let file_size = self.log_file.metadata()?.len();
         self.offset_index.reset()?;
         self.time_index.reset()?;
@@ -334,6 +339,9 @@ impl LogSegment {
     /// Called when the segment stops being active: records the final time index
     /// entry and cuts any bytes past `size`.
     pub fn seal(&self) -> Result<(), LogError> {
+        // The indexes of a sealed segment become trusted once the recovery point passes
+        // it, so its next flush must include them.
+        self.indexes_dirty.store(true, Ordering::Release);
         if let Some(max) = *self.max_timestamp.lock().unwrap() {
             self.time_index.maybe_append(max.timestamp, max.offset)?;
         }
@@ -450,10 +458,27 @@ impl LogSegment {
 
     /// fdatasync of the log file and both indexes.
     pub fn flush(&self) -> Result<(), LogError> {
-        self.log_file.sync_data()?;
-        self.offset_index.sync()?;
-        self.time_index.sync()?;
-        Ok(())
+        let dirty = self.indexes_dirty.swap(false, Ordering::AcqRel);
+        let result = (|| {
+            self.log_file.sync_data()?;
+            self.offset_index.sync()?;
+            self.time_index.sync()
+        })();
+        if result.is_err() && dirty {
+            self.indexes_dirty.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    /// fdatasync of the log file alone: enough for the active segment, whose indexes
+    /// recovery rebuilds from the log after a crash (it is never below the recovery point).
+    pub fn flush_data(&self) -> Result<(), LogError> {
+        Ok(self.log_file.sync_data()?)
+    }
+
+    /// Whether the segment was sealed since its indexes were last fsync'ed.
+    pub fn indexes_dirty(&self) -> bool {
+        self.indexes_dirty.load(Ordering::Acquire)
     }
 
     /// Removes the segment's files. Readers holding the segment keep reading the

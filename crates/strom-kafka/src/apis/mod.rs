@@ -80,30 +80,56 @@ fn decode<T: Decodable>(api_key: ApiKey, body: &mut Bytes, version: i16) -> Resu
     T::decode(body, version).map_err(|e| format!("malformed {api_key:?} v{version} request: {e}"))
 }
 
-/// Writes a response straight into the connection's output buffer: length, response
-/// header, body (one copy of the body, not two).
-pub struct ResponseWriter<'a> {
-    pub output: &'a mut BytesMut,
+/// A response that is finished later (an acks=all Produce waiting for its fsync): the
+/// framed response bytes, or the reason to close the connection.
+pub type Deferred = std::pin::Pin<Box<dyn std::future::Future<Output = Result<BytesMut, String>> + Send>>;
+
+/// What frames a response: the request's correlation id, API and version.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseHeader {
     pub correlation_id: i32,
     pub api_key: ApiKey,
     pub version: i16,
 }
 
-impl ResponseWriter<'_> {
-    fn write<T: Encodable>(&mut self, response: &T) -> Result<(), String> {
-        let start = self.output.len();
-        self.output.put_i32(0);
-        self.output.put_i32(self.correlation_id);
+impl ResponseHeader {
+    /// Appends length, response header and body to `output`.
+    fn write<T: Encodable>(&self, output: &mut BytesMut, response: &T) -> Result<(), String> {
+        let start = output.len();
+        output.put_i32(0);
+        output.put_i32(self.correlation_id);
         if self.api_key.response_header_version(self.version) >= 1 {
-            self.output.put_u8(0); // no tagged fields
+            output.put_u8(0); // no tagged fields
         }
-        if let Err(e) = response.encode(self.output, self.version) {
-            self.output.truncate(start);
+        if let Err(e) = response.encode(output, self.version) {
+            output.truncate(start);
             return Err(format!("could not encode response: {e}"));
         }
-        let length = (self.output.len() - start - 4) as i32;
-        self.output[start..start + 4].copy_from_slice(&length.to_be_bytes());
+        let length = (output.len() - start - 4) as i32;
+        output[start..start + 4].copy_from_slice(&length.to_be_bytes());
         Ok(())
+    }
+}
+
+/// Writes a response straight into the connection's output buffer: length, response
+/// header, body (one copy of the body, not two); or takes a [`Deferred`] response.
+pub struct ResponseWriter<'a> {
+    pub output: &'a mut BytesMut,
+    pub header: ResponseHeader,
+    pub deferred: Option<Deferred>,
+}
+
+impl ResponseWriter<'_> {
+    fn write<T: Encodable>(&mut self, response: &T) -> Result<(), String> {
+        self.header.write(self.output, response)
+    }
+
+    fn header(&self) -> ResponseHeader {
+        self.header
+    }
+
+    fn defer(&mut self, response: Deferred) {
+        self.deferred = Some(response);
     }
 }
 
@@ -119,9 +145,20 @@ pub async fn dispatch(
     match api_key {
         ApiKey::ApiVersions => w.write(&api_versions::handle(decode(api_key, body, version)?)),
         ApiKey::Metadata => w.write(&metadata::handle(context, decode(api_key, body, version)?, version).await),
-        ApiKey::Produce => match produce::handle(context, decode(api_key, body, version)?, version).await {
-            Some(response) => w.write(&response),
-            None => Ok(()),
+        ApiKey::Produce => match produce::append_all(context, decode(api_key, body, version)?, version).ready() {
+            Ok(Some(response)) => w.write(&response),
+            Ok(None) => Ok(()),
+            Err(appended) => {
+                let (broker, header) = (context.broker.clone(), w.header());
+                w.defer(Box::pin(async move {
+                    let mut output = BytesMut::new();
+                    if let Some(response) = appended.durable(broker).await {
+                        header.write(&mut output, &response)?;
+                    }
+                    Ok(output)
+                }));
+                Ok(())
+            }
         },
         ApiKey::Fetch => w.write(&fetch::handle(context, decode(api_key, body, version)?, version).await),
         ApiKey::ListOffsets => w.write(&offsets::list_offsets(
@@ -193,7 +230,15 @@ where
     F: FnOnce(&strom_broker::Broker) -> T + Send + 'static,
     T: Send + 'static,
 {
-    let broker = context.broker.clone();
+    blocking_on(context.broker.clone(), work).await
+}
+
+/// [`blocking`] for work that outlives the request's borrow of the context.
+pub(crate) async fn blocking_on<T, F>(broker: std::sync::Arc<strom_broker::Broker>, work: F) -> T
+where
+    F: FnOnce(&strom_broker::Broker) -> T + Send + 'static,
+    T: Send + 'static,
+{
     match tokio::task::spawn_blocking(move || work(&broker)).await {
         Ok(value) => value,
         Err(e) => std::panic::resume_unwind(e.into_panic()),

@@ -1,6 +1,10 @@
 //! Produce: validate and append each partition's batches as they arrived (only
 //! `baseOffset` patched in place), then, for acks=all, wait for the group-committed
 //! fsync before answering. acks=0 gets no response.
+//!
+//! The append runs in request order on the connection; the fsync wait does not hold the
+//! connection: the connection reads and appends the next requests meanwhile (so one
+//! fsync covers many pipelined batches) and answers in order.
 
 use std::sync::Arc;
 
@@ -10,11 +14,57 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use strom_broker::{BrokerError, Partition, Topic};
 
-use super::blocking;
+use super::blocking_on;
 use crate::error_code::{error_code, error_message};
 use crate::server::Context;
 
-pub async fn handle(context: &Context, request: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+/// What an appended Produce request still needs before it is answered.
+pub struct Appended {
+    /// The response, with the outcome of every append.
+    response: Option<ProduceResponse>,
+    /// acks=all partitions to fsync: (topic index, partition index, partition).
+    to_flush: Vec<(usize, usize, Arc<Partition>)>,
+}
+
+impl Appended {
+    /// The response when nothing waits for an fsync.
+    pub fn ready(self) -> Result<Option<ProduceResponse>, Self> {
+        if self.to_flush.is_empty() {
+            Ok(self.response)
+        } else {
+            Err(self)
+        }
+    }
+
+    /// Waits for the fsync of every acks=all partition (group commit), then answers;
+    /// a failed fsync fails its partition.
+    pub async fn durable(self, broker: Arc<strom_broker::Broker>) -> Option<ProduceResponse> {
+        let Appended { mut response, to_flush } = self;
+        if to_flush.is_empty() {
+            return response;
+        }
+        let partitions: Vec<Arc<Partition>> = to_flush.iter().map(|(_, _, p)| p.clone()).collect();
+        let results = blocking_on(broker, move |_| {
+            partitions.iter().map(|p| p.flush()).collect::<Vec<_>>()
+        })
+        .await;
+        let responses = response.as_mut().map(|r| &mut r.responses);
+        if let Some(responses) = responses {
+            for ((topic, partition, _), result) in to_flush.iter().zip(results) {
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "fsync failed");
+                    let response = &mut responses[*topic].partition_responses[*partition];
+                    response.error_code = error_code(&e);
+                    response.error_message = error_message(&e);
+                }
+            }
+        }
+        response
+    }
+}
+
+/// Appends every partition's batches (synchronously, in request order).
+pub fn append_all(context: &Context, request: ProduceRequest, version: i16) -> Appended {
     let acks = request.acks;
     let valid_acks = matches!(acks, -1..=1);
     let mut to_flush: Vec<(usize, usize, Arc<Partition>)> = Vec::new();
@@ -70,25 +120,8 @@ pub async fn handle(context: &Context, request: ProduceRequest, version: i16) ->
                 .with_partition_responses(partitions),
         );
     }
-    if !to_flush.is_empty() {
-        let partitions: Vec<Arc<Partition>> = to_flush.iter().map(|(_, _, p)| p.clone()).collect();
-        let results = blocking(context, move |_| {
-            partitions.iter().map(|p| p.flush()).collect::<Vec<_>>()
-        })
-        .await;
-        for ((topic, partition, _), result) in to_flush.iter().zip(results) {
-            if let Err(e) = result {
-                tracing::error!(error = %e, "fsync failed");
-                let response = &mut responses[*topic].partition_responses[*partition];
-                response.error_code = error_code(&e);
-                response.error_message = error_message(&e);
-            }
-        }
-    }
-    if acks == 0 {
-        return None;
-    }
-    Some(ProduceResponse::default().with_responses(responses))
+    let response = (acks != 0).then(|| ProduceResponse::default().with_responses(responses));
+    Appended { response, to_flush }
 }
 
 type AppendResult = Result<(Arc<Partition>, strom_broker::AppendInfo), Option<BrokerError>>;

@@ -203,6 +203,11 @@ def test_bench_runs_reports_and_asserts(broker, tmp_path):
     failed = strom(broker, "bench", "produce", "--records", "500", "--no-progress", "--assert", "throughput_rps<0",
                    check=False)
     assert failed.returncode != 0 and "assertion FAILED" in failed.stdout + failed.stderr
+    # `--records` sets the consume preset's prefill; `--output json` prints the result.
+    consumed = strom(broker, "--output", "json", "bench", "consume", "--records", "700", "--topic",
+                     topic_name("bench-consume"), "--no-progress")
+    summary = json.loads(consumed.stdout)["summary"]
+    assert summary["consumed_records"] == 700
 
 
 def test_produce_json_records_from_a_file(broker, tmp_path):

@@ -61,6 +61,9 @@ pub struct BenchArgs {
     /// Write the result as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Print the result as JSON instead of the summary table (the CLI's `--output json`).
+    #[arg(skip)]
+    pub print_json: bool,
     /// Condition on the summary, e.g. 'p99_e2e_ms<5' or 'throughput_rps>100000'; repeatable.
     /// The command fails when any does not hold.
     #[arg(long = "assert", value_name = "CONDITION")]
@@ -140,7 +143,11 @@ pub async fn run(brokers: &str, args: BenchArgs) -> anyhow::Result<bool> {
         return run_search(brokers, &scenario, &args).await;
     }
     let result = run_scenario(brokers, &scenario, &args.options(String::new())).await?;
-    write_summary(&mut std::io::stdout().lock(), &result)?;
+    if args.print_json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        write_summary(&mut std::io::stdout().lock(), &result)?;
+    }
     if let Some(path) = &args.json {
         write_json(path, &result)?;
     }

@@ -75,7 +75,10 @@ fn main() -> ExitCode {
         Command::Produce(args) => client_command(|| cli::produce::run(&cli.common, args)),
         Command::Consume(args) => client_command(|| cli::consume::run(&cli.common, args)),
         Command::Group(command) => client_command(|| cli::group::run(&cli.common, command)),
-        Command::Bench(args) => bench(&cli.common.brokers, args),
+        Command::Bench(mut args) => {
+            args.print_json = cli.common.output == cli::Output::Json;
+            bench(&cli.common.brokers, args)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

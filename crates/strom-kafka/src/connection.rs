@@ -48,7 +48,15 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, context: Arc<Context
                 result
             };
             match result {
-                Ok(Some(deferred)) => waiting.push_back(deferred),
+                Ok(Some(deferred)) => {
+                    // Its own task, so the wait (an fsync) starts now even while this
+                    // connection is busy with a long request such as a long-poll Fetch.
+                    let task = tokio::spawn(deferred);
+                    waiting.push_back(Box::pin(async move {
+                        task.await
+                            .unwrap_or_else(|e| Err(format!("deferred response failed: {e}")))
+                    }));
+                }
                 Ok(None) => {}
                 Err(reason) => {
                     tracing::warn!(%peer, %reason, "closing connection");

@@ -52,6 +52,12 @@ pub struct BenchArgs {
     /// Producer compression.
     #[arg(long, value_enum)]
     pub compression: Option<CompressionSetting>,
+    /// Producer batch size in bytes (`batch.size`).
+    #[arg(long, value_name = "BYTES")]
+    pub batch_size: Option<usize>,
+    /// How long a producer batch waits for more records, e.g. 5ms (`linger.ms`).
+    #[arg(long, value_parser = parse_duration)]
+    pub linger: Option<Duration>,
     /// How long producers run, e.g. 30s (replaces a record limit).
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
@@ -122,6 +128,8 @@ impl BenchArgs {
             rate: self.rate,
             acks: self.acks,
             compression: self.compression,
+            batch_size: self.batch_size,
+            linger: self.linger,
         }
     }
 
@@ -262,6 +270,10 @@ mod tests {
             "1",
             "--compression",
             "zstd",
+            "--batch-size",
+            "65536",
+            "--linger",
+            "20ms",
             "--assert",
             "p99_e2e_ms<5",
             "--assert",
@@ -273,6 +285,8 @@ mod tests {
         let scenario = args.scenario().unwrap();
         assert_eq!(scenario.producers[0].records, 5000);
         assert_eq!(scenario.producers[0].acks, AcksSetting::Leader);
+        assert_eq!(scenario.producers[0].batch_size, 65536);
+        assert_eq!(scenario.producers[0].linger_ms, 20);
         assert_eq!(
             scenario.producers[0].message_size,
             MessageSize::Range { min: 100, max: 200 }

@@ -392,6 +392,10 @@ pub struct Overrides {
     pub acks: Option<AcksSetting>,
     /// Compression of every producer group.
     pub compression: Option<CompressionSetting>,
+    /// Batch size of every producer group.
+    pub batch_size: Option<usize>,
+    /// Linger of every producer group.
+    pub linger: Option<Duration>,
 }
 
 impl Scenario {
@@ -526,6 +530,12 @@ impl ProducerGroup {
         if let Some(compression) = overrides.compression {
             self.compression = compression;
         }
+        if let Some(batch_size) = overrides.batch_size {
+            self.batch_size = batch_size;
+        }
+        if let Some(linger) = overrides.linger {
+            self.linger_ms = duration_ms(linger);
+        }
     }
 }
 
@@ -643,6 +653,8 @@ mod tests {
             acks: Some(AcksSetting::None),
             compression: Some(CompressionSetting::Zstd),
             duration: None,
+            batch_size: Some(4096),
+            linger: Some(Duration::from_millis(0)),
         });
         assert_eq!(scenario.topic, "t");
         assert_eq!(scenario.partitions, 8);
@@ -654,6 +666,7 @@ mod tests {
         assert_eq!(producers.message_size, MessageSize::Range { min: 10, max: 20 });
         assert_eq!(producers.acks, AcksSetting::None);
         assert_eq!(producers.compression, CompressionSetting::Zstd);
+        assert_eq!((producers.batch_size, producers.linger_ms), (4096, 0));
         assert_eq!(scenario.consumers[0].count, 2);
 
         scenario.apply(&Overrides {

@@ -13,6 +13,8 @@ pub const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// Produce batches in flight per partition (Kafka's limit for idempotent producers).
 pub const IN_FLIGHT_BATCHES_PER_PARTITION_MAX: usize = 5;
+/// Most records a new producer batch reserves room for up front.
+pub const BATCH_RECORDS_PREALLOCATED_MAX: usize = 4096;
 
 /// Records decoded from one batch, whatever its header claims.
 pub const RECORDS_PER_BATCH_MAX: usize = 1_000_000;

@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::client::{Client, ClientConfig};
-use crate::constants::{IN_FLIGHT_BATCHES_PER_PARTITION_MAX, RECORD_OVERHEAD_BYTES};
+use crate::constants::{BATCH_RECORDS_PREALLOCATED_MAX, IN_FLIGHT_BATCHES_PER_PARTITION_MAX, RECORD_OVERHEAD_BYTES};
 use crate::error::{Error, Result};
 use crate::group::ConsumerGroupMetadata;
 use crate::partitioner::{DefaultPartitioner, Partitioner};
@@ -359,18 +359,22 @@ impl Producer {
             .ok()
             .filter(|_| bytes <= shared.config.buffer_memory)
             .ok_or_else(|| Error::Config(format!("record of {bytes} bytes exceeds buffer_memory")))?;
-        let memory = tokio::time::timeout(
-            shared.config.max_block,
-            shared.memory.clone().acquire_many_owned(permits),
-        )
-        .await
-        .map_err(|_| {
-            Error::Timeout(format!(
-                "no buffer memory for {:?} (max_block)",
-                shared.config.max_block
-            ))
-        })?
-        .map_err(|_| Error::Config("producer is closed".into()))?;
+        // The fast path takes no timer: most sends find buffer memory free.
+        let memory = match shared.memory.clone().try_acquire_many_owned(permits) {
+            Ok(memory) => memory,
+            Err(_) => tokio::time::timeout(
+                shared.config.max_block,
+                shared.memory.clone().acquire_many_owned(permits),
+            )
+            .await
+            .map_err(|_| {
+                Error::Timeout(format!(
+                    "no buffer memory for {:?} (max_block)",
+                    shared.config.max_block
+                ))
+            })?
+            .map_err(|_| Error::Config("producer is closed".into()))?,
+        };
 
         let partitioner = &shared.config.partitioner;
         let key = record.key.as_deref();
@@ -536,7 +540,11 @@ impl Shared {
         completion: oneshot::Sender<Result<RecordMetadata>>,
         memory: OwnedSemaphorePermit,
     ) {
-        self.pending.send_modify(|count| *count += 1);
+        // Only a count reaching zero matters to flush(): no wakeups for increments.
+        self.pending.send_if_modified(|count| {
+            *count += 1;
+            false
+        });
         let mut queues = lock(&self.queues);
         let queue = queues.entry(partition).or_default();
         let batch_size = self.config.batch_size;
@@ -550,12 +558,23 @@ impl Shared {
                 batch.completions.push(completion);
                 batch.bytes += bytes;
                 batch._memory.merge(memory);
+                // The sender already knows this batch's linger deadline; it needs waking
+                // only once the batch is full.
+                if batch.bytes < batch_size {
+                    return;
+                }
             }
             None => {
                 let now = Instant::now();
+                // Room for a full batch of records like this one: no regrowth per record.
+                let capacity = (batch_size / bytes.max(1)).clamp(1, BATCH_RECORDS_PREALLOCATED_MAX);
+                let mut records = Vec::with_capacity(capacity);
+                records.push(data);
+                let mut completions = Vec::with_capacity(capacity);
+                completions.push(completion);
                 queue.batches.push_back(Batch {
-                    records: vec![data],
-                    completions: vec![completion],
+                    records,
+                    completions,
                     bytes,
                     created: now,
                     deadline: now + self.config.delivery_timeout,
@@ -597,8 +616,10 @@ impl Shared {
             };
             let _ = completion.send(outcome);
         }
-        self.pending
-            .send_modify(|pending| *pending = pending.saturating_sub(count));
+        self.pending.send_if_modified(|pending| {
+            *pending = pending.saturating_sub(count);
+            *pending == 0
+        });
     }
 
     fn max_in_flight(&self) -> usize {

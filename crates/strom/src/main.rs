@@ -42,7 +42,7 @@ enum Command {
     #[command(subcommand)]
     Group(cli::group::GroupCommand),
     /// Load-test a Kafka-compatible broker: presets produce, consume, e2e, stress.
-    Bench(strom_bench::BenchArgs),
+    Bench(Box<strom_bench::BenchArgs>),
 }
 
 #[derive(clap::Args)]
@@ -77,7 +77,7 @@ fn main() -> ExitCode {
         Command::Group(command) => client_command(|| cli::group::run(&cli.common, command)),
         Command::Bench(mut args) => {
             args.print_json = cli.common.output == cli::Output::Json;
-            bench(&cli.common.brokers, args)
+            bench(&cli.common.brokers, *args)
         }
     };
     match result {

@@ -11,7 +11,7 @@ underflow"). librdkafka keeps its ABI, so the same kcat binary runs on either.
 For each broker, in alternating rounds (A B A B ...): produce N records of S bytes with
 the given acks and linger 5 ms to P partitions, then consume them all from the beginning.
 Reported per broker: wall seconds, broker CPU seconds (utime+stime from /proc), records/s,
-RSS idle and after the load; then the medians and the Strom/peer ratios.
+the consuming client's CPU seconds, RSS idle and after the load; then the medians and the Strom/peer ratios.
 
     python3 bench/compare.py --records 1000000 --size 100 --rounds 3
     python3 bench/compare.py --partitions 6 --size 1024 --acks all
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import resource
 import shutil
 import socket
 import statistics
@@ -131,6 +132,13 @@ def kcat_consume(broker: str, records: int) -> int:
     return len(out)
 
 
+def children_cpu_seconds() -> float:
+    """CPU seconds of the client processes this script waited for (the consumer's share
+    shows whether the client or the broker limits a run)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def cpu_seconds(pid: int) -> float:
     fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
@@ -175,6 +183,7 @@ def one_round(name: str, payload: pathlib.Path, records: int) -> dict:
                 subprocess.run([str(VENV_PYTHON), "-c", PRODUCER, broker, str(payload), ACKS], check=True)
             produce_wall, produce_cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
             cpu1, t1 = cpu_seconds(proc.pid), time.perf_counter()
+            client0 = children_cpu_seconds()
             if CLIENT == "kcat":
                 consumed = kcat_consume(broker, records)
             else:
@@ -182,11 +191,13 @@ def one_round(name: str, payload: pathlib.Path, records: int) -> dict:
                                      capture_output=True).stdout
                 consumed = int(out.strip() or 0)
             consume_wall, consume_cpu = time.perf_counter() - t1, cpu_seconds(proc.pid) - cpu1
+            consume_client_cpu = children_cpu_seconds() - client0
             if consumed != records:
                 raise RuntimeError(f"{name}: consumed {consumed} of {records}")
             return {
                 "produce_wall_s": produce_wall, "produce_cpu_s": produce_cpu, "produce_rps": records / produce_wall,
                 "consume_wall_s": consume_wall, "consume_cpu_s": consume_cpu, "consume_rps": records / consume_wall,
+                "consume_client_cpu_s": consume_client_cpu,
                 "rss_idle_mb": rss_idle, "rss_loaded_mb": rss_mb(proc.pid),
             }
         finally:

@@ -540,7 +540,7 @@ impl Broker {
     }
 
     /// Append produced batches to a partition, enforcing the topic's limits.
-    pub fn append(&self, topic: &Topic, partition: &Partition, batches: &mut [u8]) -> Result<AppendInfo> {
+    pub fn append(&self, topic: &Topic, partition: &Partition, batches: &[u8]) -> Result<AppendInfo> {
         let limits = topic.limits();
         partition.append(batches, limits.max_message_bytes, limits.compact)
     }

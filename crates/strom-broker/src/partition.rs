@@ -120,11 +120,11 @@ impl Partition {
         }
     }
 
-    /// Append produced batches (validated by the log, offsets patched in place) and
-    /// advance the high watermark. On compacted topics every record needs a key
-    /// (Kafka's INVALID_RECORD): the one case where produce looks inside batches.
-    pub fn append(&self, batches: &mut [u8], max_message_bytes: usize, require_keys: bool) -> Result<AppendInfo> {
-        let mut lengths = Vec::new();
+    /// Append produced batches (validated by the log, offsets and leader epoch stamped
+    /// into the stored copy; `batches` is not modified) and advance the high watermark.
+    /// On compacted topics every record needs a key (Kafka's INVALID_RECORD): the one
+    /// case where produce looks inside batches.
+    pub fn append(&self, batches: &[u8], max_message_bytes: usize, require_keys: bool) -> Result<AppendInfo> {
         for (header, bytes) in strom_log::BatchIter::new(batches) {
             if bytes.len() > max_message_bytes {
                 return Err(BrokerError::MessageTooLarge {
@@ -139,16 +139,6 @@ impl Partition {
             if require_keys {
                 check_keys(bytes)?;
             }
-            lengths.push(bytes.len());
-        }
-        // Stamp the leader epoch (outside the CRC) as Kafka does, for clients' truncation checks.
-        let epoch = self.leader_epoch();
-        let mut start = 0;
-        for len in lengths {
-            if let Some(batch) = batches.get_mut(start..start + len) {
-                strom_log::batch::set_partition_leader_epoch(batch, epoch)?;
-            }
-            start += len;
         }
         let mut producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
         for (header, _) in strom_log::BatchIter::new(batches) {
@@ -163,8 +153,14 @@ impl Partition {
                 });
             }
         }
-        let info = self.log.append(batches)?;
-        for (header, _) in strom_log::BatchIter::new(batches) {
+        // The leader epoch (outside the CRC) is stamped as Kafka does, for clients'
+        // truncation checks.
+        let info = self.log.append_stamped(batches, Some(self.leader_epoch()))?;
+        let mut offset = info.base_offset;
+        for (mut header, _) in strom_log::BatchIter::new(batches) {
+            // The stored copy has the assigned offsets; the request's headers do not.
+            header.base_offset = offset;
+            offset += i64::from(header.last_offset_delta) + 1;
             producers.update(&header);
         }
         self.publish_unstable(&producers);
@@ -315,7 +311,7 @@ impl Partition {
         let mut batch = builder.build()?;
         strom_log::batch::set_partition_leader_epoch(&mut batch, self.leader_epoch())?;
         let mut producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
-        let info = self.log.append(&mut batch)?;
+        let info = self.log.append(&batch)?;
         producers.complete_txn(producer_id, producer_epoch, info.base_offset, commit);
         self.publish_unstable(&producers);
         drop(producers);

@@ -34,7 +34,7 @@ fn read(c: &mut Criterion) {
     let log = Log::open(dir.path(), LogConfig::default(), Arc::new(SystemClock)).expect("open");
     let batch = one_kib_batch();
     for _ in 0..10_000 {
-        log.append(&mut batch.clone()).expect("append");
+        log.append(&batch.clone()).expect("append");
     }
     let end = log.log_end_offset();
     let mut offset = 0;

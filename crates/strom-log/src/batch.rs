@@ -349,12 +349,25 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) -> Result<(), Lo
 /// For LogAppendTime topics: sets `maxTimestamp` to `timestamp_ms`, sets the
 /// timestamp-type bit and recomputes the CRC. `batch` must be exactly one batch.
 pub fn set_max_timestamp_log_append_time(batch: &mut [u8], timestamp_ms: i64) -> Result<(), LogError> {
-    let header = RecordBatchHeader::parse(batch)?;
+    if batch.len() < BATCH_HEADER_SIZE {
+        return Err(LogError::corrupt("batch shorter than its header"));
+    }
+    let (head, rest) = batch.split_at_mut(BATCH_HEADER_SIZE);
+    stamp_log_append_time(head, rest, timestamp_ms)
+}
+
+/// [`set_max_timestamp_log_append_time`] for a batch kept in two parts: `head`, its first
+/// [`BATCH_HEADER_SIZE`] bytes (patched), and `rest`, the records after it (untouched).
+pub fn stamp_log_append_time(head: &mut [u8], rest: &[u8], timestamp_ms: i64) -> Result<(), LogError> {
+    let header = RecordBatchHeader::parse(head)?;
     let attributes = header.attributes | TIMESTAMP_TYPE_MASK;
-    write_bytes(batch, ATTRIBUTES_OFFSET, &attributes.to_be_bytes())?;
-    write_bytes(batch, MAX_TIMESTAMP_OFFSET, &timestamp_ms.to_be_bytes())?;
-    let crc = compute_crc(batch)?;
-    write_bytes(batch, CRC_OFFSET, &crc.to_be_bytes())
+    write_bytes(head, ATTRIBUTES_OFFSET, &attributes.to_be_bytes())?;
+    write_bytes(head, MAX_TIMESTAMP_OFFSET, &timestamp_ms.to_be_bytes())?;
+    let covered = head
+        .get(ATTRIBUTES_OFFSET..)
+        .ok_or_else(|| LogError::corrupt("batch shorter than its header"))?;
+    let crc = crc32c::crc32c_append(crc32c::crc32c(covered), rest);
+    write_bytes(head, CRC_OFFSET, &crc.to_be_bytes())
 }
 
 #[cfg(test)]

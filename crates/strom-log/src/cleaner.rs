@@ -603,7 +603,7 @@ mod tests {
         for (key, value) in records {
             builder.push(NOW_MS, Some(key.as_bytes()), value.map(str::as_bytes));
         }
-        log.append(&mut builder.build().unwrap()).unwrap().base_offset
+        log.append(&builder.build().unwrap()).unwrap().base_offset
     }
 
     /// Every record readable from the log start, by offset; checks batch validity and
@@ -985,7 +985,7 @@ mod tests {
         garbage[crate::constants::BATCH_HEADER_SIZE] = 0x7e; // record length 63: past the end
         let crc = crate::batch::compute_crc(&garbage).unwrap();
         garbage[17..21].copy_from_slice(&crc.to_be_bytes());
-        log.append(&mut garbage).unwrap();
+        log.append(&garbage).unwrap();
         append(&log, Compression::None, &[("a", Some("a2"))]);
         log.roll_now().unwrap();
         append(&log, Compression::None, &[("a", Some("a3"))]);

@@ -1,6 +1,7 @@
 //! Strom's storage engine: a partition's log as a directory of segments holding Kafka
-//! v2 record batches exactly as producers sent them (only offsets, and for
-//! LogAppendTime topics the max timestamp, are patched in place).
+//! v2 record batches exactly as producers sent them (only the headers' offsets and
+//! leader epoch, and for LogAppendTime topics the max timestamp, differ: patched in
+//! copies of the headers, written ahead of the untouched records by one vectored write).
 //!
 //! **Architecture invariant:** this crate knows nothing about sockets, async runtimes or
 //! wire protocols. The broker calls [`Log`]; everything else here serves it.

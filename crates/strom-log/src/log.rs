@@ -32,14 +32,14 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 
-use crate::batch::{set_base_offset, set_max_timestamp_log_append_time, validate};
+use crate::batch::{set_base_offset, set_partition_leader_epoch, stamp_log_append_time, validate};
 use crate::cleaner::{self, CompactionConfig, CompactionStats, OffsetMap, Policy, SegmentGroup};
 use crate::clock::Clock;
 use crate::constants::{
-    CLEAN_SHUTDOWN_FILE_NAME, COMPACTION_OFFSET_MAP_BYTES_MAX, INDEX_INTERVAL_BYTES_DEFAULT, LOG_FILE_SUFFIX,
-    LOG_START_OFFSET_FILE_NAME, OFFSET_INDEX_FILE_SUFFIX, RECOVERY_POINT_FILE_NAME, RETENTION_BYTES_DEFAULT,
-    RETENTION_MS_DEFAULT, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_MS_DEFAULT,
-    TEMPORARY_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX,
+    BATCH_HEADER_SIZE, CLEAN_SHUTDOWN_FILE_NAME, COMPACTION_OFFSET_MAP_BYTES_MAX, INDEX_INTERVAL_BYTES_DEFAULT,
+    LOG_FILE_SUFFIX, LOG_START_OFFSET_FILE_NAME, OFFSET_INDEX_FILE_SUFFIX, RECOVERY_POINT_FILE_NAME,
+    RETENTION_BYTES_DEFAULT, RETENTION_MS_DEFAULT, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN,
+    SEGMENT_MS_DEFAULT, TEMPORARY_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX,
 };
 use crate::error::LogError;
 use crate::segment::{parse_segment_file_name, LogSegment};
@@ -364,10 +364,16 @@ impl Log {
 
     /// Appends one or more concatenated v2 batches as a producer sent them. Every batch
     /// is validated first (nothing is written if any is bad); offsets are then assigned
-    /// densely from the log end offset by patching `baseOffset` in place (and, for
-    /// LogAppendTime logs, the max timestamp and CRC), and the bytes are written with
-    /// one write call.
-    pub fn append(&self, batches: &mut [u8]) -> Result<AppendInfo, LogError> {
+    /// densely from the log end offset in copies of the batch headers (`baseOffset`,
+    /// and for LogAppendTime logs the max timestamp and CRC), which one vectored write
+    /// stores ahead of the untouched records: `batches` itself is not modified.
+    pub fn append(&self, batches: &[u8]) -> Result<AppendInfo, LogError> {
+        self.append_stamped(batches, None)
+    }
+
+    /// [`Log::append`] that also stamps `partitionLeaderEpoch` (outside the CRC) into
+    /// every batch header.
+    pub fn append_stamped(&self, batches: &[u8], leader_epoch: Option<i32>) -> Result<AppendInfo, LogError> {
         if batches.is_empty() {
             return Err(LogError::EmptyAppend);
         }
@@ -392,13 +398,21 @@ impl Log {
         let base_offset = self.log_end_offset();
         let mut next_offset = base_offset;
         let mut max_timestamp = i64::MIN;
+        let mut heads: Vec<([u8; BATCH_HEADER_SIZE], &[u8])> = Vec::with_capacity(layout.len());
         for (position, size, header) in &layout {
             let batch = batches
-                .get_mut(*position..position + size)
+                .get(*position..position + size)
+                .filter(|batch| batch.len() >= BATCH_HEADER_SIZE)
                 .ok_or_else(|| LogError::corrupt("batch outside the append buffer"))?;
-            set_base_offset(batch, next_offset)?;
+            let (head_bytes, rest) = batch.split_at(BATCH_HEADER_SIZE);
+            let mut head = [0u8; BATCH_HEADER_SIZE];
+            head.copy_from_slice(head_bytes);
+            set_base_offset(&mut head, next_offset)?;
+            if let Some(epoch) = leader_epoch {
+                set_partition_leader_epoch(&mut head, epoch)?;
+            }
             if config.message_timestamp_log_append_time {
-                set_max_timestamp_log_append_time(batch, now_ms)?;
+                stamp_log_append_time(&mut head, rest, now_ms)?;
                 max_timestamp = now_ms;
             } else {
                 max_timestamp = max_timestamp.max(header.max_timestamp);
@@ -406,10 +420,12 @@ impl Log {
             next_offset = next_offset
                 .checked_add(i64::from(header.last_offset_delta) + 1)
                 .ok_or(LogError::OffsetOverflow)?;
+            heads.push((head, rest));
         }
         let last_offset = next_offset - 1;
         let active = self.roll_for_append(now_ms, batches.len() as u64, last_offset, &config)?;
-        active.append(batches, config.index_interval_bytes)?;
+        let parts: Vec<(&[u8], &[u8])> = heads.iter().map(|(head, rest)| (&head[..], *rest)).collect();
+        active.append_parts(&parts, config.index_interval_bytes)?;
         self.log_end_offset.store(next_offset, Ordering::Release);
         Ok(AppendInfo {
             base_offset,
@@ -972,13 +988,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(10_000));
         let log = open(dir.path(), &clock);
-        let mut two = [batch(2, 100, Compression::None), batch(3, 200, Compression::None)].concat();
-        let info = log.append(&mut two).unwrap();
+        let two = [batch(2, 100, Compression::None), batch(3, 200, Compression::None)].concat();
+        let info = log.append(&two).unwrap();
         assert_eq!((info.base_offset, info.last_offset, info.batch_count), (0, 4, 2));
         assert_eq!(info.log_append_time_ms, -1);
         assert_eq!(info.max_timestamp, 202);
         for i in 0..20 {
-            log.append(&mut batch(1, 300 + i, Compression::None)).unwrap();
+            log.append(&batch(1, 300 + i, Compression::None)).unwrap();
         }
         assert_eq!(log.log_end_offset(), 25);
         assert!(log.segment_count() > 1);
@@ -1011,7 +1027,7 @@ mod tests {
         };
         log.close().unwrap();
         assert!(matches!(
-            log.append(&mut batch(1, 1, Compression::None)),
+            log.append(&batch(1, 1, Compression::None)),
             Err(LogError::Closed)
         ));
         drop(log);
@@ -1022,7 +1038,7 @@ mod tests {
         assert_eq!(log.flushed_offset(), 25);
         assert_eq!(log.size_bytes(), everything.len() as u64);
         assert_eq!(log.max_timestamp(), Some((24, 319)));
-        assert_eq!(log.append(&mut batch(1, 1, Compression::None)).unwrap().base_offset, 25);
+        assert_eq!(log.append(&batch(1, 1, Compression::None)).unwrap().base_offset, 25);
     }
 
     #[test]
@@ -1034,13 +1050,13 @@ mod tests {
         let mut bad = good.clone();
         let last = bad.len() - 1;
         bad[last] ^= 0xff;
-        let mut input = [good.clone(), bad].concat();
-        assert!(matches!(log.append(&mut input), Err(LogError::CrcMismatch { .. })));
-        let mut torn = [good.clone(), good[..30].to_vec()].concat();
-        assert!(matches!(log.append(&mut torn), Err(LogError::CorruptBatch { .. })));
-        assert!(matches!(log.append(&mut []), Err(LogError::EmptyAppend)));
-        let mut huge = vec![good.clone(); 20].concat();
-        assert!(matches!(log.append(&mut huge), Err(LogError::BatchTooLarge { .. })));
+        let input = [good.clone(), bad].concat();
+        assert!(matches!(log.append(&input), Err(LogError::CrcMismatch { .. })));
+        let torn = [good.clone(), good[..30].to_vec()].concat();
+        assert!(matches!(log.append(&torn), Err(LogError::CorruptBatch { .. })));
+        assert!(matches!(log.append(&[]), Err(LogError::EmptyAppend)));
+        let huge = vec![good.clone(); 20].concat();
+        assert!(matches!(log.append(&huge), Err(LogError::BatchTooLarge { .. })));
         assert_eq!(log.log_end_offset(), 0);
         assert_eq!(log.size_bytes(), 0);
     }
@@ -1054,7 +1070,7 @@ mod tests {
             ..small_config()
         };
         let log = Log::open(dir.path(), config, clock.clone()).unwrap();
-        let info = log.append(&mut batch(3, 5, Compression::Gzip)).unwrap();
+        let info = log.append(&batch(3, 5, Compression::Gzip)).unwrap();
         assert_eq!(info.log_append_time_ms, 777);
         assert_eq!(info.max_timestamp, 777);
         let records = log.read(0, 1000, i64::MAX).unwrap().records;
@@ -1077,8 +1093,7 @@ mod tests {
             Compression::Zstd,
         ];
         for i in 0..30i64 {
-            log.append(&mut batch(4, 1000 + i * 10, codecs[i as usize % 5]))
-                .unwrap();
+            log.append(&batch(4, 1000 + i * 10, codecs[i as usize % 5])).unwrap();
         }
         assert!(log.segment_count() > 2);
         assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 1000)));
@@ -1096,7 +1111,7 @@ mod tests {
         let clock = Arc::new(ManualClock::new(1_000_000));
         let log = open(dir.path(), &clock);
         for i in 0..30 {
-            log.append(&mut batch(2, 1_000_000 + i, Compression::None)).unwrap();
+            log.append(&batch(2, 1_000_000 + i, Compression::None)).unwrap();
         }
         let segments = log.segment_count();
         assert!(segments > 3);
@@ -1137,15 +1152,15 @@ mod tests {
         };
         let log = Log::open(dir.path(), config, clock.clone()).unwrap();
         assert!(!log.roll_if_due().unwrap());
-        log.append(&mut batch(1, 0, Compression::None)).unwrap();
+        log.append(&batch(1, 0, Compression::None)).unwrap();
         assert!(!log.roll_if_due().unwrap());
         clock.advance_ms(100);
         assert!(log.roll_if_due().unwrap());
         assert_eq!(log.segment_count(), 2);
         clock.advance_ms(100);
-        log.append(&mut batch(1, 0, Compression::None)).unwrap();
+        log.append(&batch(1, 0, Compression::None)).unwrap();
         clock.advance_ms(100);
-        log.append(&mut batch(1, 0, Compression::None)).unwrap();
+        log.append(&batch(1, 0, Compression::None)).unwrap();
         assert_eq!(log.segment_count(), 3);
     }
 
@@ -1155,20 +1170,20 @@ mod tests {
         let clock = Arc::new(ManualClock::new(0));
         let log = open(dir.path(), &clock);
         for i in 0..20 {
-            log.append(&mut batch(2, i, Compression::None)).unwrap();
+            log.append(&batch(2, i, Compression::None)).unwrap();
         }
         log.flush().unwrap();
         log.truncate_to(13).unwrap();
         assert_eq!(log.log_end_offset(), 12);
         assert_eq!(log.flushed_offset(), 12);
-        assert_eq!(log.append(&mut batch(1, 0, Compression::None)).unwrap().base_offset, 12);
+        assert_eq!(log.append(&batch(1, 0, Compression::None)).unwrap().base_offset, 12);
         drop(log);
         let log = open(dir.path(), &clock);
         assert_eq!(log.log_end_offset(), 13);
         log.truncate_to(0).unwrap();
         assert_eq!(log.log_end_offset(), 0);
         assert_eq!(log.segment_count(), 1);
-        assert_eq!(log.append(&mut batch(1, 0, Compression::None)).unwrap().base_offset, 0);
+        assert_eq!(log.append(&batch(1, 0, Compression::None)).unwrap().base_offset, 0);
     }
 
     #[test]
@@ -1176,7 +1191,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(0));
         let log = open(dir.path(), &clock);
-        log.append(&mut batch(1, 0, Compression::None)).unwrap();
+        log.append(&batch(1, 0, Compression::None)).unwrap();
         // The active segment's data is flushed without its indexes...
         log.flush().unwrap();
         let first = log.active_segment();
@@ -1185,7 +1200,7 @@ mod tests {
         // was appended to it after the last flush.
         assert!(log.roll_now().unwrap());
         assert!(first.indexes_dirty());
-        log.append(&mut batch(1, 1, Compression::None)).unwrap();
+        log.append(&batch(1, 1, Compression::None)).unwrap();
         assert_eq!(log.flush().unwrap(), 2);
         assert!(!first.indexes_dirty());
         assert!(!log.active_segment().indexes_dirty());
@@ -1197,11 +1212,11 @@ mod tests {
         let clock = Arc::new(ManualClock::new(0));
         let log = open(dir.path(), &clock);
         for i in 0..3 {
-            log.append(&mut batch(1, i, Compression::None)).unwrap();
+            log.append(&batch(1, i, Compression::None)).unwrap();
         }
         assert_eq!(log.flush().unwrap(), 3);
         assert_eq!(log.flush_to(2).unwrap(), 3);
-        log.append(&mut batch(1, 9, Compression::None)).unwrap();
+        log.append(&batch(1, 9, Compression::None)).unwrap();
         let active = log.active_segment().log_path().to_path_buf();
         drop(log);
         let length = std::fs::metadata(&active).unwrap().len();
@@ -1225,7 +1240,7 @@ mod tests {
             let log = log.clone();
             std::thread::spawn(move || {
                 for i in 0..300 {
-                    log.append(&mut batch(1, i, Compression::None)).unwrap();
+                    log.append(&batch(1, i, Compression::None)).unwrap();
                     if i % 50 == 0 {
                         log.flush().unwrap();
                     }

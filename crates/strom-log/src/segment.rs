@@ -20,6 +20,7 @@
 //! `size`; the single writer (serialised by the owning log) appends at `size`.
 
 use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, IoSlice, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -307,15 +308,30 @@ impl LogSegment {
     /// indexes them and publishes the new size. A failed write is cut back off the
     /// file (best effort), so no whole stale batch can linger past `size`.
     pub fn append(&self, batches: &[u8], index_interval_bytes: u32) -> Result<(), LogError> {
+        let parts: Vec<(&[u8], &[u8])> = BatchIter::new(batches)
+            .map(|(_, batch)| batch.split_at(BATCH_HEADER_SIZE.min(batch.len())))
+            .collect();
+        self.append_parts(&parts, index_interval_bytes)
+    }
+
+    /// [`LogSegment::append`] for batches given as (header, records) pairs: the log passes
+    /// patched copies of the headers with the records still in the producer's request,
+    /// and one vectored write stores them without copying the records.
+    pub fn append_parts(&self, parts: &[(&[u8], &[u8])], index_interval_bytes: u32) -> Result<(), LogError> {
         let position = self.size();
-        let end = position + batches.len() as u64;
+        let length: usize = parts.iter().map(|(head, rest)| head.len() + rest.len()).sum();
+        let end = position + length as u64;
         if end > SEGMENT_BYTES_MAX {
             return Err(LogError::BatchTooLarge {
                 size: end,
                 max: SEGMENT_BYTES_MAX,
             });
         }
-        if let Err(error) = self.log_file.write_all_at(batches, position) {
+        let mut slices: Vec<IoSlice<'_>> = parts
+            .iter()
+            .flat_map(|(head, rest)| [IoSlice::new(head), IoSlice::new(rest)])
+            .collect();
+        if let Err(error) = write_all_vectored_at(&self.log_file, &mut slices, position) {
             if let Err(trim_error) = self.log_file.set_len(position) {
                 tracing::warn!(base_offset = self.base_offset, %trim_error, "could not cut a failed write");
             }
@@ -324,9 +340,11 @@ impl LogSegment {
         let mut state = self.indexing.lock().unwrap();
         let mut batch_position = position;
         let mut next_offset = self.next_offset();
-        for (header, batch) in BatchIter::new(batches) {
-            self.index_batch(&mut state, &header, batch_position, batch.len(), index_interval_bytes)?;
-            batch_position += batch.len() as u64;
+        for (head, rest) in parts {
+            let header = RecordBatchHeader::parse(head)?;
+            let size = head.len() + rest.len();
+            self.index_batch(&mut state, &header, batch_position, size, index_interval_bytes)?;
+            batch_position += size as u64;
             next_offset = header.next_offset();
         }
         *self.max_timestamp.lock().unwrap() = state.max_timestamp;
@@ -621,6 +639,22 @@ impl<'a> Scanner<'a> {
         }
         Ok(self.slice(at, total).map(|batch| (at, batch)))
     }
+}
+
+/// Writes every slice at `position` (the file cursor is used only by the segment's one
+/// writer; readers use positional reads).
+fn write_all_vectored_at(file: &File, mut slices: &mut [IoSlice<'_>], position: u64) -> std::io::Result<()> {
+    let mut file = file;
+    file.seek(SeekFrom::Start(position))?;
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(std::io::Error::new(ErrorKind::WriteZero, "log file accepted no bytes")),
+            Ok(written) => IoSlice::advance_slices(&mut slices, written),
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

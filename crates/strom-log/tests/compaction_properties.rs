@@ -117,7 +117,7 @@ impl Harness {
                     builder.push(now, Some(&[b'k', *key]), value.as_deref().map(str::as_bytes));
                     model.push((*key, value.map(String::into_bytes)));
                 }
-                let info = self.log().append(&mut builder.build().unwrap()).unwrap();
+                let info = self.log().append(&builder.build().unwrap()).unwrap();
                 assert_eq!(info.base_offset, self.end);
                 for (index, record) in model.into_iter().enumerate() {
                     self.written.insert(self.end + index as i64, record);

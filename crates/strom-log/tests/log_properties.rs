@@ -115,11 +115,16 @@ impl Harness {
                     }
                     input.extend_from_slice(&builder.build().unwrap());
                 }
-                let info = self.log().append(&mut input).unwrap();
+                let info = self.log().append(&input).unwrap();
                 assert_eq!(info.base_offset, self.end);
                 assert_eq!(info.batch_count, shape.len());
+                // The stored copy carries the assigned offsets; the input is untouched.
+                let mut offset = info.base_offset;
                 for (header, bytes) in BatchIter::new(&input) {
-                    self.batches.insert(header.base_offset, bytes.to_vec());
+                    let mut stored = bytes.to_vec();
+                    strom_log::batch::set_base_offset(&mut stored, offset).unwrap();
+                    self.batches.insert(offset, stored);
+                    offset += i64::from(header.last_offset_delta) + 1;
                 }
                 self.end = info.last_offset + 1;
             }

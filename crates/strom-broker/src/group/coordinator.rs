@@ -307,8 +307,8 @@ impl GroupCoordinator {
         for (key, value) in records {
             builder.push(now, Some(&offsets_record::encode_key(key)), value.as_deref());
         }
-        let mut batch = builder.build()?;
-        self.broker.append(&topic, &partition, &mut batch)?;
+        let batch = builder.build()?;
+        self.broker.append(&topic, &partition, &batch)?;
         Ok(partition)
     }
 

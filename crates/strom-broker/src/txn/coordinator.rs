@@ -107,8 +107,8 @@ impl TxnCoordinator {
             Some(&state_record::encode_key(&meta.transactional_id)),
             Some(&value),
         );
-        let mut batch = builder.build()?;
-        self.broker.append(&topic, &partition, &mut batch)?;
+        let batch = builder.build()?;
+        self.broker.append(&topic, &partition, &batch)?;
         partition.flush()?;
         Ok(())
     }
@@ -401,8 +401,8 @@ impl TxnCoordinator {
         let partition = topic.partition(index).ok_or(BrokerError::CoordinatorNotAvailable)?;
         let mut builder = RecordBatchBuilder::new();
         builder.push(self.now_ms(), Some(&state_record::encode_key(transactional_id)), None);
-        let mut batch = builder.build()?;
-        self.broker.append(&topic, &partition, &mut batch)?;
+        let batch = builder.build()?;
+        self.broker.append(&topic, &partition, &batch)?;
         partition.flush()?;
         Ok(())
     }
@@ -546,7 +546,7 @@ mod tests {
         let partition = node.broker.partition("t", 0).unwrap();
         let topic = node.broker.topic("t").unwrap();
         node.broker
-            .append(&topic, &partition, &mut transactional_batch(pid, epoch, 0))
+            .append(&topic, &partition, &transactional_batch(pid, epoch, 0))
             .unwrap();
         assert_eq!((partition.high_watermark(), partition.last_stable_offset()), (2, 0));
         assert!(
@@ -574,7 +574,7 @@ mod tests {
         );
         let stale = transactional_batch(pid, epoch, 2);
         assert!(matches!(
-            node.broker.append(&topic, &partition, &mut stale.clone()),
+            node.broker.append(&topic, &partition, &stale.clone()),
             Err(BrokerError::InvalidProducerEpoch(_))
         ));
         assert_eq!(node.txns.describe("app").unwrap().state, TxnState::Empty);
@@ -604,7 +604,7 @@ mod tests {
             for index in 0..2 {
                 let partition = topic.partition(index).unwrap();
                 node.broker
-                    .append(&topic, &partition, &mut transactional_batch(pid, epoch, 0))
+                    .append(&topic, &partition, &transactional_batch(pid, epoch, 0))
                     .unwrap();
             }
             // The coordinator dies right after making PrepareCommit durable.

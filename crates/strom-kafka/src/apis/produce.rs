@@ -1,5 +1,5 @@
-//! Produce: validate and append each partition's batches as they arrived (only
-//! `baseOffset` patched in place), then, for acks=all, wait for the group-committed
+//! Produce: validate and append each partition's batches as they arrived (only their
+//! headers patched, in copies; the records go from the request buffer to the file), then, for acks=all, wait for the group-committed
 //! fsync before answering. acks=0 gets no response.
 //!
 //! The append runs in request order on the connection; the fsync wait does not hold the
@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
@@ -145,9 +144,8 @@ fn append(
         .filter(|r| !r.is_empty())
         .ok_or_else(|| BrokerError::InvalidRecord("no records".into()))?;
     let _ = version;
-    // The one copy on the produce path: the request buffer is shared, the log needs
-    // the batches mutable to patch their base offsets.
-    let mut batches = BytesMut::from(records.as_ref());
-    let info = context.broker.append(topic, &partition, &mut batches)?;
+    // No copy: the log writes patched copies of the batch headers and the records
+    // straight from the request buffer.
+    let info = context.broker.append(topic, &partition, &records)?;
     Ok((partition, info))
 }

@@ -64,8 +64,9 @@ assert p.flush(120) == 0
 CONSUMER = """
 import sys
 from confluent_kafka import Consumer, TopicPartition
+extra = dict(setting.split("=", 1) for setting in sys.argv[4:])
 c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": "bench-unused", "enable.auto.commit": False,
-              "enable.partition.eof": True})
+              "enable.partition.eof": True, **extra})
 c.assign([TopicPartition("bench", p, 0) for p in range(int(sys.argv[3]))])
 want, n = int(sys.argv[2]), 0
 while n < want:
@@ -187,7 +188,8 @@ def one_round(name: str, payload: pathlib.Path, records: int) -> dict:
             if CLIENT == "kcat":
                 consumed = kcat_consume(broker, records)
             else:
-                out = subprocess.run([str(VENV_PYTHON), "-c", CONSUMER, broker, str(records), str(PARTITIONS)], check=True,
+                out = subprocess.run([str(VENV_PYTHON), "-c", CONSUMER, broker, str(records), str(PARTITIONS),
+                                      *CONSUMER_SETTINGS], check=True,
                                      capture_output=True).stdout
                 consumed = int(out.strip() or 0)
             consume_wall, consume_cpu = time.perf_counter() - t1, cpu_seconds(proc.pid) - cpu1
@@ -214,7 +216,7 @@ def main() -> None:
     parser.add_argument("--acks", choices=["0", "1", "all"], default="1")
     parser.add_argument("--client", choices=["kcat", "confluent"], default="kcat")
     parser.add_argument("--consumer-set", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra librdkafka setting for the kcat consumer, e.g. fetch.queue.backoff.ms=10")
+                        help="extra librdkafka setting for the consumer, e.g. fetch.queue.backoff.ms=10")
     args = parser.parse_args()
     global CLIENT, ACKS, PARTITIONS, CONSUMER_SETTINGS
     CLIENT, ACKS, PARTITIONS, CONSUMER_SETTINGS = args.client, args.acks, args.partitions, args.consumer_set

@@ -545,6 +545,29 @@ impl Broker {
         partition.append(batches, limits.max_message_bytes, limits.compact)
     }
 
+    /// `flush.messages`: whether the partition now holds as many unflushed records as its
+    /// topic allows (the produce that got there then waits for an fsync, as in Kafka).
+    pub fn flush_due(&self, topic: &Topic, partition: &Partition) -> bool {
+        let limit = topic.limits().flush_messages;
+        limit < i64::MAX && partition.unflushed_messages() >= limit
+    }
+
+    /// `flush.ms`: fsyncs every partition whose records have waited past its topic's
+    /// `flush.ms` since the last fsync. Blocking I/O.
+    pub fn flush_stale(&self) {
+        for topic in self.topics() {
+            let flush_ms = topic.limits().flush_ms;
+            if flush_ms == i64::MAX {
+                continue;
+            }
+            for partition in topic.partitions() {
+                if let Err(error) = partition.flush_if_older_than(flush_ms) {
+                    tracing::error!(?partition, %error, "scheduled fsync failed");
+                }
+            }
+        }
+    }
+
     /// A producer id never used before (InitProducerId).
     pub fn next_producer_id(&self) -> Result<i64> {
         self.producer_ids.next_id()
@@ -739,6 +762,56 @@ mod tests {
         let t = b.topic("a.b").unwrap();
         assert_eq!(t.partition_count(), 3);
         assert_eq!(t.overrides().get("retention.ms").map(String::as_str), Some("1000"));
+    }
+
+    #[test]
+    fn flush_messages_and_flush_ms_fsync_unflushed_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = broker(dir.path());
+        b.create_topic(
+            NewTopic {
+                name: "f".into(),
+                num_partitions: 1,
+                replication_factor: 1,
+                ..Default::default()
+            },
+            false,
+        )
+        .unwrap();
+        let topic = b.topic("f").unwrap();
+        let partition = topic.partition(0).unwrap();
+        let record = || {
+            let mut builder = strom_log::RecordBatchBuilder::new();
+            builder.push(1, Some(b"k"), Some(b"v"));
+            builder.build().unwrap()
+        };
+        // Defaults: nothing forces an fsync.
+        b.append(&topic, &partition, &record()).unwrap();
+        assert!(!b.flush_due(&topic, &partition));
+        b.flush_stale();
+        assert_eq!(partition.unflushed_messages(), 1);
+
+        let set = |name: &str, value: &str| {
+            b.incremental_alter_topic_configs("f", &[(name.into(), AlterOp::Set, Some(value.into()))], false)
+                .unwrap();
+        };
+        set("flush.messages", "3");
+        b.append(&topic, &partition, &record()).unwrap();
+        assert!(!b.flush_due(&topic, &partition), "2 of 3 records wait");
+        b.append(&topic, &partition, &record()).unwrap();
+        assert!(b.flush_due(&topic, &partition));
+        partition.flush().unwrap();
+        assert_eq!(partition.unflushed_messages(), 0);
+
+        set("flush.ms", "0");
+        b.append(&topic, &partition, &record()).unwrap();
+        assert_eq!(partition.unflushed_messages(), 1);
+        b.flush_stale();
+        assert_eq!(partition.unflushed_messages(), 0);
+        set("flush.ms", "3600000");
+        b.append(&topic, &partition, &record()).unwrap();
+        b.flush_stale();
+        assert_eq!(partition.unflushed_messages(), 1, "the last fsync is recent");
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Partition {
     /// First offset of the oldest open transaction (i64::MAX: none), published under the
     /// producer lock so fetches read the last stable offset without taking it.
     first_unstable_offset: AtomicI64,
+    /// When the last fsync finished (ms since the epoch), for `flush.ms`.
+    last_flush_ms: AtomicI64,
 }
 
 impl std::fmt::Debug for Partition {
@@ -69,7 +71,11 @@ impl Partition {
             producers: Mutex::new(producers),
             segments_at_snapshot: AtomicUsize::new(segments),
             first_unstable_offset: AtomicI64::new(i64::MAX),
+            last_flush_ms: AtomicI64::new(0),
         };
+        partition
+            .last_flush_ms
+            .store(partition.log_clock_ms(), Ordering::Relaxed);
         partition.publish_unstable(&partition.producers.lock().unwrap_or_else(|e| e.into_inner()));
         Ok(partition)
     }
@@ -215,7 +221,27 @@ impl Partition {
 
     /// fsync up to the current log end (group commit: concurrent callers share one sync).
     pub fn flush(&self) -> Result<i64> {
-        Ok(self.log.flush()?)
+        let flushed = self.log.flush()?;
+        self.last_flush_ms.store(self.log_clock_ms(), Ordering::Relaxed);
+        Ok(flushed)
+    }
+
+    /// Records appended since the last fsync.
+    pub fn unflushed_messages(&self) -> i64 {
+        (self.log.log_end_offset() - self.log.flushed_offset()).max(0)
+    }
+
+    /// `flush.ms`: fsyncs if records wait and the last fsync is at least `flush_ms` old.
+    /// Returns whether it flushed.
+    pub fn flush_if_older_than(&self, flush_ms: i64) -> Result<bool> {
+        let age = self
+            .log_clock_ms()
+            .saturating_sub(self.last_flush_ms.load(Ordering::Relaxed));
+        if self.unflushed_messages() == 0 || age < flush_ms {
+            return Ok(false);
+        }
+        self.flush()?;
+        Ok(true)
     }
 
     /// Stored batches from `offset`, whole batches only, stopping at the high watermark.

@@ -37,18 +37,18 @@ const LONG_MAX: &str = "9223372036854775807";
 /// Every topic config Strom accepts, sorted by name.
 #[rustfmt::skip]
 pub const TOPIC_CONFIGS: &[ConfigDef] = &[
-    ConfigDef { name: "cleanup.policy", broker_synonym: "log.cleanup.policy", kind: ConfigType::List, default: "delete", doc: "delete or compact old segments (compaction is stored, not yet run)", enforced: false },
+    ConfigDef { name: "cleanup.policy", broker_synonym: "log.cleanup.policy", kind: ConfigType::List, default: "delete", doc: "delete: time and size retention; compact: keep the latest record per key (both may be listed)", enforced: true },
     ConfigDef { name: "compression.type", broker_synonym: "compression.type", kind: ConfigType::String, default: "producer", doc: "final compression of stored batches; 'producer' keeps what the producer sent", enforced: false },
-    ConfigDef { name: "delete.retention.ms", broker_synonym: "log.cleaner.delete.retention.ms", kind: ConfigType::Long, default: "86400000", doc: "how long tombstones are kept on compacted topics", enforced: false },
+    ConfigDef { name: "delete.retention.ms", broker_synonym: "log.cleaner.delete.retention.ms", kind: ConfigType::Long, default: "86400000", doc: "how long tombstones are kept on compacted topics", enforced: true },
     ConfigDef { name: "file.delete.delay.ms", broker_synonym: "log.segment.delete.delay.ms", kind: ConfigType::Long, default: "60000", doc: "delay before a deleted segment file is removed", enforced: false },
-    ConfigDef { name: "flush.messages", broker_synonym: "log.flush.interval.messages", kind: ConfigType::Long, default: LONG_MAX, doc: "force an fsync after this many records (acks=all always fsyncs)", enforced: false },
-    ConfigDef { name: "flush.ms", broker_synonym: "log.flush.interval.ms", kind: ConfigType::Long, default: LONG_MAX, doc: "force an fsync after this much time (acks=all always fsyncs)", enforced: false },
+    ConfigDef { name: "flush.messages", broker_synonym: "log.flush.interval.messages", kind: ConfigType::Long, default: LONG_MAX, doc: "fsync once this many records wait unflushed; the produce that reaches it is answered after the fsync (acks=all always fsyncs)", enforced: true },
+    ConfigDef { name: "flush.ms", broker_synonym: "log.flush.interval.ms", kind: ConfigType::Long, default: LONG_MAX, doc: "fsync when records wait and the last fsync is this old, checked every 100 ms (acks=all always fsyncs)", enforced: true },
     ConfigDef { name: "index.interval.bytes", broker_synonym: "log.index.interval.bytes", kind: ConfigType::Int, default: "4096", doc: "bytes of log between two offset-index entries", enforced: true },
     ConfigDef { name: "max.compaction.lag.ms", broker_synonym: "log.cleaner.max.compaction.lag.ms", kind: ConfigType::Long, default: LONG_MAX, doc: "longest time a record stays uncompacted", enforced: false },
     ConfigDef { name: "max.message.bytes", broker_synonym: "message.max.bytes", kind: ConfigType::Int, default: "1048588", doc: "largest record batch the topic accepts", enforced: true },
     ConfigDef { name: "message.timestamp.type", broker_synonym: "log.message.timestamp.type", kind: ConfigType::String, default: "CreateTime", doc: "CreateTime keeps the producer's timestamps, LogAppendTime stamps batches on append", enforced: true },
     ConfigDef { name: "min.cleanable.dirty.ratio", broker_synonym: "log.cleaner.min.cleanable.ratio", kind: ConfigType::Double, default: "0.5", doc: "dirty ratio that triggers compaction", enforced: false },
-    ConfigDef { name: "min.compaction.lag.ms", broker_synonym: "log.cleaner.min.compaction.lag.ms", kind: ConfigType::Long, default: "0", doc: "shortest time a record stays uncompacted", enforced: false },
+    ConfigDef { name: "min.compaction.lag.ms", broker_synonym: "log.cleaner.min.compaction.lag.ms", kind: ConfigType::Long, default: "0", doc: "shortest time a record stays uncompacted", enforced: true },
     ConfigDef { name: "min.insync.replicas", broker_synonym: "min.insync.replicas", kind: ConfigType::Int, default: "1", doc: "replicas that must have a batch before acks=all succeeds", enforced: false },
     ConfigDef { name: "preallocate", broker_synonym: "log.preallocate", kind: ConfigType::Boolean, default: "false", doc: "preallocate segment files", enforced: false },
     ConfigDef { name: "retention.bytes", broker_synonym: "log.retention.bytes", kind: ConfigType::Long, default: "-1", doc: "largest size of a partition before old segments are deleted; -1 = unlimited", enforced: true },
@@ -153,6 +153,10 @@ pub struct TopicLimits {
     /// `cleanup.policy` contains `delete`: time and size retention apply.
     pub delete: bool,
     pub compaction: CompactionConfig,
+    /// `flush.messages`: fsync once this many records wait (i64::MAX: never).
+    pub flush_messages: i64,
+    /// `flush.ms`: fsync when the last fsync is this old and records wait (i64::MAX: never).
+    pub flush_ms: i64,
 }
 
 /// Cluster-wide defaults for topic configs: the broker settings that were set
@@ -221,6 +225,8 @@ impl TopicDefaults {
                 delete_retention_ms: self.number("delete.retention.ms", overrides),
                 min_compaction_lag_ms: self.number("min.compaction.lag.ms", overrides),
             },
+            flush_messages: self.number("flush.messages", overrides).max(1),
+            flush_ms: self.number("flush.ms", overrides).max(0),
         }
     }
 }

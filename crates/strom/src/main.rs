@@ -166,24 +166,32 @@ fn serve(args: ServeArgs) -> Result<()> {
 }
 
 /// Segment rolls by time and retention every `log.retention.check.interval.ms`;
-/// compaction every `log.cleaner.backoff.ms`. Both run on the blocking pool.
+/// compaction every `log.cleaner.backoff.ms`; `flush.ms` checks every
+/// [`FLUSH_CHECK_INTERVAL`]. All run on the blocking pool.
 async fn maintain(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut retention = tokio::time::interval(Duration::from_millis(
         broker.config().retention_check_interval_ms.max(10),
     ));
     let mut cleaner = tokio::time::interval(Duration::from_millis(broker.config().cleaner_backoff_ms.max(10)));
+    let mut flusher = tokio::time::interval(FLUSH_CHECK_INTERVAL);
+    flusher.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     retention.tick().await;
     cleaner.tick().await;
+    flusher.tick().await;
     loop {
-        let compact = tokio::select! {
-            _ = retention.tick() => false,
-            _ = cleaner.tick() => true,
+        let work: fn(&Broker) = tokio::select! {
+            _ = retention.tick() => Broker::maintain,
+            _ = cleaner.tick() => Broker::compact,
+            _ = flusher.tick() => Broker::flush_stale,
             _ = shutdown.changed() => return,
         };
         let broker = broker.clone();
-        let _ = tokio::task::spawn_blocking(move || if compact { broker.compact() } else { broker.maintain() }).await;
+        let _ = tokio::task::spawn_blocking(move || work(&broker)).await;
     }
 }
+
+/// How often partitions are checked against their topic's `flush.ms`.
+const FLUSH_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Abort transactions past their timeout, every
 /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`.

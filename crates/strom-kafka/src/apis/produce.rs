@@ -85,7 +85,10 @@ pub fn append_all(context: &Context, request: ProduceRequest, version: i16) -> A
             let response = PartitionProduceResponse::default().with_index(index);
             partitions.push(match result {
                 Ok((partition, info)) => {
-                    if acks == -1 {
+                    let flush_due = topic
+                        .as_deref()
+                        .is_some_and(|t| context.broker.flush_due(t, &partition));
+                    if acks == -1 || flush_due {
                         to_flush.push((responses.len(), partitions.len(), partition.clone()));
                     }
                     response

@@ -539,17 +539,21 @@ impl Broker {
         Ok(())
     }
 
-    /// Append produced batches to a partition, enforcing the topic's limits.
-    pub fn append(&self, topic: &Topic, partition: &Partition, batches: &[u8]) -> Result<AppendInfo> {
+    /// Append produced batches to a partition, enforcing the topic's limits; says whether
+    /// `flush.messages` now asks for an fsync.
+    pub fn append(&self, topic: &Topic, partition: &Partition, batches: &[u8]) -> Result<Appended> {
         let limits = topic.limits();
-        partition.append(batches, limits.max_message_bytes, limits.compact)
+        let info = partition.append(batches, limits.max_message_bytes, limits.compact)?;
+        Ok(Appended {
+            info,
+            flush_due: partition.flush_due(limits.flush_messages),
+        })
     }
 
     /// `flush.messages`: whether the partition now holds as many unflushed records as its
     /// topic allows (the produce that got there then waits for an fsync, as in Kafka).
     pub fn flush_due(&self, topic: &Topic, partition: &Partition) -> bool {
-        let limit = topic.limits().flush_messages;
-        limit < i64::MAX && partition.unflushed_messages() >= limit
+        partition.flush_due(topic.limits().flush_messages)
     }
 
     /// `flush.ms`: fsyncs every partition whose records have waited past its topic's
@@ -703,6 +707,15 @@ fn load_or_create_meta(data_dir: &Path, node_id: i32) -> Result<String> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// What [`Broker::append`] did.
+#[derive(Debug, Clone, Copy)]
+pub struct Appended {
+    pub info: AppendInfo,
+    /// The partition holds `flush.messages` unflushed records: the produce that got
+    /// there waits for an fsync, as in Kafka.
+    pub flush_due: bool,
 }
 
 /// A Kafka-style cluster id: a random UUID in URL-safe base64 without padding (22 chars).

@@ -14,7 +14,7 @@ pub mod topic_config;
 pub mod topic_store;
 pub mod txn;
 
-pub use broker::{AlterOp, Broker, BrokerConfig, NewTopic, TopicSummary};
+pub use broker::{AlterOp, Appended, Broker, BrokerConfig, NewTopic, TopicSummary};
 pub use error::{BrokerError, Result};
 pub use group::GroupCoordinator;
 pub use partition::{FetchedData, Partition};

@@ -231,6 +231,11 @@ impl Partition {
         (self.log.log_end_offset() - self.log.flushed_offset()).max(0)
     }
 
+    /// `flush.messages`: whether `flush_messages` records (i64::MAX: never) wait unflushed.
+    pub fn flush_due(&self, flush_messages: i64) -> bool {
+        flush_messages < i64::MAX && self.unflushed_messages() >= flush_messages
+    }
+
     /// `flush.ms`: fsyncs if records wait and the last fsync is at least `flush_ms` old.
     /// Returns whether it flushed.
     pub fn flush_if_older_than(&self, flush_ms: i64) -> Result<bool> {

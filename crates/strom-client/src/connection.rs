@@ -49,21 +49,21 @@ enum Waiting {
     Written(oneshot::Receiver<Result<()>>),
 }
 
-/// A request queued by [`Connection::submit`]; [`Submitted::response`] waits for its answer.
-pub struct Submitted<Req: Request> {
+/// A queued request's reply: its response bytes, or for a request the broker does not
+/// answer, word that it was written.
+struct Pending {
     waiting: Waiting,
-    version: i16,
     correlation_id: i32,
+    api_key: i16,
     waiters: Waiters,
     address: String,
     request_timeout: Duration,
-    request: std::marker::PhantomData<fn() -> Req>,
 }
 
-impl<Req: Request> Submitted<Req> {
-    /// The response (at most the request timeout away), or `None` once a request that gets
-    /// no response has been written.
-    pub async fn response(self) -> Result<Option<Req::Response>> {
+impl Pending {
+    /// The response body (`None` once an unanswered request was written), at most the
+    /// request timeout away.
+    async fn wait(self) -> Result<Option<Bytes>> {
         match self.waiting {
             Waiting::Written(written) => match tokio::time::timeout(self.request_timeout, written).await {
                 Ok(Ok(result)) => result.map(|()| None),
@@ -71,19 +71,35 @@ impl<Req: Request> Submitted<Req> {
                 Err(_) => Err(Error::Timeout(format!("writing to {}", self.address))),
             },
             Waiting::Response(response) => match tokio::time::timeout(self.request_timeout, response).await {
-                Ok(Ok(result)) => decode_response::<Req>(&mut result?, self.version, self.correlation_id).map(Some),
+                Ok(Ok(result)) => result.map(Some),
                 Ok(Err(_)) => Err(closed_error(&self.address)),
                 Err(_) => {
                     lock(&self.waiters).remove(&self.correlation_id);
                     Err(Error::Timeout(format!(
                         "no response to API key {} (correlation id {}) from {} within {:?}",
-                        Req::KEY,
-                        self.correlation_id,
-                        self.address,
-                        self.request_timeout
+                        self.api_key, self.correlation_id, self.address, self.request_timeout
                     )))
                 }
             },
+        }
+    }
+}
+
+/// A request queued by [`Connection::submit`]; [`Submitted::response`] waits for its answer.
+pub struct Submitted<Req: Request> {
+    pending: Pending,
+    version: i16,
+    request: std::marker::PhantomData<fn() -> Req>,
+}
+
+impl<Req: Request> Submitted<Req> {
+    /// The response (at most the request timeout away), or `None` once a request that gets
+    /// no response has been written.
+    pub async fn response(self) -> Result<Option<Req::Response>> {
+        let correlation_id = self.pending.correlation_id;
+        match self.pending.wait().await? {
+            Some(mut body) => decode_response::<Req>(&mut body, self.version, correlation_id).map(Some),
+            None => Ok(None),
         }
     }
 }
@@ -218,8 +234,40 @@ impl Connection {
     /// acks=0, which gets no response.
     pub async fn submit<Req: Request>(&self, request: &Req, expect_response: bool) -> Result<Submitted<Req>> {
         let version = self.version_for::<Req>()?;
+        self.submit_version(request, version, expect_response).await
+    }
+
+    /// Sends a request with an explicit version.
+    pub async fn send_version<Req: Request>(&self, request: &Req, version: i16) -> Result<Req::Response> {
+        self.submit_version(request, version, true)
+            .await?
+            .response()
+            .await?
+            .ok_or_else(|| Error::Protocol(format!("no response to API key {}", Req::KEY)))
+    }
+
+    async fn submit_version<Req: Request>(
+        &self,
+        request: &Req,
+        version: i16,
+        expect_response: bool,
+    ) -> Result<Submitted<Req>> {
         let correlation_id = self.next_correlation_id();
         let frame = self.encode(request, version, correlation_id)?;
+        Ok(Submitted {
+            pending: self.queue(frame, correlation_id, Req::KEY, expect_response).await?,
+            version,
+            request: std::marker::PhantomData,
+        })
+    }
+
+    async fn round_trip(&self, frame: Bytes, correlation_id: i32, api_key: i16) -> Result<Bytes> {
+        let pending = self.queue(frame, correlation_id, api_key, true).await?;
+        Ok(pending.wait().await?.unwrap_or_default())
+    }
+
+    /// Hands a frame to the writer; a response waiter is registered first.
+    async fn queue(&self, frame: Bytes, correlation_id: i32, api_key: i16, expect_response: bool) -> Result<Pending> {
         let (reply, waiting) = if expect_response {
             let (response_tx, response_rx) = oneshot::channel();
             lock(&self.waiters).insert(correlation_id, response_tx);
@@ -232,50 +280,15 @@ impl Connection {
             lock(&self.waiters).remove(&correlation_id);
             return Err(error);
         }
-        Ok(Submitted {
+        trace!(address = %self.address, api_key, correlation_id, "request sent");
+        Ok(Pending {
             waiting,
-            version,
             correlation_id,
+            api_key,
             waiters: self.waiters.clone(),
             address: self.address.clone(),
             request_timeout: self.request_timeout,
-            request: std::marker::PhantomData,
         })
-    }
-
-    /// Sends a request with an explicit version.
-    pub async fn send_version<Req: Request>(&self, request: &Req, version: i16) -> Result<Req::Response> {
-        let correlation_id = self.next_correlation_id();
-        let frame = self.encode(request, version, correlation_id)?;
-        let mut body = self.round_trip(frame, correlation_id, Req::KEY).await?;
-        decode_response::<Req>(&mut body, version, correlation_id)
-    }
-
-    async fn round_trip(&self, frame: Bytes, correlation_id: i32, api_key: i16) -> Result<Bytes> {
-        let (response_tx, response_rx) = oneshot::channel();
-        lock(&self.waiters).insert(correlation_id, response_tx);
-        if let Err(error) = self
-            .enqueue(Outgoing {
-                frame,
-                reply: Reply::Response,
-            })
-            .await
-        {
-            lock(&self.waiters).remove(&correlation_id);
-            return Err(error);
-        }
-        trace!(address = %self.address, api_key, correlation_id, "request sent");
-        match tokio::time::timeout(self.request_timeout, response_rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(closed_error(&self.address)),
-            Err(_) => {
-                lock(&self.waiters).remove(&correlation_id);
-                Err(Error::Timeout(format!(
-                    "no response to API key {api_key} (correlation id {correlation_id}) from {} within {:?}",
-                    self.address, self.request_timeout
-                )))
-            }
-        }
     }
 
     async fn enqueue(&self, outgoing: Outgoing) -> Result<()> {

@@ -124,10 +124,6 @@ impl ResponseWriter<'_> {
         self.header.write(self.output, response)
     }
 
-    fn header(&self) -> ResponseHeader {
-        self.header
-    }
-
     fn defer(&mut self, response: Deferred) {
         self.deferred = Some(response);
     }
@@ -149,7 +145,7 @@ pub async fn dispatch(
             Ok(Some(response)) => w.write(&response),
             Ok(None) => Ok(()),
             Err(appended) => {
-                let (broker, header) = (context.broker.clone(), w.header());
+                let (broker, header) = (context.broker.clone(), w.header);
                 w.defer(Box::pin(async move {
                     let mut output = BytesMut::new();
                     if let Some(response) = appended.durable(broker).await {

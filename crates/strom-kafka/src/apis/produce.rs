@@ -84,10 +84,7 @@ pub fn append_all(context: &Context, request: ProduceRequest, version: i16) -> A
             };
             let response = PartitionProduceResponse::default().with_index(index);
             partitions.push(match result {
-                Ok((partition, info)) => {
-                    let flush_due = topic
-                        .as_deref()
-                        .is_some_and(|t| context.broker.flush_due(t, &partition));
+                Ok((partition, strom_broker::Appended { info, flush_due })) => {
                     if acks == -1 || flush_due {
                         to_flush.push((responses.len(), partitions.len(), partition.clone()));
                     }
@@ -126,7 +123,7 @@ pub fn append_all(context: &Context, request: ProduceRequest, version: i16) -> A
     Appended { response, to_flush }
 }
 
-type AppendResult = Result<(Arc<Partition>, strom_broker::AppendInfo), Option<BrokerError>>;
+type AppendResult = Result<(Arc<Partition>, strom_broker::Appended), Option<BrokerError>>;
 
 fn append(
     context: &Context,
@@ -149,6 +146,6 @@ fn append(
     let _ = version;
     // No copy: the log writes patched copies of the batch headers and the records
     // straight from the request buffer.
-    let info = context.broker.append(topic, &partition, &records)?;
-    Ok((partition, info))
+    let appended = context.broker.append(topic, &partition, &records)?;
+    Ok((partition, appended))
 }

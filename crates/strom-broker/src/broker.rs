@@ -195,16 +195,37 @@ impl Broker {
         let dir = self.partition_dir(name, index);
         let marker = dir.join("partition.metadata");
         let expected = format!("version: 0\ntopic_id: {id}\n");
+        let mut write_marker = !marker.exists();
         match fs::read_to_string(&marker) {
-            Ok(found) if found != expected => {
-                // Left over from an earlier topic of the same name whose deletion was cut short.
-                tracing::warn!(dir = %dir.display(), "removing stale partition directory");
-                fs::remove_dir_all(&dir)?;
-            }
-            _ => {}
+            Ok(found) if found != expected => match parse_partition_metadata(&found) {
+                Some(found_id) if found_id == id => {
+                    // Ours, written differently (blank lines, spacing): keep the data.
+                    write_marker = true;
+                }
+                Some(found_id) => {
+                    // A well-formed marker naming another topic id: left over from an
+                    // earlier topic of the same name whose deletion was cut short.
+                    tracing::warn!(dir = %dir.display(), %found_id, topic_id = %id, "removing the partition directory of an earlier topic of this name");
+                    fs::remove_dir_all(&dir)?;
+                    write_marker = true;
+                }
+                None => {
+                    // Never delete data because a marker does not parse.
+                    return Err(BrokerError::Storage(format!(
+                        "{} does not parse, so it is not known which topic the data in {} belongs to; \
+                         if it is topic {name} (id {id}), delete that file and start again; \
+                         otherwise move the directory away",
+                        marker.display(),
+                        dir.display()
+                    )));
+                }
+            },
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
         }
         fs::create_dir_all(&dir)?;
-        if !marker.exists() {
+        if write_marker {
             write_atomically(&marker, expected.as_bytes())?;
         }
         let log_config = self.config.topic_defaults.log_config(overrides);
@@ -665,6 +686,28 @@ fn collides(existing: &str, new: &str) -> bool {
     existing != new && existing.replace('.', "_") == new.replace('.', "_")
 }
 
+/// The topic id in a `partition.metadata` file (`version: 0` and `topic_id: <uuid>` lines,
+/// in any order, blank lines and spacing ignored), or `None` unless it is well formed.
+fn parse_partition_metadata(text: &str) -> Option<Uuid> {
+    let mut version = None;
+    let mut topic_id = None;
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let (key, value) = line.split_once(':')?;
+        let slot = match key.trim() {
+            "version" => &mut version,
+            "topic_id" => &mut topic_id,
+            _ => return None,
+        };
+        if slot.replace(value.trim()).is_some() {
+            return None;
+        }
+    }
+    if version? != "0" {
+        return None;
+    }
+    Uuid::parse_str(topic_id?).ok()
+}
+
 fn remove_deleted_dirs(data_dir: &Path) {
     let Ok(entries) = fs::read_dir(data_dir) else { return };
     for entry in entries.flatten() {
@@ -825,6 +868,58 @@ mod tests {
         b.append(&topic, &partition, &record()).unwrap();
         b.flush_stale();
         assert_eq!(partition.unflushed_messages(), 1, "the last fsync is recent");
+    }
+
+    #[test]
+    fn a_partition_metadata_file_that_does_not_parse_never_deletes_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("m-0").join("partition.metadata");
+        let id = {
+            let b = broker(dir.path());
+            let summary = b
+                .create_topic(
+                    NewTopic {
+                        name: "m".into(),
+                        num_partitions: 1,
+                        replication_factor: 1,
+                        ..Default::default()
+                    },
+                    false,
+                )
+                .unwrap();
+            let topic = b.topic("m").unwrap();
+            let partition = topic.partition(0).unwrap();
+            for _ in 0..10 {
+                let mut builder = strom_log::RecordBatchBuilder::new();
+                builder.push(1, Some(b"k"), Some(b"v"));
+                b.append(&topic, &partition, &builder.build().unwrap()).unwrap();
+            }
+            b.shutdown().unwrap();
+            summary.id
+        };
+        let end = |dir: &Path| broker(dir).partition("m", 0).unwrap().log_end_offset();
+        // One extra newline (and spacing): still ours, the data stays.
+        std::fs::write(&marker, format!("version: 0\n\ntopic_id:  {id}\n\n")).unwrap();
+        assert_eq!(end(dir.path()), 10);
+        assert_eq!(
+            std::fs::read_to_string(&marker).unwrap(),
+            format!("version: 0\ntopic_id: {id}\n"),
+            "the marker is rewritten in its canonical form"
+        );
+        // Garbage: refuse to start, say which file, and keep the data.
+        std::fs::write(&marker, "version: 0\ntopic_id: 12\x00garbage\n").unwrap();
+        let error = Broker::open(BrokerConfig::new(dir.path())).err().unwrap().to_string();
+        assert!(
+            error.contains("partition.metadata") && error.contains("does not parse"),
+            "{error}"
+        );
+        assert!(dir.path().join("m-0").join("00000000000000000000.log").exists());
+        // Deleting the damaged file is the documented fix: the data is adopted again.
+        std::fs::remove_file(&marker).unwrap();
+        assert_eq!(end(dir.path()), 10);
+        // A well-formed marker of another topic id: an earlier topic's leftovers.
+        std::fs::write(&marker, format!("version: 0\ntopic_id: {}\n", Uuid::new_v4())).unwrap();
+        assert_eq!(end(dir.path()), 0);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //!
 //! Map: [`batch`] (the v2 header view, validation, patches), [`record`] (records,
 //! decoded only for timestamp lookups and compaction), [`compression`],
-//! [`batch_builder`], [`cleaner`] (compaction),
+//! [`batch_builder`], [`cleaner`] (compaction), [`damage`] (skipping damaged durable data),
 //! [`offset_index`], [`time_index`], [`segment`], [`log`], [`clock`], [`constants`],
 //! [`error`].
 
@@ -18,6 +18,7 @@ pub mod cleaner;
 pub mod clock;
 pub mod compression;
 pub mod constants;
+pub mod damage;
 pub mod error;
 mod index_file;
 pub mod log;

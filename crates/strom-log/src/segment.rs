@@ -107,25 +107,59 @@ impl LogSegment {
     }
 
     /// Opens an existing segment, trusting its files (clean shutdown or below the
-    /// recovery point). Falls back to [`LogSegment::recover`] when the files disagree.
-    /// Gaps are accepted anywhere: a trusted segment is durable as a whole.
+    /// recovery point). Falls back to recovery when the files disagree; the whole
+    /// segment is durable, so a bad batch there is damage and is skipped exactly (see
+    /// [`damage`](crate::damage)), never cut with what follows it. Gaps are accepted
+    /// anywhere: a trusted segment is durable as a whole.
     pub fn load(dir: &Path, base_offset: i64, now_ms: i64, index_interval_bytes: u32) -> Result<LogSegment, LogError> {
         let segment = Self::open_files(dir, base_offset, now_ms, false)?;
-        if !segment.load_trusted()? {
-            tracing::warn!(base_offset, "segment files inconsistent, recovering");
-            segment.recover(index_interval_bytes, i64::MAX)?;
+        if segment.load_trusted()? {
+            return Ok(segment);
         }
-        Ok(segment)
+        tracing::warn!(base_offset, "segment files inconsistent, recovering");
+        drop(segment);
+        Ok(Self::open_and_recover(dir, base_offset, now_ms, index_interval_bytes, i64::MAX)?.0)
     }
 
     /// Opens an existing segment and recovers it (see [`LogSegment::recover`]).
+    /// Batches starting below `recovery_point` were fsynced: damage among them is cut
+    /// out exactly and logged as an error; a bad batch at or above it is a torn write
+    /// and the file is cut there. Returns the segment and the number of bytes cut
+    /// from its tail.
     pub fn open_and_recover(
         dir: &Path,
         base_offset: i64,
         now_ms: i64,
         index_interval_bytes: u32,
-        gaps_below: i64,
+        recovery_point: i64,
     ) -> Result<(LogSegment, u64), LogError> {
+        let segment = Self::open_files(dir, base_offset, now_ms, false)?;
+        if let Some(truncated) = segment.recover_checked(index_interval_bytes, recovery_point, recovery_point)? {
+            return Ok((segment, truncated));
+        }
+        let damage = crate::damage::find_damage(&segment.log_file, base_offset, recovery_point)?;
+        if damage.is_empty() {
+            // An offset gap above the recovery point, not damage: cut as usual.
+            let truncated = segment.recover(index_interval_bytes, recovery_point)?;
+            return Ok((segment, truncated));
+        }
+        drop(segment);
+        for stretch in &damage {
+            tracing::error!(
+                dir = %dir.display(),
+                base_offset,
+                position = stretch.position,
+                first_lost_offset = stretch.first_offset,
+                resumes_at = ?stretch.next_offset,
+                "damaged data in a durable segment: {stretch}; skipping exactly the damaged bytes (a copy is kept beside the segment)"
+            );
+        }
+        crate::damage::cut_out(dir, base_offset, &damage)?;
+        // The cut leaves offset gaps where the damaged batches were.
+        let gaps_below = damage
+            .iter()
+            .map(|d| d.next_offset.map_or(i64::MAX, |next| next.saturating_add(1)))
+            .fold(recovery_point, i64::max);
         let segment = Self::open_files(dir, base_offset, now_ms, false)?;
         let truncated = segment.recover(index_interval_bytes, gaps_below)?;
         Ok((segment, truncated))
@@ -219,6 +253,19 @@ impl LogSegment {
     /// what appends wrote, densely. `baseOffset` is outside the CRC, so this is what
     /// catches a damaged base offset in an unflushed tail.
     pub fn recover(&self, index_interval_bytes: u32, gaps_below: i64) -> Result<u64, LogError> {
+        let truncated = self.recover_checked(index_interval_bytes, gaps_below, i64::MIN)?;
+        Ok(truncated.unwrap_or(0))
+    }
+
+    /// [`LogSegment::recover`], except that a bad batch at an offset below
+    /// `durable_below` stops it without changing the file and returns `None`: that is
+    /// damage to skip, not a tail to cut.
+    fn recover_checked(
+        &self,
+        index_interval_bytes: u32,
+        gaps_below: i64,
+        durable_below: i64,
+    ) -> Result<Option<u64>, LogError> {
         // Rebuilt indexes are not durable until the next full flush.
         self.indexes_dirty.store(true, Ordering::Release);
         let file_size = self.log_file.metadata()?.len();
@@ -258,6 +305,9 @@ impl LogSegment {
             expected = header.next_offset();
             valid_end = position + batch.len() as u64;
         }
+        if valid_end < file_size && expected < durable_below {
+            return Ok(None);
+        }
         if valid_end < file_size {
             tracing::warn!(
                 base_offset = self.base_offset,
@@ -271,7 +321,7 @@ impl LogSegment {
         *self.indexing.lock().unwrap() = state;
         self.next_offset.store(expected, Ordering::Release);
         self.size.store(valid_end, Ordering::Release);
-        Ok(file_size - valid_end)
+        Ok(Some(file_size - valid_end))
     }
 
     fn index_batch(
@@ -558,7 +608,7 @@ impl LogSegment {
 
 /// Sequential reader of batch boundaries over `[position, end)` of a segment file,
 /// buffering `chunk` bytes per positional read.
-struct Scanner<'a> {
+pub(crate) struct Scanner<'a> {
     file: &'a File,
     position: u64,
     end: u64,
@@ -568,7 +618,7 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
-    fn new(file: &'a File, position: u64, end: u64, chunk: usize) -> Scanner<'a> {
+    pub(crate) fn new(file: &'a File, position: u64, end: u64, chunk: usize) -> Scanner<'a> {
         Scanner {
             file,
             position,
@@ -579,12 +629,17 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn position(&self) -> u64 {
+    pub(crate) fn position(&self) -> u64 {
         self.position
     }
 
+    /// Continues from `position`.
+    pub(crate) fn seek(&mut self, position: u64) {
+        self.position = position;
+    }
+
     /// Makes `[at, at + length)` available in the buffer; false past `end`.
-    fn fill(&mut self, at: u64, length: usize) -> Result<bool, LogError> {
+    pub(crate) fn fill(&mut self, at: u64, length: usize) -> Result<bool, LogError> {
         let wanted_end = at.saturating_add(length as u64);
         if wanted_end > self.end {
             return Ok(false);
@@ -600,7 +655,7 @@ impl<'a> Scanner<'a> {
         Ok(true)
     }
 
-    fn slice(&self, at: u64, length: usize) -> Option<&[u8]> {
+    pub(crate) fn slice(&self, at: u64, length: usize) -> Option<&[u8]> {
         let start = usize::try_from(at.checked_sub(self.buffer_start)?).ok()?;
         self.buffer.get(start..start.checked_add(length)?)
     }
@@ -629,7 +684,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Next whole batch (unvalidated) and its position.
-    fn next_batch(&mut self) -> Result<Option<(u64, &[u8])>, LogError> {
+    pub(crate) fn next_batch(&mut self) -> Result<Option<(u64, &[u8])>, LogError> {
         let Some((at, header)) = self.next_header()? else {
             return Ok(None);
         };
@@ -747,7 +802,8 @@ mod tests {
         file.set_len(one * 4 + 7).unwrap();
         file.write_all_at(&[0xAB], one * 2 + 70).unwrap();
         drop(file);
-        let (segment, cut) = LogSegment::open_and_recover(dir.path(), 10, 0, 500, i64::MAX).unwrap();
+        // Nothing was flushed (no recovery point): the bad batch is where a write tore.
+        let (segment, cut) = LogSegment::open_and_recover(dir.path(), 10, 0, 500, i64::MIN).unwrap();
         assert_eq!(cut, one * 2 + 7);
         assert_eq!(segment.next_offset(), 16);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), one * 2);

@@ -1,0 +1,218 @@
+//! `Damage`: stretches of a segment file that were durable (fsynced) but no longer hold
+//! valid batches — bit rot, a flipped byte, a damaged length field.
+//!
+//! A bad batch above the recovery point is a torn write: recovery cuts the tail there.
+//! Below it the data was complete on disk, so a bad batch is damage, and everything
+//! after it is still intact: recovery must skip exactly the damaged bytes, never cut the
+//! records behind them. [`find_damage`] walks the file; where a batch does not validate
+//! it searches forward for the next position holding a valid batch with a later offset
+//! (magic byte, length and CRC-32C must all agree, so a false match is negligible).
+//! [`cut_out`] copies each damaged stretch aside to `<segment>.log.<position>.damaged`
+//! (for inspection; best effort), rewrites the segment without them (written to a
+//! `.tmp` file, fsynced, renamed over the original: a crash leaves either file whole)
+//! and leaves an offset gap where the damaged batches were. `strom storage verify`
+//! reports the same findings offline.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use crate::batch::validate_stored;
+use crate::constants::{
+    BATCH_HEADER_SIZE, LOG_FILE_SUFFIX, MAGIC_V2, RECOVERY_CHUNK_BYTES, SEGMENT_BYTES_MAX, TEMPORARY_FILE_SUFFIX,
+};
+use crate::error::LogError;
+use crate::log::sync_directory;
+use crate::segment::{segment_file_name, Scanner};
+
+/// Suffix of the copies of damaged bytes kept beside a segment.
+pub const DAMAGED_FILE_SUFFIX: &str = "damaged";
+
+/// Position of the magic byte in a batch header.
+const MAGIC_POSITION: u64 = 16;
+
+/// One damaged stretch of a segment file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// Byte position in the `.log` file where the damage starts.
+    pub position: u64,
+    /// Damaged bytes.
+    pub length: u64,
+    /// The first offset the damaged bytes held (the offset expected there).
+    pub first_offset: i64,
+    /// Base offset of the intact batch that follows, or `None` when the damage runs to
+    /// the end of the file.
+    pub next_offset: Option<i64>,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.next_offset {
+            Some(next) => write!(
+                f,
+                "{} damaged bytes at position {}: offsets {}..{} lost, the log resumes at {}",
+                self.length,
+                self.position,
+                self.first_offset,
+                next - 1,
+                next
+            ),
+            None => write!(
+                f,
+                "{} damaged bytes at position {} to the end of the segment: offsets from {} lost",
+                self.length, self.position, self.first_offset
+            ),
+        }
+    }
+}
+
+/// Finds the damaged stretches of a segment file whose data below `durable_below` was
+/// fsynced. The walk stops (without reporting damage) at the first bad batch at or
+/// above `durable_below`: that is a torn tail, which recovery cuts.
+pub fn find_damage(file: &File, base_offset: i64, durable_below: i64) -> Result<Vec<Damage>, LogError> {
+    let end = file.metadata()?.len().min(SEGMENT_BYTES_MAX);
+    let mut scanner = Scanner::new(file, 0, end, RECOVERY_CHUNK_BYTES);
+    let mut damage = Vec::new();
+    let mut expected = base_offset;
+    while scanner.position() < end {
+        let at = scanner.position();
+        if let Some(next) = valid_batch_at(&mut scanner, at, base_offset, expected)? {
+            expected = next;
+            continue;
+        }
+        if expected >= durable_below {
+            break;
+        }
+        match resync(&mut scanner, at + 1, end, base_offset, expected)? {
+            Some((found, base)) => {
+                damage.push(Damage {
+                    position: at,
+                    length: found - at,
+                    first_offset: expected,
+                    next_offset: Some(base),
+                });
+                scanner.seek(found);
+            }
+            None => {
+                damage.push(Damage {
+                    position: at,
+                    length: end - at,
+                    first_offset: expected,
+                    next_offset: None,
+                });
+                break;
+            }
+        }
+    }
+    Ok(damage)
+}
+
+/// The next offset after a valid batch at `at` that starts at or after `expected`
+/// (the scanner is then past it), or `None` (the scanner is back at `at`).
+fn valid_batch_at(
+    scanner: &mut Scanner<'_>,
+    at: u64,
+    base_offset: i64,
+    expected: i64,
+) -> Result<Option<i64>, LogError> {
+    scanner.seek(at);
+    let next = match scanner.next_batch()? {
+        Some((_, batch)) => match validate_stored(batch) {
+            Ok(header)
+                if header.base_offset >= expected
+                    && header.last_offset().saturating_sub(base_offset) <= i64::from(u32::MAX) =>
+            {
+                Some(header.next_offset())
+            }
+            _ => None,
+        },
+        None => None,
+    };
+    if next.is_none() {
+        scanner.seek(at);
+    }
+    Ok(next)
+}
+
+/// First position in `[from, end)` holding a valid batch at or after `expected`.
+fn resync(
+    scanner: &mut Scanner<'_>,
+    from: u64,
+    end: u64,
+    base_offset: i64,
+    expected: i64,
+) -> Result<Option<(u64, i64)>, LogError> {
+    let mut at = from;
+    while at + BATCH_HEADER_SIZE as u64 <= end {
+        if !scanner.fill(at, BATCH_HEADER_SIZE)? {
+            return Ok(None);
+        }
+        let magic = scanner.slice(at + MAGIC_POSITION, 1).and_then(|b| b.first().copied());
+        if magic == Some(MAGIC_V2 as u8) && valid_batch_at(scanner, at, base_offset, expected)?.is_some() {
+            let base = scanner
+                .slice(at, 8)
+                .and_then(|b| b.try_into().ok())
+                .map(i64::from_be_bytes)
+                .unwrap_or(expected);
+            return Ok(Some((at, base)));
+        }
+        at += 1;
+    }
+    Ok(None)
+}
+
+/// Rewrites the segment `base_offset` in `dir` without the damaged stretches, keeping a
+/// copy of each beside it. The segment's files must not be open for writing.
+pub fn cut_out(dir: &Path, base_offset: i64, damage: &[Damage]) -> Result<(), LogError> {
+    let log_name = segment_file_name(base_offset, LOG_FILE_SUFFIX);
+    let log_path = dir.join(&log_name);
+    let mut source = File::open(&log_path)?;
+    let size = source.metadata()?.len();
+    for stretch in damage {
+        let aside = dir.join(format!("{log_name}.{}.{DAMAGED_FILE_SUFFIX}", stretch.position));
+        if let Err(error) = copy_range(&mut source, stretch.position, stretch.length, &aside) {
+            tracing::warn!(path = %aside.display(), %error, "could not keep a copy of the damaged bytes");
+            let _ = std::fs::remove_file(&aside);
+        }
+    }
+    let temporary = dir.join(format!("{log_name}.{TEMPORARY_FILE_SUFFIX}"));
+    let mut output = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temporary)?;
+    let mut kept_from = 0;
+    let result = (|| {
+        for stretch in damage {
+            copy_into(&mut source, kept_from, stretch.position - kept_from, &mut output)?;
+            kept_from = stretch.position + stretch.length;
+        }
+        copy_into(&mut source, kept_from, size.saturating_sub(kept_from), &mut output)?;
+        output.sync_all()?;
+        std::fs::rename(&temporary, &log_path)?;
+        sync_directory(dir)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result
+}
+
+fn copy_range(source: &mut File, position: u64, length: u64, to: &Path) -> Result<(), LogError> {
+    let mut output = File::create(to)?;
+    copy_into(source, position, length, &mut output)?;
+    output.sync_all()?;
+    Ok(())
+}
+
+fn copy_into(source: &mut File, position: u64, length: u64, output: &mut File) -> Result<(), LogError> {
+    source.seek(SeekFrom::Start(position))?;
+    let copied = std::io::copy(&mut source.take(length), output)?;
+    if copied != length {
+        return Err(LogError::corrupt(format!(
+            "segment ended after {copied} of {length} bytes at position {position}"
+        )));
+    }
+    output.flush()?;
+    Ok(())
+}

@@ -16,11 +16,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use strom_log::{AppendInfo, Clock, SystemClock};
 use uuid::Uuid;
 
-use crate::constants::{DELETE_DIR_SUFFIX, META_PROPERTIES_FILE, PARTITIONS_PER_TOPIC_MAX};
+use crate::constants::{
+    APPEND_FAILURE_LOG_INTERVAL_MS, DELETE_DIR_SUFFIX, META_PROPERTIES_FILE, PARTITIONS_PER_TOPIC_MAX,
+};
 use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
 use crate::producer_id::ProducerIdManager;
-use crate::topic::{validate_topic_name, Topic};
+use crate::topic::{is_internal_topic, validate_topic_name, Topic, INTERNAL_TOPIC_FIXED_CONFIGS};
 use crate::topic_config::{self, ConfigEntry, TopicDefaults, TOPIC_CONFIGS};
 use crate::topic_store::{write_atomically, TopicRecord, TopicStore};
 
@@ -78,6 +80,14 @@ pub struct TopicSummary {
     pub configs: Vec<ConfigEntry>,
 }
 
+/// Who appends (Kafka's `AppendOrigin`): clients may not write to internal topics,
+/// the coordinators that own them do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOrigin {
+    Client,
+    Coordinator,
+}
+
 /// One IncrementalAlterConfigs operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AlterOp {
@@ -96,7 +106,36 @@ pub struct Broker {
     admin: Mutex<()>,
     store: TopicStore,
     producer_ids: ProducerIdManager,
+    append_failures: FailureLog,
     _lock: fs::File,
+}
+
+/// Logs failed appends (a full or failing disk) at most once per
+/// [`APPEND_FAILURE_LOG_INTERVAL_MS`], with the number not logged since: one line per
+/// failed produce would flood the log exactly when the disk is full.
+#[derive(Default)]
+struct FailureLog {
+    last_ms: std::sync::atomic::AtomicI64,
+    unlogged: std::sync::atomic::AtomicU64,
+}
+
+impl FailureLog {
+    fn record(&self, now_ms: i64, topic: &str, partition: i32, error: &BrokerError) {
+        use std::sync::atomic::Ordering;
+        let last = self.last_ms.load(Ordering::Acquire);
+        let due = last == 0 || now_ms.saturating_sub(last) >= APPEND_FAILURE_LOG_INTERVAL_MS;
+        if !due
+            || self
+                .last_ms
+                .compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            self.unlogged.fetch_add(1, Ordering::AcqRel);
+            return;
+        }
+        let unlogged = self.unlogged.swap(0, Ordering::AcqRel);
+        tracing::error!(topic, partition, %error, failures_since_last_line = unlogged, "append failed");
+    }
 }
 
 impl Broker {
@@ -115,7 +154,7 @@ impl Broker {
             )));
         }
         let cluster_id = load_or_create_meta(&config.data_dir, config.node_id)?;
-        remove_deleted_dirs(&config.data_dir);
+        let deleted = remove_deleted_dirs(&config.data_dir);
         let store = TopicStore::new(&config.data_dir);
         let producer_ids = ProducerIdManager::open(&config.data_dir)?;
         let broker = Broker {
@@ -125,12 +164,34 @@ impl Broker {
             admin: Mutex::new(()),
             store,
             producer_ids,
+            append_failures: FailureLog::default(),
             _lock: lock,
             config,
         };
+        let mut unfinished_deletions = false;
         for record in broker.store.load()? {
+            if deleted.contains(&record.id) {
+                // Deleted (its directories were renamed) before `topics.json` could be
+                // rewritten, e.g. on a full disk: finish the deletion.
+                for index in 0..record.partitions {
+                    let dir = broker.partition_dir(&record.name, index);
+                    if let Err(e) = fs::remove_dir_all(&dir) {
+                        if e.kind() != std::io::ErrorKind::NotFound {
+                            tracing::warn!(dir = %dir.display(), error = %e, "could not remove partition directory");
+                        }
+                    }
+                }
+                tracing::info!(topic = %record.name, "finished deleting topic");
+                unfinished_deletions = true;
+                continue;
+            }
             let topic = broker.open_topic(&record)?;
             broker.topics_write().insert(topic);
+        }
+        if unfinished_deletions {
+            if let Err(e) = broker.save_topics() {
+                tracing::warn!(error = %e, "could not rewrite topics.json; the next start finishes the deletion again");
+            }
         }
         tracing::info!(topics = broker.topics_read().by_name.len(), dir = %broker.config.data_dir.display(), "broker opened");
         Ok(Arc::new(broker))
@@ -417,15 +478,20 @@ impl Broker {
     }
 
     pub fn delete_topic(&self, name: &str) -> Result<Uuid> {
+        if is_internal_topic(name) {
+            return Err(BrokerError::InvalidTopic(format!(
+                "Cannot delete internal topic {name}"
+            )));
+        }
         let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
         let topic = self
             .topics_write()
             .remove(name)
             .ok_or(BrokerError::UnknownTopicOrPartition)?;
-        if let Err(e) = self.save_topics() {
-            self.topics_write().insert(topic);
-            return Err(e);
-        }
+        // Renaming the partition directories to `*.<id>-delete` commits the deletion:
+        // it needs no free space, and a start that finds them finishes the deletion
+        // even if `topics.json` still lists the topic. So a full disk can delete.
+        let mut renamed = Vec::new();
         for partition in topic.partitions() {
             let dir = self.partition_dir(name, partition.index());
             let gone = self.config.data_dir.join(format!(
@@ -433,18 +499,43 @@ impl Broker {
                 partition.index(),
                 topic.id().simple()
             ));
-            if let Err(e) = fs::rename(&dir, &gone).and_then(|_| fs::remove_dir_all(&gone)) {
-                tracing::warn!(dir = %dir.display(), error = %e, "could not remove partition directory");
+            match fs::rename(&dir, &gone) {
+                Ok(()) => renamed.push((dir, gone)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    for (dir, gone) in renamed.into_iter().rev() {
+                        let _ = fs::rename(gone, dir);
+                    }
+                    self.topics_write().insert(topic);
+                    return Err(e.into());
+                }
             }
         }
+        let id = topic.id();
+        drop(topic);
+        for (_, gone) in &renamed {
+            // Readers may still hold the files open; emptying them frees the space now.
+            release_space(gone);
+            if let Err(e) = fs::remove_dir_all(gone) {
+                tracing::warn!(dir = %gone.display(), error = %e, "could not remove partition directory");
+            }
+        }
+        if let Err(e) = self.save_topics() {
+            tracing::warn!(topic = %name, error = %e, "could not rewrite topics.json; the next start finishes the deletion");
+        }
         tracing::info!(topic = %name, "topic deleted");
-        Ok(topic.id())
+        Ok(id)
     }
 
     /// CreatePartitions: grow a topic to `count` partitions.
     pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<()> {
         let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
         let topic = self.topic(name).ok_or(BrokerError::UnknownTopicOrPartition)?;
+        if topic.is_internal() {
+            return Err(BrokerError::InvalidPartitions(format!(
+                "Cannot change the partition count of internal topic {name}: groups and transactions are placed by it"
+            )));
+        }
         let current = topic.partition_count();
         if count < current {
             return Err(BrokerError::InvalidPartitions(format!(
@@ -485,6 +576,7 @@ impl Broker {
         }
         let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
         let topic = self.topic(name).ok_or(BrokerError::UnknownTopicOrPartition)?;
+        check_internal_overrides(&topic, &configs)?;
         if validate_only {
             return Ok(());
         }
@@ -539,10 +631,22 @@ impl Broker {
                 }
             }
         }
+        check_internal_overrides(&topic, &overrides)?;
         if validate_only {
             return Ok(());
         }
         self.apply_overrides(&topic, overrides)
+    }
+
+    /// DeleteRecords on one partition; refused on internal topics as in Kafka.
+    pub fn delete_records(&self, topic: &str, partition: i32, offset: i64) -> Result<i64> {
+        let partition = self.partition(topic, partition)?;
+        if is_internal_topic(topic) {
+            return Err(BrokerError::InvalidTopic(format!(
+                "Cannot delete records of internal topic {topic}"
+            )));
+        }
+        partition.delete_records(offset)
     }
 
     fn apply_overrides(&self, topic: &Topic, overrides: BTreeMap<String, String>) -> Result<()> {
@@ -562,9 +666,28 @@ impl Broker {
 
     /// Append produced batches to a partition, enforcing the topic's limits; says whether
     /// `flush.messages` now asks for an fsync.
-    pub fn append(&self, topic: &Topic, partition: &Partition, batches: &[u8]) -> Result<Appended> {
+    pub fn append(
+        &self,
+        topic: &Topic,
+        partition: &Partition,
+        batches: &[u8],
+        origin: AppendOrigin,
+    ) -> Result<Appended> {
+        if origin == AppendOrigin::Client && topic.is_internal() {
+            return Err(BrokerError::InvalidTopic(format!(
+                "Cannot append to internal topic {}",
+                topic.name()
+            )));
+        }
         let limits = topic.limits();
-        let info = partition.append(batches, limits.max_message_bytes, limits.compact)?;
+        let info = partition
+            .append(batches, limits.max_message_bytes, limits.compact)
+            .inspect_err(|error| {
+                if matches!(error, BrokerError::Storage(_)) {
+                    self.append_failures
+                        .record(self.clock.now_ms(), topic.name(), partition.index(), error);
+                }
+            })?;
         Ok(Appended {
             info,
             flush_due: partition.flush_due(limits.flush_messages),
@@ -708,13 +831,51 @@ fn parse_partition_metadata(text: &str) -> Option<Uuid> {
     Uuid::parse_str(topic_id?).ok()
 }
 
-fn remove_deleted_dirs(data_dir: &Path) {
-    let Ok(entries) = fs::read_dir(data_dir) else { return };
+/// Refuses overrides that change what keeps an internal topic's data.
+fn check_internal_overrides(topic: &Topic, wanted: &BTreeMap<String, String>) -> Result<()> {
+    if !topic.is_internal() {
+        return Ok(());
+    }
+    let current = topic.overrides();
+    for key in INTERNAL_TOPIC_FIXED_CONFIGS {
+        if current.get(*key) != wanted.get(*key) {
+            return Err(BrokerError::PolicyViolation(format!(
+                "{key} of internal topic {} cannot be changed: committed offsets or transaction state would be lost",
+                topic.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Removes `<topic>-<partition>.<topic id>-delete` directories; returns the ids of
+/// the topics they belonged to.
+fn remove_deleted_dirs(data_dir: &Path) -> std::collections::HashSet<Uuid> {
+    let mut ids = std::collections::HashSet::new();
+    let Ok(entries) = fs::read_dir(data_dir) else {
+        return ids;
+    };
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().ends_with(DELETE_DIR_SUFFIX) {
-            if let Err(e) = fs::remove_dir_all(entry.path()) {
-                tracing::warn!(dir = %entry.path().display(), error = %e, "could not remove deleted partition");
-            }
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(stem) = name.strip_suffix(DELETE_DIR_SUFFIX) else {
+            continue;
+        };
+        if let Some(id) = stem.rsplit_once('.').and_then(|(_, id)| Uuid::parse_str(id).ok()) {
+            ids.insert(id);
+        }
+        if let Err(e) = fs::remove_dir_all(entry.path()) {
+            tracing::warn!(dir = %entry.path().display(), error = %e, "could not remove deleted partition");
+        }
+    }
+    ids
+}
+
+/// Empties the files of a deleted partition directory (best effort).
+fn release_space(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        if let Ok(file) = fs::OpenOptions::new().write(true).open(entry.path()) {
+            let _ = file.set_len(0);
         }
     }
 }
@@ -842,7 +1003,8 @@ mod tests {
             builder.build().unwrap()
         };
         // Defaults: nothing forces an fsync.
-        b.append(&topic, &partition, &record()).unwrap();
+        b.append(&topic, &partition, &record(), AppendOrigin::Coordinator)
+            .unwrap();
         assert!(!b.flush_due(&topic, &partition));
         b.flush_stale();
         assert_eq!(partition.unflushed_messages(), 1);
@@ -852,20 +1014,24 @@ mod tests {
                 .unwrap();
         };
         set("flush.messages", "3");
-        b.append(&topic, &partition, &record()).unwrap();
+        b.append(&topic, &partition, &record(), AppendOrigin::Coordinator)
+            .unwrap();
         assert!(!b.flush_due(&topic, &partition), "2 of 3 records wait");
-        b.append(&topic, &partition, &record()).unwrap();
+        b.append(&topic, &partition, &record(), AppendOrigin::Coordinator)
+            .unwrap();
         assert!(b.flush_due(&topic, &partition));
         partition.flush().unwrap();
         assert_eq!(partition.unflushed_messages(), 0);
 
         set("flush.ms", "0");
-        b.append(&topic, &partition, &record()).unwrap();
+        b.append(&topic, &partition, &record(), AppendOrigin::Coordinator)
+            .unwrap();
         assert_eq!(partition.unflushed_messages(), 1);
         b.flush_stale();
         assert_eq!(partition.unflushed_messages(), 0);
         set("flush.ms", "3600000");
-        b.append(&topic, &partition, &record()).unwrap();
+        b.append(&topic, &partition, &record(), AppendOrigin::Coordinator)
+            .unwrap();
         b.flush_stale();
         assert_eq!(partition.unflushed_messages(), 1, "the last fsync is recent");
     }
@@ -892,7 +1058,8 @@ mod tests {
             for _ in 0..10 {
                 let mut builder = strom_log::RecordBatchBuilder::new();
                 builder.push(1, Some(b"k"), Some(b"v"));
-                b.append(&topic, &partition, &builder.build().unwrap()).unwrap();
+                b.append(&topic, &partition, &builder.build().unwrap(), AppendOrigin::Client)
+                    .unwrap();
             }
             b.shutdown().unwrap();
             summary.id
@@ -920,6 +1087,40 @@ mod tests {
         // A well-formed marker of another topic id: an earlier topic's leftovers.
         std::fs::write(&marker, format!("version: 0\ntopic_id: {}\n", Uuid::new_v4())).unwrap();
         assert_eq!(end(dir.path()), 0);
+    }
+
+    #[test]
+    fn a_start_finishes_a_deletion_committed_by_renaming_the_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = {
+            let b = broker(dir.path());
+            let summary = b
+                .create_topic(
+                    NewTopic {
+                        name: "gone".into(),
+                        num_partitions: 2,
+                        replication_factor: 1,
+                        ..Default::default()
+                    },
+                    false,
+                )
+                .unwrap();
+            b.shutdown().unwrap();
+            summary.id
+        };
+        // As a delete on a full disk leaves it: directories renamed, topics.json not
+        // rewritten (partition 1 not renamed yet either).
+        std::fs::rename(
+            dir.path().join("gone-0"),
+            dir.path().join(format!("gone-0.{}{DELETE_DIR_SUFFIX}", id.simple())),
+        )
+        .unwrap();
+        let b = broker(dir.path());
+        assert!(b.topic("gone").is_none());
+        assert!(!dir.path().join("gone-1").exists());
+        assert!(!std::fs::read_to_string(dir.path().join("topics.json"))
+            .unwrap()
+            .contains("gone"));
     }
 
     #[test]

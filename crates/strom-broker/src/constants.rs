@@ -10,3 +10,6 @@ pub const TOPICS_FILE: &str = "topics.json";
 pub const META_PROPERTIES_FILE: &str = "meta.properties";
 /// Suffix of a partition directory renamed for deletion (as in Kafka).
 pub const DELETE_DIR_SUFFIX: &str = "-delete";
+
+/// Failed appends are logged at most once per this interval (with a count).
+pub const APPEND_FAILURE_LOG_INTERVAL_MS: i64 = 10_000;

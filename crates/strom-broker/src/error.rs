@@ -11,8 +11,10 @@ pub enum BrokerError {
     UnknownTopicId,
     #[error("topic '{0}' already exists")]
     TopicAlreadyExists(String),
-    #[error("invalid topic name: {0}")]
+    #[error("invalid topic: {0}")]
     InvalidTopic(String),
+    #[error("policy violation: {0}")]
+    PolicyViolation(String),
     #[error("invalid partitions: {0}")]
     InvalidPartitions(String),
     #[error("invalid replication factor: {0}")]

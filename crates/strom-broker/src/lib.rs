@@ -14,10 +14,10 @@ pub mod topic_config;
 pub mod topic_store;
 pub mod txn;
 
-pub use broker::{AlterOp, Appended, Broker, BrokerConfig, NewTopic, TopicSummary};
+pub use broker::{AlterOp, AppendOrigin, Appended, Broker, BrokerConfig, NewTopic, TopicSummary};
 pub use error::{BrokerError, Result};
 pub use group::GroupCoordinator;
 pub use partition::{FetchedData, Partition};
 pub use strom_log::AppendInfo;
-pub use topic::Topic;
+pub use topic::{is_internal_topic, Topic};
 pub use topic_config::{ConfigEntry, ConfigSource, ConfigType, TopicDefaults};

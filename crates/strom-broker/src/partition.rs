@@ -384,7 +384,11 @@ impl Partition {
 
     pub fn close(&self) -> Result<()> {
         let producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
-        producers.write_snapshot(self.log.log_end_offset())?;
+        if let Err(error) = producers.write_snapshot(self.log.log_end_offset()) {
+            // The snapshot only saves replay time: the next start rebuilds the state
+            // from the previous one and the log. Still close the log cleanly.
+            tracing::warn!(dir = %self.log.dir().display(), %error, "could not write the producer-state snapshot");
+        }
         Ok(self.log.close()?)
     }
 }

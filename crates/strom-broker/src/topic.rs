@@ -50,9 +50,9 @@ impl Topic {
         self.id
     }
 
-    /// Internal topics (`__consumer_offsets`, `__transaction_state`) start with `__`.
+    /// `__consumer_offsets` and `__transaction_state` (see [`is_internal_topic`]).
     pub fn is_internal(&self) -> bool {
-        self.name.starts_with("__")
+        is_internal_topic(&self.name)
     }
 
     pub fn overrides(&self) -> BTreeMap<String, String> {
@@ -119,3 +119,17 @@ mod tests {
         }
     }
 }
+
+/// The topics the coordinators own. Clients may read them but not write to them, delete
+/// them or their records, change their partition count, or change the configs that keep
+/// their data (`cleanup.policy`, `retention.ms`, `retention.bytes`): committed offsets
+/// and transaction state would be lost or misplaced. Other names starting with `__` are
+/// ordinary topics, as in Kafka.
+pub fn is_internal_topic(name: &str) -> bool {
+    INTERNAL_TOPICS.contains(&name)
+}
+
+pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_state"];
+
+/// Configs of internal topics that clients may not change.
+pub const INTERNAL_TOPIC_FIXED_CONFIGS: &[&str] = &["cleanup.policy", "retention.ms", "retention.bytes"];

@@ -63,10 +63,16 @@ impl TopicStore {
 /// Replace `path` with `bytes` so that a crash leaves the old or the new contents.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut file = fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&tmp, path)?;
+    let written = fs::File::create(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    });
+    if let Err(e) = written {
+        // Leave no half-written file behind (a full disk, say).
+        let _ = fs::remove_file(&tmp);
+        return Err(e.into());
+    }
     if let Some(dir) = path.parent() {
         fs::File::open(dir)?.sync_all()?;
     }

@@ -2,9 +2,16 @@
 //! order; responses to requests that are already buffered are written together in one
 //! write. A response that waits for an fsync (acks=all) is deferred: the connection reads
 //! and runs the next requests meanwhile and holds their responses until it is written.
+//!
+//! Memory: a request that fits the read buffer uses it; a larger one first takes its
+//! size from the listener's `queued.max.request.bytes` pool (waiting, and reading no
+//! more from this client, until there is room) and gives it back once it has run. A
+//! connection with nothing in flight that stays silent for `connections.max.idle.ms`
+//! is closed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{FuturesOrdered, StreamExt};
@@ -12,6 +19,8 @@ use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 
 use crate::apis::{self, Deferred};
 use crate::constants::{PIPELINED_RESPONSES_MAX, READ_BUFFER_BYTES};
@@ -26,6 +35,9 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, context: Arc<Context
     let mut waiting: FuturesOrdered<Deferred> = FuturesOrdered::new();
     let mut shutdown = context.shutdown.clone();
     let max = context.config.socket_request_max_bytes;
+    let idle = Duration::from_millis(context.config.connections_max_idle_ms);
+    // The share of `queued.max.request.bytes` taken for the large frame being read.
+    let mut held: Option<OwnedSemaphorePermit> = None;
     loop {
         while waiting.len() < PIPELINED_RESPONSES_MAX {
             let request = match frame::parse(&mut input, max) {
@@ -36,6 +48,8 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, context: Arc<Context
                     return close(&mut stream, output, waiting).await;
                 }
             };
+            // Released once the request has run (its bytes are dropped by then).
+            let _memory = held.take();
             let result = if waiting.is_empty() {
                 handle(&context, peer, request, &mut output).await
             } else {
@@ -78,9 +92,23 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, context: Arc<Context
         if frame_ready(&input) && waiting.len() < PIPELINED_RESPONSES_MAX {
             continue;
         }
-        if input.capacity() - input.len() < 1024 {
+        if let Some(total) = frame::pending(&input).filter(|total| *total > READ_BUFFER_BYTES) {
+            if held.is_none() {
+                let permits = u32::try_from(total).unwrap_or(u32::MAX);
+                let acquire = context.request_memory.clone().acquire_many_owned(permits);
+                tokio::select! {
+                    permit = acquire => match permit {
+                        Ok(permit) => held = Some(permit),
+                        Err(_) => return,
+                    },
+                    _ = shutdown.changed() => return,
+                }
+            }
+            input.reserve(total - input.len());
+        } else if input.capacity() - input.len() < 1024 {
             input.reserve(READ_BUFFER_BYTES);
         }
+        let idle_deadline = Instant::now() + idle;
         tokio::select! {
             read = stream.read_buf(&mut input), if waiting.len() < PIPELINED_RESPONSES_MAX => match read {
                 Ok(0) => return close(&mut stream, output, waiting).await,
@@ -97,6 +125,10 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, context: Arc<Context
                     return close(&mut stream, output, waiting).await;
                 }
             },
+            _ = tokio::time::sleep_until(idle_deadline), if waiting.is_empty() => {
+                tracing::debug!(%peer, "connections.max.idle.ms passed with nothing to do; closing connection");
+                return close(&mut stream, output, waiting).await;
+            }
             _ = shutdown.changed() => return,
         }
     }

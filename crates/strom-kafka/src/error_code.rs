@@ -9,6 +9,7 @@ pub fn error_code(e: &BrokerError) -> i16 {
         BrokerError::UnknownTopicId => ResponseError::UnknownTopicId,
         BrokerError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
         BrokerError::InvalidTopic(_) => ResponseError::InvalidTopicException,
+        BrokerError::PolicyViolation(_) => ResponseError::PolicyViolation,
         BrokerError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         BrokerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
         BrokerError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,

@@ -12,6 +12,15 @@ pub enum FrameError {
     Negative(i32),
 }
 
+/// Length (with its prefix) of the incomplete frame at the front of `buf`, once its
+/// length prefix is there. The caller makes room for it (after checking it may).
+pub fn pending(buf: &BytesMut) -> Option<usize> {
+    let len_bytes = buf.get(..4)?;
+    let len = i32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
+    let total = usize::try_from(len).ok()?.checked_add(4)?;
+    (buf.len() < total).then_some(total)
+}
+
 /// Take one whole frame (without its length prefix) off the front of `buf`.
 pub fn parse(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, FrameError> {
     let Some(len_bytes) = buf.get(..4) else { return Ok(None) };
@@ -21,8 +30,6 @@ pub fn parse(buf: &mut BytesMut, max: usize) -> Result<Option<Bytes>, FrameError
         return Err(FrameError::TooLarge(len, max));
     }
     if buf.len() < 4 + len {
-        // Make room for the rest now that the size is known to be acceptable.
-        buf.reserve(4 + len - buf.len());
         return Ok(None);
     }
     buf.advance(4);

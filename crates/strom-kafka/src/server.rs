@@ -1,8 +1,11 @@
-//! The Kafka listener: accepts connections up to `max.connections` (a semaphore,
-//! checked before a connection gets any buffer) and stops on the shutdown signal.
+//! The Kafka listener: accepts connections up to `max.connections` and
+//! `max.connections.per.ip` (checked before a connection gets any buffer) and stops on
+//! the shutdown signal. Large requests draw on one pool of `queued.max.request.bytes`
+//! shared by all connections (see `connection.rs`).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
 use strom_broker::txn::TxnCoordinator;
 use strom_broker::{Broker, GroupCoordinator};
@@ -23,6 +26,13 @@ pub struct ServerConfig {
     pub socket_request_max_bytes: usize,
     /// `max.connections`.
     pub max_connections: usize,
+    /// `max.connections.per.ip`: most connections from one address.
+    pub max_connections_per_ip: usize,
+    /// `connections.max.idle.ms`: a connection with nothing to do for this long is closed.
+    pub connections_max_idle_ms: u64,
+    /// `queued.max.request.bytes`: memory all connections together may hold for
+    /// requests larger than a connection's read buffer (at least one largest request).
+    pub queued_max_request_bytes: usize,
     /// Broker-level settings for DescribeConfigs on the broker resource:
     /// (name, value, set explicitly, description).
     pub broker_configs: Vec<(String, String, bool, String)>,
@@ -42,6 +52,8 @@ pub struct Context {
     pub txns: Arc<TxnCoordinator>,
     pub config: ServerConfig,
     pub shutdown: watch::Receiver<bool>,
+    /// Bytes of large requests being read or run (`queued.max.request.bytes`).
+    pub request_memory: Arc<Semaphore>,
 }
 
 pub struct Server {
@@ -58,6 +70,17 @@ impl Server {
         shutdown: watch::Receiver<bool>,
     ) -> std::io::Result<Server> {
         let listener = TcpListener::bind(config.bind).await?;
+        if !config.bind.ip().is_loopback() {
+            tracing::warn!(
+                listener = %config.bind,
+                "the Kafka listener accepts connections from other machines and Strom has no authentication yet: \
+                 anyone who can reach it can read, write and delete data"
+            );
+        }
+        let pool = config
+            .queued_max_request_bytes
+            .max(config.socket_request_max_bytes.saturating_add(4))
+            .min(Semaphore::MAX_PERMITS);
         Ok(Server {
             listener,
             context: Arc::new(Context {
@@ -66,6 +89,7 @@ impl Server {
                 txns,
                 config,
                 shutdown,
+                request_memory: Arc::new(Semaphore::new(pool)),
             }),
         })
     }
@@ -77,6 +101,7 @@ impl Server {
     /// Accept until shutdown; connections end when the shutdown signal reaches them.
     pub async fn run(self) {
         let limit = Arc::new(Semaphore::new(self.context.config.max_connections));
+        let per_address = Arc::new(Mutex::new(HashMap::<IpAddr, usize>::new()));
         let mut shutdown = self.context.shutdown.clone();
         loop {
             let accepted = tokio::select! {
@@ -96,9 +121,16 @@ impl Server {
                 drop(stream);
                 continue;
             };
+            let Some(slot) = AddressSlot::take(&per_address, peer.ip(), self.context.config.max_connections_per_ip)
+            else {
+                tracing::warn!(%peer, "max.connections.per.ip reached; closing new connection");
+                drop(stream);
+                continue;
+            };
             let context = self.context.clone();
             tokio::spawn(async move {
                 connection::serve(stream, peer, context).await;
+                drop(slot);
                 drop(permit);
             });
         }
@@ -110,5 +142,38 @@ impl Server {
             tracing::warn!("connections still busy after 10 s; closing anyway");
         }
         tracing::info!("kafka listener stopped");
+    }
+}
+
+/// One connection's place in the per-address count, given back when dropped.
+struct AddressSlot {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    address: IpAddr,
+}
+
+impl AddressSlot {
+    fn take(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, address: IpAddr, max: usize) -> Option<AddressSlot> {
+        let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
+        let count = map.entry(address).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            counts: counts.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = map.get_mut(&self.address) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                map.remove(&self.address);
+            }
+        }
     }
 }

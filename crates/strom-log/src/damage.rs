@@ -70,17 +70,39 @@ impl std::fmt::Display for Damage {
 /// fsynced. The walk stops (without reporting damage) at the first bad batch at or
 /// above `durable_below`: that is a torn tail, which recovery cuts.
 pub fn find_damage(file: &File, base_offset: i64, durable_below: i64) -> Result<Vec<Damage>, LogError> {
+    Ok(check_segment(file, base_offset, durable_below)?.damage)
+}
+
+/// What [`check_segment`] found in one segment file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SegmentCheck {
+    /// Valid batches.
+    pub batches: u64,
+    /// Offset after the last valid batch.
+    pub next_offset: i64,
+    /// Damaged stretches of durable data.
+    pub damage: Vec<Damage>,
+    /// Bytes after the last valid batch that are not durable (a torn tail recovery cuts).
+    pub torn_tail_bytes: u64,
+}
+
+/// Walks a whole segment file: every batch's length, magic, CRC-32C and offsets.
+pub fn check_segment(file: &File, base_offset: i64, durable_below: i64) -> Result<SegmentCheck, LogError> {
     let end = file.metadata()?.len().min(SEGMENT_BYTES_MAX);
     let mut scanner = Scanner::new(file, 0, end, RECOVERY_CHUNK_BYTES);
     let mut damage = Vec::new();
     let mut expected = base_offset;
+    let mut batches = 0;
+    let mut torn_tail_bytes = 0;
     while scanner.position() < end {
         let at = scanner.position();
         if let Some(next) = valid_batch_at(&mut scanner, at, base_offset, expected)? {
             expected = next;
+            batches += 1;
             continue;
         }
         if expected >= durable_below {
+            torn_tail_bytes = end - at;
             break;
         }
         match resync(&mut scanner, at + 1, end, base_offset, expected)? {
@@ -104,7 +126,12 @@ pub fn find_damage(file: &File, base_offset: i64, durable_below: i64) -> Result<
             }
         }
     }
-    Ok(damage)
+    Ok(SegmentCheck {
+        batches,
+        next_offset: expected,
+        damage,
+        torn_tail_bytes,
+    })
 }
 
 /// The next offset after a valid batch at `at` that starts at or after `expected`

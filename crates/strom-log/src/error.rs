@@ -81,4 +81,17 @@ impl LogError {
     pub fn corrupt(reason: impl Into<String>) -> LogError {
         LogError::CorruptBatch { reason: reason.into() }
     }
+
+    /// Whether the file system is out of space (or quota).
+    pub fn is_out_of_space(&self) -> bool {
+        matches!(self, LogError::Io(e) if is_out_of_space(e))
+    }
+}
+
+/// Whether an I/O error means the file system is out of space (or quota).
+pub fn is_out_of_space(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }

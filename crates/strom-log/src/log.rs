@@ -634,9 +634,19 @@ impl Log {
             .find(|s| s.base_offset() <= end)
             .map_or(i64::MIN, |s| s.base_offset());
         if holding > state.checkpointed_segment_base {
-            write_number_file(&self.dir, RECOVERY_POINT_FILE_NAME, end)?;
-            state.checkpointed_segment_base = holding;
-            state.recovery_point = end;
+            match write_number_file(&self.dir, RECOVERY_POINT_FILE_NAME, end) {
+                Ok(()) => {
+                    state.checkpointed_segment_base = holding;
+                    state.recovery_point = end;
+                }
+                // The data is synced; an older recovery point only means more to
+                // check after a crash. Retried at the next flush, so a full disk does
+                // not stop the broker from starting, closing or serving reads.
+                Err(error) if error.is_out_of_space() => {
+                    tracing::warn!(dir = %self.dir.display(), "no space to update the recovery point; keeping the older one");
+                }
+                Err(error) => return Err(error),
+            }
         }
         Ok(self.flushed_offset())
     }

@@ -1,7 +1,9 @@
 //! The `strom` command: `serve` runs the broker; it only wires the crates together.
 
 mod cli;
+mod limits;
 mod settings;
+mod storage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +45,9 @@ enum Command {
     Group(cli::group::GroupCommand),
     /// Load-test a Kafka-compatible broker: presets produce, consume, e2e, stress.
     Bench(Box<strom_bench::BenchArgs>),
+    /// Check a data directory offline (CRCs, offsets, indexes) and repair damage.
+    #[command(subcommand)]
+    Storage(storage::StorageCommand),
 }
 
 #[derive(clap::Args)]
@@ -75,6 +80,7 @@ fn main() -> ExitCode {
         Command::Produce(args) => client_command(|| cli::produce::run(&cli.common, args)),
         Command::Consume(args) => client_command(|| cli::consume::run(&cli.common, args)),
         Command::Group(command) => client_command(|| cli::group::run(&cli.common, command)),
+        Command::Storage(command) => storage::run(command),
         Command::Bench(mut args) => {
             args.print_json = cli.common.output == cli::Output::Json;
             bench(&cli.common.brokers, *args)
@@ -82,6 +88,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output has gone (`| head`): nothing left to say.
+        Err(e) if e.is::<cli::StdoutClosed>() => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -133,6 +141,16 @@ fn serve(args: ServeArgs) -> Result<()> {
     let server_config = settings.server_config()?;
     let group_config = settings.group_config()?;
     let txn_config = settings.txn_config()?;
+    let open_files = limits::raise_open_file_limit();
+    // Connections plus room for segment and index files.
+    let wanted = server_config.max_connections.saturating_add(1024) as u64;
+    if open_files < wanted {
+        tracing::warn!(
+            open_files,
+            max_connections = server_config.max_connections,
+            "the open-file limit is below max.connections plus room for log files; raise it (ulimit -n) or lower max.connections"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let signals = Signals::listen().context("listening for SIGINT and SIGTERM")?;

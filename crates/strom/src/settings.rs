@@ -31,6 +31,9 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "auto.create.topics.enable", default: "true", doc: "create a topic when a client asks for its metadata" },
     Setting { name: "socket.request.max.bytes", default: "104857600", doc: "largest request frame accepted; larger ones close the connection" },
     Setting { name: "max.connections", default: "10000", doc: "most client connections at once; more are closed on accept" },
+    Setting { name: "max.connections.per.ip", default: "2147483647", doc: "most client connections from one address; more are closed on accept" },
+    Setting { name: "connections.max.idle.ms", default: "600000", doc: "a connection with no request for this long is closed" },
+    Setting { name: "queued.max.request.bytes", default: "209715200", doc: "memory all connections together may hold for large requests being read or run; a client waits (is not read) until there is room" },
     Setting { name: "log.retention.check.interval.ms", default: "300000", doc: "how often retention and segment.ms rolls are checked" },
     Setting { name: "transaction.state.log.num.partitions", default: "50", doc: "partitions of the internal __transaction_state topic (fixed once it exists)" },
     Setting { name: "transaction.state.log.segment.bytes", default: "104857600", doc: "segment size of __transaction_state" },
@@ -257,6 +260,9 @@ impl Settings {
             advertised_port: i32::from(advertised_port),
             socket_request_max_bytes: self.parse("socket.request.max.bytes")?,
             max_connections: self.parse("max.connections")?,
+            max_connections_per_ip: self.parse("max.connections.per.ip")?,
+            connections_max_idle_ms: self.parse("connections.max.idle.ms")?,
+            queued_max_request_bytes: self.parse("queued.max.request.bytes")?,
             broker_configs,
         })
     }

@@ -23,7 +23,7 @@ use super::consumer::{
 };
 use super::offsets_record::{self, OffsetValue, OffsetsKey};
 use super::GroupState;
-use crate::broker::Broker;
+use crate::broker::{AppendOrigin, Broker};
 use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
 use crate::topic::Topic;
@@ -308,7 +308,8 @@ impl GroupCoordinator {
             builder.push(now, Some(&offsets_record::encode_key(key)), value.as_deref());
         }
         let batch = builder.build()?;
-        self.broker.append(&topic, &partition, &batch)?;
+        self.broker
+            .append(&topic, &partition, &batch, AppendOrigin::Coordinator)?;
         Ok(partition)
     }
 

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use strom_log::RecordBatchBuilder;
 
 use super::state_record::{self, TxnMetadata, TxnState};
-use crate::broker::Broker;
+use crate::broker::{AppendOrigin, Broker};
 use crate::error::{BrokerError, Result};
 use crate::group::{offsets_record, GroupCoordinator, OFFSETS_TOPIC};
 use crate::partition::Partition;
@@ -108,7 +108,8 @@ impl TxnCoordinator {
             Some(&value),
         );
         let batch = builder.build()?;
-        self.broker.append(&topic, &partition, &batch)?;
+        self.broker
+            .append(&topic, &partition, &batch, AppendOrigin::Coordinator)?;
         partition.flush()?;
         Ok(())
     }
@@ -402,7 +403,8 @@ impl TxnCoordinator {
         let mut builder = RecordBatchBuilder::new();
         builder.push(self.now_ms(), Some(&state_record::encode_key(transactional_id)), None);
         let batch = builder.build()?;
-        self.broker.append(&topic, &partition, &batch)?;
+        self.broker
+            .append(&topic, &partition, &batch, AppendOrigin::Coordinator)?;
         partition.flush()?;
         Ok(())
     }
@@ -546,7 +548,12 @@ mod tests {
         let partition = node.broker.partition("t", 0).unwrap();
         let topic = node.broker.topic("t").unwrap();
         node.broker
-            .append(&topic, &partition, &transactional_batch(pid, epoch, 0))
+            .append(
+                &topic,
+                &partition,
+                &transactional_batch(pid, epoch, 0),
+                AppendOrigin::Client,
+            )
             .unwrap();
         assert_eq!((partition.high_watermark(), partition.last_stable_offset()), (2, 0));
         assert!(
@@ -574,7 +581,8 @@ mod tests {
         );
         let stale = transactional_batch(pid, epoch, 2);
         assert!(matches!(
-            node.broker.append(&topic, &partition, &stale.clone()),
+            node.broker
+                .append(&topic, &partition, &stale.clone(), AppendOrigin::Client),
             Err(BrokerError::InvalidProducerEpoch(_))
         ));
         assert_eq!(node.txns.describe("app").unwrap().state, TxnState::Empty);
@@ -604,7 +612,12 @@ mod tests {
             for index in 0..2 {
                 let partition = topic.partition(index).unwrap();
                 node.broker
-                    .append(&topic, &partition, &transactional_batch(pid, epoch, 0))
+                    .append(
+                        &topic,
+                        &partition,
+                        &transactional_batch(pid, epoch, 0),
+                        AppendOrigin::Client,
+                    )
                     .unwrap();
             }
             // The coordinator dies right after making PrepareCommit durable.

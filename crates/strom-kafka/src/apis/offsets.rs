@@ -104,10 +104,7 @@ pub async fn delete_records(context: &Context, request: DeleteRecordsRequest) ->
                     .iter()
                     .map(|p| {
                         let result = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
-                        match broker
-                            .partition(&topic.name.0, p.partition_index)
-                            .and_then(|part| part.delete_records(p.offset))
-                        {
+                        match broker.delete_records(&topic.name.0, p.partition_index, p.offset) {
                             Ok(low_watermark) => result.with_low_watermark(low_watermark),
                             Err(e) => result.with_error_code(error_code(&e)).with_low_watermark(-1),
                         }

@@ -133,12 +133,6 @@ fn append(
     version: i16,
 ) -> AppendResult {
     let topic = topic.ok_or(BrokerError::UnknownTopicOrPartition)?;
-    if topic.is_internal() {
-        return Err(Some(BrokerError::InvalidTopic(format!(
-            "Cannot append to internal topic {}",
-            topic.name()
-        ))));
-    }
     let partition = topic.partition(index).ok_or(BrokerError::UnknownTopicOrPartition)?;
     let records = records
         .filter(|r| !r.is_empty())
@@ -146,6 +140,8 @@ fn append(
     let _ = version;
     // No copy: the log writes patched copies of the batch headers and the records
     // straight from the request buffer.
-    let appended = context.broker.append(topic, &partition, &records)?;
+    let appended = context
+        .broker
+        .append(topic, &partition, &records, strom_broker::AppendOrigin::Client)?;
     Ok((partition, appended))
 }

@@ -25,6 +25,11 @@ pub async fn start() -> Harness {
 }
 
 pub async fn start_with(group_config: GroupConfig) -> Harness {
+    start_configured(group_config, |_| {}).await
+}
+
+/// A harness whose listener settings `configure` adjusts.
+pub async fn start_configured(group_config: GroupConfig, configure: impl FnOnce(&mut ServerConfig)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
     broker
@@ -45,8 +50,13 @@ pub async fn start_with(group_config: GroupConfig) -> Harness {
         advertised_port: 0,
         socket_request_max_bytes: 8 << 20,
         max_connections: 100,
+        max_connections_per_ip: usize::MAX,
+        connections_max_idle_ms: 600_000,
+        queued_max_request_bytes: 200 << 20,
         broker_configs: Vec::new(),
     };
+    let mut config = config;
+    configure(&mut config);
     let groups = GroupCoordinator::open(broker.clone(), group_config).unwrap();
     let txns = strom_broker::txn::TxnCoordinator::open(broker.clone(), groups.clone(), Default::default()).unwrap();
     let server = Server::bind(config, broker, groups, txns, rx).await.unwrap();

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::constants::{
     APPEND_FAILURE_LOG_INTERVAL_MS, DELETE_DIR_SUFFIX, META_PROPERTIES_FILE, PARTITIONS_PER_TOPIC_MAX,
 };
+use crate::dynamic_config::{BrokerEntity, DynamicConfigStore};
 use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
 use crate::producer_id::ProducerIdManager;
@@ -106,6 +107,11 @@ pub struct Broker {
     admin: Mutex<()>,
     store: TopicStore,
     producer_ids: ProducerIdManager,
+    /// Static topic defaults with the dynamic broker configs applied.
+    topic_defaults: RwLock<Arc<TopicDefaults>>,
+    /// Group id → its group configs (GROUP resource).
+    group_configs: RwLock<BTreeMap<String, BTreeMap<String, String>>>,
+    dynamic_store: DynamicConfigStore,
     append_failures: FailureLog,
     _lock: fs::File,
 }
@@ -157,6 +163,12 @@ impl Broker {
         let deleted = remove_deleted_dirs(&config.data_dir);
         let store = TopicStore::new(&config.data_dir);
         let producer_ids = ProducerIdManager::open(&config.data_dir)?;
+        let dynamic_store = DynamicConfigStore::new(&config.data_dir);
+        let dynamic = dynamic_store.load()?;
+        let mut defaults = config.topic_defaults.clone();
+        defaults.dynamic_broker = dynamic.broker;
+        defaults.dynamic_default = dynamic.cluster_default;
+        let group_configs = dynamic.groups;
         let broker = Broker {
             cluster_id,
             clock,
@@ -164,6 +176,9 @@ impl Broker {
             admin: Mutex::new(()),
             store,
             producer_ids,
+            topic_defaults: RwLock::new(Arc::new(defaults)),
+            group_configs: RwLock::new(group_configs),
+            dynamic_store,
             append_failures: FailureLog::default(),
             _lock: lock,
             config,
@@ -211,6 +226,169 @@ impl Broker {
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// Topic defaults in force: static settings with the dynamic broker configs.
+    pub fn defaults(&self) -> Arc<TopicDefaults> {
+        self.topic_defaults.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The dynamic configs set on a BROKER resource (AlterConfigs).
+    pub fn dynamic_broker_configs(&self, entity: BrokerEntity) -> BTreeMap<String, String> {
+        let defaults = self.defaults();
+        match entity {
+            BrokerEntity::ThisBroker => defaults.dynamic_broker.clone(),
+            BrokerEntity::ClusterDefault => defaults.dynamic_default.clone(),
+        }
+    }
+
+    /// AlterConfigs on a BROKER resource: replaces all its dynamic configs.
+    pub fn alter_broker_configs(
+        &self,
+        entity: BrokerEntity,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<()> {
+        crate::dynamic_config::validate(&configs)?;
+        if validate_only {
+            return Ok(());
+        }
+        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        self.apply_dynamic(entity, configs)
+    }
+
+    /// IncrementalAlterConfigs on a BROKER resource.
+    pub fn incremental_alter_broker_configs(
+        &self,
+        entity: BrokerEntity,
+        ops: &[(String, AlterOp, Option<String>)],
+        validate_only: bool,
+    ) -> Result<()> {
+        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let mut configs = self.dynamic_broker_configs(entity);
+        for (name, op, value) in ops {
+            if topic_config::config_def_by_broker_synonym(name).is_none() {
+                return Err(BrokerError::InvalidRequest(format!(
+                    "Cannot update these configs dynamically: Set({name})"
+                )));
+            }
+            match op {
+                AlterOp::Set => {
+                    configs.insert(name.clone(), value.clone().unwrap_or_default());
+                }
+                AlterOp::Delete => {
+                    configs.remove(name);
+                }
+                AlterOp::Append | AlterOp::Subtract => {
+                    return Err(BrokerError::InvalidConfig(format!(
+                        "Config value append/subtract is not allowed for config key {name}"
+                    )))
+                }
+            }
+        }
+        crate::dynamic_config::validate(&configs)?;
+        if validate_only {
+            return Ok(());
+        }
+        self.apply_dynamic(entity, configs)
+    }
+
+    fn save_dynamic(
+        &self,
+        defaults: &TopicDefaults,
+        groups: &BTreeMap<String, BTreeMap<String, String>>,
+    ) -> Result<()> {
+        self.dynamic_store.save(&crate::dynamic_config::DynamicConfigs {
+            broker: defaults.dynamic_broker.clone(),
+            cluster_default: defaults.dynamic_default.clone(),
+            groups: groups.clone(),
+        })
+    }
+
+    fn all_group_configs(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        self.group_configs.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The configs set on a group (GROUP resource); empty when none.
+    pub fn group_configs(&self, group: &str) -> BTreeMap<String, String> {
+        self.group_configs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(group)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Alter a group's configs: `ops` applied to its current set (AlterConfigs passes
+    /// the whole new set as Set operations after clearing). The defaults are the broker
+    /// settings the group falls back to, for the heartbeat-below-session check.
+    pub fn alter_group_configs(
+        &self,
+        group: &str,
+        replace: bool,
+        ops: &[(String, AlterOp, Option<String>)],
+        defaults_ms: (i64, i64),
+        validate_only: bool,
+    ) -> Result<()> {
+        if group.is_empty() {
+            return Err(BrokerError::InvalidGroupId);
+        }
+        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let mut configs = if replace {
+            BTreeMap::new()
+        } else {
+            self.group_configs(group)
+        };
+        for (name, op, value) in ops {
+            match op {
+                AlterOp::Set => {
+                    configs.insert(name.clone(), value.clone().unwrap_or_default());
+                }
+                AlterOp::Delete => {
+                    configs.remove(name);
+                }
+                AlterOp::Append | AlterOp::Subtract => {
+                    return Err(BrokerError::InvalidConfig(format!(
+                        "Config value append/subtract is not allowed for config key {name}"
+                    )))
+                }
+            }
+        }
+        crate::dynamic_config::validate_group(&configs, defaults_ms.0, defaults_ms.1)?;
+        if validate_only {
+            return Ok(());
+        }
+        let mut groups = self.all_group_configs();
+        if configs.is_empty() {
+            groups.remove(group);
+        } else {
+            groups.insert(group.to_string(), configs);
+        }
+        self.save_dynamic(&self.defaults(), &groups)?;
+        *self.group_configs.write().unwrap_or_else(|e| e.into_inner()) = groups;
+        Ok(())
+    }
+
+    /// Persists an entity's dynamic configs, then applies them to every topic.
+    fn apply_dynamic(&self, entity: BrokerEntity, configs: BTreeMap<String, String>) -> Result<()> {
+        let mut defaults = (*self.defaults()).clone();
+        match entity {
+            BrokerEntity::ThisBroker => defaults.dynamic_broker = configs,
+            BrokerEntity::ClusterDefault => defaults.dynamic_default = configs,
+        }
+        self.save_dynamic(&defaults, &self.all_group_configs())?;
+        let defaults = Arc::new(defaults);
+        *self.topic_defaults.write().unwrap_or_else(|e| e.into_inner()) = defaults.clone();
+        for topic in self.topics() {
+            let overrides = topic.overrides();
+            topic.set_overrides(overrides.clone(), defaults.limits(&overrides));
+            let log_config = defaults.log_config(&overrides);
+            for partition in topic.partitions() {
+                partition.set_config(log_config);
+            }
+        }
+        tracing::info!(?entity, "dynamic broker configs changed");
+        Ok(())
     }
 
     fn topics_read(&self) -> std::sync::RwLockReadGuard<'_, TopicIndex> {
@@ -289,7 +467,7 @@ impl Broker {
         if write_marker {
             write_atomically(&marker, expected.as_bytes())?;
         }
-        let log_config = self.config.topic_defaults.log_config(overrides);
+        let log_config = self.defaults().log_config(overrides);
         Ok(Arc::new(Partition::open(
             name.clone(),
             index,
@@ -304,7 +482,7 @@ impl Broker {
         let partitions = (0..record.partitions)
             .map(|i| self.open_partition(&name, record.id, i, &record.configs))
             .collect::<Result<Vec<_>>>()?;
-        let limits = self.config.topic_defaults.limits(&record.configs);
+        let limits = self.defaults().limits(&record.configs);
         Ok(Arc::new(Topic::new(
             name,
             record.id,
@@ -332,13 +510,14 @@ impl Broker {
     pub fn resolve_configs(&self, overrides: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
         TOPIC_CONFIGS
             .iter()
-            .map(|def| self.config.topic_defaults.resolve(def, overrides))
+            .map(|def| self.defaults().resolve(def, overrides))
             .collect()
     }
 
     /// CreateTopics for one topic. With `validate_only` nothing is created.
-    pub fn create_topic(&self, new: NewTopic, validate_only: bool) -> Result<TopicSummary> {
+    pub fn create_topic(&self, mut new: NewTopic, validate_only: bool) -> Result<TopicSummary> {
         validate_topic_name(&new.name).map_err(BrokerError::InvalidTopic)?;
+        new.configs.retain(|name, _| !topic_config::is_ignored(name));
         let (partitions, replication_factor) = self.check_layout(&new)?;
         for (name, value) in &new.configs {
             topic_config::validate(name, value)?;
@@ -568,9 +747,10 @@ impl Broker {
     pub fn alter_topic_configs(
         &self,
         name: &str,
-        configs: BTreeMap<String, String>,
+        mut configs: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<()> {
+        configs.retain(|name, _| !topic_config::is_ignored(name));
         for (key, value) in &configs {
             topic_config::validate(key, value)?;
         }
@@ -593,7 +773,7 @@ impl Broker {
         let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
         let topic = self.topic(name).ok_or(BrokerError::UnknownTopicOrPartition)?;
         let mut overrides = topic.overrides();
-        for (key, op, value) in ops {
+        for (key, op, value) in ops.iter().filter(|(key, ..)| !topic_config::is_ignored(key)) {
             let def = topic_config::config_def(key)
                 .ok_or_else(|| BrokerError::InvalidConfig(format!("Unknown topic config name: {key}")))?;
             let value = value.clone().unwrap_or_default();
@@ -611,7 +791,7 @@ impl Broker {
                             "Config value append/subtract is not allowed for config key {key}"
                         )));
                     }
-                    let current = self.config.topic_defaults.value(key, &overrides);
+                    let current = self.defaults().value(key, &overrides);
                     let mut items: Vec<String> = current
                         .split(',')
                         .map(str::trim)
@@ -651,7 +831,7 @@ impl Broker {
 
     fn apply_overrides(&self, topic: &Topic, overrides: BTreeMap<String, String>) -> Result<()> {
         let previous = topic.overrides();
-        let defaults = &self.config.topic_defaults;
+        let defaults = self.defaults();
         topic.set_overrides(overrides.clone(), defaults.limits(&overrides));
         if let Err(e) = self.save_topics() {
             topic.set_overrides(previous.clone(), defaults.limits(&previous));

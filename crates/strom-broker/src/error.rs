@@ -33,6 +33,10 @@ pub enum BrokerError {
     CorruptMessage(String),
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    /// Records of a batch refused one by one (Kafka's record errors, KIP-467): the
+    /// batch is not stored; each entry is (index in its batch, why).
+    #[error("{}", record_errors_message(.0))]
+    InvalidRecords(Vec<(i32, String)>),
     #[error("leader epoch {requested} is newer than the current {current}")]
     UnknownLeaderEpoch { requested: i32, current: i32 },
     #[error("leader epoch {requested} is older than the current {current}")]
@@ -123,3 +127,17 @@ impl From<std::io::Error> for BrokerError {
 }
 
 pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
+
+/// Kafka's top-level message for rejected records: the count and the first three.
+fn record_errors_message(errors: &[(i32, String)]) -> String {
+    let shown: Vec<String> = errors
+        .iter()
+        .take(3)
+        .map(|(index, message)| format!("RecordError(batchIndex={index}, message='{message}')"))
+        .collect();
+    format!(
+        "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+        errors.len(),
+        shown.join(", ")
+    )
+}

@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod constants;
+pub mod dynamic_config;
 pub mod error;
 pub mod group;
 pub mod partition;
@@ -15,6 +16,7 @@ pub mod topic_store;
 pub mod txn;
 
 pub use broker::{AlterOp, AppendOrigin, Appended, Broker, BrokerConfig, NewTopic, TopicSummary};
+pub use dynamic_config::BrokerEntity;
 pub use error::{BrokerError, Result};
 pub use group::GroupCoordinator;
 pub use partition::{FetchedData, Partition};

@@ -143,7 +143,7 @@ impl Partition {
                 return Err(BrokerError::InvalidRecord("control batches cannot be produced".into()));
             }
             if require_keys {
-                check_keys(bytes)?;
+                self.check_keys(bytes)?;
             }
         }
         let mut producers = self.producers.lock().unwrap_or_else(|e| e.into_inner());
@@ -443,13 +443,29 @@ pub fn marker_type(batch: &[u8]) -> Option<bool> {
 /// Bytes read per step while replaying a log on start.
 const PRODUCER_REPLAY_READ_BYTES: usize = 1 << 20;
 
-fn check_keys(batch: &[u8]) -> Result<()> {
-    let (header, section) = strom_log::record::decompress_records_section(batch)?;
-    let records = strom_log::record::decode_record_entries(&header, &section)?;
-    if records.iter().any(|r| r.key.is_none()) {
-        return Err(BrokerError::InvalidRecord(
-            "Compacted topic cannot accept message without key".into(),
-        ));
+impl Partition {
+    /// Compacted topics need a key on every record: each keyless one is reported by its
+    /// index in the batch, as Kafka does, so clients can tell which records failed.
+    fn check_keys(&self, batch: &[u8]) -> Result<()> {
+        let (header, section) = strom_log::record::decompress_records_section(batch)?;
+        let records = strom_log::record::decode_record_entries(&header, &section)?;
+        let errors: Vec<(i32, String)> = records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.key.is_none())
+            .map(|(index, _)| {
+                let message = format!(
+                    "Compacted topic cannot accept message without key in topic partition {}-{}.",
+                    self.topic(),
+                    self.index()
+                );
+                (i32::try_from(index).unwrap_or(i32::MAX), message)
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(BrokerError::InvalidRecords(errors))
+        }
     }
-    Ok(())
 }

@@ -107,19 +107,6 @@ pub fn validate_topic_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::validate_topic_name;
-
-    #[test]
-    fn topic_names_follow_kafka_rules() {
-        assert!(validate_topic_name("orders.v1_x-2").is_ok());
-        for bad in ["", ".", "..", "a/b", "a b", "ü", &"x".repeat(250)] {
-            assert!(validate_topic_name(bad).is_err(), "{bad:?}");
-        }
-    }
-}
-
 /// The topics the coordinators own. Clients may read them but not write to them, delete
 /// them or their records, change their partition count, or change the configs that keep
 /// their data (`cleanup.policy`, `retention.ms`, `retention.bytes`): committed offsets
@@ -133,3 +120,16 @@ pub const INTERNAL_TOPICS: &[&str] = &["__consumer_offsets", "__transaction_stat
 
 /// Configs of internal topics that clients may not change.
 pub const INTERNAL_TOPIC_FIXED_CONFIGS: &[&str] = &["cleanup.policy", "retention.ms", "retention.bytes"];
+
+#[cfg(test)]
+mod tests {
+    use super::validate_topic_name;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_x-2").is_ok());
+        for bad in ["", ".", "..", "a/b", "a b", "ü", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -64,10 +64,21 @@ pub fn config_def(name: &str) -> Option<&'static ConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
 }
 
+/// The topic config whose broker-level default is the setting `name` (e.g.
+/// `log.retention.ms` → `retention.ms`). These are the broker settings that can be
+/// changed at runtime, as in Kafka's DynamicLogConfig.
+pub fn config_def_by_broker_synonym(name: &str) -> Option<&'static ConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.broker_synonym == name)
+}
+
 /// Where an effective config value came from (Kafka's ConfigSource).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigSource {
     DynamicTopic,
+    /// Set at runtime for this broker (AlterConfigs on BROKER `<node id>`).
+    DynamicBroker,
+    /// Set at runtime for every broker (AlterConfigs on BROKER `""`).
+    DynamicDefaultBroker,
     StaticBroker,
     Default,
 }
@@ -83,6 +94,15 @@ pub struct ConfigEntry {
 }
 
 /// Check a value against its definition; returns Kafka's message on failure.
+/// Topic configs accepted and ignored, as Kafka 3.x does: `message.format.version` has
+/// no effect once the inter-broker protocol is 3.0 or later, and tools still send it.
+pub const IGNORED_TOPIC_CONFIGS: &[&str] = &["message.format.version"];
+
+/// Whether a topic config name is accepted but ignored (see [`IGNORED_TOPIC_CONFIGS`]).
+pub fn is_ignored(name: &str) -> bool {
+    IGNORED_TOPIC_CONFIGS.contains(&name)
+}
+
 pub fn validate(name: &str, value: &str) -> Result<()> {
     let def =
         config_def(name).ok_or_else(|| BrokerError::InvalidConfig(format!("Unknown topic config name: {name}")))?;
@@ -160,21 +180,32 @@ pub struct TopicLimits {
 }
 
 /// Cluster-wide defaults for topic configs: the broker settings that were set
-/// explicitly (by name of the broker synonym, e.g. `log.retention.ms`).
+/// explicitly (by name of the broker synonym, e.g. `log.retention.ms`), in the file or
+/// on the command line, and those set at runtime for this broker or for all brokers.
 #[derive(Debug, Clone, Default)]
 pub struct TopicDefaults {
     pub broker_settings: BTreeMap<String, String>,
+    /// Dynamic configs of this broker (beat everything but a topic's own).
+    pub dynamic_broker: BTreeMap<String, String>,
+    /// Dynamic cluster-wide defaults (beat the static settings).
+    pub dynamic_default: BTreeMap<String, String>,
 }
 
 impl TopicDefaults {
     /// The effective entry for `def`, given a topic's overrides.
     pub fn resolve(&self, def: &'static ConfigDef, overrides: &BTreeMap<String, String>) -> ConfigEntry {
-        let mut synonyms = Vec::with_capacity(3);
+        let mut synonyms = Vec::with_capacity(5);
         if let Some(v) = overrides.get(def.name) {
             synonyms.push((def.name.to_string(), v.clone(), ConfigSource::DynamicTopic));
         }
-        if let Some(v) = self.broker_settings.get(def.broker_synonym) {
-            synonyms.push((def.broker_synonym.to_string(), v.clone(), ConfigSource::StaticBroker));
+        for (layer, source) in [
+            (&self.dynamic_broker, ConfigSource::DynamicBroker),
+            (&self.dynamic_default, ConfigSource::DynamicDefaultBroker),
+            (&self.broker_settings, ConfigSource::StaticBroker),
+        ] {
+            if let Some(v) = layer.get(def.broker_synonym) {
+                synonyms.push((def.broker_synonym.to_string(), v.clone(), source));
+            }
         }
         synonyms.push((
             def.broker_synonym.to_string(),

@@ -18,7 +18,7 @@ pub fn error_code(e: &BrokerError) -> i16 {
         BrokerError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         BrokerError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         BrokerError::CorruptMessage(_) => ResponseError::CorruptMessage,
-        BrokerError::InvalidRecord(_) => ResponseError::InvalidRecord,
+        BrokerError::InvalidRecord(_) | BrokerError::InvalidRecords(_) => ResponseError::InvalidRecord,
         BrokerError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
         BrokerError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
         BrokerError::Storage(_) => ResponseError::KafkaStorageError,

@@ -296,3 +296,47 @@ async fn acks_zero_gets_no_response_and_long_poll_wakes_on_append() {
     .await;
     assert_eq!(response.topics.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_records_on_a_compacted_topic_are_reported_one_by_one() {
+    use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    let h = start().await;
+    let mut stream = TcpStream::connect(h.addr).await.unwrap();
+    let compact = AlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(StrBytes::from_static_str("t"))
+        .with_configs(vec![AlterableConfig::default()
+            .with_name(StrBytes::from_static_str("cleanup.policy"))
+            .with_value(Some(StrBytes::from_static_str("compact")))])]);
+    let altered: AlterConfigsResponse = call(&mut stream, ApiKey::AlterConfigs, 0, &compact).await;
+    assert_eq!(altered.responses[0].error_code, 0);
+    // 100 records; every tenth (5, 15, ... 95) has no key.
+    let mut builder = RecordBatchBuilder::new();
+    for i in 0..100 {
+        let key = format!("k{i}");
+        let key = (i % 10 != 5).then_some(key.as_bytes());
+        builder.push(1_700_000_000_000 + i, key, Some(b"v"));
+    }
+    let request = produce_request(builder.build().unwrap(), 0, 1);
+    let response: ProduceResponse = call(&mut stream, ApiKey::Produce, 9, &request).await;
+    let partition = &response.responses[0].partition_responses[0];
+    assert_eq!(partition.error_code, 87, "INVALID_RECORD");
+    let indexes: Vec<i32> = partition.record_errors.iter().map(|e| e.batch_index).collect();
+    assert_eq!(indexes, (0..10).map(|i| i * 10 + 5).collect::<Vec<_>>());
+    let message = partition.record_errors[0].batch_index_error_message.as_ref().unwrap();
+    assert_eq!(
+        message.as_str(),
+        "Compacted topic cannot accept message without key in topic partition t-0."
+    );
+    assert!(partition.error_message.as_ref().is_some_and(|m| m
+        .as_str()
+        .starts_with("One or more records have been rejected due to 10 record errors")));
+    // v7 has no record errors: the batch is still refused as a whole.
+    let response: ProduceResponse = call(&mut stream, ApiKey::Produce, 7, &request).await;
+    assert_eq!(response.responses[0].partition_responses[0].error_code, 87);
+    let response: FetchResponse = call(&mut stream, ApiKey::Fetch, 12, &fetch_request(0, 0)).await;
+    assert_eq!(
+        response.responses[0].partitions[0].high_watermark, 0,
+        "nothing was stored"
+    );
+}

@@ -1,6 +1,7 @@
-//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics (and
-//! DescribeConfigs for the broker). Entries carry their source and synonyms, so
-//! admin tools can tell a default from an override.
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics and for the
+//! broker (its node id, or "" for the default of all brokers; only the broker defaults
+//! of topic configs are dynamic). Entries carry their source and synonyms, so admin
+//! tools can tell a default from an override.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +11,9 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use strom_broker::{AlterOp, BrokerError, ConfigSource, ConfigType};
+use strom_broker::dynamic_config::GROUP_CONFIGS;
+use strom_broker::topic_config::config_def_by_broker_synonym;
+use strom_broker::{AlterOp, BrokerEntity, BrokerError, ConfigEntry, ConfigSource, ConfigType};
 
 use super::{blocking, str_bytes};
 use crate::error_code::{error_code, error_message};
@@ -18,11 +21,83 @@ use crate::server::Context;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+const RESOURCE_GROUP: i8 = 32;
+/// Kafka's ConfigSource GROUP_CONFIG.
+const SOURCE_GROUP_CONFIG: i8 = 8;
+
+/// The broker settings a group falls back to, by name.
+fn broker_setting(context: &Context, name: &str) -> Option<String> {
+    context
+        .config
+        .broker_configs
+        .iter()
+        .find(|(n, ..)| n == name)
+        .map(|(_, value, ..)| value.clone())
+}
+
+/// (session timeout, heartbeat interval) of consumer-protocol groups without their own.
+fn group_defaults_ms(context: &Context) -> (i64, i64) {
+    let number = |name: &str, fallback: i64| {
+        broker_setting(context, name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(fallback)
+    };
+    (
+        number("group.consumer.session.timeout.ms", 45_000),
+        number("group.consumer.heartbeat.interval.ms", 5_000),
+    )
+}
+
+/// DescribeConfigs on a GROUP: its own values, else the broker's.
+fn describe_group(
+    context: &Context,
+    group: &str,
+    wanted: impl Fn(&str) -> bool,
+    synonyms: bool,
+    docs: bool,
+) -> Vec<DescribeConfigsResourceResult> {
+    let own = context.broker.group_configs(group);
+    GROUP_CONFIGS
+        .iter()
+        .filter(|def| wanted(def.name))
+        .map(|def| {
+            let fallback = broker_setting(context, def.broker_synonym).unwrap_or_default();
+            let mut chain = Vec::new();
+            if let Some(value) = own.get(def.name) {
+                chain.push((def.name, value.clone(), SOURCE_GROUP_CONFIG));
+            }
+            chain.push((def.broker_synonym, fallback, source_code(ConfigSource::Default)));
+            let (_, value, source) = chain[0].clone();
+            DescribeConfigsResourceResult::default()
+                .with_name(str_bytes(def.name))
+                .with_value(Some(str_bytes(value)))
+                .with_read_only(false)
+                .with_config_source(source)
+                .with_config_type(type_code(ConfigType::Int))
+                .with_documentation(docs.then(|| str_bytes(def.doc)))
+                .with_synonyms(if synonyms {
+                    chain
+                        .into_iter()
+                        .map(|(name, value, source)| {
+                            DescribeConfigsSynonym::default()
+                                .with_name(str_bytes(name))
+                                .with_value(Some(str_bytes(value)))
+                                .with_source(source)
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                })
+        })
+        .collect()
+}
 
 /// Kafka's ConfigSource codes.
 pub fn source_code(source: ConfigSource) -> i8 {
     match source {
         ConfigSource::DynamicTopic => 1,
+        ConfigSource::DynamicBroker => 2,
+        ConfigSource::DynamicDefaultBroker => 3,
         ConfigSource::StaticBroker => 4,
         ConfigSource::Default => 5,
     }
@@ -85,13 +160,47 @@ pub fn describe_configs(context: &Context, request: DescribeConfigsRequest, vers
                     }
                     None => result.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
                 },
+                RESOURCE_GROUP => {
+                    result.with_configs(describe_group(context, &resource.resource_name, wanted, synonyms, docs))
+                }
+                RESOURCE_BROKER if resource.resource_name.is_empty() => {
+                    // The cluster-wide entity holds only what was set on it.
+                    let defaults = context.broker.defaults();
+                    let configs = defaults
+                        .dynamic_default
+                        .iter()
+                        .filter(|(name, _)| wanted(name))
+                        .map(|(name, value)| {
+                            let kind = config_def_by_broker_synonym(name).map_or(ConfigType::String, |d| d.kind);
+                            DescribeConfigsResourceResult::default()
+                                .with_name(str_bytes(name.clone()))
+                                .with_value(Some(str_bytes(value.clone())))
+                                .with_config_source(source_code(ConfigSource::DynamicDefaultBroker))
+                                .with_config_type(type_code(kind))
+                                .with_synonyms(if synonyms {
+                                    vec![DescribeConfigsSynonym::default()
+                                        .with_name(str_bytes(name.clone()))
+                                        .with_value(Some(str_bytes(value.clone())))
+                                        .with_source(source_code(ConfigSource::DynamicDefaultBroker))]
+                                } else {
+                                    Vec::new()
+                                })
+                        })
+                        .collect();
+                    result.with_configs(configs)
+                }
                 RESOURCE_BROKER if is_this_broker(context, &resource.resource_name) => {
+                    let defaults = context.broker.defaults();
                     let configs = context
                         .config
                         .broker_configs
                         .iter()
                         .filter(|(name, ..)| wanted(name))
                         .map(|(name, value, explicit, doc)| {
+                            if let Some(def) = config_def_by_broker_synonym(name) {
+                                let entry = defaults.resolve(def, &BTreeMap::new());
+                                return dynamic_broker_entry(name, &entry, synonyms, docs);
+                            }
                             let source = if *explicit {
                                 ConfigSource::StaticBroker
                             } else {
@@ -128,34 +237,80 @@ pub fn describe_configs(context: &Context, request: DescribeConfigsRequest, vers
     DescribeConfigsResponse::default().with_results(results)
 }
 
+/// A dynamic broker setting (the broker default of a topic config) as this broker
+/// sees it: its own dynamic value, the cluster-wide one, the static one, the default.
+fn dynamic_broker_entry(name: &str, entry: &ConfigEntry, synonyms: bool, docs: bool) -> DescribeConfigsResourceResult {
+    DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(name))
+        .with_value(Some(str_bytes(entry.value.clone())))
+        .with_read_only(false)
+        .with_config_source(source_code(entry.source))
+        .with_config_type(type_code(entry.def.kind))
+        .with_documentation(docs.then(|| str_bytes(entry.def.doc)))
+        .with_synonyms(if synonyms {
+            entry
+                .synonyms
+                .iter()
+                .map(|(name, value, source)| {
+                    DescribeConfigsSynonym::default()
+                        .with_name(str_bytes(name.clone()))
+                        .with_value(Some(str_bytes(value.clone())))
+                        .with_source(source_code(*source))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        })
+}
+
 fn is_this_broker(context: &Context, name: &StrBytes) -> bool {
-    name.is_empty() || name.as_str() == context.broker.node_id().to_string()
+    name.as_str() == context.broker.node_id().to_string()
+}
+
+/// The BROKER entity a resource name stands for.
+fn broker_entity(context: &Context, name: &StrBytes) -> Result<BrokerEntity, BrokerError> {
+    if name.is_empty() {
+        Ok(BrokerEntity::ClusterDefault)
+    } else if is_this_broker(context, name) {
+        Ok(BrokerEntity::ThisBroker)
+    } else {
+        Err(BrokerError::InvalidRequest(format!("unknown broker {name}")))
+    }
 }
 
 fn not_alterable(resource_type: i8) -> BrokerError {
-    if resource_type == RESOURCE_BROKER {
-        BrokerError::InvalidRequest("dynamic broker configs are not supported; set them in the config file".into())
-    } else {
-        BrokerError::InvalidRequest(format!("unsupported resource type {resource_type}"))
-    }
+    BrokerError::InvalidRequest(format!("unsupported resource type {resource_type}"))
 }
 
 pub async fn alter_configs(context: &Context, request: AlterConfigsRequest) -> AlterConfigsResponse {
     let validate_only = request.validate_only;
+    let entities: Vec<_> = request
+        .resources
+        .iter()
+        .map(|r| broker_entity(context, &r.resource_name))
+        .collect();
+    let group_defaults = group_defaults_ms(context);
     let responses = blocking(context, move |broker| {
         request
             .resources
             .into_iter()
-            .map(|resource| {
-                let outcome = if resource.resource_type == RESOURCE_TOPIC {
-                    let configs: BTreeMap<String, String> = resource
-                        .configs
-                        .iter()
-                        .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
-                        .collect();
-                    broker.alter_topic_configs(&resource.resource_name, configs, validate_only)
-                } else {
-                    Err(not_alterable(resource.resource_type))
+            .zip(entities)
+            .map(|(resource, entity)| {
+                let configs: BTreeMap<String, String> = resource
+                    .configs
+                    .iter()
+                    .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
+                    .collect();
+                let outcome = match resource.resource_type {
+                    RESOURCE_TOPIC => broker.alter_topic_configs(&resource.resource_name, configs, validate_only),
+                    RESOURCE_GROUP => {
+                        let ops: Vec<_> = configs.into_iter().map(|(k, v)| (k, AlterOp::Set, Some(v))).collect();
+                        broker.alter_group_configs(&resource.resource_name, true, &ops, group_defaults, validate_only)
+                    }
+                    RESOURCE_BROKER => {
+                        entity.and_then(|entity| broker.alter_broker_configs(entity, configs, validate_only))
+                    }
+                    other => Err(not_alterable(other)),
                 };
                 let response = alter_configs_response::AlterConfigsResourceResponse::default()
                     .with_resource_type(resource.resource_type)
@@ -178,12 +333,22 @@ pub async fn incremental_alter_configs(
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let validate_only = request.validate_only;
+    let entities: Vec<_> = request
+        .resources
+        .iter()
+        .map(|r| broker_entity(context, &r.resource_name))
+        .collect();
+    let group_defaults = group_defaults_ms(context);
     let responses = blocking(context, move |broker| {
         request
             .resources
             .into_iter()
-            .map(|resource| {
-                let outcome = if resource.resource_type == RESOURCE_TOPIC {
+            .zip(entities)
+            .map(|(resource, entity)| {
+                let outcome = if matches!(
+                    resource.resource_type,
+                    RESOURCE_TOPIC | RESOURCE_BROKER | RESOURCE_GROUP
+                ) {
                     resource
                         .configs
                         .iter()
@@ -203,7 +368,21 @@ pub async fn incremental_alter_configs(
                         })
                         .collect::<Result<Vec<_>, _>>()
                         .and_then(|ops| {
-                            broker.incremental_alter_topic_configs(&resource.resource_name, &ops, validate_only)
+                            if resource.resource_type == RESOURCE_TOPIC {
+                                broker.incremental_alter_topic_configs(&resource.resource_name, &ops, validate_only)
+                            } else if resource.resource_type == RESOURCE_GROUP {
+                                broker.alter_group_configs(
+                                    &resource.resource_name,
+                                    false,
+                                    &ops,
+                                    group_defaults,
+                                    validate_only,
+                                )
+                            } else {
+                                entity.and_then(|entity| {
+                                    broker.incremental_alter_broker_configs(entity, &ops, validate_only)
+                                })
+                            }
                         })
                 } else {
                     Err(not_alterable(resource.resource_type))

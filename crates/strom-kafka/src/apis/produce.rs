@@ -9,7 +9,9 @@
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use strom_broker::{BrokerError, Partition, Topic};
 
@@ -62,6 +64,21 @@ impl Appended {
     }
 }
 
+/// Kafka's per-record errors (v8+; older versions do not encode them).
+fn record_errors(e: &BrokerError) -> Vec<BatchIndexAndErrorMessage> {
+    match e {
+        BrokerError::InvalidRecords(errors) => errors
+            .iter()
+            .map(|(index, message)| {
+                BatchIndexAndErrorMessage::default()
+                    .with_batch_index(*index)
+                    .with_batch_index_error_message(Some(super::str_bytes(message.clone())))
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Appends every partition's batches (synchronously, in request order).
 pub fn append_all(context: &Context, request: ProduceRequest, version: i16) -> Appended {
     let acks = request.acks;
@@ -98,6 +115,7 @@ pub fn append_all(context: &Context, request: ProduceRequest, version: i16) -> A
                     response
                         .with_error_code(error_code(&e))
                         .with_error_message(error_message(&e))
+                        .with_record_errors(record_errors(&e))
                         .with_base_offset(-1)
                 }
                 Err(None) => response

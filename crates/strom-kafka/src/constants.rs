@@ -8,5 +8,5 @@ pub const READ_BUFFER_BYTES: usize = 64 * 1024;
 pub const PIPELINED_RESPONSES_MAX: usize = 64;
 /// Longest a Fetch may wait (`max_wait_ms` is clamped to this).
 pub const FETCH_WAIT_MS_MAX: u64 = 60_000;
-/// Broker id of this node in responses until the cluster layer exists.
-pub const CLUSTER_AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+/// Kafka's authorized-operations value when the client did not ask for them.
+pub const AUTHORIZED_OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;

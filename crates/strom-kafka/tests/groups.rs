@@ -1,5 +1,6 @@
 //! Wire-level tests of the group APIs: Kafka's error codes for stale generations,
-//! unknown members, fenced static members, bad session timeouts and oversized metadata.
+//! unknown members, fenced static members, bad session timeouts and oversized metadata;
+//! static members that leave stay until their session deadline, and not longer.
 
 mod common;
 
@@ -239,4 +240,68 @@ async fn a_static_member_that_rejoins_fences_its_old_id_without_a_rebalance() {
     assert_eq!(new.error_code, 0);
     let synced = sync(&mut stream, &again.member_id, 1, b"ignored").await;
     assert_eq!(synced.assignment.as_ref(), b"p0", "keeps its assignment");
+}
+
+/// DeleteGroups right after the session deadline of members that left. The harness
+/// runs no session timer, so only the request applying the clock can empty the groups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_members_that_left_are_gone_at_their_session_deadline() {
+    const SESSION_MS: u64 = 300;
+    let h = start_with(GroupConfig {
+        consumer_session_timeout_ms: SESSION_MS as i32,
+        ..config()
+    })
+    .await;
+    let mut stream = TcpStream::connect(h.addr).await.unwrap();
+
+    // Classic: a static member joins and syncs, then closes without LeaveGroup, as
+    // Kafka's and librdkafka's static consumers do.
+    let joined: JoinGroupResponse = call(
+        &mut stream,
+        ApiKey::JoinGroup,
+        7,
+        &join_request("", Some("instance-1"), "consumer", SESSION_MS as i32),
+    )
+    .await;
+    assert_eq!(joined.error_code, 0);
+    sync(&mut stream, &joined.member_id, 1, b"p0").await;
+    let classic_deadline = tokio::time::Instant::now() + tokio::time::Duration::from_millis(SESSION_MS);
+
+    // KIP-848: a static member joins, then leaves with member epoch -2.
+    let heartbeat = |epoch: i32| {
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s("g848")))
+            .with_member_id(s("member-848"))
+            .with_member_epoch(epoch)
+            .with_instance_id(Some(s("instance-848")))
+            .with_rebalance_timeout_ms(5000)
+            .with_subscribed_topic_names((epoch == 0).then(|| vec![TopicName(s("t"))]))
+            .with_topic_partitions((epoch == 0).then(Vec::new))
+    };
+    let joined: ConsumerGroupHeartbeatResponse =
+        call(&mut stream, ApiKey::ConsumerGroupHeartbeat, 1, &heartbeat(0)).await;
+    assert_eq!((joined.error_code, joined.member_epoch), (0, 1));
+    let consumer_deadline = tokio::time::Instant::now() + tokio::time::Duration::from_millis(SESSION_MS);
+    let left: ConsumerGroupHeartbeatResponse =
+        call(&mut stream, ApiKey::ConsumerGroupHeartbeat, 1, &heartbeat(-2)).await;
+    assert_eq!((left.error_code, left.member_epoch), (0, -2));
+
+    let delete = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s("g")), GroupId(s("g848"))]);
+    let response: DeleteGroupsResponse = call(&mut stream, ApiKey::DeleteGroups, 2, &delete).await;
+    let codes: Vec<i16> = response.results.iter().map(|r| r.error_code).collect();
+    assert_eq!(
+        codes,
+        [68, 68],
+        "NON_EMPTY_GROUP: the members keep their place until the deadline"
+    );
+    let describe = ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("g848"))]);
+    let described: ConsumerGroupDescribeResponse = call(&mut stream, ApiKey::ConsumerGroupDescribe, 0, &describe).await;
+    let members = &described.groups[0].members;
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].member_epoch, -2, "a static member that left temporarily");
+
+    tokio::time::sleep_until(classic_deadline.max(consumer_deadline)).await;
+    let response: DeleteGroupsResponse = call(&mut stream, ApiKey::DeleteGroups, 2, &delete).await;
+    let codes: Vec<i16> = response.results.iter().map(|r| r.error_code).collect();
+    assert_eq!(codes, [0, 0], "deleted as soon as the sessions ran out");
 }

@@ -961,6 +961,32 @@ impl ClassicGroup {
             .map(|m| m.member_id.clone())
             .collect()
     }
+
+    /// The earliest instant at which `expired` will report something: a session or a
+    /// handed-out member id running out. Members parked in a JoinGroup are left to the
+    /// rebalance deadline, as in `expired`.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let sessions = self
+            .members
+            .values()
+            .filter(|m| m.join_waiter.is_none())
+            .map(|m| m.heartbeat_deadline);
+        sessions.chain(self.pending.values().copied()).min()
+    }
+
+    /// Run the rebalance timer's step now when it is due, so that a request sees the
+    /// state the timer would have left at this instant, whichever runs first.
+    pub fn on_clock(&mut self, now: Instant, now_ms: i64) -> Effects {
+        let due = self
+            .rebalance
+            .as_ref()
+            .filter(|r| now >= r.initial_delay_until.min(r.deadline))
+            .map(|r| r.id);
+        match due {
+            Some(id) => self.on_timer(id, now, now_ms).1,
+            None => Effects::default(),
+        }
+    }
 }
 
 #[cfg(test)]

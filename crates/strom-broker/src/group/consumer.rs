@@ -84,6 +84,11 @@ pub struct ConsumerConfig {
 
 pub const ASSIGNORS: [&str; 2] = ["uniform", "range"];
 
+/// Member epoch of a heartbeat that leaves the group.
+const LEAVE_EPOCH: i32 = -1;
+/// Member epoch of a static member's heartbeat that leaves until it comes back.
+const LEAVE_STATIC_EPOCH: i32 = -2;
+
 #[derive(Debug, Default)]
 pub struct ConsumerGroup {
     pub group_epoch: i32,
@@ -226,9 +231,13 @@ impl ConsumerGroup {
         }
         let mut membership_changed = false;
         match request.member_epoch {
-            -1 | -2 => {
+            LEAVE_EPOCH | LEAVE_STATIC_EPOCH => {
                 let member_id = request.member_id.clone();
-                if self.members.contains_key(&member_id) {
+                if request.member_epoch == LEAVE_STATIC_EPOCH {
+                    if let Err(e) = self.leave_static(&request) {
+                        return fail(e, &member_id, request.member_epoch);
+                    }
+                } else if self.members.contains_key(&member_id) {
                     self.remove(&member_id);
                 }
                 return ConsumerHeartbeatResult {
@@ -304,6 +313,9 @@ impl ConsumerGroup {
                         if let Some(target) = self.target.remove(&old_id) {
                             self.target.insert(request.member_id.clone(), target);
                         }
+                        if old.member_epoch == LEAVE_STATIC_EPOCH {
+                            old.member_epoch = old.previous_epoch;
+                        }
                         old.member_id = request.member_id.clone();
                         old.client_id = request.client_id.clone();
                         old.client_host = request.client_host.clone();
@@ -316,7 +328,13 @@ impl ConsumerGroup {
             }
         }
         if let Some(member) = self.members.get_mut(&request.member_id) {
-            // Rejoining with epoch 0 (after a fencing): start over with nothing owned.
+            // A static member that left temporarily resumes where it was; rejoining with
+            // epoch 0 after a fencing starts over with nothing owned.
+            if member.member_epoch == LEAVE_STATIC_EPOCH {
+                member.member_epoch = member.previous_epoch;
+                member.session_deadline = deadline;
+                return Ok(false);
+            }
             member.member_epoch = 0;
             member.previous_epoch = 0;
             member.assigned.clear();
@@ -385,6 +403,28 @@ impl ConsumerGroup {
         changed
     }
 
+    /// A static member leaving with epoch -2: as in Kafka it stays, with its
+    /// partitions, until its session runs out, so the same instance can come back
+    /// without a rebalance. Partitions it was still giving up are released now.
+    fn leave_static(&mut self, request: &ConsumerHeartbeat) -> Result<(), BrokerError> {
+        let Some(instance) = &request.instance_id else {
+            return Err(BrokerError::InvalidRequest(
+                "a static leave (member epoch -2) needs an instance id".into(),
+            ));
+        };
+        let owner = self.static_members.get(instance).ok_or(BrokerError::UnknownMemberId)?;
+        if *owner != request.member_id {
+            return Err(BrokerError::FencedInstanceId);
+        }
+        if let Some(member) = self.members.get_mut(&request.member_id) {
+            // Kept so that the instance resumes at this epoch when it comes back.
+            member.previous_epoch = member.member_epoch;
+            member.member_epoch = LEAVE_STATIC_EPOCH;
+            member.pending_revocation.clear();
+        }
+        Ok(())
+    }
+
     /// Remove a member (leave or expired session): its partitions are released.
     pub fn remove(&mut self, member_id: &str) {
         if let Some(member) = self.members.remove(member_id) {
@@ -405,6 +445,11 @@ impl ConsumerGroup {
             .filter(|m| m.session_deadline <= now)
             .map(|m| m.member_id.clone())
             .collect()
+    }
+
+    /// The earliest session deadline, when `expired` will next report a member.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.members.values().map(|m| m.session_deadline).min()
     }
 
     /// Recompute the target assignment when the group epoch moved on or the
@@ -726,6 +771,47 @@ mod tests {
         assert!(g.is_empty());
         let b = g.heartbeat(hb("b", 0, None), &topics, &config(), now);
         assert_eq!(count(b.assignment.as_ref().unwrap()), 2);
+    }
+
+    #[test]
+    fn a_static_member_that_leaves_keeps_its_partitions_until_its_session_ends() {
+        let mut g = ConsumerGroup::default();
+        let now = Instant::now();
+        let topics = topic(2);
+        let static_hb = |member: &str, epoch: i32| ConsumerHeartbeat {
+            instance_id: Some("i".into()),
+            ..hb(member, epoch, None)
+        };
+        let a = g.heartbeat(static_hb("a", 0), &topics, &config(), now);
+        let partitions = a.assignment.clone().unwrap();
+        assert_eq!(count(&partitions), 2);
+        let wrong = g.heartbeat(static_hb("x", -2), &topics, &config(), now);
+        assert!(matches!(wrong.error, Some(BrokerError::FencedInstanceId)));
+        let anonymous = g.heartbeat(hb("a", -2, None), &topics, &config(), now);
+        assert!(matches!(anonymous.error, Some(BrokerError::InvalidRequest(_))));
+        let left = g.heartbeat(static_hb("a", -2), &topics, &config(), now);
+        assert!(left.error.is_none());
+        assert_eq!(left.member_epoch, -2);
+        assert_eq!(g.members["a"].assigned, partitions, "still a member, still owning");
+        let epoch = g.group_epoch;
+        let b = g.heartbeat(hb("b", 0, None), &topics, &config(), now);
+        assert_eq!(b.assignment.as_ref().map_or(0, count), 0, "nothing is free for b");
+        // The same instance comes back under a new member id and takes over.
+        let back = g.heartbeat(static_hb("a2", 0), &topics, &config(), now);
+        assert!(back.error.is_none());
+        assert!(back.member_epoch > 0);
+        assert!(g.group_epoch > epoch, "b joined");
+        assert!(!g.members.contains_key("a"));
+        let owned_back = back.assignment.unwrap();
+        assert!(
+            count(&owned_back) > 0 && minus(&owned_back, &partitions).is_empty(),
+            "gets (part of) its partitions back: {owned_back:?}"
+        );
+        // Left again and not back: gone exactly at the session deadline.
+        g.heartbeat(static_hb("a2", -2), &topics, &config(), now);
+        let deadline = g.members["a2"].session_deadline;
+        assert!(g.expired(deadline - Duration::from_millis(1)).is_empty());
+        assert!(g.expired(deadline).contains(&"a2".to_string()));
     }
 
     #[test]

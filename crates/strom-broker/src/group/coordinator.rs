@@ -6,13 +6,20 @@
 //! across an `.await`. Records of a group are appended while its lock is held, so the
 //! log's order is the order in which the state changed; fsync happens after the lock
 //! is released.
+//!
+//! Time: a request that looks at a group first applies what the clock says happened
+//! (sessions that ran out, a due rebalance step) at the request's instant, so answers
+//! never depend on when a timer task last ran. The session timer sleeps until the
+//! earliest deadline of all groups; releasing a group's lock re-arms it when that
+//! group now has an earlier one.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use strom_log::RecordBatchBuilder;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::{Duration, Instant};
 
 use super::classic::{
@@ -29,8 +36,6 @@ use crate::partition::Partition;
 use crate::topic::Topic;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-/// How often sessions are checked for expiry.
-const SESSION_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Settings of the coordinator, with Kafka's names in the binary's configuration.
 #[derive(Debug, Clone)]
@@ -131,6 +136,14 @@ impl Group {
         self.classic.state
     }
 
+    /// When the clock next changes this group's membership on its own.
+    fn next_deadline(&self) -> Option<Instant> {
+        match (self.classic.next_deadline(), self.consumer.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Apply (commit) or drop (abort) the offsets a transaction committed.
     fn complete_txn(&mut self, producer_id: i64, commit: bool) {
         if let Some(offsets) = self.pending_txn_offsets.remove(&producer_id) {
@@ -228,10 +241,61 @@ pub struct GroupCoordinator {
     broker: Arc<Broker>,
     config: GroupConfig,
     groups: Mutex<HashMap<String, GroupRef>>,
+    sessions: SessionTimer,
 }
 
 fn lock(group: &GroupRef) -> MutexGuard<'_, Group> {
     group.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The instant the session timer sleeps until: the earliest deadline it was told of.
+#[derive(Default)]
+struct SessionTimer {
+    next: Mutex<Option<Instant>>,
+    wake: Notify,
+}
+
+impl SessionTimer {
+    fn next(&self) -> MutexGuard<'_, Option<Instant>> {
+        self.next.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wake earlier when `deadline` comes before the instant the timer sleeps until.
+    fn arm(&self, deadline: Option<Instant>) {
+        let Some(deadline) = deadline else { return };
+        let mut next = self.next();
+        if next.is_none_or(|at| deadline < at) {
+            *next = Some(deadline);
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// A locked group; releasing it hands the group's next deadline to the session
+/// timer, whatever the request did to its members.
+struct LockedGroup<'a> {
+    group: MutexGuard<'a, Group>,
+    sessions: &'a SessionTimer,
+}
+
+impl Deref for LockedGroup<'_> {
+    type Target = Group;
+
+    fn deref(&self) -> &Group {
+        &self.group
+    }
+}
+
+impl DerefMut for LockedGroup<'_> {
+    fn deref_mut(&mut self) -> &mut Group {
+        &mut self.group
+    }
+}
+
+impl Drop for LockedGroup<'_> {
+    fn drop(&mut self) {
+        self.sessions.arm(self.group.next_deadline());
+    }
 }
 
 impl GroupCoordinator {
@@ -241,6 +305,7 @@ impl GroupCoordinator {
             broker,
             config,
             groups: Mutex::new(HashMap::new()),
+            sessions: SessionTimer::default(),
         });
         coordinator.load()?;
         Ok(coordinator)
@@ -267,6 +332,42 @@ impl GroupCoordinator {
 
     fn now_ms(&self) -> i64 {
         self.broker.clock().now_ms()
+    }
+
+    /// Lock a group as of `now`: members whose session deadline is at or before `now`
+    /// are gone and a due rebalance step has run, exactly as if the timers had fired.
+    fn lock_at<'a>(self: &'a Arc<Self>, group_ref: &'a GroupRef, now: Instant) -> LockedGroup<'a> {
+        let mut group = LockedGroup {
+            group: lock(group_ref),
+            sessions: &self.sessions,
+        };
+        self.expire_members(&mut group, now);
+        group
+    }
+
+    /// Remove the members of one group whose session ran out by `now` (and rebalance
+    /// the rest), then run the rebalance timer's step if it is due.
+    fn expire_members(self: &Arc<Self>, group: &mut Group, now: Instant) {
+        let expired_consumers = group.consumer.expired(now);
+        if !expired_consumers.is_empty() {
+            tracing::info!(group = %group.id, members = ?expired_consumers, "session timed out");
+            for member in &expired_consumers {
+                group.consumer.remove(member);
+            }
+            if group.consumer.is_empty() {
+                group.classic.state_timestamp_ms = self.now_ms();
+            }
+        }
+        let expired = group.classic.expired(now);
+        if !expired.is_empty() {
+            tracing::info!(group = %group.id, members = ?expired, "session timed out");
+            let effects = group
+                .classic
+                .remove_members(&expired, &self.config.classic(), now, self.now_ms());
+            self.apply_effects(group, effects);
+        }
+        let effects = group.classic.on_clock(now, self.now_ms());
+        self.apply_effects(group, effects);
     }
 
     /// The offsets topic, created (compacted) on first use as Kafka does.
@@ -352,8 +453,9 @@ impl GroupCoordinator {
         loop {
             tokio::time::sleep_until(wake_at).await;
             let Some(group_ref) = self.group(&group_id) else { return };
-            let mut group = lock(&group_ref);
-            let (next, effects) = group.classic.on_timer(rebalance_id, Instant::now(), self.now_ms());
+            let now = Instant::now();
+            let mut group = self.lock_at(&group_ref, now);
+            let (next, effects) = group.classic.on_timer(rebalance_id, now, self.now_ms());
             self.apply_effects(&group, effects);
             match next {
                 Some(next) => wake_at = next,
@@ -372,13 +474,12 @@ impl GroupCoordinator {
         let member_id = request.member_id.clone();
         let receiver = {
             let group_ref = self.group_or_create(&request.group_id);
-            let mut group = lock(&group_ref);
+            let now = Instant::now();
+            let mut group = self.lock_at(&group_ref, now);
             if group.is_consumer_protocol() {
                 return JoinResult::error(BrokerError::InconsistentGroupProtocol, &member_id);
             }
-            let (outcome, effects) = group
-                .classic
-                .join(request, &self.config.classic(), Instant::now(), self.now_ms());
+            let (outcome, effects) = group.classic.join(request, &self.config.classic(), now, self.now_ms());
             self.apply_effects(&group, effects);
             match outcome {
                 JoinOutcome::Now(result) => return result,
@@ -395,8 +496,9 @@ impl GroupCoordinator {
             return SyncResult::error(BrokerError::UnknownMemberId);
         };
         let receiver = {
-            let mut group = lock(&group_ref);
-            let (outcome, effects) = group.classic.sync(request, Instant::now(), self.now_ms());
+            let now = Instant::now();
+            let mut group = self.lock_at(&group_ref, now);
+            let (outcome, effects) = group.classic.sync(request, now, self.now_ms());
             self.apply_effects(&group, effects);
             match outcome {
                 SyncOutcome::Now(result) => return result,
@@ -409,17 +511,16 @@ impl GroupCoordinator {
     }
 
     pub fn heartbeat(
-        &self,
+        self: &Arc<Self>,
         group_id: &str,
         member_id: &str,
         instance_id: Option<&str>,
         generation_id: i32,
     ) -> Result<()> {
         let group_ref = self.group(group_id).ok_or(BrokerError::UnknownMemberId)?;
-        let mut group = lock(&group_ref);
-        group
-            .classic
-            .heartbeat(member_id, instance_id, generation_id, Instant::now())
+        let now = Instant::now();
+        let mut group = self.lock_at(&group_ref, now);
+        group.classic.heartbeat(member_id, instance_id, generation_id, now)
     }
 
     /// LeaveGroup: each (member id, instance id) gets its own result.
@@ -429,7 +530,8 @@ impl GroupCoordinator {
         members: &[(String, Option<String>)],
     ) -> Result<Vec<Result<()>>> {
         let group_ref = self.group(group_id).ok_or(BrokerError::UnknownMemberId)?;
-        let mut group = lock(&group_ref);
+        let now = Instant::now();
+        let mut group = self.lock_at(&group_ref, now);
         let mut results = Vec::with_capacity(members.len());
         let mut leaving = Vec::new();
         for (member_id, instance_id) in members {
@@ -445,19 +547,19 @@ impl GroupCoordinator {
         }
         let effects = group
             .classic
-            .remove_members(&leaving, &self.config.classic(), Instant::now(), self.now_ms());
+            .remove_members(&leaving, &self.config.classic(), now, self.now_ms());
         self.apply_effects(&group, effects);
         Ok(results)
     }
 
     /// OffsetCommit: group-level checks, then per-partition results; durable on return.
-    pub async fn commit_offsets(&self, commit: OffsetCommit) -> Result<Vec<Result<()>>> {
+    pub async fn commit_offsets(self: &Arc<Self>, commit: OffsetCommit) -> Result<Vec<Result<()>>> {
         self.commit(&commit, None).await
     }
 
     /// Write committed offsets: directly (OffsetCommit), or as part of a producer's
     /// transaction (TxnOffsetCommit), pending until the transaction ends.
-    async fn commit(&self, commit: &OffsetCommit, producer: Option<(i64, i16)>) -> Result<Vec<Result<()>>> {
+    async fn commit(self: &Arc<Self>, commit: &OffsetCommit, producer: Option<(i64, i16)>) -> Result<Vec<Result<()>>> {
         if commit.group_id.is_empty() {
             return Err(BrokerError::InvalidGroupId);
         }
@@ -468,7 +570,8 @@ impl GroupCoordinator {
             } else {
                 self.group(&commit.group_id).ok_or(BrokerError::IllegalGeneration)?
             };
-            let mut group = lock(&group_ref);
+            let now_instant = Instant::now();
+            let mut group = self.lock_at(&group_ref, now_instant);
             // Transactional commits name a member only when the producer sends one.
             if !(producer.is_some() && outside_group) {
                 if group.is_consumer_protocol() {
@@ -478,7 +581,7 @@ impl GroupCoordinator {
                         &commit.member_id,
                         commit.group_instance_id.as_deref(),
                         commit.generation_id,
-                        Instant::now(),
+                        now_instant,
                     )?;
                 }
             }
@@ -552,7 +655,7 @@ impl GroupCoordinator {
 
     /// TxnOffsetCommit: offsets written as part of a transaction, visible on its commit.
     pub async fn txn_offset_commit(
-        &self,
+        self: &Arc<Self>,
         commit: OffsetCommit,
         producer_id: i64,
         producer_epoch: i16,
@@ -597,10 +700,14 @@ impl GroupCoordinator {
     }
 
     /// OffsetDelete: refused for topics the group's members subscribe to.
-    pub async fn delete_offsets(&self, group_id: &str, partitions: &[(String, i32)]) -> Result<Vec<Result<()>>> {
+    pub async fn delete_offsets(
+        self: &Arc<Self>,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Result<()>>> {
         let group_ref = self.group(group_id).ok_or(BrokerError::GroupIdNotFound)?;
         let (flush, results) = {
-            let mut group = lock(&group_ref);
+            let mut group = self.lock_at(&group_ref, Instant::now());
             let subscribed = if group.is_consumer_protocol() {
                 group.consumer.subscribed_topics(&self.topic_infos())
             } else if group.state() == GroupState::Empty {
@@ -633,9 +740,9 @@ impl GroupCoordinator {
         Ok(results)
     }
 
-    pub fn describe_group(&self, group_id: &str) -> Option<GroupDescription> {
+    pub fn describe_group(self: &Arc<Self>, group_id: &str) -> Option<GroupDescription> {
         let group_ref = self.group(group_id)?;
-        let group = lock(&group_ref);
+        let group = self.lock_at(&group_ref, Instant::now());
         if group.is_consumer_protocol() {
             let members = group
                 .consumer
@@ -692,12 +799,13 @@ impl GroupCoordinator {
         })
     }
 
-    pub fn list_groups(&self) -> Vec<GroupListing> {
+    pub fn list_groups(self: &Arc<Self>) -> Vec<GroupListing> {
         let groups: Vec<GroupRef> = self.groups().values().cloned().collect();
+        let now = Instant::now();
         let mut listings: Vec<GroupListing> = groups
             .iter()
             .map(|g| {
-                let group = lock(g);
+                let group = self.lock_at(g, now);
                 GroupListing {
                     group_id: group.id.clone(),
                     protocol_type: group
@@ -715,10 +823,10 @@ impl GroupCoordinator {
     }
 
     /// DeleteGroups: only groups without members; their records become tombstones.
-    pub async fn delete_group(&self, group_id: &str) -> Result<()> {
+    pub async fn delete_group(self: &Arc<Self>, group_id: &str) -> Result<()> {
         let group_ref = self.group(group_id).ok_or(BrokerError::GroupIdNotFound)?;
         let partition = {
-            let mut group = lock(&group_ref);
+            let mut group = self.lock_at(&group_ref, Instant::now());
             if !group.is_empty() {
                 return Err(BrokerError::NonEmptyGroup);
             }
@@ -766,7 +874,22 @@ impl GroupCoordinator {
     }
 
     /// ConsumerGroupHeartbeat (KIP-848): join, stay, reconcile or leave.
-    pub fn consumer_heartbeat(&self, request: ConsumerHeartbeat) -> ConsumerHeartbeatResult {
+    /// The consumer protocol's settings for one group: its group configs
+    /// (`consumer.session.timeout.ms`, `consumer.heartbeat.interval.ms`) over the broker's.
+    fn consumer_config(&self, group: &str) -> ConsumerConfig {
+        let mut config = self.config.consumer();
+        let own = self.broker.group_configs(group);
+        let number = |name: &str| own.get(name).and_then(|v| v.trim().parse::<i32>().ok());
+        if let Some(ms) = number("consumer.session.timeout.ms") {
+            config.session_timeout_ms = ms;
+        }
+        if let Some(ms) = number("consumer.heartbeat.interval.ms") {
+            config.heartbeat_interval_ms = ms;
+        }
+        config
+    }
+
+    pub fn consumer_heartbeat(self: &Arc<Self>, request: ConsumerHeartbeat) -> ConsumerHeartbeatResult {
         let fail = |e: BrokerError| ConsumerHeartbeatResult {
             error: Some(e),
             member_id: request.member_id.clone(),
@@ -782,13 +905,14 @@ impl GroupCoordinator {
         }
         let topics = self.topic_infos();
         let group_ref = self.group_or_create(&request.group_id);
-        let mut group = lock(&group_ref);
+        let now = Instant::now();
+        let mut group = self.lock_at(&group_ref, now);
         if !group.classic.is_empty() {
             return fail(BrokerError::GroupIdNotFound);
         }
         let result = group
             .consumer
-            .heartbeat(request.clone(), &topics, &self.config.consumer(), Instant::now());
+            .heartbeat(request.clone(), &topics, &self.consumer_config(&request.group_id), now);
         if group.consumer.is_empty() {
             group.classic.state_timestamp_ms = self.now_ms();
         }
@@ -796,9 +920,9 @@ impl GroupCoordinator {
     }
 
     /// ConsumerGroupDescribe: a KIP-848 group's epochs, members and assignments.
-    pub fn describe_consumer_group(&self, group_id: &str) -> Result<ConsumerGroupDescription> {
+    pub fn describe_consumer_group(self: &Arc<Self>, group_id: &str) -> Result<ConsumerGroupDescription> {
         let group_ref = self.group(group_id).ok_or(BrokerError::GroupIdNotFound)?;
-        let group = lock(&group_ref);
+        let group = self.lock_at(&group_ref, Instant::now());
         if !group.classic.is_empty() {
             return Err(BrokerError::GroupIdNotFound);
         }
@@ -828,43 +952,29 @@ impl GroupCoordinator {
         })
     }
 
-    /// Remove members whose session expired (and rebalance their groups).
+    /// Remove members whose session ran out (and rebalance their groups), then re-arm
+    /// the session timer with the earliest deadline left.
     pub fn expire_sessions(self: &Arc<Self>) {
         let groups: Vec<GroupRef> = self.groups().values().cloned().collect();
         let now = Instant::now();
+        // Forget the old deadline first: releasing each group below arms the timer
+        // with that group's next one, and concurrent requests can only lower it.
+        *self.sessions.next() = None;
         for group_ref in groups {
-            let mut group = lock(&group_ref);
-            let expired_consumers = group.consumer.expired(now);
-            if !expired_consumers.is_empty() {
-                tracing::info!(group = %group.id, members = ?expired_consumers, "session timed out");
-                for member in &expired_consumers {
-                    group.consumer.remove(member);
-                }
-                if group.consumer.is_empty() {
-                    group.classic.state_timestamp_ms = self.now_ms();
-                }
-            }
-            let expired = group.classic.expired(now);
-            if expired.is_empty() {
-                continue;
-            }
-            tracing::info!(group = %group.id, members = ?expired, "session timed out");
-            let effects = group
-                .classic
-                .remove_members(&expired, &self.config.classic(), now, self.now_ms());
-            self.apply_effects(&group, effects);
+            drop(self.lock_at(&group_ref, now));
         }
     }
 
     /// Drop committed offsets of empty groups older than `offsets.retention.minutes`
     /// (counted from when the group became empty and from the commit), as Kafka does.
-    pub fn expire_offsets(&self) -> usize {
+    pub fn expire_offsets(self: &Arc<Self>) -> usize {
         let now = self.now_ms();
         let retention = self.config.offsets_retention_ms;
         let groups: Vec<GroupRef> = self.groups().values().cloned().collect();
         let mut expired_total = 0;
+        let now_instant = Instant::now();
         for group_ref in groups {
-            let mut group = lock(&group_ref);
+            let mut group = self.lock_at(&group_ref, now_instant);
             if !group.is_empty()
                 || group.state() != GroupState::Empty
                 || group.classic.state_timestamp_ms + retention > now
@@ -920,15 +1030,23 @@ impl GroupCoordinator {
         expired_total
     }
 
-    /// Session checks and offset retention until shutdown.
+    /// Session expiry, at each deadline, and offset retention until shutdown.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut sessions = tokio::time::interval(SESSION_CHECK_INTERVAL);
         let retention_every = Duration::from_millis(self.config.offsets_retention_check_interval_ms.max(10));
         let mut retention = tokio::time::interval(retention_every);
         retention.tick().await;
         loop {
+            let next = *self.sessions.next();
+            let deadline = async move {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = sessions.tick() => self.expire_sessions(),
+                _ = deadline => self.expire_sessions(),
+                // An earlier deadline was armed: sleep again until that one.
+                _ = self.sessions.wake.notified() => {}
                 _ = retention.tick() => {
                     let expired = self.expire_offsets();
                     if expired > 0 {
@@ -970,6 +1088,7 @@ impl GroupCoordinator {
         tracing::info!(groups = groups.len(), records, "loaded consumer groups");
         let mut map = self.groups();
         for (id, group) in groups {
+            self.sessions.arm(group.next_deadline());
             map.insert(id, Arc::new(Mutex::new(group)));
         }
         Ok(())
@@ -1115,5 +1234,183 @@ mod tests {
             groups.describe_group("old").is_none(),
             "a group with no offsets left is deleted"
         );
+    }
+}
+
+#[cfg(test)]
+mod session_tests {
+    //! Session expiry on the (paused, so exact) tokio clock: members are gone at their
+    //! deadline, whether a request or the session timer gets there first.
+
+    use super::*;
+    use crate::broker::{BrokerConfig, NewTopic};
+
+    const CLASSIC_SESSION_MS: i32 = 10_050;
+    const CONSUMER_SESSION_MS: i32 = 7_777;
+
+    struct Setup {
+        _dir: tempfile::TempDir,
+        groups: Arc<GroupCoordinator>,
+    }
+
+    fn setup() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        broker
+            .create_topic(
+                NewTopic {
+                    name: "t".into(),
+                    num_partitions: 2,
+                    replication_factor: 1,
+                    ..Default::default()
+                },
+                false,
+            )
+            .unwrap();
+        let config = GroupConfig {
+            offsets_topic_partitions: 1,
+            initial_rebalance_delay_ms: 0,
+            min_session_timeout_ms: 1,
+            consumer_session_timeout_ms: CONSUMER_SESSION_MS,
+            ..Default::default()
+        };
+        let groups = GroupCoordinator::open(broker, config).unwrap();
+        Setup { _dir: dir, groups }
+    }
+
+    /// A static classic member that joined and synced, then stopped heartbeating
+    /// (classic static members do not send LeaveGroup when they close).
+    async fn static_classic_member(groups: &Arc<GroupCoordinator>, group: &str) {
+        let joined = groups
+            .join_group(JoinGroup {
+                group_id: group.into(),
+                group_instance_id: Some("i1".into()),
+                client_id: "c".into(),
+                session_timeout_ms: CLASSIC_SESSION_MS,
+                rebalance_timeout_ms: 60_000,
+                protocol_type: "consumer".into(),
+                protocols: vec![("range".into(), Bytes::from_static(b"r"))],
+                ..Default::default()
+            })
+            .await;
+        assert!(joined.error.is_none(), "{:?}", joined.error);
+        let synced = groups
+            .sync_group(SyncGroup {
+                group_id: group.into(),
+                generation_id: joined.generation_id,
+                member_id: joined.member_id.clone(),
+                group_instance_id: Some("i1".into()),
+                ..Default::default()
+            })
+            .await;
+        assert!(synced.error.is_none(), "{:?}", synced.error);
+    }
+
+    /// A static KIP-848 member that joined, then left with epoch -2.
+    fn static_consumer_member_that_left(groups: &Arc<GroupCoordinator>, group: &str) {
+        let heartbeat = |epoch: i32| ConsumerHeartbeat {
+            group_id: group.into(),
+            member_id: "m1".into(),
+            member_epoch: epoch,
+            instance_id: Some("i1".into()),
+            rebalance_timeout_ms: 60_000,
+            subscribed_topic_names: (epoch == 0).then(|| vec!["t".to_string()]),
+            ..Default::default()
+        };
+        let joined = groups.consumer_heartbeat(heartbeat(0));
+        assert!(joined.error.is_none(), "{:?}", joined.error);
+        let left = groups.consumer_heartbeat(heartbeat(-2));
+        assert!(left.error.is_none(), "{:?}", left.error);
+        assert_eq!(left.member_epoch, -2);
+    }
+
+    /// The group's deadline, read without applying the clock.
+    fn deadline_of(groups: &GroupCoordinator, group: &str) -> Option<Instant> {
+        groups.group(group).and_then(|g| lock(&g).next_deadline())
+    }
+
+    /// Both groups' deadlines, earliest first.
+    fn deadlines(groups: &GroupCoordinator) -> Vec<(Instant, &'static str)> {
+        let mut deadlines: Vec<(Instant, &str)> = ["classic", "kip848"]
+            .into_iter()
+            .map(|g| (deadline_of(groups, g).expect("a member with a session"), g))
+            .collect();
+        deadlines.sort();
+        deadlines
+    }
+
+    /// Members held now, read without applying the clock.
+    fn members_of(groups: &GroupCoordinator, group: &str) -> usize {
+        groups.group(group).map_or(0, |g| {
+            let g = lock(&g);
+            g.classic.members.len() + g.consumer.members.len()
+        })
+    }
+
+    async fn advance_to(at: Instant) {
+        tokio::time::advance(at.saturating_duration_since(Instant::now())).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delete_groups_at_the_session_deadline_finds_the_group_empty() {
+        let Setup { _dir, groups } = setup();
+        static_classic_member(&groups, "classic").await;
+        static_consumer_member_that_left(&groups, "kip848");
+        for (deadline, group) in deadlines(&groups) {
+            advance_to(deadline - Duration::from_millis(1)).await;
+            assert!(
+                matches!(groups.delete_group(group).await, Err(BrokerError::NonEmptyGroup)),
+                "{group}: the member stays until its session runs out, even after leaving"
+            );
+            advance_to(deadline).await;
+            // No session timer runs here: the request itself applies the clock.
+            assert_eq!(members_of(&groups, group), 1, "{group}: nothing expired it yet");
+            groups.delete_group(group).await.unwrap();
+            assert!(groups.describe_group(group).is_none(), "{group} is deleted");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn describe_and_list_see_members_expire_at_their_deadline() {
+        let Setup { _dir, groups } = setup();
+        static_classic_member(&groups, "classic").await;
+        let deadline = deadline_of(&groups, "classic").unwrap();
+        advance_to(deadline - Duration::from_millis(1)).await;
+        let described = groups.describe_group("classic").unwrap();
+        assert_eq!((described.state, described.members.len()), ("Stable", 1));
+        advance_to(deadline).await;
+        let described = groups.describe_group("classic").unwrap();
+        assert_eq!((described.state, described.members.len()), ("Empty", 0));
+        let listed = groups.list_groups();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].state, "Empty");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_session_timer_fires_at_the_earliest_deadline() {
+        let Setup { _dir, groups } = setup();
+        let (_shutdown, rx) = watch::channel(false);
+        tokio::spawn(groups.clone().run(rx));
+        static_classic_member(&groups, "classic").await;
+        static_consumer_member_that_left(&groups, "kip848");
+        for (deadline, group) in deadlines(&groups) {
+            advance_to(deadline - Duration::from_millis(1)).await;
+            settle().await;
+            assert_eq!(members_of(&groups, group), 1, "{group}: before its deadline");
+            advance_to(deadline).await;
+            settle().await;
+            assert_eq!(
+                members_of(&groups, group),
+                0,
+                "{group}: expired by the timer at its deadline"
+            );
+        }
+    }
+
+    /// Let the spawned timer task run.
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
     }
 }

@@ -6,8 +6,8 @@ use kafka_protocol::messages::consumer_group_heartbeat_response::{self as heartb
 use kafka_protocol::messages::*;
 use strom_broker::group::{Assignment, ConsumerHeartbeat};
 
+use super::cluster::{authorized_operations, AclResource};
 use super::str_bytes;
-use crate::constants::CLUSTER_AUTHORIZED_OPERATIONS_OMITTED;
 use crate::error_code::{error_code, error_message};
 use crate::server::{Context, Peer};
 
@@ -92,18 +92,18 @@ fn describe_assignment(context: &Context, assignment: &Assignment) -> describe::
 }
 
 pub fn describe(context: &Context, request: ConsumerGroupDescribeRequest) -> ConsumerGroupDescribeResponse {
+    let requested = request.include_authorized_operations;
     let groups = request
         .group_ids
         .into_iter()
         .map(|id| {
-            let described = DescribedGroup::default()
-                .with_group_id(id.clone())
-                .with_authorized_operations(CLUSTER_AUTHORIZED_OPERATIONS_OMITTED);
+            let described = DescribedGroup::default().with_group_id(id.clone());
             match context.groups.describe_consumer_group(&id.0) {
                 Err(e) => described
                     .with_error_code(error_code(&e))
                     .with_error_message(error_message(&e)),
                 Ok(g) => described
+                    .with_authorized_operations(authorized_operations(requested, AclResource::Group))
                     .with_group_state(str_bytes(g.state))
                     .with_group_epoch(g.group_epoch)
                     .with_assignment_epoch(g.assignment_epoch)

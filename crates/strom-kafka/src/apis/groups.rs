@@ -15,8 +15,8 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 use strom_broker::group::{JoinGroup, SyncGroup};
 use strom_broker::BrokerError;
 
+use super::cluster::{authorized_operations, AclResource};
 use super::str_bytes;
-use crate::constants::CLUSTER_AUTHORIZED_OPERATIONS_OMITTED;
 use crate::error_code::error_code;
 use crate::server::{Context, Peer};
 
@@ -247,14 +247,13 @@ pub fn leave_group(context: &Context, request: LeaveGroupRequest, version: i16) 
 }
 
 pub fn describe_groups(context: &Context, request: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
+    let requested = version >= 3 && request.include_authorized_operations;
     let groups = request
         .groups
         .iter()
         .map(|id| {
-            let described = DescribedGroup::default()
-                .with_group_id(id.clone())
-                .with_authorized_operations(CLUSTER_AUTHORIZED_OPERATIONS_OMITTED);
-            match context.groups.describe_group(id) {
+            let described = DescribedGroup::default().with_group_id(id.clone());
+            let mut described = match context.groups.describe_group(id) {
                 Some(g) => described
                     .with_group_state(str_bytes(g.state))
                     .with_protocol_type(str_bytes(g.protocol_type))
@@ -283,7 +282,11 @@ pub fn describe_groups(context: &Context, request: DescribeGroupsRequest, versio
                     .with_error_code(ResponseError::GroupIdNotFound.code())
                     .with_error_message(Some(str_bytes(format!("Group {} not found.", id.0)))),
                 None => described.with_group_state(str_bytes("Dead")),
-            }
+            };
+            // Kafka fills them in for every group answered without an error.
+            described.authorized_operations =
+                authorized_operations(requested && described.error_code == 0, AclResource::Group);
+            described
         })
         .collect();
     DescribeGroupsResponse::default().with_groups(groups)

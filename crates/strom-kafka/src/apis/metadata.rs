@@ -10,8 +10,9 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use strom_broker::{BrokerError, Topic};
 use uuid::Uuid;
 
+use super::cluster::{authorized_operations, AclResource};
 use super::{blocking, str_bytes};
-use crate::constants::CLUSTER_AUTHORIZED_OPERATIONS_OMITTED;
+use crate::constants::AUTHORIZED_OPERATIONS_NOT_REQUESTED;
 use crate::error_code::error_code;
 use crate::server::Context;
 
@@ -24,6 +25,15 @@ pub async fn handle(context: &Context, request: MetadataRequest, version: i16) -
         Some(topics) => version == 0 && topics.is_empty(),
     };
     let auto_create = version < 4 || request.allow_auto_topic_creation;
+    // Both flags exist from v8; the cluster's operations moved to DescribeCluster in v11.
+    let cluster_operations = authorized_operations(
+        (8..=10).contains(&version) && request.include_cluster_authorized_operations,
+        AclResource::Cluster,
+    );
+    let topic_operations = authorized_operations(
+        version >= 8 && request.include_topic_authorized_operations,
+        AclResource::Topic,
+    );
     let mut topics = Vec::new();
     if all {
         for topic in broker.topics() {
@@ -43,6 +53,10 @@ pub async fn handle(context: &Context, request: MetadataRequest, version: i16) -
             );
         }
     }
+    // As Kafka: topics answered by name carry their operations; unknown topic ids do not.
+    for topic in topics.iter_mut().filter(|t| t.name.is_some()) {
+        topic.topic_authorized_operations = topic_operations;
+    }
     MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()
             .with_node_id(node)
@@ -50,7 +64,7 @@ pub async fn handle(context: &Context, request: MetadataRequest, version: i16) -
             .with_port(context.config.advertised_port)])
         .with_cluster_id(Some(str_bytes(broker.cluster_id())))
         .with_controller_id(node)
-        .with_cluster_authorized_operations(CLUSTER_AUTHORIZED_OPERATIONS_OMITTED)
+        .with_cluster_authorized_operations(cluster_operations)
         .with_topics(topics)
 }
 
@@ -111,5 +125,5 @@ fn describe(topic: &Arc<Topic>, node: BrokerId) -> MetadataResponseTopic {
         .with_topic_id(topic.id())
         .with_is_internal(topic.is_internal())
         .with_partitions(partitions)
-        .with_topic_authorized_operations(CLUSTER_AUTHORIZED_OPERATIONS_OMITTED)
+        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_NOT_REQUESTED)
 }

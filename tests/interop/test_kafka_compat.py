@@ -10,7 +10,7 @@ from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 import struct
 
 import kafka_wire as kw
-from ck_util import ADMIN_TIMEOUT_S, admin, create_topic, producer
+from ck_util import ADMIN_TIMEOUT_S, admin, create_topic, producer, watermarks
 from records import topic_name
 
 
@@ -125,6 +125,12 @@ def test_dynamic_broker_configs_apply_live_and_persist(broker):
     retention = describe(broker, TOPIC, topic)["retention.ms"]
     assert (retention.value, retention.source) == ("123456", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value)
 
+    # Connection limits are dynamic too (the listener checks them at each accept).
+    assert not before["max.connections"].is_read_only
+    alter(broker, BROKER, "1", ("max.connections", "5000", AlterConfigOpType.SET))
+    limit = describe(broker, BROKER, "1")["max.connections"]
+    assert (limit.value, limit.source) == ("5000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+
     # Settings read once at start are refused with Kafka's error.
     for key, value in [("listeners", "PLAINTEXT://0.0.0.0:1"), ("log.dirs", "/tmp/elsewhere")]:
         error = alter_error(broker, BROKER, "1", key, value)
@@ -162,7 +168,8 @@ def test_keyless_records_on_a_compacted_topic_fail_with_invalid_record(broker):
     topic = topic_name("compact")
     create_topic(broker, topic, 1, {"cleanup.policy": "compact"})
     outcomes = {}
-    p = producer(broker, **{"linger.ms": 500, "retries": 0})
+    p = producer(broker, **{"linger.ms": 2000, "retries": 0})
+    p.list_topics(topic, timeout=10)  # metadata first, so the records go out together
     for i in range(100):
         key = None if i % 10 == 5 else f"k{i}".encode()
         p.produce(topic, key=key, value=b"v", partition=0, on_delivery=lambda err, msg, i=i: outcomes.__setitem__(i, err))
@@ -172,6 +179,11 @@ def test_keyless_records_on_a_compacted_topic_fail_with_invalid_record(broker):
     # INVALID_RECORD, the others with "an invalid record in the same batch caused the
     # failure of this message too" (without record errors all 100 would be INVALID_RECORD).
     different = getattr(KafkaError, "_INVALID_DIFFERENT_RECORD", -138)
+    # (The exact indexes are checked by the wire test. librdkafka may still split the
+    # records over batches: a batch without keyless records is stored.)
     codes = {i: err.code() if err is not None else None for i, err in outcomes.items()}
-    assert {i for i, c in codes.items() if c == KafkaError.INVALID_RECORD} == {i for i in range(100) if i % 10 == 5}
-    assert {i for i, c in codes.items() if c == different} == {i for i in range(100) if i % 10 != 5}
+    assert all(codes[i] == KafkaError.INVALID_RECORD for i in range(100) if i % 10 == 5), codes
+    assert all(codes[i] in (None, different) for i in range(100) if i % 10 != 5), codes
+    assert sum(1 for c in codes.values() if c == different) >= 50, codes
+    stored = sum(1 for c in codes.values() if c is None)
+    assert watermarks(broker, topic, 0) == (0, stored), "only batches without keyless records are stored"

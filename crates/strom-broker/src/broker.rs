@@ -233,6 +233,16 @@ impl Broker {
         self.topic_defaults.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// A dynamic broker setting in force (this broker's, else the cluster-wide one), if set.
+    pub fn dynamic_setting(&self, name: &str) -> Option<String> {
+        let defaults = self.defaults();
+        defaults
+            .dynamic_broker
+            .get(name)
+            .or_else(|| defaults.dynamic_default.get(name))
+            .cloned()
+    }
+
     /// The dynamic configs set on a BROKER resource (AlterConfigs).
     pub fn dynamic_broker_configs(&self, entity: BrokerEntity) -> BTreeMap<String, String> {
         let defaults = self.defaults();
@@ -267,7 +277,7 @@ impl Broker {
         let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
         let mut configs = self.dynamic_broker_configs(entity);
         for (name, op, value) in ops {
-            if topic_config::config_def_by_broker_synonym(name).is_none() {
+            if !crate::dynamic_config::is_dynamic(name) {
                 return Err(BrokerError::InvalidRequest(format!(
                     "Cannot update these configs dynamically: Set({name})"
                 )));

@@ -4,10 +4,12 @@
 //! survive restarts and beat the file and command line, as Kafka's dynamic configs do.
 //!
 //! Dynamic are the broker-level defaults of topic configs (`log.retention.ms`,
-//! `message.max.bytes`, `log.segment.bytes`, ...; Kafka's DynamicLogConfig): a change
-//! applies at once to every topic without its own override. Other settings (listeners,
-//! `log.dirs`, thread and connection settings) are read once at start; changing them
-//! is refused with Kafka's INVALID_REQUEST "Cannot update these configs dynamically".
+//! `message.max.bytes`, `log.segment.bytes`, ...; Kafka's DynamicLogConfig), which apply
+//! at once to every topic without its own override, and the connection limits
+//! `max.connections` and `max.connections.per.ip` (checked by the listener at each
+//! accept), as in Kafka. Other settings (listeners, `log.dirs`, ...) are read once at
+//! start; changing them is refused with Kafka's INVALID_REQUEST "Cannot update these
+//! configs dynamically".
 //! Group configs (Kafka 4.0's GROUP resource: `consumer.session.timeout.ms` and
 //! `consumer.heartbeat.interval.ms` of one consumer-protocol group) live in the same
 //! file. (In a cluster these records move to the metadata log.)
@@ -149,11 +151,20 @@ impl DynamicConfigStore {
     }
 }
 
+/// Dynamic broker settings that are not topic defaults: the listener reads them at
+/// every accept.
+pub const LISTENER_DYNAMIC_SETTINGS: &[&str] = &["max.connections", "max.connections.per.ip"];
+
+/// Whether a broker setting can change at runtime.
+pub fn is_dynamic(name: &str) -> bool {
+    config_def_by_broker_synonym(name).is_some() || LISTENER_DYNAMIC_SETTINGS.contains(&name)
+}
+
 /// Checks that every setting may change at runtime and has a valid value.
 pub fn validate(configs: &BTreeMap<String, String>) -> Result<()> {
     let fixed: Vec<&str> = configs
         .keys()
-        .filter(|name| config_def_by_broker_synonym(name).is_none())
+        .filter(|name| !is_dynamic(name))
         .map(String::as_str)
         .collect();
     if !fixed.is_empty() {
@@ -163,6 +174,11 @@ pub fn validate(configs: &BTreeMap<String, String>) -> Result<()> {
         )));
     }
     for (name, value) in configs {
+        if LISTENER_DYNAMIC_SETTINGS.contains(&name.as_str()) && value.trim().parse::<u32>().map_or(true, |n| n == 0) {
+            return Err(BrokerError::InvalidConfig(format!(
+                "Invalid value {value} for configuration {name}: must be a positive whole number"
+            )));
+        }
         if let Some(def) = config_def_by_broker_synonym(name) {
             topic_config::validate(def.name, value).map_err(|e| match e {
                 BrokerError::InvalidConfig(why) => BrokerError::InvalidConfig(why.replace(def.name, name)),

@@ -14,6 +14,9 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::connection;
 
+/// Most connections the listener can count (far above any sensible `max.connections`).
+const CONNECTIONS_TRACKED_MAX: u32 = 1 << 24;
+
 /// Settings of the Kafka front-end.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -98,9 +101,21 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// A connection limit: its dynamic value if one was set, else the static one.
+    fn setting(&self, name: &str, configured: usize) -> usize {
+        self.context
+            .broker
+            .dynamic_setting(name)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(configured)
+    }
+
     /// Accept until shutdown; connections end when the shutdown signal reaches them.
     pub async fn run(self) {
-        let limit = Arc::new(Semaphore::new(self.context.config.max_connections));
+        // One permit per connection, taken at accept and given back when it ends; the
+        // limits themselves are checked against the count so that they can change at
+        // runtime (dynamic broker configs).
+        let limit = Arc::new(Semaphore::new(CONNECTIONS_TRACKED_MAX as usize));
         let per_address = Arc::new(Mutex::new(HashMap::<IpAddr, usize>::new()));
         let mut shutdown = self.context.shutdown.clone();
         loop {
@@ -116,13 +131,18 @@ impl Server {
                     continue;
                 }
             };
-            let Ok(permit) = limit.clone().try_acquire_owned() else {
-                tracing::warn!(%peer, "max.connections reached; closing new connection");
-                drop(stream);
-                continue;
+            let active = CONNECTIONS_TRACKED_MAX as usize - limit.available_permits();
+            let max_connections = self.setting("max.connections", self.context.config.max_connections);
+            let permit = match limit.clone().try_acquire_owned() {
+                Ok(permit) if active < max_connections => permit,
+                _ => {
+                    tracing::warn!(%peer, "max.connections reached; closing new connection");
+                    drop(stream);
+                    continue;
+                }
             };
-            let Some(slot) = AddressSlot::take(&per_address, peer.ip(), self.context.config.max_connections_per_ip)
-            else {
+            let per_ip = self.setting("max.connections.per.ip", self.context.config.max_connections_per_ip);
+            let Some(slot) = AddressSlot::take(&per_address, peer.ip(), per_ip) else {
                 tracing::warn!(%peer, "max.connections.per.ip reached; closing new connection");
                 drop(stream);
                 continue;
@@ -136,8 +156,11 @@ impl Server {
         }
         // Every connection holds a permit until it ends: taking them all means no
         // request is still running when the caller goes on to close the logs.
-        let all = u32::try_from(self.context.config.max_connections).unwrap_or(u32::MAX);
-        let drained = tokio::time::timeout(std::time::Duration::from_secs(10), limit.acquire_many(all)).await;
+        let drained = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            limit.acquire_many(CONNECTIONS_TRACKED_MAX),
+        )
+        .await;
         if drained.is_err() {
             tracing::warn!("connections still busy after 10 s; closing anyway");
         }

@@ -119,3 +119,31 @@ async fn large_requests_wait_for_room_in_queued_max_request_bytes() {
         .unwrap();
     assert_eq!((id, produce_error(body)), (2, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_per_ip_changes_at_runtime() {
+    use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    let h = start().await;
+    let mut admin = TcpStream::connect(h.addr).await.unwrap();
+    let alter = |operation: i8, value: Option<&'static str>| {
+        IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_static_str("1"))
+            .with_configs(vec![AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("max.connections.per.ip"))
+                .with_config_operation(operation)
+                .with_value(value.map(StrBytes::from_static_str))])])
+    };
+    let set: IncrementalAlterConfigsResponse =
+        call(&mut admin, ApiKey::IncrementalAlterConfigs, 0, &alter(0, Some("2"))).await;
+    assert_eq!(set.responses[0].error_code, 0);
+    let mut second = TcpStream::connect(h.addr).await.unwrap();
+    metadata(&mut second).await;
+    let mut third = TcpStream::connect(h.addr).await.unwrap();
+    assert!(is_closed(&mut third).await, "the new limit applies to the next accept");
+    let deleted: IncrementalAlterConfigsResponse =
+        call(&mut admin, ApiKey::IncrementalAlterConfigs, 0, &alter(1, None)).await;
+    assert_eq!(deleted.responses[0].error_code, 0);
+    let mut fourth = TcpStream::connect(h.addr).await.unwrap();
+    metadata(&mut fourth).await;
+}

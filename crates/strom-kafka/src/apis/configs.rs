@@ -11,7 +11,7 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use strom_broker::dynamic_config::GROUP_CONFIGS;
+use strom_broker::dynamic_config::{GROUP_CONFIGS, LISTENER_DYNAMIC_SETTINGS};
 use strom_broker::topic_config::config_def_by_broker_synonym;
 use strom_broker::{AlterOp, BrokerEntity, BrokerError, ConfigEntry, ConfigSource, ConfigType};
 
@@ -201,6 +201,9 @@ pub fn describe_configs(context: &Context, request: DescribeConfigsRequest, vers
                                 let entry = defaults.resolve(def, &BTreeMap::new());
                                 return dynamic_broker_entry(name, &entry, synonyms, docs);
                             }
+                            if LISTENER_DYNAMIC_SETTINGS.contains(&name.as_str()) {
+                                return listener_entry(&defaults, name, value, *explicit, synonyms, docs, doc);
+                            }
                             let source = if *explicit {
                                 ConfigSource::StaticBroker
                             } else {
@@ -255,6 +258,54 @@ fn dynamic_broker_entry(name: &str, entry: &ConfigEntry, synonyms: bool, docs: b
                     DescribeConfigsSynonym::default()
                         .with_name(str_bytes(name.clone()))
                         .with_value(Some(str_bytes(value.clone())))
+                        .with_source(source_code(*source))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        })
+}
+
+/// A connection limit: this broker's dynamic value, the cluster-wide one, the static
+/// one or the default.
+fn listener_entry(
+    defaults: &strom_broker::TopicDefaults,
+    name: &str,
+    value: &str,
+    explicit: bool,
+    synonyms: bool,
+    docs: bool,
+    doc: &str,
+) -> DescribeConfigsResourceResult {
+    let mut chain = Vec::new();
+    if let Some(v) = defaults.dynamic_broker.get(name) {
+        chain.push((v.clone(), ConfigSource::DynamicBroker));
+    }
+    if let Some(v) = defaults.dynamic_default.get(name) {
+        chain.push((v.clone(), ConfigSource::DynamicDefaultBroker));
+    }
+    chain.push((
+        value.to_string(),
+        if explicit {
+            ConfigSource::StaticBroker
+        } else {
+            ConfigSource::Default
+        },
+    ));
+    DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(name))
+        .with_value(Some(str_bytes(chain[0].0.clone())))
+        .with_read_only(false)
+        .with_config_source(source_code(chain[0].1))
+        .with_config_type(type_code(ConfigType::Int))
+        .with_documentation(docs.then(|| str_bytes(doc)))
+        .with_synonyms(if synonyms {
+            chain
+                .iter()
+                .map(|(v, source)| {
+                    DescribeConfigsSynonym::default()
+                        .with_name(str_bytes(name))
+                        .with_value(Some(str_bytes(v.clone())))
                         .with_source(source_code(*source))
                 })
                 .collect()

@@ -282,19 +282,7 @@ impl Broker {
                     "Cannot update these configs dynamically: Set({name})"
                 )));
             }
-            match op {
-                AlterOp::Set => {
-                    configs.insert(name.clone(), value.clone().unwrap_or_default());
-                }
-                AlterOp::Delete => {
-                    configs.remove(name);
-                }
-                AlterOp::Append | AlterOp::Subtract => {
-                    return Err(BrokerError::InvalidConfig(format!(
-                        "Config value append/subtract is not allowed for config key {name}"
-                    )))
-                }
-            }
+            set_or_delete(&mut configs, name, *op, value)?;
         }
         crate::dynamic_config::validate(&configs)?;
         if validate_only {
@@ -350,19 +338,7 @@ impl Broker {
             self.group_configs(group)
         };
         for (name, op, value) in ops {
-            match op {
-                AlterOp::Set => {
-                    configs.insert(name.clone(), value.clone().unwrap_or_default());
-                }
-                AlterOp::Delete => {
-                    configs.remove(name);
-                }
-                AlterOp::Append | AlterOp::Subtract => {
-                    return Err(BrokerError::InvalidConfig(format!(
-                        "Config value append/subtract is not allowed for config key {name}"
-                    )))
-                }
-            }
+            set_or_delete(&mut configs, name, *op, value)?;
         }
         crate::dynamic_config::validate_group(&configs, defaults_ms.0, defaults_ms.1)?;
         if validate_only {
@@ -1019,6 +995,29 @@ fn parse_partition_metadata(text: &str) -> Option<Uuid> {
         return None;
     }
     Uuid::parse_str(topic_id?).ok()
+}
+
+/// Applies a SET or DELETE to a set of configs whose values are not lists.
+fn set_or_delete(
+    configs: &mut BTreeMap<String, String>,
+    name: &str,
+    op: AlterOp,
+    value: &Option<String>,
+) -> Result<()> {
+    match op {
+        AlterOp::Set => {
+            configs.insert(name.to_string(), value.clone().unwrap_or_default());
+        }
+        AlterOp::Delete => {
+            configs.remove(name);
+        }
+        AlterOp::Append | AlterOp::Subtract => {
+            return Err(BrokerError::InvalidConfig(format!(
+                "Config value append/subtract is not allowed for config key {name}"
+            )))
+        }
+    }
+    Ok(())
 }
 
 /// Refuses overrides that change what keeps an internal topic's data.

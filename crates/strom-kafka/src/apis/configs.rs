@@ -134,27 +134,7 @@ pub fn describe_configs(context: &Context, request: DescribeConfigsRequest, vers
                             .resolve_configs(&topic.overrides())
                             .into_iter()
                             .filter(|c| wanted(c.def.name))
-                            .map(|c| {
-                                DescribeConfigsResourceResult::default()
-                                    .with_name(str_bytes(c.def.name))
-                                    .with_value(Some(str_bytes(c.value.clone())))
-                                    .with_config_source(source_code(c.source))
-                                    .with_config_type(type_code(c.def.kind))
-                                    .with_documentation(docs.then(|| str_bytes(c.def.doc)))
-                                    .with_synonyms(if synonyms {
-                                        c.synonyms
-                                            .iter()
-                                            .map(|(name, value, source)| {
-                                                DescribeConfigsSynonym::default()
-                                                    .with_name(str_bytes(name.clone()))
-                                                    .with_value(Some(str_bytes(value.clone())))
-                                                    .with_source(source_code(*source))
-                                            })
-                                            .collect()
-                                    } else {
-                                        Vec::new()
-                                    })
-                            })
+                            .map(|c| config_entry(c.def.name, &c, synonyms, docs))
                             .collect();
                         result.with_configs(configs)
                     }
@@ -199,7 +179,7 @@ pub fn describe_configs(context: &Context, request: DescribeConfigsRequest, vers
                         .map(|(name, value, explicit, doc)| {
                             if let Some(def) = config_def_by_broker_synonym(name) {
                                 let entry = defaults.resolve(def, &BTreeMap::new());
-                                return dynamic_broker_entry(name, &entry, synonyms, docs);
+                                return config_entry(name, &entry, synonyms, docs);
                             }
                             if LISTENER_DYNAMIC_SETTINGS.contains(&name.as_str()) {
                                 return listener_entry(&defaults, name, value, *explicit, synonyms, docs, doc);
@@ -240,9 +220,10 @@ pub fn describe_configs(context: &Context, request: DescribeConfigsRequest, vers
     DescribeConfigsResponse::default().with_results(results)
 }
 
-/// A dynamic broker setting (the broker default of a topic config) as this broker
-/// sees it: its own dynamic value, the cluster-wide one, the static one, the default.
-fn dynamic_broker_entry(name: &str, entry: &ConfigEntry, synonyms: bool, docs: bool) -> DescribeConfigsResourceResult {
+/// A resolved topic config, or a dynamic broker setting (the broker default of a topic
+/// config: this broker's dynamic value, the cluster-wide one, the static one, the
+/// default), under `name`. Neither is read-only.
+fn config_entry(name: &str, entry: &ConfigEntry, synonyms: bool, docs: bool) -> DescribeConfigsResourceResult {
     DescribeConfigsResourceResult::default()
         .with_name(str_bytes(name))
         .with_value(Some(str_bytes(entry.value.clone())))

@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import signal
+import socket
 import subprocess
+import threading
+import time
 
 from confluent_kafka import Producer, TopicPartition
 
@@ -70,7 +75,7 @@ def test_consume_reads_librdkafka_records(broker):
         p.produce(topic, key=b"k%d" % i, value=b"v%d" % i, partition=i % 2, headers=[("h", b"x")], timestamp=1_700_000_000_000 + i)
     assert p.flush(30) == 0
     out = strom(broker, "consume", topic, "--output", "json")
-    records = json.loads(out.stdout)
+    records = [json.loads(line) for line in out.stdout.splitlines()]  # one JSON line per record
     assert sorted((r["key"], r["value"]) for r in records) == sorted((f"k{i}", f"v{i}") for i in range(50))
     assert all(r["headers"] == {"h": "x"} for r in records)
     table = strom(broker, "consume", topic, "--partition", "1", "--from", "offset:20", "--format", "{offset}:{key}:{timestamp}")
@@ -163,6 +168,10 @@ def test_group_commands_and_a_mixed_group(broker_factory):
             if len(members) == 2 and described["state"] == "Stable" and len(theirs.assignment()) == 2:
                 break
         assert len(members) == 2, members
+        # Which member owns which partitions: two each, all four owned.
+        owned = [(a["topic"], a["partition"]) for m in members for a in m["assignment"]]
+        assert sorted(owned) == [(topic, i) for i in range(4)], members
+        assert all(len(m["assignment"]) == 2 for m in members), members
         their_partitions = {tp.partition for tp in theirs.assignment()}
         assert len(their_partitions) == 2
         settle = time.time() + 4  # let our member read its share
@@ -200,6 +209,13 @@ def test_bench_runs_reports_and_asserts(broker, tmp_path):
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["summary"]["records"] == 3000
     assert "<svg" in (report / "report.html").read_text()
+    # The topic the run created is deleted with its records; --keep-topic keeps it.
+    listed = json.loads(strom(broker, "topic", "list", "--output", "json").stdout)
+    assert "strom-bench" not in [t["name"] for t in listed]
+    kept = topic_name("bench-kept")
+    strom(broker, "bench", "produce", "--records", "200", "--no-progress", "--topic", kept, "--keep-topic")
+    listed = json.loads(strom(broker, "topic", "list", "--output", "json").stdout)
+    assert kept in [t["name"] for t in listed]
     failed = strom(broker, "bench", "produce", "--records", "500", "--no-progress", "--assert", "throughput_rps<0",
                    check=False)
     assert failed.returncode != 0 and "assertion FAILED" in failed.stdout + failed.stderr
@@ -225,3 +241,209 @@ def test_produce_json_records_from_a_file(broker, tmp_path):
     assert bad.returncode != 0 and "not a JSON record" in bad.stderr
     missing = strom(broker, "produce", topic, "--file", str(tmp_path / "nope"), check=False)
     assert missing.returncode != 0 and "opening" in missing.stderr
+
+
+# ---------------------------------------------------------------- the first hour with the CLI
+
+def spawn(broker, *args: str, stdin=subprocess.DEVNULL) -> subprocess.Popen:
+    env = {**os.environ, "STROM_BROKERS": broker.bootstrap}
+    return subprocess.Popen([str(strom_bin()), *args], stdin=stdin, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def lines_of(stream) -> "queue.Queue[str | None]":
+    """Lines of a pipe as they arrive (None at its end), read on a thread."""
+    lines: queue.Queue = queue.Queue()
+
+    def pump():
+        for line in stream:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def values_in(broker, topic: str, timeout: float) -> list[bytes]:
+    """The values of partition 0 that arrive within `timeout` seconds."""
+    c = ck.consumer(broker, **{"enable.partition.eof": False, "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition(topic, 0, 0)])
+    got, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            m = c.poll(0.2)
+            if m is not None and m.error() is None:
+                got.append(m.value())
+    finally:
+        c.close()
+    return got
+
+
+def test_produce_sends_each_line_as_it_is_read(broker):
+    topic = topic_name("cli-stream")
+    strom(broker, "topic", "create", topic, "-p", "1")
+    # `(echo a; sleep 6; echo b) | strom produce` and `tail -f x | strom produce`: the
+    # first line arrives while the input is still open.
+    proc = spawn(broker, "produce", topic, "--output", "json", stdin=subprocess.PIPE)
+    try:
+        proc.stdin.write("a\n")
+        proc.stdin.flush()
+        assert values_in(broker, topic, timeout=4) == [b"a"]
+        out, err = proc.communicate(input="b\n", timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert json.loads(out) == {"topic": topic, "records": 2}
+    # Ctrl-C ends the input: what was read is delivered and counted, then it exits cleanly.
+    proc = spawn(broker, "produce", topic, "--output", "json", stdin=subprocess.PIPE)
+    try:
+        proc.stdin.write("c\nd\n")
+        proc.stdin.flush()
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert json.loads(out) == {"topic": topic, "records": 2}
+    assert values_in(broker, topic, timeout=2) == [b"a", b"b", b"c", b"d"]
+
+
+def test_produce_creates_a_missing_topic_when_the_broker_does(broker_factory):
+    broker = broker_factory()
+    topic = topic_name("cli-auto")
+    out = strom(broker, "produce", topic, "--output", "json", stdin="x\ny\n")
+    assert json.loads(out.stdout) == {"topic": topic, "records": 2}
+    assert values_in(broker, topic, timeout=2) == [b"x", b"y"]
+    strict = broker_factory(**{"auto.create.topics.enable": "false"})
+    refused = strom(strict, "produce", topic, stdin="x\n", check=False)
+    assert refused.returncode != 0 and f"strom topic create {topic}" in refused.stderr, refused.stderr
+
+
+def test_consume_follow_json_streams_lines(broker):
+    topic = topic_name("cli-follow")
+    ck.create_topic(broker, topic, partitions=1)
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    p.produce(topic, key=b"k1", value=b"v1", headers=[("h", b"x")], timestamp=1_700_000_000_001)
+    assert p.flush(30) == 0
+    for extra in ([], ["--group", "cli-follow-group"]):
+        proc = spawn(broker, "consume", topic, "--follow", "--output", "json", *extra)
+        try:
+            lines = lines_of(proc.stdout)
+            first = json.loads(lines.get(timeout=20))
+            assert first == {"topic": topic, "partition": 0, "offset": 0, "timestamp": 1_700_000_000_001,
+                             "key": "k1", "value": "v1", "headers": {"h": "x"}}
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=30) == 0, proc.stderr.read()
+        finally:
+            proc.kill()
+
+
+def test_a_closed_pipe_ends_consume_quietly(broker):
+    topic = topic_name("cli-pipe")
+    ck.create_topic(broker, topic, partitions=1)
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(3000):
+        p.produce(topic, value=b"%d " % i + b"x" * 200)
+    assert p.flush(30) == 0
+    for extra in ([], ["--group", "cli-pipe-group"], ["--output", "json"]):
+        # `strom consume t | head -1`
+        proc = spawn(broker, "consume", topic, *extra)
+        assert proc.stdout.readline()
+        proc.stdout.close()
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "panicked" not in err and err.strip() == "", err
+
+
+def test_brokers_that_are_not_kafka_fail_within_seconds(tmp_path):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()  # the kernel accepts connections; nobody ever answers
+    web = socket.socket()
+    web.bind(("127.0.0.1", 0))
+    web.listen()
+
+    def answer_http():
+        conn, _ = web.accept()
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        conn.close()
+
+    threading.Thread(target=answer_http, daemon=True).start()
+    cases = {
+        f"127.0.0.1:{silent.getsockname()[1]}": "did not answer as a Kafka broker",
+        f"127.0.0.1:{web.getsockname()[1]}": 'is not a Kafka broker: the answer starts with "HTTP"',
+        "no-such-host.invalid:9092": "name lookup failed",
+        "127.0.0.1": "has no port",
+    }
+    try:
+        for address, expected in cases.items():
+            started = time.monotonic()
+            out = subprocess.run([str(strom_bin()), "--brokers", address, "topic", "list"], capture_output=True,
+                                 text=True, timeout=60, check=False)
+            took = time.monotonic() - started
+            assert out.returncode != 0 and expected in out.stderr, (address, out.stderr)
+            assert "strom serve" not in out.stderr, (address, out.stderr)
+            assert took < 15, (address, took)
+    finally:
+        silent.close()
+        web.close()
+
+
+def test_consume_count_zero_offsets_past_the_end_and_format_errors(broker):
+    topic = topic_name("cli-edges")
+    ck.create_topic(broker, topic, partitions=1)
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(5):
+        p.produce(topic, value=b"v%d" % i)
+    assert p.flush(30) == 0
+    assert strom(broker, "consume", topic, "--count", "0").stdout == ""
+    past = strom(broker, "consume", topic, "--from", "offset:50")
+    assert past.stdout == "" and "ends at offset 5" in past.stderr and "offset 50" in past.stderr
+    typo = strom(broker, "consume", topic, "--format", "{offset} {vlaue}", check=False)
+    assert typo.returncode != 0 and "unknown placeholder {vlaue}" in typo.stderr, typo.stderr
+    braces = strom(broker, "consume", topic, "--count", "1", "--format", "{{{value}}}")
+    assert braces.stdout == "{v0}\n"
+    # A group starts at its committed offsets: an offset would be silently ignored.
+    grouped = strom(broker, "consume", topic, "--group", "g", "--from", "offset:3", check=False)
+    assert grouped.returncode != 0 and "does not apply with --group" in grouped.stderr, grouped.stderr
+
+
+def test_errors_say_what_happened_and_what_to_do(broker):
+    topic = topic_name("cli-words")
+    strom(broker, "topic", "create", topic, "-p", "1")
+    missing_topic = strom(broker, "topic", "describe", "no-such-topic", check=False)
+    assert "topic 'no-such-topic' not found" in missing_topic.stderr, missing_topic.stderr
+    missing_group = strom(broker, "group", "delete", "no-such-group", check=False)
+    assert "not found; list groups with `strom group list`" in missing_group.stderr, missing_group.stderr
+    for out in (missing_topic, missing_group):
+        assert out.returncode != 0
+        assert "UnknownTopicOrPartition" not in out.stderr and "GroupIdNotFound" not in out.stderr
+    no_partition = strom(broker, "produce", topic, "--partition", "7", stdin="x\n", check=False)
+    assert f"topic '{topic}' has no partition 7" in no_partition.stderr, no_partition.stderr
+    big = strom(broker, "produce", topic, stdin="x" * 2_000_000 + "\n", check=False)
+    assert big.returncode != 0
+    assert f"strom topic alter-config {topic} --set max.message.bytes=2097152" in big.stderr, big.stderr
+    strom(broker, "topic", "alter-config", topic, "--set", "max.message.bytes=2097152")
+    strom(broker, "produce", topic, stdin="x" * 2_000_000 + "\n")
+
+
+def test_group_describe_shows_owners_of_a_kip848_group(broker_factory):
+    broker = broker_factory(**{"group.initial.rebalance.delay.ms": "0"})
+    topic = topic_name("cli-owners")
+    strom(broker, "topic", "create", topic, "-p", "3")
+    member = spawn(broker, "consume", topic, "--group", "owners", "--group-protocol", "consumer", "--follow")
+    try:
+        deadline, owned = time.time() + 30, []
+        while time.time() < deadline and len(owned) < 3:
+            out = strom(broker, "group", "describe", "owners", "--output", "json", check=False)
+            if out.returncode == 0:
+                described = json.loads(out.stdout)
+                owned = [(a["topic"], a["partition"]) for m in described["members"] for a in m["assignment"]]
+            time.sleep(0.3)
+        assert sorted(owned) == [(topic, 0), (topic, 1), (topic, 2)], owned
+        table = strom(broker, "group", "describe", "owners").stdout
+        assert f"{topic}(0,1,2)" in table, table
+    finally:
+        member.send_signal(signal.SIGINT)
+        member.wait(timeout=30)

@@ -83,3 +83,51 @@ def test_json_log_lines(tmp_path):
         proc.wait(timeout=20)
     assert proc.returncode == 0, "graceful shutdown on SIGTERM"
     assert (tmp_path / "data" / "meta.properties").exists()
+
+
+def test_help_names_the_settings_and_client_flags_are_refused(tmp_path):
+    helped = serve("--help")
+    assert helped.returncode == 0
+    assert "listeners" in helped.stdout and "log.dirs" in helped.stdout and "--print-config" in helped.stdout
+    assert "--brokers" not in helped.stdout  # a client flag; serve would ignore it
+    for args in (["serve", "--brokers", "127.0.0.1:9999"], ["--brokers", "127.0.0.1:9999", "serve"],
+                 ["serve", "--output", "json"]):
+        out = subprocess.run([str(strom_bin()), *args, "--set", f"log.dirs={tmp_path / 'unused'}"],
+                             capture_output=True, text=True, timeout=20, check=False)
+        assert out.returncode != 0 and "`strom serve` takes no --" in out.stderr, (args, out.stderr)
+    assert not (tmp_path / "unused").exists()
+
+
+def test_a_busy_port_says_which_setting_and_leaves_no_data_dir(tmp_path):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        out = serve("--set", f"listeners=PLAINTEXT://127.0.0.1:{port}", "--set", f"log.dirs={tmp_path / 'data'}")
+    finally:
+        busy.close()
+    assert out.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in out.stderr and "--set listeners=PLAINTEXT://" in out.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_logs_to_a_file_have_no_colours(tmp_path):
+    port_socket = socket.socket()
+    port_socket.bind(("127.0.0.1", 0))
+    port = port_socket.getsockname()[1]
+    port_socket.close()
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    log = tmp_path / "strom.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(strom_bin()), "serve", "--set", f"listeners=PLAINTEXT://127.0.0.1:{port}",
+                                 "--set", f"log.dirs={tmp_path / 'data'}"], stderr=out, env=env)
+        try:
+            deadline = time.time() + 20
+            while "kafka listener ready" not in log.read_text():
+                assert time.time() < deadline and proc.poll() is None, log.read_text()
+                time.sleep(0.05)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+    assert "\x1b[" not in log.read_text()

@@ -98,6 +98,10 @@ pub struct BenchArgs {
     /// Do not draw the progress line.
     #[arg(long)]
     pub no_progress: bool,
+    /// Keep the topic the run created (it is deleted afterwards otherwise; a topic that
+    /// existed before is always kept).
+    #[arg(long)]
+    pub keep_topic: bool,
 }
 
 impl BenchArgs {
@@ -137,6 +141,7 @@ impl BenchArgs {
         RunOptions {
             progress: !self.no_progress,
             label,
+            keep_topic: self.keep_topic,
         }
     }
 }

@@ -176,13 +176,17 @@ fn merge_optional(into: &mut Option<LatencyHistogram>, from: &Option<LatencyHist
 pub struct SecondSample {
     /// Seconds since the start of the run.
     pub second: u64,
-    /// Records acknowledged in this second.
+    /// How much of this second the run covered: 1 except for the last second, which
+    /// ends with the run. The rates below are per second of that part.
+    #[serde(default = "one")]
+    pub duration_s: f64,
+    /// Records acknowledged per second in this second.
     pub produced_rps: f64,
-    /// Megabytes (10^6 bytes of values) acknowledged in this second.
+    /// Megabytes (10^6 bytes of values) acknowledged per second in this second.
     pub produced_mbps: f64,
-    /// Records consumed in this second.
+    /// Records consumed per second in this second.
     pub consumed_rps: f64,
-    /// Megabytes consumed in this second.
+    /// Megabytes consumed per second in this second.
     pub consumed_mbps: f64,
     /// Errors in this second.
     pub errors: u64,
@@ -190,6 +194,10 @@ pub struct SecondSample {
     pub produce: LatencySummary,
     /// End-to-end latency of records consumed in this second.
     pub e2e: LatencySummary,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// Measurements of one task (or, after merging, of a whole run).
@@ -316,18 +324,29 @@ impl Recorder {
     /// The per-second series.
     pub fn series(&self) -> Vec<SecondSample> {
         let summary = |h: &Option<LatencyHistogram>| h.as_ref().map(LatencyHistogram::summary).unwrap_or_default();
+        let last = self.seconds.len().saturating_sub(1);
         self.seconds
             .iter()
             .enumerate()
-            .map(|(second, bucket)| SecondSample {
-                second: second as u64,
-                produced_rps: bucket.produced_records as f64,
-                produced_mbps: megabytes(bucket.produced_bytes),
-                consumed_rps: bucket.consumed_records as f64,
-                consumed_mbps: megabytes(bucket.consumed_bytes),
-                errors: bucket.errors,
-                produce: summary(&bucket.produce),
-                e2e: summary(&bucket.e2e),
+            .map(|(second, bucket)| {
+                // The last second ends with the run: counting its records as a full
+                // second's would draw every run as ending in a drop.
+                let covered = match second == last {
+                    true => (self.last_event.as_secs_f64() - second as f64).clamp(0.0, 1.0),
+                    false => 1.0,
+                };
+                let rate = |value: f64| if covered > 0.0 { value / covered } else { value };
+                SecondSample {
+                    second: second as u64,
+                    duration_s: covered,
+                    produced_rps: rate(bucket.produced_records as f64),
+                    produced_mbps: rate(megabytes(bucket.produced_bytes)),
+                    consumed_rps: rate(bucket.consumed_records as f64),
+                    consumed_mbps: rate(megabytes(bucket.consumed_bytes)),
+                    errors: bucket.errors,
+                    produce: summary(&bucket.produce),
+                    e2e: summary(&bucket.e2e),
+                }
             })
             .collect()
     }
@@ -341,6 +360,21 @@ pub fn megabytes(bytes: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_partial_second_is_a_rate_not_a_drop() {
+        let start = Instant::now();
+        let mut recorder = Recorder::new(start);
+        // 1000 records/s for 1.5 s.
+        for ms in 0..1500u64 {
+            recorder.record_produce(start + Duration::from_millis(ms), 100, Duration::from_millis(1));
+        }
+        let series = recorder.series();
+        assert_eq!(series.len(), 2);
+        assert_eq!((series[0].duration_s, series[0].produced_rps), (1.0, 1000.0));
+        assert!((series[1].duration_s - 0.5).abs() < 0.01, "{:?}", series[1]);
+        assert!((series[1].produced_rps - 1000.0).abs() < 25.0, "{:?}", series[1]);
+    }
 
     #[test]
     fn merged_histograms_hold_every_value() {
@@ -397,8 +431,10 @@ mod tests {
         assert_eq!(series[0].produced_rps, 1.0);
         assert_eq!(series[0].errors, 1);
         assert_eq!(series[1].errors, 1);
-        assert_eq!(series[2].produced_rps, 1.0);
-        assert_eq!(series[2].consumed_rps, 1.0);
+        // The run ended 0.6 s into the last second: one record there is 1/0.6 per second.
+        assert!((series[2].duration_s - 0.6).abs() < 1e-9);
+        assert!((series[2].produced_rps - 1.0 / 0.6).abs() < 1e-9);
+        assert!((series[2].consumed_rps - 1.0 / 0.6).abs() < 1e-9);
         assert!((series[2].e2e.p50_ms - 9.0).abs() < 0.1);
     }
 }

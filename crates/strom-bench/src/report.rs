@@ -25,6 +25,14 @@ const MARGIN_BOTTOM: f64 = 40.0;
 const TICKS: usize = 5;
 /// Series colours, in order.
 const COLORS: [&str; 6] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"];
+/// Dash patterns, in order: lines that coincide (produced and consumed at the same rate)
+/// stay visible on top of each other.
+const DASHES: [&str; 4] = ["", "6 4", "2 3", "10 3 2 3"];
+/// Stroke widths, in order: the first line is wider so a dashed one on it still shows.
+const WIDTHS: [f64; 2] = [3.0, 1.5];
+/// Seconds shorter than this (the end of a run) are left out of the time series: too
+/// short to give a rate.
+const PARTIAL_SECOND_MIN_S: f64 = 0.1;
 
 /// Writes the run's summary as an aligned table.
 pub fn write_summary(out: &mut impl Write, result: &BenchResult) -> std::io::Result<()> {
@@ -145,7 +153,12 @@ pub fn html(result: &BenchResult) -> String {
     let mut table = Vec::new();
     let _ = write_summary(&mut table, result);
     let seconds = |f: &dyn Fn(&crate::metrics::SecondSample) -> f64| -> Vec<(f64, f64)> {
-        result.series.iter().map(|s| (s.second as f64, f(s))).collect()
+        result
+            .series
+            .iter()
+            .filter(|s| s.duration_s >= PARTIAL_SECOND_MIN_S)
+            .map(|s| (s.second as f64, f(s)))
+            .collect()
     };
     let has_consumers = result.summary.consumed_records > 0;
     let has_e2e = result.summary.e2e_latency.count > 0;
@@ -351,8 +364,19 @@ fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series], axis
         "<rect x=\"{MARGIN_LEFT}\" y=\"{MARGIN_TOP}\" width=\"{plot_width:.1}\" height=\"{plot_height:.1}\" \
          fill=\"none\" stroke=\"#888\"/>"
     );
+    if axis == Axis::Linear && series.iter().all(|s| s.points.len() < 2) {
+        // One point is no line: say why the chart is (nearly) empty.
+        let _ = writeln!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#888\">\
+             The run was too short for a time series (under 2 s); see the summary above.</text>",
+            MARGIN_LEFT + plot_width / 2.0,
+            MARGIN_TOP + plot_height / 2.0
+        );
+    }
     for (index, series) in series.iter().enumerate() {
         let color = COLORS[index % COLORS.len()];
+        let style = line_style(index);
         let points: Vec<String> = series
             .points
             .iter()
@@ -360,15 +384,26 @@ fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series], axis
             .collect();
         let _ = writeln!(
             svg,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>",
+            "<polyline fill=\"none\" stroke=\"{color}\"{style} points=\"{}\"/>",
             points.join(" ")
         );
+        // A short series is hard to see as a line; its points are marked.
+        if series.points.len() < 3 {
+            for (x, y) in &series.points {
+                let _ = writeln!(
+                    svg,
+                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"/>",
+                    x_at(*x),
+                    y_at(*y)
+                );
+            }
+        }
         let legend_y = MARGIN_TOP + 14.0 * index as f64 + 8.0;
         let legend_x = MARGIN_LEFT + plot_width + 10.0;
         let _ = writeln!(
             svg,
-            "<line x1=\"{legend_x:.1}\" y1=\"{legend_y:.1}\" x2=\"{:.1}\" y2=\"{legend_y:.1}\" stroke=\"{color}\" \
-             stroke-width=\"3\"/><text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+            "<line x1=\"{legend_x:.1}\" y1=\"{legend_y:.1}\" x2=\"{:.1}\" y2=\"{legend_y:.1}\" stroke=\"{color}\"\
+             {style}/><text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
             legend_x + 16.0,
             legend_x + 20.0,
             legend_y + 4.0,
@@ -377,6 +412,15 @@ fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series], axis
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// Stroke width and dashes of the `index`th series, as SVG attributes.
+fn line_style(index: usize) -> String {
+    let width = WIDTHS[index.min(WIDTHS.len() - 1)];
+    match DASHES[index % DASHES.len()] {
+        "" => format!(" stroke-width=\"{width}\""),
+        dashes => format!(" stroke-width=\"{width}\" stroke-dasharray=\"{dashes}\""),
+    }
 }
 
 /// The smallest 1, 2 or 5 × 10^k at or above `value` (1 for nothing).
@@ -461,6 +505,35 @@ mod tests {
             "nothing loaded from elsewhere"
         );
         assert!(!page.contains("NaN"));
+    }
+
+    #[test]
+    fn coinciding_lines_stay_visible() {
+        let page = html(&result());
+        let throughput = page.split("</svg>").next().unwrap_or_default();
+        assert!(throughput.contains("consumed records/s"), "{throughput}");
+        assert!(
+            throughput.contains("stroke-dasharray=\"6 4\""),
+            "the second line is dashed"
+        );
+        assert!(
+            !page.contains(">The run was too short"),
+            "two seconds of data draw lines"
+        );
+    }
+
+    #[test]
+    fn a_sub_second_run_says_why_its_charts_are_empty() {
+        let start = Instant::now();
+        let mut recorder = Recorder::new(start);
+        for i in 0..300u64 {
+            recorder.record_produce(start + Duration::from_millis(i), 100, Duration::from_micros(500));
+        }
+        let mut short = result();
+        short.series = recorder.series();
+        let page = html(&short);
+        assert!(page.contains("The run was too short for a time series"), "{page}");
+        assert!(page.contains("<circle"), "the single point is marked");
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub struct RunOptions {
     pub progress: bool,
     /// Prefix of the progress line, e.g. "round 2 A".
     pub label: String,
+    /// Keep the topic when the run created it (by default it is deleted afterwards; a
+    /// topic that existed before is always kept).
+    pub keep_topic: bool,
 }
 
 /// Counters shared by all tasks of a run, read by the progress display.
@@ -59,13 +62,35 @@ pub async fn run_scenario(bootstrap: &str, scenario: &Scenario, options: &RunOpt
     scenario.validate()?;
     let started_at_ms = u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis()).unwrap_or(0);
     let client_config = client_config(bootstrap);
-    let partitions = prepare_topic(&client_config, scenario).await?;
+    let (partitions, created) = prepare_topic(&client_config, scenario).await?;
+    let result = measure(bootstrap, &client_config, scenario, options, &partitions, started_at_ms).await;
+    if created && !options.keep_topic {
+        // A benchmark's records (often hundreds of MB) are of no use afterwards.
+        if let Err(error) = delete_topic(&client_config, &scenario.topic).await {
+            eprintln!(
+                "warning: could not delete the benchmark topic {}: {error}",
+                scenario.topic
+            );
+        }
+    }
+    result
+}
+
+/// Prefills, runs the consumers and producers and merges their measurements.
+async fn measure(
+    bootstrap: &str,
+    client_config: &ClientConfig,
+    scenario: &Scenario,
+    options: &RunOptions,
+    partitions: &[i32],
+    started_at_ms: u64,
+) -> anyhow::Result<BenchResult> {
     if scenario.prefill_records > 0 {
-        prefill(&client_config, scenario).await?;
+        prefill(client_config, scenario).await?;
     }
 
     let live = Arc::new(Live::default());
-    let consumers = start_consumers(&client_config, scenario, &partitions).await?;
+    let consumers = start_consumers(client_config, scenario, partitions).await?;
     let start = Instant::now();
     let (done_sender, done) = watch::channel(None);
     let has_producers = !scenario.producers.is_empty();
@@ -83,7 +108,7 @@ pub async fn run_scenario(bootstrap: &str, scenario: &Scenario, options: &RunOpt
             tokio::spawn(consume(consumer, context))
         })
         .collect();
-    let producer_tasks = start_producers(&client_config, scenario, start, &live);
+    let producer_tasks = start_producers(client_config, scenario, start, &live);
     let progress = spawn_progress(options, scenario, live.clone());
 
     let mut recorder = Recorder::new(start);
@@ -116,12 +141,14 @@ fn client_config(bootstrap: &str) -> ClientConfig {
     }
 }
 
-/// Creates the topic (or grows it to the scenario's partitions) and returns its partitions.
-async fn prepare_topic(config: &ClientConfig, scenario: &Scenario) -> anyhow::Result<Vec<i32>> {
+/// Creates the topic (or grows it to the scenario's partitions) and returns its partitions
+/// and whether it was created.
+async fn prepare_topic(config: &ClientConfig, scenario: &Scenario) -> anyhow::Result<(Vec<i32>, bool)> {
     let admin = Admin::new(config.clone()).await?;
     let topic = NewTopic::new(&scenario.topic, scenario.partitions, scenario.replication_factor);
+    let mut created = false;
     match admin.create_topics(&[topic]).await {
-        Ok(()) => {}
+        Ok(()) => created = true,
         Err(error) if error.code() == Some(TOPIC_ALREADY_EXISTS) => {
             let existing = describe_partitions(&admin, &scenario.topic).await?;
             let count = i32::try_from(existing.len())?;
@@ -132,7 +159,12 @@ async fn prepare_topic(config: &ClientConfig, scenario: &Scenario) -> anyhow::Re
         Err(error) => return Err(anyhow::anyhow!("cannot create topic {}: {error}", scenario.topic)),
     }
     admin.wait_for_topic(&scenario.topic, TOPIC_READY_TIMEOUT).await?;
-    describe_partitions(&admin, &scenario.topic).await
+    Ok((describe_partitions(&admin, &scenario.topic).await?, created))
+}
+
+async fn delete_topic(config: &ClientConfig, topic: &str) -> anyhow::Result<()> {
+    Admin::new(config.clone()).await?.delete_topics(&[topic]).await?;
+    Ok(())
 }
 
 async fn describe_partitions(admin: &Admin, topic: &str) -> anyhow::Result<Vec<i32>> {
@@ -470,7 +502,7 @@ pub fn error_kind(stage: &str, error: &strom_client::Error) -> String {
         Error::Io(_) => "i/o error",
         Error::Timeout(_) => "timeout",
         Error::Protocol(_) => "protocol error",
-        Error::NoBrokers => "no broker reachable",
+        Error::NoBrokers(_) | Error::Connect { .. } => "no broker reachable",
         Error::UnknownTopic(_) => "unknown topic",
         Error::Config(_) => "invalid configuration",
         Error::Fatal(_) => "fatal",

@@ -11,15 +11,21 @@ use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsRe
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest, OffsetCommitRequest,
-    OffsetFetchRequest, TopicName,
+    ConsumerGroupDescribeRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
+    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, GroupId, IncrementalAlterConfigsRequest,
+    ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use uuid::Uuid;
 
+use crate::assignor::decode_assignment;
 use crate::client::{Client, ClientConfig, PartitionMetadata};
 use crate::error::{Error, Result};
+
+fn sorted(mut partitions: Vec<(String, i32)>) -> Vec<(String, i32)> {
+    partitions.sort();
+    partitions
+}
 
 /// Kafka's config resource type of topics.
 const RESOURCE_TOPIC: i8 = 2;
@@ -139,6 +145,9 @@ pub struct GroupMember {
     pub client_id: String,
     /// The member's host.
     pub client_host: String,
+    /// The partitions the member owns, sorted (empty when the group's protocol is not
+    /// Kafka's consumer protocol).
+    pub assignment: Vec<(String, i32)>,
 }
 
 /// A group as described by [`Admin::describe_groups`].
@@ -578,6 +587,7 @@ impl Admin {
         let request =
             DescribeGroupsRequest::default().with_groups(group_ids.iter().map(|g| GroupId(str_bytes(g))).collect());
         let mut found: HashMap<String, GroupDescription> = HashMap::new();
+        let mut coordinators: HashMap<String, i32> = HashMap::new();
         let mut last_error = None;
         for broker in metadata.brokers.keys() {
             let response = self.client.send_to(*broker, &request).await?;
@@ -589,6 +599,7 @@ impl Admin {
                     last_error = Some(error);
                     continue;
                 }
+                let consumer_protocol = group.protocol_type.as_str() == "consumer";
                 let description = GroupDescription {
                     group_id: group.group_id.0.to_string(),
                     state: group.group_state.to_string(),
@@ -602,10 +613,25 @@ impl Admin {
                             group_instance_id: m.group_instance_id.map(|i| i.to_string()),
                             client_id: m.client_id.to_string(),
                             client_host: m.client_host.to_string(),
+                            // Another protocol's assignment is opaque; an undecodable one is
+                            // shown as none rather than failing the whole description.
+                            assignment: match consumer_protocol && !m.member_assignment.is_empty() {
+                                true => sorted(decode_assignment(&m.member_assignment).unwrap_or_default()),
+                                false => Vec::new(),
+                            },
                         })
                         .collect(),
                 };
+                coordinators.insert(description.group_id.clone(), *broker);
                 found.insert(description.group_id.clone(), description);
+            }
+        }
+        for (group_id, description) in found.iter_mut() {
+            let unassigned = description.members.iter().all(|m| m.assignment.is_empty());
+            if description.protocol_type == "consumer" && !description.members.is_empty() && unassigned {
+                if let Some(coordinator) = coordinators.get(group_id) {
+                    self.add_consumer_group_assignments(*coordinator, description).await;
+                }
             }
         }
         group_ids
@@ -618,6 +644,41 @@ impl Admin {
                 })
             })
             .collect()
+    }
+
+    /// KIP-848 groups report their assignments only through ConsumerGroupDescribe; a broker
+    /// without it, or a group that is not such a group, leaves the description as it is.
+    async fn add_consumer_group_assignments(&self, coordinator: i32, description: &mut GroupDescription) {
+        let supported = self
+            .client
+            .version_for::<ConsumerGroupDescribeRequest>(Some(coordinator))
+            .await
+            .is_ok();
+        if !supported {
+            return;
+        }
+        let request =
+            ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(str_bytes(&description.group_id))]);
+        let Ok(response) = self.client.send_to(coordinator, &request).await else {
+            return;
+        };
+        for group in response.groups.into_iter().filter(|g| g.error_code == 0) {
+            for member in group.members {
+                let owned: Vec<(String, i32)> = member
+                    .assignment
+                    .topic_partitions
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| (t.topic_name.0.to_string(), *p)))
+                    .collect();
+                if let Some(described) = description
+                    .members
+                    .iter_mut()
+                    .find(|m| m.member_id == member.member_id.as_str())
+                {
+                    described.assignment = sorted(owned);
+                }
+            }
+        }
     }
 
     /// Waits until a topic's metadata shows a leader for every partition (after creation).

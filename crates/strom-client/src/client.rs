@@ -34,6 +34,9 @@ pub struct ClientConfig {
     pub client_id: String,
     /// How long to wait for any single response.
     pub request_timeout: Duration,
+    /// How long setting up a connection may take: name lookup, TCP connect and the
+    /// ApiVersions handshake (`socket.connection.setup.timeout.ms`).
+    pub connect_timeout: Duration,
     /// Initial wait before a retry; doubles per attempt up to one second.
     pub retry_backoff: Duration,
     /// How many times a failed request is retried (connection failures and retriable errors).
@@ -46,6 +49,7 @@ impl Default for ClientConfig {
             bootstrap_servers: vec!["127.0.0.1:9092".to_string()],
             client_id: "strom-client".to_string(),
             request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
             retry_backoff: Duration::from_millis(100),
             retries: 5,
         }
@@ -69,8 +73,10 @@ impl ClientConfig {
         if self.bootstrap_servers.is_empty() {
             return Err(Error::Config("bootstrap_servers is empty".into()));
         }
-        if self.request_timeout.is_zero() {
-            return Err(Error::Config("request_timeout must be positive".into()));
+        if self.request_timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(Error::Config(
+                "request_timeout and connect_timeout must be positive".into(),
+            ));
         }
         Ok(())
     }
@@ -222,6 +228,10 @@ impl Client {
     /// Fetches metadata for `topics` (`None` = all topics) and merges it into the cache.
     /// Brokers are replaced by the response's list.
     pub async fn refresh_metadata(&self, topics: Option<&[&str]>) -> Result<Arc<Metadata>> {
+        self.load_metadata(topics, false).await
+    }
+
+    async fn load_metadata(&self, topics: Option<&[&str]>, allow_auto_topic_creation: bool) -> Result<Arc<Metadata>> {
         let request = MetadataRequest::default()
             .with_topics(topics.map(|names| {
                 names
@@ -232,7 +242,7 @@ impl Client {
                     })
                     .collect()
             }))
-            .with_allow_auto_topic_creation(false);
+            .with_allow_auto_topic_creation(allow_auto_topic_creation);
         let response = self.send_any(&request).await?;
         let update = parse_metadata(response)?;
         let mut guard = self.inner.metadata.write().unwrap_or_else(|p| p.into_inner());
@@ -259,6 +269,26 @@ impl Client {
             return Ok(found.clone());
         }
         self.fetch_topic_metadata(topic).await
+    }
+
+    /// A topic's metadata from the cache; when missing, asks the cluster and lets it create
+    /// the topic if it creates topics on first use (`auto.create.topics.enable`), as
+    /// Kafka's producers do. Fails with [`Error::UnknownTopic`] when it does not.
+    pub async fn topic_metadata_or_create(&self, topic: &str) -> Result<TopicMetadata> {
+        if let Some(found) = self.metadata().topics.get(topic).filter(|t| !t.partitions.is_empty()) {
+            return Ok(found.clone());
+        }
+        self.retrying(|| async {
+            let metadata = self.load_metadata(Some(&[topic]), true).await?;
+            match metadata.topics.get(topic) {
+                Some(found) if !found.partitions.is_empty() => Ok(found.clone()),
+                // Kafka lists a topic it has just created without partitions until their
+                // leaders are elected.
+                Some(_) => Err(Error::kafka(5, Some("the new topic has no partitions yet"))),
+                None => Err(Error::UnknownTopic(topic.to_string())),
+            }
+        })
+        .await
     }
 
     /// Fetches a topic's metadata from the cluster, bypassing the cache.
@@ -365,8 +395,15 @@ impl Client {
             .cloned()
             .ok_or_else(|| Error::Protocol(format!("unknown broker id {broker_id}")))?;
         let config = &self.inner.config;
-        let connection =
-            Arc::new(Connection::connect(&broker.address(), &config.client_id, config.request_timeout).await?);
+        let connection = Arc::new(
+            Connection::connect_within(
+                &broker.address(),
+                &config.client_id,
+                config.connect_timeout,
+                config.request_timeout,
+            )
+            .await?,
+        );
         connections.insert(broker_id, connection.clone());
         Ok(connection)
     }
@@ -466,17 +503,28 @@ impl Client {
         }
         let config = &self.inner.config;
         let known: Vec<String> = self.metadata().brokers.values().map(BrokerMetadata::address).collect();
+        let mut failures = Vec::new();
         for address in config.bootstrap_servers.iter().chain(known.iter()) {
-            match Connection::connect(address, &config.client_id, config.request_timeout).await {
+            match Connection::connect_within(
+                address,
+                &config.client_id,
+                config.connect_timeout,
+                config.request_timeout,
+            )
+            .await
+            {
                 Ok(connection) => {
                     let connection = Arc::new(connection);
                     *bootstrap = Some(connection.clone());
                     return Ok(connection);
                 }
-                Err(error) => warn!(address, %error, "cannot connect"),
+                Err(error) => {
+                    warn!(address, %error, "cannot connect");
+                    failures.push(error);
+                }
             }
         }
-        Err(Error::NoBrokers)
+        Err(Error::NoBrokers(failures))
     }
 }
 
@@ -581,6 +629,7 @@ mod tests {
         let config = ClientConfig::new(["a:1", "b:2"]);
         assert_eq!(config.bootstrap_servers, vec!["a:1".to_string(), "b:2".to_string()]);
         assert_eq!(config.request_timeout, Duration::from_secs(30));
+        assert_eq!(config.connect_timeout, Duration::from_secs(10));
         assert!(config.validate().is_ok());
         assert!(ClientConfig::new(Vec::<String>::new()).validate().is_err());
     }

@@ -7,6 +7,7 @@
 //! ([`crate::Client`]) then opens a new one.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,7 +17,7 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, 
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::net::{lookup_host, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, trace};
@@ -24,7 +25,7 @@ use tracing::{debug, trace};
 use crate::constants::{
     CLIENT_SOFTWARE_NAME, CLIENT_SOFTWARE_VERSION, CONNECTION_QUEUE_DEPTH, RESPONSE_FRAME_BYTES_MAX,
 };
-use crate::error::{Error, Result};
+use crate::error::{ConnectFailure, Error, Result};
 
 /// Kafka's UNSUPPORTED_VERSION error code.
 const UNSUPPORTED_VERSION: i16 = 35;
@@ -147,11 +148,56 @@ impl Drop for Connection {
 }
 
 impl Connection {
-    /// Opens a TCP connection to `address` (`host:port`) and performs the ApiVersions handshake.
+    /// Opens a TCP connection to `address` (`host:port`) and performs the ApiVersions
+    /// handshake, both within `request_timeout`.
     pub async fn connect(address: &str, client_id: &str, request_timeout: Duration) -> Result<Connection> {
-        let stream = tokio::time::timeout(request_timeout, TcpStream::connect(address))
-            .await
-            .map_err(|_| Error::Timeout(format!("connecting to {address}")))??;
+        Connection::connect_within(address, client_id, request_timeout, request_timeout).await
+    }
+
+    /// Like [`Connection::connect`], with its own bound on setting the connection up (name
+    /// lookup, TCP connect, ApiVersions handshake). Failures are [`Error::Connect`] saying
+    /// which step failed.
+    pub async fn connect_within(
+        address: &str,
+        client_id: &str,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Result<Connection> {
+        let failed = |failure| Error::Connect {
+            address: address.to_string(),
+            failure,
+        };
+        if !has_port(address) {
+            return Err(failed(ConnectFailure::NoPort));
+        }
+        let resolved: Vec<SocketAddr> = match tokio::time::timeout(connect_timeout, lookup_host(address)).await {
+            Ok(Ok(found)) => found.collect(),
+            Ok(Err(error)) => return Err(failed(ConnectFailure::Lookup(error.to_string()))),
+            Err(_) => {
+                return Err(failed(ConnectFailure::Lookup(format!(
+                    "no answer within {connect_timeout:?}"
+                ))))
+            }
+        };
+        let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(&resolved[..])).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => return Err(failed(ConnectFailure::Tcp(error.to_string()))),
+            Err(_) => return Err(failed(ConnectFailure::Unanswered(connect_timeout))),
+        };
+        let mut connection = Connection::start(stream, address, client_id, request_timeout)?;
+        connection.versions = match tokio::time::timeout(connect_timeout, connection.handshake()).await {
+            Ok(Ok(versions)) => versions,
+            Ok(Err(Error::Timeout(_))) | Err(_) => return Err(failed(ConnectFailure::NoKafkaAnswer(connect_timeout))),
+            Ok(Err(Error::Protocol(what))) => return Err(failed(ConnectFailure::NotKafka(what))),
+            Ok(Err(Error::Io(error))) => return Err(failed(ConnectFailure::Closed(error.to_string()))),
+            Ok(Err(error)) => return Err(error),
+        };
+        debug!(address, apis = connection.versions.len(), "connected");
+        Ok(connection)
+    }
+
+    /// Starts the reader and writer tasks on a connected socket.
+    fn start(stream: TcpStream, address: &str, client_id: &str, request_timeout: Duration) -> Result<Connection> {
         stream.set_nodelay(true)?;
         let (read_half, write_half) = stream.into_split();
         let waiters: Waiters = Arc::new(Mutex::new(HashMap::new()));
@@ -164,7 +210,7 @@ impl Connection {
             address.to_string(),
         ));
         let writer = tokio::spawn(write_loop(write_half, outgoing_rx, waiters.clone(), closed.clone()));
-        let mut connection = Connection {
+        Ok(Connection {
             address: address.to_string(),
             client_id: StrBytes::from_string(client_id.to_string()),
             request_timeout,
@@ -175,10 +221,7 @@ impl Connection {
             closed,
             reader,
             writer,
-        };
-        connection.versions = connection.handshake().await?;
-        debug!(address, apis = connection.versions.len(), "connected");
-        Ok(connection)
+        })
     }
 
     /// The `host:port` this connection was opened to.
@@ -360,6 +403,14 @@ impl Connection {
     }
 }
 
+/// Whether `address` ends in `:port`: without one a name lookup fails with a message that
+/// does not say so.
+fn has_port(address: &str) -> bool {
+    address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
 /// The highest version this client speaks per API when it is below what `kafka-protocol`
 /// knows: newer versions of these address topics by id only.
 fn client_version_max(api_key: i16) -> i16 {
@@ -387,6 +438,27 @@ fn decode_response<Req: Request>(body: &mut Bytes, version: i16, correlation_id:
         )));
     }
     Ok(response)
+}
+
+fn oversized_frame(length: usize) -> String {
+    match u32::try_from(length) {
+        Ok(length) => oversized_frame_bytes(length.to_be_bytes()),
+        Err(_) => format!("response frame of {length} bytes"),
+    }
+}
+
+/// A length prefix that no Kafka broker sends; text there (`HTTP`, `SSH-`) names the
+/// protocol that actually answered.
+fn oversized_frame_bytes(prefix: [u8; 4]) -> String {
+    if prefix.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        let text: String = prefix.iter().map(|b| char::from(*b)).collect();
+        format!("the answer starts with \"{text}\"")
+    } else {
+        match i32::from_be_bytes(prefix) {
+            length if length < 0 => format!("negative frame length {length}"),
+            length => format!("response frame of {length} bytes exceeds the limit of {RESPONSE_FRAME_BYTES_MAX}"),
+        }
+    }
 }
 
 fn check_correlation(received: i32, expected: i32) -> Result<()> {
@@ -484,11 +556,9 @@ async fn read_loop(mut read_half: OwnedReadHalf, waiters: Waiters, closed: Arc<A
 
 async fn read_frame(read_half: &mut OwnedReadHalf) -> Result<Bytes> {
     let length = read_half.read_i32().await?;
-    let length = usize::try_from(length).map_err(|_| Error::Protocol(format!("negative frame length {length}")))?;
+    let length = usize::try_from(length).map_err(|_| Error::Protocol(oversized_frame_bytes(length.to_be_bytes())))?;
     if length > RESPONSE_FRAME_BYTES_MAX {
-        return Err(Error::Protocol(format!(
-            "response frame of {length} bytes exceeds the limit of {RESPONSE_FRAME_BYTES_MAX}"
-        )));
+        return Err(Error::Protocol(oversized_frame(length)));
     }
     let mut frame = BytesMut::zeroed(length);
     read_half.read_exact(&mut frame).await?;
@@ -499,6 +569,23 @@ async fn read_frame(read_half: &mut OwnedReadHalf) -> Result<Bytes> {
 mod tests {
     use super::*;
     use kafka_protocol::messages::{FetchRequest, MetadataRequest, ProduceRequest};
+
+    #[test]
+    fn addresses_need_a_port() {
+        assert!(has_port("127.0.0.1:9092"));
+        assert!(has_port("broker.example:9092"));
+        assert!(has_port("[::1]:9092"));
+        assert!(!has_port("localhost"));
+        assert!(!has_port("localhost:"));
+        assert!(!has_port(":9092"));
+        assert!(!has_port("localhost:http"));
+    }
+
+    #[test]
+    fn text_where_a_frame_length_belongs_names_the_protocol() {
+        assert_eq!(oversized_frame_bytes(*b"HTTP"), "the answer starts with \"HTTP\"");
+        assert_eq!(oversized_frame(0x7fff_ffff).split(' ').next(), Some("response"));
+    }
 
     #[test]
     fn client_caps_versions_that_need_topic_ids() {

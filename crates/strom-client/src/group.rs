@@ -178,7 +178,15 @@ impl GroupCoordinator {
         let timeout = config
             .request_timeout
             .max(self.settings.rebalance_timeout + Duration::from_secs(5));
-        let connection = Arc::new(Connection::connect(&coordinator.address(), &config.client_id, timeout).await?);
+        let connection = Arc::new(
+            Connection::connect_within(
+                &coordinator.address(),
+                &config.client_id,
+                config.connect_timeout,
+                timeout,
+            )
+            .await?,
+        );
         *guard = Some(connection.clone());
         Ok(connection)
     }

@@ -57,7 +57,7 @@ pub use assignor::Assignor;
 pub use client::{BrokerMetadata, Client, ClientConfig, Metadata, PartitionMetadata, TopicMetadata};
 pub use connection::{Connection, Submitted};
 pub use consumer::{Consumer, ConsumerConfig, GroupProtocol, IsolationLevel, Offset};
-pub use error::{Error, Result};
+pub use error::{ConnectFailure, Error, Result};
 pub use group::ConsumerGroupMetadata;
 pub use membership::{AutoOffsetReset, RebalanceListener};
 pub use partitioner::{

@@ -338,13 +338,14 @@ impl Producer {
     }
 
     /// Queues a record and returns a future of its delivery. Waits up to `max_block` for
-    /// buffer memory; fails at once for unknown topics or partitions.
+    /// buffer memory. A missing topic is created if the cluster creates topics on first
+    /// use; otherwise, and for unknown partitions, it fails at once.
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
         let shared = &self.shared;
         if shared.closing.load(Ordering::Acquire) {
             return Err(Error::Config("producer is closed".into()));
         }
-        let topic = shared.client.topic_metadata(&record.topic).await?;
+        let topic = shared.client.topic_metadata_or_create(&record.topic).await?;
         let partitions = topic.partition_count();
         if partitions == 0 {
             return Err(Error::UnknownTopic(record.topic));

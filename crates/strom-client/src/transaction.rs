@@ -122,7 +122,7 @@ impl Transactions {
                 };
                 if outcome
                     .as_ref()
-                    .is_err_and(|e| is_coordinator_error(e) || matches!(e, Error::Io(_)))
+                    .is_err_and(|e| is_coordinator_error(e) || matches!(e, Error::Io(_) | Error::Connect { .. }))
                 {
                     lock(&self.state).coordinator = None;
                 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use strom_broker::txn::TxnCoordinator;
 use strom_broker::{Broker, GroupCoordinator};
 use strom_kafka::Server;
@@ -32,6 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the broker (zero config: one node, data in ./strom-data, Kafka on 127.0.0.1:9092).
+    #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
     /// Create, list, describe, alter and delete topics.
     #[command(subcommand)]
@@ -55,7 +56,8 @@ struct ServeArgs {
     /// TOML file with settings (Kafka names, e.g. `num.partitions = 3`).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Override one setting; repeatable. Beats the file and STROM_* variables.
+    /// Override one setting, e.g. `--set listeners=PLAINTEXT://0.0.0.0:9092` or
+    /// `--set log.dirs=/var/lib/strom`; repeatable. Beats the file and STROM_* variables.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
     /// Print the effective configuration and exit.
@@ -64,7 +66,24 @@ struct ServeArgs {
     /// Log line format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// The client commands' global flags, declared here (same ids and types) only so that
+    /// `serve --help` does not list them; `refuse_client_flags` turns them down.
+    #[arg(long, hide = true)]
+    #[allow(dead_code)]
+    brokers: Option<String>,
+    #[arg(long, hide = true, value_enum)]
+    #[allow(dead_code)]
+    output: Option<cli::Output>,
 }
+
+/// The settings people look for first, under `strom serve --help`.
+const SERVE_HELP: &str = "\
+Settings use Kafka's names; give them with --set KEY=VALUE, a STROM_* variable
+(log.dirs is STROM_LOG_DIRS) or a --config TOML file:
+  listeners   where Kafka clients connect   --set listeners=PLAINTEXT://0.0.0.0:9092
+  log.dirs    the data directory            --set log.dirs=/var/lib/strom
+  num.partitions, log.retention.ms, auto.create.topics.enable, max.message.bytes, ...
+Every setting with its default and where its value came from: strom serve --print-config";
 
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -73,14 +92,15 @@ enum LogFormat {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => refuse_client_flags(&matches, "serve").and_then(|()| serve(args)),
         Command::Topic(command) => client_command(|| cli::topic::run(&cli.common, command)),
         Command::Produce(args) => client_command(|| cli::produce::run(&cli.common, args)),
         Command::Consume(args) => client_command(|| cli::consume::run(&cli.common, args)),
         Command::Group(command) => client_command(|| cli::group::run(&cli.common, command)),
-        Command::Storage(command) => storage::run(command),
+        Command::Storage(command) => refuse_client_flags(&matches, "storage").and_then(|()| storage::run(command)),
         Command::Bench(mut args) => {
             args.print_json = cli.common.output == cli::Output::Json;
             bench(&cli.common.brokers, *args)
@@ -95,6 +115,33 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `serve` (and `storage`, which works on the data directory) takes none of the client
+/// commands' flags: the broker listens where `listeners`
+/// says, whatever `--brokers` would say. Given after `serve` or before it, clap reports
+/// them as given on the command line in the top-level matches.
+fn refuse_client_flags(matches: &clap::ArgMatches, command: &str) -> Result<()> {
+    let given = |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    if given("brokers") {
+        anyhow::bail!(
+            "`strom {command}` takes no --brokers (that flag is for the client commands){}",
+            if command == "serve" {
+                "; set where the broker listens with --set listeners=PLAINTEXT://HOST:PORT"
+            } else {
+                ""
+            }
+        );
+    }
+    if given("output") {
+        let hint = if command == "serve" {
+            "; choose its log format with --log-format text|json"
+        } else {
+            ""
+        };
+        anyhow::bail!("`strom {command}` takes no --output{hint}");
+    }
+    Ok(())
 }
 
 /// Run a client command on a small runtime; errors become one line on stderr.
@@ -121,9 +168,12 @@ fn bench(brokers: &str, args: strom_bench::BenchArgs) -> Result<()> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a terminal: a log file or journal gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -141,6 +191,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     let server_config = settings.server_config()?;
     let group_config = settings.group_config()?;
     let txn_config = settings.txn_config()?;
+    check_port_free(&server_config, &settings)?;
     let open_files = limits::raise_open_file_limit();
     // Connections plus room for segment and index files.
     let wanted = server_config.max_connections.saturating_add(1024) as u64;
@@ -181,6 +232,26 @@ fn serve(args: ServeArgs) -> Result<()> {
         tokio::task::spawn_blocking(move || broker.shutdown()).await??;
         Ok(())
     })
+}
+
+/// Finds a busy port before the data directory is created, so a failed start leaves
+/// nothing behind, and says which setting to change.
+fn check_port_free(config: &strom_kafka::ServerConfig, settings: &Settings) -> Result<()> {
+    let Err(error) = std::net::TcpListener::bind(config.bind) else {
+        return Ok(());
+    };
+    let mut other = config.bind;
+    other.set_port(config.bind.port().wrapping_add(1).max(1024));
+    let hint = match error.kind() {
+        std::io::ErrorKind::AddrInUse => "another program (another broker?) listens there".to_string(),
+        std::io::ErrorKind::PermissionDenied => "ports below 1024 need privileges".to_string(),
+        _ => error.to_string(),
+    };
+    anyhow::bail!(
+        "cannot listen on {} (listeners = {}): {hint}; pick another address with --set listeners=PLAINTEXT://{other}",
+        config.bind,
+        settings.get("listeners")
+    )
 }
 
 /// Segment rolls by time and retention every `log.retention.check.interval.ms`;

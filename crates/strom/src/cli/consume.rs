@@ -9,7 +9,7 @@ use serde_json::json;
 use strom_client::{Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, Offset, OffsetSpec};
 use tokio::signal::unix::{signal, SignalKind};
 
-use super::{explain, Common, Output};
+use super::{explain_for, Common, Output};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum IsolationArg {
@@ -32,7 +32,8 @@ pub struct ConsumeArgs {
     /// Keep waiting for new records instead of stopping at the end.
     #[arg(long)]
     pub follow: bool,
-    /// Template with {topic} {partition} {offset} {timestamp} {key} {value} {headers}.
+    /// Template with {topic} {partition} {offset} {timestamp} {key} {value} {headers};
+    /// `\t` and `\n` for tab and newline, `{{` and `}}` for braces.
     #[arg(long, default_value = "{value}")]
     pub format: String,
     #[arg(long, value_enum, default_value_t = IsolationArg::ReadUncommitted)]
@@ -71,26 +72,160 @@ fn text(bytes: &Option<bytes::Bytes>) -> String {
         .map_or_else(|| "null".to_string(), |b| String::from_utf8_lossy(b).into_owned())
 }
 
-fn render(format: &str, r: &ConsumerRecord) -> String {
-    let headers: Vec<String> = r
-        .headers
+/// The fields `--format` can name.
+const PLACEHOLDERS: &str = "{topic} {partition} {offset} {timestamp} {key} {value} {headers}";
+
+/// One piece of a `--format` template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Topic,
+    Partition,
+    Offset,
+    Timestamp,
+    Key,
+    Value,
+    Headers,
+}
+
+/// Parses a `--format` template once, so that an unknown `{name}` is an error rather than
+/// printed as it is, and a key or value that contains `{value}` is printed as it is.
+/// `{{` and `}}` are literal braces; `\t` and `\n` are a tab and a newline.
+fn parse_format(format: &str) -> Result<Vec<Piece>> {
+    let mut pieces = Vec::new();
+    let mut text = String::new();
+    let mut chars = format.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                text.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                text.push('}');
+            }
+            '\\' if matches!(chars.peek(), Some('t' | 'n')) => {
+                text.push(if chars.next() == Some('t') { '\t' } else { '\n' });
+            }
+            '{' => {
+                let name: String = chars.by_ref().take_while(|c| *c != '}').collect();
+                let piece = match name.as_str() {
+                    "topic" => Piece::Topic,
+                    "partition" => Piece::Partition,
+                    "offset" => Piece::Offset,
+                    "timestamp" => Piece::Timestamp,
+                    "key" => Piece::Key,
+                    "value" => Piece::Value,
+                    "headers" => Piece::Headers,
+                    other => anyhow::bail!(
+                        "unknown placeholder {{{other}}} in --format; use {PLACEHOLDERS} (and {{{{ }}}} for braces)"
+                    ),
+                };
+                if !text.is_empty() {
+                    pieces.push(Piece::Text(std::mem::take(&mut text)));
+                }
+                pieces.push(piece);
+            }
+            c => text.push(c),
+        }
+    }
+    if !text.is_empty() {
+        pieces.push(Piece::Text(text));
+    }
+    Ok(pieces)
+}
+
+fn render(format: &[Piece], r: &ConsumerRecord) -> String {
+    let mut out = String::new();
+    for piece in format {
+        match piece {
+            Piece::Text(text) => out.push_str(text),
+            Piece::Topic => out.push_str(&r.topic),
+            Piece::Partition => out.push_str(&r.partition.to_string()),
+            Piece::Offset => out.push_str(&r.offset.to_string()),
+            Piece::Timestamp => out.push_str(&r.timestamp.to_string()),
+            Piece::Key => out.push_str(&text(&r.key)),
+            Piece::Value => out.push_str(&text(&r.value)),
+            Piece::Headers => {
+                let headers: Vec<String> = r
+                    .headers
+                    .iter()
+                    .map(|h| format!("{}={}", h.key, text(&h.value)))
+                    .collect();
+                out.push_str(&headers.join(","));
+            }
+        }
+    }
+    out
+}
+
+/// One record as one JSON line, the fields named as `--format` names them.
+fn record_json(record: &ConsumerRecord) -> serde_json::Value {
+    let lossy = |b: &Option<bytes::Bytes>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+    json!({
+        "topic": record.topic, "partition": record.partition, "offset": record.offset,
+        "timestamp": record.timestamp, "key": lossy(&record.key), "value": lossy(&record.value),
+        "headers": record.headers.iter().map(|h| (h.key.clone(), json!(lossy(&h.value)))).collect::<serde_json::Map<_, _>>(),
+    })
+}
+
+/// Prints one record as the output format asks; records are streamed, one line each.
+fn print_record(output: Output, format: &[Piece], record: &ConsumerRecord) -> Result<()> {
+    match output {
+        Output::Json => outln!("{}", record_json(record)),
+        Output::Table => outln!("{}", render(format, record)),
+    }
+}
+
+/// Where each partition starts for `--from offset:N`: an offset before the log start
+/// reads from the start, one past the end reads nothing (or, with `--follow`, waits at the
+/// end); either way a note on stderr says so instead of leaving the user with no output.
+fn start_positions(
+    args: &ConsumeArgs,
+    start: Offset,
+    partitions: &[i32],
+    starts: &HashMap<i32, i64>,
+    ends: &HashMap<i32, i64>,
+) -> Vec<(String, i32, Offset)> {
+    partitions
         .iter()
-        .map(|h| format!("{}={}", h.key, text(&h.value)))
-        .collect();
-    format
-        .replace("{topic}", &r.topic)
-        .replace("{partition}", &r.partition.to_string())
-        .replace("{offset}", &r.offset.to_string())
-        .replace("{timestamp}", &r.timestamp.to_string())
-        .replace("{headers}", &headers.join(","))
-        .replace("{key}", &text(&r.key))
-        .replace("{value}", &text(&r.value))
-        .replace("\\t", "\t")
+        .map(|p| {
+            let (first, end) = (starts.get(p).copied().unwrap_or(0), ends.get(p).copied().unwrap_or(0));
+            let offset = match start {
+                Offset::At(n) if n > end => {
+                    let then = if args.follow { "waiting at the end" } else { "nothing to read" };
+                    eprintln!(
+                        "note: partition {p} of {} ends at offset {end}; offset {n} is past it ({then})",
+                        args.topic
+                    );
+                    Offset::End
+                }
+                Offset::At(n) if n < first => {
+                    eprintln!(
+                        "note: partition {p} of {} starts at offset {first} (older records were deleted); reading from there",
+                        args.topic
+                    );
+                    Offset::At(first)
+                }
+                other => other,
+            };
+            (args.topic.clone(), *p, offset)
+        })
+        .collect()
 }
 
 pub async fn run(common: &Common, args: ConsumeArgs) -> Result<()> {
     let start = parse_from(&args.from)?;
-    let fail = |e| explain(e, &common.brokers);
+    let format = parse_format(&args.format)?;
+    if args.group.is_some() && matches!(start, Offset::At(_) | Offset::Timestamp(_)) {
+        anyhow::bail!(
+            "--from {} does not apply with --group: a group starts at its committed offsets; move them with \
+             `strom group reset-offsets`",
+            args.from
+        );
+    }
+    let fail = |e| explain_for(e, &common.brokers, Some(&args.topic));
     let admin = common.admin().await?;
     let metadata = admin.client().fetch_topic_metadata(&args.topic).await.map_err(fail)?;
     let partitions: Vec<i32> = match args.partition {
@@ -104,39 +239,49 @@ pub async fn run(common: &Common, args: ConsumeArgs) -> Result<()> {
         Some(p) => vec![p],
         None => (0..metadata.partition_count()).collect(),
     };
+    if args.count == Some(0) {
+        return Ok(());
+    }
     let isolation = match args.isolation {
         IsolationArg::ReadCommitted => IsolationLevel::ReadCommitted,
         IsolationArg::ReadUncommitted => IsolationLevel::ReadUncommitted,
     };
-    // Where "the end" is for a run that stops there: the end offsets as of now.
-    let wanted: Vec<_> = partitions
-        .iter()
-        .map(|p| (args.topic.clone(), *p, OffsetSpec::Latest))
-        .collect();
-    let ends: HashMap<i32, i64> = admin
-        .list_offsets(&wanted)
-        .await
-        .map_err(fail)?
-        .into_iter()
-        .map(|((_, p), (offset, _))| (p, offset))
-        .collect();
     if let Some(group) = &args.group {
-        return consume_in_group(common, &args, group, isolation, &start).await;
+        return consume_in_group(common, &args, &format, group, isolation, &start).await;
     }
+    // Where "the end" is for a run that stops there: the end offsets as of now.
+    let offsets = |spec: OffsetSpec| {
+        let wanted: Vec<_> = partitions.iter().map(|p| (args.topic.clone(), *p, spec)).collect();
+        let admin = &admin;
+        async move {
+            admin.list_offsets(&wanted).await.map(|found| {
+                found
+                    .into_iter()
+                    .map(|((_, p), (offset, _))| (p, offset))
+                    .collect::<HashMap<i32, i64>>()
+            })
+        }
+    };
+    let ends = offsets(OffsetSpec::Latest).await.map_err(fail)?;
+    let starts = match start {
+        Offset::At(_) => offsets(OffsetSpec::Earliest).await.map_err(fail)?,
+        _ => HashMap::new(),
+    };
     let config = ConsumerConfig {
         isolation_level: isolation,
         ..ConsumerConfig::default()
     };
     let consumer = Consumer::with_client(admin.client().clone(), config).map_err(fail)?;
     consumer
-        .assign(partitions.iter().map(|p| (args.topic.clone(), *p, start)).collect())
+        .assign(start_positions(&args, start, &partitions, &starts, &ends))
         .await
         .map_err(fail)?;
     let progress = indicatif::ProgressBar::new_spinner();
     progress.set_draw_target(indicatif::ProgressDrawTarget::stderr());
     let mut seen = 0u64;
     let limit = args.count.unwrap_or(u64::MAX);
-    let mut records_json = Vec::new();
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
     'outer: loop {
         if !args.follow && args.count.is_none() {
             let mut done = true;
@@ -150,16 +295,13 @@ pub async fn run(common: &Common, args: ConsumeArgs) -> Result<()> {
                 break;
             }
         }
-        for record in consumer.poll(Duration::from_millis(500)).await.map_err(fail)? {
-            match common.output {
-                Output::Json => records_json.push(json!({
-                    "topic": record.topic, "partition": record.partition, "offset": record.offset,
-                    "timestamp": record.timestamp, "key": record.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
-                    "value": record.value.as_ref().map(|v| String::from_utf8_lossy(v).into_owned()),
-                    "headers": record.headers.iter().map(|h| (h.key.clone(), json!(h.value.as_ref().map(|v| String::from_utf8_lossy(v).into_owned())))).collect::<serde_json::Map<_, _>>(),
-                })),
-                Output::Table => progress.suspend(|| println!("{}", render(&args.format, &record))),
-            }
+        let records = tokio::select! {
+            records = consumer.poll(Duration::from_millis(500)) => records.map_err(fail)?,
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+        };
+        for record in records {
+            progress.suspend(|| print_record(common.output, &format, &record))?;
             seen += 1;
             progress.set_message(format!("{seen} records"));
             if seen >= limit {
@@ -168,9 +310,6 @@ pub async fn run(common: &Common, args: ConsumeArgs) -> Result<()> {
         }
     }
     progress.finish_and_clear();
-    if common.output == Output::Json {
-        println!("{}", serde_json::Value::Array(records_json));
-    }
     Ok(())
 }
 
@@ -179,11 +318,12 @@ pub async fn run(common: &Common, args: ConsumeArgs) -> Result<()> {
 async fn consume_in_group(
     common: &Common,
     args: &ConsumeArgs,
+    format: &[Piece],
     group: &str,
     isolation: IsolationLevel,
     start: &Offset,
 ) -> Result<()> {
-    let fail = |e| explain(e, &common.brokers);
+    let fail = |e| explain_for(e, &common.brokers, Some(&args.topic));
     let config = ConsumerConfig {
         isolation_level: isolation,
         group_id: Some(group.to_string()),
@@ -203,11 +343,11 @@ async fn consume_in_group(
     let limit = args.count.unwrap_or(u64::MAX);
     let mut seen = 0u64;
     let mut idle_polls = 0u32;
-    let mut records_json = Vec::new();
+    let mut stopped = Ok(());
     // On SIGINT/SIGTERM leave the group cleanly so its partitions move at once.
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
-    while seen < limit {
+    'outer: while seen < limit {
         let records = tokio::select! {
             records = consumer.poll(Duration::from_millis(500)) => records.map_err(fail)?,
             _ = interrupt.recv() => break,
@@ -223,30 +363,65 @@ async fn consume_in_group(
             continue;
         }
         idle_polls = 0;
-        let printed = records.len().min((limit - seen) as usize);
-        for record in &records[..printed] {
-            match common.output {
-                Output::Json => records_json.push(json!({
-                    "topic": record.topic, "partition": record.partition, "offset": record.offset,
-                    "key": record.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
-                    "value": record.value.as_ref().map(|v| String::from_utf8_lossy(v).into_owned()),
-                })),
-                Output::Table => println!("{}", render(&args.format, record)),
-            }
-            seen += 1;
-        }
+        let wanted = records.len().min(usize::try_from(limit - seen).unwrap_or(usize::MAX));
         // Commit what was printed: the next offset of each printed record.
         let mut next: HashMap<(String, i32), i64> = HashMap::new();
-        for record in &records[..printed] {
+        for record in &records[..wanted] {
+            if let Err(error) = print_record(common.output, format, record) {
+                stopped = Err(error);
+                break;
+            }
+            seen += 1;
             let entry = next.entry((record.topic.clone(), record.partition)).or_insert(0);
             *entry = (*entry).max(record.offset + 1);
         }
         let offsets: Vec<(String, i32, i64)> = next.into_iter().map(|((t, p), o)| (t, p, o)).collect();
-        consumer.commit(&offsets).await.map_err(fail)?;
+        if !offsets.is_empty() {
+            consumer.commit(&offsets).await.map_err(fail)?;
+        }
+        if stopped.is_err() {
+            break 'outer;
+        }
     }
     consumer.close().await.map_err(fail)?;
-    if common.output == Output::Json {
-        println!("{}", serde_json::Value::Array(records_json));
+    stopped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> ConsumerRecord {
+        ConsumerRecord {
+            topic: "t".into(),
+            partition: 1,
+            offset: 7,
+            timestamp: 1_700_000_000_000,
+            key: Some(bytes::Bytes::from_static(b"k{value}")),
+            value: Some(bytes::Bytes::from_static(b"v")),
+            headers: vec![strom_client::Header::new("h", "x")],
+        }
     }
-    Ok(())
+
+    #[test]
+    fn format_fills_each_placeholder_once() {
+        let format = parse_format("{partition}:{offset} {key}={value} [{headers}] @{timestamp}\\t{topic}").unwrap();
+        assert_eq!(render(&format, &record()), "1:7 k{value}=v [h=x] @1700000000000\tt");
+        assert_eq!(render(&parse_format("{{{value}}}").unwrap(), &record()), "{v}");
+    }
+
+    #[test]
+    fn unknown_placeholders_are_refused() {
+        let error = parse_format("{value} {vlaue}").unwrap_err().to_string();
+        assert!(error.contains("unknown placeholder {vlaue}"), "{error}");
+        assert!(error.contains("{partition}"), "{error}");
+    }
+
+    #[test]
+    fn json_lines_carry_every_field() {
+        let line = record_json(&record());
+        assert_eq!(line["timestamp"], 1_700_000_000_000i64);
+        assert_eq!(line["headers"]["h"], "x");
+        assert_eq!(line["key"], "k{value}");
+    }
 }

@@ -1,5 +1,7 @@
 //! `strom group list|describe`.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use clap::Subcommand;
 use serde_json::json;
@@ -30,6 +32,34 @@ pub enum GroupCommand {
     Delete { group: String },
 }
 
+/// Kafka's error codes for a commit to a group that has members.
+const UNKNOWN_MEMBER_ID: i16 = 25;
+const REBALANCE_IN_PROGRESS: i16 = 27;
+const NON_EMPTY_GROUP: i16 = 68;
+
+/// One partition of a group: its committed offset (if any), end, lag and owner.
+struct PartitionRow {
+    topic: String,
+    partition: i32,
+    committed: Option<i64>,
+    end: i64,
+    lag: Option<i64>,
+    owner: Option<String>,
+}
+
+/// `orders(0,1) payments(3)`, as Kafka's `kafka-consumer-groups --members --verbose` shows it.
+fn assignment_text(assignment: &[(String, i32)]) -> String {
+    let mut by_topic: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (topic, partition) in assignment {
+        by_topic.entry(topic).or_default().push(partition.to_string());
+    }
+    by_topic
+        .iter()
+        .map(|(topic, partitions)| format!("{topic}({})", partitions.join(",")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 pub async fn run(common: &Common, command: GroupCommand) -> Result<()> {
     let admin = common.admin().await?;
     let fail = |e| explain(e, &common.brokers);
@@ -38,19 +68,19 @@ pub async fn run(common: &Common, command: GroupCommand) -> Result<()> {
             let mut groups = admin.list_groups().await.map_err(fail)?;
             groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
             match common.output {
-                Output::Json => println!(
+                Output::Json => outln!(
                     "{}",
                     json!(groups
                         .iter()
                         .map(|g| json!({"group": g.group_id, "state": g.state, "protocol_type": g.protocol_type}))
                         .collect::<Vec<_>>())
-                ),
+                )?,
                 Output::Table => {
                     let rows: Vec<Vec<String>> = groups
                         .iter()
                         .map(|g| vec![g.group_id.clone(), g.state.clone(), g.protocol_type.clone()])
                         .collect();
-                    print_table(&["GROUP", "STATE", "PROTOCOL TYPE"], &rows);
+                    print_table(&["GROUP", "STATE", "PROTOCOL TYPE"], &rows)?;
                 }
             }
         }
@@ -63,7 +93,16 @@ pub async fn run(common: &Common, command: GroupCommand) -> Result<()> {
                 anyhow::bail!("group '{group}' not found; list groups with `strom group list`");
             }
             let committed = admin.list_group_offsets(&group).await.map_err(fail)?;
-            let wanted: Vec<_> = committed
+            // Who owns each partition; owned partitions without a commit are listed too.
+            let owners: BTreeMap<(String, i32), &str> = g
+                .members
+                .iter()
+                .flat_map(|m| m.assignment.iter().map(move |tp| (tp.clone(), m.member_id.as_str())))
+                .collect();
+            let mut partitions: BTreeMap<(String, i32), Option<i64>> =
+                owners.keys().map(|tp| (tp.clone(), None)).collect();
+            partitions.extend(committed.iter().map(|(tp, (offset, _))| (tp.clone(), Some(*offset))));
+            let wanted: Vec<_> = partitions
                 .keys()
                 .map(|(t, p)| (t.clone(), *p, OffsetSpec::Latest))
                 .collect();
@@ -73,26 +112,40 @@ pub async fn run(common: &Common, command: GroupCommand) -> Result<()> {
                 admin.list_offsets(&wanted).await.map_err(fail)?
             };
             // Lag = the partition's end (high watermark) minus the committed offset.
-            let offsets: Vec<(String, i32, i64, i64, i64)> = committed
+            let offsets: Vec<PartitionRow> = partitions
                 .iter()
-                .map(|((t, p), (offset, _))| {
+                .map(|((t, p), committed)| {
                     let end = ends.get(&(t.clone(), *p)).map_or(-1, |(o, _)| *o);
-                    (t.clone(), *p, *offset, end, (end - offset).max(0))
+                    PartitionRow {
+                        topic: t.clone(),
+                        partition: *p,
+                        committed: *committed,
+                        end,
+                        lag: committed.map(|c| (end - c).max(0)),
+                        owner: owners.get(&(t.clone(), *p)).map(|m| m.to_string()),
+                    }
                 })
                 .collect();
             match common.output {
-                Output::Json => println!(
+                Output::Json => outln!(
                     "{}",
                     json!({
                         "group": g.group_id, "state": g.state, "protocol_type": g.protocol_type, "protocol": g.protocol,
-                        "members": g.members.iter().map(|m| json!({"member_id": m.member_id, "instance_id": m.group_instance_id, "client_id": m.client_id, "host": m.client_host})).collect::<Vec<_>>(),
-                        "offsets": offsets.iter().map(|(t, p, o, e, l)| json!({"topic": t, "partition": p, "committed": o, "end": e, "lag": l})).collect::<Vec<_>>(),
+                        "members": g.members.iter().map(|m| json!({
+                            "member_id": m.member_id, "instance_id": m.group_instance_id, "client_id": m.client_id,
+                            "host": m.client_host,
+                            "assignment": m.assignment.iter().map(|(t, p)| json!({"topic": t, "partition": p})).collect::<Vec<_>>(),
+                        })).collect::<Vec<_>>(),
+                        "offsets": offsets.iter().map(|o| json!({
+                            "topic": o.topic, "partition": o.partition, "committed": o.committed, "end": o.end,
+                            "lag": o.lag, "member_id": o.owner,
+                        })).collect::<Vec<_>>(),
                     })
-                ),
+                )?,
                 Output::Table => {
-                    println!("group     {}", g.group_id);
-                    println!("state     {}", g.state);
-                    println!("protocol  {} {}\n", g.protocol_type, g.protocol);
+                    outln!("group     {}", g.group_id)?;
+                    outln!("state     {}", g.state)?;
+                    outln!("protocol  {} {}\n", g.protocol_type, g.protocol)?;
                     let rows: Vec<Vec<String>> = g
                         .members
                         .iter()
@@ -102,18 +155,27 @@ pub async fn run(common: &Common, command: GroupCommand) -> Result<()> {
                                 m.group_instance_id.clone().unwrap_or_default(),
                                 m.client_id.clone(),
                                 m.client_host.clone(),
+                                assignment_text(&m.assignment),
                             ]
                         })
                         .collect();
-                    print_table(&["MEMBER", "INSTANCE", "CLIENT", "HOST"], &rows);
-                    println!();
+                    print_table(&["MEMBER", "INSTANCE", "CLIENT", "HOST", "PARTITIONS"], &rows)?;
+                    outln!()?;
+                    let dash = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
                     let rows: Vec<Vec<String>> = offsets
                         .iter()
-                        .map(|(t, p, o, e, l)| {
-                            vec![t.clone(), p.to_string(), o.to_string(), e.to_string(), l.to_string()]
+                        .map(|o| {
+                            vec![
+                                o.topic.clone(),
+                                o.partition.to_string(),
+                                dash(o.committed),
+                                o.end.to_string(),
+                                dash(o.lag),
+                                o.owner.clone().unwrap_or_else(|| "-".to_string()),
+                            ]
                         })
                         .collect();
-                    print_table(&["TOPIC", "PARTITION", "COMMITTED", "END", "LAG"], &rows);
+                    print_table(&["TOPIC", "PARTITION", "COMMITTED", "END", "LAG", "MEMBER"], &rows)?;
                 }
             }
         }
@@ -156,19 +218,26 @@ pub async fn run(common: &Common, command: GroupCommand) -> Result<()> {
                 admin
                     .alter_group_offsets(&group, &plan)
                     .await
-                    .map_err(|e| anyhow::anyhow!("{e}; a group's offsets can only be reset while it has no members"))?;
+                    .map_err(|e| match e.code() {
+                        // What Kafka answers a commit from outside a group that has members.
+                        Some(UNKNOWN_MEMBER_ID | REBALANCE_IN_PROGRESS | NON_EMPTY_GROUP) => anyhow::anyhow!(
+                            "group '{group}' has members, and offsets can only be reset while it has none; \
+                             stop its consumers first (`strom group describe {group}` lists them)"
+                        ),
+                        _ => fail(e),
+                    })?;
             }
             match common.output {
-                Output::Json => println!(
+                Output::Json => outln!(
                     "{}",
                     json!({"group": group, "executed": execute, "offsets": plan.iter().map(|(t, p, o)| json!({"topic": t, "partition": p, "offset": o})).collect::<Vec<_>>()})
-                ),
+                )?,
                 Output::Table => {
                     let rows: Vec<Vec<String>> = plan
                         .iter()
                         .map(|(t, p, o)| vec![t.clone(), p.to_string(), o.to_string()])
                         .collect();
-                    print_table(&["TOPIC", "PARTITION", "NEW OFFSET"], &rows);
+                    print_table(&["TOPIC", "PARTITION", "NEW OFFSET"], &rows)?;
                     if !execute {
                         eprintln!("(dry run: add --execute to apply)");
                     }
@@ -178,8 +247,8 @@ pub async fn run(common: &Common, command: GroupCommand) -> Result<()> {
         GroupCommand::Delete { group } => {
             admin.delete_groups(&[group.as_str()]).await.map_err(fail)?;
             match common.output {
-                Output::Json => println!("{}", json!({"deleted": group})),
-                Output::Table => println!("deleted group {group}"),
+                Output::Json => outln!("{}", json!({"deleted": group}))?,
+                Output::Table => outln!("deleted group {group}")?,
             }
         }
     }

@@ -1,15 +1,18 @@
-//! `strom produce TOPIC`: one record per input line (stdin or --file).
+//! `strom produce TOPIC`: one record per input line (stdin or --file), sent as soon as
+//! it is read.
 
-use std::io::BufRead;
-use std::sync::Arc;
+use std::io::{BufRead, BufReader, Read};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::json;
-use strom_client::{Acks, Compression, Header, Producer, ProducerConfig, ProducerRecord};
+use strom_client::{Acks, Compression, Header, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
 
-use super::{explain, pairs, Common, Output};
+use super::{explain_for, pairs, Common, Output};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum AcksArg {
@@ -90,6 +93,63 @@ fn record_from_line(args: &ProduceArgs, line: &str, headers: &[(String, String)]
     Ok(record)
 }
 
+/// Lines read ahead of the producer, in chunks; the reader thread waits beyond this.
+const CHUNKS_QUEUED_MAX: usize = 16;
+/// Most lines in one chunk: what is already buffered goes in one hop, up to this many.
+const CHUNK_LINES_MAX: usize = 1024;
+/// Deliveries awaited at a time: bounds memory while keeping the pipeline full.
+const DELIVERIES_IN_FLIGHT_MAX: usize = 10_000;
+/// Kafka's MESSAGE_TOO_LARGE error code.
+const MESSAGE_TOO_LARGE: i16 = 10;
+/// Room for a batch's and a record's headers when suggesting a `max.message.bytes`.
+const BATCH_OVERHEAD_BYTES: usize = 1024;
+
+type Chunk = Vec<std::io::Result<String>>;
+
+/// Reads input lines on their own thread: a blocking read on the command's single-threaded
+/// runtime would starve the producer's sender, so nothing would be sent until input ends.
+/// Lines go out in chunks of the whole lines already buffered, so a slow source
+/// (`tail -f`, a terminal) is sent line by line and a fast one in bulk.
+fn read_lines(source: Box<dyn Read + Send>) -> mpsc::Receiver<Chunk> {
+    let (chunks, received) = mpsc::channel(CHUNKS_QUEUED_MAX);
+    std::thread::spawn(move || {
+        let mut reader = BufReader::with_capacity(64 * 1024, source);
+        loop {
+            let mut chunk = Vec::new();
+            let mut ended = false;
+            while chunk.len() < CHUNK_LINES_MAX {
+                let mut line = String::new();
+                match reader.read_line(&mut line) {
+                    Ok(0) => ended = true,
+                    Ok(_) => {
+                        let trimmed = line
+                            .strip_suffix('\n')
+                            .map_or(line.as_str(), |l| l.strip_suffix('\r').unwrap_or(l));
+                        chunk.push(Ok(trimmed.to_string()));
+                    }
+                    Err(error) => {
+                        chunk.push(Err(error));
+                        ended = true;
+                    }
+                }
+                // Only whole lines already buffered join the chunk: waiting for the rest of
+                // a partial one would hold back the lines before it.
+                if ended || !reader.buffer().contains(&b'\n') {
+                    break;
+                }
+            }
+            if (!chunk.is_empty() && chunks.blocking_send(chunk).is_err()) || ended {
+                return;
+            }
+        }
+    });
+    received
+}
+
+/// A record's delivery, with where its line was for error messages.
+type Delivery =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (u64, usize, strom_client::Result<RecordMetadata>)>>>;
+
 pub async fn run(common: &Common, args: ProduceArgs) -> Result<()> {
     let headers = pairs(&args.headers, "--header")?;
     let config = ProducerConfig {
@@ -107,47 +167,94 @@ pub async fn run(common: &Common, args: ProduceArgs) -> Result<()> {
         },
         ..ProducerConfig::default()
     };
-    let producer = Arc::new(
-        Producer::new(common.client_config(), config)
-            .await
-            .map_err(|e| explain(e, &common.brokers))?,
-    );
-    let input: Box<dyn BufRead> = match &args.file {
-        Some(path) => Box::new(std::io::BufReader::new(
-            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
-        )),
-        None => Box::new(std::io::BufReader::new(std::io::stdin())),
+    let fail = |e| explain_for(e, &common.brokers, Some(&args.topic));
+    let source: Box<dyn Read + Send> = match &args.file {
+        Some(path) => Box::new(std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?),
+        None => Box::new(std::io::stdin()),
     };
+    let producer = Producer::new(common.client_config(), config).await.map_err(fail)?;
+    // From here SIGINT/SIGTERM end the input: what was read is delivered, then we exit.
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut lines = read_lines(source);
     let progress = indicatif::ProgressBar::new_spinner();
     progress.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {pos} records sent ({per_sec})")
+        indicatif::ProgressStyle::with_template("{spinner} {pos} records acknowledged ({per_sec})")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
     progress.enable_steady_tick(Duration::from_millis(200));
-    let mut deliveries = Vec::new();
-    let mut sent = 0u64;
-    for line in input.lines() {
-        let line = line.context("reading input")?;
-        let record = record_from_line(&args, &line, &headers)?;
-        deliveries.push(producer.send(record).await.map_err(|e| explain(e, &common.brokers))?);
-        sent += 1;
-        progress.set_position(sent);
-        // Bound the number of outstanding futures while keeping the pipeline full.
-        if deliveries.len() >= 10_000 {
-            for delivery in deliveries.drain(..) {
-                delivery.await.map_err(|e| explain(e, &common.brokers))?;
+    let mut deliveries: FuturesUnordered<Delivery> = FuturesUnordered::new();
+    let mut line_number = 0u64;
+    let mut acknowledged = 0u64;
+    let mut reading = true;
+    let mut interrupted = false;
+    while reading || !deliveries.is_empty() {
+        tokio::select! {
+            Some((line, bytes, delivered)) = deliveries.next(), if !deliveries.is_empty() => {
+                if let Err(error) = delivered {
+                    progress.finish_and_clear();
+                    return Err(delivery_error(error, line, bytes, common, &args.topic));
+                }
+                acknowledged += 1;
+                progress.set_position(acknowledged);
             }
+            chunk = lines.recv(), if reading && deliveries.len() < DELIVERIES_IN_FLIGHT_MAX => {
+                let Some(chunk) = chunk else {
+                    reading = false;
+                    continue;
+                };
+                for line in chunk {
+                    line_number += 1;
+                    let line = line.with_context(|| format!("reading line {line_number} of the input"))?;
+                    let record = record_from_line(&args, &line, &headers)
+                        .with_context(|| format!("line {line_number}"))?;
+                    let delivery = producer.send(record).await.map_err(fail)?;
+                    let number = line_number;
+                    deliveries.push(Box::pin(async move { (number, line.len(), delivery.await) }));
+                }
+            }
+            _ = interrupt.recv() => stop_reading(&mut lines, &mut interrupted)?,
+            _ = terminate.recv() => stop_reading(&mut lines, &mut interrupted)?,
         }
     }
-    for delivery in deliveries {
-        delivery.await.map_err(|e| explain(e, &common.brokers))?;
-    }
-    producer.flush().await.map_err(|e| explain(e, &common.brokers))?;
-    producer.close().await.map_err(|e| explain(e, &common.brokers))?;
+    producer.close().await.map_err(fail)?;
     progress.finish_and_clear();
     match common.output {
-        Output::Json => println!("{}", json!({"topic": args.topic, "records": sent})),
-        Output::Table => eprintln!("{sent} records sent to {}", args.topic),
+        Output::Json => outln!("{}", json!({"topic": args.topic, "records": acknowledged}))?,
+        Output::Table => eprintln!("{acknowledged} records sent to {}", args.topic),
     }
     Ok(())
+}
+
+/// The first signal ends the input (lines already read are still sent); a second one,
+/// while deliveries hang, gives up.
+fn stop_reading(lines: &mut mpsc::Receiver<Chunk>, interrupted: &mut bool) -> Result<()> {
+    if *interrupted {
+        anyhow::bail!("interrupted again before every record was acknowledged");
+    }
+    *interrupted = true;
+    lines.close();
+    Ok(())
+}
+
+fn delivery_error(error: strom_client::Error, line: u64, bytes: usize, common: &Common, topic: &str) -> anyhow::Error {
+    if let strom_client::Error::Kafka {
+        code: MESSAGE_TOO_LARGE,
+        message,
+    } = &error
+    {
+        // A round number of MiB that fits the record with its batch's headers.
+        let mebibyte = 1024 * 1024;
+        let limit = (bytes + BATCH_OVERHEAD_BYTES).div_ceil(mebibyte) * mebibyte;
+        let detail = if message.is_empty() {
+            String::new()
+        } else {
+            format!(" ({message})")
+        };
+        return anyhow::anyhow!(
+            "line {line} ({bytes} bytes) is larger than topic '{topic}' accepts{detail}; raise the limit with \
+             `strom topic alter-config {topic} --set max.message.bytes={limit}` (MESSAGE_TOO_LARGE)"
+        );
+    }
+    explain_for(error, &common.brokers, Some(topic)).context(format!("line {line} was not delivered"))
 }

@@ -5,7 +5,7 @@ use clap::Subcommand;
 use serde_json::json;
 use strom_client::NewTopic;
 
-use super::{explain, pairs, print_table, Common, Output};
+use super::{explain_for, pairs, print_table, Common, Output};
 
 #[derive(Subcommand, Debug)]
 pub enum TopicCommand {
@@ -52,7 +52,15 @@ pub enum TopicCommand {
 
 pub async fn run(common: &Common, command: TopicCommand) -> Result<()> {
     let admin = common.admin().await?;
-    let fail = |e| explain(e, &common.brokers);
+    let topic = match &command {
+        TopicCommand::List { .. } => None,
+        TopicCommand::Create { name, .. }
+        | TopicCommand::Describe { name }
+        | TopicCommand::Delete { name }
+        | TopicCommand::AlterConfig { name, .. }
+        | TopicCommand::AddPartitions { name, .. } => Some(name.clone()),
+    };
+    let fail = |e| explain_for(e, &common.brokers, topic.as_deref());
     match command {
         TopicCommand::Create {
             name,
@@ -66,27 +74,27 @@ pub async fn run(common: &Common, command: TopicCommand) -> Result<()> {
             }
             admin.create_topics(&[topic]).await.map_err(fail)?;
             report(common.output, json!({"created": name}), || {
-                println!("created topic {name}")
-            });
+                outln!("created topic {name}")
+            })?;
         }
         TopicCommand::List { internal } => {
             let mut topics = admin.list_topics().await.map_err(fail)?;
             topics.retain(|t| internal || !t.is_internal);
             topics.sort_by(|a, b| a.name.cmp(&b.name));
             match common.output {
-                Output::Json => println!(
+                Output::Json => outln!(
                     "{}",
                     json!(topics
                         .iter()
                         .map(|t| json!({"name": t.name, "partitions": t.partitions, "internal": t.is_internal}))
                         .collect::<Vec<_>>())
-                ),
+                )?,
                 Output::Table => {
                     let rows: Vec<Vec<String>> = topics
                         .iter()
                         .map(|t| vec![t.name.clone(), t.partitions.to_string()])
                         .collect();
-                    print_table(&["NAME", "PARTITIONS"], &rows);
+                    print_table(&["NAME", "PARTITIONS"], &rows)?;
                 }
             }
         }
@@ -103,7 +111,7 @@ pub async fn run(common: &Common, command: TopicCommand) -> Result<()> {
             let ends = admin.list_offsets(&wanted).await.map_err(fail)?;
             let end = |p: i32| ends.get(&(name.clone(), p)).map_or(-1, |(offset, _)| *offset);
             match common.output {
-                Output::Json => println!(
+                Output::Json => outln!(
                     "{}",
                     json!({
                         "name": topic.name,
@@ -115,11 +123,11 @@ pub async fn run(common: &Common, command: TopicCommand) -> Result<()> {
                         })).collect::<Vec<_>>(),
                         "configs": topic.configs.iter().map(|(k, v)| (k.clone(), json!({"value": v.value, "default": v.is_default}))).collect::<serde_json::Map<_, _>>(),
                     })
-                ),
+                )?,
                 Output::Table => {
-                    println!("name        {}", topic.name);
-                    println!("id          {}", topic.topic_id);
-                    println!("partitions  {}\n", topic.partitions.len());
+                    outln!("name        {}", topic.name)?;
+                    outln!("id          {}", topic.topic_id)?;
+                    outln!("partitions  {}\n", topic.partitions.len())?;
                     let rows: Vec<Vec<String>> = topic
                         .partitions
                         .iter()
@@ -137,8 +145,8 @@ pub async fn run(common: &Common, command: TopicCommand) -> Result<()> {
                     print_table(
                         &["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "END OFFSET"],
                         &rows,
-                    );
-                    println!();
+                    )?;
+                    outln!()?;
                     let rows: Vec<Vec<String>> = topic
                         .configs
                         .iter()
@@ -150,15 +158,15 @@ pub async fn run(common: &Common, command: TopicCommand) -> Result<()> {
                             ]
                         })
                         .collect();
-                    print_table(&["CONFIG", "VALUE", "SOURCE"], &rows);
+                    print_table(&["CONFIG", "VALUE", "SOURCE"], &rows)?;
                 }
             }
         }
         TopicCommand::Delete { name } => {
             admin.delete_topics(&[name.as_str()]).await.map_err(fail)?;
             report(common.output, json!({"deleted": name}), || {
-                println!("deleted topic {name}")
-            });
+                outln!("deleted topic {name}")
+            })?;
         }
         TopicCommand::AlterConfig { name, set, delete } => {
             let set = pairs(&set, "--set")?;
@@ -170,22 +178,22 @@ pub async fn run(common: &Common, command: TopicCommand) -> Result<()> {
             changes.extend(delete.iter().map(|k| (k.as_str(), None)));
             admin.incremental_alter_configs(&name, &changes).await.map_err(fail)?;
             report(common.output, json!({"altered": name}), || {
-                println!("updated configs of {name}")
-            });
+                outln!("updated configs of {name}")
+            })?;
         }
         TopicCommand::AddPartitions { name, count } => {
             admin.create_partitions(&name, count).await.map_err(fail)?;
             report(common.output, json!({"topic": name, "partitions": count}), || {
-                println!("{name} now has {count} partitions")
-            });
+                outln!("{name} now has {count} partitions")
+            })?;
         }
     }
     Ok(())
 }
 
-fn report(output: Output, value: serde_json::Value, text: impl FnOnce()) {
+fn report(output: Output, value: serde_json::Value, text: impl FnOnce() -> Result<()>) -> Result<()> {
     match output {
-        Output::Json => println!("{value}"),
+        Output::Json => outln!("{value}"),
         Output::Table => text(),
     }
 }

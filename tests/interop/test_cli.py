@@ -356,6 +356,15 @@ def test_a_closed_pipe_ends_consume_quietly(broker):
         assert "panicked" not in err and err.strip() == "", err
 
 
+def test_a_closed_pipe_ends_bench_quietly(broker):
+    # `strom --output json bench ... | true`: the reader is gone before the result is printed.
+    proc = spawn(broker, "--output", "json", "bench", "produce", "--records", "300", "--no-progress")
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "panicked" not in err, err
+
+
 def test_brokers_that_are_not_kafka_fail_within_seconds(tmp_path):
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))

@@ -157,7 +157,7 @@ pub async fn run(brokers: &str, args: BenchArgs) -> anyhow::Result<bool> {
     }
     let result = run_scenario(brokers, &scenario, &args.options(String::new())).await?;
     if args.print_json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
+        writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&result)?)?;
     } else {
         write_summary(&mut std::io::stdout().lock(), &result)?;
     }

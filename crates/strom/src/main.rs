@@ -158,10 +158,19 @@ where
 /// `--assert` is an error exit.
 fn bench(brokers: &str, args: strom_bench::BenchArgs) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    if runtime.block_on(strom_bench::run(brokers, args))? {
-        Ok(())
-    } else {
-        anyhow::bail!("a benchmark assertion failed")
+    match runtime.block_on(strom_bench::run(brokers, args)) {
+        Ok(true) => Ok(()),
+        Ok(false) => anyhow::bail!("a benchmark assertion failed"),
+        // `strom bench ... | head`: the reader has what it wanted.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -203,7 +212,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         );
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let signals = Signals::listen().context("listening for SIGINT and SIGTERM")?;
         let broker = Broker::open(broker_config).context("opening the data directory")?;
         let groups = GroupCoordinator::open(broker.clone(), group_config).context("loading consumer groups")?;
@@ -231,7 +240,11 @@ fn serve(args: ServeArgs) -> Result<()> {
         let _ = transactions.await;
         tokio::task::spawn_blocking(move || broker.shutdown()).await??;
         Ok(())
-    })
+    });
+    // The logs are closed: exit now rather than wait for tasks still parked in the
+    // runtime (a blocking read of a connection that was cut off, say).
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    served
 }
 
 /// Finds a busy port before the data directory is created, so a failed start leaves

@@ -92,7 +92,9 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, context: Arc<Context
         if frame_ready(&input) && waiting.len() < PIPELINED_RESPONSES_MAX {
             continue;
         }
-        if let Some(total) = frame::pending(&input).filter(|total| *total > READ_BUFFER_BYTES) {
+        // (A frame beyond socket.request.max.bytes is refused by the next parse instead.)
+        let large = |total: &usize| *total > READ_BUFFER_BYTES && *total <= max.saturating_add(4);
+        if let Some(total) = frame::pending(&input).filter(large) {
             if held.is_none() {
                 let permits = u32::try_from(total).unwrap_or(u32::MAX);
                 let acquire = context.request_memory.clone().acquire_many_owned(permits);

@@ -4,6 +4,10 @@
 //! Layout of the data directory (`log.dirs`):
 //! - `meta.properties`: `cluster.id` and `node.id`, written once.
 //! - `topics.json`: the topic list (see `topic_store`).
+//! - `dynamic-configs.json`: dynamic broker configs and group configs (see `dynamic_config`).
+//! - `<topic>-<partition>.<topic id>-delete/`: a deleted topic's partition, renamed (the
+//!   deletion's commit point) and then removed; a start removes leftovers and drops the
+//!   topic from `topics.json` if it is still listed.
 //! - `<topic>-<partition>/`: one partition's log (see `strom_log::Log`), with a
 //!   `partition.metadata` file naming the topic id it belongs to.
 //! - `.lock`: held while a broker runs, so two cannot share a directory.

@@ -36,6 +36,11 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, context: Arc<Context
     let mut shutdown = context.shutdown.clone();
     let max = context.config.socket_request_max_bytes;
     let idle = Duration::from_millis(context.config.connections_max_idle_ms);
+    // One timer for the connection's life, moved on only when it fires (not re-armed
+    // for every request): the connection is idle when nothing happened since `last_event`.
+    let mut last_event = Instant::now();
+    let idle_timer = tokio::time::sleep(idle);
+    tokio::pin!(idle_timer);
     // The share of `queued.max.request.bytes` taken for the large frame being read.
     let mut held: Option<OwnedSemaphorePermit> = None;
     loop {
@@ -61,6 +66,8 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, context: Arc<Context
                 }
                 result
             };
+            // A request that ran long (a long-poll Fetch) was no idle time.
+            last_event = Instant::now();
             match result {
                 Ok(Some(deferred)) => {
                     // Its own task, so the wait (an fsync) starts now even while this
@@ -110,26 +117,32 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, context: Arc<Context
         } else if input.capacity() - input.len() < 1024 {
             input.reserve(READ_BUFFER_BYTES);
         }
-        let idle_deadline = Instant::now() + idle;
         tokio::select! {
             read = stream.read_buf(&mut input), if waiting.len() < PIPELINED_RESPONSES_MAX => match read {
                 Ok(0) => return close(&mut stream, output, waiting).await,
-                Ok(_) => {}
+                Ok(_) => last_event = Instant::now(),
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "read failed");
                     return;
                 }
             },
             Some(done) = waiting.next(), if !waiting.is_empty() => match done {
-                Ok(response) => output.extend_from_slice(&response),
+                Ok(response) => {
+                    output.extend_from_slice(&response);
+                    last_event = Instant::now();
+                }
                 Err(reason) => {
                     tracing::warn!(%peer, %reason, "closing connection");
                     return close(&mut stream, output, waiting).await;
                 }
             },
-            _ = tokio::time::sleep_until(idle_deadline), if waiting.is_empty() => {
-                tracing::debug!(%peer, "connections.max.idle.ms passed with nothing to do; closing connection");
-                return close(&mut stream, output, waiting).await;
+            () = &mut idle_timer, if waiting.is_empty() => {
+                let deadline = last_event + idle;
+                if Instant::now() >= deadline {
+                    tracing::debug!(%peer, "connections.max.idle.ms passed with nothing to do; closing connection");
+                    return close(&mut stream, output, waiting).await;
+                }
+                idle_timer.as_mut().reset(deadline);
             }
             _ = shutdown.changed() => return,
         }

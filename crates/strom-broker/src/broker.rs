@@ -322,14 +322,14 @@ impl Broker {
     }
 
     /// Alter a group's configs: `ops` applied to its current set (AlterConfigs passes
-    /// the whole new set as Set operations after clearing). The defaults are the broker
-    /// settings the group falls back to, for the heartbeat-below-session check.
+    /// the whole new set as Set operations after clearing). `bounds` are the broker
+    /// settings the group falls back to and must stay within.
     pub fn alter_group_configs(
         &self,
         group: &str,
         replace: bool,
         ops: &[(String, AlterOp, Option<String>)],
-        defaults_ms: (i64, i64),
+        bounds: crate::dynamic_config::GroupConfigBounds,
         validate_only: bool,
     ) -> Result<()> {
         if group.is_empty() {
@@ -344,7 +344,7 @@ impl Broker {
         for (name, op, value) in ops {
             set_or_delete(&mut configs, name, *op, value)?;
         }
-        crate::dynamic_config::validate_group(&configs, defaults_ms.0, defaults_ms.1)?;
+        crate::dynamic_config::validate_group(&configs, bounds)?;
         if validate_only {
             return Ok(());
         }
@@ -672,13 +672,21 @@ impl Broker {
                 Ok(()) => renamed.push((dir, gone)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
-                    for (dir, gone) in renamed.into_iter().rev() {
-                        let _ = fs::rename(gone, dir);
+                    let undone = renamed.iter().rev().all(|(dir, gone)| fs::rename(gone, dir).is_ok());
+                    if undone {
+                        self.topics_write().insert(topic);
+                        return Err(e.into());
                     }
-                    self.topics_write().insert(topic);
-                    return Err(e.into());
+                    // A renamed directory that stays renamed is a committed deletion
+                    // (the next start finishes it): go on deleting.
+                    tracing::error!(topic = %name, error = %e, "could not rename a partition directory; deleting the topic anyway");
+                    break;
                 }
             }
+        }
+        // Make the renames (the commit) durable before any data goes.
+        if let Err(e) = fs::File::open(&self.config.data_dir).and_then(|d| d.sync_all()) {
+            tracing::warn!(error = %e, "could not sync the data directory");
         }
         let id = topic.id();
         drop(topic);

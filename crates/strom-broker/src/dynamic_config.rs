@@ -69,24 +69,31 @@ pub const GROUP_CONFIGS: &[GroupConfigDef] = &[
     },
 ];
 
-/// Checks a group's whole set of configs: known names, positive whole milliseconds, and
-/// a heartbeat interval below the session timeout (as Kafka's GroupConfig does).
-pub fn validate_group(
-    configs: &BTreeMap<String, String>,
-    session_default_ms: i64,
-    heartbeat_default_ms: i64,
-) -> Result<()> {
-    let number = |name: &str, default: i64| -> Result<i64> {
+/// The broker settings a group config falls back to and must stay within (Kafka's
+/// `group.consumer.{min,max}.{session.timeout,heartbeat.interval}.ms`).
+#[derive(Debug, Clone, Copy)]
+pub struct GroupConfigBounds {
+    /// (default, min, max) of `consumer.session.timeout.ms`.
+    pub session_ms: (i64, i64, i64),
+    /// (default, min, max) of `consumer.heartbeat.interval.ms`.
+    pub heartbeat_ms: (i64, i64, i64),
+}
+
+/// Checks a group's whole set of configs: known names, values within the broker's
+/// bounds, and a heartbeat interval below the session timeout (as Kafka's GroupConfig
+/// does).
+pub fn validate_group(configs: &BTreeMap<String, String>, bounds: GroupConfigBounds) -> Result<()> {
+    let number = |name: &str, (default, min, max): (i64, i64, i64)| -> Result<i64> {
         match configs.get(name) {
             None => Ok(default),
             Some(value) => value
                 .trim()
                 .parse::<i64>()
                 .ok()
-                .filter(|n| *n > 0 && *n <= i64::from(i32::MAX))
+                .filter(|n| (min..=max).contains(n))
                 .ok_or_else(|| {
                     BrokerError::InvalidConfig(format!(
-                        "Invalid value {value} for configuration {name}: must be a positive number of milliseconds"
+                        "Invalid value {value} for configuration {name}: must be between {min} and {max} ms"
                     ))
                 }),
         }
@@ -99,8 +106,8 @@ pub fn validate_group(
             "Unknown group config name: {unknown}"
         )));
     }
-    let session = number("consumer.session.timeout.ms", session_default_ms)?;
-    let heartbeat = number("consumer.heartbeat.interval.ms", heartbeat_default_ms)?;
+    let session = number("consumer.session.timeout.ms", bounds.session_ms)?;
+    let heartbeat = number("consumer.heartbeat.interval.ms", bounds.heartbeat_ms)?;
     if heartbeat >= session {
         return Err(BrokerError::InvalidConfig(format!(
             "consumer.heartbeat.interval.ms ({heartbeat}) must be less than consumer.session.timeout.ms ({session})"

@@ -34,7 +34,7 @@ async fn a_consumer_group_takes_its_heartbeat_interval_from_its_group_config() {
         &mut stream,
         ApiKey::IncrementalAlterConfigs,
         0,
-        &set("configured", "consumer.heartbeat.interval.ms", "1234"),
+        &set("configured", "consumer.heartbeat.interval.ms", "6000"),
     )
     .await;
     assert_eq!(altered.responses[0].error_code, 0);
@@ -50,7 +50,7 @@ async fn a_consumer_group_takes_its_heartbeat_interval_from_its_group_config() {
     };
     let joined: ConsumerGroupHeartbeatResponse =
         call(&mut stream, ApiKey::ConsumerGroupHeartbeat, 0, &join("configured")).await;
-    assert_eq!((joined.error_code, joined.heartbeat_interval_ms), (0, 1234));
+    assert_eq!((joined.error_code, joined.heartbeat_interval_ms), (0, 6000));
     let other: ConsumerGroupHeartbeatResponse =
         call(&mut stream, ApiKey::ConsumerGroupHeartbeat, 0, &join("plain")).await;
     assert_eq!(other.error_code, 0);
@@ -72,7 +72,7 @@ async fn a_consumer_group_takes_its_heartbeat_interval_from_its_group_config() {
         .unwrap();
     assert_eq!(
         (heartbeat.value.as_ref().unwrap().as_str(), heartbeat.config_source),
-        ("1234", 8)
+        ("6000", 8)
     );
     let session = configs
         .iter()
@@ -80,9 +80,11 @@ async fn a_consumer_group_takes_its_heartbeat_interval_from_its_group_config() {
         .unwrap();
     assert_eq!(session.config_source, 5);
 
-    // A heartbeat interval at or above the session timeout, or an unknown name: INVALID_CONFIG.
+    // Outside the broker's bounds (group.consumer.{min,max}.*), or an unknown name: INVALID_CONFIG.
     for (name, value) in [
         ("consumer.heartbeat.interval.ms", "999999999"),
+        ("consumer.heartbeat.interval.ms", "1"),
+        ("consumer.session.timeout.ms", "1"),
         ("consumer.nonsense", "1"),
     ] {
         let refused: IncrementalAlterConfigsResponse = call(

@@ -17,9 +17,10 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use crate::batch::validate_stored;
+use crate::batch::{validate_stored, RecordBatchHeader};
 use crate::constants::{
-    BATCH_HEADER_SIZE, LOG_FILE_SUFFIX, MAGIC_V2, RECOVERY_CHUNK_BYTES, SEGMENT_BYTES_MAX, TEMPORARY_FILE_SUFFIX,
+    BATCH_HEADER_SIZE, LOG_FILE_SUFFIX, MAGIC_V2, OFFSET_INDEX_FILE_SUFFIX, RECOVERY_CHUNK_BYTES, SEGMENT_BYTES_MAX,
+    TEMPORARY_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX,
 };
 use crate::error::LogError;
 use crate::log::sync_directory;
@@ -27,9 +28,6 @@ use crate::segment::{segment_file_name, Scanner};
 
 /// Suffix of the copies of damaged bytes kept beside a segment.
 pub const DAMAGED_FILE_SUFFIX: &str = "damaged";
-
-/// Position of the magic byte in a batch header.
-const MAGIC_POSITION: u64 = 16;
 
 /// One damaged stretch of a segment file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,24 +85,60 @@ pub struct SegmentCheck {
 }
 
 /// Walks a whole segment file: every batch's length, magic, CRC-32C and offsets.
+///
+/// `baseOffset` lies outside the CRC, so a flipped bit there leaves a batch that
+/// validates but claims later offsets than it holds; every intact batch after it then
+/// seems to overlap. When a valid batch overlaps the one before it and the batch after
+/// agrees with it, the one before is the damaged batch (its offsets are wrong, its
+/// neighbours agree) and is what gets cut; otherwise the overlapping batch is.
 pub fn check_segment(file: &File, base_offset: i64, durable_below: i64) -> Result<SegmentCheck, LogError> {
     let end = file.metadata()?.len().min(SEGMENT_BYTES_MAX);
     let mut scanner = Scanner::new(file, 0, end, RECOVERY_CHUNK_BYTES);
-    let mut damage = Vec::new();
+    let mut damage: Vec<Damage> = Vec::new();
     let mut expected = base_offset;
+    // The last accepted batch: (position, length, the offset expected before it).
+    let mut previous: Option<(u64, u64, i64)> = None;
     let mut batches = 0;
     let mut torn_tail_bytes = 0;
     while scanner.position() < end {
         let at = scanner.position();
-        if let Some(next) = valid_batch_at(&mut scanner, at, base_offset, expected)? {
-            expected = next;
-            batches += 1;
-            continue;
+        match batch_at(&mut scanner, at, base_offset)? {
+            Some(header) if header.base_offset >= expected => {
+                previous = Some((at, scanner.position() - at, expected));
+                expected = header.next_offset();
+                batches += 1;
+                continue;
+            }
+            Some(header) => {
+                // This batch overlaps the one before. Blame that one only when the batch
+                // after this one agrees with this one and not with it (two against one);
+                // otherwise this batch is the odd one and is cut below.
+                let after = scanner.position();
+                let agrees = batch_at(&mut scanner, after, base_offset)?
+                    .is_some_and(|next| next.base_offset >= header.next_offset() && next.base_offset < expected);
+                if let Some((position, length, before)) = previous.filter(|_| agrees) {
+                    if before < durable_below && header.base_offset >= before {
+                        damage.push(Damage {
+                            position,
+                            length,
+                            first_offset: before,
+                            next_offset: Some(header.base_offset),
+                        });
+                        scanner.seek(after);
+                        previous = Some((at, after - at, before));
+                        expected = header.next_offset();
+                        continue;
+                    }
+                }
+                scanner.seek(at);
+            }
+            None => {}
         }
         if expected >= durable_below {
             torn_tail_bytes = end - at;
             break;
         }
+        previous = None;
         match resync(&mut scanner, at + 1, end, base_offset, expected)? {
             Some((found, base)) => {
                 damage.push(Damage {
@@ -134,34 +168,26 @@ pub fn check_segment(file: &File, base_offset: i64, durable_below: i64) -> Resul
     })
 }
 
-/// The next offset after a valid batch at `at` that starts at or after `expected`
-/// (the scanner is then past it), or `None` (the scanner is back at `at`).
-fn valid_batch_at(
-    scanner: &mut Scanner<'_>,
-    at: u64,
-    base_offset: i64,
-    expected: i64,
-) -> Result<Option<i64>, LogError> {
+/// The header of a batch at `at` whose length, magic and CRC-32C check out and whose
+/// offsets fit the segment (the scanner is then past it), or `None` (the scanner is
+/// back at `at`).
+fn batch_at(scanner: &mut Scanner<'_>, at: u64, base_offset: i64) -> Result<Option<RecordBatchHeader>, LogError> {
     scanner.seek(at);
-    let next = match scanner.next_batch()? {
-        Some((_, batch)) => match validate_stored(batch) {
-            Ok(header)
-                if header.base_offset >= expected
-                    && header.last_offset().saturating_sub(base_offset) <= i64::from(u32::MAX) =>
-            {
-                Some(header.next_offset())
-            }
-            _ => None,
-        },
+    let header = match scanner.next_batch()? {
+        Some((_, batch)) => validate_stored(batch).ok().filter(|header| {
+            header.base_offset >= base_offset && header.last_offset().saturating_sub(base_offset) <= i64::from(u32::MAX)
+        }),
         None => None,
     };
-    if next.is_none() {
+    if header.is_none() {
         scanner.seek(at);
     }
-    Ok(next)
+    Ok(header)
 }
 
-/// First position in `[from, end)` holding a valid batch at or after `expected`.
+/// First position in `[from, end)` holding a valid batch at or after `expected`. The
+/// header's fields are checked before the batch is read and its CRC computed, so a long
+/// damaged stretch is crossed at the cost of a byte compare per position.
 fn resync(
     scanner: &mut Scanner<'_>,
     from: u64,
@@ -174,14 +200,20 @@ fn resync(
         if !scanner.fill(at, BATCH_HEADER_SIZE)? {
             return Ok(None);
         }
-        let magic = scanner.slice(at + MAGIC_POSITION, 1).and_then(|b| b.first().copied());
-        if magic == Some(MAGIC_V2 as u8) && valid_batch_at(scanner, at, base_offset, expected)?.is_some() {
-            let base = scanner
-                .slice(at, 8)
-                .and_then(|b| b.try_into().ok())
-                .map(i64::from_be_bytes)
-                .unwrap_or(expected);
-            return Ok(Some((at, base)));
+        let plausible = scanner
+            .slice(at, BATCH_HEADER_SIZE)
+            .and_then(|bytes| RecordBatchHeader::parse(bytes).ok())
+            .is_some_and(|h| {
+                h.magic == MAGIC_V2
+                    && h.base_offset >= expected
+                    && h.last_offset_delta >= 0
+                    && h.last_offset().saturating_sub(base_offset) <= i64::from(u32::MAX)
+                    && h.total_size().is_some_and(|total| at + total as u64 <= end)
+            });
+        if plausible {
+            if let Some(header) = batch_at(scanner, at, base_offset)? {
+                return Ok(Some((at, header.base_offset)));
+            }
         }
         at += 1;
     }
@@ -216,6 +248,15 @@ pub fn cut_out(dir: &Path, base_offset: i64, damage: &[Damage]) -> Result<(), Lo
         }
         copy_into(&mut source, kept_from, size.saturating_sub(kept_from), &mut output)?;
         output.sync_all()?;
+        // The kept batches move: the old indexes must not outlive the old file, or a
+        // crash before they are rebuilt could leave entries that point into it.
+        for suffix in [OFFSET_INDEX_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX] {
+            let index = dir.join(segment_file_name(base_offset, suffix));
+            if let Ok(file) = OpenOptions::new().write(true).open(&index) {
+                file.set_len(0)?;
+                file.sync_all()?;
+            }
+        }
         std::fs::rename(&temporary, &log_path)?;
         sync_directory(dir)
     })();

@@ -238,6 +238,14 @@ impl Log {
             let base = persisted_start.unwrap_or(0).max(0);
             segments.push(Arc::new(LogSegment::create(dir, base, now_ms)?));
         }
+        // Offsets up to the persisted recovery point were fsynced, and may have been
+        // consumed and committed past: if damage cost the tail below it, the log goes on
+        // from there (a gap) rather than hand those offsets out again.
+        let flushed_end = read_number_file(&dir.join(RECOVERY_POINT_FILE_NAME));
+        if let Some(flushed_end) = flushed_end.filter(|end| *end > segments.last().map_or(0, |s| s.next_offset())) {
+            tracing::warn!(dir = %dir.display(), flushed_end, "the log lost flushed offsets to damage; continuing after them");
+            segments.push(Arc::new(LogSegment::create(dir, flushed_end, now_ms)?));
+        }
         let first_base = segments.first().map_or(0, |s| s.base_offset());
         let log_end_offset = segments.last().map_or(0, |s| s.next_offset());
         let log_start_offset = persisted_start
@@ -287,6 +295,17 @@ impl Log {
         for (index, &base) in bases.iter().enumerate() {
             if let Some(previous) = segments.last() {
                 let expected = previous.next_offset();
+                if base < expected && base <= recovery_point {
+                    // Both segments are durable: one of them is damaged (most likely a
+                    // flipped bit in the last base offset of the earlier one). Dropping the
+                    // later segments would lose intact records; refuse to open instead.
+                    return Err(LogError::corrupt(format!(
+                        "segment {base} in {} starts below the end {expected} of the segment before it, \
+                         and both are below the recovery point; nothing was removed: check the \
+                         directory with `strom storage verify`",
+                        dir.display()
+                    )));
+                }
                 if base < expected || (base > expected && base > recovery_point) {
                     tracing::warn!(
                         base,
@@ -1340,6 +1359,53 @@ mod tests {
         let expected: Vec<i64> = (0..30).map(|i| i * 2).filter(|o| *o != first_lost).collect();
         assert_eq!(stored_base_offsets(&log), expected);
         assert_eq!(log.log_end_offset(), 60);
+    }
+
+    #[test]
+    fn a_flipped_base_offset_costs_that_batch_not_the_ones_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(0));
+        let layout = damaged_fixture(dir.path(), &clock);
+        let (log_path, positions) = &layout[1];
+        // baseOffset is outside the CRC: a flipped bit makes the batch claim offsets far
+        // ahead, and every intact batch after it seem to overlap.
+        flip_byte(log_path, positions[1] + 4);
+        std::fs::write(log_path.with_extension("index"), [0xffu8; 8]).unwrap();
+        let log = open(dir.path(), &clock);
+        let base: i64 = log_path.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+        let expected: Vec<i64> = (0..30).map(|i| i * 2).filter(|o| *o != base + 2).collect();
+        assert_eq!(stored_base_offsets(&log), expected);
+        assert_eq!(log.log_end_offset(), 60);
+    }
+
+    #[test]
+    fn a_flipped_base_offset_at_a_segment_boundary_stops_the_open_and_removes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(0));
+        let layout = damaged_fixture(dir.path(), &clock);
+        let (log_path, positions) = &layout[1];
+        flip_byte(log_path, *positions.last().unwrap() + 4);
+        std::fs::write(log_path.with_extension("index"), [0xffu8; 8]).unwrap();
+        let error = Log::open(dir.path(), small_config(), clock.clone()).err().unwrap();
+        assert!(error.to_string().contains("strom storage verify"), "{error}");
+        for (path, _) in &layout {
+            assert!(std::fs::metadata(path).unwrap().len() > 0, "{} kept", path.display());
+        }
+    }
+
+    #[test]
+    fn damage_at_the_end_never_hands_out_flushed_offsets_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(0));
+        let layout = damaged_fixture(dir.path(), &clock);
+        let (log_path, positions) = layout.last().unwrap();
+        // A broken length field in the last batch of the last segment: damage to the end.
+        flip_byte(log_path, *positions.last().unwrap() + 9);
+        let log = open(dir.path(), &clock);
+        assert_eq!(log.log_end_offset(), 60, "offsets below the recovery point stay used");
+        let info = log.append(&batch(1, 0, Compression::None)).unwrap();
+        assert_eq!(info.base_offset, 60);
+        assert_eq!(stored_base_offsets(&log).len(), 30);
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "offset.metadata.max.bytes", default: "4096", doc: "largest metadata string of a committed offset" },
     Setting { name: "group.consumer.heartbeat.interval.ms", default: "5000", doc: "heartbeat interval given to consumer-protocol (KIP-848) members" },
     Setting { name: "group.consumer.session.timeout.ms", default: "45000", doc: "session timeout of consumer-protocol (KIP-848) members" },
+    Setting { name: "group.consumer.min.session.timeout.ms", default: "45000", doc: "smallest consumer.session.timeout.ms a group config may set" },
+    Setting { name: "group.consumer.max.session.timeout.ms", default: "60000", doc: "largest consumer.session.timeout.ms a group config may set" },
+    Setting { name: "group.consumer.min.heartbeat.interval.ms", default: "5000", doc: "smallest consumer.heartbeat.interval.ms a group config may set" },
+    Setting { name: "group.consumer.max.heartbeat.interval.ms", default: "15000", doc: "largest consumer.heartbeat.interval.ms a group config may set" },
     Setting { name: "offsets.retention.minutes", default: "10080", doc: "how long committed offsets of an empty group are kept" },
     Setting { name: "offsets.retention.check.interval.ms", default: "600000", doc: "how often expired committed offsets are removed" },
 ];

@@ -955,11 +955,12 @@ impl GroupCoordinator {
     /// Remove members whose session ran out (and rebalance their groups), then re-arm
     /// the session timer with the earliest deadline left.
     pub fn expire_sessions(self: &Arc<Self>) {
+        // Forget the old deadline first (before listing the groups, so a group armed in
+        // between is listed): releasing each group below arms the timer with that
+        // group's next one, and concurrent requests can only lower it.
+        *self.sessions.next() = None;
         let groups: Vec<GroupRef> = self.groups().values().cloned().collect();
         let now = Instant::now();
-        // Forget the old deadline first: releasing each group below arms the timer
-        // with that group's next one, and concurrent requests can only lower it.
-        *self.sessions.next() = None;
         for group_ref in groups {
             drop(self.lock_at(&group_ref, now));
         }

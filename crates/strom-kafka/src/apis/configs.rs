@@ -11,7 +11,7 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use strom_broker::dynamic_config::{GROUP_CONFIGS, LISTENER_DYNAMIC_SETTINGS};
+use strom_broker::dynamic_config::{GroupConfigBounds, GROUP_CONFIGS, LISTENER_DYNAMIC_SETTINGS};
 use strom_broker::topic_config::config_def_by_broker_synonym;
 use strom_broker::{AlterOp, BrokerEntity, BrokerError, ConfigEntry, ConfigSource, ConfigType};
 
@@ -35,17 +35,25 @@ fn broker_setting(context: &Context, name: &str) -> Option<String> {
         .map(|(_, value, ..)| value.clone())
 }
 
-/// (session timeout, heartbeat interval) of consumer-protocol groups without their own.
-fn group_defaults_ms(context: &Context) -> (i64, i64) {
+/// What consumer-protocol group configs fall back to and must stay within.
+fn group_bounds(context: &Context) -> GroupConfigBounds {
     let number = |name: &str, fallback: i64| {
         broker_setting(context, name)
             .and_then(|v| v.parse().ok())
             .unwrap_or(fallback)
     };
-    (
-        number("group.consumer.session.timeout.ms", 45_000),
-        number("group.consumer.heartbeat.interval.ms", 5_000),
-    )
+    GroupConfigBounds {
+        session_ms: (
+            number("group.consumer.session.timeout.ms", 45_000),
+            number("group.consumer.min.session.timeout.ms", 45_000),
+            number("group.consumer.max.session.timeout.ms", 60_000),
+        ),
+        heartbeat_ms: (
+            number("group.consumer.heartbeat.interval.ms", 5_000),
+            number("group.consumer.min.heartbeat.interval.ms", 5_000),
+            number("group.consumer.max.heartbeat.interval.ms", 15_000),
+        ),
+    }
 }
 
 /// DescribeConfigs on a GROUP: its own values, else the broker's.
@@ -321,7 +329,7 @@ pub async fn alter_configs(context: &Context, request: AlterConfigsRequest) -> A
         .iter()
         .map(|r| broker_entity(context, &r.resource_name))
         .collect();
-    let group_defaults = group_defaults_ms(context);
+    let group_bounds = group_bounds(context);
     let responses = blocking(context, move |broker| {
         request
             .resources
@@ -337,7 +345,7 @@ pub async fn alter_configs(context: &Context, request: AlterConfigsRequest) -> A
                     RESOURCE_TOPIC => broker.alter_topic_configs(&resource.resource_name, configs, validate_only),
                     RESOURCE_GROUP => {
                         let ops: Vec<_> = configs.into_iter().map(|(k, v)| (k, AlterOp::Set, Some(v))).collect();
-                        broker.alter_group_configs(&resource.resource_name, true, &ops, group_defaults, validate_only)
+                        broker.alter_group_configs(&resource.resource_name, true, &ops, group_bounds, validate_only)
                     }
                     RESOURCE_BROKER => {
                         entity.and_then(|entity| broker.alter_broker_configs(entity, configs, validate_only))
@@ -370,7 +378,7 @@ pub async fn incremental_alter_configs(
         .iter()
         .map(|r| broker_entity(context, &r.resource_name))
         .collect();
-    let group_defaults = group_defaults_ms(context);
+    let group_bounds = group_bounds(context);
     let responses = blocking(context, move |broker| {
         request
             .resources
@@ -407,7 +415,7 @@ pub async fn incremental_alter_configs(
                                     &resource.resource_name,
                                     false,
                                     &ops,
-                                    group_defaults,
+                                    group_bounds,
                                     validate_only,
                                 )
                             } else {

@@ -131,3 +131,55 @@ def test_logs_to_a_file_have_no_colours(tmp_path):
             proc.terminate()
             proc.wait(timeout=20)
     assert "\x1b[" not in log.read_text()
+
+
+def test_the_process_ends_promptly_after_the_broker_closes(broker):
+    """SIGTERM under load (a group consumer in a long poll, an acks=all producer): the
+    process is gone shortly after it logs "broker closed", not seconds later."""
+    import threading
+    from datetime import datetime
+
+    from confluent_kafka import Consumer, Producer
+
+    from ck_util import create_topic
+    from records import topic_name
+
+    topic = topic_name("shutdown")
+    create_topic(broker, topic, 2)
+    stop = threading.Event()
+
+    def consume():
+        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": topic, "fetch.wait.max.ms": 5000,
+                      "session.timeout.ms": 6000, "reconnect.backoff.max.ms": 100})
+        c.subscribe([topic])
+        while not stop.is_set():
+            c.poll(0.1)
+        c.close()
+
+    def produce():
+        p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 5,
+                      "reconnect.backoff.max.ms": 100})
+        while not stop.is_set():
+            try:
+                p.produce(topic, value=b"x" * 100)
+            except BufferError:
+                pass
+            p.poll(0.01)
+        p.flush(1)
+
+    workers = [threading.Thread(target=consume), threading.Thread(target=produce)]
+    for t in workers:
+        t.start()
+    try:
+        time.sleep(5)  # the group has formed and records flow
+        assert broker.stop() == 0
+        exited = datetime.now().astimezone()
+    finally:
+        stop.set()
+        for t in workers:
+            t.join(30)
+    closed_lines = [l for l in broker.log_path.read_text().splitlines() if "broker closed" in l]
+    assert closed_lines, broker.log_tail()
+    closed = datetime.fromisoformat(closed_lines[-1].split()[0].replace("Z", "+00:00"))
+    # Generous: the point is "not seconds later"; the process normally ends within ms.
+    assert (exited - closed).total_seconds() < 1.0, (closed_lines[-1], exited)

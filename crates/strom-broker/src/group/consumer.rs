@@ -305,9 +305,19 @@ impl ConsumerGroup {
             return Err(BrokerError::UnknownMemberId);
         }
         let deadline = now + Duration::from_millis(config.session_timeout_ms.max(0) as u64);
-        // A static member coming back takes over its predecessor's place and partitions.
+        // A static member coming back takes over its predecessor's place and partitions,
+        // once the predecessor has left (epoch -2); while it is still a member the
+        // instance id is taken (Kafka's UNRELEASED_INSTANCE_ID: the client retries, and
+        // the old member's session ends it at the latest).
         if let Some(instance) = &request.instance_id {
             if let Some(old_id) = self.static_members.get(instance).cloned() {
+                let still_there = self
+                    .members
+                    .get(&old_id)
+                    .is_some_and(|old| old.member_epoch != LEAVE_STATIC_EPOCH);
+                if old_id != request.member_id && still_there {
+                    return Err(BrokerError::UnreleasedInstanceId);
+                }
                 if old_id != request.member_id {
                     if let Some(mut old) = self.members.remove(&old_id) {
                         if let Some(target) = self.target.remove(&old_id) {
@@ -807,6 +817,10 @@ mod tests {
             count(&owned_back) > 0 && minus(&owned_back, &partitions).is_empty(),
             "gets (part of) its partitions back: {owned_back:?}"
         );
+        // While it is a member, another member id cannot take its instance id.
+        let taken = g.heartbeat(static_hb("a3", 0), &topics, &config(), now);
+        assert!(matches!(taken.error, Some(BrokerError::UnreleasedInstanceId)));
+        assert!(g.members.contains_key("a2") && !g.members.contains_key("a3"));
         // Left again and not back: gone exactly at the session deadline.
         g.heartbeat(static_hb("a2", -2), &topics, &config(), now);
         let deadline = g.members["a2"].session_deadline;

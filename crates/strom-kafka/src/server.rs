@@ -13,9 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::connection;
-
-/// Most connections the listener can count (far above any sensible `max.connections`).
-const CONNECTIONS_TRACKED_MAX: u32 = 1 << 24;
+use crate::constants::CONNECTIONS_TRACKED_MAX;
 
 /// Settings of the Kafka front-end.
 #[derive(Debug, Clone)]

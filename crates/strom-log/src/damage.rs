@@ -98,6 +98,9 @@ pub fn check_segment(file: &File, base_offset: i64, durable_below: i64) -> Resul
     let mut expected = base_offset;
     // The last accepted batch: (position, length, the offset expected before it).
     let mut previous: Option<(u64, u64, i64)> = None;
+    // Where the last batch would end had its base offset (outside the CRC) not been
+    // damaged: so a flipped base offset does not make durable data look like a torn tail.
+    let mut honest_next = base_offset;
     let mut batches = 0;
     let mut torn_tail_bytes = 0;
     while scanner.position() < end {
@@ -105,6 +108,7 @@ pub fn check_segment(file: &File, base_offset: i64, durable_below: i64) -> Resul
         match batch_at(&mut scanner, at, base_offset)? {
             Some(header) if header.base_offset >= expected => {
                 previous = Some((at, scanner.position() - at, expected));
+                honest_next = expected.saturating_add(i64::from(header.last_offset_delta) + 1);
                 expected = header.next_offset();
                 batches += 1;
                 continue;
@@ -126,6 +130,7 @@ pub fn check_segment(file: &File, base_offset: i64, durable_below: i64) -> Resul
                         });
                         scanner.seek(after);
                         previous = Some((at, after - at, before));
+                        honest_next = header.next_offset();
                         expected = header.next_offset();
                         continue;
                     }
@@ -134,7 +139,7 @@ pub fn check_segment(file: &File, base_offset: i64, durable_below: i64) -> Resul
             }
             None => {}
         }
-        if expected >= durable_below {
+        if expected.min(honest_next) >= durable_below {
             torn_tail_bytes = end - at;
             break;
         }

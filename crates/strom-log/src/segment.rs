@@ -273,6 +273,9 @@ impl LogSegment {
         self.time_index.reset()?;
         let mut state = IndexingState::default();
         let mut expected = self.base_offset;
+        // Where the last batch would end had its base offset (outside the CRC) not been
+        // damaged: the offset before it plus its record span (inside the CRC).
+        let mut honest_next = self.base_offset;
         let mut valid_end = 0u64;
         let mut scanner = Scanner::new(
             &self.log_file,
@@ -302,10 +305,11 @@ impl LogSegment {
                 break;
             }
             self.index_batch(&mut state, &header, position, batch.len(), index_interval_bytes)?;
+            honest_next = expected.saturating_add(i64::from(header.last_offset_delta) + 1);
             expected = header.next_offset();
             valid_end = position + batch.len() as u64;
         }
-        if valid_end < file_size && expected < durable_below {
+        if valid_end < file_size && expected.min(honest_next) < durable_below {
             return Ok(None);
         }
         if valid_end < file_size {

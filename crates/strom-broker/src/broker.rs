@@ -1,35 +1,28 @@
-//! The broker: the set of topics on this node and the operations the protocol
-//! front-ends call (create/delete topics, partitions and configs, produce, maintenance).
+//! The broker: the topic catalog (a metadata image changed only by committing metadata
+//! records, kept by a [`MetadataStore`]), the live topics and partitions it hosts, and
+//! the log manager below them. Front-ends do not call it directly: they call the
+//! façade ([`crate::api::BrokerApi`]), which checks the caller and calls this.
 //!
-//! Layout of the data directory (`log.dirs`):
-//! - `meta.properties`: `cluster.id` and `node.id`, written once.
-//! - `topics.json`: the topic list (see `topic_store`).
-//! - `dynamic-configs.json`: dynamic broker configs and group configs (see `dynamic_config`).
-//! - `<topic>-<partition>.<topic id>-delete/`: a deleted topic's partition, renamed (the
-//!   deletion's commit point) and then removed; a start removes leftovers and drops the
-//!   topic from `topics.json` if it is still listed.
-//! - `<topic>-<partition>/`: one partition's log (see `strom_log::Log`), with a
-//!   `partition.metadata` file naming the topic id it belongs to.
-//! - `.lock`: held while a broker runs, so two cannot share a directory.
+//! The data directory's layout is described in [`crate::log_manager`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use strom_log::{AppendInfo, Clock, SystemClock};
 use uuid::Uuid;
 
-use crate::constants::{
-    APPEND_FAILURE_LOG_INTERVAL_MS, DELETE_DIR_SUFFIX, META_PROPERTIES_FILE, PARTITIONS_PER_TOPIC_MAX,
-};
+use crate::constants::{APPEND_FAILURE_LOG_INTERVAL_MS, PARTITIONS_PER_TOPIC_MAX};
 use crate::dynamic_config::DynamicConfigStore;
 use crate::error::{BrokerError, Result};
-use crate::partition::Partition;
+use crate::log_manager::LogManager;
+use crate::metadata::{MetadataImage, MetadataRecord, MetadataStore, TopicRecord, TopicsJsonStore};
+pub use crate::partition::AppendOrigin;
+use crate::partition::{AppendLimits, Partition};
 use crate::producer_id::ProducerIdManager;
+use crate::sync::{lock, read, write};
 use crate::topic::{is_internal_topic, validate_topic_name, Topic, INTERNAL_TOPIC_FIXED_CONFIGS};
 use crate::topic_config::{self, ConfigEntry, TopicDefaults, TOPIC_CONFIGS};
-use crate::topic_store::{write_atomically, TopicRecord, TopicStore};
 
 /// Settings of the broker core (the binary fills this from its configuration).
 #[derive(Debug, Clone)]
@@ -85,14 +78,6 @@ pub struct TopicSummary {
     pub configs: Vec<ConfigEntry>,
 }
 
-/// Who appends (Kafka's `AppendOrigin`): clients may not write to internal topics,
-/// the coordinators that own them do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppendOrigin {
-    Client,
-    Coordinator,
-}
-
 /// One IncrementalAlterConfigs operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AlterOp {
@@ -104,12 +89,15 @@ pub enum AlterOp {
 
 pub struct Broker {
     config: BrokerConfig,
-    cluster_id: String,
     clock: Arc<dyn Clock>,
+    logs: LogManager,
+    /// The topic catalog as committed metadata records built it.
+    image: RwLock<Arc<MetadataImage>>,
+    store: Box<dyn MetadataStore>,
+    /// The live topics (with their open partitions), by name and id.
     topics: RwLock<TopicIndex>,
-    /// Serialises changes to the topic list and configs, and writes of `topics.json`.
+    /// Serialises changes to the topic catalog and configs.
     pub(crate) admin: Mutex<()>,
-    store: TopicStore,
     producer_ids: ProducerIdManager,
     /// Static topic defaults with the dynamic broker configs applied.
     pub(crate) topic_defaults: RwLock<Arc<TopicDefaults>>,
@@ -117,7 +105,6 @@ pub struct Broker {
     pub(crate) group_configs: RwLock<BTreeMap<String, BTreeMap<String, String>>>,
     pub(crate) dynamic_store: DynamicConfigStore,
     append_failures: FailureLog,
-    _lock: fs::File,
 }
 
 /// Logs failed appends (a full or failing disk) at most once per
@@ -155,61 +142,45 @@ impl Broker {
     }
 
     pub fn open_with_clock(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Arc<Broker>> {
-        fs::create_dir_all(&config.data_dir)?;
-        let lock = fs::File::create(config.data_dir.join(".lock"))?;
-        if lock.try_lock().is_err() {
-            return Err(BrokerError::Storage(format!(
-                "data directory {} is in use by another process",
-                config.data_dir.display()
-            )));
-        }
-        let cluster_id = load_or_create_meta(&config.data_dir, config.node_id)?;
-        let deleted = remove_deleted_dirs(&config.data_dir);
-        let store = TopicStore::new(&config.data_dir);
+        let logs = LogManager::open(&config.data_dir, config.node_id, clock.clone())?;
+        let store: Box<dyn MetadataStore> = Box::new(TopicsJsonStore::new(&config.data_dir));
+        let image = MetadataImage::from_records(&store.load()?)?;
         let producer_ids = ProducerIdManager::open(&config.data_dir)?;
         let dynamic_store = DynamicConfigStore::new(&config.data_dir);
         let dynamic = dynamic_store.load()?;
         let mut defaults = config.topic_defaults.clone();
         defaults.dynamic_broker = dynamic.broker;
         defaults.dynamic_default = dynamic.cluster_default;
-        let group_configs = dynamic.groups;
         let broker = Broker {
-            cluster_id,
             clock,
+            logs,
+            image: RwLock::new(Arc::new(image)),
+            store,
             topics: RwLock::new(TopicIndex::default()),
             admin: Mutex::new(()),
-            store,
             producer_ids,
             topic_defaults: RwLock::new(Arc::new(defaults)),
-            group_configs: RwLock::new(group_configs),
+            group_configs: RwLock::new(dynamic.groups),
             dynamic_store,
             append_failures: FailureLog::default(),
-            _lock: lock,
             config,
         };
-        let mut unfinished_deletions = false;
-        for record in broker.store.load()? {
-            if deleted.contains(&record.id) {
-                // Deleted (its directories were renamed) before `topics.json` could be
+        let mut finished = Vec::new();
+        for record in broker.image().topics() {
+            if broker.logs.was_deleted(record.id) {
+                // Deleted (its directories were renamed) before the metadata could be
                 // rewritten, e.g. on a full disk: finish the deletion.
-                for index in 0..record.partitions {
-                    let dir = broker.partition_dir(&record.name, index);
-                    if let Err(e) = fs::remove_dir_all(&dir) {
-                        if e.kind() != std::io::ErrorKind::NotFound {
-                            tracing::warn!(dir = %dir.display(), error = %e, "could not remove partition directory");
-                        }
-                    }
-                }
+                broker.logs.finish_deletion(&record.name, record.partitions);
                 tracing::info!(topic = %record.name, "finished deleting topic");
-                unfinished_deletions = true;
+                finished.push(MetadataRecord::RemoveTopic { topic_id: record.id });
                 continue;
             }
-            let topic = broker.open_topic(&record)?;
+            let topic = broker.open_topic(record)?;
             broker.topics_write().insert(topic);
         }
-        if unfinished_deletions {
-            if let Err(e) = broker.save_topics() {
-                tracing::warn!(error = %e, "could not rewrite topics.json; the next start finishes the deletion again");
+        if !finished.is_empty() {
+            if let Err(e) = broker.commit(&finished) {
+                tracing::warn!(error = %e, "could not rewrite the topic list; the next start finishes the deletion again");
             }
         }
         tracing::info!(topics = broker.topics_read().by_name.len(), dir = %broker.config.data_dir.display(), "broker opened");
@@ -221,7 +192,7 @@ impl Broker {
     }
 
     pub fn cluster_id(&self) -> &str {
-        &self.cluster_id
+        self.logs.cluster_id()
     }
 
     pub fn config(&self) -> &BrokerConfig {
@@ -232,12 +203,29 @@ impl Broker {
         &self.clock
     }
 
+    /// The committed topic catalog.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        read(&self.image).clone()
+    }
+
+    /// Checks `records` against the image, makes them durable, then publishes the new
+    /// image. Callers hold the admin lock.
+    fn commit(&self, records: &[MetadataRecord]) -> Result<()> {
+        let mut next = (*self.image()).clone();
+        for record in records {
+            next.apply(record)?;
+        }
+        self.store.append(records, &next)?;
+        *write(&self.image) = Arc::new(next);
+        Ok(())
+    }
+
     fn topics_read(&self) -> std::sync::RwLockReadGuard<'_, TopicIndex> {
-        self.topics.read().unwrap_or_else(|e| e.into_inner())
+        read(&self.topics)
     }
 
     fn topics_write(&self) -> std::sync::RwLockWriteGuard<'_, TopicIndex> {
-        self.topics.write().unwrap_or_else(|e| e.into_inner())
+        write(&self.topics)
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
@@ -261,67 +249,12 @@ impl Broker {
             .ok_or(BrokerError::UnknownTopicOrPartition)
     }
 
-    fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
-        self.config.data_dir.join(format!("{topic}-{partition}"))
-    }
-
-    fn open_partition(
-        &self,
-        name: &Arc<str>,
-        id: Uuid,
-        index: i32,
-        overrides: &BTreeMap<String, String>,
-    ) -> Result<Arc<Partition>> {
-        let dir = self.partition_dir(name, index);
-        let marker = dir.join("partition.metadata");
-        let expected = format!("version: 0\ntopic_id: {id}\n");
-        let mut write_marker = !marker.exists();
-        match fs::read_to_string(&marker) {
-            Ok(found) if found != expected => match parse_partition_metadata(&found) {
-                Some(found_id) if found_id == id => {
-                    // Ours, written differently (blank lines, spacing): keep the data.
-                    write_marker = true;
-                }
-                Some(found_id) => {
-                    // A well-formed marker naming another topic id: left over from an
-                    // earlier topic of the same name whose deletion was cut short.
-                    tracing::warn!(dir = %dir.display(), %found_id, topic_id = %id, "removing the partition directory of an earlier topic of this name");
-                    fs::remove_dir_all(&dir)?;
-                    write_marker = true;
-                }
-                None => {
-                    // Never delete data because a marker does not parse.
-                    return Err(BrokerError::Storage(format!(
-                        "{} does not parse, so it is not known which topic the data in {} belongs to; \
-                         if it is topic {name} (id {id}), delete that file and start again; \
-                         otherwise move the directory away",
-                        marker.display(),
-                        dir.display()
-                    )));
-                }
-            },
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
-        fs::create_dir_all(&dir)?;
-        if write_marker {
-            write_atomically(&marker, expected.as_bytes())?;
-        }
-        let log_config = self.defaults().log_config(overrides);
-        Ok(Arc::new(Partition::open(
-            name.clone(),
-            index,
-            &dir,
-            log_config,
-            self.clock.clone(),
-        )?))
-    }
-
+    /// The live topic for a committed topic record: its partitions opened.
     fn open_topic(&self, record: &TopicRecord) -> Result<Arc<Topic>> {
         let name: Arc<str> = Arc::from(record.name.as_str());
+        let log_config = self.defaults().log_config(&record.configs);
         let partitions = (0..record.partitions)
-            .map(|i| self.open_partition(&name, record.id, i, &record.configs))
+            .map(|i| self.logs.open_partition(&name, record.id, i, log_config))
             .collect::<Result<Vec<_>>>()?;
         let limits = self.defaults().limits(&record.configs);
         Ok(Arc::new(Topic::new(
@@ -331,20 +264,6 @@ impl Broker {
             partitions,
             limits,
         )))
-    }
-
-    fn save_topics(&self) -> Result<()> {
-        let records = self
-            .topics()
-            .iter()
-            .map(|t| TopicRecord {
-                name: t.name().to_string(),
-                id: t.id(),
-                partitions: t.partition_count(),
-                configs: t.overrides(),
-            })
-            .collect();
-        self.store.save(records)
     }
 
     /// Resolved configs of a topic with these overrides, every known name.
@@ -363,7 +282,7 @@ impl Broker {
         for (name, value) in &new.configs {
             topic_config::validate(name, value)?;
         }
-        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let _admin = lock(&self.admin);
         if self.topic(&new.name).is_some() {
             return Err(BrokerError::TopicAlreadyExists(new.name));
         }
@@ -396,11 +315,8 @@ impl Broker {
             configs: new.configs,
         };
         let topic = self.open_topic(&record)?;
+        self.commit(&[MetadataRecord::Topic(record)])?;
         self.topics_write().insert(topic);
-        if let Err(e) = self.save_topics() {
-            self.topics_write().remove(new.name.as_str());
-            return Err(e);
-        }
         tracing::info!(topic = %new.name, partitions, "topic created");
         Ok(summary)
     }
@@ -503,53 +419,30 @@ impl Broker {
                 "Cannot delete internal topic {name}"
             )));
         }
-        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let _admin = lock(&self.admin);
         let topic = self
             .topics_write()
             .remove(name)
             .ok_or(BrokerError::UnknownTopicOrPartition)?;
-        // Renaming the partition directories to `*.<id>-delete` commits the deletion:
-        // it needs no free space, and a start that finds them finishes the deletion
-        // even if `topics.json` still lists the topic. So a full disk can delete.
-        let mut renamed = Vec::new();
-        for partition in topic.partitions() {
-            let dir = self.partition_dir(name, partition.index());
-            let gone = self.config.data_dir.join(format!(
-                "{name}-{}.{}{DELETE_DIR_SUFFIX}",
-                partition.index(),
-                topic.id().simple()
-            ));
-            match fs::rename(&dir, &gone) {
-                Ok(()) => renamed.push((dir, gone)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    let undone = renamed.iter().rev().all(|(dir, gone)| fs::rename(gone, dir).is_ok());
-                    if undone {
-                        self.topics_write().insert(topic);
-                        return Err(e.into());
-                    }
-                    // A renamed directory that stays renamed is a committed deletion
-                    // (the next start finishes it): go on deleting.
-                    tracing::error!(topic = %name, error = %e, "could not rename a partition directory; deleting the topic anyway");
-                    break;
-                }
+        let indexes: Vec<i32> = topic.partitions().iter().map(|p| p.index()).collect();
+        let renamed = match self.logs.commit_deletion(name, topic.id(), &indexes) {
+            Ok(renamed) => renamed,
+            Err(e) => {
+                self.topics_write().insert(topic);
+                return Err(e);
             }
-        }
-        // Make the renames (the commit) durable before any data goes.
-        if let Err(e) = fs::File::open(&self.config.data_dir).and_then(|d| d.sync_all()) {
-            tracing::warn!(error = %e, "could not sync the data directory");
-        }
+        };
         let id = topic.id();
         drop(topic);
-        for (_, gone) in &renamed {
-            // Readers may still hold the files open; emptying them frees the space now.
-            release_space(gone);
-            if let Err(e) = fs::remove_dir_all(gone) {
-                tracing::warn!(dir = %gone.display(), error = %e, "could not remove partition directory");
+        self.logs.remove_deleted(&renamed);
+        // The renames committed the deletion: a failed metadata write is finished by the
+        // next start, which finds the renamed directories.
+        if let Err(e) = self.commit(&[MetadataRecord::RemoveTopic { topic_id: id }]) {
+            tracing::warn!(topic = %name, error = %e, "could not rewrite the topic list; the next start finishes the deletion");
+            let mut next = (*self.image()).clone();
+            if next.apply(&MetadataRecord::RemoveTopic { topic_id: id }).is_ok() {
+                *write(&self.image) = Arc::new(next);
             }
-        }
-        if let Err(e) = self.save_topics() {
-            tracing::warn!(topic = %name, error = %e, "could not rewrite topics.json; the next start finishes the deletion");
         }
         tracing::info!(topic = %name, "topic deleted");
         Ok(id)
@@ -557,7 +450,7 @@ impl Broker {
 
     /// CreatePartitions: grow a topic to `count` partitions.
     pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<()> {
-        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let _admin = lock(&self.admin);
         let topic = self.topic(name).ok_or(BrokerError::UnknownTopicOrPartition)?;
         if topic.is_internal() {
             return Err(BrokerError::InvalidPartitions(format!(
@@ -583,13 +476,17 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        let overrides = topic.overrides();
-        let name_arc = topic.name_arc();
+        let log_config = self.defaults().log_config(&topic.overrides());
+        let name = topic.name_arc();
         let added = (current..count)
-            .map(|i| self.open_partition(&name_arc, topic.id(), i, &overrides))
+            .map(|i| self.logs.open_partition(&name, topic.id(), i, log_config))
             .collect::<Result<Vec<_>>>()?;
+        self.commit(&[MetadataRecord::PartitionCount {
+            topic_id: topic.id(),
+            count,
+        }])?;
         topic.add_partitions(added);
-        self.save_topics()
+        Ok(())
     }
 
     /// Replace a topic's whole set of overrides (AlterConfigs).
@@ -603,7 +500,7 @@ impl Broker {
         for (key, value) in &configs {
             topic_config::validate(key, value)?;
         }
-        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let _admin = lock(&self.admin);
         let topic = self.topic(name).ok_or(BrokerError::UnknownTopicOrPartition)?;
         check_internal_overrides(&topic, &configs)?;
         if validate_only {
@@ -619,7 +516,7 @@ impl Broker {
         ops: &[(String, AlterOp, Option<String>)],
         validate_only: bool,
     ) -> Result<()> {
-        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let _admin = lock(&self.admin);
         let topic = self.topic(name).ok_or(BrokerError::UnknownTopicOrPartition)?;
         let mut overrides = topic.overrides();
         for (key, op, value) in ops.iter().filter(|(key, ..)| !topic_config::is_ignored(key)) {
@@ -679,13 +576,12 @@ impl Broker {
     }
 
     fn apply_overrides(&self, topic: &Topic, overrides: BTreeMap<String, String>) -> Result<()> {
-        let previous = topic.overrides();
+        self.commit(&[MetadataRecord::TopicConfigs {
+            topic_id: topic.id(),
+            configs: overrides.clone(),
+        }])?;
         let defaults = self.defaults();
         topic.set_overrides(overrides.clone(), defaults.limits(&overrides));
-        if let Err(e) = self.save_topics() {
-            topic.set_overrides(previous.clone(), defaults.limits(&previous));
-            return Err(e);
-        }
         let log_config = defaults.log_config(&overrides);
         for partition in topic.partitions() {
             partition.set_config(log_config);
@@ -709,14 +605,16 @@ impl Broker {
             )));
         }
         let limits = topic.limits();
-        let info = partition
-            .append(batches, limits.max_message_bytes, limits.compact)
-            .inspect_err(|error| {
-                if matches!(error, BrokerError::Storage(_)) {
-                    self.append_failures
-                        .record(self.clock.now_ms(), topic.name(), partition.index(), error);
-                }
-            })?;
+        let append_limits = AppendLimits {
+            max_message_bytes: limits.max_message_bytes,
+            require_keys: limits.compact,
+        };
+        let info = partition.append(batches, origin, append_limits).inspect_err(|error| {
+            if error.is_storage() {
+                self.append_failures
+                    .record(self.clock.now_ms(), topic.name(), partition.index(), error);
+            }
+        })?;
         Ok(Appended {
             info,
             flush_due: partition.flush_due(limits.flush_messages),
@@ -732,17 +630,7 @@ impl Broker {
     /// `flush.ms`: fsyncs every partition whose records have waited past its topic's
     /// `flush.ms` since the last fsync. Blocking I/O.
     pub fn flush_stale(&self) {
-        for topic in self.topics() {
-            let flush_ms = topic.limits().flush_ms;
-            if flush_ms == i64::MAX {
-                continue;
-            }
-            for partition in topic.partitions() {
-                if let Err(error) = partition.flush_if_older_than(flush_ms) {
-                    tracing::error!(?partition, %error, "scheduled fsync failed");
-                }
-            }
-        }
+        self.logs.flush_stale(&self.topics());
     }
 
     /// A producer id never used before (InitProducerId).
@@ -753,48 +641,13 @@ impl Broker {
     /// Time-based work: roll segments past `segment.ms`, apply retention, forget idle
     /// producers. Blocking I/O.
     pub fn maintain(&self) {
-        let now = self.clock.now_ms();
-        for topic in self.topics() {
-            let delete = topic.limits().delete;
-            for partition in topic.partitions() {
-                partition.expire_producers(now, self.config.producer_id_expiration_ms);
-                let log = partition.log();
-                if let Err(e) = log.roll_if_due() {
-                    tracing::warn!(partition = ?partition, error = %e, "segment roll failed");
-                }
-                if !delete {
-                    continue;
-                }
-                match log.apply_retention() {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(partition = ?partition, segments = n, "retention deleted segments"),
-                    Err(e) => tracing::warn!(partition = ?partition, error = %e, "retention failed"),
-                }
-            }
-        }
+        self.logs
+            .maintain(&self.topics(), self.config.producer_id_expiration_ms);
     }
 
     /// Compact the closed segments of every `cleanup.policy=compact` topic. Blocking I/O.
     pub fn compact(&self) {
-        for topic in self.topics() {
-            let limits = topic.limits();
-            if !limits.compact {
-                continue;
-            }
-            for partition in topic.partitions() {
-                match partition.log().compact(limits.compaction) {
-                    Ok(stats) if stats.records_removed > 0 => tracing::info!(
-                        partition = ?partition,
-                        removed = stats.records_removed,
-                        bytes_before = stats.bytes_before,
-                        bytes_after = stats.bytes_after,
-                        "compacted"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(partition = ?partition, error = %e, "compaction failed"),
-                }
-            }
-        }
+        self.logs.compact(&self.topics());
     }
 
     /// Flush every log and mark it cleanly closed.
@@ -838,28 +691,6 @@ fn collides(existing: &str, new: &str) -> bool {
     existing != new && existing.replace('.', "_") == new.replace('.', "_")
 }
 
-/// The topic id in a `partition.metadata` file (`version: 0` and `topic_id: <uuid>` lines,
-/// in any order, blank lines and spacing ignored), or `None` unless it is well formed.
-fn parse_partition_metadata(text: &str) -> Option<Uuid> {
-    let mut version = None;
-    let mut topic_id = None;
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let (key, value) = line.split_once(':')?;
-        let slot = match key.trim() {
-            "version" => &mut version,
-            "topic_id" => &mut topic_id,
-            _ => return None,
-        };
-        if slot.replace(value.trim()).is_some() {
-            return None;
-        }
-    }
-    if version? != "0" {
-        return None;
-    }
-    Uuid::parse_str(topic_id?).ok()
-}
-
 /// Refuses overrides that change what keeps an internal topic's data.
 fn check_internal_overrides(topic: &Topic, wanted: &BTreeMap<String, String>) -> Result<()> {
     if !topic.is_internal() {
@@ -877,71 +708,6 @@ fn check_internal_overrides(topic: &Topic, wanted: &BTreeMap<String, String>) ->
     Ok(())
 }
 
-/// Removes `<topic>-<partition>.<topic id>-delete` directories; returns the ids of
-/// the topics they belonged to.
-fn remove_deleted_dirs(data_dir: &Path) -> std::collections::HashSet<Uuid> {
-    let mut ids = std::collections::HashSet::new();
-    let Ok(entries) = fs::read_dir(data_dir) else {
-        return ids;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        let Some(stem) = name.strip_suffix(DELETE_DIR_SUFFIX) else {
-            continue;
-        };
-        if let Some(id) = stem.rsplit_once('.').and_then(|(_, id)| Uuid::parse_str(id).ok()) {
-            ids.insert(id);
-        }
-        if let Err(e) = fs::remove_dir_all(entry.path()) {
-            tracing::warn!(dir = %entry.path().display(), error = %e, "could not remove deleted partition");
-        }
-    }
-    ids
-}
-
-/// Empties the files of a deleted partition directory (best effort).
-fn release_space(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        if let Ok(file) = fs::OpenOptions::new().write(true).open(entry.path()) {
-            let _ = file.set_len(0);
-        }
-    }
-}
-
-/// Read `cluster.id` from `meta.properties`, creating the file on first start.
-fn load_or_create_meta(data_dir: &Path, node_id: i32) -> Result<String> {
-    let path = data_dir.join(META_PROPERTIES_FILE);
-    match fs::read_to_string(&path) {
-        Ok(text) => {
-            let props: HashMap<&str, &str> = text
-                .lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.trim(), v.trim()))
-                .collect();
-            if let Some(stored) = props.get("node.id") {
-                if *stored != node_id.to_string() {
-                    return Err(BrokerError::Storage(format!(
-                        "{} belongs to node.id {stored}, but this broker is node.id {node_id}",
-                        path.display()
-                    )));
-                }
-            }
-            props
-                .get("cluster.id")
-                .map(|s| s.to_string())
-                .ok_or_else(|| BrokerError::Storage(format!("{} has no cluster.id", path.display())))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let cluster_id = new_cluster_id();
-            let text = format!("version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n");
-            write_atomically(&path, text.as_bytes())?;
-            Ok(cluster_id)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// What [`Broker::append`] did.
 #[derive(Debug, Clone, Copy)]
 pub struct Appended {
@@ -951,246 +717,5 @@ pub struct Appended {
     pub flush_due: bool,
 }
 
-/// A Kafka-style cluster id: a random UUID in URL-safe base64 without padding (22 chars).
-fn new_cluster_id() -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let value = u128::from_be_bytes(*Uuid::new_v4().as_bytes());
-    // 22 base64 digits cover 132 bits; the top 4 are zero padding.
-    (0..22)
-        .rev()
-        .map(|i| ALPHABET[((value >> (i * 6)) & 63) as usize] as char)
-        .collect()
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn broker(dir: &Path) -> Arc<Broker> {
-        Broker::open(BrokerConfig::new(dir)).unwrap()
-    }
-
-    #[test]
-    fn topics_survive_reopen_and_names_collide_like_kafka() {
-        let dir = tempfile::tempdir().unwrap();
-        let cluster_id;
-        {
-            let b = broker(dir.path());
-            cluster_id = b.cluster_id().to_string();
-            assert_eq!(cluster_id.len(), 22);
-            let new = NewTopic {
-                name: "a.b".into(),
-                num_partitions: 3,
-                replication_factor: -1,
-                ..Default::default()
-            };
-            b.create_topic(new, false).unwrap();
-            let clash = NewTopic {
-                name: "a_b".into(),
-                num_partitions: 1,
-                replication_factor: 1,
-                ..Default::default()
-            };
-            assert!(matches!(
-                b.create_topic(clash, false),
-                Err(BrokerError::InvalidTopic(_))
-            ));
-            b.incremental_alter_topic_configs(
-                "a.b",
-                &[("retention.ms".into(), AlterOp::Set, Some("1000".into()))],
-                false,
-            )
-            .unwrap();
-            b.shutdown().unwrap();
-        }
-        let b = broker(dir.path());
-        assert_eq!(b.cluster_id(), cluster_id);
-        let t = b.topic("a.b").unwrap();
-        assert_eq!(t.partition_count(), 3);
-        assert_eq!(t.overrides().get("retention.ms").map(String::as_str), Some("1000"));
-    }
-
-    #[test]
-    fn flush_messages_and_flush_ms_fsync_unflushed_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = broker(dir.path());
-        b.create_topic(
-            NewTopic {
-                name: "f".into(),
-                num_partitions: 1,
-                replication_factor: 1,
-                ..Default::default()
-            },
-            false,
-        )
-        .unwrap();
-        let topic = b.topic("f").unwrap();
-        let partition = topic.partition(0).unwrap();
-        let record = || {
-            let mut builder = strom_log::RecordBatchBuilder::new();
-            builder.push(1, Some(b"k"), Some(b"v"));
-            builder.build().unwrap()
-        };
-        // Defaults: nothing forces an fsync.
-        b.append(&topic, &partition, &record(), AppendOrigin::Coordinator)
-            .unwrap();
-        assert!(!b.flush_due(&topic, &partition));
-        b.flush_stale();
-        assert_eq!(partition.unflushed_messages(), 1);
-
-        let set = |name: &str, value: &str| {
-            b.incremental_alter_topic_configs("f", &[(name.into(), AlterOp::Set, Some(value.into()))], false)
-                .unwrap();
-        };
-        set("flush.messages", "3");
-        b.append(&topic, &partition, &record(), AppendOrigin::Coordinator)
-            .unwrap();
-        assert!(!b.flush_due(&topic, &partition), "2 of 3 records wait");
-        b.append(&topic, &partition, &record(), AppendOrigin::Coordinator)
-            .unwrap();
-        assert!(b.flush_due(&topic, &partition));
-        partition.flush().unwrap();
-        assert_eq!(partition.unflushed_messages(), 0);
-
-        set("flush.ms", "0");
-        b.append(&topic, &partition, &record(), AppendOrigin::Coordinator)
-            .unwrap();
-        assert_eq!(partition.unflushed_messages(), 1);
-        b.flush_stale();
-        assert_eq!(partition.unflushed_messages(), 0);
-        set("flush.ms", "3600000");
-        b.append(&topic, &partition, &record(), AppendOrigin::Coordinator)
-            .unwrap();
-        b.flush_stale();
-        assert_eq!(partition.unflushed_messages(), 1, "the last fsync is recent");
-    }
-
-    #[test]
-    fn a_partition_metadata_file_that_does_not_parse_never_deletes_data() {
-        let dir = tempfile::tempdir().unwrap();
-        let marker = dir.path().join("m-0").join("partition.metadata");
-        let id = {
-            let b = broker(dir.path());
-            let summary = b
-                .create_topic(
-                    NewTopic {
-                        name: "m".into(),
-                        num_partitions: 1,
-                        replication_factor: 1,
-                        ..Default::default()
-                    },
-                    false,
-                )
-                .unwrap();
-            let topic = b.topic("m").unwrap();
-            let partition = topic.partition(0).unwrap();
-            for _ in 0..10 {
-                let mut builder = strom_log::RecordBatchBuilder::new();
-                builder.push(1, Some(b"k"), Some(b"v"));
-                b.append(&topic, &partition, &builder.build().unwrap(), AppendOrigin::Client)
-                    .unwrap();
-            }
-            b.shutdown().unwrap();
-            summary.id
-        };
-        let end = |dir: &Path| broker(dir).partition("m", 0).unwrap().log_end_offset();
-        // One extra newline (and spacing): still ours, the data stays.
-        std::fs::write(&marker, format!("version: 0\n\ntopic_id:  {id}\n\n")).unwrap();
-        assert_eq!(end(dir.path()), 10);
-        assert_eq!(
-            std::fs::read_to_string(&marker).unwrap(),
-            format!("version: 0\ntopic_id: {id}\n"),
-            "the marker is rewritten in its canonical form"
-        );
-        // Garbage: refuse to start, say which file, and keep the data.
-        std::fs::write(&marker, "version: 0\ntopic_id: 12\x00garbage\n").unwrap();
-        let error = Broker::open(BrokerConfig::new(dir.path())).err().unwrap().to_string();
-        assert!(
-            error.contains("partition.metadata") && error.contains("does not parse"),
-            "{error}"
-        );
-        assert!(dir.path().join("m-0").join("00000000000000000000.log").exists());
-        // Deleting the damaged file is the documented fix: the data is adopted again.
-        std::fs::remove_file(&marker).unwrap();
-        assert_eq!(end(dir.path()), 10);
-        // A well-formed marker of another topic id: an earlier topic's leftovers.
-        std::fs::write(&marker, format!("version: 0\ntopic_id: {}\n", Uuid::new_v4())).unwrap();
-        assert_eq!(end(dir.path()), 0);
-    }
-
-    #[test]
-    fn a_start_finishes_a_deletion_committed_by_renaming_the_directories() {
-        let dir = tempfile::tempdir().unwrap();
-        let id = {
-            let b = broker(dir.path());
-            let summary = b
-                .create_topic(
-                    NewTopic {
-                        name: "gone".into(),
-                        num_partitions: 2,
-                        replication_factor: 1,
-                        ..Default::default()
-                    },
-                    false,
-                )
-                .unwrap();
-            b.shutdown().unwrap();
-            summary.id
-        };
-        // As a delete on a full disk leaves it: directories renamed, topics.json not
-        // rewritten (partition 1 not renamed yet either).
-        std::fs::rename(
-            dir.path().join("gone-0"),
-            dir.path().join(format!("gone-0.{}{DELETE_DIR_SUFFIX}", id.simple())),
-        )
-        .unwrap();
-        let b = broker(dir.path());
-        assert!(b.topic("gone").is_none());
-        assert!(!dir.path().join("gone-1").exists());
-        assert!(!std::fs::read_to_string(dir.path().join("topics.json"))
-            .unwrap()
-            .contains("gone"));
-    }
-
-    #[test]
-    fn a_second_broker_cannot_open_the_same_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        let _first = broker(dir.path());
-        assert!(Broker::open(BrokerConfig::new(dir.path())).is_err());
-    }
-
-    #[test]
-    fn partitions_only_grow_and_deleted_topics_leave_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = broker(dir.path());
-        b.create_topic(
-            NewTopic {
-                name: "t".into(),
-                num_partitions: 2,
-                replication_factor: 1,
-                ..Default::default()
-            },
-            false,
-        )
-        .unwrap();
-        assert!(matches!(
-            b.create_partitions("t", 1, false),
-            Err(BrokerError::InvalidPartitions(_))
-        ));
-        b.create_partitions("t", 4, false).unwrap();
-        assert_eq!(b.topic("t").unwrap().partition_count(), 4);
-        b.delete_topic("t").unwrap();
-        assert!(b.topic("t").is_none());
-        assert!(!dir.path().join("t-0").exists());
-        let rf3 = NewTopic {
-            name: "x".into(),
-            num_partitions: 1,
-            replication_factor: 3,
-            ..Default::default()
-        };
-        assert!(matches!(
-            b.create_topic(rf3, false),
-            Err(BrokerError::InvalidReplicationFactor(_))
-        ));
-    }
-}
+mod tests;

@@ -13,3 +13,5 @@ pub const DELETE_DIR_SUFFIX: &str = "-delete";
 
 /// Failed appends are logged at most once per this interval (with a count).
 pub const APPEND_FAILURE_LOG_INTERVAL_MS: i64 = 10_000;
+/// Longest a fetch long-polls, whatever `max_wait` the request asks.
+pub const FETCH_WAIT_MS_MAX: u64 = 60_000;

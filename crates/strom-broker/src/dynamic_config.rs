@@ -23,9 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::broker::{AlterOp, Broker};
 use crate::error::{BrokerError, Result};
+use crate::files::write_atomically;
 use crate::topic_config::TopicDefaults;
 use crate::topic_config::{self, config_def_by_broker_synonym};
-use crate::topic_store::write_atomically;
 
 const FILE_NAME: &str = "dynamic-configs.json";
 
@@ -204,7 +204,7 @@ pub fn validate(configs: &BTreeMap<String, String>) -> Result<()> {
 impl Broker {
     /// Topic defaults in force: static settings with the dynamic broker configs.
     pub fn defaults(&self) -> Arc<TopicDefaults> {
-        self.topic_defaults.read().unwrap_or_else(|e| e.into_inner()).clone()
+        crate::sync::read(&self.topic_defaults).clone()
     }
 
     /// A dynamic broker setting in force (this broker's, else the cluster-wide one), if set.
@@ -237,7 +237,7 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let _admin = crate::sync::lock(&self.admin);
         self.apply_dynamic(entity, configs)
     }
 
@@ -248,7 +248,7 @@ impl Broker {
         ops: &[(String, AlterOp, Option<String>)],
         validate_only: bool,
     ) -> Result<()> {
-        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let _admin = crate::sync::lock(&self.admin);
         let mut configs = self.dynamic_broker_configs(entity);
         for (name, op, value) in ops {
             if !crate::dynamic_config::is_dynamic(name) {
@@ -278,14 +278,12 @@ impl Broker {
     }
 
     fn all_group_configs(&self) -> BTreeMap<String, BTreeMap<String, String>> {
-        self.group_configs.read().unwrap_or_else(|e| e.into_inner()).clone()
+        crate::sync::read(&self.group_configs).clone()
     }
 
     /// The configs set on a group (GROUP resource); empty when none.
     pub fn group_configs(&self, group: &str) -> BTreeMap<String, String> {
-        self.group_configs
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        crate::sync::read(&self.group_configs)
             .get(group)
             .cloned()
             .unwrap_or_default()
@@ -305,7 +303,7 @@ impl Broker {
         if group.is_empty() {
             return Err(BrokerError::InvalidGroupId);
         }
-        let _admin = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        let _admin = crate::sync::lock(&self.admin);
         let mut configs = if replace {
             BTreeMap::new()
         } else {
@@ -325,7 +323,7 @@ impl Broker {
             groups.insert(group.to_string(), configs);
         }
         self.save_dynamic(&self.defaults(), &groups)?;
-        *self.group_configs.write().unwrap_or_else(|e| e.into_inner()) = groups;
+        *crate::sync::write(&self.group_configs) = groups;
         Ok(())
     }
 
@@ -338,7 +336,7 @@ impl Broker {
         }
         self.save_dynamic(&defaults, &self.all_group_configs())?;
         let defaults = Arc::new(defaults);
-        *self.topic_defaults.write().unwrap_or_else(|e| e.into_inner()) = defaults.clone();
+        *crate::sync::write(&self.topic_defaults) = defaults.clone();
         for topic in self.topics() {
             let overrides = topic.overrides();
             topic.set_overrides(overrides.clone(), defaults.limits(&overrides));

@@ -41,8 +41,15 @@ pub enum BrokerError {
     UnknownLeaderEpoch { requested: i32, current: i32 },
     #[error("leader epoch {requested} is older than the current {current}")]
     FencedLeaderEpoch { requested: i32, current: i32 },
+    /// A storage failure described in words (a refused start, a full disk).
     #[error("storage error: {0}")]
     Storage(String),
+    /// A failed system call; the `io::Error` is kept as the source.
+    #[error("storage error: {0}")]
+    Io(#[source] std::io::Error),
+    /// A failure of the log below (disk I/O or data found damaged on disk).
+    #[error("storage error: {0}")]
+    Log(#[source] LogError),
     #[error("coordinator not available")]
     CoordinatorNotAvailable,
     #[error("invalid group id")]
@@ -99,6 +106,26 @@ pub enum BrokerError {
     InvalidTxnState(String),
     #[error("operation not attempted")]
     OperationNotAttempted,
+    #[error("acks must be -1, 0 or 1")]
+    InvalidRequiredAcks,
+    #[error("not authorized to access the topic")]
+    TopicAuthorizationFailed,
+    #[error("not authorized to access the group")]
+    GroupAuthorizationFailed,
+    #[error("not authorized for the cluster operation")]
+    ClusterAuthorizationFailed,
+    #[error("not authorized to use the transactional id")]
+    TransactionalIdAuthorizationFailed,
+    /// A bug inside the broker (a panicked task): the request fails, the broker goes on.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl BrokerError {
+    /// Whether the disk failed (as opposed to the request).
+    pub fn is_storage(&self) -> bool {
+        matches!(self, BrokerError::Storage(_) | BrokerError::Io(_) | BrokerError::Log(_))
+    }
 }
 
 impl From<LogError> for BrokerError {
@@ -115,14 +142,14 @@ impl From<LogError> for BrokerError {
             | LogError::RecordCountMismatch { .. }
             | LogError::UnsupportedCompression(_)
             | LogError::EmptyAppend => BrokerError::CorruptMessage(e.to_string()),
-            _ => BrokerError::Storage(e.to_string()),
+            other => BrokerError::Log(other),
         }
     }
 }
 
 impl From<std::io::Error> for BrokerError {
     fn from(e: std::io::Error) -> Self {
-        BrokerError::Storage(e.to_string())
+        BrokerError::Io(e)
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::error::Result;
-use crate::topic_store::write_atomically;
+use crate::files::write_atomically;
 
 /// Ids reserved per write of the block file.
 const BLOCK_SIZE: i64 = 1000;
@@ -44,7 +44,7 @@ impl ProducerIdManager {
 
     /// A producer id never handed out before.
     pub fn next_id(&self) -> Result<i64> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = crate::sync::lock(&self.state);
         if state.next >= state.block_end {
             let block_end = state.next + BLOCK_SIZE;
             write_atomically(&self.path, block_end.to_string().as_bytes())?;

@@ -275,7 +275,7 @@ impl ProducerStateManager {
             aborted: self.aborted.clone(),
         };
         let bytes = serde_json::to_vec(&snapshot).map_err(|e| BrokerError::Storage(e.to_string()))?;
-        crate::topic_store::write_atomically(&self.snapshot_path(offset), &bytes)?;
+        crate::files::write_atomically(&self.snapshot_path(offset), &bytes)?;
         let offsets = self.snapshot_offsets();
         if offsets.len() > SNAPSHOTS_KEPT {
             for old in &offsets[..offsets.len() - SNAPSHOTS_KEPT] {

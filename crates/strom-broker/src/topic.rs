@@ -35,7 +35,7 @@ impl Topic {
     }
 
     pub fn limits(&self) -> TopicLimits {
-        *self.limits.read().unwrap_or_else(|e| e.into_inner())
+        *crate::sync::read(&self.limits)
     }
 
     pub fn name(&self) -> &str {
@@ -56,29 +56,29 @@ impl Topic {
     }
 
     pub fn overrides(&self) -> BTreeMap<String, String> {
-        self.overrides.read().unwrap_or_else(|e| e.into_inner()).clone()
+        crate::sync::read(&self.overrides).clone()
     }
 
     pub(crate) fn set_overrides(&self, overrides: BTreeMap<String, String>, limits: TopicLimits) {
-        *self.overrides.write().unwrap_or_else(|e| e.into_inner()) = overrides;
-        *self.limits.write().unwrap_or_else(|e| e.into_inner()) = limits;
+        *crate::sync::write(&self.overrides) = overrides;
+        *crate::sync::write(&self.limits) = limits;
     }
 
     pub fn partition_count(&self) -> i32 {
-        self.partitions.read().unwrap_or_else(|e| e.into_inner()).len() as i32
+        crate::sync::read(&self.partitions).len() as i32
     }
 
     pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
-        let partitions = self.partitions.read().unwrap_or_else(|e| e.into_inner());
+        let partitions = crate::sync::read(&self.partitions);
         usize::try_from(index).ok().and_then(|i| partitions.get(i).cloned())
     }
 
     pub fn partitions(&self) -> Vec<Arc<Partition>> {
-        self.partitions.read().unwrap_or_else(|e| e.into_inner()).clone()
+        crate::sync::read(&self.partitions).clone()
     }
 
     pub(crate) fn add_partitions(&self, added: Vec<Arc<Partition>>) {
-        self.partitions.write().unwrap_or_else(|e| e.into_inner()).extend(added);
+        crate::sync::write(&self.partitions).extend(added);
     }
 }
 

@@ -17,6 +17,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
+use strom_broker::Caller;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
@@ -26,6 +27,9 @@ use crate::apis::{self, Deferred};
 use crate::constants::{PIPELINED_RESPONSES_MAX, READ_BUFFER_BYTES};
 use crate::frame;
 use crate::server::{Context, Peer};
+
+/// The listener's name in every caller's identity (one plaintext listener today).
+const LISTENER_NAME: &str = "PLAINTEXT";
 
 pub async fn serve(mut stream: TcpStream, peer: SocketAddr, context: Arc<Context>) {
     let _ = stream.set_nodelay(true);
@@ -43,6 +47,8 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, context: Arc<Context
     tokio::pin!(idle_timer);
     // The share of `queued.max.request.bytes` taken for the large frame being read.
     let mut held: Option<OwnedSemaphorePermit> = None;
+    // No authentication yet: every connection is the anonymous principal.
+    let caller = Caller::anonymous(LISTENER_NAME, peer);
     loop {
         while waiting.len() < PIPELINED_RESPONSES_MAX {
             let request = match frame::parse(&mut input, max) {
@@ -56,11 +62,11 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, context: Arc<Context
             // Released once the request has run (its bytes are dropped by then).
             let _memory = held.take();
             let result = if waiting.is_empty() {
-                handle(&context, peer, request, &mut output).await
+                handle(&context, &caller, request, &mut output).await
             } else {
                 // Behind a deferred response: queue this one after it.
                 let mut own = BytesMut::new();
-                let result = handle(&context, peer, request, &mut own).await;
+                let result = handle(&context, &caller, request, &mut own).await;
                 if !own.is_empty() {
                     waiting.push_back(Box::pin(std::future::ready(Ok(own))));
                 }
@@ -175,7 +181,7 @@ fn frame_ready(input: &BytesMut) -> bool {
 /// does for requests it cannot parse.
 async fn handle(
     context: &Context,
-    address: SocketAddr,
+    caller: &Caller,
     mut request: Bytes,
     output: &mut BytesMut,
 ) -> Result<Option<Deferred>, String> {
@@ -197,7 +203,10 @@ async fn handle(
     let header = RequestHeader::decode(&mut request, api_key.request_header_version(version))
         .map_err(|e| format!("bad {api_key:?} header: {e}"))?;
     let peer = Peer {
-        address,
+        address: caller
+            .client_address
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+        caller: caller.clone(),
         client_id: header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default(),
     };
     let mut writer = apis::ResponseWriter {

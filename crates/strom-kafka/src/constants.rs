@@ -6,8 +6,6 @@ pub const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Requests of one connection whose responses may wait for an fsync while the
 /// connection goes on reading; beyond this the connection stops reading.
 pub const PIPELINED_RESPONSES_MAX: usize = 64;
-/// Longest a Fetch may wait (`max_wait_ms` is clamped to this).
-pub const FETCH_WAIT_MS_MAX: u64 = 60_000;
 /// Most connections the listener can count (far above any sensible `max.connections`,
 /// which is checked against this count so that it can change at runtime).
 pub const CONNECTIONS_TRACKED_MAX: u32 = 1 << 24;

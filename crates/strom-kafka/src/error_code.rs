@@ -21,7 +21,7 @@ pub fn error_code(e: &BrokerError) -> i16 {
         BrokerError::InvalidRecord(_) | BrokerError::InvalidRecords(_) => ResponseError::InvalidRecord,
         BrokerError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
         BrokerError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
-        BrokerError::Storage(_) => ResponseError::KafkaStorageError,
+        BrokerError::Storage(_) | BrokerError::Io(_) | BrokerError::Log(_) => ResponseError::KafkaStorageError,
         BrokerError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
         BrokerError::InvalidGroupId => ResponseError::InvalidGroupId,
         BrokerError::UnknownMemberId => ResponseError::UnknownMemberId,
@@ -50,6 +50,12 @@ pub fn error_code(e: &BrokerError) -> i16 {
         BrokerError::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
         BrokerError::InvalidTxnState(_) => ResponseError::InvalidTxnState,
         BrokerError::OperationNotAttempted => ResponseError::OperationNotAttempted,
+        BrokerError::InvalidRequiredAcks => ResponseError::InvalidRequiredAcks,
+        BrokerError::TopicAuthorizationFailed => ResponseError::TopicAuthorizationFailed,
+        BrokerError::GroupAuthorizationFailed => ResponseError::GroupAuthorizationFailed,
+        BrokerError::ClusterAuthorizationFailed => ResponseError::ClusterAuthorizationFailed,
+        BrokerError::TransactionalIdAuthorizationFailed => ResponseError::TransactionalIdAuthorizationFailed,
+        BrokerError::Internal(_) => ResponseError::UnknownServerError,
     };
     kind.code()
 }

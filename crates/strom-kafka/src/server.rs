@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use strom_broker::txn::TxnCoordinator;
-use strom_broker::{Broker, GroupCoordinator};
+use strom_broker::{Broker, BrokerApi, Caller, GroupCoordinator};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
@@ -39,15 +39,18 @@ pub struct ServerConfig {
     pub broker_configs: Vec<(String, String, bool, String)>,
 }
 
-/// Who sent a request: the connection's address and the header's client id.
+/// Who sent a request: the connection's address and caller, and the header's client id.
 #[derive(Debug, Clone)]
 pub struct Peer {
     pub address: SocketAddr,
     pub client_id: String,
+    pub caller: Caller,
 }
 
 /// State every connection shares.
 pub struct Context {
+    /// The broker's façade: what every handler calls.
+    pub api: Arc<BrokerApi>,
     pub broker: Arc<Broker>,
     pub groups: Arc<GroupCoordinator>,
     pub txns: Arc<TxnCoordinator>,
@@ -63,13 +66,9 @@ pub struct Server {
 }
 
 impl Server {
-    pub async fn bind(
-        config: ServerConfig,
-        broker: Arc<Broker>,
-        groups: Arc<GroupCoordinator>,
-        txns: Arc<TxnCoordinator>,
-        shutdown: watch::Receiver<bool>,
-    ) -> std::io::Result<Server> {
+    /// Binds the listener; it stops when the broker begins to shut down.
+    pub async fn bind(config: ServerConfig, api: Arc<BrokerApi>) -> std::io::Result<Server> {
+        let shutdown: watch::Receiver<bool> = api.closing();
         let listener = TcpListener::bind(config.bind).await?;
         if !config.bind.ip().is_loopback() {
             tracing::warn!(
@@ -85,9 +84,10 @@ impl Server {
         Ok(Server {
             listener,
             context: Arc::new(Context {
-                broker,
-                groups,
-                txns,
+                broker: api.broker().clone(),
+                groups: api.groups().clone(),
+                txns: api.txns().clone(),
+                api,
                 config,
                 shutdown,
                 request_memory: Arc::new(Semaphore::new(pool)),

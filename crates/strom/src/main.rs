@@ -7,16 +7,13 @@ mod storage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
-use strom_broker::txn::TxnCoordinator;
-use strom_broker::{Broker, GroupCoordinator};
+use strom_broker::{BrokerApi, StartConfig};
 use strom_kafka::Server;
 use tokio::signal::unix::{signal, Signal, SignalKind};
-use tokio::sync::watch;
 
 use settings::Settings;
 
@@ -214,31 +211,23 @@ fn serve(args: ServeArgs) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let served = runtime.block_on(async move {
         let signals = Signals::listen().context("listening for SIGINT and SIGTERM")?;
-        let broker = Broker::open(broker_config).context("opening the data directory")?;
-        let groups = GroupCoordinator::open(broker.clone(), group_config).context("loading consumer groups")?;
-        let txns = {
-            let (broker, groups) = (broker.clone(), groups.clone());
-            tokio::task::spawn_blocking(move || TxnCoordinator::open(broker, groups, txn_config))
-                .await?
-                .context("loading transactions")?
-        };
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let coordinator = tokio::spawn(groups.clone().run(shutdown_rx.clone()));
-        let transactions = tokio::spawn(abort_timed_out(txns.clone(), shutdown_rx.clone()));
-        let server = Server::bind(server_config, broker.clone(), groups, txns, shutdown_rx.clone())
+        let api = BrokerApi::start(StartConfig {
+            broker: broker_config,
+            groups: group_config,
+            txns: txn_config,
+        })
+        .await
+        .context("opening the data directory and loading groups and transactions")?;
+        let server = Server::bind(server_config, api.clone())
             .await
             .with_context(|| format!("binding {}", settings.get("listeners")))?;
-        tracing::info!(address = %server.local_addr()?, cluster_id = broker.cluster_id(), "kafka listener ready");
-        let maintenance = tokio::spawn(maintain(broker.clone(), shutdown_rx.clone()));
+        tracing::info!(address = %server.local_addr()?, cluster_id = api.cluster_id(), "kafka listener ready");
         let listener = tokio::spawn(server.run());
         signals.wait().await;
         tracing::info!("shutting down");
-        let _ = shutdown_tx.send(true);
+        api.begin_shutdown();
         let _ = listener.await;
-        let _ = maintenance.await;
-        let _ = coordinator.await;
-        let _ = transactions.await;
-        tokio::task::spawn_blocking(move || broker.shutdown()).await??;
+        api.shutdown().await?;
         Ok(())
     });
     // The logs are closed: exit now rather than wait for tasks still parked in the
@@ -265,53 +254,6 @@ fn check_port_free(config: &strom_kafka::ServerConfig, settings: &Settings) -> R
         config.bind,
         settings.get("listeners")
     )
-}
-
-/// Segment rolls by time and retention every `log.retention.check.interval.ms`;
-/// compaction every `log.cleaner.backoff.ms`; `flush.ms` checks every
-/// [`FLUSH_CHECK_INTERVAL`]. All run on the blocking pool.
-async fn maintain(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
-    let mut retention = tokio::time::interval(Duration::from_millis(
-        broker.config().retention_check_interval_ms.max(10),
-    ));
-    let mut cleaner = tokio::time::interval(Duration::from_millis(broker.config().cleaner_backoff_ms.max(10)));
-    let mut flusher = tokio::time::interval(FLUSH_CHECK_INTERVAL);
-    flusher.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    retention.tick().await;
-    cleaner.tick().await;
-    flusher.tick().await;
-    loop {
-        let work: fn(&Broker) = tokio::select! {
-            _ = retention.tick() => Broker::maintain,
-            _ = cleaner.tick() => Broker::compact,
-            _ = flusher.tick() => Broker::flush_stale,
-            _ = shutdown.changed() => return,
-        };
-        let broker = broker.clone();
-        let _ = tokio::task::spawn_blocking(move || work(&broker)).await;
-    }
-}
-
-/// How often partitions are checked against their topic's `flush.ms`.
-const FLUSH_CHECK_INTERVAL: Duration = Duration::from_millis(100);
-
-/// Abort transactions past their timeout, every
-/// `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
-async fn abort_timed_out(txns: Arc<TxnCoordinator>, mut shutdown: watch::Receiver<bool>) {
-    let mut ticks = tokio::time::interval(Duration::from_millis(txns.config().abort_check_interval_ms.max(10)));
-    ticks.tick().await;
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        let txns = txns.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            txns.abort_timed_out();
-            txns.expire_ids();
-        })
-        .await;
-    }
 }
 
 /// SIGINT and SIGTERM, listened to from the start so that a signal during startup

@@ -140,32 +140,36 @@ pub async fn dispatch(
     let body = &mut body;
     match api_key {
         ApiKey::ApiVersions => w.write(&api_versions::handle(decode(api_key, body, version)?)),
-        ApiKey::Metadata => w.write(&metadata::handle(context, decode(api_key, body, version)?, version).await),
-        ApiKey::Produce => match produce::append_all(context, decode(api_key, body, version)?, version).ready() {
-            Ok(Some(response)) => w.write(&response),
-            Ok(None) => Ok(()),
-            Err(appended) => {
-                let (broker, header) = (context.broker.clone(), w.header);
-                w.defer(Box::pin(async move {
-                    let mut output = BytesMut::new();
-                    if let Some(response) = appended.durable(broker).await {
-                        header.write(&mut output, &response)?;
-                    }
-                    Ok(output)
-                }));
-                Ok(())
+        ApiKey::Metadata => w.write(&metadata::handle(context, peer, decode(api_key, body, version)?, version).await),
+        ApiKey::Produce => {
+            match produce::append_all(context, &peer.caller, decode(api_key, body, version)?, version).ready() {
+                Ok(Some(response)) => w.write(&response),
+                Ok(None) => Ok(()),
+                Err(appended) => {
+                    let header = w.header;
+                    w.defer(Box::pin(async move {
+                        let mut output = BytesMut::new();
+                        if let Some(response) = appended.durable().await {
+                            header.write(&mut output, &response)?;
+                        }
+                        Ok(output)
+                    }));
+                    Ok(())
+                }
             }
-        },
-        ApiKey::Fetch => w.write(&fetch::handle(context, decode(api_key, body, version)?, version).await),
-        ApiKey::ListOffsets => w.write(&offsets::list_offsets(
-            context,
-            decode(api_key, body, version)?,
-            version,
-        )),
-        ApiKey::DeleteRecords => w.write(&offsets::delete_records(context, decode(api_key, body, version)?).await),
-        ApiKey::CreateTopics => w.write(&topics::create_topics(context, decode(api_key, body, version)?).await),
-        ApiKey::DeleteTopics => w.write(&topics::delete_topics(context, decode(api_key, body, version)?).await),
-        ApiKey::CreatePartitions => w.write(&topics::create_partitions(context, decode(api_key, body, version)?).await),
+        }
+        ApiKey::Fetch => w.write(&fetch::handle(context, peer, decode(api_key, body, version)?, version).await),
+        ApiKey::ListOffsets => {
+            w.write(&offsets::list_offsets(context, peer, decode(api_key, body, version)?, version).await)
+        }
+        ApiKey::DeleteRecords => {
+            w.write(&offsets::delete_records(context, peer, decode(api_key, body, version)?).await)
+        }
+        ApiKey::CreateTopics => w.write(&topics::create_topics(context, peer, decode(api_key, body, version)?).await),
+        ApiKey::DeleteTopics => w.write(&topics::delete_topics(context, peer, decode(api_key, body, version)?).await),
+        ApiKey::CreatePartitions => {
+            w.write(&topics::create_partitions(context, peer, decode(api_key, body, version)?).await)
+        }
         ApiKey::DescribeConfigs => w.write(&configs::describe_configs(
             context,
             decode(api_key, body, version)?,

@@ -47,14 +47,14 @@ pub fn describe_producers(context: &Context, request: DescribeProducersRequest) 
                             partition
                                 .producer_states()
                                 .into_iter()
-                                .map(|(pid, epoch, last_sequence, last_timestamp, txn_start)| {
+                                .map(|p| {
                                     ProducerState::default()
-                                        .with_producer_id(ProducerId(pid))
-                                        .with_producer_epoch(i32::from(epoch))
-                                        .with_last_sequence(last_sequence)
-                                        .with_last_timestamp(last_timestamp)
+                                        .with_producer_id(ProducerId(p.producer_id))
+                                        .with_producer_epoch(i32::from(p.producer_epoch))
+                                        .with_last_sequence(p.last_sequence)
+                                        .with_last_timestamp(p.last_timestamp)
                                         .with_coordinator_epoch(-1)
-                                        .with_current_txn_start_offset(txn_start)
+                                        .with_current_txn_start_offset(p.current_txn_start_offset)
                                 })
                                 .collect(),
                         ),

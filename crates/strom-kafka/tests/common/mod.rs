@@ -8,16 +8,15 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use strom_broker::group::GroupConfig;
-use strom_broker::{Broker, BrokerConfig, GroupCoordinator, NewTopic};
+use strom_broker::{Broker, BrokerApi, BrokerConfig, NewTopic};
 use strom_kafka::{Server, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 
 pub struct Harness {
     pub addr: SocketAddr,
+    pub api: std::sync::Arc<BrokerApi>,
     _dir: tempfile::TempDir,
-    _shutdown: watch::Sender<bool>,
 }
 
 pub async fn start() -> Harness {
@@ -43,7 +42,6 @@ pub async fn start_configured(group_config: GroupConfig, configure: impl FnOnce(
             false,
         )
         .unwrap();
-    let (shutdown, rx) = watch::channel(false);
     let config = ServerConfig {
         bind: "127.0.0.1:0".parse().unwrap(),
         advertised_host: "127.0.0.1".into(),
@@ -57,16 +55,13 @@ pub async fn start_configured(group_config: GroupConfig, configure: impl FnOnce(
     };
     let mut config = config;
     configure(&mut config);
-    let groups = GroupCoordinator::open(broker.clone(), group_config).unwrap();
-    let txns = strom_broker::txn::TxnCoordinator::open(broker.clone(), groups.clone(), Default::default()).unwrap();
-    let server = Server::bind(config, broker, groups, txns, rx).await.unwrap();
+    let api = BrokerApi::start_with(broker, group_config, Default::default())
+        .await
+        .unwrap();
+    let server = Server::bind(config, api.clone()).await.unwrap();
     let addr = server.local_addr().unwrap();
     tokio::spawn(server.run());
-    Harness {
-        addr,
-        _dir: dir,
-        _shutdown: shutdown,
-    }
+    Harness { addr, api, _dir: dir }
 }
 
 pub fn frame<T: Encodable>(api_key: ApiKey, version: i16, correlation_id: i32, body: &T) -> BytesMut {

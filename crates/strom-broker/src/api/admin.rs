@@ -1,0 +1,277 @@
+//! Topic administration and the metadata view: Metadata (with auto-creation),
+//! CreateTopics, DeleteTopics, CreatePartitions. Directory and file work runs on the
+//! blocking pool.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::{BrokerApi, TopicRef};
+use crate::blocking::offload;
+use crate::broker::{NewTopic, TopicSummary};
+use crate::caller::{Caller, Operation, Resource};
+use crate::error::{BrokerError, Result};
+use crate::topic::Topic;
+
+/// A topic as Metadata describes it.
+#[derive(Debug, Clone)]
+pub struct TopicMetadata {
+    /// None when asked by an id that is unknown.
+    pub name: Option<String>,
+    pub id: Uuid,
+    pub is_internal: bool,
+    pub partitions: Vec<PartitionMetadata>,
+    pub error: Option<Arc<BrokerError>>,
+}
+
+/// Leadership of one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionMetadata {
+    pub index: i32,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+}
+
+/// A CreatePartitions request for one topic.
+#[derive(Debug, Clone)]
+pub struct NewPartitions {
+    pub topic: String,
+    /// The partition count wanted.
+    pub count: i32,
+    /// Replicas of each new partition, when the client chose them.
+    pub assignments: Option<Vec<Vec<i32>>>,
+}
+
+/// A deleted topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletedTopic {
+    pub name: String,
+    pub id: Uuid,
+}
+
+impl BrokerApi {
+    /// Describes `wanted` topics (None: all), creating missing names on first use when
+    /// `auto_create` and `auto.create.topics.enable` allow.
+    pub async fn metadata(
+        &self,
+        caller: &Caller,
+        wanted: Option<Vec<TopicRef>>,
+        auto_create: bool,
+    ) -> Vec<TopicMetadata> {
+        let Some(wanted) = wanted else {
+            return self
+                .broker
+                .topics()
+                .iter()
+                .filter(|t| {
+                    self.authorize(caller, Operation::Describe, Resource::Topic(t.name()))
+                        .is_ok()
+                })
+                .map(|t| describe(t))
+                .collect();
+        };
+        let mut described = Vec::with_capacity(wanted.len());
+        for topic in wanted {
+            described.push(self.describe_one(caller, topic, auto_create).await);
+        }
+        described
+    }
+
+    async fn describe_one(&self, caller: &Caller, wanted: TopicRef, auto_create: bool) -> TopicMetadata {
+        let missing = |name: Option<String>, id: Uuid, error: BrokerError| TopicMetadata {
+            name,
+            id,
+            is_internal: false,
+            partitions: Vec::new(),
+            error: Some(Arc::new(error)),
+        };
+        let name = match wanted {
+            TopicRef::Id(id) => {
+                return match self.broker.topic_by_id(id) {
+                    Some(topic) => match self.authorize(caller, Operation::Describe, Resource::Topic(topic.name())) {
+                        Ok(()) => describe(&topic),
+                        Err(e) => missing(None, id, e),
+                    },
+                    None => missing(None, id, BrokerError::UnknownTopicId),
+                };
+            }
+            TopicRef::Name(name) => name,
+        };
+        if let Err(e) = self.authorize(caller, Operation::Describe, Resource::Topic(&name)) {
+            return missing(Some(name), Uuid::nil(), e);
+        }
+        if let Some(topic) = self.broker.topic(&name) {
+            return describe(&topic);
+        }
+        if !auto_create
+            || self
+                .authorize(caller, Operation::Create, Resource::Topic(&name))
+                .is_err()
+        {
+            return missing(Some(name), Uuid::nil(), BrokerError::UnknownTopicOrPartition);
+        }
+        let broker = self.broker.clone();
+        let wanted = name.clone();
+        match offload("auto-create topic", move || broker.auto_create_topic(&wanted)).await {
+            Ok(Ok(Some(topic))) => describe(&topic),
+            Ok(Ok(None)) => missing(Some(name), Uuid::nil(), BrokerError::UnknownTopicOrPartition),
+            Ok(Err(e)) | Err(e) => {
+                if !matches!(e, BrokerError::InvalidTopic(_)) {
+                    tracing::warn!(topic = %name, error = %e, "auto-create failed");
+                }
+                missing(Some(name), Uuid::nil(), e)
+            }
+        }
+    }
+
+    /// CreateTopics: each topic created (or only checked, with `validate_only`), in
+    /// order. A name listed twice is refused for both, as Kafka does.
+    pub async fn create_topics(
+        &self,
+        caller: &Caller,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Vec<Result<TopicSummary>> {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for topic in &topics {
+            *counts.entry(topic.name.clone()).or_default() += 1;
+        }
+        let checked: Vec<Result<NewTopic>> = topics
+            .into_iter()
+            .map(|topic| {
+                if counts.get(&topic.name).copied().unwrap_or(0) > 1 {
+                    return Err(BrokerError::InvalidRequest(format!(
+                        "Create topics request from client contains multiple entries for topic {}",
+                        topic.name
+                    )));
+                }
+                self.authorize(caller, Operation::Create, Resource::Topic(&topic.name))?;
+                Ok(topic)
+            })
+            .collect();
+        let count = checked.len();
+        let broker = self.broker.clone();
+        offload("create topics", move || {
+            checked
+                .into_iter()
+                .map(|topic| {
+                    let topic = topic?;
+                    let name = topic.name.clone();
+                    broker.create_topic(topic, validate_only).inspect_err(|e| {
+                        if !matches!(e, BrokerError::TopicAlreadyExists(_)) {
+                            tracing::info!(topic = %name, error = %e, "create topic refused");
+                        }
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_else(|e| internal_errors(count, &e))
+    }
+
+    /// DeleteTopics, by name or id, in order.
+    pub async fn delete_topics(&self, caller: &Caller, topics: Vec<TopicRef>) -> Vec<Result<DeletedTopic>> {
+        let resolved: Vec<Result<String>> = topics
+            .into_iter()
+            .map(|topic| {
+                let name = match topic {
+                    TopicRef::Name(name) => name,
+                    TopicRef::Id(id) => self
+                        .broker
+                        .topic_by_id(id)
+                        .map(|t| t.name().to_string())
+                        .ok_or(BrokerError::UnknownTopicId)?,
+                };
+                self.authorize(caller, Operation::Delete, Resource::Topic(&name))?;
+                Ok(name)
+            })
+            .collect();
+        let count = resolved.len();
+        let broker = self.broker.clone();
+        offload("delete topics", move || {
+            resolved
+                .into_iter()
+                .map(|name| {
+                    let name = name?;
+                    let id = broker.delete_topic(&name)?;
+                    Ok(DeletedTopic { name, id })
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_else(|e| internal_errors(count, &e))
+    }
+
+    /// CreatePartitions, in order. Replicas can only be this node until the cluster
+    /// places partitions.
+    pub async fn create_partitions(
+        &self,
+        caller: &Caller,
+        topics: Vec<NewPartitions>,
+        validate_only: bool,
+    ) -> Vec<Result<()>> {
+        let node = self.node_id();
+        let checked: Vec<Result<NewPartitions>> = topics
+            .into_iter()
+            .map(|topic| {
+                self.authorize(caller, Operation::Alter, Resource::Topic(&topic.topic))?;
+                let assignment_ok = topic.assignments.as_ref().is_none_or(|a| {
+                    a.iter()
+                        .all(|replicas| !replicas.is_empty() && replicas.iter().all(|b| *b == node))
+                });
+                if !assignment_ok {
+                    return Err(BrokerError::InvalidReplicaAssignment(format!(
+                        "replicas must be [{node}] on this single-node cluster"
+                    )));
+                }
+                Ok(topic)
+            })
+            .collect();
+        let count = checked.len();
+        let broker = self.broker.clone();
+        offload("create partitions", move || {
+            checked
+                .into_iter()
+                .map(|topic| {
+                    let topic = topic?;
+                    broker.create_partitions(&topic.topic, topic.count, validate_only)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_else(|e| internal_errors(count, &e))
+    }
+}
+
+fn internal_errors<T>(count: usize, error: &BrokerError) -> Vec<Result<T>> {
+    (0..count)
+        .map(|_| Err(BrokerError::Internal(error.to_string())))
+        .collect()
+}
+
+fn describe(topic: &Topic) -> TopicMetadata {
+    let partitions = topic
+        .partitions()
+        .iter()
+        .map(|p| {
+            let replica = p.replica();
+            PartitionMetadata {
+                index: p.index(),
+                leader: replica.leader(),
+                leader_epoch: replica.leader_epoch(),
+                replicas: replica.replicas(),
+                isr: replica.isr(),
+            }
+        })
+        .collect();
+    TopicMetadata {
+        name: Some(topic.name().to_string()),
+        id: topic.id(),
+        is_internal: topic.is_internal(),
+        partitions,
+        error: None,
+    }
+}

@@ -1,0 +1,176 @@
+//! The request façade: the one API every front-end calls (Kafka now; AMQP, gRPC and the
+//! Schema Registry's validation hook next), in the broker's terms — plain structs, no
+//! wire types.
+//!
+//! Every call takes the [`Caller`] and passes the one authorization point
+//! ([`crate::caller::Authorizer`]); every call decides itself what runs on the blocking
+//! pool ([`crate::blocking::offload`], one policy for a panicked task). Front-end
+//! handlers only decode, call and encode.
+//!
+//! [`BrokerApi::start`] opens the data directory, loads the coordinators and starts
+//! the broker's own periodic work (retention, compaction, `flush.ms`, group timers,
+//! transaction timeouts); [`BrokerApi::shutdown`] stops it and closes the logs.
+
+mod admin;
+mod background;
+mod fetch;
+mod offsets;
+mod produce;
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+pub use admin::{DeletedTopic, NewPartitions, PartitionMetadata, TopicMetadata};
+pub use fetch::{FetchParams, FetchPartition, FetchedPartition};
+pub use offsets::{DeleteRecordsPartition, ListOffsetsPartition, ListedOffset, OffsetSpec};
+pub use produce::{Acks, ProduceFuture, ProducePartition, ProduceRequest, Produced};
+
+use crate::broker::{Broker, BrokerConfig};
+use crate::caller::{self, AllowAll, Authorizer, Caller, Operation, Resource};
+use crate::error::{BrokerError, Result};
+use crate::group::{GroupConfig, GroupCoordinator};
+use crate::partition::Partition;
+use crate::sync::lock;
+use crate::topic::Topic;
+use crate::txn::{TxnConfig, TxnCoordinator};
+
+/// A topic as a request names it: by name, or by id (Fetch and Produce v13+).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicRef {
+    Name(String),
+    Id(Uuid),
+}
+
+/// Everything the broker needs to start.
+#[derive(Debug, Clone)]
+pub struct StartConfig {
+    pub broker: BrokerConfig,
+    pub groups: GroupConfig,
+    pub txns: TxnConfig,
+}
+
+/// One broker: its logs and metadata, its coordinators, its periodic work.
+pub struct BrokerApi {
+    broker: Arc<Broker>,
+    groups: Arc<GroupCoordinator>,
+    txns: Arc<TxnCoordinator>,
+    authorizer: Arc<dyn Authorizer>,
+    /// Set when the broker shuts down: long-poll fetches return, loops stop.
+    closing: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl BrokerApi {
+    /// Opens the data directory and the coordinators, then starts the periodic work.
+    /// Runs on a tokio runtime; the loading itself is blocking I/O done on the pool.
+    pub async fn start(config: StartConfig) -> Result<Arc<BrokerApi>> {
+        let StartConfig { broker, groups, txns } = config;
+        let broker = crate::blocking::offload_result("open broker", move || Broker::open(broker)).await?;
+        Self::start_with(broker, groups, txns).await
+    }
+
+    /// [`BrokerApi::start`] on an opened broker (tests open it with their own clock).
+    pub async fn start_with(broker: Arc<Broker>, groups: GroupConfig, txns: TxnConfig) -> Result<Arc<BrokerApi>> {
+        let groups = {
+            let broker = broker.clone();
+            crate::blocking::offload_result("load groups", move || GroupCoordinator::open(broker, groups)).await?
+        };
+        let txns = {
+            let (broker, groups) = (broker.clone(), groups.clone());
+            crate::blocking::offload_result("load transactions", move || TxnCoordinator::open(broker, groups, txns))
+                .await?
+        };
+        let (closing, _) = watch::channel(false);
+        let api = Arc::new(BrokerApi {
+            broker,
+            groups,
+            txns,
+            authorizer: Arc::new(AllowAll),
+            closing,
+            tasks: Mutex::new(Vec::new()),
+        });
+        let tasks = background::spawn_all(&api);
+        lock(&api.tasks).extend(tasks);
+        Ok(api)
+    }
+
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    pub fn groups(&self) -> &Arc<GroupCoordinator> {
+        &self.groups
+    }
+
+    pub fn txns(&self) -> &Arc<TxnCoordinator> {
+        &self.txns
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.broker.node_id()
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        self.broker.cluster_id()
+    }
+
+    /// Woken (true) when the broker begins to shut down.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// Tells long-poll fetches and the periodic work to stop.
+    pub fn begin_shutdown(&self) {
+        let _ = self.closing.send(true);
+    }
+
+    /// Stops the periodic work, then flushes and closes every log.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.begin_shutdown();
+        let tasks: Vec<_> = lock(&self.tasks).drain(..).collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+        let broker = self.broker.clone();
+        crate::blocking::offload_result("close logs", move || broker.shutdown()).await
+    }
+
+    /// The authorization point every façade call passes.
+    pub fn authorize(&self, caller: &Caller, operation: Operation, resource: Resource<'_>) -> Result<()> {
+        caller::check(self.authorizer.as_ref(), caller, operation, resource)
+    }
+
+    fn topic(&self, topic: &TopicRef) -> Result<Arc<Topic>> {
+        match topic {
+            TopicRef::Name(name) => self.broker.topic(name).ok_or(BrokerError::UnknownTopicOrPartition),
+            TopicRef::Id(id) => self.broker.topic_by_id(*id).ok_or(BrokerError::UnknownTopicId),
+        }
+    }
+
+    /// The partition a request names, after `operation` on its topic is authorized.
+    fn partition(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+        topic: &TopicRef,
+        index: i32,
+    ) -> Result<(Arc<Topic>, Arc<Partition>)> {
+        // By name, the caller is checked before the topic's existence shows.
+        let topic = match topic {
+            TopicRef::Name(name) => {
+                self.authorize(caller, operation, Resource::Topic(name))?;
+                self.topic(topic)?
+            }
+            TopicRef::Id(_) => {
+                let found = self.topic(topic)?;
+                self.authorize(caller, operation, Resource::Topic(found.name()))?;
+                found
+            }
+        };
+        let partition = topic.partition(index).ok_or(BrokerError::UnknownTopicOrPartition)?;
+        Ok((topic, partition))
+    }
+}

@@ -23,8 +23,9 @@ use crate::constants::{
     TEMPORARY_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX,
 };
 use crate::error::LogError;
-use crate::log::sync_directory;
-use crate::segment::{segment_file_name, Scanner};
+use crate::files::sync_directory;
+use crate::scanner::Scanner;
+use crate::segment_name::segment_file_name;
 
 /// Suffix of the copies of damaged bytes kept beside a segment.
 pub const DAMAGED_FILE_SUFFIX: &str = "damaged";

@@ -7,10 +7,13 @@
 //! wire protocols. The broker calls [`Log`]; everything else here serves it.
 //!
 //! Map: [`batch`] (the v2 header view, validation, patches), [`record`] (records,
-//! decoded only for timestamp lookups and compaction), [`compression`],
-//! [`batch_builder`], [`cleaner`] (compaction), [`damage`] (skipping damaged durable data),
-//! [`offset_index`], [`time_index`], [`segment`], [`log`], [`clock`], [`constants`],
-//! [`error`].
+//! decoded only for timestamp lookups, compaction and internal topics),
+//! [`compression`], [`batch_builder`], [`cleaner`] (compaction), [`damage`] (skipping
+//! damaged durable data), [`offset_index`], [`time_index`], [`segment`], [`log`],
+//! [`clock`], [`constants`], [`error`]; inside the crate: `files` (atomic small files),
+//! `scanner` (batch boundaries in a segment file), `segment_name`, `index_file`.
+//!
+//! Dependencies between files form a DAG (`scripts/check-import-cycles strom-log`).
 
 pub mod batch;
 pub mod batch_builder;
@@ -20,11 +23,14 @@ pub mod compression;
 pub mod constants;
 pub mod damage;
 pub mod error;
+mod files;
 mod index_file;
 pub mod log;
 pub mod offset_index;
 pub mod record;
+mod scanner;
 pub mod segment;
+mod segment_name;
 pub mod time_index;
 
 pub use batch::{BatchIter, RecordBatchHeader};

@@ -1,7 +1,8 @@
-//! `Record`: one record inside a v2 batch's records section, decoded only as far as
-//! timestamp lookups and compaction need (the produce and fetch paths never decode
-//! records). [`RecordEntry`] is the compaction view: where a record's bytes, key and
-//! value lie in the decompressed records section.
+//! Records inside a v2 batch's records section. The produce and fetch paths never
+//! decode records; timestamp lookups, compaction and the broker's internal topics do,
+//! all through one decoder, [`decode_record_entries`]: [`RecordEntry`] locates a
+//! record's bytes, key and value in the decompressed section (compaction copies them),
+//! [`decode_batch`] returns owned [`Record`]s in one call.
 //!
 //! Format of each record (varints are zigzag-encoded, as in protobuf):
 //!
@@ -18,22 +19,41 @@
 //! headers         (keyLength varint, key, valueLength varint, value)*
 //! ```
 
+use std::ops::Range;
+
+use bytes::Bytes;
+
 use crate::batch::RecordBatchHeader;
 use crate::constants::BATCH_HEADER_SIZE;
 use crate::error::LogError;
 
-/// The parts of a record that offset and timestamp lookups use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One record header: a UTF-8 key (never null) and a nullable value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// Header key. Invalid UTF-8 is replaced with U+FFFD, as Kafka's Java decoder does.
+    pub key: String,
+    /// Header value, `None` for null.
+    pub value: Option<Bytes>,
+}
+
+/// One record of a batch, owned: what [`decode_batch`] returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     /// Absolute offset (batch base offset + offsetDelta).
     pub offset: i64,
     /// Absolute timestamp (batch base timestamp + timestampDelta), or the batch's
     /// max timestamp in a LogAppendTime batch.
     pub timestamp: i64,
+    /// The key, `None` for a null key.
+    pub key: Option<Bytes>,
+    /// The value, `None` for a null value (a tombstone when the key is not null).
+    pub value: Option<Bytes>,
+    /// The record's headers, in order.
+    pub headers: Vec<RecordHeader>,
 }
 
-/// One record of a decompressed records section, as compaction sees it. Ranges index
-/// the section the record was decoded from.
+/// One record of a decompressed records section, located in it: compaction copies
+/// `bytes` to keep a record. Ranges index the section the record was decoded from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordEntry {
     /// Absolute offset (batch base offset + offsetDelta).
@@ -41,15 +61,17 @@ pub struct RecordEntry {
     /// Absolute timestamp (as in [`Record::timestamp`]).
     pub timestamp: i64,
     /// The whole record, its length varint included: copying these bytes re-frames it.
-    pub bytes: std::ops::Range<usize>,
+    pub bytes: Range<usize>,
     /// The key bytes, `None` for a null key.
-    pub key: Option<std::ops::Range<usize>>,
+    pub key: Option<Range<usize>>,
     /// The value bytes, `None` for a null value (a tombstone when the key is not null).
-    pub value: Option<std::ops::Range<usize>>,
+    pub value: Option<Range<usize>>,
+    /// The record's headers, in order.
+    pub headers: Vec<RecordHeader>,
 }
 
 /// Reads a nullable bytes field (varint length, -1 = null) and returns its range.
-fn read_nullable_bytes(body: &[u8], at: &mut usize) -> Result<Option<std::ops::Range<usize>>, LogError> {
+fn read_nullable_bytes(body: &[u8], at: &mut usize) -> Result<Option<Range<usize>>, LogError> {
     let length = read_varint(body, at)?;
     if length < 0 {
         return Ok(None);
@@ -63,9 +85,26 @@ fn read_nullable_bytes(body: &[u8], at: &mut usize) -> Result<Option<std::ops::R
     Ok(Some(start..end))
 }
 
-/// Decodes every record of a decompressed records section of the batch described by
-/// `header`. Fails on any structural error (never panics); the section must hold
-/// exactly `recordCount` records.
+/// Reads `headerCount` and the headers after it.
+fn read_headers(body: &[u8], at: &mut usize) -> Result<Vec<RecordHeader>, LogError> {
+    let count = usize::try_from(read_varint(body, at)?).map_err(|_| LogError::corrupt("negative header count"))?;
+    // Each header takes at least two bytes: the count cannot size the allocation alone.
+    let mut headers = Vec::with_capacity(count.min(body.len().saturating_sub(*at) / 2));
+    for _ in 0..count {
+        let key = read_nullable_bytes(body, at)?.ok_or_else(|| LogError::corrupt("null record header key"))?;
+        let value = read_nullable_bytes(body, at)?;
+        headers.push(RecordHeader {
+            key: String::from_utf8_lossy(body.get(key).unwrap_or(&[])).into_owned(),
+            value: value.map(|range| Bytes::copy_from_slice(body.get(range).unwrap_or(&[]))),
+        });
+    }
+    Ok(headers)
+}
+
+/// The one record decoder: every record of a decompressed records section of the
+/// batch described by `header`. Fails on any structural error (never panics); the
+/// section must hold exactly `recordCount` records, each exactly its length.
+#[doc(hidden)]
 pub fn decode_record_entries(header: &RecordBatchHeader, section: &[u8]) -> Result<Vec<RecordEntry>, LogError> {
     let count = usize::try_from(header.record_count).map_err(|_| LogError::corrupt("negative record count"))?;
     let mut out = Vec::with_capacity(count.min(section.len()));
@@ -85,6 +124,10 @@ pub fn decode_record_entries(header: &RecordBatchHeader, section: &[u8]) -> Resu
         let offset_delta = read_varint(body, &mut field)?;
         let key = read_nullable_bytes(body, &mut field)?;
         let value = read_nullable_bytes(body, &mut field)?;
+        let headers = read_headers(body, &mut field)?;
+        if field != body.len() {
+            return Err(LogError::corrupt("bytes after the last record header"));
+        }
         let timestamp = if header.is_log_append_time() {
             header.max_timestamp
         } else {
@@ -96,6 +139,7 @@ pub fn decode_record_entries(header: &RecordBatchHeader, section: &[u8]) -> Resu
             bytes: record_start..end,
             key: key.map(|range| body_start + range.start..body_start + range.end),
             value: value.map(|range| body_start + range.start..body_start + range.end),
+            headers,
         });
         at = end;
     }
@@ -106,6 +150,7 @@ pub fn decode_record_entries(header: &RecordBatchHeader, section: &[u8]) -> Resu
 }
 
 /// Decompresses the records section of one whole batch.
+#[doc(hidden)]
 pub fn decompress_records_section(batch: &[u8]) -> Result<(RecordBatchHeader, Vec<u8>), LogError> {
     let header = RecordBatchHeader::parse(batch)?;
     let total = header
@@ -115,6 +160,31 @@ pub fn decompress_records_section(batch: &[u8]) -> Result<(RecordBatchHeader, Ve
         .get(BATCH_HEADER_SIZE..total)
         .ok_or_else(|| LogError::corrupt("batch shorter than its length"))?;
     let records = header.compression()?.decompress(section)?;
+    Ok((header, records))
+}
+
+/// Decompresses one whole batch and decodes its records, keys, values and headers.
+/// Keys and values share one buffer (the decompressed section) rather than being copied.
+pub fn decode_batch(batch: &[u8]) -> Result<(RecordBatchHeader, Vec<Record>), LogError> {
+    let (header, section) = decompress_records_section(batch)?;
+    let entries = decode_record_entries(&header, &section)?;
+    let section = Bytes::from(section);
+    let slice = |range: Range<usize>| -> Result<Bytes, LogError> {
+        if range.end > section.len() || range.start > range.end {
+            return Err(LogError::corrupt("record field outside the records section"));
+        }
+        Ok(section.slice(range))
+    };
+    let mut records = Vec::with_capacity(entries.len());
+    for entry in entries {
+        records.push(Record {
+            offset: entry.offset,
+            timestamp: entry.timestamp,
+            key: entry.key.map(slice).transpose()?,
+            value: entry.value.map(slice).transpose()?,
+            headers: entry.headers,
+        });
+    }
     Ok((header, records))
 }
 
@@ -160,44 +230,6 @@ pub fn write_varlong(out: &mut Vec<u8>, value: i64) {
     out.push(raw as u8);
 }
 
-/// Decodes the records of one whole batch (decompressing if needed).
-pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>, LogError> {
-    let header = RecordBatchHeader::parse(batch)?;
-    let total = header
-        .total_size()
-        .ok_or_else(|| LogError::corrupt("invalid batch length"))?;
-    let section = batch
-        .get(BATCH_HEADER_SIZE..total)
-        .ok_or_else(|| LogError::corrupt("batch shorter than its length"))?;
-    let records = header.compression()?.decompress(section)?;
-    let count = usize::try_from(header.record_count).map_err(|_| LogError::corrupt("negative record count"))?;
-    let mut out = Vec::with_capacity(count.min(records.len()));
-    let mut at = 0usize;
-    for _ in 0..count {
-        let length = usize::try_from(read_varint(&records, &mut at)?)
-            .map_err(|_| LogError::corrupt("negative record length"))?;
-        let end = at
-            .checked_add(length)
-            .filter(|end| *end <= records.len())
-            .ok_or_else(|| LogError::corrupt("record extends past the batch"))?;
-        let body = records.get(at..end).unwrap_or(&[]);
-        let mut field = 1usize; // skip attributes
-        let timestamp_delta = read_varlong(body, &mut field)?;
-        let offset_delta = read_varint(body, &mut field)?;
-        let timestamp = if header.is_log_append_time() {
-            header.max_timestamp
-        } else {
-            header.base_timestamp.wrapping_add(timestamp_delta)
-        };
-        out.push(Record {
-            offset: header.base_offset.saturating_add(i64::from(offset_delta)),
-            timestamp,
-        });
-        at = end;
-    }
-    Ok(out)
-}
-
 /// The first record of `batch` with timestamp >= `timestamp_ms` and offset >=
 /// `min_offset`, as `(offset, timestamp)`.
 ///
@@ -215,7 +247,8 @@ pub fn find_first_record_at_or_after(
     if header.is_log_append_time() {
         return Ok(Some((header.base_offset.max(min_offset), header.max_timestamp)));
     }
-    Ok(decode_records(batch)?
+    let (header, section) = decompress_records_section(batch)?;
+    Ok(decode_record_entries(&header, &section)?
         .into_iter()
         .find(|r| r.timestamp >= timestamp_ms && r.offset >= min_offset)
         .map(|r| (r.offset, r.timestamp)))

@@ -2,6 +2,7 @@ use super::*;
 use crate::batch::{set_base_offset, set_max_timestamp_log_append_time};
 use crate::batch_builder::RecordBatchBuilder;
 use crate::compression::Compression;
+use crate::error::LogError;
 
 #[test]
 fn varints_round_trip() {
@@ -89,10 +90,69 @@ fn garbage_records_are_errors() {
     for cut in BATCH_HEADER_SIZE..batch.len() {
         let mut broken = batch.clone();
         broken[cut] = 0xff;
-        let _ = decode_records(&broken);
-        let _ = decode_records(&batch[..cut]);
+        let _ = decode_batch(&broken);
+        let _ = decode_batch(&batch[..cut]);
         if let Ok((header, section)) = decompress_records_section(&broken) {
             let _ = decode_record_entries(&header, &section);
         }
+    }
+}
+
+/// A one-record uncompressed batch whose record body is `body` (attributes onwards).
+fn batch_with_record_body(body: &[u8]) -> Vec<u8> {
+    let mut builder = RecordBatchBuilder::new();
+    builder.push(0, None, None);
+    let built = builder.build().unwrap();
+    let mut section = Vec::new();
+    write_varint(&mut section, body.len() as i32);
+    section.extend_from_slice(body);
+    crate::batch::rebuild_batch(&built, &section, 1, 0).unwrap()
+}
+
+#[test]
+fn header_errors_are_corrupt_not_panics() {
+    // attributes, timestampDelta 0, offsetDelta 0, null key, null value, then headers.
+    let prefix = [0u8, 0, 0, 1, 1];
+    let mut negative_count = prefix.to_vec();
+    write_varint(&mut negative_count, -1);
+    let mut null_header_key = prefix.to_vec();
+    write_varint(&mut null_header_key, 1);
+    write_varint(&mut null_header_key, -1);
+    write_varint(&mut null_header_key, -1);
+    let mut huge_count = prefix.to_vec();
+    write_varint(&mut huge_count, i32::MAX);
+    let mut trailing = prefix.to_vec();
+    write_varint(&mut trailing, 0);
+    trailing.push(7);
+    for body in [negative_count, null_header_key, huge_count, trailing] {
+        let batch = batch_with_record_body(&body);
+        assert!(
+            matches!(decode_batch(&batch), Err(LogError::CorruptBatch { .. })),
+            "{body:?}"
+        );
+    }
+    let mut fine = prefix.to_vec();
+    write_varint(&mut fine, 0);
+    assert!(decode_batch(&batch_with_record_body(&fine)).unwrap().1[0]
+        .headers
+        .is_empty());
+}
+
+#[test]
+fn decode_batch_agrees_with_record_entries() {
+    let mut builder = RecordBatchBuilder::new().compression(Compression::Lz4);
+    builder.push_with_headers(10, Some(b"alpha"), Some(b"one"), &[("h", Some(b"x"))]);
+    builder.push(12, None, Some(b"two"));
+    let mut batch = builder.build().unwrap();
+    set_base_offset(&mut batch, 7).unwrap();
+    let (header, records) = decode_batch(&batch).unwrap();
+    let (_, section) = decompress_records_section(&batch).unwrap();
+    let entries = decode_record_entries(&header, &section).unwrap();
+    assert_eq!(records.len(), entries.len());
+    for (record, entry) in records.iter().zip(&entries) {
+        assert_eq!((record.offset, record.timestamp), (entry.offset, entry.timestamp));
+        assert_eq!(record.key.as_deref(), entry.key.clone().map(|r| &section[r]));
+        assert_eq!(record.value.as_deref(), entry.value.clone().map(|r| &section[r]));
+        assert_eq!(record.headers, entry.headers);
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! Map: [`batch`] (the v2 header view, validation, patches), [`record`] (records,
 //! decoded only for timestamp lookups, compaction and internal topics),
-//! [`compression`], [`batch_builder`], [`cleaner`] (compaction), [`damage`] (skipping
+//! [`compression`], [`batch_builder`], [`control`] (transaction markers), [`cleaner`] (compaction), [`damage`] (skipping
 //! damaged durable data), [`offset_index`], [`time_index`], [`segment`], [`log`],
 //! [`clock`], [`constants`], [`error`]; inside the crate: `files` (atomic small files),
 //! `scanner` (batch boundaries in a segment file), `segment_name`, `index_file`.
@@ -21,6 +21,7 @@ pub mod cleaner;
 pub mod clock;
 pub mod compression;
 pub mod constants;
+pub mod control;
 pub mod damage;
 pub mod error;
 mod files;
@@ -38,5 +39,6 @@ pub use batch_builder::RecordBatchBuilder;
 pub use cleaner::{CompactionConfig, CompactionStats};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use compression::Compression;
+pub use control::{ControlRecordType, Marker};
 pub use error::LogError;
 pub use log::{AppendInfo, Log, LogConfig, ReadResult};

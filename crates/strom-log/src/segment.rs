@@ -476,7 +476,9 @@ impl LogSegment {
                 continue;
             }
             let batch = self.read_batch(position, &header)?;
-            if let Some(found) = find_first_record_at_or_after(&batch, timestamp_ms, min_offset)? {
+            let found = find_first_record_at_or_after(&batch, timestamp_ms, min_offset)
+                .map_err(|error| error.stored_at(self.log_path.display()))?;
+            if let Some(found) = found {
                 return Ok(Some(found));
             }
         }
@@ -487,7 +489,7 @@ impl LogSegment {
     pub fn read_batch(&self, position: u64, header: &RecordBatchHeader) -> Result<Vec<u8>, LogError> {
         let total = header
             .total_size()
-            .ok_or_else(|| LogError::corrupt("invalid batch length"))?;
+            .ok_or_else(|| LogError::corrupt("invalid batch length").stored_at(self.log_path.display()))?;
         let mut batch = vec![0u8; total];
         self.log_file.read_exact_at(&mut batch, position)?;
         Ok(batch)

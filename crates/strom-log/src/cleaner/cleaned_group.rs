@@ -124,7 +124,8 @@ pub(crate) fn clean_group(
         }
         Err(error) => {
             cleaned.delete()?;
-            Err(error)
+            // Every batch checked here was read back from the group's segments.
+            Err(error.stored_at(dir.display()))
         }
     }
 }

@@ -149,11 +149,11 @@ impl Log {
                     // flipped bit in the last base offset of the earlier one). Dropping the
                     // later segments would lose intact records; refuse to open instead.
                     return Err(LogError::corrupt(format!(
-                        "segment {base} in {} starts below the end {expected} of the segment before it, \
+                        "segment {base} starts below the end {expected} of the segment before it, \
                          and both are below the recovery point; nothing was removed: check the \
-                         directory with `strom storage verify`",
-                        dir.display()
-                    )));
+                         directory with `strom storage verify`"
+                    ))
+                    .stored_at(dir.display()));
                 }
                 if base < expected || (base > expected && base > recovery_point) {
                     tracing::warn!(

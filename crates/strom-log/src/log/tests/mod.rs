@@ -107,6 +107,7 @@ fn bad_batch_rejects_the_whole_append() {
     bad[last] ^= 0xff;
     let input = [good.clone(), bad].concat();
     assert!(matches!(log.append(&input), Err(LogError::CrcMismatch { .. })));
+    assert!(log.append(&input).unwrap_err().is_invalid_input());
     let torn = [good.clone(), good[..30].to_vec()].concat();
     assert!(matches!(log.append(&torn), Err(LogError::CorruptBatch { .. })));
     assert!(matches!(log.append(&[]), Err(LogError::EmptyAppend)));

@@ -136,6 +136,7 @@ fn a_flipped_base_offset_at_a_segment_boundary_stops_the_open_and_removes_nothin
     flip_byte(log_path, *positions.last().unwrap() + 4);
     std::fs::write(log_path.with_extension("index"), [0xffu8; 8]).unwrap();
     let error = Log::open(dir.path(), small_config(), clock.clone()).err().unwrap();
+    assert!(error.is_corrupt_storage(), "{error:?}");
     assert!(error.to_string().contains("strom storage verify"), "{error}");
     for (path, _) in &layout {
         assert!(std::fs::metadata(path).unwrap().len() > 0, "{} kept", path.display());

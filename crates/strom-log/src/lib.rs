@@ -10,7 +10,8 @@
 //! decoded only for timestamp lookups, compaction and internal topics),
 //! [`compression`], [`batch_builder`], [`control`] (transaction markers), [`cleaner`] (compaction), [`damage`] (skipping
 //! damaged durable data), [`offset_index`], [`time_index`], [`segment`], [`log`],
-//! [`clock`], [`constants`], [`error`]; inside the crate: `files` (atomic small files),
+//! [`leader_epoch`] (leader epoch → start offset, persisted), [`clock`], [`constants`],
+//! [`error`]; inside the crate: `files` (atomic small files),
 //! `scanner` (batch boundaries in a segment file), `segment_name`, `index_file`.
 //!
 //! Dependencies between files form a DAG (`scripts/check-import-cycles strom-log`).
@@ -26,6 +27,7 @@ pub mod damage;
 pub mod error;
 mod files;
 mod index_file;
+pub mod leader_epoch;
 pub mod log;
 pub mod offset_index;
 pub mod record;
@@ -41,4 +43,5 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use compression::Compression;
 pub use control::{ControlRecordType, Marker};
 pub use error::LogError;
+pub use leader_epoch::{EpochEntry, LeaderEpochCache};
 pub use log::{AppendInfo, Log, LogConfig, ReadResult};

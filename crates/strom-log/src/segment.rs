@@ -506,6 +506,16 @@ impl LogSegment {
         Ok(())
     }
 
+    /// Calls `visit` with the header of every whole batch below `size`, in order,
+    /// reading headers only.
+    pub(crate) fn for_each_header(&self, mut visit: impl FnMut(&RecordBatchHeader)) -> Result<(), LogError> {
+        let mut scanner = Scanner::new(&self.log_file, 0, self.size(), SCAN_CHUNK_BYTES);
+        while let Some((_, header)) = scanner.next_header()? {
+            visit(&header);
+        }
+        Ok(())
+    }
+
     /// Calls `visit` with the position and bytes of every whole batch below `size`, in
     /// order, until it returns `false` (batches are not validated again; they were when
     /// written or recovered).

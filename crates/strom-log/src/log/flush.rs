@@ -51,10 +51,17 @@ impl Log {
             .find(|s| s.base_offset() <= end)
             .map_or(i64::MIN, |s| s.base_offset());
         if holding > state.checkpointed_segment_base {
+            // Recovery replays leader epochs only above the recovery point: the
+            // checkpoint must hold every epoch below it first.
+            self.leader_epochs.lock().unwrap().save_if_dirty()?;
             match write_number_file(&self.dir, RECOVERY_POINT_FILE_NAME, end) {
                 Ok(()) => {
                     state.checkpointed_segment_base = holding;
                     state.recovery_point = end;
+                    debug_assert!(
+                        end <= self.flushed_offset(),
+                        "recovery point {end} above the flushed offset"
+                    );
                 }
                 // The data is synced; an older recovery point only means more to
                 // check after a crash. Retried at the next flush, so a full disk does

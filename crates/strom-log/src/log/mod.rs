@@ -10,7 +10,10 @@
 //! - `log-start-offset`: decimal log start offset (written durably on change);
 //! - `recovery-point`: decimal offset `R` such that every segment ending at or below
 //!   `R` was fsynced; written when a flush first covers a new segment;
-//! - `clean-shutdown`: present only between [`Log::close`] and the next [`Log::open`].
+//! - `clean-shutdown`: present only between [`Log::close`] and the next [`Log::open`];
+//! - `leader-epoch-checkpoint`: each leader epoch's first offset (see
+//!   [`LeaderEpochCache`]); it covers every batch below the persisted recovery point,
+//!   and recovery replays the epochs of the batches above it.
 //!
 //! Invariants: offsets strictly increase; appends assign them densely from the log
 //! end offset (= the last segment's next offset: its last batch's base offset +
@@ -49,6 +52,7 @@ use crate::constants::{
 };
 use crate::error::LogError;
 use crate::files::sync_directory;
+use crate::leader_epoch::{EpochEntry, LeaderEpochCache};
 use crate::segment::LogSegment;
 
 /// Per-log settings, named after Kafka's topic configs.
@@ -141,6 +145,8 @@ pub struct Log {
     flushed_offset: AtomicI64,
     directory_dirty: AtomicBool,
     closed: AtomicBool,
+    /// Leader epoch → first offset; changed under the writer lock.
+    leader_epochs: Mutex<LeaderEpochCache>,
 }
 
 impl std::fmt::Debug for Log {
@@ -174,6 +180,22 @@ impl Log {
     #[cfg(test)]
     pub(crate) fn segments_for_tests(&self) -> Vec<Arc<LogSegment>> {
         self.snapshot().to_vec()
+    }
+
+    /// Asserts the offset invariants: log start <= log end, flushed offset <= log end.
+    /// The recovery point written is a flushed offset, so it is bounded too.
+    fn debug_check_offsets(&self) {
+        let end = self.log_end_offset();
+        debug_assert!(
+            self.log_start_offset() <= end,
+            "log start {} > log end {end}",
+            self.log_start_offset()
+        );
+        debug_assert!(
+            self.flushed_offset() <= end,
+            "flushed {} > log end {end}",
+            self.flushed_offset()
+        );
     }
 
     fn check_open(&self) -> Result<(), LogError> {
@@ -226,11 +248,29 @@ impl Log {
         self.flush_to(end)?;
         // The seal may have added a time index entry after the last flush.
         active.flush()?;
+        self.leader_epochs.lock().unwrap().save_if_dirty()?;
         let marker = File::create(self.dir.join(CLEAN_SHUTDOWN_FILE_NAME))?;
         marker.sync_all()?;
         sync_directory(&self.dir)?;
         tracing::debug!(dir = %self.dir.display(), end, "log closed");
         Ok(())
+    }
+
+    /// The latest leader epoch recorded in the log, if any.
+    pub fn latest_leader_epoch(&self) -> Option<i32> {
+        self.leader_epochs.lock().unwrap().latest_epoch()
+    }
+
+    /// OffsetsForLeaderEpoch: `(epoch, end offset)` for `requested_epoch` (see
+    /// [`LeaderEpochCache::end_offset_for`]), `(-1, -1)` when unknown.
+    pub fn end_offset_for_leader_epoch(&self, requested_epoch: i32) -> (i32, i64) {
+        let cache = self.leader_epochs.lock().unwrap();
+        cache.end_offset_for(requested_epoch, self.log_end_offset())
+    }
+
+    /// Every leader epoch of the log with its first offset, oldest first.
+    pub fn leader_epoch_entries(&self) -> Vec<EpochEntry> {
+        self.leader_epochs.lock().unwrap().entries().to_vec()
     }
 
     /// Bytes of all segments.

@@ -14,6 +14,7 @@ use crate::constants::{
 };
 use crate::error::LogError;
 use crate::files::{read_number_file, sync_directory};
+use crate::leader_epoch::{LeaderEpochCache, UNDEFINED_EPOCH};
 use crate::segment::LogSegment;
 use crate::segment_name::parse_segment_file_name;
 
@@ -45,6 +46,43 @@ fn scan_directory(dir: &Path) -> Result<(Vec<i64>, Vec<i64>), LogError> {
         }
     }
     Ok((bases, must_recover))
+}
+
+/// The leader epoch cache of a log just recovered: the checkpoint, brought up to date
+/// with the batches above `recovery_point` (their epochs may not have reached it before
+/// a crash), or rebuilt from every batch when it is missing or does not parse; then cut
+/// to `[log_start_offset, log_end_offset)`. Never fails: a cache it cannot read or
+/// write is rebuilt or retried, the log opens regardless.
+fn load_leader_epochs(
+    dir: &Path,
+    segments: &[Arc<LogSegment>],
+    recovery_point: i64,
+    log_start_offset: i64,
+    log_end_offset: i64,
+) -> LeaderEpochCache {
+    let (mut cache, replay_from) = match LeaderEpochCache::load(dir) {
+        Some(cache) => (cache, recovery_point),
+        None => (LeaderEpochCache::rebuilt(dir), i64::MIN),
+    };
+    for segment in segments.iter().filter(|segment| segment.next_offset() > replay_from) {
+        let replayed = segment.for_each_header(|header| {
+            let epoch = header.partition_leader_epoch;
+            if epoch > cache.latest_epoch().unwrap_or(UNDEFINED_EPOCH) {
+                cache.assign_in_memory(epoch, header.base_offset);
+            }
+        });
+        if let Err(error) = replayed {
+            tracing::warn!(dir = %dir.display(), base = segment.base_offset(), %error, "could not read leader epochs of a segment");
+        }
+    }
+    let trimmed = cache
+        .truncate_from_end(log_end_offset)
+        .and_then(|_| cache.truncate_from_start(log_start_offset))
+        .and_then(|_| cache.save_if_dirty());
+    if let Err(error) = trimmed {
+        tracing::warn!(dir = %dir.display(), %error, "could not write the leader epoch checkpoint; retrying at the next flush");
+    }
+    cache
 }
 
 impl Log {
@@ -101,6 +139,7 @@ impl Log {
             .unwrap_or(first_base)
             .max(first_base)
             .min(log_end_offset);
+        let leader_epochs = load_leader_epochs(dir, &segments, recovery_point, log_start_offset, log_end_offset);
         if clean {
             std::fs::remove_file(&clean_marker)?;
             sync_directory(dir)?;
@@ -122,10 +161,12 @@ impl Log {
             flushed_offset: AtomicI64::new(if clean { log_end_offset } else { first_base }),
             directory_dirty: AtomicBool::new(!clean),
             closed: AtomicBool::new(false),
+            leader_epochs: Mutex::new(leader_epochs),
         };
         if !clean {
             log.flush()?;
         }
+        log.debug_check_offsets();
         tracing::debug!(dir = %dir.display(), clean, log_start_offset, log_end_offset, "log opened");
         Ok(log)
     }

@@ -59,6 +59,7 @@ impl Log {
         if new_first_base > self.log_start_offset() {
             write_number_file(&self.dir, LOG_START_OFFSET_FILE_NAME, new_first_base)?;
             self.log_start_offset.fetch_max(new_first_base, Ordering::AcqRel);
+            self.leader_epochs.lock().unwrap().truncate_from_start(new_first_base)?;
         }
         self.replace_segments(kept.to_vec());
         for segment in doomed {
@@ -87,6 +88,11 @@ impl Log {
         }
         write_number_file(&self.dir, LOG_START_OFFSET_FILE_NAME, new_log_start_offset)?;
         self.log_start_offset.store(new_log_start_offset, Ordering::Release);
+        self.leader_epochs
+            .lock()
+            .unwrap()
+            .truncate_from_start(new_log_start_offset)?;
+        self.debug_check_offsets();
         let segments = self.snapshot();
         let below = segments
             .iter()

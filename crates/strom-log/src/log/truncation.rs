@@ -62,6 +62,19 @@ impl Log {
             write_number_file(&self.dir, LOG_START_OFFSET_FILE_NAME, new_start)?;
             self.log_start_offset.store(new_start, Ordering::Release);
         }
+        {
+            let mut leader_epochs = self.leader_epochs.lock().unwrap();
+            if offset < start {
+                // Restarted below its start: no epoch of the old records applies (Kafka
+                // clears the cache when it truncates fully).
+                leader_epochs.clear()?;
+            } else {
+                leader_epochs.truncate_from_end(new_end)?;
+                if new_start > start {
+                    leader_epochs.truncate_from_start(new_start)?;
+                }
+            }
+        }
         let mut state = self.flush_state.lock().unwrap();
         let flushed = self.flushed_offset().min(new_end);
         self.flushed_offset.store(flushed, Ordering::Release);
@@ -69,6 +82,7 @@ impl Log {
         state.checkpointed_segment_base = i64::MIN;
         state.recovery_point = flushed;
         self.directory_dirty.store(true, Ordering::Release);
+        self.debug_check_offsets();
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! Tests of [`Log`]: appends, reads, retention, truncation, flushing.
 
+mod follower;
 mod recovery;
 
 use std::path::Path;

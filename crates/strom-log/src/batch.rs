@@ -189,7 +189,7 @@ impl RecordBatchHeader {
 }
 
 /// Computes the CRC-32C a batch should carry (over `attributes..end`).
-pub fn compute_crc(batch: &[u8]) -> Result<u32, LogError> {
+pub(crate) fn compute_crc(batch: &[u8]) -> Result<u32, LogError> {
     let covered = batch
         .get(ATTRIBUTES_OFFSET..)
         .ok_or_else(|| LogError::corrupt("batch shorter than its header"))?;
@@ -295,7 +295,7 @@ impl<'a> Iterator for BatchIter<'a> {
 /// kept — `baseOffset`, `lastOffsetDelta`, `baseTimestamp`, leader epoch, attributes
 /// and producer fields — while `batchLength`, `recordCount`, the CRC and, for
 /// CreateTime batches, `maxTimestamp` are recomputed. Used only by compaction.
-pub fn rebuild_batch(
+pub(crate) fn rebuild_batch(
     original: &[u8],
     records_section: &[u8],
     record_count: i32,
@@ -344,9 +344,10 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) -> Result<(), Lo
     write_bytes(batch, PARTITION_LEADER_EPOCH_OFFSET, &epoch.to_be_bytes())
 }
 
+#[cfg(test)]
 /// For LogAppendTime topics: sets `maxTimestamp` to `timestamp_ms`, sets the
 /// timestamp-type bit and recomputes the CRC. `batch` must be exactly one batch.
-pub fn set_max_timestamp_log_append_time(batch: &mut [u8], timestamp_ms: i64) -> Result<(), LogError> {
+pub(crate) fn set_max_timestamp_log_append_time(batch: &mut [u8], timestamp_ms: i64) -> Result<(), LogError> {
     if batch.len() < BATCH_HEADER_SIZE {
         return Err(LogError::corrupt("batch shorter than its header"));
     }
@@ -356,7 +357,7 @@ pub fn set_max_timestamp_log_append_time(batch: &mut [u8], timestamp_ms: i64) ->
 
 /// [`set_max_timestamp_log_append_time`] for a batch kept in two parts: `head`, its first
 /// [`BATCH_HEADER_SIZE`] bytes (patched), and `rest`, the records after it (untouched).
-pub fn stamp_log_append_time(head: &mut [u8], rest: &[u8], timestamp_ms: i64) -> Result<(), LogError> {
+pub(crate) fn stamp_log_append_time(head: &mut [u8], rest: &[u8], timestamp_ms: i64) -> Result<(), LogError> {
     let header = RecordBatchHeader::parse(head)?;
     let attributes = header.attributes | TIMESTAMP_TYPE_MASK;
     write_bytes(head, ATTRIBUTES_OFFSET, &attributes.to_be_bytes())?;

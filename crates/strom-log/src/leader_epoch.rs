@@ -11,7 +11,7 @@
 //! 3 1200
 //! ```
 //!
-//! Written atomically on every change (see [`files`](crate::files)). A missing or
+//! Written atomically on every change (`files.rs`: temporary file, fsync, rename, directory fsync). A missing or
 //! unparsable file is not an error: the owning log rebuilds the cache from the leader
 //! epochs of its batches.
 //!
@@ -43,7 +43,7 @@ pub struct EpochEntry {
 
 /// The leader epochs of one partition's log, persisted in its directory.
 #[derive(Debug)]
-pub struct LeaderEpochCache {
+pub(crate) struct LeaderEpochCache {
     dir: PathBuf,
     entries: Vec<EpochEntry>,
     /// Changed since the file was last written (a write failed).

@@ -8,11 +8,12 @@
 //!
 //! Map: [`batch`] (the v2 header view, validation, patches), [`record`] (records,
 //! decoded only for timestamp lookups, compaction and internal topics),
-//! [`compression`], [`batch_builder`], [`control`] (transaction markers), [`cleaner`] (compaction), [`damage`] (skipping
-//! damaged durable data), [`offset_index`], [`time_index`], [`segment`], [`log`],
+//! [`compression`], [`batch_builder`], [`control`] (transaction markers), [`cleaner`]
+//! (compaction), [`damage`] (skipping damaged durable data), [`segment`], [`log`],
 //! [`leader_epoch`] (leader epoch → start offset, persisted), [`clock`], [`constants`],
-//! [`error`]; inside the crate: `files` (atomic small files),
-//! `scanner` (batch boundaries in a segment file), `segment_name`, `index_file`.
+//! [`error`]; inside the crate: `offset_index` and `time_index` (on `index_file`),
+//! `files` (atomic small files), `scanner` (batch boundaries in a segment file),
+//! `segment_name`.
 //!
 //! Dependencies between files form a DAG (`scripts/check-import-cycles strom-log`).
 
@@ -29,12 +30,12 @@ mod files;
 mod index_file;
 pub mod leader_epoch;
 pub mod log;
-pub mod offset_index;
+mod offset_index;
 pub mod record;
 mod scanner;
 pub mod segment;
 mod segment_name;
-pub mod time_index;
+mod time_index;
 
 pub use batch::{BatchIter, RecordBatchHeader};
 pub use batch_builder::RecordBatchBuilder;
@@ -43,5 +44,5 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use compression::Compression;
 pub use control::{ControlRecordType, Marker};
 pub use error::LogError;
-pub use leader_epoch::{EpochEntry, LeaderEpochCache};
+pub use leader_epoch::EpochEntry;
 pub use log::{AppendInfo, Log, LogConfig, ReadResult};

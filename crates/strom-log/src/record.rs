@@ -203,25 +203,25 @@ fn read_unsigned_varint(bytes: &[u8], at: &mut usize, max_bytes: u32) -> Result<
 }
 
 /// Reads a zigzag varint (i32).
-pub fn read_varint(bytes: &[u8], at: &mut usize) -> Result<i32, LogError> {
+pub(crate) fn read_varint(bytes: &[u8], at: &mut usize) -> Result<i32, LogError> {
     let raw = read_unsigned_varint(bytes, at, 5)?;
     let raw = u32::try_from(raw).map_err(|_| LogError::corrupt("varint overflows i32"))?;
     Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
 }
 
 /// Reads a zigzag varlong (i64).
-pub fn read_varlong(bytes: &[u8], at: &mut usize) -> Result<i64, LogError> {
+pub(crate) fn read_varlong(bytes: &[u8], at: &mut usize) -> Result<i64, LogError> {
     let raw = read_unsigned_varint(bytes, at, 10)?;
     Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
 }
 
 /// Appends a zigzag varint.
-pub fn write_varint(out: &mut Vec<u8>, value: i32) {
+pub(crate) fn write_varint(out: &mut Vec<u8>, value: i32) {
     write_varlong(out, i64::from(value));
 }
 
 /// Appends a zigzag varlong.
-pub fn write_varlong(out: &mut Vec<u8>, value: i64) {
+pub(crate) fn write_varlong(out: &mut Vec<u8>, value: i64) {
     let mut raw = ((value << 1) ^ (value >> 63)) as u64;
     while raw >= 0x80 {
         out.push((raw as u8) | 0x80);
@@ -235,7 +235,7 @@ pub fn write_varlong(out: &mut Vec<u8>, value: i64) {
 ///
 /// A LogAppendTime batch answers from its header alone; a CreateTime batch whose
 /// `maxTimestamp` is below the target is skipped without decoding.
-pub fn find_first_record_at_or_after(
+pub(crate) fn find_first_record_at_or_after(
     batch: &[u8],
     timestamp_ms: i64,
     min_offset: i64,

@@ -3,7 +3,7 @@
 //! Files, named for the segment's base offset as 20 zero-padded digits:
 //! - `NNNNNNNNNNNNNNNNNNNN.log`: v2 record batches exactly as appended (offsets
 //!   already assigned), back to back, nothing else;
-//! - `.index` ([`OffsetIndex`]) and `.timeindex` ([`TimeIndex`]).
+//! - `.index` (`OffsetIndex`) and `.timeindex` (`TimeIndex`).
 //!
 //! While compaction writes a segment's replacement, the same names carry an extra
 //! `.cleaned` suffix (see [`cleaner`](crate::cleaner)).
@@ -77,13 +77,13 @@ impl std::fmt::Debug for LogSegment {
 
 impl LogSegment {
     /// Creates a new, empty segment (replacing any files of the same name).
-    pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<LogSegment, LogError> {
+    pub(crate) fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<LogSegment, LogError> {
         Self::create_named(dir, base_offset, now_ms, false)
     }
 
     /// Creates an empty segment under the `.cleaned` names, to be filled by compaction
     /// and renamed into place (replacing any earlier `.cleaned` files).
-    pub fn create_cleaned(dir: &Path, base_offset: i64, now_ms: i64) -> Result<LogSegment, LogError> {
+    pub(crate) fn create_cleaned(dir: &Path, base_offset: i64, now_ms: i64) -> Result<LogSegment, LogError> {
         Self::create_named(dir, base_offset, now_ms, true)
     }
 
@@ -100,7 +100,12 @@ impl LogSegment {
     /// segment is durable, so a bad batch there is damage and is skipped exactly (see
     /// [`damage`](crate::damage)), never cut with what follows it. Gaps are accepted
     /// anywhere: a trusted segment is durable as a whole.
-    pub fn load(dir: &Path, base_offset: i64, now_ms: i64, index_interval_bytes: u32) -> Result<LogSegment, LogError> {
+    pub(crate) fn load(
+        dir: &Path,
+        base_offset: i64,
+        now_ms: i64,
+        index_interval_bytes: u32,
+    ) -> Result<LogSegment, LogError> {
         let segment = Self::open_files(dir, base_offset, now_ms, false)?;
         if segment.load_trusted()? {
             return Ok(segment);
@@ -110,7 +115,7 @@ impl LogSegment {
         Ok(Self::open_and_recover(dir, base_offset, now_ms, index_interval_bytes, i64::MAX)?.0)
     }
 
-    /// Opens an existing segment and recovers it (see [`LogSegment::recover`]).
+    /// Opens an existing segment and recovers it (see `LogSegment::recover`).
     /// Batches starting below `recovery_point` were fsynced: damage among them is cut
     /// out exactly and logged as an error; a bad batch at or above it is a torn write
     /// and the file is cut there. Returns the segment and the number of bytes cut
@@ -241,7 +246,7 @@ impl LogSegment {
     /// only segments below a persisted recovery point while data above it is exactly
     /// what appends wrote, densely. `baseOffset` is outside the CRC, so this is what
     /// catches a damaged base offset in an unflushed tail.
-    pub fn recover(&self, index_interval_bytes: u32, gaps_below: i64) -> Result<u64, LogError> {
+    pub(crate) fn recover(&self, index_interval_bytes: u32, gaps_below: i64) -> Result<u64, LogError> {
         let truncated = self.recover_checked(index_interval_bytes, gaps_below, i64::MIN)?;
         Ok(truncated.unwrap_or(0))
     }
@@ -350,7 +355,7 @@ impl LogSegment {
     /// Appends already validated, offset-assigned batches with one write, then
     /// indexes them and publishes the new size. A failed write is cut back off the
     /// file (best effort), so no whole stale batch can linger past `size`.
-    pub fn append(&self, batches: &[u8], index_interval_bytes: u32) -> Result<(), LogError> {
+    pub(crate) fn append(&self, batches: &[u8], index_interval_bytes: u32) -> Result<(), LogError> {
         let parts: Vec<(&[u8], &[u8])> = BatchIter::new(batches)
             .map(|(_, batch)| batch.split_at(BATCH_HEADER_SIZE.min(batch.len())))
             .collect();
@@ -360,7 +365,7 @@ impl LogSegment {
     /// [`LogSegment::append`] for batches given as (header, records) pairs: the log passes
     /// patched copies of the headers with the records still in the producer's request,
     /// and one vectored write stores them without copying the records.
-    pub fn append_parts(&self, parts: &[(&[u8], &[u8])], index_interval_bytes: u32) -> Result<(), LogError> {
+    pub(crate) fn append_parts(&self, parts: &[(&[u8], &[u8])], index_interval_bytes: u32) -> Result<(), LogError> {
         let position = self.size();
         let length: usize = parts.iter().map(|(head, rest)| head.len() + rest.len()).sum();
         let end = position + length as u64;
@@ -399,7 +404,7 @@ impl LogSegment {
 
     /// Called when the segment stops being active: records the final time index
     /// entry and cuts any bytes past `size`.
-    pub fn seal(&self) -> Result<(), LogError> {
+    pub(crate) fn seal(&self) -> Result<(), LogError> {
         // The indexes of a sealed segment become trusted once the recovery point passes
         // it, so its next flush must include them.
         self.indexes_dirty.store(true, Ordering::Release);
@@ -410,7 +415,7 @@ impl LogSegment {
     }
 
     /// Cuts the file to the published size (drops bytes of a failed write).
-    pub fn trim(&self) -> Result<(), LogError> {
+    pub(crate) fn trim(&self) -> Result<(), LogError> {
         let size = self.size();
         if self.log_file.metadata()?.len() != size {
             self.log_file.set_len(size)?;
@@ -419,7 +424,7 @@ impl LogSegment {
     }
 
     /// The first batch whose last offset is >= `offset`, with its position.
-    pub fn find_batch(&self, offset: i64) -> Result<Option<(u64, RecordBatchHeader)>, LogError> {
+    pub(crate) fn find_batch(&self, offset: i64) -> Result<Option<(u64, RecordBatchHeader)>, LogError> {
         let size = self.size();
         let start = self.offset_index.lookup(offset);
         let mut scanner = Scanner::new(&self.log_file, u64::from(start.position), size, SCAN_CHUNK_BYTES);
@@ -434,7 +439,7 @@ impl LogSegment {
     /// Whole batches starting with the one containing `start_offset`, stopping before
     /// a batch whose base offset is >= `max_offset`, at most `max_bytes` except that the
     /// first batch is always whole. `None` when no batch here reaches `start_offset`.
-    pub fn read(&self, start_offset: i64, max_bytes: usize, max_offset: i64) -> Result<Option<Bytes>, LogError> {
+    pub(crate) fn read(&self, start_offset: i64, max_bytes: usize, max_offset: i64) -> Result<Option<Bytes>, LogError> {
         let size = self.size();
         let Some((position, header)) = self.find_batch(start_offset)? else {
             return Ok(None);
@@ -459,7 +464,7 @@ impl LogSegment {
     }
 
     /// The first record with timestamp >= `timestamp_ms` and offset >= `min_offset`.
-    pub fn find_offset_for_timestamp(
+    pub(crate) fn find_offset_for_timestamp(
         &self,
         timestamp_ms: i64,
         min_offset: i64,
@@ -486,7 +491,7 @@ impl LogSegment {
     }
 
     /// Reads the whole batch whose header is at `position`.
-    pub fn read_batch(&self, position: u64, header: &RecordBatchHeader) -> Result<Vec<u8>, LogError> {
+    pub(crate) fn read_batch(&self, position: u64, header: &RecordBatchHeader) -> Result<Vec<u8>, LogError> {
         let total = header
             .total_size()
             .ok_or_else(|| LogError::corrupt("invalid batch length").stored_at(self.log_path.display()))?;
@@ -496,7 +501,7 @@ impl LogSegment {
     }
 
     /// Removes batches from the one containing `offset` onwards; rebuilds the indexes.
-    pub fn truncate_to(&self, offset: i64, index_interval_bytes: u32) -> Result<(), LogError> {
+    pub(crate) fn truncate_to(&self, offset: i64, index_interval_bytes: u32) -> Result<(), LogError> {
         let Some((position, _)) = self.find_batch(offset)? else {
             return Ok(());
         };
@@ -519,7 +524,10 @@ impl LogSegment {
     /// Calls `visit` with the position and bytes of every whole batch below `size`, in
     /// order, until it returns `false` (batches are not validated again; they were when
     /// written or recovered).
-    pub fn for_each_batch(&self, mut visit: impl FnMut(u64, &[u8]) -> Result<bool, LogError>) -> Result<(), LogError> {
+    pub(crate) fn for_each_batch(
+        &self,
+        mut visit: impl FnMut(u64, &[u8]) -> Result<bool, LogError>,
+    ) -> Result<(), LogError> {
         let mut scanner = Scanner::new(&self.log_file, 0, self.size(), RECOVERY_CHUNK_BYTES);
         while let Some((position, batch)) = scanner.next_batch()? {
             if !visit(position, batch)? {
@@ -545,18 +553,18 @@ impl LogSegment {
 
     /// fdatasync of the log file alone: enough for the active segment, whose indexes
     /// recovery rebuilds from the log after a crash (it is never below the recovery point).
-    pub fn flush_data(&self) -> Result<(), LogError> {
+    pub(crate) fn flush_data(&self) -> Result<(), LogError> {
         Ok(self.log_file.sync_data()?)
     }
 
     /// Whether the segment was sealed since its indexes were last fsync'ed.
-    pub fn indexes_dirty(&self) -> bool {
+    pub(crate) fn indexes_dirty(&self) -> bool {
         self.indexes_dirty.load(Ordering::Acquire)
     }
 
     /// Removes the segment's files. Readers holding the segment keep reading the
     /// unlinked file until they drop it.
-    pub fn delete(&self) -> Result<(), LogError> {
+    pub(crate) fn delete(&self) -> Result<(), LogError> {
         for path in [
             self.log_path.as_path(),
             self.offset_index.path(),
@@ -572,32 +580,32 @@ impl LogSegment {
     }
 
     /// First offset of the segment.
-    pub fn base_offset(&self) -> i64 {
+    pub(crate) fn base_offset(&self) -> i64 {
         self.base_offset
     }
 
     /// Offset following the last batch (== base offset when empty).
-    pub fn next_offset(&self) -> i64 {
+    pub(crate) fn next_offset(&self) -> i64 {
         self.next_offset.load(Ordering::Acquire)
     }
 
     /// Bytes of whole batches.
-    pub fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.size.load(Ordering::Acquire)
     }
 
     /// When this segment was created or opened, by the log's clock.
-    pub fn created_ms(&self) -> i64 {
+    pub(crate) fn created_ms(&self) -> i64 {
         self.created_ms
     }
 
     /// Largest batch max timestamp and the base offset of the first batch reaching it.
-    pub fn max_timestamp(&self) -> Option<TimestampOffset> {
+    pub(crate) fn max_timestamp(&self) -> Option<TimestampOffset> {
         *self.max_timestamp.lock().unwrap()
     }
 
     /// Last modification time of the `.log` file in ms since the epoch.
-    pub fn last_modified_ms(&self) -> Result<i64, LogError> {
+    pub(crate) fn last_modified_ms(&self) -> Result<i64, LogError> {
         let modified = self.log_file.metadata()?.modified()?;
         Ok(modified
             .duration_since(UNIX_EPOCH)
@@ -605,8 +613,9 @@ impl LogSegment {
             .unwrap_or(0))
     }
 
+    #[cfg(test)]
     /// Path of the `.log` file.
-    pub fn log_path(&self) -> &Path {
+    pub(crate) fn log_path(&self) -> &Path {
         &self.log_path
     }
 }

@@ -9,7 +9,7 @@
 //!    non-control batch sets `map[key] = offset` — the latest offset of each key. Keyed
 //!    records of transactional batches only *pin* their key (see below): they may be
 //!    aborted, so they never supersede anything. The map has a memory budget
-//!    ([`COMPACTION_OFFSET_MAP_BYTES_MAX`]); when full it covers a prefix of the log
+//!    ([`COMPACTION_OFFSET_MAP_BYTES_MAX`](crate::constants::COMPACTION_OFFSET_MAP_BYTES_MAX)); when full it covers a prefix of the log
 //!    and only segments wholly inside that prefix are cleaned in this pass.
 //! 2. **Groups.** Closed segments (never the active one), oldest first, are grouped
 //!    greedily into runs whose total size fits `segment.bytes` and whose offsets fit
@@ -32,7 +32,7 @@
 //!    records is re-encoded with the retained records' bytes unchanged, under the
 //!    original header: same `baseOffset`, `lastOffsetDelta`, `baseTimestamp`, leader
 //!    epoch, attributes (so the same codec) and producer fields; new `batchLength`,
-//!    `recordCount`, CRC and (CreateTime) `maxTimestamp` ([`rebuild_batch`]). A batch
+//!    `recordCount`, CRC and (CreateTime) `maxTimestamp` (`batch::rebuild_batch`). A batch
 //!    losing every record is dropped, also when it carries a producer id (so the last
 //!    sequence of an idempotent producer may disappear from the log).
 //!
@@ -54,7 +54,7 @@
 //!    (a record is removed only because a later one exists, which must not be lost in
 //!    a crash), and make sure the persisted recovery point is at least E, so a gap
 //!    left by compaction always lies below the recovery point; recovery accepts gaps
-//!    only there (see [`LogSegment::recover`]).
+//!    only there (see `LogSegment::recover`).
 //! 3. Under the writer lock, check that the group's segments are still in the log and
 //!    not truncated, then **commit**: write the swap record `B.swap` holding E
 //!    atomically (temporary file, fsync, rename, directory fsync).
@@ -62,7 +62,7 @@
 //!    their final names (the `.log` last), fsync the directory, swap the segment list.
 //! 5. After the lock: delete `B.swap`, fsync the directory.
 //!
-//! On open ([`finish_interrupted_swaps`]): for each `B.swap` holding E — if
+//! On open (`swap::finish_interrupted_swaps`): for each `B.swap` holding E — if
 //! `B.log.cleaned` exists, delete the files of every segment with a base offset in
 //! `[B, E)` and rename it to `B.log`; otherwise the rename was done, and the files of
 //! segments with a base offset in `(B, E)` are deleted. Either way `B`'s index files are

@@ -125,12 +125,12 @@ impl Log {
     fn record_leader_epochs(&self, epochs: &[(i32, i64)]) {
         let mut cache = self.leader_epochs.lock().unwrap();
         for &(epoch, start_offset) in epochs {
-            if epoch > cache.latest_epoch().unwrap_or(UNDEFINED_EPOCH) {
-                cache.assign_in_memory(epoch, start_offset);
+            if epoch <= cache.latest_epoch().unwrap_or(UNDEFINED_EPOCH) {
+                continue;
             }
-        }
-        if let Err(error) = cache.save_if_dirty() {
-            tracing::warn!(dir = %self.dir.display(), %error, "could not write the leader epoch checkpoint; retrying at the next flush");
+            if let Err(error) = cache.assign(epoch, start_offset) {
+                tracing::warn!(dir = %self.dir.display(), %error, "could not write the leader epoch checkpoint; retrying at the next flush");
+            }
         }
     }
 }

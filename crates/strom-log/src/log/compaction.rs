@@ -15,7 +15,7 @@ impl Log {
     /// of every key at its original offset, drops tombstones older than
     /// `delete_retention_ms`, never removes records younger than
     /// `min_compaction_lag_ms`. The algorithm, its crash safety and its invariants are
-    /// in [`cleaner`](crate::cleaner). Appends go on while segments are rewritten; a
+    /// in [`cleaner`]. Appends go on while segments are rewritten; a
     /// pass that races a truncation stops early. Passes on one log are serialised.
     pub fn compact(&self, config: CompactionConfig) -> Result<CompactionStats, LogError> {
         let _cleaner = self.cleaner.lock().unwrap();

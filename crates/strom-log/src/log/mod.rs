@@ -12,7 +12,7 @@
 //!   `R` was fsynced; written when a flush first covers a new segment;
 //! - `clean-shutdown`: present only between [`Log::close`] and the next [`Log::open`];
 //! - `leader-epoch-checkpoint`: each leader epoch's first offset (see
-//!   [`LeaderEpochCache`]); it covers every batch below the persisted recovery point,
+//!   [`leader_epoch`](crate::leader_epoch)); it covers every batch below the persisted recovery point,
 //!   and recovery replays the epochs of the batches above it.
 //!
 //! Invariants: offsets strictly increase; appends assign them densely from the log
@@ -262,7 +262,8 @@ impl Log {
     }
 
     /// OffsetsForLeaderEpoch: `(epoch, end offset)` for `requested_epoch` (see
-    /// [`LeaderEpochCache::end_offset_for`]), `(-1, -1)` when unknown.
+    /// [`leader_epoch`](crate::leader_epoch)): the latest epoch ends at the log end
+    /// offset, an older one where the next epoch starts; `(-1, -1)` when unknown.
     pub fn end_offset_for_leader_epoch(&self, requested_epoch: i32) -> (i32, i64) {
         let cache = self.leader_epochs.lock().unwrap();
         cache.end_offset_for(requested_epoch, self.log_end_offset())

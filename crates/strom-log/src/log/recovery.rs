@@ -88,7 +88,7 @@ fn load_leader_epochs(
 impl Log {
     /// Opens (creating if missing) the log in `dir`, recovering after an unclean
     /// shutdown: interrupted compaction swaps are finished or discarded (see
-    /// [`cleaner`](crate::cleaner)); segments not covered by the recovery point, and
+    /// [`cleaner`]); segments not covered by the recovery point, and
     /// always the last one, are checked batch by batch and cut at the first torn or
     /// corrupt batch; a cut in a middle segment discards the segments after it.
     /// Offsets must strictly increase across batches and segments; a gap is accepted

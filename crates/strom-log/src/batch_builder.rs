@@ -15,6 +15,7 @@ struct PendingRecord {
     timestamp: i64,
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// Builds one v2 record batch.
@@ -68,10 +69,25 @@ impl RecordBatchBuilder {
 
     /// Adds a record with a CreateTime timestamp.
     pub fn push(&mut self, timestamp: i64, key: Option<&[u8]>, value: Option<&[u8]>) {
+        self.push_with_headers(timestamp, key, value, &[]);
+    }
+
+    /// Adds a record with a CreateTime timestamp and headers (`(key, value)`, in order).
+    pub fn push_with_headers(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&str, Option<&[u8]>)],
+    ) {
         self.records.push(PendingRecord {
             timestamp,
             key: key.map(<[u8]>::to_vec),
             value: value.map(<[u8]>::to_vec),
+            headers: headers
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), value.map(<[u8]>::to_vec)))
+                .collect(),
         });
     }
 
@@ -103,8 +119,12 @@ impl RecordBatchBuilder {
             write_varint(&mut body, index as i32);
             write_bytes_field(&mut body, record.key.as_deref());
             write_bytes_field(&mut body, record.value.as_deref());
-            write_varint(&mut body, 0); // headers
-            write_varint(&mut section, body.len() as i32);
+            write_count(&mut body, record.headers.len())?;
+            for (key, value) in &record.headers {
+                write_bytes_field(&mut body, Some(key.as_bytes()));
+                write_bytes_field(&mut body, value.as_deref());
+            }
+            write_count(&mut section, body.len())?;
             section.extend_from_slice(&body);
         }
         let section = self.compression.compress(&section)?;
@@ -139,6 +159,16 @@ impl RecordBatchBuilder {
     }
 }
 
+/// Writes a length or count varint; fails beyond i32 (Kafka's limit for both).
+fn write_count(out: &mut Vec<u8>, count: usize) -> Result<(), LogError> {
+    let count = i32::try_from(count).map_err(|_| LogError::BatchTooLarge {
+        size: count as u64,
+        max: i32::MAX as u64,
+    })?;
+    write_varint(out, count);
+    Ok(())
+}
+
 fn write_bytes_field(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     match bytes {
         None => write_varint(out, -1),
@@ -153,7 +183,7 @@ fn write_bytes_field(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
 mod tests {
     use super::*;
     use crate::batch::validate;
-    use crate::record::decode_records;
+    use crate::record::{decode_batch, RecordHeader};
 
     #[test]
     fn builds_valid_batches() {
@@ -166,9 +196,53 @@ mod tests {
         assert_eq!(header.producer_id, 7);
         assert!(header.is_transactional());
         assert!(!header.is_control());
-        let records = decode_records(&batch).unwrap();
+        let (_, records) = decode_batch(&batch).unwrap();
         assert_eq!(records.len(), 2);
         assert_eq!(records[1].timestamp, 9);
         assert_eq!(records[1].offset, 1);
+    }
+
+    #[test]
+    fn headers_round_trip_in_every_codec() {
+        for codec in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let mut builder = RecordBatchBuilder::new().compression(codec);
+            builder.push_with_headers(
+                5,
+                Some(b"k"),
+                Some(b"v"),
+                &[("trace", Some(b"abc")), ("empty", Some(b"")), ("null", None)],
+            );
+            builder.push(6, None, None);
+            builder.push_with_headers(7, None, Some(b"w"), &[("\u{e9}t\u{e9}", Some(&[0, 255]))]);
+            let batch = builder.build().unwrap();
+            validate(&batch).unwrap();
+            let (header, records) = decode_batch(&batch).unwrap();
+            assert_eq!(header.record_count, 3);
+            let header = |key: &str, value: Option<&[u8]>| RecordHeader {
+                key: key.to_owned(),
+                value: value.map(bytes::Bytes::copy_from_slice),
+            };
+            assert_eq!(
+                records[0].headers,
+                vec![
+                    header("trace", Some(b"abc")),
+                    header("empty", Some(b"")),
+                    header("null", None)
+                ],
+                "{codec:?}"
+            );
+            assert_eq!(records[0].key.as_deref(), Some(&b"k"[..]));
+            assert_eq!(records[0].value.as_deref(), Some(&b"v"[..]));
+            assert!(records[1].headers.is_empty());
+            assert_eq!((records[1].key.clone(), records[1].value.clone()), (None, None));
+            assert_eq!(records[2].headers, vec![header("\u{e9}t\u{e9}", Some(&[0, 255]))]);
+            assert_eq!(records[2].offset, 2);
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! client writes — magic `\x82SNAPPY\0`, two i32 versions, then `[i32 length][raw
 //! snappy block]`* — or a bare raw snappy block as some clients send), LZ4 frame
 //! format, and zstd frames. Decompression output is capped at
-//! [`DECOMPRESSED_BYTES_MAX`](crate::constants::DECOMPRESSED_BYTES_MAX).
+//! [`DECOMPRESSED_BYTES_MAX`].
 
 use std::io::{Read, Write};
 

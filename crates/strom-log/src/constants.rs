@@ -95,6 +95,8 @@ pub const CLEAN_SHUTDOWN_FILE_NAME: &str = "clean-shutdown";
 pub const RECOVERY_POINT_FILE_NAME: &str = "recovery-point";
 /// The persisted log start offset (decimal text).
 pub const LOG_START_OFFSET_FILE_NAME: &str = "log-start-offset";
+/// Kafka's leader epoch checkpoint: each leader epoch and its first offset.
+pub const LEADER_EPOCH_CHECKPOINT_FILE_NAME: &str = "leader-epoch-checkpoint";
 
 const _: () = assert!(BATCH_HEADER_SIZE == 61);
 const _: () = assert!(BATCH_LENGTH_MIN == 49);

@@ -4,10 +4,10 @@
 //! A bad batch above the recovery point is a torn write: recovery cuts the tail there.
 //! Below it the data was complete on disk, so a bad batch is damage, and everything
 //! after it is still intact: recovery must skip exactly the damaged bytes, never cut the
-//! records behind them. [`find_damage`] walks the file; where a batch does not validate
+//! records behind them. `find_damage` walks the file; where a batch does not validate
 //! it searches forward for the next position holding a valid batch with a later offset
 //! (magic byte, length and CRC-32C must all agree, so a false match is negligible).
-//! [`cut_out`] copies each damaged stretch aside to `<segment>.log.<position>.damaged`
+//! `cut_out` copies each damaged stretch aside to `<segment>.log.<position>.damaged`
 //! (for inspection; best effort), rewrites the segment without them (written to a
 //! `.tmp` file, fsynced, renamed over the original: a crash leaves either file whole)
 //! and leaves an offset gap where the damaged batches were. `strom storage verify`
@@ -23,11 +23,12 @@ use crate::constants::{
     TEMPORARY_FILE_SUFFIX, TIME_INDEX_FILE_SUFFIX,
 };
 use crate::error::LogError;
-use crate::log::sync_directory;
-use crate::segment::{segment_file_name, Scanner};
+use crate::files::sync_directory;
+use crate::scanner::Scanner;
+use crate::segment_name::segment_file_name;
 
 /// Suffix of the copies of damaged bytes kept beside a segment.
-pub const DAMAGED_FILE_SUFFIX: &str = "damaged";
+pub(crate) const DAMAGED_FILE_SUFFIX: &str = "damaged";
 
 /// One damaged stretch of a segment file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +68,7 @@ impl std::fmt::Display for Damage {
 /// Finds the damaged stretches of a segment file whose data below `durable_below` was
 /// fsynced. The walk stops (without reporting damage) at the first bad batch at or
 /// above `durable_below`: that is a torn tail, which recovery cuts.
-pub fn find_damage(file: &File, base_offset: i64, durable_below: i64) -> Result<Vec<Damage>, LogError> {
+pub(crate) fn find_damage(file: &File, base_offset: i64, durable_below: i64) -> Result<Vec<Damage>, LogError> {
     Ok(check_segment(file, base_offset, durable_below)?.damage)
 }
 
@@ -227,7 +228,7 @@ fn resync(
 
 /// Rewrites the segment `base_offset` in `dir` without the damaged stretches, keeping a
 /// copy of each beside it. The segment's files must not be open for writing.
-pub fn cut_out(dir: &Path, base_offset: i64, damage: &[Damage]) -> Result<(), LogError> {
+pub(crate) fn cut_out(dir: &Path, base_offset: i64, damage: &[Damage]) -> Result<(), LogError> {
     let log_name = segment_file_name(base_offset, LOG_FILE_SUFFIX);
     let log_path = dir.join(&log_name);
     let mut source = File::open(&log_path)?;

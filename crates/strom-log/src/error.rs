@@ -2,6 +2,13 @@
 //!
 //! Variants are distinct so the broker can map each to its own Kafka error code
 //! (`CORRUPT_MESSAGE`, `INVALID_RECORD`, `OFFSET_OUT_OF_RANGE`, `MESSAGE_TOO_LARGE`, ...).
+//!
+//! Two kinds of broken batch are told apart: a batch offered to the log that fails
+//! validation is invalid input ([`LogError::is_invalid_input`]: `CorruptBatch`,
+//! `InvalidMagic`, `CrcMismatch`, `RecordCountMismatch`, `UnsupportedCompression`,
+//! `EmptyAppend`; Kafka's CORRUPT_MESSAGE), while stored data that fails the same checks
+//! when read back is damage on disk, reported as [`LogError::CorruptStorage`] wrapping
+//! the check that failed (Kafka's KAFKA_STORAGE_ERROR).
 
 /// An error from the storage engine.
 #[derive(Debug, thiserror::Error)]
@@ -9,6 +16,26 @@ pub enum LogError {
     /// The operating system reported an I/O failure.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+
+    /// Stored data failed its checks when read back (CRC, framing, record encoding),
+    /// or the segments of a directory contradict each other: damage on disk, not bad
+    /// input. `source` is the check that failed.
+    #[error("corrupt stored data in {location}: {source}")]
+    CorruptStorage {
+        /// The file or directory holding the data.
+        location: String,
+        /// What was wrong with it.
+        #[source]
+        source: Box<LogError>,
+    },
+
+    /// A follower's append does not continue the log: its batches must start at the
+    /// log end offset and their offsets must be contiguous.
+    #[error("replicated batches do not continue the log: {reason}")]
+    NonContiguousReplication {
+        /// Which offsets disagreed.
+        reason: String,
+    },
 
     /// A batch is structurally broken: truncated, bad length, undecodable records.
     #[error("corrupt record batch: {reason}")]
@@ -82,6 +109,38 @@ impl LogError {
         LogError::CorruptBatch { reason: reason.into() }
     }
 
+    /// Whether this is a batch offered to the log that failed validation (the
+    /// producer's fault: Kafka's CORRUPT_MESSAGE).
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self,
+            LogError::CorruptBatch { .. }
+                | LogError::InvalidMagic(_)
+                | LogError::CrcMismatch { .. }
+                | LogError::RecordCountMismatch { .. }
+                | LogError::UnsupportedCompression(_)
+                | LogError::EmptyAppend
+        )
+    }
+
+    /// Whether stored data is damaged (Kafka's KAFKA_STORAGE_ERROR).
+    pub fn is_corrupt_storage(&self) -> bool {
+        matches!(self, LogError::CorruptStorage { .. })
+    }
+
+    /// This error, found in data read back from `location`: a failed batch check
+    /// becomes [`LogError::CorruptStorage`]; anything else (I/O, ...) is kept.
+    pub(crate) fn stored_at(self, location: impl std::fmt::Display) -> LogError {
+        if self.is_invalid_input() || matches!(self, LogError::BatchTooLarge { .. }) {
+            LogError::CorruptStorage {
+                location: location.to_string(),
+                source: Box::new(self),
+            }
+        } else {
+            self
+        }
+    }
+
     /// Whether the file system is out of space (or quota).
     pub fn is_out_of_space(&self) -> bool {
         matches!(self, LogError::Io(e) if is_out_of_space(e))
@@ -94,4 +153,22 @@ pub fn is_out_of_space(error: &std::io::Error) -> bool {
         error.kind(),
         std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_checks_on_stored_data_are_storage_corruption() {
+        let input = LogError::CrcMismatch { stored: 1, computed: 2 };
+        assert!(input.is_invalid_input() && !input.is_corrupt_storage());
+        let stored = input.stored_at("/data/t-0/00000000000000000000.log");
+        assert!(stored.is_corrupt_storage() && !stored.is_invalid_input());
+        assert!(stored.to_string().contains("00000000000000000000.log"), "{stored}");
+        assert!(std::error::Error::source(&stored).is_some());
+        let io = LogError::Io(std::io::Error::other("disk gone")).stored_at("x");
+        assert!(matches!(io, LogError::Io(_)), "I/O errors stay I/O errors");
+        assert!(std::error::Error::source(&io).is_some(), "io::Error stays the source");
+    }
 }

@@ -85,6 +85,7 @@ impl<E: IndexEntry> IndexFile<E> {
         f(&self.entries.read().unwrap())
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.entries.read().unwrap().len()
     }

@@ -7,10 +7,15 @@
 //! wire protocols. The broker calls [`Log`]; everything else here serves it.
 //!
 //! Map: [`batch`] (the v2 header view, validation, patches), [`record`] (records,
-//! decoded only for timestamp lookups and compaction), [`compression`],
-//! [`batch_builder`], [`cleaner`] (compaction), [`damage`] (skipping damaged durable data),
-//! [`offset_index`], [`time_index`], [`segment`], [`log`], [`clock`], [`constants`],
-//! [`error`].
+//! decoded only for timestamp lookups, compaction and internal topics),
+//! [`compression`], [`batch_builder`], [`control`] (transaction markers), [`cleaner`]
+//! (compaction), [`damage`] (skipping damaged durable data), [`segment`], [`log`],
+//! [`leader_epoch`] (leader epoch → start offset, persisted), [`clock`], [`constants`],
+//! [`error`]; inside the crate: `offset_index` and `time_index` (on `index_file`),
+//! `files` (atomic small files), `scanner` (batch boundaries in a segment file),
+//! `segment_name`.
+//!
+//! Dependencies between files form a DAG (`scripts/check-import-cycles strom-log`).
 
 pub mod batch;
 pub mod batch_builder;
@@ -18,19 +23,26 @@ pub mod cleaner;
 pub mod clock;
 pub mod compression;
 pub mod constants;
+pub mod control;
 pub mod damage;
 pub mod error;
+mod files;
 mod index_file;
+pub mod leader_epoch;
 pub mod log;
-pub mod offset_index;
+mod offset_index;
 pub mod record;
+mod scanner;
 pub mod segment;
-pub mod time_index;
+mod segment_name;
+mod time_index;
 
 pub use batch::{BatchIter, RecordBatchHeader};
 pub use batch_builder::RecordBatchBuilder;
 pub use cleaner::{CompactionConfig, CompactionStats};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use compression::Compression;
+pub use control::{ControlRecordType, Marker};
 pub use error::LogError;
+pub use leader_epoch::EpochEntry;
 pub use log::{AppendInfo, Log, LogConfig, ReadResult};

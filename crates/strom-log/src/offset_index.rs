@@ -105,21 +105,25 @@ impl OffsetIndex {
         })
     }
 
+    #[cfg(test)]
     /// The last entry, if any.
     pub fn last(&self) -> Option<OffsetPosition> {
         self.file.last().map(|entry| self.absolute(&entry))
     }
 
+    #[cfg(test)]
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.file.len()
     }
 
+    #[cfg(test)]
     /// True when there are no entries.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    #[cfg(test)]
     /// Removes every entry at or above `offset`.
     pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
         let keep = self

@@ -1,7 +1,8 @@
-//! `Record`: one record inside a v2 batch's records section, decoded only as far as
-//! timestamp lookups and compaction need (the produce and fetch paths never decode
-//! records). [`RecordEntry`] is the compaction view: where a record's bytes, key and
-//! value lie in the decompressed records section.
+//! Records inside a v2 batch's records section. The produce and fetch paths never
+//! decode records; timestamp lookups, compaction and the broker's internal topics do,
+//! all through one decoder, [`decode_record_entries`]: [`RecordEntry`] locates a
+//! record's bytes, key and value in the decompressed section (compaction copies them),
+//! [`decode_batch`] returns owned [`Record`]s in one call.
 //!
 //! Format of each record (varints are zigzag-encoded, as in protobuf):
 //!
@@ -18,22 +19,41 @@
 //! headers         (keyLength varint, key, valueLength varint, value)*
 //! ```
 
+use std::ops::Range;
+
+use bytes::Bytes;
+
 use crate::batch::RecordBatchHeader;
 use crate::constants::BATCH_HEADER_SIZE;
 use crate::error::LogError;
 
-/// The parts of a record that offset and timestamp lookups use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One record header: a UTF-8 key (never null) and a nullable value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// Header key. Invalid UTF-8 is replaced with U+FFFD, as Kafka's Java decoder does.
+    pub key: String,
+    /// Header value, `None` for null.
+    pub value: Option<Bytes>,
+}
+
+/// One record of a batch, owned: what [`decode_batch`] returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     /// Absolute offset (batch base offset + offsetDelta).
     pub offset: i64,
     /// Absolute timestamp (batch base timestamp + timestampDelta), or the batch's
     /// max timestamp in a LogAppendTime batch.
     pub timestamp: i64,
+    /// The key, `None` for a null key.
+    pub key: Option<Bytes>,
+    /// The value, `None` for a null value (a tombstone when the key is not null).
+    pub value: Option<Bytes>,
+    /// The record's headers, in order.
+    pub headers: Vec<RecordHeader>,
 }
 
-/// One record of a decompressed records section, as compaction sees it. Ranges index
-/// the section the record was decoded from.
+/// One record of a decompressed records section, located in it: compaction copies
+/// `bytes` to keep a record. Ranges index the section the record was decoded from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordEntry {
     /// Absolute offset (batch base offset + offsetDelta).
@@ -41,15 +61,17 @@ pub struct RecordEntry {
     /// Absolute timestamp (as in [`Record::timestamp`]).
     pub timestamp: i64,
     /// The whole record, its length varint included: copying these bytes re-frames it.
-    pub bytes: std::ops::Range<usize>,
+    pub bytes: Range<usize>,
     /// The key bytes, `None` for a null key.
-    pub key: Option<std::ops::Range<usize>>,
+    pub key: Option<Range<usize>>,
     /// The value bytes, `None` for a null value (a tombstone when the key is not null).
-    pub value: Option<std::ops::Range<usize>>,
+    pub value: Option<Range<usize>>,
+    /// The record's headers, in order.
+    pub headers: Vec<RecordHeader>,
 }
 
 /// Reads a nullable bytes field (varint length, -1 = null) and returns its range.
-fn read_nullable_bytes(body: &[u8], at: &mut usize) -> Result<Option<std::ops::Range<usize>>, LogError> {
+fn read_nullable_bytes(body: &[u8], at: &mut usize) -> Result<Option<Range<usize>>, LogError> {
     let length = read_varint(body, at)?;
     if length < 0 {
         return Ok(None);
@@ -63,9 +85,26 @@ fn read_nullable_bytes(body: &[u8], at: &mut usize) -> Result<Option<std::ops::R
     Ok(Some(start..end))
 }
 
-/// Decodes every record of a decompressed records section of the batch described by
-/// `header`. Fails on any structural error (never panics); the section must hold
-/// exactly `recordCount` records.
+/// Reads `headerCount` and the headers after it.
+fn read_headers(body: &[u8], at: &mut usize) -> Result<Vec<RecordHeader>, LogError> {
+    let count = usize::try_from(read_varint(body, at)?).map_err(|_| LogError::corrupt("negative header count"))?;
+    // Each header takes at least two bytes: the count cannot size the allocation alone.
+    let mut headers = Vec::with_capacity(count.min(body.len().saturating_sub(*at) / 2));
+    for _ in 0..count {
+        let key = read_nullable_bytes(body, at)?.ok_or_else(|| LogError::corrupt("null record header key"))?;
+        let value = read_nullable_bytes(body, at)?;
+        headers.push(RecordHeader {
+            key: String::from_utf8_lossy(body.get(key).unwrap_or(&[])).into_owned(),
+            value: value.map(|range| Bytes::copy_from_slice(body.get(range).unwrap_or(&[]))),
+        });
+    }
+    Ok(headers)
+}
+
+/// The one record decoder: every record of a decompressed records section of the
+/// batch described by `header`. Fails on any structural error (never panics); the
+/// section must hold exactly `recordCount` records, each exactly its length.
+#[doc(hidden)]
 pub fn decode_record_entries(header: &RecordBatchHeader, section: &[u8]) -> Result<Vec<RecordEntry>, LogError> {
     let count = usize::try_from(header.record_count).map_err(|_| LogError::corrupt("negative record count"))?;
     let mut out = Vec::with_capacity(count.min(section.len()));
@@ -85,6 +124,10 @@ pub fn decode_record_entries(header: &RecordBatchHeader, section: &[u8]) -> Resu
         let offset_delta = read_varint(body, &mut field)?;
         let key = read_nullable_bytes(body, &mut field)?;
         let value = read_nullable_bytes(body, &mut field)?;
+        let headers = read_headers(body, &mut field)?;
+        if field != body.len() {
+            return Err(LogError::corrupt("bytes after the last record header"));
+        }
         let timestamp = if header.is_log_append_time() {
             header.max_timestamp
         } else {
@@ -96,6 +139,7 @@ pub fn decode_record_entries(header: &RecordBatchHeader, section: &[u8]) -> Resu
             bytes: record_start..end,
             key: key.map(|range| body_start + range.start..body_start + range.end),
             value: value.map(|range| body_start + range.start..body_start + range.end),
+            headers,
         });
         at = end;
     }
@@ -106,6 +150,7 @@ pub fn decode_record_entries(header: &RecordBatchHeader, section: &[u8]) -> Resu
 }
 
 /// Decompresses the records section of one whole batch.
+#[doc(hidden)]
 pub fn decompress_records_section(batch: &[u8]) -> Result<(RecordBatchHeader, Vec<u8>), LogError> {
     let header = RecordBatchHeader::parse(batch)?;
     let total = header
@@ -115,6 +160,31 @@ pub fn decompress_records_section(batch: &[u8]) -> Result<(RecordBatchHeader, Ve
         .get(BATCH_HEADER_SIZE..total)
         .ok_or_else(|| LogError::corrupt("batch shorter than its length"))?;
     let records = header.compression()?.decompress(section)?;
+    Ok((header, records))
+}
+
+/// Decompresses one whole batch and decodes its records, keys, values and headers.
+/// Keys and values share one buffer (the decompressed section) rather than being copied.
+pub fn decode_batch(batch: &[u8]) -> Result<(RecordBatchHeader, Vec<Record>), LogError> {
+    let (header, section) = decompress_records_section(batch)?;
+    let entries = decode_record_entries(&header, &section)?;
+    let section = Bytes::from(section);
+    let slice = |range: Range<usize>| -> Result<Bytes, LogError> {
+        if range.end > section.len() || range.start > range.end {
+            return Err(LogError::corrupt("record field outside the records section"));
+        }
+        Ok(section.slice(range))
+    };
+    let mut records = Vec::with_capacity(entries.len());
+    for entry in entries {
+        records.push(Record {
+            offset: entry.offset,
+            timestamp: entry.timestamp,
+            key: entry.key.map(slice).transpose()?,
+            value: entry.value.map(slice).transpose()?,
+            headers: entry.headers,
+        });
+    }
     Ok((header, records))
 }
 
@@ -133,25 +203,25 @@ fn read_unsigned_varint(bytes: &[u8], at: &mut usize, max_bytes: u32) -> Result<
 }
 
 /// Reads a zigzag varint (i32).
-pub fn read_varint(bytes: &[u8], at: &mut usize) -> Result<i32, LogError> {
+pub(crate) fn read_varint(bytes: &[u8], at: &mut usize) -> Result<i32, LogError> {
     let raw = read_unsigned_varint(bytes, at, 5)?;
     let raw = u32::try_from(raw).map_err(|_| LogError::corrupt("varint overflows i32"))?;
     Ok(((raw >> 1) as i32) ^ -((raw & 1) as i32))
 }
 
 /// Reads a zigzag varlong (i64).
-pub fn read_varlong(bytes: &[u8], at: &mut usize) -> Result<i64, LogError> {
+pub(crate) fn read_varlong(bytes: &[u8], at: &mut usize) -> Result<i64, LogError> {
     let raw = read_unsigned_varint(bytes, at, 10)?;
     Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64))
 }
 
 /// Appends a zigzag varint.
-pub fn write_varint(out: &mut Vec<u8>, value: i32) {
+pub(crate) fn write_varint(out: &mut Vec<u8>, value: i32) {
     write_varlong(out, i64::from(value));
 }
 
 /// Appends a zigzag varlong.
-pub fn write_varlong(out: &mut Vec<u8>, value: i64) {
+pub(crate) fn write_varlong(out: &mut Vec<u8>, value: i64) {
     let mut raw = ((value << 1) ^ (value >> 63)) as u64;
     while raw >= 0x80 {
         out.push((raw as u8) | 0x80);
@@ -160,50 +230,12 @@ pub fn write_varlong(out: &mut Vec<u8>, value: i64) {
     out.push(raw as u8);
 }
 
-/// Decodes the records of one whole batch (decompressing if needed).
-pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>, LogError> {
-    let header = RecordBatchHeader::parse(batch)?;
-    let total = header
-        .total_size()
-        .ok_or_else(|| LogError::corrupt("invalid batch length"))?;
-    let section = batch
-        .get(BATCH_HEADER_SIZE..total)
-        .ok_or_else(|| LogError::corrupt("batch shorter than its length"))?;
-    let records = header.compression()?.decompress(section)?;
-    let count = usize::try_from(header.record_count).map_err(|_| LogError::corrupt("negative record count"))?;
-    let mut out = Vec::with_capacity(count.min(records.len()));
-    let mut at = 0usize;
-    for _ in 0..count {
-        let length = usize::try_from(read_varint(&records, &mut at)?)
-            .map_err(|_| LogError::corrupt("negative record length"))?;
-        let end = at
-            .checked_add(length)
-            .filter(|end| *end <= records.len())
-            .ok_or_else(|| LogError::corrupt("record extends past the batch"))?;
-        let body = records.get(at..end).unwrap_or(&[]);
-        let mut field = 1usize; // skip attributes
-        let timestamp_delta = read_varlong(body, &mut field)?;
-        let offset_delta = read_varint(body, &mut field)?;
-        let timestamp = if header.is_log_append_time() {
-            header.max_timestamp
-        } else {
-            header.base_timestamp.wrapping_add(timestamp_delta)
-        };
-        out.push(Record {
-            offset: header.base_offset.saturating_add(i64::from(offset_delta)),
-            timestamp,
-        });
-        at = end;
-    }
-    Ok(out)
-}
-
 /// The first record of `batch` with timestamp >= `timestamp_ms` and offset >=
 /// `min_offset`, as `(offset, timestamp)`.
 ///
 /// A LogAppendTime batch answers from its header alone; a CreateTime batch whose
 /// `maxTimestamp` is below the target is skipped without decoding.
-pub fn find_first_record_at_or_after(
+pub(crate) fn find_first_record_at_or_after(
     batch: &[u8],
     timestamp_ms: i64,
     min_offset: i64,
@@ -215,110 +247,12 @@ pub fn find_first_record_at_or_after(
     if header.is_log_append_time() {
         return Ok(Some((header.base_offset.max(min_offset), header.max_timestamp)));
     }
-    Ok(decode_records(batch)?
+    let (header, section) = decompress_records_section(batch)?;
+    Ok(decode_record_entries(&header, &section)?
         .into_iter()
         .find(|r| r.timestamp >= timestamp_ms && r.offset >= min_offset)
         .map(|r| (r.offset, r.timestamp)))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::batch::{set_base_offset, set_max_timestamp_log_append_time};
-    use crate::batch_builder::RecordBatchBuilder;
-    use crate::compression::Compression;
-
-    #[test]
-    fn varints_round_trip() {
-        for value in [0i64, 1, -1, 63, -64, 64, 300, -300, i32::MAX as i64, i64::MIN, i64::MAX] {
-            let mut out = Vec::new();
-            write_varlong(&mut out, value);
-            let mut at = 0;
-            assert_eq!(read_varlong(&out, &mut at).unwrap(), value);
-            assert_eq!(at, out.len());
-        }
-        let mut out = Vec::new();
-        write_varint(&mut out, -12345);
-        assert_eq!(read_varint(&out, &mut 0).unwrap(), -12345);
-        assert!(read_varint(&[0xff; 6], &mut 0).is_err());
-        assert!(read_varlong(&[0x80], &mut 0).is_err());
-    }
-
-    fn batch_with(codec: Compression, timestamps: &[i64]) -> Vec<u8> {
-        let mut builder = RecordBatchBuilder::new().compression(codec);
-        for ts in timestamps {
-            builder.push(*ts, None, Some(b"value value value"));
-        }
-        let mut batch = builder.build().unwrap();
-        set_base_offset(&mut batch, 100).unwrap();
-        batch
-    }
-
-    #[test]
-    fn finds_first_record_in_every_codec() {
-        for codec in [
-            Compression::None,
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::Lz4,
-            Compression::Zstd,
-        ] {
-            let batch = batch_with(codec, &[10, 30, 20, 40]);
-            crate::batch::validate(&batch).unwrap();
-            let find = |ts, min| find_first_record_at_or_after(&batch, ts, min).unwrap();
-            assert_eq!(find(0, 0), Some((100, 10)), "{codec:?}");
-            assert_eq!(find(15, 0), Some((101, 30)));
-            assert_eq!(find(30, 0), Some((101, 30)));
-            assert_eq!(find(31, 0), Some((103, 40)));
-            assert_eq!(find(41, 0), None);
-            assert_eq!(find(0, 102), Some((102, 20)));
-        }
-    }
-
-    #[test]
-    fn log_append_time_batches_use_the_header() {
-        let mut batch = batch_with(Compression::Gzip, &[1, 2, 3]);
-        set_max_timestamp_log_append_time(&mut batch, 500).unwrap();
-        assert_eq!(find_first_record_at_or_after(&batch, 400, 0).unwrap(), Some((100, 500)));
-        assert_eq!(find_first_record_at_or_after(&batch, 501, 0).unwrap(), None);
-    }
-
-    #[test]
-    fn record_entries_locate_keys_values_and_bytes() {
-        let mut builder = RecordBatchBuilder::new().compression(Compression::Zstd);
-        builder.push(10, Some(b"alpha"), Some(b"one"));
-        builder.push(12, None, Some(b"two"));
-        builder.push(11, Some(b"beta"), None);
-        let mut batch = builder.build().unwrap();
-        set_base_offset(&mut batch, 40).unwrap();
-        let (header, section) = decompress_records_section(&batch).unwrap();
-        let entries = decode_record_entries(&header, &section).unwrap();
-        assert_eq!(entries.len(), 3);
-        assert_eq!(entries[0].offset, 40);
-        assert_eq!(&section[entries[0].key.clone().unwrap()], b"alpha");
-        assert_eq!(&section[entries[0].value.clone().unwrap()], b"one");
-        assert_eq!(entries[1].key, None);
-        assert_eq!(entries[2].timestamp, 11);
-        assert_eq!(&section[entries[2].key.clone().unwrap()], b"beta");
-        assert_eq!(entries[2].value, None);
-        assert_eq!(entries[2].bytes.end, section.len());
-        assert_eq!(entries[1].bytes.start, entries[0].bytes.end);
-        for cut in 0..section.len() {
-            assert!(decode_record_entries(&header, &section[..cut]).is_err());
-        }
-    }
-
-    #[test]
-    fn garbage_records_are_errors() {
-        let batch = batch_with(Compression::None, &[1, 2, 3]);
-        for cut in BATCH_HEADER_SIZE..batch.len() {
-            let mut broken = batch.clone();
-            broken[cut] = 0xff;
-            let _ = decode_records(&broken);
-            let _ = decode_records(&batch[..cut]);
-            if let Ok((header, section)) = decompress_records_section(&broken) {
-                let _ = decode_record_entries(&header, &section);
-            }
-        }
-    }
-}
+mod tests;

@@ -3,7 +3,7 @@
 //! Files, named for the segment's base offset as 20 zero-padded digits:
 //! - `NNNNNNNNNNNNNNNNNNNN.log`: v2 record batches exactly as appended (offsets
 //!   already assigned), back to back, nothing else;
-//! - `.index` ([`OffsetIndex`]) and `.timeindex` ([`TimeIndex`]).
+//! - `.index` (`OffsetIndex`) and `.timeindex` (`TimeIndex`).
 //!
 //! While compaction writes a segment's replacement, the same names carry an extra
 //! `.cleaned` suffix (see [`cleaner`](crate::cleaner)).
@@ -32,26 +32,15 @@ use bytes::{Bytes, BytesMut};
 use crate::batch::{validate_stored, BatchIter, RecordBatchHeader};
 use crate::constants::{
     BATCH_HEADER_SIZE, CLEANED_FILE_SUFFIX, LOG_FILE_SUFFIX, OFFSET_INDEX_FILE_SUFFIX, RECOVERY_CHUNK_BYTES,
-    SCAN_CHUNK_BYTES, SEGMENT_BYTES_MAX, SEGMENT_FILE_NAME_DIGITS, TIME_INDEX_FILE_SUFFIX,
+    SCAN_CHUNK_BYTES, SEGMENT_BYTES_MAX, TIME_INDEX_FILE_SUFFIX,
 };
 use crate::error::LogError;
 use crate::offset_index::OffsetIndex;
 use crate::record::find_first_record_at_or_after;
+use crate::scanner::Scanner;
+
+pub use crate::segment_name::{parse_segment_file_name, segment_file_name};
 use crate::time_index::{TimeIndex, TimestampOffset};
-
-/// `NNNNNNNNNNNNNNNNNNNN.<suffix>` for a base offset.
-pub fn segment_file_name(base_offset: i64, suffix: &str) -> String {
-    format!("{:0width$}.{suffix}", base_offset, width = SEGMENT_FILE_NAME_DIGITS)
-}
-
-/// The base offset encoded in a segment file name with the given suffix.
-pub fn parse_segment_file_name(name: &str, suffix: &str) -> Option<i64> {
-    let stem = name.strip_suffix(suffix)?.strip_suffix('.')?;
-    if stem.len() != SEGMENT_FILE_NAME_DIGITS || !stem.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    stem.parse().ok()
-}
 
 /// Writer-side bookkeeping for sparse indexing.
 #[derive(Debug, Default)]
@@ -88,13 +77,13 @@ impl std::fmt::Debug for LogSegment {
 
 impl LogSegment {
     /// Creates a new, empty segment (replacing any files of the same name).
-    pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<LogSegment, LogError> {
+    pub(crate) fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<LogSegment, LogError> {
         Self::create_named(dir, base_offset, now_ms, false)
     }
 
     /// Creates an empty segment under the `.cleaned` names, to be filled by compaction
     /// and renamed into place (replacing any earlier `.cleaned` files).
-    pub fn create_cleaned(dir: &Path, base_offset: i64, now_ms: i64) -> Result<LogSegment, LogError> {
+    pub(crate) fn create_cleaned(dir: &Path, base_offset: i64, now_ms: i64) -> Result<LogSegment, LogError> {
         Self::create_named(dir, base_offset, now_ms, true)
     }
 
@@ -111,7 +100,12 @@ impl LogSegment {
     /// segment is durable, so a bad batch there is damage and is skipped exactly (see
     /// [`damage`](crate::damage)), never cut with what follows it. Gaps are accepted
     /// anywhere: a trusted segment is durable as a whole.
-    pub fn load(dir: &Path, base_offset: i64, now_ms: i64, index_interval_bytes: u32) -> Result<LogSegment, LogError> {
+    pub(crate) fn load(
+        dir: &Path,
+        base_offset: i64,
+        now_ms: i64,
+        index_interval_bytes: u32,
+    ) -> Result<LogSegment, LogError> {
         let segment = Self::open_files(dir, base_offset, now_ms, false)?;
         if segment.load_trusted()? {
             return Ok(segment);
@@ -121,7 +115,7 @@ impl LogSegment {
         Ok(Self::open_and_recover(dir, base_offset, now_ms, index_interval_bytes, i64::MAX)?.0)
     }
 
-    /// Opens an existing segment and recovers it (see [`LogSegment::recover`]).
+    /// Opens an existing segment and recovers it (see `LogSegment::recover`).
     /// Batches starting below `recovery_point` were fsynced: damage among them is cut
     /// out exactly and logged as an error; a bad batch at or above it is a torn write
     /// and the file is cut there. Returns the segment and the number of bytes cut
@@ -252,7 +246,7 @@ impl LogSegment {
     /// only segments below a persisted recovery point while data above it is exactly
     /// what appends wrote, densely. `baseOffset` is outside the CRC, so this is what
     /// catches a damaged base offset in an unflushed tail.
-    pub fn recover(&self, index_interval_bytes: u32, gaps_below: i64) -> Result<u64, LogError> {
+    pub(crate) fn recover(&self, index_interval_bytes: u32, gaps_below: i64) -> Result<u64, LogError> {
         let truncated = self.recover_checked(index_interval_bytes, gaps_below, i64::MIN)?;
         Ok(truncated.unwrap_or(0))
     }
@@ -361,7 +355,7 @@ impl LogSegment {
     /// Appends already validated, offset-assigned batches with one write, then
     /// indexes them and publishes the new size. A failed write is cut back off the
     /// file (best effort), so no whole stale batch can linger past `size`.
-    pub fn append(&self, batches: &[u8], index_interval_bytes: u32) -> Result<(), LogError> {
+    pub(crate) fn append(&self, batches: &[u8], index_interval_bytes: u32) -> Result<(), LogError> {
         let parts: Vec<(&[u8], &[u8])> = BatchIter::new(batches)
             .map(|(_, batch)| batch.split_at(BATCH_HEADER_SIZE.min(batch.len())))
             .collect();
@@ -371,7 +365,7 @@ impl LogSegment {
     /// [`LogSegment::append`] for batches given as (header, records) pairs: the log passes
     /// patched copies of the headers with the records still in the producer's request,
     /// and one vectored write stores them without copying the records.
-    pub fn append_parts(&self, parts: &[(&[u8], &[u8])], index_interval_bytes: u32) -> Result<(), LogError> {
+    pub(crate) fn append_parts(&self, parts: &[(&[u8], &[u8])], index_interval_bytes: u32) -> Result<(), LogError> {
         let position = self.size();
         let length: usize = parts.iter().map(|(head, rest)| head.len() + rest.len()).sum();
         let end = position + length as u64;
@@ -410,7 +404,7 @@ impl LogSegment {
 
     /// Called when the segment stops being active: records the final time index
     /// entry and cuts any bytes past `size`.
-    pub fn seal(&self) -> Result<(), LogError> {
+    pub(crate) fn seal(&self) -> Result<(), LogError> {
         // The indexes of a sealed segment become trusted once the recovery point passes
         // it, so its next flush must include them.
         self.indexes_dirty.store(true, Ordering::Release);
@@ -421,7 +415,7 @@ impl LogSegment {
     }
 
     /// Cuts the file to the published size (drops bytes of a failed write).
-    pub fn trim(&self) -> Result<(), LogError> {
+    pub(crate) fn trim(&self) -> Result<(), LogError> {
         let size = self.size();
         if self.log_file.metadata()?.len() != size {
             self.log_file.set_len(size)?;
@@ -430,7 +424,7 @@ impl LogSegment {
     }
 
     /// The first batch whose last offset is >= `offset`, with its position.
-    pub fn find_batch(&self, offset: i64) -> Result<Option<(u64, RecordBatchHeader)>, LogError> {
+    pub(crate) fn find_batch(&self, offset: i64) -> Result<Option<(u64, RecordBatchHeader)>, LogError> {
         let size = self.size();
         let start = self.offset_index.lookup(offset);
         let mut scanner = Scanner::new(&self.log_file, u64::from(start.position), size, SCAN_CHUNK_BYTES);
@@ -445,7 +439,7 @@ impl LogSegment {
     /// Whole batches starting with the one containing `start_offset`, stopping before
     /// a batch whose base offset is >= `max_offset`, at most `max_bytes` except that the
     /// first batch is always whole. `None` when no batch here reaches `start_offset`.
-    pub fn read(&self, start_offset: i64, max_bytes: usize, max_offset: i64) -> Result<Option<Bytes>, LogError> {
+    pub(crate) fn read(&self, start_offset: i64, max_bytes: usize, max_offset: i64) -> Result<Option<Bytes>, LogError> {
         let size = self.size();
         let Some((position, header)) = self.find_batch(start_offset)? else {
             return Ok(None);
@@ -470,7 +464,7 @@ impl LogSegment {
     }
 
     /// The first record with timestamp >= `timestamp_ms` and offset >= `min_offset`.
-    pub fn find_offset_for_timestamp(
+    pub(crate) fn find_offset_for_timestamp(
         &self,
         timestamp_ms: i64,
         min_offset: i64,
@@ -487,7 +481,9 @@ impl LogSegment {
                 continue;
             }
             let batch = self.read_batch(position, &header)?;
-            if let Some(found) = find_first_record_at_or_after(&batch, timestamp_ms, min_offset)? {
+            let found = find_first_record_at_or_after(&batch, timestamp_ms, min_offset)
+                .map_err(|error| error.stored_at(self.log_path.display()))?;
+            if let Some(found) = found {
                 return Ok(Some(found));
             }
         }
@@ -495,17 +491,17 @@ impl LogSegment {
     }
 
     /// Reads the whole batch whose header is at `position`.
-    pub fn read_batch(&self, position: u64, header: &RecordBatchHeader) -> Result<Vec<u8>, LogError> {
+    pub(crate) fn read_batch(&self, position: u64, header: &RecordBatchHeader) -> Result<Vec<u8>, LogError> {
         let total = header
             .total_size()
-            .ok_or_else(|| LogError::corrupt("invalid batch length"))?;
+            .ok_or_else(|| LogError::corrupt("invalid batch length").stored_at(self.log_path.display()))?;
         let mut batch = vec![0u8; total];
         self.log_file.read_exact_at(&mut batch, position)?;
         Ok(batch)
     }
 
     /// Removes batches from the one containing `offset` onwards; rebuilds the indexes.
-    pub fn truncate_to(&self, offset: i64, index_interval_bytes: u32) -> Result<(), LogError> {
+    pub(crate) fn truncate_to(&self, offset: i64, index_interval_bytes: u32) -> Result<(), LogError> {
         let Some((position, _)) = self.find_batch(offset)? else {
             return Ok(());
         };
@@ -515,10 +511,23 @@ impl LogSegment {
         Ok(())
     }
 
+    /// Calls `visit` with the header of every whole batch below `size`, in order,
+    /// reading headers only.
+    pub(crate) fn for_each_header(&self, mut visit: impl FnMut(&RecordBatchHeader)) -> Result<(), LogError> {
+        let mut scanner = Scanner::new(&self.log_file, 0, self.size(), SCAN_CHUNK_BYTES);
+        while let Some((_, header)) = scanner.next_header()? {
+            visit(&header);
+        }
+        Ok(())
+    }
+
     /// Calls `visit` with the position and bytes of every whole batch below `size`, in
     /// order, until it returns `false` (batches are not validated again; they were when
     /// written or recovered).
-    pub fn for_each_batch(&self, mut visit: impl FnMut(u64, &[u8]) -> Result<bool, LogError>) -> Result<(), LogError> {
+    pub(crate) fn for_each_batch(
+        &self,
+        mut visit: impl FnMut(u64, &[u8]) -> Result<bool, LogError>,
+    ) -> Result<(), LogError> {
         let mut scanner = Scanner::new(&self.log_file, 0, self.size(), RECOVERY_CHUNK_BYTES);
         while let Some((position, batch)) = scanner.next_batch()? {
             if !visit(position, batch)? {
@@ -544,18 +553,18 @@ impl LogSegment {
 
     /// fdatasync of the log file alone: enough for the active segment, whose indexes
     /// recovery rebuilds from the log after a crash (it is never below the recovery point).
-    pub fn flush_data(&self) -> Result<(), LogError> {
+    pub(crate) fn flush_data(&self) -> Result<(), LogError> {
         Ok(self.log_file.sync_data()?)
     }
 
     /// Whether the segment was sealed since its indexes were last fsync'ed.
-    pub fn indexes_dirty(&self) -> bool {
+    pub(crate) fn indexes_dirty(&self) -> bool {
         self.indexes_dirty.load(Ordering::Acquire)
     }
 
     /// Removes the segment's files. Readers holding the segment keep reading the
     /// unlinked file until they drop it.
-    pub fn delete(&self) -> Result<(), LogError> {
+    pub(crate) fn delete(&self) -> Result<(), LogError> {
         for path in [
             self.log_path.as_path(),
             self.offset_index.path(),
@@ -571,32 +580,32 @@ impl LogSegment {
     }
 
     /// First offset of the segment.
-    pub fn base_offset(&self) -> i64 {
+    pub(crate) fn base_offset(&self) -> i64 {
         self.base_offset
     }
 
     /// Offset following the last batch (== base offset when empty).
-    pub fn next_offset(&self) -> i64 {
+    pub(crate) fn next_offset(&self) -> i64 {
         self.next_offset.load(Ordering::Acquire)
     }
 
     /// Bytes of whole batches.
-    pub fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.size.load(Ordering::Acquire)
     }
 
     /// When this segment was created or opened, by the log's clock.
-    pub fn created_ms(&self) -> i64 {
+    pub(crate) fn created_ms(&self) -> i64 {
         self.created_ms
     }
 
     /// Largest batch max timestamp and the base offset of the first batch reaching it.
-    pub fn max_timestamp(&self) -> Option<TimestampOffset> {
+    pub(crate) fn max_timestamp(&self) -> Option<TimestampOffset> {
         *self.max_timestamp.lock().unwrap()
     }
 
     /// Last modification time of the `.log` file in ms since the epoch.
-    pub fn last_modified_ms(&self) -> Result<i64, LogError> {
+    pub(crate) fn last_modified_ms(&self) -> Result<i64, LogError> {
         let modified = self.log_file.metadata()?.modified()?;
         Ok(modified
             .duration_since(UNIX_EPOCH)
@@ -604,99 +613,10 @@ impl LogSegment {
             .unwrap_or(0))
     }
 
+    #[cfg(test)]
     /// Path of the `.log` file.
-    pub fn log_path(&self) -> &Path {
+    pub(crate) fn log_path(&self) -> &Path {
         &self.log_path
-    }
-}
-
-/// Sequential reader of batch boundaries over `[position, end)` of a segment file,
-/// buffering `chunk` bytes per positional read.
-pub(crate) struct Scanner<'a> {
-    file: &'a File,
-    position: u64,
-    end: u64,
-    chunk: usize,
-    buffer: Vec<u8>,
-    buffer_start: u64,
-}
-
-impl<'a> Scanner<'a> {
-    pub(crate) fn new(file: &'a File, position: u64, end: u64, chunk: usize) -> Scanner<'a> {
-        Scanner {
-            file,
-            position,
-            end,
-            chunk,
-            buffer: Vec::new(),
-            buffer_start: 0,
-        }
-    }
-
-    pub(crate) fn position(&self) -> u64 {
-        self.position
-    }
-
-    /// Continues from `position`.
-    pub(crate) fn seek(&mut self, position: u64) {
-        self.position = position;
-    }
-
-    /// Makes `[at, at + length)` available in the buffer; false past `end`.
-    pub(crate) fn fill(&mut self, at: u64, length: usize) -> Result<bool, LogError> {
-        let wanted_end = at.saturating_add(length as u64);
-        if wanted_end > self.end {
-            return Ok(false);
-        }
-        let buffer_end = self.buffer_start + self.buffer.len() as u64;
-        if at >= self.buffer_start && wanted_end <= buffer_end {
-            return Ok(true);
-        }
-        let read = (length.max(self.chunk) as u64).min(self.end - at) as usize;
-        self.buffer.resize(read, 0);
-        self.file.read_exact_at(&mut self.buffer, at)?;
-        self.buffer_start = at;
-        Ok(true)
-    }
-
-    pub(crate) fn slice(&self, at: u64, length: usize) -> Option<&[u8]> {
-        let start = usize::try_from(at.checked_sub(self.buffer_start)?).ok()?;
-        self.buffer.get(start..start.checked_add(length)?)
-    }
-
-    /// Next header and its position; advances past the batch. `None` at the end or at
-    /// a structurally impossible header.
-    fn next_header(&mut self) -> Result<Option<(u64, RecordBatchHeader)>, LogError> {
-        let at = self.position;
-        if !self.fill(at, BATCH_HEADER_SIZE)? {
-            return Ok(None);
-        }
-        let Some(header) = self
-            .slice(at, BATCH_HEADER_SIZE)
-            .and_then(|bytes| RecordBatchHeader::parse(bytes).ok())
-        else {
-            return Ok(None);
-        };
-        let Some(total) = header.total_size() else {
-            return Ok(None);
-        };
-        if at + total as u64 > self.end {
-            return Ok(None);
-        }
-        self.position = at + total as u64;
-        Ok(Some((at, header)))
-    }
-
-    /// Next whole batch (unvalidated) and its position.
-    pub(crate) fn next_batch(&mut self) -> Result<Option<(u64, &[u8])>, LogError> {
-        let Some((at, header)) = self.next_header()? else {
-            return Ok(None);
-        };
-        let total = header.total_size().unwrap_or(0);
-        if !self.fill(at, total)? {
-            return Ok(None);
-        }
-        Ok(self.slice(at, total).map(|batch| (at, batch)))
     }
 }
 
@@ -717,139 +637,4 @@ fn write_all_vectored_at(file: &File, mut slices: &mut [IoSlice<'_>], position: 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::batch::set_base_offset;
-    use crate::batch_builder::RecordBatchBuilder;
-
-    fn batch_at(base_offset: i64, records: usize, timestamp: i64) -> Vec<u8> {
-        let mut builder = RecordBatchBuilder::new();
-        for i in 0..records {
-            builder.push(timestamp + i as i64, None, Some(&[7u8; 100]));
-        }
-        let mut batch = builder.build().unwrap();
-        set_base_offset(&mut batch, base_offset).unwrap();
-        batch
-    }
-
-    fn filled(dir: &Path, batches: usize) -> (LogSegment, Vec<Vec<u8>>) {
-        let segment = LogSegment::create(dir, 10, 0).unwrap();
-        let mut written = Vec::new();
-        let mut offset = 10;
-        for i in 0..batches {
-            let batch = batch_at(offset, 3, 1000 + i as i64 * 10);
-            segment.append(&batch, 500).unwrap();
-            offset += 3;
-            written.push(batch);
-        }
-        (segment, written)
-    }
-
-    #[test]
-    fn names_round_trip() {
-        assert_eq!(segment_file_name(42, "log"), "00000000000000000042.log");
-        assert_eq!(parse_segment_file_name("00000000000000000042.log", "log"), Some(42));
-        assert_eq!(parse_segment_file_name("00000000000000000042.index", "log"), None);
-        assert_eq!(parse_segment_file_name("42.log", "log"), None);
-    }
-
-    #[test]
-    fn appends_reads_and_indexes() {
-        let dir = tempfile::tempdir().unwrap();
-        let (segment, written) = filled(dir.path(), 20);
-        assert_eq!(segment.next_offset(), 70);
-        assert!(!segment.offset_index.is_empty());
-        assert!(!segment.time_index.is_empty());
-        let one = written[0].len();
-        // offset 14 is inside batch 1 (offsets 13..=15)
-        let bytes = segment.read(14, one * 2, i64::MAX).unwrap().unwrap();
-        assert_eq!(&bytes[..], [written[1].clone(), written[2].clone()].concat());
-        // first batch is whole even if max_bytes is tiny
-        let bytes = segment.read(40, 1, i64::MAX).unwrap().unwrap();
-        assert_eq!(&bytes[..], &written[10][..]);
-        // max_offset stops before a batch
-        let bytes = segment.read(10, usize::MAX / 2, 16).unwrap().unwrap();
-        assert_eq!(bytes.len(), one * 2);
-        assert!(segment.read(10, 100, 10).unwrap().unwrap().is_empty());
-        assert!(segment.read(70, 100, i64::MAX).unwrap().is_none());
-        assert_eq!(segment.max_timestamp().unwrap().timestamp, 1192);
-        assert_eq!(segment.find_offset_for_timestamp(1051, 0).unwrap(), Some((26, 1051)));
-        assert_eq!(segment.find_offset_for_timestamp(1053, 0).unwrap(), Some((28, 1060)));
-        assert_eq!(segment.find_offset_for_timestamp(0, 30).unwrap(), Some((30, 1062)));
-        assert_eq!(segment.find_offset_for_timestamp(5000, 0).unwrap(), None);
-    }
-
-    #[test]
-    fn load_and_recover_agree() {
-        let dir = tempfile::tempdir().unwrap();
-        let (segment, written) = filled(dir.path(), 20);
-        segment.seal().unwrap();
-        drop(segment);
-        let loaded = LogSegment::load(dir.path(), 10, 0, 500).unwrap();
-        assert_eq!(loaded.next_offset(), 70);
-        assert_eq!(loaded.max_timestamp().unwrap().timestamp, 1192);
-        drop(loaded);
-        let (recovered, cut) = LogSegment::open_and_recover(dir.path(), 10, 0, 500, i64::MAX).unwrap();
-        assert_eq!(cut, 0);
-        assert_eq!(recovered.next_offset(), 70);
-        assert_eq!(recovered.size(), written.iter().map(Vec::len).sum::<usize>() as u64);
-    }
-
-    #[test]
-    fn recovery_cuts_torn_and_corrupt_tails() {
-        let dir = tempfile::tempdir().unwrap();
-        let (segment, written) = filled(dir.path(), 5);
-        let one = written[0].len() as u64;
-        drop(segment);
-        let path = dir.path().join(segment_file_name(10, LOG_FILE_SUFFIX));
-        let file = OpenOptions::new().write(true).open(&path).unwrap();
-        file.set_len(one * 4 + 7).unwrap();
-        file.write_all_at(&[0xAB], one * 2 + 70).unwrap();
-        drop(file);
-        // Nothing was flushed (no recovery point): the bad batch is where a write tore.
-        let (segment, cut) = LogSegment::open_and_recover(dir.path(), 10, 0, 500, i64::MIN).unwrap();
-        assert_eq!(cut, one * 2 + 7);
-        assert_eq!(segment.next_offset(), 16);
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), one * 2);
-        drop(segment);
-        // a trusted load of the already-cut file agrees
-        let segment = LogSegment::load(dir.path(), 10, 0, 500).unwrap();
-        assert_eq!(segment.next_offset(), 16);
-    }
-
-    #[test]
-    fn recovery_accepts_gaps_below_the_limit_and_rejects_overlaps() {
-        let dir = tempfile::tempdir().unwrap();
-        let segment = LogSegment::create(dir.path(), 10, 0).unwrap();
-        // 12..=14, then a gap, then 20..=22, then an overlap at 21.
-        for (base, count) in [(12, 3), (20, 3), (21, 1)] {
-            segment.append(&batch_at(base, count, 1000), 500).unwrap();
-        }
-        drop(segment);
-        let (segment, _) = LogSegment::open_and_recover(dir.path(), 10, 0, 500, i64::MAX).unwrap();
-        assert_eq!(segment.next_offset(), 23);
-        let bytes = segment.read(16, 1, i64::MAX).unwrap().unwrap();
-        assert_eq!(validate_stored(&bytes).unwrap().base_offset, 20);
-        drop(segment);
-        let segment = LogSegment::load(dir.path(), 10, 0, 500).unwrap();
-        assert_eq!(segment.next_offset(), 23);
-        drop(segment);
-        // A gap at or above the limit is damage: the batch and all after it go.
-        let one = batch_at(12, 3, 1000).len() as u64;
-        let (segment, cut) = LogSegment::open_and_recover(dir.path(), 10, 0, 500, 20).unwrap();
-        assert_eq!(cut, one);
-        assert_eq!(segment.next_offset(), 15);
-        assert_eq!(segment.size(), one);
-    }
-
-    #[test]
-    fn truncate_to_removes_the_containing_batch() {
-        let dir = tempfile::tempdir().unwrap();
-        let (segment, written) = filled(dir.path(), 10);
-        segment.truncate_to(20, 500).unwrap();
-        assert_eq!(segment.next_offset(), 19);
-        assert_eq!(segment.size(), 3 * written[0].len() as u64);
-        segment.delete().unwrap();
-        assert!(!segment.log_path().exists());
-    }
-}
+mod tests;

@@ -100,16 +100,19 @@ impl TimeIndex {
         self.file.last().map(|e| self.absolute(&e))
     }
 
+    #[cfg(test)]
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.file.len()
     }
 
+    #[cfg(test)]
     /// True when there are no entries.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    #[cfg(test)]
     /// Removes every entry whose offset is at or above `offset`.
     pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
         let keep = self

@@ -18,16 +18,16 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use strom_log::RecordBatchBuilder;
 use tokio::sync::watch;
 use tokio::time::{Duration, Instant};
 
 use super::classic::{Effects, JoinGroup, JoinOutcome, JoinResult, SyncGroup, SyncOutcome, SyncResult};
 use super::consumer::{ConsumerConfig, ConsumerHeartbeat, ConsumerHeartbeatResult, TopicInfo};
+use super::coordinator_log::{CoordinatorLog, KeyValue, ProducerIdAndEpoch};
 use super::offsets_record::{self, OffsetsKey};
 use super::session_timer::{LockedGroup, SessionTimer};
 use super::{Group, GroupConfig, GroupState};
-use crate::broker::{AppendOrigin, Broker};
+use crate::broker::Broker;
 use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
 use crate::topic::Topic;
@@ -38,6 +38,8 @@ pub(super) type GroupRef = Arc<Mutex<Group>>;
 
 pub struct GroupCoordinator {
     pub(super) broker: Arc<Broker>,
+    /// `__consumer_offsets`: its partitions, which of them this node coordinates, I/O.
+    pub(super) log: CoordinatorLog,
     pub(super) config: GroupConfig,
     pub(super) groups: Mutex<HashMap<String, GroupRef>>,
     pub(super) sessions: SessionTimer,
@@ -48,16 +50,34 @@ pub(super) fn lock(group: &GroupRef) -> MutexGuard<'_, Group> {
 }
 
 impl GroupCoordinator {
-    /// Create the coordinator and rebuild its state from `__consumer_offsets`.
+    /// Create the coordinator and load the groups of every `__consumer_offsets`
+    /// partition: this node leads them all (see [`GroupCoordinator::on_elected`]).
     pub fn open(broker: Arc<Broker>, config: GroupConfig) -> Result<Arc<GroupCoordinator>> {
+        let log = CoordinatorLog::new(
+            broker.clone(),
+            OFFSETS_TOPIC,
+            config.offsets_topic_partitions,
+            config.offsets_topic_segment_bytes,
+        );
         let coordinator = Arc::new(GroupCoordinator {
             broker,
+            log,
             config,
             groups: Mutex::new(HashMap::new()),
             sessions: SessionTimer::default(),
         });
-        coordinator.load()?;
+        if let Some(topic) = coordinator.log.existing_topic() {
+            coordinator.elect_all(&topic)?;
+        }
         Ok(coordinator)
+    }
+
+    /// One node leads every partition: elect them all at their current leader epoch.
+    fn elect_all(&self, topic: &Topic) -> Result<()> {
+        for partition in topic.partitions() {
+            self.on_elected(partition.index(), partition.leader_epoch())?;
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> &GroupConfig {
@@ -68,15 +88,28 @@ impl GroupCoordinator {
         self.groups.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(super) fn group(&self, id: &str) -> Option<GroupRef> {
-        self.groups().get(id).cloned()
+    /// The `__consumer_offsets` partition of a group, when this node serves it now
+    /// (else NOT_COORDINATOR, or COORDINATOR_LOAD_IN_PROGRESS while it loads).
+    pub(super) fn owner(&self, group_id: &str) -> Result<i32> {
+        self.offsets_topic()?;
+        let index = self.log.partition_for(group_id);
+        self.log.check(index)?;
+        Ok(index)
     }
 
-    pub(super) fn group_or_create(&self, id: &str) -> GroupRef {
-        self.groups()
+    /// A group of a partition this node serves; `None` when there is no such group.
+    pub(super) fn group(&self, id: &str) -> Result<Option<GroupRef>> {
+        self.owner(id)?;
+        Ok(self.groups().get(id).cloned())
+    }
+
+    pub(super) fn group_or_create(&self, id: &str) -> Result<GroupRef> {
+        self.owner(id)?;
+        Ok(self
+            .groups()
             .entry(id.to_string())
             .or_insert_with(|| Arc::new(Mutex::new(Group::new(id))))
-            .clone()
+            .clone())
     }
 
     pub(super) fn now_ms(&self) -> i64 {
@@ -119,18 +152,10 @@ impl GroupCoordinator {
         self.apply_effects(group, effects);
     }
 
-    /// The offsets topic, created (compacted) on first use as Kafka does.
+    /// The offsets topic, created (compacted) on first use as Kafka does; this node
+    /// coordinates the partitions of a topic it created.
     pub fn offsets_topic(&self) -> Result<Arc<Topic>> {
-        let partitions = self.config.offsets_topic_partitions;
-        self.broker
-            .internal_topic(OFFSETS_TOPIC, partitions, self.config.offsets_topic_segment_bytes)
-    }
-
-    pub(super) fn partition_of(&self, group_id: &str) -> Result<(Arc<Topic>, Arc<Partition>)> {
-        let topic = self.offsets_topic()?;
-        let index = offsets_record::partition_for(group_id, topic.partition_count());
-        let partition = topic.partition(index).ok_or(BrokerError::CoordinatorNotAvailable)?;
-        Ok((topic, partition))
+        self.log.topic(|topic| self.elect_all(topic))
     }
 
     /// Append key/value records for a group (None = tombstone); returns the partition to flush.
@@ -143,31 +168,16 @@ impl GroupCoordinator {
         &self,
         group_id: &str,
         records: &[(OffsetsKey, Option<Vec<u8>>)],
-        producer: Option<(i64, i16)>,
+        producer: Option<ProducerIdAndEpoch>,
     ) -> Result<Arc<Partition>> {
-        let (topic, partition) = self.partition_of(group_id)?;
-        if records.is_empty() {
-            return Ok(partition);
-        }
-        let now = self.now_ms();
-        let mut builder = match producer {
-            Some((id, epoch)) => RecordBatchBuilder::new().producer(id, epoch, -1).flags(true, false),
-            None => RecordBatchBuilder::new(),
-        };
-        for (key, value) in records {
-            builder.push(now, Some(&offsets_record::encode_key(key)), value.as_deref());
-        }
-        let batch = builder.build()?;
-        self.broker
-            .append(&topic, &partition, &batch, AppendOrigin::Coordinator)?;
-        Ok(partition)
-    }
-
-    pub(super) async fn flush(partition: Arc<Partition>) -> Result<()> {
-        match tokio::task::spawn_blocking(move || partition.flush()).await {
-            Ok(result) => result.map(|_| ()),
-            Err(e) => Err(BrokerError::Storage(e.to_string())),
-        }
+        let records: Vec<KeyValue> = records
+            .iter()
+            .map(|(key, value)| KeyValue {
+                key: offsets_record::encode_key(key),
+                value: value.clone(),
+            })
+            .collect();
+        self.log.append(self.log.partition_for(group_id), &records, producer)
     }
 
     fn group_record(group: &Group) -> (OffsetsKey, Option<Vec<u8>>) {
@@ -183,7 +193,7 @@ impl GroupCoordinator {
             match self.append(&group.id, &[Self::group_record(group)]) {
                 Ok(partition) => {
                     tokio::spawn(async move {
-                        if let Err(e) = Self::flush(partition).await {
+                        if let Err(e) = CoordinatorLog::flush(partition).await {
                             tracing::warn!(error = %e, "flushing group metadata failed");
                         }
                     });
@@ -201,7 +211,9 @@ impl GroupCoordinator {
     async fn rebalance_timer(self: Arc<Self>, group_id: String, rebalance_id: u64, mut wake_at: Instant) {
         loop {
             tokio::time::sleep_until(wake_at).await;
-            let Some(group_ref) = self.group(&group_id) else { return };
+            let Ok(Some(group_ref)) = self.group(&group_id) else {
+                return;
+            };
             let now = Instant::now();
             let mut group = self.lock_at(&group_ref, now);
             let (next, effects) = group.classic.on_timer(rebalance_id, now, self.now_ms());
@@ -217,12 +229,12 @@ impl GroupCoordinator {
         if request.group_id.is_empty() {
             return JoinResult::error(BrokerError::InvalidGroupId, &request.member_id);
         }
-        if let Err(e) = self.partition_of(&request.group_id) {
-            return JoinResult::error(e, &request.member_id);
-        }
         let member_id = request.member_id.clone();
         let receiver = {
-            let group_ref = self.group_or_create(&request.group_id);
+            let group_ref = match self.group_or_create(&request.group_id) {
+                Ok(group_ref) => group_ref,
+                Err(e) => return JoinResult::error(e, &member_id),
+            };
             let now = Instant::now();
             let mut group = self.lock_at(&group_ref, now);
             if group.is_consumer_protocol() {
@@ -241,8 +253,10 @@ impl GroupCoordinator {
     }
 
     pub async fn sync_group(self: &Arc<Self>, request: SyncGroup) -> SyncResult {
-        let Some(group_ref) = self.group(&request.group_id) else {
-            return SyncResult::error(BrokerError::UnknownMemberId);
+        let group_ref = match self.group(&request.group_id) {
+            Ok(Some(group_ref)) => group_ref,
+            Ok(None) => return SyncResult::error(BrokerError::UnknownMemberId),
+            Err(e) => return SyncResult::error(e),
         };
         let receiver = {
             let now = Instant::now();
@@ -266,7 +280,7 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         generation_id: i32,
     ) -> Result<()> {
-        let group_ref = self.group(group_id).ok_or(BrokerError::UnknownMemberId)?;
+        let group_ref = self.group(group_id)?.ok_or(BrokerError::UnknownMemberId)?;
         let now = Instant::now();
         let mut group = self.lock_at(&group_ref, now);
         group.classic.heartbeat(member_id, instance_id, generation_id, now)
@@ -278,7 +292,7 @@ impl GroupCoordinator {
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> Result<Vec<Result<()>>> {
-        let group_ref = self.group(group_id).ok_or(BrokerError::UnknownMemberId)?;
+        let group_ref = self.group(group_id)?.ok_or(BrokerError::UnknownMemberId)?;
         let now = Instant::now();
         let mut group = self.lock_at(&group_ref, now);
         let mut results = Vec::with_capacity(members.len());
@@ -303,7 +317,7 @@ impl GroupCoordinator {
 
     /// DeleteGroups: only groups without members; their records become tombstones.
     pub async fn delete_group(self: &Arc<Self>, group_id: &str) -> Result<()> {
-        let group_ref = self.group(group_id).ok_or(BrokerError::GroupIdNotFound)?;
+        let group_ref = self.group(group_id)?.ok_or(BrokerError::GroupIdNotFound)?;
         let partition = {
             let mut group = self.lock_at(&group_ref, Instant::now());
             if !group.is_empty() {
@@ -312,12 +326,12 @@ impl GroupCoordinator {
             let mut records: Vec<(OffsetsKey, Option<Vec<u8>>)> = group
                 .offsets
                 .keys()
-                .map(|(topic, partition)| {
+                .map(|key| {
                     (
                         OffsetsKey::Offset {
                             group: group_id.to_string(),
-                            topic: topic.clone(),
-                            partition: *partition,
+                            topic: key.topic.clone(),
+                            partition: key.partition,
                         },
                         None,
                     )
@@ -335,7 +349,7 @@ impl GroupCoordinator {
             self.groups().remove(group_id);
             partition
         };
-        Self::flush(partition).await
+        CoordinatorLog::flush(partition).await
     }
 
     /// Every user topic, as the KIP-848 assignors see them.
@@ -379,11 +393,11 @@ impl GroupCoordinator {
         if request.group_id.is_empty() {
             return fail(BrokerError::InvalidGroupId);
         }
-        if let Err(e) = self.partition_of(&request.group_id) {
-            return fail(e);
-        }
+        let group_ref = match self.group_or_create(&request.group_id) {
+            Ok(group_ref) => group_ref,
+            Err(e) => return fail(e),
+        };
         let topics = self.topic_infos();
-        let group_ref = self.group_or_create(&request.group_id);
         let now = Instant::now();
         let mut group = self.lock_at(&group_ref, now);
         if !group.classic.is_empty() {

@@ -63,9 +63,26 @@ pub struct ConsumerGroupDescription {
     pub members: Vec<ConsumerMemberDescription>,
 }
 
+/// ListGroups' filters (KIP-518 states, KIP-848 types); an empty list lets all
+/// through. Names compare case-insensitively, as Kafka does.
+#[derive(Debug, Clone, Default)]
+pub struct GroupListFilter {
+    pub states: Vec<String>,
+    pub types: Vec<String>,
+}
+
+impl GroupListFilter {
+    fn matches(&self, listing: &GroupListing) -> bool {
+        let any =
+            |wanted: &[String], value: &str| wanted.is_empty() || wanted.iter().any(|w| w.eq_ignore_ascii_case(value));
+        any(&self.states, listing.state) && any(&self.types, listing.group_type)
+    }
+}
+
 impl GroupCoordinator {
-    pub fn describe_group(self: &Arc<Self>, group_id: &str) -> Option<GroupDescription> {
-        let group_ref = self.group(group_id)?;
+    /// DescribeGroups: GROUP_ID_NOT_FOUND for a group this coordinator does not have.
+    pub fn describe_group(self: &Arc<Self>, group_id: &str) -> Result<GroupDescription> {
+        let group_ref = self.group(group_id)?.ok_or(BrokerError::GroupIdNotFound)?;
         let group = self.lock_at(&group_ref, Instant::now());
         if group.is_consumer_protocol() {
             let members = group
@@ -81,7 +98,7 @@ impl GroupCoordinator {
                     assignment: Bytes::new(),
                 })
                 .collect();
-            return Some(GroupDescription {
+            return Ok(GroupDescription {
                 group_id: group.id.clone(),
                 state: group.state_name(),
                 group_type: group.group_type(),
@@ -109,7 +126,7 @@ impl GroupCoordinator {
                 assignment: m.assignment.clone(),
             })
             .collect();
-        Some(GroupDescription {
+        Ok(GroupDescription {
             group_id: group.id.clone(),
             state: group.state_name(),
             group_type: group.group_type(),
@@ -123,7 +140,12 @@ impl GroupCoordinator {
         })
     }
 
-    pub fn list_groups(self: &Arc<Self>) -> Vec<GroupListing> {
+    /// ListGroups: the groups this node coordinates that pass the filter;
+    /// COORDINATOR_LOAD_IN_PROGRESS while a partition is loading, as Kafka answers.
+    pub fn list_groups(self: &Arc<Self>, filter: &GroupListFilter) -> Result<Vec<GroupListing>> {
+        if self.log.any_loading() {
+            return Err(BrokerError::CoordinatorLoadInProgress);
+        }
         let groups: Vec<GroupRef> = self.groups().values().cloned().collect();
         let now = Instant::now();
         let mut listings: Vec<GroupListing> = groups
@@ -141,14 +163,15 @@ impl GroupCoordinator {
                     group_type: group.group_type(),
                 }
             })
+            .filter(|listing| filter.matches(listing))
             .collect();
         listings.sort_by(|a, b| a.group_id.cmp(&b.group_id));
-        listings
+        Ok(listings)
     }
 
     /// ConsumerGroupDescribe: a KIP-848 group's epochs, members and assignments.
     pub fn describe_consumer_group(self: &Arc<Self>, group_id: &str) -> Result<ConsumerGroupDescription> {
-        let group_ref = self.group(group_id).ok_or(BrokerError::GroupIdNotFound)?;
+        let group_ref = self.group(group_id)?.ok_or(BrokerError::GroupIdNotFound)?;
         let group = self.lock_at(&group_ref, Instant::now());
         if !group.classic.is_empty() {
             return Err(BrokerError::GroupIdNotFound);
@@ -177,5 +200,28 @@ impl GroupCoordinator {
                 })
                 .collect(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_filters_compare_names_case_insensitively_and_empty_lets_all_through() {
+        let listing = GroupListing {
+            group_id: "g".into(),
+            protocol_type: "consumer".into(),
+            state: "Stable",
+            group_type: "classic",
+        };
+        let filter = |states: &[&str], types: &[&str]| GroupListFilter {
+            states: states.iter().map(|s| s.to_string()).collect(),
+            types: types.iter().map(|s| s.to_string()).collect(),
+        };
+        assert!(filter(&[], &[]).matches(&listing));
+        assert!(filter(&["stable", "Empty"], &["Classic"]).matches(&listing));
+        assert!(!filter(&["Empty"], &[]).matches(&listing));
+        assert!(!filter(&[], &["consumer"]).matches(&listing));
     }
 }

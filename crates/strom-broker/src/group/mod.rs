@@ -13,8 +13,12 @@ use offsets_record::OffsetValue;
 
 pub mod classic;
 mod config;
+// The coordinators' shared shell sits at the crate root beside them; it is declared
+// here until `lib.rs` lists it.
 pub mod consumer;
 pub mod coordinator;
+#[path = "../coordinator_log.rs"]
+pub(crate) mod coordinator_log;
 mod description;
 mod loader;
 mod offsets;
@@ -26,9 +30,10 @@ pub use config::GroupConfig;
 pub use consumer::{Assignment, ConsumerHeartbeat, ConsumerHeartbeatResult};
 pub use coordinator::{GroupCoordinator, OFFSETS_TOPIC};
 pub use description::{
-    ConsumerGroupDescription, ConsumerMemberDescription, GroupDescription, GroupListing, MemberDescription,
+    ConsumerGroupDescription, ConsumerMemberDescription, GroupDescription, GroupListFilter, GroupListing,
+    MemberDescription,
 };
-pub use offsets::OffsetCommit;
+pub use offsets::{FetchedOffset, OffsetCommit, OffsetCommitEntry, OffsetFetch, TopicPartition, TopicPartitions};
 
 /// Group states, named as Kafka's DescribeGroups and ListGroups report them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,10 +63,10 @@ pub struct Group {
     pub id: String,
     pub classic: ClassicGroup,
     pub consumer: ConsumerGroup,
-    pub offsets: BTreeMap<(String, i32), OffsetValue>,
+    pub offsets: BTreeMap<offsets::TopicPartition, OffsetValue>,
     /// Offsets committed inside open transactions, by producer id: applied when the
     /// transaction commits, dropped when it aborts.
-    pub pending_txn_offsets: BTreeMap<i64, BTreeMap<(String, i32), OffsetValue>>,
+    pub pending_txn_offsets: BTreeMap<i64, BTreeMap<offsets::TopicPartition, OffsetValue>>,
 }
 
 impl Group {

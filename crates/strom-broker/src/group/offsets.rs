@@ -7,10 +7,37 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::coordinator::{lock, GroupCoordinator, GroupRef, OFFSETS_TOPIC};
+use super::coordinator::{lock, GroupCoordinator, GroupRef};
+use super::coordinator_log::{CoordinatorLog, ProducerIdAndEpoch};
 use super::offsets_record::{self, OffsetValue, OffsetsKey};
 use super::GroupState;
 use crate::error::{BrokerError, Result};
+
+/// A partition of a topic: what committed offsets are keyed by.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> TopicPartition {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+/// One partition's offset in an OffsetCommit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OffsetCommitEntry {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
 
 /// An OffsetCommit in the broker's terms.
 #[derive(Debug, Clone, Default)]
@@ -19,8 +46,35 @@ pub struct OffsetCommit {
     pub generation_id: i32,
     pub member_id: String,
     pub group_instance_id: Option<String>,
-    /// (topic, partition, offset, leader epoch, metadata)
-    pub offsets: Vec<(String, i32, i64, i32, Option<String>)>,
+    pub offsets: Vec<OffsetCommitEntry>,
+}
+
+/// Some partitions of one topic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicPartitions {
+    pub topic: String,
+    pub partitions: Vec<i32>,
+}
+
+/// An OffsetFetch for one group.
+#[derive(Debug, Clone, Default)]
+pub struct OffsetFetch {
+    pub group_id: String,
+    /// The partitions asked for; `None` for every partition with a committed offset.
+    pub topics: Option<Vec<TopicPartitions>>,
+    /// Answer UNSTABLE_OFFSET_COMMIT for a partition a transaction has an undecided
+    /// commit for (read_committed consumers then retry rather than start early).
+    pub require_stable: bool,
+}
+
+/// One partition's answer to an OffsetFetch.
+#[derive(Debug)]
+pub struct FetchedOffset {
+    pub topic: String,
+    pub partition: i32,
+    /// `None` when nothing is committed.
+    pub committed: Option<OffsetValue>,
+    pub error: Option<BrokerError>,
 }
 
 impl GroupCoordinator {
@@ -29,18 +83,32 @@ impl GroupCoordinator {
         self.commit(&commit, None).await
     }
 
+    /// TxnOffsetCommit, once the transaction coordinator checked that the producer
+    /// owns its transactional id: offsets visible when the transaction commits.
+    pub(crate) async fn txn_offset_commit(
+        self: &Arc<Self>,
+        commit: OffsetCommit,
+        producer: ProducerIdAndEpoch,
+    ) -> Result<Vec<Result<()>>> {
+        self.commit(&commit, Some(producer)).await
+    }
+
     /// Write committed offsets: directly (OffsetCommit), or as part of a producer's
     /// transaction (TxnOffsetCommit), pending until the transaction ends.
-    async fn commit(self: &Arc<Self>, commit: &OffsetCommit, producer: Option<(i64, i16)>) -> Result<Vec<Result<()>>> {
+    async fn commit(
+        self: &Arc<Self>,
+        commit: &OffsetCommit,
+        producer: Option<ProducerIdAndEpoch>,
+    ) -> Result<Vec<Result<()>>> {
         if commit.group_id.is_empty() {
             return Err(BrokerError::InvalidGroupId);
         }
         let outside_group = commit.generation_id < 0 && commit.member_id.is_empty();
         let (partition, results) = {
             let group_ref = if outside_group || producer.is_some() {
-                self.group_or_create(&commit.group_id)
+                self.group_or_create(&commit.group_id)?
             } else {
-                self.group(&commit.group_id).ok_or(BrokerError::IllegalGeneration)?
+                self.group(&commit.group_id)?.ok_or(BrokerError::IllegalGeneration)?
             };
             let now_instant = Instant::now();
             let mut group = self.lock_at(&group_ref, now_instant);
@@ -61,123 +129,105 @@ impl GroupCoordinator {
             let mut results = Vec::with_capacity(commit.offsets.len());
             let mut records = Vec::new();
             let mut accepted = Vec::new();
-            for (topic, partition, offset, leader_epoch, metadata) in &commit.offsets {
-                let metadata = metadata.clone().unwrap_or_default();
+            for entry in &commit.offsets {
+                let metadata = entry.metadata.clone().unwrap_or_default();
                 let result = if metadata.len() > self.config.offset_metadata_max_bytes {
                     Err(BrokerError::OffsetMetadataTooLarge(metadata.len()))
-                } else if self.broker.partition(topic, *partition).is_err() {
+                } else if self.broker.partition(&entry.topic, entry.partition).is_err() {
                     Err(BrokerError::UnknownTopicOrPartition)
                 } else {
                     let value = OffsetValue {
-                        offset: *offset,
-                        leader_epoch: *leader_epoch,
+                        offset: entry.offset,
+                        leader_epoch: entry.leader_epoch,
                         metadata,
                         commit_timestamp: now,
                     };
                     let key = OffsetsKey::Offset {
                         group: commit.group_id.clone(),
-                        topic: topic.clone(),
-                        partition: *partition,
+                        topic: entry.topic.clone(),
+                        partition: entry.partition,
                     };
                     records.push((key, Some(offsets_record::encode_offset_value(&value))));
-                    accepted.push(((topic.clone(), *partition), value));
+                    accepted.push((TopicPartition::new(entry.topic.clone(), entry.partition), value));
                     Ok(())
                 };
                 results.push(result);
             }
             let partition = self.append_as(&commit.group_id, &records, producer)?;
             match producer {
-                Some((producer_id, _)) => group
+                Some(producer) => group
                     .pending_txn_offsets
-                    .entry(producer_id)
+                    .entry(producer.producer_id)
                     .or_default()
                     .extend(accepted),
                 None => group.offsets.extend(accepted),
             }
             (partition, results)
         };
-        Self::flush(partition).await?;
+        CoordinatorLog::flush(partition).await?;
         Ok(results)
     }
 
-    /// OffsetFetch: committed offsets of the given partitions, or of all when `None`.
-    pub fn fetch_offsets(
-        &self,
-        group_id: &str,
-        topics: Option<&[(String, Vec<i32>)]>,
-    ) -> Vec<(String, i32, Option<OffsetValue>)> {
-        let group = self.group(group_id);
+    /// OffsetFetch: committed offsets of the given partitions, or of all when `None`;
+    /// an unknown group has none.
+    pub fn fetch_offsets(&self, request: &OffsetFetch) -> Result<Vec<FetchedOffset>> {
+        let group = self.group(&request.group_id)?;
         let guard = group.as_ref().map(lock);
-        let offsets = guard.as_ref().map(|g| &g.offsets);
-        match topics {
+        let fetched = |key: TopicPartition, committed: Option<OffsetValue>| {
+            let pending = guard
+                .as_ref()
+                .is_some_and(|g| g.pending_txn_offsets.values().any(|offsets| offsets.contains_key(&key)));
+            FetchedOffset {
+                error: (request.require_stable && pending).then_some(BrokerError::UnstableOffsetCommit),
+                topic: key.topic,
+                partition: key.partition,
+                committed,
+            }
+        };
+        Ok(match &request.topics {
             Some(topics) => topics
                 .iter()
-                .flat_map(|(topic, partitions)| {
-                    partitions.iter().map(move |p| {
-                        let value = offsets.and_then(|o| o.get(&(topic.clone(), *p))).cloned();
-                        (topic.clone(), *p, value)
-                    })
+                .flat_map(|t| t.partitions.iter().map(|p| TopicPartition::new(t.topic.clone(), *p)))
+                .map(|key| {
+                    let committed = guard.as_ref().and_then(|g| g.offsets.get(&key)).cloned();
+                    fetched(key, committed)
                 })
                 .collect(),
-            None => offsets
-                .map(|o| o.iter().map(|((t, p), v)| (t.clone(), *p, Some(v.clone()))).collect())
-                .unwrap_or_default(),
-        }
-    }
-
-    /// TxnOffsetCommit: offsets written as part of a transaction, visible on its commit.
-    pub async fn txn_offset_commit(
-        self: &Arc<Self>,
-        commit: OffsetCommit,
-        producer_id: i64,
-        producer_epoch: i16,
-    ) -> Result<Vec<Result<()>>> {
-        self.commit(&commit, Some((producer_id, producer_epoch))).await
+            None => guard
+                .as_ref()
+                .map(|g| g.offsets.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(key, value)| fetched(key, Some(value)))
+                .collect(),
+        })
     }
 
     /// After the transaction coordinator wrote a marker to `__consumer_offsets`
     /// partition `index`: apply or drop the producer's pending offsets there.
-    pub fn complete_txn_offsets(&self, index: i32, producer_id: i64, commit: bool) {
-        let partitions = self.config.offsets_topic_partitions;
+    pub(crate) fn complete_txn_offsets(&self, index: i32, producer_id: i64, commit: bool) {
         let groups: Vec<GroupRef> = self.groups().values().cloned().collect();
         for group_ref in groups {
             let mut group = lock(&group_ref);
-            let here = self
-                .broker
-                .topic(OFFSETS_TOPIC)
-                .map_or(partitions, |t| t.partition_count());
-            if offsets_record::partition_for(&group.id, here) == index {
+            if self.log.partition_for(&group.id) == index {
                 group.complete_txn(producer_id, commit);
             }
         }
     }
 
-    /// True when a transaction has an undecided commit for this partition (OffsetFetch
-    /// with require_stable answers UNSTABLE_OFFSET_COMMIT then).
-    pub fn has_pending_txn_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
-        let Some(group_ref) = self.group(group_id) else {
-            return false;
-        };
-        let group = lock(&group_ref);
-        let key = (topic.to_string(), partition);
-        group
-            .pending_txn_offsets
-            .values()
-            .any(|offsets| offsets.contains_key(&key))
-    }
-
-    /// The `__consumer_offsets` partition index of a group.
-    pub fn offsets_partition_index(&self, group_id: &str) -> Result<i32> {
-        Ok(self.partition_of(group_id)?.1.index())
+    /// The `__consumer_offsets` partition of a group (AddOffsetsToTxn adds it to the
+    /// transaction), when this node coordinates the group.
+    pub(crate) fn offsets_partition_index(&self, group_id: &str) -> Result<i32> {
+        self.owner(group_id)
     }
 
     /// OffsetDelete: refused for topics the group's members subscribe to.
     pub async fn delete_offsets(
         self: &Arc<Self>,
         group_id: &str,
-        partitions: &[(String, i32)],
+        partitions: &[TopicPartition],
     ) -> Result<Vec<Result<()>>> {
-        let group_ref = self.group(group_id).ok_or(BrokerError::GroupIdNotFound)?;
+        let group_ref = self.group(group_id)?.ok_or(BrokerError::GroupIdNotFound)?;
         let (flush, results) = {
             let mut group = self.lock_at(&group_ref, Instant::now());
             let subscribed = if group.is_consumer_protocol() {
@@ -191,16 +241,16 @@ impl GroupCoordinator {
                 !group.is_consumer_protocol() && group.state() != GroupState::Empty && subscribed.is_empty();
             let mut records = Vec::new();
             let mut results = Vec::new();
-            for (topic, partition) in partitions {
-                if subscribed.contains(topic) || unknown_subscriptions {
+            for key in partitions {
+                if subscribed.contains(&key.topic) || unknown_subscriptions {
                     results.push(Err(BrokerError::GroupSubscribedToTopic));
                     continue;
                 }
-                if group.offsets.remove(&(topic.clone(), *partition)).is_some() {
+                if group.offsets.remove(key).is_some() {
                     let key = OffsetsKey::Offset {
                         group: group_id.to_string(),
-                        topic: topic.clone(),
-                        partition: *partition,
+                        topic: key.topic.clone(),
+                        partition: key.partition,
                     };
                     records.push((key, None));
                 }
@@ -208,7 +258,7 @@ impl GroupCoordinator {
             }
             (self.append(group_id, &records)?, results)
         };
-        Self::flush(flush).await?;
+        CoordinatorLog::flush(flush).await?;
         Ok(results)
     }
 
@@ -228,7 +278,7 @@ impl GroupCoordinator {
             {
                 continue;
             }
-            let expired: Vec<(String, i32)> = group
+            let expired: Vec<TopicPartition> = group
                 .offsets
                 .iter()
                 .filter(|(_, v)| v.commit_timestamp + retention <= now)
@@ -236,12 +286,12 @@ impl GroupCoordinator {
                 .collect();
             let mut records: Vec<(OffsetsKey, Option<Vec<u8>>)> = expired
                 .iter()
-                .map(|(t, p)| {
+                .map(|key| {
                     (
                         OffsetsKey::Offset {
                             group: group.id.clone(),
-                            topic: t.clone(),
-                            partition: *p,
+                            topic: key.topic.clone(),
+                            partition: key.partition,
                         },
                         None,
                     )
@@ -289,9 +339,24 @@ mod tests {
         OffsetCommit {
             group_id: group.into(),
             generation_id: -1,
-            offsets: vec![("t".into(), 0, offset, -1, Some(metadata.into()))],
+            offsets: vec![OffsetCommitEntry {
+                topic: "t".into(),
+                partition: 0,
+                offset,
+                leader_epoch: -1,
+                metadata: Some(metadata.into()),
+            }],
             ..Default::default()
         }
+    }
+
+    fn fetch_all(groups: &GroupCoordinator, group: &str) -> Vec<FetchedOffset> {
+        groups
+            .fetch_offsets(&OffsetFetch {
+                group_id: group.into(),
+                ..Default::default()
+            })
+            .unwrap()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,10 +390,10 @@ mod tests {
         }
         let broker = Broker::open_with_clock(BrokerConfig::new(dir.path()), clock.clone()).unwrap();
         let groups = GroupCoordinator::open(broker.clone(), config).unwrap();
-        let fetched = groups.fetch_offsets("old", None);
+        let fetched = fetch_all(&groups, "old");
         assert_eq!(fetched.len(), 1);
         assert_eq!(
-            fetched[0].2.as_ref().map(|v| (v.offset, v.metadata.as_str())),
+            fetched[0].committed.as_ref().map(|v| (v.offset, v.metadata.as_str())),
             Some((9, "m")),
             "latest commit wins"
         );
@@ -337,10 +402,10 @@ mod tests {
         groups.commit_offsets(commit("kept", 8, "")).await.unwrap();
         clock.advance_ms(40_000);
         assert_eq!(groups.expire_offsets(), 1, "only the commit older than retention");
-        assert!(groups.fetch_offsets("old", None).is_empty());
-        assert_eq!(groups.fetch_offsets("kept", None).len(), 1);
+        assert!(fetch_all(&groups, "old").is_empty());
+        assert_eq!(fetch_all(&groups, "kept").len(), 1);
         assert!(
-            groups.describe_group("old").is_none(),
+            matches!(groups.describe_group("old"), Err(BrokerError::GroupIdNotFound)),
             "a group with no offsets left is deleted"
         );
     }

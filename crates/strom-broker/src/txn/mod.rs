@@ -4,7 +4,11 @@
 //! the partitions' producer state tracks open and aborted transactions from them.
 
 pub mod coordinator;
+mod listing;
+mod loader;
 pub mod state_record;
 
-pub use coordinator::{TxnConfig, TxnCoordinator, TRANSACTION_STATE_TOPIC};
+pub use crate::group::coordinator_log::ProducerIdAndEpoch;
+pub use coordinator::{InitProducerId, TxnConfig, TxnCoordinator, TRANSACTION_STATE_TOPIC};
+pub use listing::{TxnListFilter, TxnListing};
 pub use state_record::{TxnMetadata, TxnState};

@@ -12,7 +12,7 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use strom_broker::group::{JoinGroup, SyncGroup};
+use strom_broker::group::{GroupListFilter, JoinGroup, SyncGroup};
 use strom_broker::BrokerError;
 
 use super::cluster::{authorized_operations, AclResource};
@@ -254,7 +254,7 @@ pub fn describe_groups(context: &Context, request: DescribeGroupsRequest, versio
         .map(|id| {
             let described = DescribedGroup::default().with_group_id(id.clone());
             let mut described = match context.groups.describe_group(id) {
-                Some(g) => described
+                Ok(g) => described
                     .with_group_state(str_bytes(g.state))
                     .with_protocol_type(str_bytes(g.protocol_type))
                     .with_protocol_data(str_bytes(g.protocol_name))
@@ -277,11 +277,12 @@ pub fn describe_groups(context: &Context, request: DescribeGroupsRequest, versio
                             .collect(),
                     ),
                 // Kafka answers an unknown group as Dead; v6 adds GROUP_ID_NOT_FOUND.
-                None if version >= 6 => described
+                Err(BrokerError::GroupIdNotFound) if version >= 6 => described
                     .with_group_state(str_bytes("Dead"))
                     .with_error_code(ResponseError::GroupIdNotFound.code())
                     .with_error_message(Some(str_bytes(format!("Group {} not found.", id.0)))),
-                None => described.with_group_state(str_bytes("Dead")),
+                Err(BrokerError::GroupIdNotFound) => described.with_group_state(str_bytes("Dead")),
+                Err(e) => described.with_error_code(error_code(&e)),
             };
             // Kafka fills them in for every group answered without an error.
             described.authorized_operations =
@@ -293,14 +294,16 @@ pub fn describe_groups(context: &Context, request: DescribeGroupsRequest, versio
 }
 
 pub fn list_groups(context: &Context, request: ListGroupsRequest, version: i16) -> ListGroupsResponse {
-    let states: Vec<String> = request.states_filter.iter().map(|s| s.to_ascii_lowercase()).collect();
-    let types: Vec<String> = request.types_filter.iter().map(|s| s.to_ascii_lowercase()).collect();
-    let groups = context
-        .groups
-        .list_groups()
+    let filter = GroupListFilter {
+        states: request.states_filter.iter().map(|s| s.to_string()).collect(),
+        types: request.types_filter.iter().map(|s| s.to_string()).collect(),
+    };
+    let listed = match context.groups.list_groups(&filter) {
+        Ok(listed) => listed,
+        Err(e) => return ListGroupsResponse::default().with_error_code(error_code(&e)),
+    };
+    let groups = listed
         .into_iter()
-        .filter(|g| states.is_empty() || states.contains(&g.state.to_ascii_lowercase()))
-        .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type))
         .map(|g| {
             let listed = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(g.group_id)))

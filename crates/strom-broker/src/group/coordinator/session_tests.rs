@@ -5,6 +5,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::broker::{BrokerConfig, NewTopic};
+use crate::group::GroupListFilter;
 
 const CLASSIC_SESSION_MS: i32 = 10_050;
 const CONSUMER_SESSION_MS: i32 = 7_777;
@@ -87,7 +88,7 @@ fn static_consumer_member_that_left(groups: &Arc<GroupCoordinator>, group: &str)
 
 /// The group's deadline, read without applying the clock.
 fn deadline_of(groups: &GroupCoordinator, group: &str) -> Option<Instant> {
-    groups.group(group).and_then(|g| lock(&g).next_deadline())
+    groups.group(group).unwrap().and_then(|g| lock(&g).next_deadline())
 }
 
 /// Both groups' deadlines, earliest first.
@@ -102,7 +103,7 @@ fn deadlines(groups: &GroupCoordinator) -> Vec<(Instant, &'static str)> {
 
 /// Members held now, read without applying the clock.
 fn members_of(groups: &GroupCoordinator, group: &str) -> usize {
-    groups.group(group).map_or(0, |g| {
+    groups.group(group).unwrap().map_or(0, |g| {
         let g = lock(&g);
         g.classic.members.len() + g.consumer.members.len()
     })
@@ -127,7 +128,10 @@ async fn delete_groups_at_the_session_deadline_finds_the_group_empty() {
         // No session timer runs here: the request itself applies the clock.
         assert_eq!(members_of(&groups, group), 1, "{group}: nothing expired it yet");
         groups.delete_group(group).await.unwrap();
-        assert!(groups.describe_group(group).is_none(), "{group} is deleted");
+        assert!(
+            matches!(groups.describe_group(group), Err(BrokerError::GroupIdNotFound)),
+            "{group} is deleted"
+        );
     }
 }
 
@@ -142,7 +146,7 @@ async fn describe_and_list_see_members_expire_at_their_deadline() {
     advance_to(deadline).await;
     let described = groups.describe_group("classic").unwrap();
     assert_eq!((described.state, described.members.len()), ("Empty", 0));
-    let listed = groups.list_groups();
+    let listed = groups.list_groups(&GroupListFilter::default()).unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].state, "Empty");
 }

@@ -9,6 +9,14 @@
 //! log's order is the order in which the state changed; fsync happens after the lock
 //! is released.
 //!
+//! Clocks: timestamps that are stored or compared with stored ones (commit
+//! timestamps, when a group became empty, offset retention) are wall-clock
+//! milliseconds from the broker's injected clock (`Broker::clock`), so tests move them
+//! with a `ManualClock`. Session and rebalance deadlines are tokio `Instant`s: they are
+//! never stored (a reload restarts them), the timers sleep until them with tokio, and
+//! tests pause tokio's clock and advance it exactly to a deadline. Two clocks, each for
+//! what it does deterministically in tests.
+//!
 //! Time: a request that looks at a group first applies what the clock says happened
 //! (sessions that ran out, a due rebalance step) at the request's instant, so answers
 //! never depend on when a timer task last ran. The session timer sleeps until the
@@ -33,6 +41,13 @@ use crate::partition::Partition;
 use crate::topic::Topic;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// A member named in a LeaveGroup request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeavingMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+}
 
 pub(super) type GroupRef = Arc<Mutex<Group>>;
 
@@ -286,19 +301,18 @@ impl GroupCoordinator {
         group.classic.heartbeat(member_id, instance_id, generation_id, now)
     }
 
-    /// LeaveGroup: each (member id, instance id) gets its own result.
-    pub fn leave_group(
-        self: &Arc<Self>,
-        group_id: &str,
-        members: &[(String, Option<String>)],
-    ) -> Result<Vec<Result<()>>> {
+    /// LeaveGroup: each leaving member gets its own result.
+    pub fn leave_group(self: &Arc<Self>, group_id: &str, members: &[LeavingMember]) -> Result<Vec<Result<()>>> {
         let group_ref = self.group(group_id)?.ok_or(BrokerError::UnknownMemberId)?;
         let now = Instant::now();
         let mut group = self.lock_at(&group_ref, now);
         let mut results = Vec::with_capacity(members.len());
         let mut leaving = Vec::new();
-        for (member_id, instance_id) in members {
-            match group.classic.leave(member_id, instance_id.as_deref()) {
+        for member in members {
+            match group
+                .classic
+                .leave(&member.member_id, member.group_instance_id.as_deref())
+            {
                 Ok(resolved) => {
                     if !resolved.is_empty() {
                         leaving.push(resolved);

@@ -11,24 +11,24 @@ use classic::ClassicGroup;
 use consumer::ConsumerGroup;
 use offsets_record::OffsetValue;
 
-pub mod classic;
+pub(crate) mod classic;
 mod config;
 // The coordinators' shared shell sits at the crate root beside them; it is declared
 // here until `lib.rs` lists it.
-pub mod consumer;
-pub mod coordinator;
+pub(crate) mod consumer;
+pub(crate) mod coordinator;
 #[path = "../coordinator_log.rs"]
 pub(crate) mod coordinator_log;
 mod description;
 mod loader;
 mod offsets;
-pub mod offsets_record;
+pub(crate) mod offsets_record;
 mod session_timer;
 
 pub use classic::{JoinGroup, JoinResult, JoinedMember, SyncGroup, SyncResult};
 pub use config::GroupConfig;
 pub use consumer::{Assignment, ConsumerHeartbeat, ConsumerHeartbeatResult};
-pub use coordinator::{GroupCoordinator, OFFSETS_TOPIC};
+pub use coordinator::{GroupCoordinator, LeavingMember, OFFSETS_TOPIC};
 pub use description::{
     ConsumerGroupDescription, ConsumerMemberDescription, GroupDescription, GroupListFilter, GroupListing,
     MemberDescription,
@@ -59,7 +59,7 @@ impl GroupState {
 
 /// One group: its membership state and its committed offsets.
 #[derive(Debug)]
-pub struct Group {
+pub(crate) struct Group {
     pub id: String,
     pub classic: ClassicGroup,
     pub consumer: ConsumerGroup,

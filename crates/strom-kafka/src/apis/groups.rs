@@ -12,7 +12,7 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use strom_broker::group::{GroupListFilter, JoinGroup, SyncGroup};
+use strom_broker::group::{GroupListFilter, JoinGroup, LeavingMember, SyncGroup};
 use strom_broker::BrokerError;
 
 use super::cluster::{authorized_operations, AclResource};
@@ -214,19 +214,20 @@ pub fn heartbeat(context: &Context, request: HeartbeatRequest) -> HeartbeatRespo
 }
 
 pub fn leave_group(context: &Context, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
-    let members: Vec<(String, Option<String>)> = if version >= 3 {
+    let members: Vec<LeavingMember> = if version >= 3 {
         request
             .members
             .iter()
-            .map(|m| {
-                (
-                    m.member_id.to_string(),
-                    m.group_instance_id.as_ref().map(|s| s.to_string()),
-                )
+            .map(|m| LeavingMember {
+                member_id: m.member_id.to_string(),
+                group_instance_id: m.group_instance_id.as_ref().map(|s| s.to_string()),
             })
             .collect()
     } else {
-        vec![(request.member_id.to_string(), None)]
+        vec![LeavingMember {
+            member_id: request.member_id.to_string(),
+            group_instance_id: None,
+        }]
     };
     match context.groups.leave_group(&request.group_id.0, &members) {
         Err(e) => LeaveGroupResponse::default().with_error_code(error_code(&e)),
@@ -234,10 +235,10 @@ pub fn leave_group(context: &Context, request: LeaveGroupRequest, version: i16) 
             members
                 .into_iter()
                 .zip(results)
-                .map(|((member_id, instance_id), result)| {
+                .map(|(member, result)| {
                     MemberResponse::default()
-                        .with_member_id(str_bytes(member_id))
-                        .with_group_instance_id(instance_id.map(str_bytes))
+                        .with_member_id(str_bytes(member.member_id))
+                        .with_group_instance_id(member.group_instance_id.map(str_bytes))
                         .with_error_code(code(&result))
                 })
                 .collect(),

@@ -1,7 +1,8 @@
 //! Consumer groups: the group coordinator, its state machines and the records it
 //! keeps in the internal compacted topic `__consumer_offsets` (committed offsets and
-//! group metadata, in Kafka's formats). On start the coordinator rebuilds its state
-//! by reading that log; there is no second store.
+//! group metadata, in Kafka's formats). When this node is elected leader of one of
+//! its partitions the coordinator rebuilds that partition's groups by reading the log
+//! (`loader.rs`); there is no second store.
 
 use std::collections::BTreeMap;
 

@@ -52,6 +52,15 @@ pub enum BrokerError {
     Log(#[source] LogError),
     #[error("coordinator not available")]
     CoordinatorNotAvailable,
+    /// This node does not lead the coordinator partition of the key (Kafka's NOT_COORDINATOR).
+    #[error("not the coordinator")]
+    NotCoordinator,
+    /// The coordinator partition of the key is being loaded from its log.
+    #[error("coordinator load in progress")]
+    CoordinatorLoadInProgress,
+    /// A transaction has an undecided offset commit for the partition.
+    #[error("unstable offset commit")]
+    UnstableOffsetCommit,
     #[error("invalid group id")]
     InvalidGroupId,
     #[error("unknown member id")]

@@ -249,19 +249,6 @@ pub fn decode_group_value(bytes: &[u8]) -> Option<GroupValue> {
     })
 }
 
-/// Java's `String.hashCode` over UTF-16 code units, as Kafka uses to place a group.
-pub fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16()
-        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
-}
-
-/// The `__consumer_offsets` partition of a group (Kafka: `abs(hashCode) % partitions`).
-pub fn partition_for(group: &str, partitions: i32) -> i32 {
-    let hash = java_string_hash(group);
-    let positive = if hash == i32::MIN { 0 } else { hash.abs() };
-    positive % partitions.max(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,14 +296,5 @@ mod tests {
             decode_group_value(&[0, 3, 0, 1, b'c', 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff]),
             None
         );
-    }
-
-    #[test]
-    fn placement_matches_kafka() {
-        // Values printed by Java's String.hashCode.
-        assert_eq!(java_string_hash("my-group"), -1906497762);
-        assert_eq!(partition_for("my-group", 50), 12);
-        assert_eq!(java_string_hash("grüppe-😀"), -1039948164);
-        assert_eq!(java_string_hash(""), 0);
     }
 }

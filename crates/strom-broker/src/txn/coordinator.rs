@@ -3,23 +3,29 @@
 //! `__transaction_state` on every state change, fsync'ed before the client is
 //! answered. Ending a transaction is two-phase, as in Kafka: the Prepare state is
 //! made durable, then a marker is written (and fsync'ed) to every partition of the
-//! transaction, then the Complete state is written. A restart finds any transaction
-//! left in a Prepare state and writes its markers again, so every transaction ends
-//! committed or aborted in all of its partitions.
+//! transaction, then the Complete state is written. Loading a partition finds any
+//! transaction left in a Prepare state and writes its markers again, so every
+//! transaction ends committed or aborted in all of its partitions. Loading and
+//! unloading per partition is in `loader.rs`, ListTransactions' filter in `listing.rs`.
 //!
-//! All operations do blocking I/O: callers run them on the blocking pool. Each
-//! transactional id has its own mutex; the map lock is never held during I/O.
+//! Time: transaction start, last update and timeouts are wall-clock milliseconds from
+//! the broker's injected clock (`Broker::clock`), so tests move them with a
+//! `ManualClock`; the periodic abort/expiry check is driven by its caller.
+//!
+//! All operations but TxnOffsetCommit do blocking I/O: callers run them on the
+//! blocking pool. Each transactional id has its own mutex; the map lock is never held
+//! during I/O.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use strom_log::RecordBatchBuilder;
-
 use super::state_record::{self, TxnMetadata, TxnState};
-use crate::broker::{AppendOrigin, Broker};
+use crate::broker::Broker;
 use crate::error::{BrokerError, Result};
-use crate::group::{offsets_record, GroupCoordinator, OFFSETS_TOPIC};
+use crate::group::coordinator_log::{CoordinatorLog, KeyValue, ProducerIdAndEpoch};
+use crate::group::{GroupCoordinator, OffsetCommit, TopicPartition, OFFSETS_TOPIC};
 use crate::partition::Partition;
+use crate::topic::Topic;
 
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 
@@ -49,87 +55,135 @@ impl Default for TxnConfig {
     }
 }
 
-type TxnRef = Arc<Mutex<TxnMetadata>>;
-
-pub struct TxnCoordinator {
-    broker: Arc<Broker>,
-    groups: Arc<GroupCoordinator>,
-    config: TxnConfig,
-    txns: Mutex<HashMap<String, TxnRef>>,
+/// An InitProducerId request in the broker's terms.
+#[derive(Debug, Clone, Default)]
+pub struct InitProducerId {
+    /// `None` for an idempotent producer outside transactions.
+    pub transactional_id: Option<String>,
+    pub transaction_timeout_ms: i32,
+    /// The producer's current id and epoch (KIP-360), or -1 / -1.
+    pub producer_id: i64,
+    pub producer_epoch: i16,
 }
 
-fn lock(txn: &TxnRef) -> MutexGuard<'_, TxnMetadata> {
+pub(super) type TxnRef = Arc<Mutex<TxnMetadata>>;
+
+pub struct TxnCoordinator {
+    pub(super) broker: Arc<Broker>,
+    pub(super) groups: Arc<GroupCoordinator>,
+    pub(super) config: TxnConfig,
+    /// `__transaction_state`: its partitions, which of them this node coordinates, I/O.
+    pub(super) log: CoordinatorLog,
+    pub(super) txns: Mutex<HashMap<String, TxnRef>>,
+}
+
+pub(super) fn lock(txn: &TxnRef) -> MutexGuard<'_, TxnMetadata> {
     txn.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl TxnCoordinator {
-    /// Load every transaction from `__transaction_state` and finish those a crash
-    /// left between Prepare and Complete.
+    /// Create the coordinator and load every `__transaction_state` partition: this node
+    /// leads them all (see [`TxnCoordinator::on_elected`]). Transactions a crash left
+    /// between Prepare and Complete are finished.
     pub fn open(broker: Arc<Broker>, groups: Arc<GroupCoordinator>, config: TxnConfig) -> Result<Arc<TxnCoordinator>> {
+        let log = CoordinatorLog::new(
+            broker.clone(),
+            TRANSACTION_STATE_TOPIC,
+            config.state_topic_partitions,
+            config.state_segment_bytes,
+        );
         let coordinator = Arc::new(TxnCoordinator {
             broker,
             groups,
             config,
+            log,
             txns: Mutex::new(HashMap::new()),
         });
-        coordinator.load()?;
+        if let Some(topic) = coordinator.log.existing_topic() {
+            coordinator.elect_all(&topic)?;
+        }
         Ok(coordinator)
+    }
+
+    /// One node leads every partition: elect them all at their current leader epoch.
+    fn elect_all(&self, topic: &Topic) -> Result<()> {
+        for partition in topic.partitions() {
+            self.on_elected(partition.index(), partition.leader_epoch())?;
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> &TxnConfig {
         &self.config
     }
 
-    fn txns(&self) -> MutexGuard<'_, HashMap<String, TxnRef>> {
+    pub(super) fn txns(&self) -> MutexGuard<'_, HashMap<String, TxnRef>> {
         self.txns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn now_ms(&self) -> i64 {
+    pub(super) fn now_ms(&self) -> i64 {
         self.broker.clock().now_ms()
     }
 
-    /// The state topic, created (compacted) on first use.
-    pub fn state_topic(&self) -> Result<Arc<crate::topic::Topic>> {
-        let partitions = self.config.state_topic_partitions;
-        self.broker
-            .internal_topic(TRANSACTION_STATE_TOPIC, partitions, self.config.state_segment_bytes)
+    /// The state topic, created (compacted) on first use; this node coordinates the
+    /// partitions of a topic it created.
+    pub fn state_topic(&self) -> Result<Arc<Topic>> {
+        self.log.topic(|topic| self.elect_all(topic))
+    }
+
+    /// The state partition of a transactional id, when this node serves it now.
+    fn owner(&self, transactional_id: &str) -> Result<i32> {
+        self.state_topic()?;
+        let index = self.log.partition_for(transactional_id);
+        self.log.check(index)?;
+        Ok(index)
     }
 
     /// Make a state change durable: append the metadata record and fsync.
-    fn persist(&self, meta: &TxnMetadata) -> Result<()> {
-        let topic = self.state_topic()?;
-        let index = offsets_record::partition_for(&meta.transactional_id, topic.partition_count());
-        let partition = topic.partition(index).ok_or(BrokerError::CoordinatorNotAvailable)?;
-        let mut builder = RecordBatchBuilder::new();
-        let value = state_record::encode_value(meta);
-        builder.push(
-            self.now_ms(),
-            Some(&state_record::encode_key(&meta.transactional_id)),
-            Some(&value),
-        );
-        let batch = builder.build()?;
-        self.broker
-            .append(&topic, &partition, &batch, AppendOrigin::Coordinator)?;
-        partition.flush()?;
-        Ok(())
+    pub(super) fn persist(&self, meta: &TxnMetadata) -> Result<()> {
+        let record = KeyValue {
+            key: state_record::encode_key(&meta.transactional_id),
+            value: Some(state_record::encode_value(meta)),
+        };
+        let index = self.log.partition_for(&meta.transactional_id);
+        self.log.append_durably(index, &[record])
     }
 
-    fn lookup(&self, transactional_id: &str) -> Option<TxnRef> {
-        self.txns().get(transactional_id).cloned()
+    /// A transactional id's metadata, when this node coordinates it.
+    fn lookup(&self, transactional_id: &str) -> Result<Option<TxnRef>> {
+        self.owner(transactional_id)?;
+        Ok(self.txns().get(transactional_id).cloned())
     }
 
-    /// InitProducerId with a transactional id: a producer id and a new epoch, which
-    /// fences every older producer of that id. An open transaction is aborted first.
-    pub fn init_producer_id(&self, transactional_id: &str, timeout_ms: i32) -> Result<(i64, i16)> {
+    /// InitProducerId. With a transactional id: a producer id and a new epoch, which
+    /// fences every older producer of that id (an open transaction is aborted first).
+    /// Without: an idempotent producer gets a new id, or (KIP-360) its epoch bumped.
+    pub fn init_producer_id(&self, request: &InitProducerId) -> Result<ProducerIdAndEpoch> {
+        let Some(transactional_id) = &request.transactional_id else {
+            let (id, epoch) = (request.producer_id, request.producer_epoch);
+            if id >= 0 && (0..i16::MAX - 1).contains(&epoch) {
+                return Ok(ProducerIdAndEpoch {
+                    producer_id: id,
+                    producer_epoch: epoch + 1,
+                });
+            }
+            return Ok(ProducerIdAndEpoch {
+                producer_id: self.broker.next_producer_id()?,
+                producer_epoch: 0,
+            });
+        };
+        self.init_transactional(transactional_id, request.transaction_timeout_ms)
+    }
+
+    fn init_transactional(&self, transactional_id: &str, timeout_ms: i32) -> Result<ProducerIdAndEpoch> {
         if transactional_id.is_empty() {
             return Err(BrokerError::InvalidRequest("empty transactional id".into()));
         }
         if timeout_ms <= 0 || timeout_ms > self.config.max_timeout_ms {
             return Err(BrokerError::InvalidTransactionTimeout(timeout_ms));
         }
-        self.state_topic()?;
         let now = self.now_ms();
-        let txn = match self.lookup(transactional_id) {
+        let txn = match self.lookup(transactional_id)? {
             Some(txn) => txn,
             None => {
                 let meta = TxnMetadata {
@@ -160,7 +214,7 @@ impl TxnCoordinator {
                 meta.timeout_ms = timeout_ms;
                 meta.last_update_ms = self.now_ms();
                 self.persist(&meta)?;
-                return Ok((meta.producer_id, meta.producer_epoch));
+                return Ok(producer_of(&meta));
             }
             TxnState::PrepareCommit | TxnState::PrepareAbort => {
                 let commit = meta.state == TxnState::PrepareCommit;
@@ -175,11 +229,11 @@ impl TxnCoordinator {
         meta.start_ms = -1;
         meta.last_update_ms = self.now_ms();
         self.persist(&meta)?;
-        Ok((meta.producer_id, meta.producer_epoch))
+        Ok(producer_of(&meta))
     }
 
     /// The next epoch; a new producer id when the epoch would overflow.
-    fn bump_epoch(&self, meta: &mut TxnMetadata) -> Result<()> {
+    pub(super) fn bump_epoch(&self, meta: &mut TxnMetadata) -> Result<()> {
         if meta.producer_epoch >= i16::MAX - 1 {
             meta.producer_id = self.broker.next_producer_id()?;
             meta.producer_epoch = 0;
@@ -189,27 +243,29 @@ impl TxnCoordinator {
         Ok(())
     }
 
-    /// The metadata of a transactional id, checked against the producer's id and epoch.
-    fn checked(&self, transactional_id: &str, producer_id: i64, producer_epoch: i16) -> Result<TxnRef> {
+    /// The metadata of a transactional id, checked against the producer's id and
+    /// epoch: INVALID_PRODUCER_ID_MAPPING for another producer (or an unknown id),
+    /// PRODUCER_FENCED for an older epoch of this one.
+    fn checked(&self, transactional_id: &str, producer: ProducerIdAndEpoch) -> Result<TxnRef> {
         let txn = self
-            .lookup(transactional_id)
+            .lookup(transactional_id)?
             .ok_or(BrokerError::InvalidProducerIdMapping)?;
         {
             let meta = lock(&txn);
-            if meta.producer_id != producer_id {
+            if meta.producer_id != producer.producer_id {
                 return Err(BrokerError::InvalidProducerIdMapping);
             }
-            if meta.producer_epoch != producer_epoch {
+            if meta.producer_epoch != producer.producer_epoch {
                 return Err(BrokerError::ProducerFenced(format!(
-                    "epoch {producer_epoch} is not the current {}",
-                    meta.producer_epoch
+                    "epoch {} is not the current {}",
+                    producer.producer_epoch, meta.producer_epoch
                 )));
             }
         }
         Ok(txn)
     }
 
-    fn add(&self, meta: &mut TxnMetadata, partitions: impl IntoIterator<Item = (String, i32)>) -> Result<()> {
+    fn add(&self, meta: &mut TxnMetadata, partitions: impl IntoIterator<Item = TopicPartition>) -> Result<()> {
         match meta.state {
             TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => {
                 return Err(BrokerError::ConcurrentTransactions)
@@ -233,14 +289,13 @@ impl TxnCoordinator {
     pub fn add_partitions(
         &self,
         transactional_id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
-        partitions: &[(String, i32)],
+        producer: ProducerIdAndEpoch,
+        partitions: &[TopicPartition],
     ) -> Result<Vec<Result<()>>> {
-        let txn = self.checked(transactional_id, producer_id, producer_epoch)?;
+        let txn = self.checked(transactional_id, producer)?;
         let missing: Vec<bool> = partitions
             .iter()
-            .map(|(t, p)| self.broker.partition(t, *p).is_err())
+            .map(|tp| self.broker.partition(&tp.topic, tp.partition).is_err())
             .collect();
         if missing.iter().any(|m| *m) {
             return Ok(missing
@@ -260,22 +315,28 @@ impl TxnCoordinator {
     }
 
     /// AddOffsetsToTxn: the group's `__consumer_offsets` partition joins the transaction.
-    pub fn add_offsets(
-        &self,
-        transactional_id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
-        group_id: &str,
-    ) -> Result<()> {
-        let txn = self.checked(transactional_id, producer_id, producer_epoch)?;
+    pub fn add_offsets(&self, transactional_id: &str, producer: ProducerIdAndEpoch, group_id: &str) -> Result<()> {
+        let txn = self.checked(transactional_id, producer)?;
         let index = self.groups.offsets_partition_index(group_id)?;
         let mut meta = lock(&txn);
-        self.add(&mut meta, [(OFFSETS_TOPIC.to_string(), index)])
+        self.add(&mut meta, [TopicPartition::new(OFFSETS_TOPIC, index)])
+    }
+
+    /// TxnOffsetCommit: the producer must own the transactional id at its current
+    /// epoch; then the group coordinator writes the offsets into the transaction.
+    pub async fn txn_offset_commit(
+        &self,
+        transactional_id: &str,
+        producer: ProducerIdAndEpoch,
+        commit: OffsetCommit,
+    ) -> Result<Vec<Result<()>>> {
+        self.checked(transactional_id, producer)?;
+        self.groups.txn_offset_commit(commit, producer).await
     }
 
     /// EndTxn: commit or abort the open transaction.
-    pub fn end_txn(&self, transactional_id: &str, producer_id: i64, producer_epoch: i16, commit: bool) -> Result<()> {
-        let txn = self.checked(transactional_id, producer_id, producer_epoch)?;
+    pub fn end_txn(&self, transactional_id: &str, producer: ProducerIdAndEpoch, commit: bool) -> Result<()> {
+        let txn = self.checked(transactional_id, producer)?;
         let mut meta = lock(&txn);
         match (meta.state, commit) {
             (TxnState::Ongoing, _) => self.complete(&mut meta, commit),
@@ -291,7 +352,7 @@ impl TxnCoordinator {
     }
 
     /// Prepare, write the markers, complete. Idempotent from the Prepare state on.
-    fn complete(&self, meta: &mut TxnMetadata, commit: bool) -> Result<()> {
+    pub(super) fn complete(&self, meta: &mut TxnMetadata, commit: bool) -> Result<()> {
         let prepare = if commit {
             TxnState::PrepareCommit
         } else {
@@ -302,15 +363,15 @@ impl TxnCoordinator {
             meta.last_update_ms = self.now_ms();
             self.persist(meta)?;
         }
-        for (topic, index) in &meta.partitions {
-            let partition = match self.broker.partition(topic, *index) {
+        for tp in &meta.partitions {
+            let partition = match self.broker.partition(&tp.topic, tp.partition) {
                 Ok(p) => p,
                 // A deleted topic takes its part of the transaction with it.
                 Err(_) => continue,
             };
             write_marker(&partition, meta.producer_id, meta.producer_epoch, commit)?;
-            if topic == OFFSETS_TOPIC {
-                self.groups.complete_txn_offsets(*index, meta.producer_id, commit);
+            if tp.topic == OFFSETS_TOPIC {
+                self.groups.complete_txn_offsets(tp.partition, meta.producer_id, commit);
             }
         }
         meta.state = if commit {
@@ -349,21 +410,20 @@ impl TxnCoordinator {
     pub fn verify_partitions(
         &self,
         transactional_id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
-        partitions: &[(String, i32)],
+        producer: ProducerIdAndEpoch,
+        partitions: &[TopicPartition],
     ) -> Result<Vec<Result<()>>> {
-        let txn = self.checked(transactional_id, producer_id, producer_epoch)?;
+        let txn = self.checked(transactional_id, producer)?;
         let meta = lock(&txn);
         Ok(partitions
             .iter()
-            .map(|p| {
-                if meta.state == TxnState::Ongoing && meta.partitions.contains(p) {
+            .map(|tp| {
+                if meta.state == TxnState::Ongoing && meta.partitions.contains(tp) {
                     Ok(())
                 } else {
                     Err(BrokerError::InvalidTxnState(format!(
                         "{}-{} is not in the transaction",
-                        p.0, p.1
+                        tp.topic, tp.partition
                     )))
                 }
             })
@@ -385,7 +445,11 @@ impl TxnCoordinator {
             if !idle || meta.last_update_ms + self.config.id_expiration_ms > now {
                 continue;
             }
-            if let Err(e) = self.write_tombstone(&id) {
+            let tombstone = KeyValue {
+                key: state_record::encode_key(&id),
+                value: None,
+            };
+            if let Err(e) = self.log.append_durably(self.log.partition_for(&id), &[tombstone]) {
                 tracing::warn!(transactional_id = %id, error = %e, "expiring transactional id failed");
                 continue;
             }
@@ -396,89 +460,16 @@ impl TxnCoordinator {
         expired
     }
 
-    fn write_tombstone(&self, transactional_id: &str) -> Result<()> {
-        let topic = self.state_topic()?;
-        let index = offsets_record::partition_for(transactional_id, topic.partition_count());
-        let partition = topic.partition(index).ok_or(BrokerError::CoordinatorNotAvailable)?;
-        let mut builder = RecordBatchBuilder::new();
-        builder.push(self.now_ms(), Some(&state_record::encode_key(transactional_id)), None);
-        let batch = builder.build()?;
-        self.broker
-            .append(&topic, &partition, &batch, AppendOrigin::Coordinator)?;
-        partition.flush()?;
-        Ok(())
+    /// DescribeTransactions: `None` for an id this coordinator does not know.
+    pub fn describe(&self, transactional_id: &str) -> Result<Option<TxnMetadata>> {
+        Ok(self.lookup(transactional_id)?.map(|txn| lock(&txn).clone()))
     }
+}
 
-    pub fn describe(&self, transactional_id: &str) -> Option<TxnMetadata> {
-        self.lookup(transactional_id).map(|txn| lock(&txn).clone())
-    }
-
-    /// All transactional ids' metadata, sorted by id.
-    pub fn list(&self) -> Vec<TxnMetadata> {
-        let txns: Vec<TxnRef> = self.txns().values().cloned().collect();
-        let mut all: Vec<TxnMetadata> = txns.iter().map(|t| lock(t).clone()).collect();
-        all.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
-        all
-    }
-
-    fn load(&self) -> Result<()> {
-        let Some(topic) = self.broker.topic(TRANSACTION_STATE_TOPIC) else {
-            return Ok(());
-        };
-        let mut loaded: HashMap<String, TxnMetadata> = HashMap::new();
-        for partition in topic.partitions() {
-            partition.for_each_batch(|header, batch| {
-                if header.is_control() {
-                    return Ok(());
-                }
-                let (header, section) = strom_log::record::decompress_records_section(batch)?;
-                for record in strom_log::record::decode_record_entries(&header, &section)? {
-                    let key = record
-                        .key
-                        .and_then(|k| section.get(k))
-                        .and_then(state_record::decode_key);
-                    let Some(id) = key else { continue };
-                    match record
-                        .value
-                        .and_then(|v| section.get(v))
-                        .and_then(|v| state_record::decode_value(&id, v))
-                    {
-                        Some(meta) => loaded.insert(id, meta),
-                        None => loaded.remove(&id),
-                    };
-                }
-                Ok(())
-            })?;
-        }
-        let unfinished: Vec<String> = loaded
-            .values()
-            .filter(|m| {
-                matches!(
-                    m.state,
-                    TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence
-                )
-            })
-            .map(|m| m.transactional_id.clone())
-            .collect();
-        tracing::info!(
-            transactions = loaded.len(),
-            unfinished = unfinished.len(),
-            "loaded transactions"
-        );
-        {
-            let mut txns = self.txns();
-            for (id, meta) in loaded {
-                txns.insert(id, Arc::new(Mutex::new(meta)));
-            }
-        }
-        for id in unfinished {
-            if let Some(txn) = self.lookup(&id) {
-                let mut meta = lock(&txn);
-                let commit = meta.state == TxnState::PrepareCommit;
-                self.complete(&mut meta, commit)?;
-            }
-        }
-        Ok(())
+fn producer_of(meta: &TxnMetadata) -> ProducerIdAndEpoch {
+    ProducerIdAndEpoch {
+        producer_id: meta.producer_id,
+        producer_epoch: meta.producer_epoch,
     }
 }
 
@@ -490,155 +481,4 @@ fn write_marker(partition: &Partition, producer_id: i64, producer_epoch: i16, co
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::broker::{BrokerConfig, NewTopic};
-    use crate::group::GroupConfig;
-
-    struct Node {
-        broker: Arc<Broker>,
-        txns: Arc<TxnCoordinator>,
-    }
-
-    fn open(dir: &std::path::Path) -> Node {
-        let broker = Broker::open(BrokerConfig::new(dir)).unwrap();
-        let groups_config = GroupConfig {
-            offsets_topic_partitions: 2,
-            ..Default::default()
-        };
-        let groups = GroupCoordinator::open(broker.clone(), groups_config).unwrap();
-        let config = TxnConfig {
-            state_topic_partitions: 2,
-            ..Default::default()
-        };
-        let txns = TxnCoordinator::open(broker.clone(), groups, config).unwrap();
-        Node { broker, txns }
-    }
-
-    fn transactional_batch(pid: i64, epoch: i16, sequence: i32) -> Vec<u8> {
-        let mut builder = RecordBatchBuilder::new()
-            .producer(pid, epoch, sequence)
-            .flags(true, false);
-        builder.push(1, Some(b"k"), Some(b"v"));
-        builder.push(2, Some(b"k"), Some(b"v"));
-        builder.build().unwrap()
-    }
-
-    #[test]
-    fn an_aborted_transaction_is_fenced_listed_and_skipped_by_read_committed() {
-        let dir = tempfile::tempdir().unwrap();
-        let node = open(dir.path());
-        node.broker
-            .create_topic(
-                NewTopic {
-                    name: "t".into(),
-                    num_partitions: 1,
-                    replication_factor: 1,
-                    ..Default::default()
-                },
-                false,
-            )
-            .unwrap();
-        let (pid, epoch) = node.txns.init_producer_id("app", 60_000).unwrap();
-        assert!(matches!(
-            node.txns.init_producer_id("app", 1_000_000_000),
-            Err(BrokerError::InvalidTransactionTimeout(_))
-        ));
-        node.txns.add_partitions("app", pid, epoch, &[("t".into(), 0)]).unwrap();
-        let partition = node.broker.partition("t", 0).unwrap();
-        let topic = node.broker.topic("t").unwrap();
-        node.broker
-            .append(
-                &topic,
-                &partition,
-                &transactional_batch(pid, epoch, 0),
-                AppendOrigin::Client,
-            )
-            .unwrap();
-        assert_eq!((partition.high_watermark(), partition.last_stable_offset()), (2, 0));
-        assert!(
-            partition.read_isolated(0, 1 << 20, true).unwrap().records.is_empty(),
-            "nothing stable yet"
-        );
-
-        // A second instance fences the first and aborts its open transaction.
-        let (pid2, epoch2) = node.txns.init_producer_id("app", 60_000).unwrap();
-        assert_eq!((pid2, epoch2), (pid, epoch + 1));
-        assert!(matches!(
-            node.txns.end_txn("app", pid, epoch, true),
-            Err(BrokerError::ProducerFenced(_))
-        ));
-        assert_eq!(
-            (partition.high_watermark(), partition.last_stable_offset()),
-            (3, 3),
-            "abort marker at 2"
-        );
-        let read = partition.read_isolated(0, 1 << 20, true).unwrap();
-        let aborted = read.aborted.unwrap();
-        assert_eq!(
-            (aborted.len(), aborted[0].producer_id, aborted[0].first_offset),
-            (1, pid, 0)
-        );
-        let stale = transactional_batch(pid, epoch, 2);
-        assert!(matches!(
-            node.broker
-                .append(&topic, &partition, &stale.clone(), AppendOrigin::Client),
-            Err(BrokerError::InvalidProducerEpoch(_))
-        ));
-        assert_eq!(node.txns.describe("app").unwrap().state, TxnState::Empty);
-    }
-
-    #[test]
-    fn a_transaction_left_in_prepare_commit_is_finished_on_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let (pid, epoch) = {
-            let node = open(dir.path());
-            node.broker
-                .create_topic(
-                    NewTopic {
-                        name: "t".into(),
-                        num_partitions: 2,
-                        replication_factor: 1,
-                        ..Default::default()
-                    },
-                    false,
-                )
-                .unwrap();
-            let (pid, epoch) = node.txns.init_producer_id("app", 60_000).unwrap();
-            node.txns
-                .add_partitions("app", pid, epoch, &[("t".into(), 0), ("t".into(), 1)])
-                .unwrap();
-            let topic = node.broker.topic("t").unwrap();
-            for index in 0..2 {
-                let partition = topic.partition(index).unwrap();
-                node.broker
-                    .append(
-                        &topic,
-                        &partition,
-                        &transactional_batch(pid, epoch, 0),
-                        AppendOrigin::Client,
-                    )
-                    .unwrap();
-            }
-            // The coordinator dies right after making PrepareCommit durable.
-            let txn = node.txns.lookup("app").unwrap();
-            let mut meta = lock(&txn);
-            meta.state = TxnState::PrepareCommit;
-            node.txns.persist(&meta).unwrap();
-            (pid, epoch)
-        };
-        let node = open(dir.path());
-        let meta = node.txns.describe("app").unwrap();
-        assert_eq!(
-            (meta.state, meta.producer_id, meta.producer_epoch),
-            (TxnState::CompleteCommit, pid, epoch)
-        );
-        for index in 0..2 {
-            let partition = node.broker.partition("t", index).unwrap();
-            assert_eq!(partition.last_stable_offset(), 3, "committed in every partition");
-            let read = partition.read_isolated(0, 1 << 20, true).unwrap();
-            assert!(read.aborted.unwrap().is_empty());
-            assert_eq!(strom_log::BatchIter::new(&read.records).count(), 2, "data and marker");
-        }
-    }
-}
+mod tests;

@@ -3,8 +3,12 @@
 //! end a transaction are control batches written into every partition it touched;
 //! the partitions' producer state tracks open and aborted transactions from them.
 
-pub mod coordinator;
-pub mod state_record;
+pub(crate) mod coordinator;
+mod listing;
+mod loader;
+pub(crate) mod state_record;
 
-pub use coordinator::{TxnConfig, TxnCoordinator, TRANSACTION_STATE_TOPIC};
+pub use crate::group::coordinator_log::ProducerIdAndEpoch;
+pub use coordinator::{InitProducerId, TxnConfig, TxnCoordinator, TRANSACTION_STATE_TOPIC};
+pub use listing::{TxnListFilter, TxnListing};
 pub use state_record::{TxnMetadata, TxnState};

@@ -6,6 +6,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::group::TopicPartition;
+
 /// Kafka's transaction states, with their on-disk codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxnState {
@@ -34,6 +36,22 @@ impl TxnState {
         })
     }
 
+    pub const ALL: [TxnState; 8] = [
+        TxnState::Empty,
+        TxnState::Ongoing,
+        TxnState::PrepareCommit,
+        TxnState::PrepareAbort,
+        TxnState::CompleteCommit,
+        TxnState::CompleteAbort,
+        TxnState::Dead,
+        TxnState::PrepareEpochFence,
+    ];
+
+    /// The state of a name as [`TxnState::name`] gives it.
+    pub fn from_name(name: &str) -> Option<TxnState> {
+        TxnState::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     /// The names DescribeTransactions and ListTransactions use.
     pub fn name(self) -> &'static str {
         match self {
@@ -56,7 +74,7 @@ pub struct TxnMetadata {
     pub producer_epoch: i16,
     pub timeout_ms: i32,
     pub state: TxnState,
-    pub partitions: BTreeSet<(String, i32)>,
+    pub partitions: BTreeSet<TopicPartition>,
     pub last_update_ms: i64,
     pub start_ms: i64,
 }
@@ -90,10 +108,10 @@ pub fn encode_value(m: &TxnMetadata) -> Vec<u8> {
     out.extend_from_slice(&m.timeout_ms.to_be_bytes());
     out.push(m.state as i8 as u8);
     let mut topics: Vec<(&String, Vec<i32>)> = Vec::new();
-    for (topic, partition) in &m.partitions {
+    for tp in &m.partitions {
         match topics.last_mut() {
-            Some((t, ps)) if *t == topic => ps.push(*partition),
-            _ => topics.push((topic, vec![*partition])),
+            Some((t, ps)) if **t == tp.topic => ps.push(tp.partition),
+            _ => topics.push((&tp.topic, vec![tp.partition])),
         }
     }
     out.extend_from_slice(&(topics.len() as i32).to_be_bytes());
@@ -124,7 +142,7 @@ pub fn decode_value(transactional_id: &str, bytes: &[u8]) -> Option<TxnMetadata>
         let topic = r.string()?;
         let count = r.i32()?;
         for _ in 0..count.max(0) {
-            partitions.insert((topic.clone(), r.i32()?));
+            partitions.insert(TopicPartition::new(topic.clone(), r.i32()?));
         }
     }
     let last_update_ms = r.i64()?;
@@ -184,7 +202,12 @@ mod tests {
             producer_epoch: 2,
             timeout_ms: 60_000,
             state: TxnState::Ongoing,
-            partitions: [("a".to_string(), 0), ("a".to_string(), 2), ("b".to_string(), 1)].into(),
+            partitions: [
+                TopicPartition::new("a", 0),
+                TopicPartition::new("a", 2),
+                TopicPartition::new("b", 1),
+            ]
+            .into(),
             last_update_ms: 10,
             start_ms: 9,
         };

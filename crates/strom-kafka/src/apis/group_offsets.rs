@@ -1,7 +1,6 @@
 //! Committed offsets: OffsetCommit, OffsetFetch (single and multi-group forms) and
 //! OffsetDelete. Lag is what clients compute from these and ListOffsets.
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
 use kafka_protocol::messages::offset_fetch_response::{
@@ -9,7 +8,9 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::*;
-use strom_broker::group::OffsetCommit;
+use strom_broker::group::{
+    FetchedOffset, OffsetCommit, OffsetCommitEntry, OffsetFetch, TopicPartition, TopicPartitions,
+};
 use strom_broker::BrokerError;
 
 use super::str_bytes;
@@ -20,13 +21,13 @@ pub async fn offset_commit(context: &Context, request: OffsetCommitRequest) -> O
     let mut offsets = Vec::new();
     for topic in &request.topics {
         for p in &topic.partitions {
-            offsets.push((
-                topic.name.0.to_string(),
-                p.partition_index,
-                p.committed_offset,
-                p.committed_leader_epoch,
-                p.committed_metadata.as_ref().map(|m| m.to_string()),
-            ));
+            offsets.push(OffsetCommitEntry {
+                topic: topic.name.0.to_string(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+            });
         }
     }
     let commit = OffsetCommit {
@@ -68,93 +69,129 @@ pub async fn offset_commit(context: &Context, request: OffsetCommitRequest) -> O
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-/// (topic, partitions) requested, or None for every committed partition.
-type Wanted = Option<Vec<(String, Vec<i32>)>>;
-
-/// (partition, committed offset, leader epoch, metadata); -1 / "" when none.
-type Committed = (i32, i64, i32, String);
-
-fn lookup(context: &Context, group_id: &str, wanted: &Wanted) -> Vec<(String, Vec<Committed>)> {
-    let mut topics: Vec<(String, Vec<Committed>)> = Vec::new();
-    for (topic, partition, value) in context.groups.fetch_offsets(group_id, wanted.as_deref()) {
-        let entry = match value {
-            Some(v) => (partition, v.offset, v.leader_epoch, v.metadata),
-            None => (partition, -1, -1, String::new()),
-        };
+/// The group's answer, grouped by topic in the broker's order; or the group's error.
+fn fetch(
+    context: &Context,
+    group_id: &str,
+    topics: Option<Vec<TopicPartitions>>,
+    require_stable: bool,
+) -> Result<Vec<(String, Vec<FetchedOffset>)>, i16> {
+    let request = OffsetFetch {
+        group_id: group_id.to_string(),
+        topics,
+        require_stable,
+    };
+    let fetched = context.groups.fetch_offsets(&request).map_err(|e| error_code(&e))?;
+    let mut topics: Vec<(String, Vec<FetchedOffset>)> = Vec::new();
+    for offset in fetched {
         match topics.last_mut() {
-            Some((name, partitions)) if *name == topic => partitions.push(entry),
-            _ => topics.push((topic, vec![entry])),
+            Some((name, partitions)) if *name == offset.topic => partitions.push(offset),
+            _ => topics.push((offset.topic.clone(), vec![offset])),
         }
     }
-    topics
+    Ok(topics)
+}
+
+/// (committed offset, leader epoch, metadata, error code); -1 / "" when none.
+fn committed(offset: FetchedOffset) -> (i64, i32, String, i16) {
+    let code = offset.error.as_ref().map_or(0, error_code);
+    match offset.committed {
+        Some(v) => (v.offset, v.leader_epoch, v.metadata, code),
+        None => (-1, -1, String::new(), code),
+    }
+}
+
+fn wanted<'a>(names: impl Iterator<Item = (&'a TopicName, &'a Vec<i32>)>) -> Vec<TopicPartitions> {
+    names
+        .map(|(name, partitions)| TopicPartitions {
+            topic: name.0.to_string(),
+            partitions: partitions.clone(),
+        })
+        .collect()
 }
 
 pub fn offset_fetch(context: &Context, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
-    // require_stable (v7+): a partition with an undecided transactional commit answers
-    // UNSTABLE_OFFSET_COMMIT, so read_committed consumers retry rather than start early.
-    let require_stable = request.require_stable;
-    let unstable = |group: &str, topic: &str, partition: i32| -> i16 {
-        if require_stable && context.groups.has_pending_txn_offset(group, topic, partition) {
-            ResponseError::UnstableOffsetCommit.code()
-        } else {
-            0
-        }
-    };
     if version >= 8 {
         let groups = request
             .groups
             .into_iter()
             .map(|group| {
-                let wanted: Wanted = group.topics.as_ref().map(|topics| {
-                    topics
-                        .iter()
-                        .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
-                        .collect()
-                });
-                let topics = lookup(context, &group.group_id.0, &wanted)
-                    .into_iter()
-                    .map(|(name, partitions)| {
-                        let partitions = partitions
+                let topics = group
+                    .topics
+                    .as_ref()
+                    .map(|topics| wanted(topics.iter().map(|t| (&t.name, &t.partition_indexes))));
+                let response = OffsetFetchResponseGroup::default().with_group_id(group.group_id.clone());
+                match fetch(context, &group.group_id.0, topics, request.require_stable) {
+                    Err(code) => response.with_error_code(code),
+                    Ok(found) => response.with_topics(
+                        found
                             .into_iter()
-                            .map(|(index, offset, epoch, metadata)| {
-                                OffsetFetchResponsePartitions::default()
-                                    .with_partition_index(index)
-                                    .with_committed_offset(offset)
-                                    .with_committed_leader_epoch(epoch)
-                                    .with_metadata(Some(str_bytes(metadata)))
-                                    .with_error_code(unstable(&group.group_id.0, &name, index))
+                            .map(|(name, partitions)| {
+                                let partitions = partitions
+                                    .into_iter()
+                                    .map(|p| {
+                                        let index = p.partition;
+                                        let (offset, epoch, metadata, code) = committed(p);
+                                        OffsetFetchResponsePartitions::default()
+                                            .with_partition_index(index)
+                                            .with_committed_offset(offset)
+                                            .with_committed_leader_epoch(epoch)
+                                            .with_metadata(Some(str_bytes(metadata)))
+                                            .with_error_code(code)
+                                    })
+                                    .collect();
+                                OffsetFetchResponseTopics::default()
+                                    .with_name(TopicName(str_bytes(name)))
+                                    .with_partitions(partitions)
                             })
-                            .collect();
-                        OffsetFetchResponseTopics::default()
-                            .with_name(TopicName(str_bytes(name)))
-                            .with_partitions(partitions)
-                    })
-                    .collect();
-                OffsetFetchResponseGroup::default()
-                    .with_group_id(group.group_id)
-                    .with_topics(topics)
+                            .collect(),
+                    ),
+                }
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    let wanted: Wanted = request.topics.as_ref().map(|topics| {
-        topics
-            .iter()
-            .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
-            .collect()
-    });
-    let topics = lookup(context, &request.group_id.0, &wanted)
+    let topics = request
+        .topics
+        .as_ref()
+        .map(|topics| wanted(topics.iter().map(|t| (&t.name, &t.partition_indexes))));
+    let found = match fetch(context, &request.group_id.0, topics, request.require_stable) {
+        Ok(found) => found,
+        // v2+ carries the group's error; before, each requested partition does.
+        Err(code) if version >= 2 => return OffsetFetchResponse::default().with_error_code(code),
+        Err(code) => {
+            let topics = request.topics.unwrap_or_default().into_iter().map(|t| {
+                let partitions = t
+                    .partition_indexes
+                    .iter()
+                    .map(|index| {
+                        OffsetFetchResponsePartition::default()
+                            .with_partition_index(*index)
+                            .with_committed_offset(-1)
+                            .with_error_code(code)
+                    })
+                    .collect();
+                OffsetFetchResponseTopic::default()
+                    .with_name(t.name)
+                    .with_partitions(partitions)
+            });
+            return OffsetFetchResponse::default().with_topics(topics.collect());
+        }
+    };
+    let topics = found
         .into_iter()
         .map(|(name, partitions)| {
             let partitions = partitions
                 .into_iter()
-                .map(|(index, offset, epoch, metadata)| {
+                .map(|p| {
+                    let index = p.partition;
+                    let (offset, epoch, metadata, code) = committed(p);
                     OffsetFetchResponsePartition::default()
                         .with_partition_index(index)
                         .with_committed_offset(offset)
                         .with_committed_leader_epoch(if version >= 5 { epoch } else { -1 })
                         .with_metadata(Some(str_bytes(metadata)))
-                        .with_error_code(unstable(&request.group_id.0, &name, index))
+                        .with_error_code(code)
                 })
                 .collect();
             OffsetFetchResponseTopic::default()
@@ -166,13 +203,13 @@ pub fn offset_fetch(context: &Context, request: OffsetFetchRequest, version: i16
 }
 
 pub async fn offset_delete(context: &Context, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
-    let partitions: Vec<(String, i32)> = request
+    let partitions: Vec<TopicPartition> = request
         .topics
         .iter()
         .flat_map(|t| {
             t.partitions
                 .iter()
-                .map(move |p| (t.name.0.to_string(), p.partition_index))
+                .map(move |p| TopicPartition::new(t.name.0.to_string(), p.partition_index))
         })
         .collect();
     match context.groups.delete_offsets(&request.group_id.0, &partitions).await {

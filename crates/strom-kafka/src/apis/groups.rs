@@ -12,7 +12,7 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use strom_broker::group::{JoinGroup, SyncGroup};
+use strom_broker::group::{GroupListFilter, JoinGroup, LeavingMember, SyncGroup};
 use strom_broker::BrokerError;
 
 use super::cluster::{authorized_operations, AclResource};
@@ -214,19 +214,20 @@ pub fn heartbeat(context: &Context, request: HeartbeatRequest) -> HeartbeatRespo
 }
 
 pub fn leave_group(context: &Context, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
-    let members: Vec<(String, Option<String>)> = if version >= 3 {
+    let members: Vec<LeavingMember> = if version >= 3 {
         request
             .members
             .iter()
-            .map(|m| {
-                (
-                    m.member_id.to_string(),
-                    m.group_instance_id.as_ref().map(|s| s.to_string()),
-                )
+            .map(|m| LeavingMember {
+                member_id: m.member_id.to_string(),
+                group_instance_id: m.group_instance_id.as_ref().map(|s| s.to_string()),
             })
             .collect()
     } else {
-        vec![(request.member_id.to_string(), None)]
+        vec![LeavingMember {
+            member_id: request.member_id.to_string(),
+            group_instance_id: None,
+        }]
     };
     match context.groups.leave_group(&request.group_id.0, &members) {
         Err(e) => LeaveGroupResponse::default().with_error_code(error_code(&e)),
@@ -234,10 +235,10 @@ pub fn leave_group(context: &Context, request: LeaveGroupRequest, version: i16) 
             members
                 .into_iter()
                 .zip(results)
-                .map(|((member_id, instance_id), result)| {
+                .map(|(member, result)| {
                     MemberResponse::default()
-                        .with_member_id(str_bytes(member_id))
-                        .with_group_instance_id(instance_id.map(str_bytes))
+                        .with_member_id(str_bytes(member.member_id))
+                        .with_group_instance_id(member.group_instance_id.map(str_bytes))
                         .with_error_code(code(&result))
                 })
                 .collect(),
@@ -254,7 +255,7 @@ pub fn describe_groups(context: &Context, request: DescribeGroupsRequest, versio
         .map(|id| {
             let described = DescribedGroup::default().with_group_id(id.clone());
             let mut described = match context.groups.describe_group(id) {
-                Some(g) => described
+                Ok(g) => described
                     .with_group_state(str_bytes(g.state))
                     .with_protocol_type(str_bytes(g.protocol_type))
                     .with_protocol_data(str_bytes(g.protocol_name))
@@ -277,11 +278,12 @@ pub fn describe_groups(context: &Context, request: DescribeGroupsRequest, versio
                             .collect(),
                     ),
                 // Kafka answers an unknown group as Dead; v6 adds GROUP_ID_NOT_FOUND.
-                None if version >= 6 => described
+                Err(BrokerError::GroupIdNotFound) if version >= 6 => described
                     .with_group_state(str_bytes("Dead"))
                     .with_error_code(ResponseError::GroupIdNotFound.code())
                     .with_error_message(Some(str_bytes(format!("Group {} not found.", id.0)))),
-                None => described.with_group_state(str_bytes("Dead")),
+                Err(BrokerError::GroupIdNotFound) => described.with_group_state(str_bytes("Dead")),
+                Err(e) => described.with_error_code(error_code(&e)),
             };
             // Kafka fills them in for every group answered without an error.
             described.authorized_operations =
@@ -293,14 +295,16 @@ pub fn describe_groups(context: &Context, request: DescribeGroupsRequest, versio
 }
 
 pub fn list_groups(context: &Context, request: ListGroupsRequest, version: i16) -> ListGroupsResponse {
-    let states: Vec<String> = request.states_filter.iter().map(|s| s.to_ascii_lowercase()).collect();
-    let types: Vec<String> = request.types_filter.iter().map(|s| s.to_ascii_lowercase()).collect();
-    let groups = context
-        .groups
-        .list_groups()
+    let filter = GroupListFilter {
+        states: request.states_filter.iter().map(|s| s.to_string()).collect(),
+        types: request.types_filter.iter().map(|s| s.to_string()).collect(),
+    };
+    let listed = match context.groups.list_groups(&filter) {
+        Ok(listed) => listed,
+        Err(e) => return ListGroupsResponse::default().with_error_code(error_code(&e)),
+    };
+    let groups = listed
         .into_iter()
-        .filter(|g| states.is_empty() || states.contains(&g.state.to_ascii_lowercase()))
-        .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type))
         .map(|g| {
             let listed = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(g.group_id)))

@@ -1,32 +1,20 @@
-//! InitProducerId (idempotent producers) and DescribeProducers.
+//! InitProducerId (idempotent and transactional producers) and DescribeProducers.
 
 use kafka_protocol::messages::describe_producers_response::{PartitionResponse, ProducerState, TopicResponse};
 use kafka_protocol::messages::*;
 
-use super::blocking;
 use crate::error_code::{error_code, error_message};
 use crate::server::Context;
+use strom_broker::txn::InitProducerId;
 
 pub async fn init_producer_id(context: &Context, request: InitProducerIdRequest) -> InitProducerIdResponse {
-    if let Some(id) = &request.transactional_id {
-        return super::txn::init_producer_id(context, id.0.to_string(), request.transaction_timeout_ms).await;
-    }
-    // KIP-360: an idempotent producer may ask for its epoch to be bumped.
-    let (pid, epoch) = (request.producer_id.0, request.producer_epoch);
-    if pid >= 0 && (0..i16::MAX - 1).contains(&epoch) {
-        return InitProducerIdResponse::default()
-            .with_producer_id(ProducerId(pid))
-            .with_producer_epoch(epoch + 1);
-    }
-    match blocking(context, |broker| broker.next_producer_id()).await {
-        Ok(id) => InitProducerIdResponse::default()
-            .with_producer_id(ProducerId(id))
-            .with_producer_epoch(0),
-        Err(e) => InitProducerIdResponse::default()
-            .with_error_code(error_code(&e))
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1),
-    }
+    let request = InitProducerId {
+        transactional_id: request.transactional_id.map(|id| id.0.to_string()),
+        transaction_timeout_ms: request.transaction_timeout_ms,
+        producer_id: request.producer_id.0,
+        producer_epoch: request.producer_epoch,
+    };
+    super::txn::init_producer_id(context, request).await
 }
 
 pub fn describe_producers(context: &Context, request: DescribeProducersRequest) -> DescribeProducersResponse {

@@ -14,8 +14,8 @@ use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::*;
-use strom_broker::group::OffsetCommit;
-use strom_broker::txn::TxnCoordinator;
+use strom_broker::group::{OffsetCommit, OffsetCommitEntry, TopicPartition};
+use strom_broker::txn::{InitProducerId, ProducerIdAndEpoch, TxnCoordinator, TxnListFilter};
 use strom_broker::BrokerError;
 
 use super::str_bytes;
@@ -37,15 +37,12 @@ fn code(result: &Result<(), BrokerError>) -> i16 {
     result.as_ref().err().map_or(0, error_code)
 }
 
-pub async fn init_producer_id(context: &Context, transactional_id: String, timeout_ms: i32) -> InitProducerIdResponse {
-    let result = on_blocking_pool(context, move |txns| {
-        txns.init_producer_id(&transactional_id, timeout_ms)
-    })
-    .await;
-    match result {
-        Ok((id, epoch)) => InitProducerIdResponse::default()
-            .with_producer_id(ProducerId(id))
-            .with_producer_epoch(epoch),
+/// InitProducerId, transactional or idempotent.
+pub async fn init_producer_id(context: &Context, request: InitProducerId) -> InitProducerIdResponse {
+    match on_blocking_pool(context, move |txns| txns.init_producer_id(&request)).await {
+        Ok(producer) => InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(producer.producer_id))
+            .with_producer_epoch(producer.producer_epoch),
         Err(e) => InitProducerIdResponse::default()
             .with_error_code(error_code(&e))
             .with_producer_id(ProducerId(-1))
@@ -84,16 +81,24 @@ async fn add_one(
     verify_only: bool,
     topics: &[AddPartitionsToTxnTopic],
 ) -> Vec<i16> {
-    let partitions: Vec<(String, i32)> = topics
+    let partitions: Vec<TopicPartition> = topics
         .iter()
-        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), *p)))
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| TopicPartition::new(t.name.0.to_string(), *p))
+        })
         .collect();
     let count = partitions.len();
+    let producer = ProducerIdAndEpoch {
+        producer_id,
+        producer_epoch,
+    };
     let outcome = on_blocking_pool(context, move |txns| {
         if verify_only {
-            txns.verify_partitions(&id, producer_id, producer_epoch, &partitions)
+            txns.verify_partitions(&id, producer, &partitions)
         } else {
-            txns.add_partitions(&id, producer_id, producer_epoch, &partitions)
+            txns.add_partitions(&id, producer, &partitions)
         }
     })
     .await;
@@ -146,15 +151,22 @@ pub async fn add_partitions(
 pub async fn add_offsets(context: &Context, request: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
     let id = request.transactional_id.0.to_string();
     let group = request.group_id.0.to_string();
-    let (pid, epoch) = (request.producer_id.0, request.producer_epoch);
-    let result = on_blocking_pool(context, move |txns| txns.add_offsets(&id, pid, epoch, &group)).await;
+    let producer = ProducerIdAndEpoch {
+        producer_id: request.producer_id.0,
+        producer_epoch: request.producer_epoch,
+    };
+    let result = on_blocking_pool(context, move |txns| txns.add_offsets(&id, producer, &group)).await;
     AddOffsetsToTxnResponse::default().with_error_code(code(&result))
 }
 
 pub async fn end_txn(context: &Context, request: EndTxnRequest) -> EndTxnResponse {
     let id = request.transactional_id.0.to_string();
-    let (pid, epoch, commit) = (request.producer_id.0, request.producer_epoch, request.committed);
-    let result = on_blocking_pool(context, move |txns| txns.end_txn(&id, pid, epoch, commit)).await;
+    let producer = ProducerIdAndEpoch {
+        producer_id: request.producer_id.0,
+        producer_epoch: request.producer_epoch,
+    };
+    let commit = request.committed;
+    let result = on_blocking_pool(context, move |txns| txns.end_txn(&id, producer, commit)).await;
     EndTxnResponse::default().with_error_code(code(&result))
 }
 
@@ -162,17 +174,19 @@ pub async fn txn_offset_commit(context: &Context, request: TxnOffsetCommitReques
     let mut offsets = Vec::new();
     for topic in &request.topics {
         for p in &topic.partitions {
-            offsets.push((
-                topic.name.0.to_string(),
-                p.partition_index,
-                p.committed_offset,
-                p.committed_leader_epoch,
-                p.committed_metadata.as_ref().map(|m| m.to_string()),
-            ));
+            offsets.push(OffsetCommitEntry {
+                topic: topic.name.0.to_string(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+            });
         }
     }
-    let transactional_id = request.transactional_id.0.to_string();
-    let (producer_id, producer_epoch) = (request.producer_id.0, request.producer_epoch);
+    let producer = ProducerIdAndEpoch {
+        producer_id: request.producer_id.0,
+        producer_epoch: request.producer_epoch,
+    };
     let commit = OffsetCommit {
         group_id: request.group_id.0.to_string(),
         generation_id: request.generation_id,
@@ -180,22 +194,10 @@ pub async fn txn_offset_commit(context: &Context, request: TxnOffsetCommitReques
         group_instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
         offsets,
     };
-    // The producer must own the transactional id and have added the group's offsets.
-    let check = match context.txns.describe(&transactional_id) {
-        None => Err(BrokerError::InvalidProducerIdMapping),
-        Some(meta) if meta.producer_id != producer_id => Err(BrokerError::InvalidProducerIdMapping),
-        Some(meta) if meta.producer_epoch != producer_epoch => Err(BrokerError::ProducerFenced("stale epoch".into())),
-        Some(_) => Ok(()),
-    };
-    let outcome = match check {
-        Ok(()) => {
-            context
-                .groups
-                .txn_offset_commit(commit, producer_id, producer_epoch)
-                .await
-        }
-        Err(e) => Err(e),
-    };
+    let outcome = context
+        .txns
+        .txn_offset_commit(&request.transactional_id.0, producer, commit)
+        .await;
     let group_error = outcome.as_ref().err().map(error_code);
     let mut results = outcome.unwrap_or_default().into_iter();
     let topics = request
@@ -220,15 +222,15 @@ pub async fn txn_offset_commit(context: &Context, request: TxnOffsetCommitReques
     TxnOffsetCommitResponse::default().with_topics(topics)
 }
 
-fn topic_data(partitions: &std::collections::BTreeSet<(String, i32)>) -> Vec<TopicData> {
+fn topic_data(partitions: &std::collections::BTreeSet<TopicPartition>) -> Vec<TopicData> {
     let mut out: Vec<TopicData> = Vec::new();
-    for (topic, partition) in partitions {
+    for tp in partitions {
         match out.last_mut() {
-            Some(t) if t.topic.0.as_str() == topic => t.partitions.push(*partition),
+            Some(t) if t.topic.0.as_str() == tp.topic => t.partitions.push(tp.partition),
             _ => out.push(
                 TopicData::default()
-                    .with_topic(TopicName(str_bytes(topic.clone())))
-                    .with_partitions(vec![*partition]),
+                    .with_topic(TopicName(str_bytes(tp.topic.clone())))
+                    .with_partitions(vec![tp.partition]),
             ),
         }
     }
@@ -242,8 +244,9 @@ pub fn describe_transactions(context: &Context, request: DescribeTransactionsReq
         .map(|id| {
             let state = describe::TransactionState::default().with_transactional_id(id.clone());
             match context.txns.describe(&id.0) {
-                None => state.with_error_code(kafka_protocol::error::ResponseError::TransactionalIdNotFound.code()),
-                Some(meta) => state
+                Err(e) => state.with_error_code(error_code(&e)),
+                Ok(None) => state.with_error_code(kafka_protocol::error::ResponseError::TransactionalIdNotFound.code()),
+                Ok(Some(meta)) => state
                     .with_transaction_state(str_bytes(meta.state.name()))
                     .with_transaction_timeout_ms(meta.timeout_ms)
                     .with_transaction_start_time_ms(meta.start_ms)
@@ -257,42 +260,16 @@ pub fn describe_transactions(context: &Context, request: DescribeTransactionsReq
 }
 
 pub fn list_transactions(context: &Context, request: ListTransactionsRequest) -> ListTransactionsResponse {
-    let now = context.broker.clock().now_ms();
-    let states: Vec<String> = request.state_filters.iter().map(|s| s.to_string()).collect();
-    let known = [
-        "Empty",
-        "Ongoing",
-        "PrepareCommit",
-        "PrepareAbort",
-        "CompleteCommit",
-        "CompleteAbort",
-        "Dead",
-        "PrepareEpochFence",
-    ];
-    let unknown: Vec<_> = request
-        .state_filters
-        .iter()
-        .filter(|s| !known.contains(&s.as_str()))
-        .cloned()
-        .collect();
-    let pattern = request
-        .transactional_id_pattern
-        .as_ref()
-        .filter(|p| !p.is_empty())
-        .and_then(|p| regex::Regex::new(&format!("^(?:{})$", p.as_str())).ok());
-    let listed = context
-        .txns
-        .list()
+    let filter = TxnListFilter {
+        states: request.state_filters.iter().map(|s| s.to_string()).collect(),
+        producer_ids: request.producer_id_filters.iter().map(|p| p.0).collect(),
+        min_duration_ms: request.duration_filter,
+        transactional_id_pattern: request.transactional_id_pattern.as_ref().map(|p| p.to_string()),
+    };
+    let listing = context.txns.list(&filter);
+    let listed = listing
+        .transactions
         .into_iter()
-        .filter(|m| states.is_empty() || states.iter().any(|s| s == m.state.name()))
-        .filter(|m| {
-            request.producer_id_filters.is_empty() || request.producer_id_filters.contains(&ProducerId(m.producer_id))
-        })
-        .filter(|m| {
-            request.duration_filter < 0
-                || (m.state == strom_broker::txn::TxnState::Ongoing && now - m.start_ms >= request.duration_filter)
-        })
-        .filter(|m| pattern.as_ref().is_none_or(|p| p.is_match(&m.transactional_id)))
         .map(|m| {
             list_transactions_response::TransactionState::default()
                 .with_transactional_id(TransactionalId(str_bytes(m.transactional_id)))
@@ -301,6 +278,6 @@ pub fn list_transactions(context: &Context, request: ListTransactionsRequest) ->
         })
         .collect();
     ListTransactionsResponse::default()
-        .with_unknown_state_filters(unknown)
+        .with_unknown_state_filters(listing.unknown_states.into_iter().map(str_bytes).collect())
         .with_transaction_states(listed)
 }

@@ -18,8 +18,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Request, StrBytes};
 use uuid::Uuid;
 
-use crate::assignor::decode_assignment;
 use crate::client::{Client, ClientConfig, PartitionMetadata};
+use crate::consumer_protocol::{decode_assignment, CONSUMER_PROTOCOL_TYPE};
 use crate::error::{Error, Result};
 
 fn sorted(mut partitions: Vec<(String, i32)>) -> Vec<(String, i32)> {
@@ -599,7 +599,7 @@ impl Admin {
                     last_error = Some(error);
                     continue;
                 }
-                let consumer_protocol = group.protocol_type.as_str() == "consumer";
+                let consumer_protocol = group.protocol_type.as_str() == CONSUMER_PROTOCOL_TYPE;
                 let description = GroupDescription {
                     group_id: group.group_id.0.to_string(),
                     state: group.group_state.to_string(),
@@ -628,7 +628,7 @@ impl Admin {
         }
         for (group_id, description) in found.iter_mut() {
             let unassigned = description.members.iter().all(|m| m.assignment.is_empty());
-            if description.protocol_type == "consumer" && !description.members.is_empty() && unassigned {
+            if description.protocol_type == CONSUMER_PROTOCOL_TYPE && !description.members.is_empty() && unassigned {
                 if let Some(coordinator) = coordinators.get(group_id) {
                     self.add_consumer_group_assignments(*coordinator, description).await;
                 }

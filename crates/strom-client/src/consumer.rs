@@ -18,32 +18,24 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::assignment::{resolve_offsets, PartitionState, SharedAssignment};
 use crate::assignor::Assignor;
 use crate::client::{Client, ClientConfig};
 use crate::error::{Error, Result};
 use crate::fetch_buffer::FetchBuffer;
 use crate::group::{ConsumerGroupMetadata, GroupCoordinator, GroupSettings};
 use crate::membership::{
-    self, commit_offsets, AutoOffsetReset, MemberOptions, Membership, RebalanceListener, Subscription,
+    commit_offsets, commit_positions, GroupProtocol, MemberOptions, Membership, RebalanceListener,
 };
+use crate::offset::{AutoOffsetReset, Offset};
 use crate::record::{decode_batches, AbortedTransaction, ConsumerRecord};
+use crate::subscription::Subscription;
+use crate::{classic_group, consumer_group};
+
+type TopicPartition = (String, i32);
 
 /// Kafka's OFFSET_OUT_OF_RANGE error code.
 const OFFSET_OUT_OF_RANGE: i16 = 1;
-
-/// Where to start reading a partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Offset {
-    /// The log start offset (earliest record still stored).
-    Beginning,
-    /// The log end offset: only records produced from now on.
-    End,
-    /// An exact offset.
-    At(i64),
-    /// The first record with a timestamp at or after this one (ms since the epoch); the end
-    /// when there is none.
-    Timestamp(i64),
-}
 
 /// Which records a consumer sees of transactional producers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -109,18 +101,6 @@ pub struct ConsumerConfig {
     /// With [`GroupProtocol::Consumer`]: the broker-side assignor to use (`uniform`, `range`, …);
     /// `None` leaves the choice to the broker.
     pub remote_assignor: Option<String>,
-}
-
-/// Which protocol a consumer group member speaks with its coordinator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum GroupProtocol {
-    /// JoinGroup / SyncGroup / Heartbeat with client-side assignors; eager or incremental
-    /// rebalancing as the chosen assignor says ([`Assignor::is_cooperative`]).
-    #[default]
-    Classic,
-    /// KIP-848: ConsumerGroupHeartbeat, assignments computed by the broker and applied
-    /// incrementally.
-    Consumer,
 }
 
 impl std::fmt::Debug for ConsumerConfig {
@@ -205,20 +185,6 @@ impl ConsumerConfig {
         self.isolation_level == IsolationLevel::ReadCommitted
     }
 }
-
-/// A partition's fetch state.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PartitionState {
-    /// The next offset to fetch.
-    pub position: i64,
-    /// Not fetched while set.
-    pub paused: bool,
-}
-
-type TopicPartition = (String, i32);
-
-/// The assigned partitions, shared by `poll` and the group membership task.
-pub(crate) type SharedAssignment = Arc<Mutex<BTreeMap<TopicPartition, PartitionState>>>;
 
 /// A consumer of manually assigned partitions.
 ///
@@ -351,10 +317,11 @@ impl Consumer {
         membership.subscribe(subscription);
         let mut task = self.membership_task.lock().await;
         if task.is_none() {
-            *task = Some(tokio::spawn(membership::run(
-                membership.clone(),
-                self.assignment.clone(),
-            )));
+            let assignment = self.assignment.clone();
+            *task = Some(match membership.options.protocol {
+                GroupProtocol::Classic => tokio::spawn(classic_group::run(membership.clone(), assignment)),
+                GroupProtocol::Consumer => tokio::spawn(consumer_group::run(membership.clone(), assignment)),
+            });
         }
         Ok(())
     }
@@ -367,7 +334,7 @@ impl Consumer {
 
     /// Commits the positions of all assigned partitions and waits for the coordinator.
     pub async fn commit_sync(&self) -> Result<()> {
-        membership::commit_positions(self.membership()?, &self.assignment).await
+        commit_positions(self.membership()?, &self.assignment).await
     }
 
     /// Commits the positions of all assigned partitions in the background; the returned
@@ -667,53 +634,6 @@ impl Consumer {
         }
         Ok(())
     }
-}
-
-/// Turns starting offsets into positions, asking ListOffsets for all but exact offsets.
-pub(crate) async fn resolve_offsets(
-    client: &Client,
-    read_committed: bool,
-    partitions: &[(String, i32, Offset)],
-) -> Result<Vec<(TopicPartition, i64)>> {
-    let mut queries = Vec::new();
-    for (topic, partition, offset) in partitions {
-        let timestamp = match offset {
-            Offset::Beginning => -2,
-            Offset::End => -1,
-            Offset::Timestamp(timestamp) => *timestamp,
-            Offset::At(_) => continue,
-        };
-        queries.push((topic.clone(), *partition, timestamp));
-    }
-    let mut found = if queries.is_empty() {
-        HashMap::new()
-    } else {
-        client.list_offsets(&queries, read_committed).await?
-    };
-    let mut missing_timestamps = Vec::new();
-    for (topic, partition, offset) in partitions {
-        if matches!(offset, Offset::Timestamp(_)) && found.get(&(topic.clone(), *partition)).is_some_and(|f| f.0 < 0) {
-            missing_timestamps.push((topic.clone(), *partition, -1));
-        }
-    }
-    if !missing_timestamps.is_empty() {
-        found.extend(client.list_offsets(&missing_timestamps, read_committed).await?);
-    }
-    let mut resolved = Vec::with_capacity(partitions.len());
-    for (topic, partition, offset) in partitions {
-        let key = (topic.clone(), *partition);
-        let position = match offset {
-            Offset::At(at) if *at >= 0 => *at,
-            Offset::At(at) => return Err(Error::Config(format!("negative offset {at}"))),
-            _ => found
-                .get(&key)
-                .map(|f| f.0)
-                .filter(|o| *o >= 0)
-                .ok_or_else(|| Error::Protocol(format!("no offset found for {topic}-{partition} ({offset:?})")))?,
-        };
-        resolved.push((key, position));
-    }
-    Ok(resolved)
 }
 
 fn not_assigned(key: &TopicPartition) -> Error {

@@ -12,7 +12,7 @@
 //! The member epoch is 0 to join and -1 to leave; FENCED_MEMBER_EPOCH and UNKNOWN_MEMBER_ID
 //! lose every partition (no commit) and join again with epoch 0. With v1 the member id is a
 //! UUID made here; with v0 the broker hands one out. Commits carry the member epoch as the
-//! generation (`group.rs`, `membership.rs` retries STALE_MEMBER_EPOCH).
+//! generation (`group.rs`; `membership.rs` retries STALE_MEMBER_EPOCH).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -26,10 +26,11 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-use crate::consumer::{PartitionState, SharedAssignment};
+use crate::assignment::{PartitionState, SharedAssignment};
 use crate::error::{Error, Result};
 use crate::group::{FENCED_MEMBER_EPOCH, UNKNOWN_MEMBER_ID};
-use crate::membership::{is_fatal, lock, revoke, starting_positions, Membership, Subscription};
+use crate::membership::{commit_positions, is_fatal, lock, revoke, starting_positions, Membership};
+use crate::subscription::Subscription;
 
 /// The member epoch that joins a group.
 const JOIN_EPOCH: i32 = 0;
@@ -115,7 +116,7 @@ pub(crate) async fn run(membership: Arc<Membership>, assignment: SharedAssignmen
         if let (Some(at), Some(every)) = (next_commit, options.auto_commit_interval) {
             if Instant::now() >= at {
                 next_commit = Some(Instant::now() + every);
-                if let Err(error) = crate::membership::commit_positions(&membership, &assignment).await {
+                if let Err(error) = commit_positions(&membership, &assignment).await {
                     debug!(%error, "auto-commit failed");
                 }
             }

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::consumer::PartitionState;
+use crate::assignment::PartitionState;
 use crate::record::ConsumerRecord;
 
 type TopicPartition = (String, i32);

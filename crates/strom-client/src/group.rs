@@ -25,11 +25,13 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Request, StrBytes};
 use tracing::debug;
 
-use crate::assignor::{
-    decode_assignment, decode_subscription, encode_assignment, encode_subscription, Assignor, MemberSubscription,
-};
+use crate::assignor::Assignor;
 use crate::client::Client;
 use crate::connection::Connection;
+use crate::consumer_protocol::{
+    decode_assignment, decode_subscription, encode_assignment, encode_subscription, MemberSubscription,
+    CONSUMER_PROTOCOL_TYPE,
+};
 use crate::coordinator::{find_coordinator, is_coordinator_error, CoordinatorKind};
 use crate::error::{Error, Result};
 
@@ -45,9 +47,6 @@ pub(crate) const FENCED_MEMBER_EPOCH: i16 = 110;
 pub(crate) const STALE_MEMBER_EPOCH: i16 = 113;
 /// Kafka's MEMBER_ID_REQUIRED error code.
 const MEMBER_ID_REQUIRED: i16 = 79;
-
-/// Protocol type of consumer groups in JoinGroup.
-const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
 
 /// The group, generation and member a consumer commits as; what
 /// [`crate::Producer::send_offsets_to_transaction`] needs to commit offsets for a group.
@@ -226,7 +225,12 @@ impl GroupCoordinator {
             protocols.push(
                 JoinGroupRequestProtocol::default()
                     .with_name(StrBytes::from_static_str(assignor.name()))
-                    .with_metadata(encode_subscription(*assignor, topics, owned, generation_id)?),
+                    .with_metadata(encode_subscription(
+                        topics,
+                        owned,
+                        generation_id,
+                        assignor.user_data(generation_id),
+                    )?),
             );
         }
         for _ in 0..2 {

@@ -32,21 +32,26 @@
 #![warn(missing_docs)]
 
 mod admin;
+mod assignment;
 mod assignor;
+mod classic_group;
 mod client;
 mod connection;
 pub mod constants;
 mod consumer;
 mod consumer_group;
+mod consumer_protocol;
 mod coordinator;
 mod error;
 mod fetch_buffer;
 mod group;
 mod membership;
+mod offset;
 pub mod partitioner;
 mod producer;
 mod record;
 mod sticky;
+mod subscription;
 mod transaction;
 
 pub use admin::{
@@ -56,10 +61,11 @@ pub use admin::{
 pub use assignor::Assignor;
 pub use client::{BrokerMetadata, Client, ClientConfig, Metadata, PartitionMetadata, TopicMetadata};
 pub use connection::{Connection, Submitted};
-pub use consumer::{Consumer, ConsumerConfig, GroupProtocol, IsolationLevel, Offset};
+pub use consumer::{Consumer, ConsumerConfig, IsolationLevel};
 pub use error::{ConnectFailure, Error, Result};
 pub use group::ConsumerGroupMetadata;
-pub use membership::{AutoOffsetReset, RebalanceListener};
+pub use membership::{GroupProtocol, RebalanceListener};
+pub use offset::{AutoOffsetReset, Offset};
 pub use partitioner::{
     DefaultPartitioner, HashRangePartitioner, Murmur2Partitioner, Partitioner, RoundRobinPartitioner,
 };

@@ -31,6 +31,7 @@
 
 #![warn(missing_docs)]
 
+mod accumulator;
 mod admin;
 mod assignment;
 mod assignor;
@@ -42,14 +43,18 @@ mod consumer;
 mod consumer_group;
 mod consumer_protocol;
 mod coordinator;
+mod delivery;
 mod error;
 mod fetch_buffer;
 mod group;
+mod idempotence;
 mod membership;
 mod offset;
 pub mod partitioner;
 mod producer;
+mod producer_config;
 mod record;
+mod sender;
 mod sticky;
 mod subscription;
 mod transaction;
@@ -62,6 +67,7 @@ pub use assignor::Assignor;
 pub use client::{BrokerMetadata, Client, ClientConfig, Metadata, PartitionMetadata, TopicMetadata};
 pub use connection::{Connection, Submitted};
 pub use consumer::{Consumer, ConsumerConfig, IsolationLevel};
+pub use delivery::{DeliveryFuture, RecordMetadata};
 pub use error::{ConnectFailure, Error, Result};
 pub use group::ConsumerGroupMetadata;
 pub use membership::{GroupProtocol, RebalanceListener};
@@ -69,7 +75,8 @@ pub use offset::{AutoOffsetReset, Offset};
 pub use partitioner::{
     DefaultPartitioner, HashRangePartitioner, Murmur2Partitioner, Partitioner, RoundRobinPartitioner,
 };
-pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, RecordMetadata};
+pub use producer::Producer;
+pub use producer_config::{Acks, ProducerConfig};
 pub use record::{Compression, ConsumerRecord, Header, ProducerRecord};
 
 /// The `kafka-protocol` crate this client is built on, for sending raw requests with

@@ -21,8 +21,7 @@ use crate::error::Result;
 use crate::idempotence::sequence_after;
 use crate::producer_config::ProducerConfig;
 use crate::record::RecordData;
-
-pub(crate) type TopicPartition = (String, i32);
+use crate::topic_partition::TopicPartition;
 
 /// Batches to send, by leader broker id.
 pub(crate) type ReadyBatches = HashMap<i32, Vec<(TopicPartition, Batch)>>;
@@ -86,7 +85,7 @@ impl Accumulator {
     pub fn starts_new_batch(&self, topic: &str, partition: i32, bytes: usize) -> bool {
         let queues = lock(&self.queues);
         let open = queues
-            .get(&(topic.to_string(), partition))
+            .get(&TopicPartition::new(topic, partition))
             .and_then(|queue| queue.batches.back())
             .filter(|batch| !batch.sealed);
         match open {
@@ -160,11 +159,11 @@ impl Accumulator {
         let mut next_wake: Option<Instant> = None;
         let mut wake_at = |at: Instant| next_wake = Some(next_wake.map_or(at, |w| w.min(at)));
         let mut queues = lock(&self.queues);
-        for ((topic, partition), queue) in queues.iter_mut() {
+        for (key, queue) in queues.iter_mut() {
             while let Some(batch) = queue.batches.front() {
                 if batch.deadline <= now && !batch.sealed {
                     if let Some(batch) = queue.batches.pop_front() {
-                        drained.expired.push(((topic.clone(), *partition), batch));
+                        drained.expired.push((key.clone(), batch));
                     }
                     continue;
                 }
@@ -191,12 +190,12 @@ impl Accumulator {
             }
             let leader = metadata
                 .topics
-                .get(topic)
-                .and_then(|t| t.partition(*partition))
+                .get(&key.topic)
+                .and_then(|t| t.partition(key.partition))
                 .map(|p| p.leader)
                 .filter(|leader| metadata.brokers.contains_key(leader));
             let Some(leader) = leader else {
-                drained.stale_topics.push(topic.clone());
+                drained.stale_topics.push(key.topic.clone());
                 wake_at(now + retry_backoff);
                 continue;
             };
@@ -212,11 +211,7 @@ impl Accumulator {
             if !queue.batches.is_empty() {
                 wake_at(now);
             }
-            drained
-                .ready
-                .entry(leader)
-                .or_default()
-                .push(((topic.clone(), *partition), batch));
+            drained.ready.entry(leader).or_default().push((key.clone(), batch));
         }
         queues.retain(|_, queue| !queue.batches.is_empty() || queue.in_flight > 0 || queue.next_sequence > 0);
         drained.next_wake = next_wake;

@@ -9,7 +9,8 @@ use tokio::sync::Mutex;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::offset::Offset;
+use crate::offset::{Offset, OffsetSpec};
+use crate::topic_partition::TopicPartition;
 
 /// A partition's fetch state.
 #[derive(Debug, Clone, Copy)]
@@ -20,8 +21,6 @@ pub(crate) struct PartitionState {
     pub paused: bool,
 }
 
-type TopicPartition = (String, i32);
-
 /// The assigned partitions, shared by `poll` and the group membership task.
 pub(crate) type SharedAssignment = Arc<Mutex<BTreeMap<TopicPartition, PartitionState>>>;
 
@@ -29,45 +28,44 @@ pub(crate) type SharedAssignment = Arc<Mutex<BTreeMap<TopicPartition, PartitionS
 pub(crate) async fn resolve_offsets(
     client: &Client,
     read_committed: bool,
-    partitions: &[(String, i32, Offset)],
-) -> Result<Vec<(TopicPartition, i64)>> {
-    let mut queries = Vec::new();
-    for (topic, partition, offset) in partitions {
-        let timestamp = match offset {
-            Offset::Beginning => -2,
-            Offset::End => -1,
-            Offset::Timestamp(timestamp) => *timestamp,
+    partitions: &BTreeMap<TopicPartition, Offset>,
+) -> Result<BTreeMap<TopicPartition, i64>> {
+    let mut queries = BTreeMap::new();
+    for (key, offset) in partitions {
+        let spec = match offset {
+            Offset::Beginning => OffsetSpec::Earliest,
+            Offset::End => OffsetSpec::Latest,
+            Offset::Timestamp(timestamp) => OffsetSpec::Timestamp(*timestamp),
             Offset::At(_) => continue,
         };
-        queries.push((topic.clone(), *partition, timestamp));
+        queries.insert(key.clone(), spec);
     }
     let mut found = if queries.is_empty() {
         HashMap::new()
     } else {
         client.list_offsets(&queries, read_committed).await?
     };
-    let mut missing_timestamps = Vec::new();
-    for (topic, partition, offset) in partitions {
-        if matches!(offset, Offset::Timestamp(_)) && found.get(&(topic.clone(), *partition)).is_some_and(|f| f.0 < 0) {
-            missing_timestamps.push((topic.clone(), *partition, -1));
-        }
-    }
+    // No record at or after the timestamp: start at the end.
+    let missing_timestamps: BTreeMap<TopicPartition, OffsetSpec> = partitions
+        .iter()
+        .filter(|(key, offset)| matches!(offset, Offset::Timestamp(_)) && found.get(*key).is_some_and(|f| f.offset < 0))
+        .map(|(key, _)| (key.clone(), OffsetSpec::Latest))
+        .collect();
     if !missing_timestamps.is_empty() {
         found.extend(client.list_offsets(&missing_timestamps, read_committed).await?);
     }
-    let mut resolved = Vec::with_capacity(partitions.len());
-    for (topic, partition, offset) in partitions {
-        let key = (topic.clone(), *partition);
+    let mut resolved = BTreeMap::new();
+    for (key, offset) in partitions {
         let position = match offset {
             Offset::At(at) if *at >= 0 => *at,
             Offset::At(at) => return Err(Error::Config(format!("negative offset {at}"))),
             _ => found
-                .get(&key)
-                .map(|f| f.0)
+                .get(key)
+                .map(|f| f.offset)
                 .filter(|o| *o >= 0)
-                .ok_or_else(|| Error::Protocol(format!("no offset found for {topic}-{partition} ({offset:?})")))?,
+                .ok_or_else(|| Error::Protocol(format!("no offset found for {key} ({offset:?})")))?,
         };
-        resolved.push((key, position));
+        resolved.insert(key.clone(), position);
     }
     Ok(resolved)
 }

@@ -31,8 +31,7 @@ use crate::assignor::Assignor;
 use crate::error::Result;
 use crate::membership::{commit_positions, is_fatal, lock, revoke, starting_positions, Membership};
 use crate::subscription::Subscription;
-
-type TopicPartition = (String, i32);
+use crate::topic_partition::TopicPartition;
 
 /// The classic membership task: runs until `stop`, then leaves the group.
 pub(crate) async fn run(membership: Arc<Membership>, assignment: SharedAssignment) -> Result<()> {
@@ -181,8 +180,7 @@ async fn prepare_join(membership: &Membership, assignment: &SharedAssignment, to
     } else if identity.generation_id < 0 || identity.member_id.is_empty() {
         revoke(membership, assignment, &owned, false).await;
     } else {
-        let unsubscribed: Vec<TopicPartition> =
-            owned.into_iter().filter(|(topic, _)| !topics.contains(topic)).collect();
+        let unsubscribed: Vec<TopicPartition> = owned.into_iter().filter(|key| !topics.contains(&key.topic)).collect();
         revoke(membership, assignment, &unsubscribed, true).await;
     }
 }

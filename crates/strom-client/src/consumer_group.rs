@@ -31,13 +31,12 @@ use crate::error::{Error, Result};
 use crate::group::{FENCED_MEMBER_EPOCH, UNKNOWN_MEMBER_ID};
 use crate::membership::{commit_positions, is_fatal, lock, revoke, starting_positions, Membership};
 use crate::subscription::Subscription;
+use crate::topic_partition::TopicPartition;
 
 /// The member epoch that joins a group.
 const JOIN_EPOCH: i32 = 0;
 /// The member epoch that leaves a group.
 const LEAVE_EPOCH: i32 = -1;
-
-type TopicPartition = (String, i32);
 
 /// The member's identity as the coordinator knows it.
 struct Member {
@@ -197,8 +196,8 @@ async fn heartbeat(
 async fn owned_by_topic_id(membership: &Membership, assignment: &SharedAssignment) -> Result<Vec<TopicPartitions>> {
     let owned: Vec<TopicPartition> = assignment.lock().await.keys().cloned().collect();
     let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-    for (topic, partition) in owned {
-        by_topic.entry(topic).or_default().push(partition);
+    for key in owned {
+        by_topic.entry(key.topic).or_default().push(key.partition);
     }
     let client = membership.coordinator.client();
     let mut out = Vec::with_capacity(by_topic.len());
@@ -234,7 +233,7 @@ async fn resolve_names(
     let mut out = BTreeSet::new();
     for topic in assigned {
         match known(&topic.topic_id) {
-            Some(name) => out.extend(topic.partitions.iter().map(|p| (name.clone(), *p))),
+            Some(name) => out.extend(topic.partitions.iter().map(|p| TopicPartition::new(name.clone(), *p))),
             None => debug!(topic_id = %topic.topic_id, "assigned topic id not in metadata yet"),
         }
     }

@@ -11,6 +11,15 @@ use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
 use crate::client::Client;
 use crate::error::{Error, Result};
 
+/// The producer id and epoch the cluster gave an idempotent or transactional producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerIdentity {
+    /// The producer id.
+    pub id: i64,
+    /// The producer epoch; a newer epoch of the same transactional id fences older ones.
+    pub epoch: i16,
+}
+
 /// Kafka's DUPLICATE_SEQUENCE_NUMBER: the broker already has the batch.
 pub(crate) const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
 /// Kafka's OUT_OF_ORDER_SEQUENCE_NUMBER: an earlier batch of the partition is being retried.

@@ -5,6 +5,7 @@
 //! The task itself is `classic_group.rs` ([`GroupProtocol::Classic`]) or `consumer_group.rs`
 //! ([`GroupProtocol::Consumer`]); the consumer starts the one its configuration names.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,8 +21,7 @@ use crate::group::{
 };
 use crate::offset::{AutoOffsetReset, Offset};
 use crate::subscription::Subscription;
-
-type TopicPartition = (String, i32);
+use crate::topic_partition::TopicPartition;
 
 /// Which protocol a consumer group member speaks with its coordinator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -39,11 +39,11 @@ pub enum GroupProtocol {
 /// from the consumer's background task; keep the work short.
 ///
 /// ```
-/// use strom_client::RebalanceListener;
+/// use strom_client::{RebalanceListener, TopicPartition};
 ///
 /// struct Log;
 /// impl RebalanceListener for Log {
-///     fn on_assigned(&self, partitions: &[(String, i32)]) {
+///     fn on_assigned(&self, partitions: &[TopicPartition]) {
 ///         println!("now reading {partitions:?}");
 ///     }
 /// }
@@ -52,10 +52,10 @@ pub trait RebalanceListener: Send + Sync {
     /// These partitions are no longer this consumer's (their positions were auto-committed
     /// already, if auto-commit is on): all of them before an eager rejoin and on close, only
     /// those taken away after a cooperative rebalance.
-    fn on_revoked(&self, _partitions: &[(String, i32)]) {}
+    fn on_revoked(&self, _partitions: &[TopicPartition]) {}
     /// After a rebalance: the partitions new to the consumer, with positions set (all of them
     /// with an eager assignor; possibly none with a cooperative one).
-    fn on_assigned(&self, _partitions: &[(String, i32)]) {}
+    fn on_assigned(&self, _partitions: &[TopicPartition]) {}
 }
 
 /// Settings of the membership task.
@@ -166,18 +166,18 @@ impl Membership {
 
 /// Commits the positions of the assigned partitions.
 pub(crate) async fn commit_positions(membership: &Membership, assignment: &SharedAssignment) -> Result<()> {
-    let offsets: Vec<(String, i32, i64)> = assignment
+    let offsets: BTreeMap<TopicPartition, i64> = assignment
         .lock()
         .await
         .iter()
-        .map(|((topic, partition), state)| (topic.clone(), *partition, state.position))
+        .map(|(key, state)| (key.clone(), state.position))
         .collect();
     commit_offsets(membership, &offsets).await
 }
 
 /// Commits offsets as the current member, rejoining when the group moved on. A
 /// STALE_MEMBER_EPOCH (KIP-848 protocol) is retried once the heartbeat task has the new epoch.
-pub(crate) async fn commit_offsets(membership: &Membership, offsets: &[(String, i32, i64)]) -> Result<()> {
+pub(crate) async fn commit_offsets(membership: &Membership, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
     let backoff = membership.coordinator.client().config().retry_backoff;
     let mut attempts = 0;
     loop {
@@ -212,24 +212,23 @@ pub(crate) fn is_fatal(error: &Error) -> bool {
 /// Where newly assigned partitions start: the committed offset, else `auto_offset_reset`.
 pub(crate) async fn starting_positions(
     membership: &Membership,
-    partitions: &[(String, i32)],
-) -> Result<Vec<((String, i32), i64)>> {
+    partitions: &[TopicPartition],
+) -> Result<BTreeMap<TopicPartition, i64>> {
     if partitions.is_empty() {
-        return Ok(Vec::new());
+        return Ok(BTreeMap::new());
     }
     let coordinator = &membership.coordinator;
     let committed = coordinator.committed(partitions).await?;
-    let mut starts = Vec::with_capacity(partitions.len());
-    for (topic, partition) in partitions {
-        let offset = match committed.get(&(topic.clone(), *partition)) {
-            Some(offset) => Offset::At(*offset),
-            None => membership.options.auto_offset_reset.offset().ok_or_else(|| {
-                Error::Config(format!(
-                    "{topic}-{partition} has no committed offset and auto_offset_reset is None"
-                ))
-            })?,
-        };
-        starts.push((topic.clone(), *partition, offset));
+    let mut starts = BTreeMap::new();
+    for key in partitions {
+        let offset =
+            match committed.get(key) {
+                Some(offset) => Offset::At(*offset),
+                None => membership.options.auto_offset_reset.offset().ok_or_else(|| {
+                    Error::Config(format!("{key} has no committed offset and auto_offset_reset is None"))
+                })?,
+            };
+        starts.insert(key.clone(), offset);
     }
     resolve_offsets(coordinator.client(), membership.options.read_committed, &starts).await
 }
@@ -245,11 +244,11 @@ pub(crate) async fn revoke(
         return;
     }
     if commit && membership.options.auto_commit_interval.is_some() {
-        let offsets: Vec<(String, i32, i64)> = {
+        let offsets: BTreeMap<TopicPartition, i64> = {
             let guard = assignment.lock().await;
             partitions
                 .iter()
-                .filter_map(|key| guard.get(key).map(|state| (key.0.clone(), key.1, state.position)))
+                .filter_map(|key| guard.get(key).map(|state| (key.clone(), state.position)))
                 .collect()
         };
         if let Err(error) = commit_offsets(membership, &offsets).await {

@@ -36,3 +36,43 @@ impl AutoOffsetReset {
         }
     }
 }
+
+/// Which offset [`crate::Admin::list_offsets`] and [`crate::Client::list_offsets`] look up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The log start offset.
+    Earliest,
+    /// The log end offset (the last stable offset for read_committed lookups).
+    Latest,
+    /// The first offset with a timestamp at or after this one (ms since the epoch).
+    Timestamp(i64),
+}
+
+impl OffsetSpec {
+    /// The `timestamp` field of a ListOffsets request: -2 earliest, -1 latest.
+    pub(crate) fn wire(self) -> i64 {
+        match self {
+            OffsetSpec::Earliest => -2,
+            OffsetSpec::Latest => -1,
+            OffsetSpec::Timestamp(timestamp) => timestamp,
+        }
+    }
+}
+
+/// A partition's offset as ListOffsets found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListedOffset {
+    /// The offset; -1 when no record has a timestamp at or after the one asked for.
+    pub offset: i64,
+    /// The record's timestamp (ms since the epoch), -1 when unknown.
+    pub timestamp: i64,
+}
+
+/// A group's committed offset of a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    /// The next offset the group reads.
+    pub offset: i64,
+    /// The metadata string committed with it (empty when none).
+    pub metadata: String,
+}

@@ -7,6 +7,7 @@
 //! and sends one Produce request per broker, each on its own task so requests pipeline.
 //! Idempotence (producer id, sequence numbers) is `idempotence.rs`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -19,10 +20,11 @@ use crate::constants::RECORD_OVERHEAD_BYTES;
 use crate::delivery::DeliveryFuture;
 use crate::error::{Error, Result};
 use crate::group::ConsumerGroupMetadata;
-use crate::idempotence::init_producer_id;
+use crate::idempotence::{init_producer_id, ProducerIdentity};
 use crate::producer_config::ProducerConfig;
 use crate::record::{ProducerRecord, RecordData};
 use crate::sender::{self, Sender};
+use crate::topic_partition::TopicPartition;
 use crate::transaction::Transactions;
 
 /// An asynchronous, batching Kafka producer. Cheap to share behind an `Arc`; `send` takes `&self`.
@@ -97,9 +99,9 @@ impl Producer {
     }
 
     /// The producer id and epoch given by the broker, or `None` without idempotence.
-    pub fn producer_id(&self) -> Option<(i64, i16)> {
-        let (producer_id, producer_epoch) = self.sender.identity();
-        (producer_id >= 0).then_some((producer_id, producer_epoch))
+    pub fn producer_id(&self) -> Option<ProducerIdentity> {
+        let (id, epoch) = self.sender.identity();
+        (id >= 0).then_some(ProducerIdentity { id, epoch })
     }
 
     /// The client this producer sends with.
@@ -169,7 +171,13 @@ impl Producer {
             headers: record.headers,
             timestamp: record.timestamp.unwrap_or_else(now_ms),
         };
-        sender.enqueue((record.topic, partition), data, bytes, completion, memory);
+        sender.enqueue(
+            TopicPartition::new(record.topic, partition),
+            data,
+            bytes,
+            completion,
+            memory,
+        );
         Ok(delivery)
     }
 
@@ -216,11 +224,11 @@ impl Producer {
         self.transactions()?.begin()
     }
 
-    /// Adds a consumer group's offsets (topic, partition, next offset to read) to the open
+    /// Adds a consumer group's offsets (the next offset to read per partition) to the open
     /// transaction: they are committed if and only if the transaction is.
     pub async fn send_offsets_to_transaction(
         &self,
-        offsets: &[(String, i32, i64)],
+        offsets: &BTreeMap<TopicPartition, i64>,
         group: &ConsumerGroupMetadata,
     ) -> Result<()> {
         self.transactions()?.send_offsets(offsets, group).await

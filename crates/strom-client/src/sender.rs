@@ -17,13 +17,14 @@ use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::accumulator::{Accumulator, Batch, TopicPartition};
+use crate::accumulator::{Accumulator, Batch};
 use crate::client::Client;
 use crate::delivery::RecordMetadata;
 use crate::error::{Error, Result};
 use crate::idempotence::{DUPLICATE_SEQUENCE_NUMBER, OUT_OF_ORDER_SEQUENCE_NUMBER};
 use crate::producer_config::{Acks, ProducerConfig};
 use crate::record::{encode_batch, BatchProducer, RecordData};
+use crate::topic_partition::TopicPartition;
 use crate::transaction::Transactions;
 
 /// What the `Producer` handle and its sender task share.
@@ -157,24 +158,29 @@ impl Sender {
         let backoff = self.client.config().backoff(batch.attempts);
         let retriable = (error.is_retriable() || idempotent_reorder) && now + backoff < batch.deadline;
         if retriable {
-            debug!(topic = %partition.0, partition = partition.1, %error, attempts = batch.attempts, "retrying batch");
+            debug!(topic = %partition.topic, partition = partition.partition, %error, attempts = batch.attempts, "retrying batch");
             if error.needs_metadata_refresh() {
-                lock(&self.stale_topics).push(partition.0.clone());
+                lock(&self.stale_topics).push(partition.topic.clone());
             }
             batch.attempts += 1;
             batch.retry_at = Some(now + backoff);
             self.accumulator.requeue(partition, batch);
         } else {
             self.accumulator.settled(&partition);
-            warn!(topic = %partition.0, partition = partition.1, %error, "batch failed");
-            self.complete(&partition.0, partition.1, batch, Err(error));
+            warn!(topic = %partition.topic, partition = partition.partition, %error, "batch failed");
+            self.complete(&partition.topic, partition.partition, batch, Err(error));
         }
         self.wakeup.notify_one();
     }
 
     fn succeeded(&self, partition: TopicPartition, batch: Batch, base_offset: i64, log_append_time: i64) {
         self.accumulator.settled(&partition);
-        self.complete(&partition.0, partition.1, batch, Ok((base_offset, log_append_time)));
+        self.complete(
+            &partition.topic,
+            partition.partition,
+            batch,
+            Ok((base_offset, log_append_time)),
+        );
         self.wakeup.notify_one();
     }
 }
@@ -198,9 +204,9 @@ pub(crate) async fn run(sender: Arc<Sender>) {
             .accumulator
             .drain(now, flushing, &metadata, sender.client.config().retry_backoff);
         lock(&sender.stale_topics).extend(drained.stale_topics);
-        for ((topic, partition), batch) in drained.expired {
-            let error = Error::Timeout(format!("{topic}-{partition}: not delivered within delivery_timeout"));
-            sender.complete(&topic, partition, batch, Err(error));
+        for (key, batch) in drained.expired {
+            let error = Error::Timeout(format!("{key}: not delivered within delivery_timeout"));
+            sender.complete(&key.topic, key.partition, batch, Err(error));
         }
         for (broker, batches) in drained.ready {
             // Submitted here, in drain order, so that a partition's pipelined batches
@@ -247,13 +253,13 @@ async fn submit_batches(
             }
         };
         let data = PartitionProduceData::default()
-            .with_index(partition.1)
+            .with_index(partition.partition)
             .with_records(Some(encoded));
-        match topics.iter_mut().find(|t| t.name.0.as_str() == partition.0) {
+        match topics.iter_mut().find(|t| t.name.0.as_str() == partition.topic) {
             Some(topic) => topic.partition_data.push(data),
             None => topics.push(
                 TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_string(partition.0.clone())))
+                    .with_name(TopicName(StrBytes::from_string(partition.topic.clone())))
                     .with_partition_data(vec![data]),
             ),
         }
@@ -308,12 +314,15 @@ fn settle(sender: &Sender, batches: Vec<(TopicPartition, Batch)>, response: Prod
     let mut results = HashMap::new();
     for topic in response.responses {
         for partition in topic.partition_responses {
-            results.insert((topic.name.0.to_string(), partition.index), partition);
+            results.insert(
+                TopicPartition::new(topic.name.0.to_string(), partition.index),
+                partition,
+            );
         }
     }
     for (partition, batch) in batches {
         let Some(result) = results.remove(&partition) else {
-            let error = Error::Protocol(format!("no produce result for {}-{}", partition.0, partition.1));
+            let error = Error::Protocol(format!("no produce result for {partition}"));
             sender.retry_or_fail(partition, batch, error);
             continue;
         };

@@ -2,9 +2,10 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use strom_client::{Admin, NewTopic, OffsetSpec};
+use strom_client::{Admin, ConfigChange, NewTopic, OffsetSpec, TopicPartition};
 
 use common::*;
 
@@ -41,7 +42,7 @@ async fn admin_creates_lists_describes_and_deletes_topics() {
         .await
         .expect("create partitions");
     admin
-        .incremental_alter_configs("admin-topic", &[("retention.ms", Some("7200000"))])
+        .incremental_alter_configs("admin-topic", &[ConfigChange::set("retention.ms", "7200000")])
         .await
         .expect("alter");
     let described = admin.describe_topics(&["admin-topic"]).await.expect("describe again");
@@ -55,14 +56,20 @@ async fn admin_creates_lists_describes_and_deletes_topics() {
     );
 
     let offsets = admin
-        .list_offsets(&[
-            ("admin-topic".to_string(), 0, OffsetSpec::Earliest),
-            ("admin-topic".to_string(), 1, OffsetSpec::Latest),
-        ])
+        .list_offsets(&BTreeMap::from([
+            (TopicPartition::new("admin-topic", 0), OffsetSpec::Earliest),
+            (TopicPartition::new("admin-topic", 1), OffsetSpec::Latest),
+        ]))
         .await
         .expect("list offsets");
-    assert_eq!(offsets.get(&("admin-topic".to_string(), 0)).map(|o| o.0), Some(0));
-    assert_eq!(offsets.get(&("admin-topic".to_string(), 1)).map(|o| o.0), Some(0));
+    assert_eq!(
+        offsets.get(&TopicPartition::new("admin-topic", 0)).map(|o| o.offset),
+        Some(0)
+    );
+    assert_eq!(
+        offsets.get(&TopicPartition::new("admin-topic", 1)).map(|o| o.offset),
+        Some(0)
+    );
     admin.list_groups().await.expect("list groups");
 
     admin.delete_topics(&["admin-topic"]).await.expect("delete");

@@ -2,10 +2,13 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use strom_client::{Admin, Client, Consumer, ConsumerConfig, Offset, Producer, ProducerConfig, ProducerRecord};
+use strom_client::{
+    Admin, Client, Consumer, ConsumerConfig, Offset, Producer, ProducerConfig, ProducerRecord, TopicPartition,
+};
 
 use common::*;
 
@@ -27,10 +30,13 @@ async fn offset_timestamp_resolves_with_list_offsets() {
 
     let consumer = Consumer::with_client(client, ConsumerConfig::default()).expect("consumer");
     consumer
-        .assign(vec![("timestamps".to_string(), 0, Offset::Timestamp(1_500))])
+        .assign(BTreeMap::from([(
+            TopicPartition::new("timestamps", 0),
+            Offset::Timestamp(1_500),
+        )]))
         .await
         .expect("assign");
-    assert_eq!(consumer.position("timestamps", 0).await, Some(1));
+    assert_eq!(consumer.position(&TopicPartition::new("timestamps", 0)).await, Some(1));
     let records = consume(&consumer, 2).await;
     assert_eq!(records.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![1, 2]);
     assert_eq!(records.first().map(|r| r.timestamp), Some(2_000));
@@ -40,22 +46,31 @@ async fn offset_timestamp_resolves_with_list_offsets() {
     );
 
     consumer
-        .seek("timestamps", 0, Offset::Timestamp(10_000))
+        .seek(&TopicPartition::new("timestamps", 0), Offset::Timestamp(10_000))
         .await
         .expect("seek");
     assert_eq!(
-        consumer.position("timestamps", 0).await,
+        consumer.position(&TopicPartition::new("timestamps", 0)).await,
         Some(3),
         "no later record: the end"
     );
-    consumer.seek("timestamps", 0, Offset::At(0)).await.expect("seek");
-    consumer.pause(&[("timestamps".to_string(), 0)]).await.expect("pause");
+    consumer
+        .seek(&TopicPartition::new("timestamps", 0), Offset::At(0))
+        .await
+        .expect("seek");
+    consumer
+        .pause(&[TopicPartition::new("timestamps", 0)])
+        .await
+        .expect("pause");
     assert!(consumer
         .poll(Duration::from_millis(200))
         .await
         .expect("poll")
         .is_empty());
-    consumer.resume(&[("timestamps".to_string(), 0)]).await.expect("resume");
+    consumer
+        .resume(&[TopicPartition::new("timestamps", 0)])
+        .await
+        .expect("resume");
     assert_eq!(consume(&consumer, 3).await.len(), 3);
 }
 
@@ -74,7 +89,7 @@ async fn max_poll_records_bounds_each_poll_and_keeps_the_rest() {
     )
     .expect("consumer");
     consumer
-        .assign(vec![("bounded".to_string(), 0, Offset::Beginning)])
+        .assign(BTreeMap::from([(TopicPartition::new("bounded", 0), Offset::Beginning)]))
         .await
         .expect("assign");
     let mut offsets = Vec::new();
@@ -84,7 +99,7 @@ async fn max_poll_records_bounds_each_poll_and_keeps_the_rest() {
         assert!(records.len() <= 10, "{} records in one poll", records.len());
         if let Some(last) = records.last() {
             assert_eq!(
-                consumer.position("bounded", 0).await,
+                consumer.position(&TopicPartition::new("bounded", 0)).await,
                 Some(last.offset + 1),
                 "the position follows the returned records only"
             );
@@ -97,7 +112,10 @@ async fn max_poll_records_bounds_each_poll_and_keeps_the_rest() {
         "in order, none lost or repeated"
     );
     // A seek drops what is buffered past the new position.
-    consumer.seek("bounded", 0, Offset::At(5)).await.expect("seek");
+    consumer
+        .seek(&TopicPartition::new("bounded", 0), Offset::At(5))
+        .await
+        .expect("seek");
     let again = consume(&consumer, 20).await;
     assert_eq!(again.first().map(|r| r.offset), Some(5));
     assert_eq!(again.len(), 20);

@@ -3,9 +3,12 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use strom_client::{Admin, Assignor, Client, Consumer, ConsumerConfig, GroupProtocol, RebalanceListener};
+use strom_client::{
+    Admin, Assignor, Client, Consumer, ConsumerConfig, GroupProtocol, RebalanceListener, TopicPartition,
+};
 
 use common::*;
 
@@ -15,13 +18,13 @@ struct Recorder {
 }
 
 impl RebalanceListener for Recorder {
-    fn on_revoked(&self, partitions: &[(String, i32)]) {
+    fn on_revoked(&self, partitions: &[TopicPartition]) {
         self.events
             .lock()
             .expect("lock")
             .push(format!("revoked {}", partitions.len()));
     }
-    fn on_assigned(&self, partitions: &[(String, i32)]) {
+    fn on_assigned(&self, partitions: &[TopicPartition]) {
         self.events
             .lock()
             .expect("lock")
@@ -40,15 +43,15 @@ fn kip848_config(group: &str) -> ConsumerConfig {
 /// Records the partitions of every listener call, in order.
 #[derive(Default)]
 struct PartitionRecorder {
-    revoked: std::sync::Mutex<Vec<Vec<(String, i32)>>>,
-    assigned: std::sync::Mutex<Vec<Vec<(String, i32)>>>,
+    revoked: std::sync::Mutex<Vec<Vec<TopicPartition>>>,
+    assigned: std::sync::Mutex<Vec<Vec<TopicPartition>>>,
 }
 
 impl RebalanceListener for PartitionRecorder {
-    fn on_revoked(&self, partitions: &[(String, i32)]) {
+    fn on_revoked(&self, partitions: &[TopicPartition]) {
         self.revoked.lock().expect("lock").push(partitions.to_vec());
     }
-    fn on_assigned(&self, partitions: &[(String, i32)]) {
+    fn on_assigned(&self, partitions: &[TopicPartition]) {
         self.assigned.lock().expect("lock").push(partitions.to_vec());
     }
 }
@@ -92,10 +95,13 @@ async fn group_members_share_partitions_and_take_over_when_one_leaves() {
         .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
         .collect();
     assert_eq!(values.len(), RECORDS, "every record read");
-    let mut all: Vec<(String, i32)> = first.assignment().await;
+    let mut all: Vec<TopicPartition> = first.assignment().await;
     all.extend(second.assignment().await);
     all.sort();
-    assert_eq!(all, (0..4).map(|p| ("shared".to_string(), p)).collect::<Vec<_>>());
+    assert_eq!(
+        all,
+        (0..4).map(|p| TopicPartition::new("shared", p)).collect::<Vec<_>>()
+    );
     let metadata = first.group_metadata().expect("group metadata");
     assert!(metadata.generation_id > 0 && !metadata.member_id.is_empty());
 
@@ -128,14 +134,14 @@ async fn a_new_member_resumes_from_committed_offsets() {
     poll_until(&[&first], &mut records, |records, _| records.len() >= 100).await;
     first.commit_sync().await.expect("commit");
     let committed = first
-        .committed(&[("resume".to_string(), 0), ("resume".to_string(), 1)])
+        .committed(&[TopicPartition::new("resume", 0), TopicPartition::new("resume", 1)])
         .await
         .expect("committed");
     assert_eq!(committed.values().sum::<i64>(), 100);
     // An explicit commit rewinds partition 0 by 10 records.
-    let rewound = committed[&("resume".to_string(), 0)] - 10;
+    let rewound = committed[&TopicPartition::new("resume", 0)] - 10;
     first
-        .commit(&[("resume".to_string(), 0, rewound)])
+        .commit(&BTreeMap::from([(TopicPartition::new("resume", 0), rewound)]))
         .await
         .expect("commit offsets");
     first.close().await.expect("close");
@@ -176,7 +182,7 @@ async fn a_pattern_subscription_picks_up_topics_created_later() {
     consumer.subscribe_pattern("metrics-.*").await.expect("subscribe");
     let mut records = Vec::new();
     poll_until(&[&consumer], &mut records, |records, _| records.len() >= 5).await;
-    assert_eq!(consumer.assignment().await, vec![("metrics-a".to_string(), 0)]);
+    assert_eq!(consumer.assignment().await, vec![TopicPartition::new("metrics-a", 0)]);
 
     create_topic(&admin, "metrics-b", 2).await;
     produce_numbered(&client, "metrics-b", 5..15).await;
@@ -187,9 +193,9 @@ async fn a_pattern_subscription_picks_up_topics_created_later() {
     assert_eq!(
         assigned,
         vec![
-            ("metrics-a".to_string(), 0),
-            ("metrics-b".to_string(), 0),
-            ("metrics-b".to_string(), 1)
+            TopicPartition::new("metrics-a", 0),
+            TopicPartition::new("metrics-b", 0),
+            TopicPartition::new("metrics-b", 1)
         ]
     );
     consumer.close().await.expect("close");
@@ -232,7 +238,10 @@ async fn kip848_members_share_partitions_and_one_takes_over_when_the_other_close
     let mut all = first.assignment().await;
     all.extend(second.assignment().await);
     all.sort();
-    assert_eq!(all, (0..4).map(|p| ("kip848".to_string(), p)).collect::<Vec<_>>());
+    assert_eq!(
+        all,
+        (0..4).map(|p| TopicPartition::new("kip848", p)).collect::<Vec<_>>()
+    );
     let unique: std::collections::BTreeSet<String> = values(&records).into_iter().collect();
     assert_eq!(unique.len(), RECORDS, "every record read");
     let metadata = first.group_metadata().expect("group metadata");
@@ -265,7 +274,10 @@ async fn kip848_member_commits_and_a_new_member_resumes() {
     let mut records = Vec::new();
     poll_until(&[&first], &mut records, |records, _| records.len() >= 60).await;
     first.commit_sync().await.expect("commit with the member epoch");
-    let partitions = [("kip848-resume".to_string(), 0), ("kip848-resume".to_string(), 1)];
+    let partitions = [
+        TopicPartition::new("kip848-resume", 0),
+        TopicPartition::new("kip848-resume", 1),
+    ];
     let committed = first.committed(&partitions).await.expect("committed");
     assert_eq!(committed.values().sum::<i64>(), 60);
     first.close().await.expect("close");
@@ -295,7 +307,7 @@ async fn cooperative_sticky_members_give_up_only_what_moves() {
         rebalance_listener: recorder.map(|r| r as std::sync::Arc<dyn RebalanceListener>),
         ..group_config("cooperators")
     };
-    let all: Vec<(String, i32)> = (0..4).map(|p| ("cooperative".to_string(), p)).collect();
+    let all: Vec<TopicPartition> = (0..4).map(|p| TopicPartition::new("cooperative", p)).collect();
 
     let recorder = std::sync::Arc::new(PartitionRecorder::default());
     let first = Consumer::new(config(&broker), cooperative(Some(recorder.clone())))
@@ -329,7 +341,7 @@ async fn cooperative_sticky_members_give_up_only_what_moves() {
     split.sort();
     assert_eq!(split, all, "the two members share the partitions");
     assert_eq!(kept.len(), 2);
-    let revoked: Vec<(String, i32)> = recorder.revoked.lock().expect("lock").concat();
+    let revoked: Vec<TopicPartition> = recorder.revoked.lock().expect("lock").concat();
     assert!(
         !revoked.is_empty() && revoked.len() < all.len(),
         "revoked a strict subset: {revoked:?}"

@@ -8,6 +8,7 @@ use std::time::Duration;
 use strom_client::partitioner::murmur2_partition;
 use strom_client::{
     Acks, Admin, Client, Compression, Consumer, ConsumerConfig, Offset, Producer, ProducerConfig, ProducerRecord,
+    TopicPartition,
 };
 
 use common::*;
@@ -57,7 +58,11 @@ async fn produces_and_consumes_keyed_records_with_every_codec() {
 
         let consumer = Consumer::with_client(client.clone(), ConsumerConfig::default()).expect("consumer");
         consumer
-            .assign((0..PARTITIONS).map(|p| (topic.clone(), p, Offset::Beginning)).collect())
+            .assign(
+                (0..PARTITIONS)
+                    .map(|p| (TopicPartition::new(topic.clone(), p), Offset::Beginning))
+                    .collect(),
+            )
             .await
             .expect("assign");
         let records = consume(&consumer, RECORDS).await;
@@ -88,8 +93,8 @@ async fn idempotent_producer_gets_a_producer_id() {
     let producer = Producer::with_client(client.clone(), ProducerConfig::default())
         .await
         .expect("producer");
-    let (producer_id, epoch) = producer.producer_id().expect("idempotent producer has an id");
-    assert!(producer_id >= 0 && epoch >= 0);
+    let identity = producer.producer_id().expect("idempotent producer has an id");
+    assert!(identity.id >= 0 && identity.epoch >= 0);
     let first = producer
         .send(ProducerRecord::new("idempotent", "a"))
         .await
@@ -148,7 +153,7 @@ async fn acks_zero_and_unkeyed_records_are_delivered() {
     consumer
         .assign(
             (0..4)
-                .map(|p| ("fire-and-forget".to_string(), p, Offset::Beginning))
+                .map(|p| (TopicPartition::new("fire-and-forget", p), Offset::Beginning))
                 .collect(),
         )
         .await
@@ -183,7 +188,10 @@ async fn idempotent_producer_does_not_duplicate_across_a_broker_restart() {
     producer.close().await.expect("close");
     let consumer = Consumer::with_client(client, ConsumerConfig::default()).expect("consumer");
     consumer
-        .assign(vec![("restarts".to_string(), 0, Offset::Beginning)])
+        .assign(BTreeMap::from([(
+            TopicPartition::new("restarts", 0),
+            Offset::Beginning,
+        )]))
         .await
         .expect("assign");
     let mut records = consume(&consumer, 200).await;

@@ -2,10 +2,12 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use strom_client::{
     Admin, Client, Consumer, ConsumerConfig, IsolationLevel, Offset, Producer, ProducerConfig, ProducerRecord,
+    TopicPartition,
 };
 
 use common::*;
@@ -46,7 +48,7 @@ async fn aborted_transactions_are_invisible_to_read_committed_consumers() {
     }
     let group = strom_client::ConsumerGroupMetadata::new("txn-group");
     producer
-        .send_offsets_to_transaction(&[("txn-input".to_string(), 0, 42)], &group)
+        .send_offsets_to_transaction(&BTreeMap::from([(TopicPartition::new("txn-input", 0), 42)]), &group)
         .await
         .expect("send offsets");
     producer.commit_transaction().await.expect("commit");
@@ -68,7 +70,11 @@ async fn aborted_transactions_are_invisible_to_read_committed_consumers() {
     )
     .expect("consumer");
     consumer
-        .assign((0..2).map(|p| ("txn-data".to_string(), p, Offset::Beginning)).collect())
+        .assign(
+            (0..2)
+                .map(|p| (TopicPartition::new("txn-data", p), Offset::Beginning))
+                .collect(),
+        )
         .await
         .expect("assign");
     let mut records = consume(&consumer, 10).await;
@@ -79,10 +85,10 @@ async fn aborted_transactions_are_invisible_to_read_committed_consumers() {
     expected.sort();
     assert_eq!(seen, expected);
     let committed = consumer
-        .committed(&[("txn-input".to_string(), 0)])
+        .committed(&[TopicPartition::new("txn-input", 0)])
         .await
         .expect("committed");
-    assert_eq!(committed.get(&("txn-input".to_string(), 0)), Some(&42));
+    assert_eq!(committed.get(&TopicPartition::new("txn-input", 0)), Some(&42));
 
     // A second producer with the same id fences the first and aborts its open transaction.
     let successor = Producer::with_client(client.clone(), transactional("mover"))
@@ -93,7 +99,10 @@ async fn aborted_transactions_are_invisible_to_read_committed_consumers() {
     assert!(matches!(fenced, Err(strom_client::Error::Fatal(_))), "{fenced:?}");
     let uncommitted = Consumer::with_client(client, ConsumerConfig::default()).expect("consumer");
     uncommitted
-        .assign(vec![("txn-data".to_string(), 0, Offset::Beginning)])
+        .assign(BTreeMap::from([(
+            TopicPartition::new("txn-data", 0),
+            Offset::Beginning,
+        )]))
         .await
         .expect("assign");
     let mut everything = Vec::new();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use strom_client::{
     Admin, AutoOffsetReset, Client, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, NewTopic, Producer,
-    ProducerConfig, ProducerRecord,
+    ProducerConfig, ProducerRecord, TopicPartition,
 };
 
 /// A broker process on a free port with its own data directory, killed on drop.
@@ -148,7 +148,7 @@ pub fn group_config(group: &str) -> ConsumerConfig {
 pub async fn poll_until(
     consumers: &[&Consumer],
     records: &mut Vec<ConsumerRecord>,
-    mut done: impl FnMut(&[ConsumerRecord], &[Vec<(String, i32)>]) -> bool,
+    mut done: impl FnMut(&[ConsumerRecord], &[Vec<TopicPartition>]) -> bool,
 ) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

@@ -6,6 +6,7 @@
 //! waiting for buffer memory counts. End-to-end latency is measured from the stamp in the value
 //! (written just before `send`) to the moment the consumer's `poll` returned the record.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -14,7 +15,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use strom_client::{
     Admin, AutoOffsetReset, ClientConfig, Consumer, ConsumerConfig, DeliveryFuture, NewTopic, Offset, Producer,
-    ProducerConfig,
+    ProducerConfig, TopicPartition,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -405,10 +406,10 @@ async fn start_consumers(
                         StartFrom::Beginning => Offset::Beginning,
                         StartFrom::End => Offset::End,
                     };
-                    let assigned: Vec<(String, i32, Offset)> = partitions
+                    let assigned: BTreeMap<TopicPartition, Offset> = partitions
                         .iter()
                         .filter(|partition| partition.rem_euclid(group.count as i32) == index as i32)
-                        .map(|partition| (scenario.topic.clone(), *partition, offset))
+                        .map(|partition| (TopicPartition::new(scenario.topic.clone(), *partition), offset))
                         .collect();
                     if assigned.is_empty() {
                         continue;

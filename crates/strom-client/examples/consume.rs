@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use strom_client::{Client, ClientConfig, Consumer, ConsumerConfig, Offset};
+use strom_client::{Client, ClientConfig, Consumer, ConsumerConfig, Offset, TopicPartition};
 
 #[tokio::main]
 async fn main() -> strom_client::Result<()> {
@@ -16,7 +16,11 @@ async fn main() -> strom_client::Result<()> {
     let partitions = client.topic_metadata(&topic).await?.partition_count();
     let consumer = Consumer::with_client(client, ConsumerConfig::default())?;
     consumer
-        .assign((0..partitions).map(|p| (topic.clone(), p, Offset::Beginning)).collect())
+        .assign(
+            (0..partitions)
+                .map(|p| (TopicPartition::new(&topic, p), Offset::Beginning))
+                .collect(),
+        )
         .await?;
 
     let records = consumer.stream().take_until(tokio::time::sleep(Duration::from_secs(5)));

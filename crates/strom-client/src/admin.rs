@@ -18,11 +18,16 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Request, StrBytes};
 use uuid::Uuid;
 
-use crate::assignor::decode_assignment;
 use crate::client::{Client, ClientConfig, PartitionMetadata};
+use crate::consumer_protocol::{decode_assignment, CONSUMER_PROTOCOL_TYPE};
 use crate::error::{Error, Result};
+use crate::offset::{CommittedOffset, ListedOffset, OffsetSpec};
+use crate::topic_partition::TopicPartition;
 
-fn sorted(mut partitions: Vec<(String, i32)>) -> Vec<(String, i32)> {
+fn sorted(partitions: impl Iterator<Item = (String, i32)>) -> Vec<TopicPartition> {
+    let mut partitions: Vec<TopicPartition> = partitions
+        .map(|(topic, partition)| TopicPartition::new(topic, partition))
+        .collect();
     partitions.sort();
     partitions
 }
@@ -97,6 +102,38 @@ pub struct ConfigEntry {
     pub is_sensitive: bool,
 }
 
+/// A change of one topic config for [`Admin::incremental_alter_configs`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigChange {
+    /// Overrides the config with this value.
+    Set {
+        /// Kafka's config name.
+        name: String,
+        /// The new value.
+        value: String,
+    },
+    /// Removes the override: the config goes back to its default.
+    Delete {
+        /// Kafka's config name.
+        name: String,
+    },
+}
+
+impl ConfigChange {
+    /// Sets `name` to `value`.
+    pub fn set(name: impl Into<String>, value: impl Into<String>) -> Self {
+        ConfigChange::Set {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    /// Removes the override of `name`.
+    pub fn delete(name: impl Into<String>) -> Self {
+        ConfigChange::Delete { name: name.into() }
+    }
+}
+
 /// A topic as described by [`Admin::describe_topics`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicDescription {
@@ -110,17 +147,6 @@ pub struct TopicDescription {
     pub partitions: Vec<PartitionDescription>,
     /// Configs (from DescribeConfigs) by name.
     pub configs: BTreeMap<String, ConfigEntry>,
-}
-
-/// Which offset [`Admin::list_offsets`] looks up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OffsetSpec {
-    /// The log start offset.
-    Earliest,
-    /// The log end offset.
-    Latest,
-    /// The first offset with a timestamp at or after this one (ms since the epoch).
-    Timestamp(i64),
 }
 
 /// A group as listed by [`Admin::list_groups`].
@@ -147,7 +173,7 @@ pub struct GroupMember {
     pub client_host: String,
     /// The partitions the member owns, sorted (empty when the group's protocol is not
     /// Kafka's consumer protocol).
-    pub assignment: Vec<(String, i32)>,
+    pub assignment: Vec<TopicPartition>,
 }
 
 /// A group as described by [`Admin::describe_groups`].
@@ -394,21 +420,28 @@ impl Admin {
         Ok(())
     }
 
-    /// Sets (`Some`) or removes (`None`) topic config overrides, leaving the others alone.
+    /// Sets or removes topic config overrides, leaving the others alone.
     ///
     /// ```no_run
     /// # async fn demo(admin: strom_client::Admin) -> strom_client::Result<()> {
-    /// admin.incremental_alter_configs("events", &[("retention.ms", Some("3600000")), ("cleanup.policy", None)]).await?;
+    /// use strom_client::ConfigChange;
+    ///
+    /// let changes = [ConfigChange::set("retention.ms", "3600000"), ConfigChange::delete("cleanup.policy")];
+    /// admin.incremental_alter_configs("events", &changes).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn incremental_alter_configs(&self, topic: &str, changes: &[(&str, Option<&str>)]) -> Result<()> {
+    pub async fn incremental_alter_configs(&self, topic: &str, changes: &[ConfigChange]) -> Result<()> {
         let configs = changes
             .iter()
-            .map(|(name, value)| {
+            .map(|change| {
+                let (name, operation, value) = match change {
+                    ConfigChange::Set { name, value } => (name, 0, Some(str_bytes(value))), // SET
+                    ConfigChange::Delete { name } => (name, 1, None),                       // DELETE
+                };
                 AlterableConfig::default()
                     .with_name(str_bytes(name))
-                    .with_config_operation(if value.is_some() { 0 } else { 1 }) // SET / DELETE
-                    .with_value(value.map(str_bytes))
+                    .with_config_operation(operation)
+                    .with_value(value)
             })
             .collect();
         let request = IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
@@ -424,24 +457,13 @@ impl Admin {
         Error::check(result.error_code, result.error_message.as_deref())
     }
 
-    /// Offsets of partitions: earliest, latest or by timestamp. Returns `(offset, timestamp)`;
-    /// offset -1 when no record has a timestamp at or after the one asked for.
+    /// Offsets of partitions: earliest, latest or by timestamp (offset -1 when no record has
+    /// a timestamp at or after the one asked for).
     pub async fn list_offsets(
         &self,
-        partitions: &[(String, i32, OffsetSpec)],
-    ) -> Result<HashMap<(String, i32), (i64, i64)>> {
-        let queries: Vec<(String, i32, i64)> = partitions
-            .iter()
-            .map(|(topic, partition, spec)| {
-                let timestamp = match spec {
-                    OffsetSpec::Earliest => -2,
-                    OffsetSpec::Latest => -1,
-                    OffsetSpec::Timestamp(timestamp) => *timestamp,
-                };
-                (topic.clone(), *partition, timestamp)
-            })
-            .collect();
-        self.client.list_offsets(&queries, false).await
+        partitions: &BTreeMap<TopicPartition, OffsetSpec>,
+    ) -> Result<HashMap<TopicPartition, ListedOffset>> {
+        self.client.list_offsets(partitions, false).await
     }
 
     /// Lists the groups of every broker, sorted by id.
@@ -467,16 +489,16 @@ impl Admin {
         crate::coordinator::coordinator_id(&self.client, crate::coordinator::CoordinatorKind::Group, group_id).await
     }
 
-    /// A group's committed offsets: (topic, partition) → (offset, metadata).
+    /// A group's committed offsets, by partition.
     ///
     /// ```no_run
     /// # async fn demo(admin: strom_client::Admin) -> strom_client::Result<()> {
-    /// for ((topic, partition), (offset, _)) in admin.list_group_offsets("my-group").await? {
-    ///     println!("{topic}-{partition}: {offset}");
+    /// for (partition, committed) in admin.list_group_offsets("my-group").await? {
+    ///     println!("{partition}: {}", committed.offset);
     /// }
     /// # Ok(()) }
     /// ```
-    pub async fn list_group_offsets(&self, group_id: &str) -> Result<BTreeMap<(String, i32), (i64, String)>> {
+    pub async fn list_group_offsets(&self, group_id: &str) -> Result<BTreeMap<TopicPartition, CommittedOffset>> {
         let coordinator = self.group_coordinator(group_id).await?;
         // v8+ asks for several groups at once; earlier versions for one.
         let version = self.client.version_for::<OffsetFetchRequest>(Some(coordinator)).await?;
@@ -525,8 +547,11 @@ impl Admin {
             Error::check(error_code, None)?;
             if offset >= 0 {
                 out.insert(
-                    (topic, partition),
-                    (offset, metadata.map(|m| m.to_string()).unwrap_or_default()),
+                    TopicPartition::new(topic, partition),
+                    CommittedOffset {
+                        offset,
+                        metadata: metadata.map(|m| m.to_string()).unwrap_or_default(),
+                    },
                 );
             }
         }
@@ -535,13 +560,13 @@ impl Admin {
 
     /// Set a group's committed offsets (the group must have no members, as with
     /// `kafka-consumer-groups.sh --reset-offsets`).
-    pub async fn alter_group_offsets(&self, group_id: &str, offsets: &[(String, i32, i64)]) -> Result<()> {
+    pub async fn alter_group_offsets(&self, group_id: &str, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
         let coordinator = self.group_coordinator(group_id).await?;
         let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-        for (topic, partition, offset) in offsets {
-            topics.entry(topic.as_str()).or_default().push(
+        for (key, offset) in offsets {
+            topics.entry(key.topic.as_str()).or_default().push(
                 OffsetCommitRequestPartition::default()
-                    .with_partition_index(*partition)
+                    .with_partition_index(key.partition)
                     .with_committed_offset(*offset),
             );
         }
@@ -599,7 +624,7 @@ impl Admin {
                     last_error = Some(error);
                     continue;
                 }
-                let consumer_protocol = group.protocol_type.as_str() == "consumer";
+                let consumer_protocol = group.protocol_type.as_str() == CONSUMER_PROTOCOL_TYPE;
                 let description = GroupDescription {
                     group_id: group.group_id.0.to_string(),
                     state: group.group_state.to_string(),
@@ -616,7 +641,7 @@ impl Admin {
                             // Another protocol's assignment is opaque; an undecodable one is
                             // shown as none rather than failing the whole description.
                             assignment: match consumer_protocol && !m.member_assignment.is_empty() {
-                                true => sorted(decode_assignment(&m.member_assignment).unwrap_or_default()),
+                                true => sorted(decode_assignment(&m.member_assignment).unwrap_or_default().into_iter()),
                                 false => Vec::new(),
                             },
                         })
@@ -628,7 +653,7 @@ impl Admin {
         }
         for (group_id, description) in found.iter_mut() {
             let unassigned = description.members.iter().all(|m| m.assignment.is_empty());
-            if description.protocol_type == "consumer" && !description.members.is_empty() && unassigned {
+            if description.protocol_type == CONSUMER_PROTOCOL_TYPE && !description.members.is_empty() && unassigned {
                 if let Some(coordinator) = coordinators.get(group_id) {
                     self.add_consumer_group_assignments(*coordinator, description).await;
                 }
@@ -664,12 +689,11 @@ impl Admin {
         };
         for group in response.groups.into_iter().filter(|g| g.error_code == 0) {
             for member in group.members {
-                let owned: Vec<(String, i32)> = member
+                let owned = member
                     .assignment
                     .topic_partitions
                     .iter()
-                    .flat_map(|t| t.partitions.iter().map(|p| (t.topic_name.0.to_string(), *p)))
-                    .collect();
+                    .flat_map(|t| t.partitions.iter().map(|p| (t.topic_name.0.to_string(), *p)));
                 if let Some(described) = description
                     .members
                     .iter_mut()

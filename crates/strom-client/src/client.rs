@@ -1,6 +1,6 @@
 //! The shared client: bootstrap, cluster metadata cache, one connection per broker and retries.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -16,6 +16,8 @@ use uuid::Uuid;
 use crate::connection::Connection;
 use crate::constants::RETRY_BACKOFF_MAX;
 use crate::error::{Error, Result};
+use crate::offset::{ListedOffset, OffsetSpec};
+use crate::topic_partition::TopicPartition;
 
 /// Settings shared by producers, consumers and admin clients.
 ///
@@ -408,39 +410,43 @@ impl Client {
         Ok(connection)
     }
 
-    /// Looks up offsets by timestamp with ListOffsets, asking each partition's leader.
-    /// `timestamp` is milliseconds since the epoch, or -2 (earliest) / -1 (latest).
-    /// Returns `(offset, timestamp)` per partition; offset -1 means no record at or after the
-    /// timestamp. `read_committed` makes "latest" the last stable offset.
+    /// Looks up offsets with ListOffsets, asking each partition's leader: the earliest, the
+    /// latest, or the first at or after a timestamp (offset -1 when no record is).
+    /// `read_committed` makes "latest" the last stable offset.
     ///
     /// ```no_run
     /// # async fn demo(client: strom_client::Client) -> strom_client::Result<()> {
-    /// let offsets = client.list_offsets(&[("events".to_string(), 0, -1)], false).await?;
-    /// println!("end offset of events-0: {:?}", offsets.get(&("events".to_string(), 0)));
+    /// use std::collections::BTreeMap;
+    /// use strom_client::{OffsetSpec, TopicPartition};
+    ///
+    /// let partition = TopicPartition::new("events", 0);
+    /// let query = BTreeMap::from([(partition.clone(), OffsetSpec::Latest)]);
+    /// let offsets = client.list_offsets(&query, false).await?;
+    /// println!("end offset of {partition}: {:?}", offsets.get(&partition));
     /// # Ok(()) }
     /// ```
     pub async fn list_offsets(
         &self,
-        partitions: &[(String, i32, i64)],
+        partitions: &BTreeMap<TopicPartition, OffsetSpec>,
         read_committed: bool,
-    ) -> Result<HashMap<(String, i32), (i64, i64)>> {
-        let mut by_leader: HashMap<i32, Vec<&(String, i32, i64)>> = HashMap::new();
-        for entry in partitions {
-            let leader = self.leader_for(&entry.0, entry.1).await?;
-            by_leader.entry(leader).or_default().push(entry);
+    ) -> Result<HashMap<TopicPartition, ListedOffset>> {
+        let mut by_leader: HashMap<i32, Vec<(&TopicPartition, OffsetSpec)>> = HashMap::new();
+        for (key, spec) in partitions {
+            let leader = self.leader_for(&key.topic, key.partition).await?;
+            by_leader.entry(leader).or_default().push((key, *spec));
         }
         let mut out = HashMap::with_capacity(partitions.len());
         for (leader, entries) in by_leader {
             let mut topics: Vec<ListOffsetsTopic> = Vec::new();
-            for (topic, partition, timestamp) in entries {
+            for (key, spec) in entries {
                 let entry = ListOffsetsPartition::default()
-                    .with_partition_index(*partition)
-                    .with_timestamp(*timestamp);
-                match topics.iter_mut().find(|t| t.name.0.as_str() == topic) {
+                    .with_partition_index(key.partition)
+                    .with_timestamp(spec.wire());
+                match topics.iter_mut().find(|t| t.name.0.as_str() == key.topic) {
                     Some(found) => found.partitions.push(entry),
                     None => topics.push(
                         ListOffsetsTopic::default()
-                            .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                            .with_name(TopicName(StrBytes::from_string(key.topic.clone())))
                             .with_partitions(vec![entry]),
                     ),
                 }
@@ -467,17 +473,18 @@ impl Client {
             for topic in response.topics {
                 for partition in topic.partitions {
                     out.insert(
-                        (topic.name.0.to_string(), partition.partition_index),
-                        (partition.offset, partition.timestamp),
+                        TopicPartition::new(topic.name.0.to_string(), partition.partition_index),
+                        ListedOffset {
+                            offset: partition.offset,
+                            timestamp: partition.timestamp,
+                        },
                     );
                 }
             }
         }
-        for (topic, partition, _) in partitions {
-            if !out.contains_key(&(topic.clone(), *partition)) {
-                return Err(Error::Protocol(format!(
-                    "ListOffsets response lacks {topic}-{partition}"
-                )));
+        for key in partitions.keys() {
+            if !out.contains_key(key) {
+                return Err(Error::Protocol(format!("ListOffsets response lacks {key}")));
             }
         }
         Ok(out)

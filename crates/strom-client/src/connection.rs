@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes, VersionRange};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{lookup_host, TcpStream};
@@ -235,8 +235,10 @@ impl Connection {
     }
 
     /// The broker's supported version range of an API, as advertised by ApiVersions.
-    pub fn broker_versions(&self, api_key: ApiKey) -> Option<(i16, i16)> {
-        self.versions.get(&(api_key as i16)).copied()
+    pub fn broker_versions(&self, api_key: ApiKey) -> Option<VersionRange> {
+        self.versions
+            .get(&(api_key as i16))
+            .map(|&(min, max)| VersionRange { min, max })
     }
 
     /// The version `send` uses for request type `Req`: the highest both sides support.

@@ -18,32 +18,23 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::assignment::{resolve_offsets, PartitionState, SharedAssignment};
 use crate::assignor::Assignor;
 use crate::client::{Client, ClientConfig};
 use crate::error::{Error, Result};
 use crate::fetch_buffer::FetchBuffer;
 use crate::group::{ConsumerGroupMetadata, GroupCoordinator, GroupSettings};
 use crate::membership::{
-    self, commit_offsets, AutoOffsetReset, MemberOptions, Membership, RebalanceListener, Subscription,
+    commit_offsets, commit_positions, GroupProtocol, MemberOptions, Membership, RebalanceListener,
 };
+use crate::offset::{AutoOffsetReset, Offset};
 use crate::record::{decode_batches, AbortedTransaction, ConsumerRecord};
+use crate::subscription::Subscription;
+use crate::topic_partition::TopicPartition;
+use crate::{classic_group, consumer_group};
 
 /// Kafka's OFFSET_OUT_OF_RANGE error code.
 const OFFSET_OUT_OF_RANGE: i16 = 1;
-
-/// Where to start reading a partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Offset {
-    /// The log start offset (earliest record still stored).
-    Beginning,
-    /// The log end offset: only records produced from now on.
-    End,
-    /// An exact offset.
-    At(i64),
-    /// The first record with a timestamp at or after this one (ms since the epoch); the end
-    /// when there is none.
-    Timestamp(i64),
-}
 
 /// Which records a consumer sees of transactional producers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -109,18 +100,6 @@ pub struct ConsumerConfig {
     /// With [`GroupProtocol::Consumer`]: the broker-side assignor to use (`uniform`, `range`, …);
     /// `None` leaves the choice to the broker.
     pub remote_assignor: Option<String>,
-}
-
-/// Which protocol a consumer group member speaks with its coordinator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum GroupProtocol {
-    /// JoinGroup / SyncGroup / Heartbeat with client-side assignors; eager or incremental
-    /// rebalancing as the chosen assignor says ([`Assignor::is_cooperative`]).
-    #[default]
-    Classic,
-    /// KIP-848: ConsumerGroupHeartbeat, assignments computed by the broker and applied
-    /// incrementally.
-    Consumer,
 }
 
 impl std::fmt::Debug for ConsumerConfig {
@@ -206,29 +185,16 @@ impl ConsumerConfig {
     }
 }
 
-/// A partition's fetch state.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PartitionState {
-    /// The next offset to fetch.
-    pub position: i64,
-    /// Not fetched while set.
-    pub paused: bool,
-}
-
-type TopicPartition = (String, i32);
-
-/// The assigned partitions, shared by `poll` and the group membership task.
-pub(crate) type SharedAssignment = Arc<Mutex<BTreeMap<TopicPartition, PartitionState>>>;
-
 /// A consumer of manually assigned partitions.
 ///
 /// ```no_run
 /// # async fn demo() -> strom_client::Result<()> {
 /// use std::time::Duration;
-/// use strom_client::{ClientConfig, Consumer, ConsumerConfig, Offset};
+/// use std::collections::BTreeMap;
+/// use strom_client::{ClientConfig, Consumer, ConsumerConfig, Offset, TopicPartition};
 ///
 /// let consumer = Consumer::new(ClientConfig::new(["127.0.0.1:9092"]), ConsumerConfig::default()).await?;
-/// consumer.assign(vec![("events".to_string(), 0, Offset::Beginning)]).await?;
+/// consumer.assign(BTreeMap::from([(TopicPartition::new("events", 0), Offset::Beginning)])).await?;
 /// loop {
 ///     for record in consumer.poll(Duration::from_secs(1)).await? {
 ///         println!("{}: {:?}", record.offset, record.value);
@@ -351,10 +317,11 @@ impl Consumer {
         membership.subscribe(subscription);
         let mut task = self.membership_task.lock().await;
         if task.is_none() {
-            *task = Some(tokio::spawn(membership::run(
-                membership.clone(),
-                self.assignment.clone(),
-            )));
+            let assignment = self.assignment.clone();
+            *task = Some(match membership.options.protocol {
+                GroupProtocol::Classic => tokio::spawn(classic_group::run(membership.clone(), assignment)),
+                GroupProtocol::Consumer => tokio::spawn(consumer_group::run(membership.clone(), assignment)),
+            });
         }
         Ok(())
     }
@@ -367,7 +334,7 @@ impl Consumer {
 
     /// Commits the positions of all assigned partitions and waits for the coordinator.
     pub async fn commit_sync(&self) -> Result<()> {
-        membership::commit_positions(self.membership()?, &self.assignment).await
+        commit_positions(self.membership()?, &self.assignment).await
     }
 
     /// Commits the positions of all assigned partitions in the background; the returned
@@ -378,23 +345,23 @@ impl Consumer {
         Ok(tokio::spawn(async move { commit_offsets(&membership, &offsets).await }))
     }
 
-    /// Commits these offsets (topic, partition, next offset to read) for the group.
-    pub async fn commit(&self, offsets: &[(String, i32, i64)]) -> Result<()> {
+    /// Commits these offsets (the next offset to read of each partition) for the group.
+    pub async fn commit(&self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
         commit_offsets(self.membership()?, offsets).await
     }
 
     /// The group's committed offsets of these partitions; partitions without one are absent.
-    pub async fn committed(&self, partitions: &[(String, i32)]) -> Result<HashMap<(String, i32), i64>> {
+    pub async fn committed(&self, partitions: &[TopicPartition]) -> Result<HashMap<TopicPartition, i64>> {
         self.membership()?.coordinator.committed(partitions).await
     }
 
-    /// The positions of all assigned partitions: (topic, partition, next offset).
-    pub async fn positions(&self) -> Vec<(String, i32, i64)> {
+    /// The positions (next offsets) of all assigned partitions.
+    pub async fn positions(&self) -> BTreeMap<TopicPartition, i64> {
         self.assignment
             .lock()
             .await
             .iter()
-            .map(|((topic, partition), state)| (topic.clone(), *partition, state.position))
+            .map(|(key, state)| (key.clone(), state.position))
             .collect()
     }
 
@@ -421,7 +388,7 @@ impl Consumer {
     }
 
     /// Replaces the assignment with these partitions, each starting at the given offset.
-    pub async fn assign(&self, partitions: Vec<(String, i32, Offset)>) -> Result<()> {
+    pub async fn assign(&self, partitions: BTreeMap<TopicPartition, Offset>) -> Result<()> {
         let resolved = self.resolve(&partitions).await?;
         let mut assignment = self.assignment.lock().await;
         assignment.clear();
@@ -438,8 +405,8 @@ impl Consumer {
     }
 
     /// Moves an assigned partition's position.
-    pub async fn seek(&self, topic: &str, partition: i32, offset: Offset) -> Result<()> {
-        let resolved = self.resolve(&[(topic.to_string(), partition, offset)]).await?;
+    pub async fn seek(&self, partition: &TopicPartition, offset: Offset) -> Result<()> {
+        let resolved = self.resolve(&BTreeMap::from([(partition.clone(), offset)])).await?;
         let mut assignment = self.assignment.lock().await;
         for (key, position) in resolved {
             let state = assignment.get_mut(&key).ok_or_else(|| not_assigned(&key))?;
@@ -449,30 +416,26 @@ impl Consumer {
     }
 
     /// The next offset `poll` returns for an assigned partition.
-    pub async fn position(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.assignment
-            .lock()
-            .await
-            .get(&(topic.to_string(), partition))
-            .map(|s| s.position)
+    pub async fn position(&self, partition: &TopicPartition) -> Option<i64> {
+        self.assignment.lock().await.get(partition).map(|s| s.position)
     }
 
     /// The assigned partitions, sorted.
-    pub async fn assignment(&self) -> Vec<(String, i32)> {
+    pub async fn assignment(&self) -> Vec<TopicPartition> {
         self.assignment.lock().await.keys().cloned().collect()
     }
 
     /// Stops fetching these partitions until resumed (positions are kept).
-    pub async fn pause(&self, partitions: &[(String, i32)]) -> Result<()> {
+    pub async fn pause(&self, partitions: &[TopicPartition]) -> Result<()> {
         self.set_paused(partitions, true).await
     }
 
     /// Fetches paused partitions again.
-    pub async fn resume(&self, partitions: &[(String, i32)]) -> Result<()> {
+    pub async fn resume(&self, partitions: &[TopicPartition]) -> Result<()> {
         self.set_paused(partitions, false).await
     }
 
-    async fn set_paused(&self, partitions: &[(String, i32)], paused: bool) -> Result<()> {
+    async fn set_paused(&self, partitions: &[TopicPartition], paused: bool) -> Result<()> {
         let mut assignment = self.assignment.lock().await;
         for key in partitions {
             assignment.get_mut(key).ok_or_else(|| not_assigned(key))?.paused = paused;
@@ -480,7 +443,7 @@ impl Consumer {
         Ok(())
     }
 
-    async fn resolve(&self, partitions: &[(String, i32, Offset)]) -> Result<Vec<(TopicPartition, i64)>> {
+    async fn resolve(&self, partitions: &BTreeMap<TopicPartition, Offset>) -> Result<BTreeMap<TopicPartition, i64>> {
         resolve_offsets(&self.client, self.config.read_committed(), partitions).await
     }
 
@@ -546,9 +509,11 @@ impl Consumer {
             .iter()
             .filter(|(key, state)| !state.paused && !buffer.has_records_for(key, state.position));
         for (key, state) in fetchable {
-            match self.client.leader_for(&key.0, key.1).await {
+            match self.client.leader_for(&key.topic, key.partition).await {
                 Ok(leader) => by_leader.entry(leader).or_default().push((key.clone(), state.position)),
-                Err(error) if error.is_retriable() => debug!(topic = %key.0, partition = key.1, %error, "no leader"),
+                Err(error) if error.is_retriable() => {
+                    debug!(topic = %key.topic, partition = key.partition, %error, "no leader")
+                }
                 Err(error) => return Err(error),
             }
         }
@@ -575,9 +540,10 @@ impl Consumer {
 
     fn fetch_request(&self, partitions: &[(TopicPartition, i64)], wait: Duration) -> FetchRequest {
         let mut topics: Vec<FetchTopic> = Vec::new();
-        for ((topic, partition), position) in partitions {
+        for (key, position) in partitions {
+            let (topic, partition) = (&key.topic, key.partition);
             let entry = FetchPartition::default()
-                .with_partition(*partition)
+                .with_partition(partition)
                 .with_fetch_offset(*position)
                 .with_partition_max_bytes(self.config.max_partition_fetch_bytes);
             match topics.iter_mut().find(|t| t.topic.0.as_str() == topic) {
@@ -609,25 +575,19 @@ impl Consumer {
         for topic in response.responses {
             let name = topic.topic.0.to_string();
             for partition in topic.partitions {
-                let key = (name.clone(), partition.partition_index);
+                let key = TopicPartition::new(name.clone(), partition.partition_index);
                 let Some((_, fetch_offset)) = requested.iter().find(|(k, _)| *k == key) else {
-                    return Err(Error::Protocol(format!(
-                        "fetch response for unrequested {}-{}",
-                        key.0, key.1
-                    )));
+                    return Err(Error::Protocol(format!("fetch response for unrequested {key}")));
                 };
                 match partition.error_code {
                     0 => {}
                     OFFSET_OUT_OF_RANGE => {
                         let reset = self.config.auto_offset_reset.offset().ok_or_else(|| {
-                            Error::kafka(
-                                OFFSET_OUT_OF_RANGE,
-                                Some(&format!("{}-{} at {fetch_offset}", key.0, key.1)),
-                            )
+                            Error::kafka(OFFSET_OUT_OF_RANGE, Some(&format!("{key} at {fetch_offset}")))
                         })?;
-                        warn!(topic = %key.0, partition = key.1, offset = fetch_offset, ?reset, "offset out of range, resetting");
-                        let resolved = self.resolve(&[(key.0.clone(), key.1, reset)]).await?;
-                        if let (Some((_, position)), Some(state)) = (resolved.first(), assignment.get_mut(&key)) {
+                        warn!(topic = %key.topic, partition = key.partition, offset = fetch_offset, ?reset, "offset out of range, resetting");
+                        let resolved = self.resolve(&BTreeMap::from([(key.clone(), reset)])).await?;
+                        if let (Some(position), Some(state)) = (resolved.get(&key), assignment.get_mut(&key)) {
                             state.position = *position;
                         }
                         continue;
@@ -635,8 +595,8 @@ impl Consumer {
                     code => {
                         let error = Error::kafka(code, None);
                         if error.needs_metadata_refresh() {
-                            debug!(topic = %key.0, partition = key.1, %error, "refreshing metadata");
-                            let _ = self.client.fetch_topic_metadata(&key.0).await;
+                            debug!(topic = %key.topic, partition = key.partition, %error, "refreshing metadata");
+                            let _ = self.client.fetch_topic_metadata(&key.topic).await;
                             continue;
                         }
                         return Err(error);
@@ -656,7 +616,7 @@ impl Consumer {
                         })
                         .collect()
                 });
-                let decoded = decode_batches(&key.0, key.1, raw, *fetch_offset, aborted.as_deref())?;
+                let decoded = decode_batches(&key.topic, key.partition, raw, *fetch_offset, aborted.as_deref())?;
                 if assignment
                     .get(&key)
                     .is_some_and(|state| state.position == *fetch_offset)
@@ -669,55 +629,8 @@ impl Consumer {
     }
 }
 
-/// Turns starting offsets into positions, asking ListOffsets for all but exact offsets.
-pub(crate) async fn resolve_offsets(
-    client: &Client,
-    read_committed: bool,
-    partitions: &[(String, i32, Offset)],
-) -> Result<Vec<(TopicPartition, i64)>> {
-    let mut queries = Vec::new();
-    for (topic, partition, offset) in partitions {
-        let timestamp = match offset {
-            Offset::Beginning => -2,
-            Offset::End => -1,
-            Offset::Timestamp(timestamp) => *timestamp,
-            Offset::At(_) => continue,
-        };
-        queries.push((topic.clone(), *partition, timestamp));
-    }
-    let mut found = if queries.is_empty() {
-        HashMap::new()
-    } else {
-        client.list_offsets(&queries, read_committed).await?
-    };
-    let mut missing_timestamps = Vec::new();
-    for (topic, partition, offset) in partitions {
-        if matches!(offset, Offset::Timestamp(_)) && found.get(&(topic.clone(), *partition)).is_some_and(|f| f.0 < 0) {
-            missing_timestamps.push((topic.clone(), *partition, -1));
-        }
-    }
-    if !missing_timestamps.is_empty() {
-        found.extend(client.list_offsets(&missing_timestamps, read_committed).await?);
-    }
-    let mut resolved = Vec::with_capacity(partitions.len());
-    for (topic, partition, offset) in partitions {
-        let key = (topic.clone(), *partition);
-        let position = match offset {
-            Offset::At(at) if *at >= 0 => *at,
-            Offset::At(at) => return Err(Error::Config(format!("negative offset {at}"))),
-            _ => found
-                .get(&key)
-                .map(|f| f.0)
-                .filter(|o| *o >= 0)
-                .ok_or_else(|| Error::Protocol(format!("no offset found for {topic}-{partition} ({offset:?})")))?,
-        };
-        resolved.push((key, position));
-    }
-    Ok(resolved)
-}
-
 fn not_assigned(key: &TopicPartition) -> Error {
-    Error::Config(format!("{}-{} is not assigned", key.0, key.1))
+    Error::Config(format!("{key} is not assigned"))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 //! The member epoch is 0 to join and -1 to leave; FENCED_MEMBER_EPOCH and UNKNOWN_MEMBER_ID
 //! lose every partition (no commit) and join again with epoch 0. With v1 the member id is a
 //! UUID made here; with v0 the broker hands one out. Commits carry the member epoch as the
-//! generation (`group.rs`, `membership.rs` retries STALE_MEMBER_EPOCH).
+//! generation (`group.rs`; `membership.rs` retries STALE_MEMBER_EPOCH).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
@@ -26,17 +26,17 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-use crate::consumer::{PartitionState, SharedAssignment};
+use crate::assignment::{PartitionState, SharedAssignment};
 use crate::error::{Error, Result};
 use crate::group::{FENCED_MEMBER_EPOCH, UNKNOWN_MEMBER_ID};
-use crate::membership::{is_fatal, lock, revoke, starting_positions, Membership, Subscription};
+use crate::membership::{commit_positions, is_fatal, lock, revoke, starting_positions, Membership};
+use crate::subscription::Subscription;
+use crate::topic_partition::TopicPartition;
 
 /// The member epoch that joins a group.
 const JOIN_EPOCH: i32 = 0;
 /// The member epoch that leaves a group.
 const LEAVE_EPOCH: i32 = -1;
-
-type TopicPartition = (String, i32);
 
 /// The member's identity as the coordinator knows it.
 struct Member {
@@ -115,7 +115,7 @@ pub(crate) async fn run(membership: Arc<Membership>, assignment: SharedAssignmen
         if let (Some(at), Some(every)) = (next_commit, options.auto_commit_interval) {
             if Instant::now() >= at {
                 next_commit = Some(Instant::now() + every);
-                if let Err(error) = crate::membership::commit_positions(&membership, &assignment).await {
+                if let Err(error) = commit_positions(&membership, &assignment).await {
                     debug!(%error, "auto-commit failed");
                 }
             }
@@ -196,8 +196,8 @@ async fn heartbeat(
 async fn owned_by_topic_id(membership: &Membership, assignment: &SharedAssignment) -> Result<Vec<TopicPartitions>> {
     let owned: Vec<TopicPartition> = assignment.lock().await.keys().cloned().collect();
     let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-    for (topic, partition) in owned {
-        by_topic.entry(topic).or_default().push(partition);
+    for key in owned {
+        by_topic.entry(key.topic).or_default().push(key.partition);
     }
     let client = membership.coordinator.client();
     let mut out = Vec::with_capacity(by_topic.len());
@@ -233,7 +233,7 @@ async fn resolve_names(
     let mut out = BTreeSet::new();
     for topic in assigned {
         match known(&topic.topic_id) {
-            Some(name) => out.extend(topic.partitions.iter().map(|p| (name.clone(), *p))),
+            Some(name) => out.extend(topic.partitions.iter().map(|p| TopicPartition::new(name.clone(), *p))),
             None => debug!(topic_id = %topic.topic_id, "assigned topic id not in metadata yet"),
         }
     }

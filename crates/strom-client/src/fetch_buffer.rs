@@ -7,10 +7,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::consumer::PartitionState;
+use crate::assignment::PartitionState;
 use crate::record::ConsumerRecord;
-
-type TopicPartition = (String, i32);
+use crate::topic_partition::TopicPartition;
 
 /// One partition's fetched, unreturned records.
 #[derive(Debug)]
@@ -109,7 +108,7 @@ mod tests {
 
     fn assigned(position: i64) -> BTreeMap<TopicPartition, PartitionState> {
         BTreeMap::from([(
-            ("t".to_string(), 0),
+            TopicPartition::new("t", 0),
             PartitionState {
                 position,
                 paused: false,
@@ -119,7 +118,7 @@ mod tests {
 
     #[test]
     fn drains_at_most_max_and_advances_only_past_returned_records() {
-        let key = ("t".to_string(), 0);
+        let key = TopicPartition::new("t", 0);
         let mut buffer = FetchBuffer::default();
         let mut assignment = assigned(10);
         buffer.insert(key.clone(), 10, (10..15).map(record).collect(), 17);
@@ -135,7 +134,7 @@ mod tests {
 
     #[test]
     fn a_seek_drops_the_buffered_run() {
-        let key = ("t".to_string(), 0);
+        let key = TopicPartition::new("t", 0);
         let mut buffer = FetchBuffer::default();
         let mut assignment = assigned(0);
         buffer.insert(key.clone(), 0, (0..5).map(record).collect(), 5);

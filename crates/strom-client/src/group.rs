@@ -25,13 +25,16 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Request, StrBytes};
 use tracing::debug;
 
-use crate::assignor::{
-    decode_assignment, decode_subscription, encode_assignment, encode_subscription, Assignor, MemberSubscription,
-};
+use crate::assignor::Assignor;
 use crate::client::Client;
 use crate::connection::Connection;
+use crate::consumer_protocol::{
+    decode_assignment, decode_subscription, encode_assignment, encode_subscription, MemberSubscription,
+    CONSUMER_PROTOCOL_TYPE,
+};
 use crate::coordinator::{find_coordinator, is_coordinator_error, CoordinatorKind};
 use crate::error::{Error, Result};
+use crate::topic_partition::TopicPartition;
 
 /// Kafka's ILLEGAL_GENERATION error code.
 pub(crate) const ILLEGAL_GENERATION: i16 = 22;
@@ -45,9 +48,6 @@ pub(crate) const FENCED_MEMBER_EPOCH: i16 = 110;
 pub(crate) const STALE_MEMBER_EPOCH: i16 = 113;
 /// Kafka's MEMBER_ID_REQUIRED error code.
 const MEMBER_ID_REQUIRED: i16 = 79;
-
-/// Protocol type of consumer groups in JoinGroup.
-const CONSUMER_PROTOCOL_TYPE: &str = "consumer";
 
 /// The group, generation and member a consumer commits as; what
 /// [`crate::Producer::send_offsets_to_transaction`] needs to commit offsets for a group.
@@ -219,14 +219,20 @@ impl GroupCoordinator {
 
     /// JoinGroup with the given subscription and the partitions the member owns now,
     /// rejoining once with the id the coordinator hands out on MEMBER_ID_REQUIRED.
-    pub async fn join(&self, topics: &[String], owned: &[(String, i32)]) -> Result<Joined> {
+    pub async fn join(&self, topics: &[String], owned: &[TopicPartition]) -> Result<Joined> {
         let generation_id = self.metadata().generation_id;
+        let owned: Vec<(String, i32)> = owned.iter().map(|p| (p.topic.clone(), p.partition)).collect();
         let mut protocols = Vec::with_capacity(self.settings.assignors.len());
         for assignor in &self.settings.assignors {
             protocols.push(
                 JoinGroupRequestProtocol::default()
                     .with_name(StrBytes::from_static_str(assignor.name()))
-                    .with_metadata(encode_subscription(*assignor, topics, owned, generation_id)?),
+                    .with_metadata(encode_subscription(
+                        topics,
+                        &owned,
+                        generation_id,
+                        assignor.user_data(generation_id),
+                    )?),
             );
         }
         for _ in 0..2 {
@@ -307,7 +313,7 @@ impl GroupCoordinator {
     }
 
     /// SyncGroup: sends the leader's assignments (empty for followers), returns this member's.
-    pub async fn sync(&self, joined: &Joined, assignments: Vec<(String, Bytes)>) -> Result<Vec<(String, i32)>> {
+    pub async fn sync(&self, joined: &Joined, assignments: Vec<(String, Bytes)>) -> Result<Vec<TopicPartition>> {
         let identity = self.metadata();
         let assignments: Vec<SyncGroupRequestAssignment> = assignments
             .into_iter()
@@ -335,7 +341,11 @@ impl GroupCoordinator {
             })
             .await?;
         self.check(response.error_code, None).await?;
-        decode_assignment(&response.assignment)
+        let assigned = decode_assignment(&response.assignment)?;
+        Ok(assigned
+            .into_iter()
+            .map(|(topic, partition)| TopicPartition::new(topic, partition))
+            .collect())
     }
 
     /// One Heartbeat for the current generation.
@@ -382,17 +392,17 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    /// OffsetCommit of `offsets` (topic, partition, next offset to read) as the current member.
-    pub async fn commit(&self, offsets: &[(String, i32, i64)]) -> Result<()> {
+    /// OffsetCommit of `offsets` (the next offset to read per partition) as the current member.
+    pub async fn commit(&self, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
         if offsets.is_empty() {
             return Ok(());
         }
         let identity = self.metadata();
         let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-        for (topic, partition, offset) in offsets {
-            topics.entry(topic).or_default().push(
+        for (key, offset) in offsets {
+            topics.entry(&key.topic).or_default().push(
                 OffsetCommitRequestPartition::default()
-                    .with_partition_index(*partition)
+                    .with_partition_index(key.partition)
                     .with_committed_offset(*offset),
             );
         }
@@ -427,10 +437,10 @@ impl GroupCoordinator {
 
     /// OffsetFetch: the committed offsets of these partitions; partitions without one are
     /// left out.
-    pub async fn committed(&self, partitions: &[(String, i32)]) -> Result<HashMap<(String, i32), i64>> {
+    pub async fn committed(&self, partitions: &[TopicPartition]) -> Result<HashMap<TopicPartition, i64>> {
         let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-        for (topic, partition) in partitions {
-            by_topic.entry(topic).or_default().push(*partition);
+        for key in partitions {
+            by_topic.entry(&key.topic).or_default().push(key.partition);
         }
         let name = |topic: &str| TopicName(StrBytes::from_string(topic.to_string()));
         let response = self
@@ -496,7 +506,7 @@ impl GroupCoordinator {
         for (topic, partition, offset, code) in entries {
             self.check(code, None).await?;
             if offset >= 0 {
-                out.insert((topic, partition), offset);
+                out.insert(TopicPartition::new(topic, partition), offset);
             }
         }
         Ok(out)

@@ -13,7 +13,10 @@
 //!
 //! ```no_run
 //! # async fn demo() -> strom_client::Result<()> {
-//! use strom_client::{ClientConfig, Consumer, ConsumerConfig, Offset, Producer, ProducerConfig, ProducerRecord};
+//! use strom_client::{
+//!     ClientConfig, Consumer, ConsumerConfig, Offset, Producer, ProducerConfig, ProducerRecord, TopicPartition,
+//! };
+//! use std::collections::BTreeMap;
 //! use std::time::Duration;
 //!
 //! let config = ClientConfig::new(["127.0.0.1:9092"]);
@@ -22,7 +25,8 @@
 //! producer.close().await?;
 //!
 //! let consumer = Consumer::new(config, ConsumerConfig::default()).await?;
-//! consumer.assign(vec![("events".to_string(), metadata.partition, Offset::Beginning)]).await?;
+//! let partition = TopicPartition::new("events", metadata.partition);
+//! consumer.assign(BTreeMap::from([(partition, Offset::Beginning)])).await?;
 //! for record in consumer.poll(Duration::from_secs(1)).await? {
 //!     println!("{}@{}: {:?}", record.partition, record.offset, record.value);
 //! }
@@ -31,40 +35,56 @@
 
 #![warn(missing_docs)]
 
+mod accumulator;
 mod admin;
+mod assignment;
 mod assignor;
+mod classic_group;
 mod client;
 mod connection;
-pub mod constants;
+mod constants;
 mod consumer;
 mod consumer_group;
+mod consumer_protocol;
 mod coordinator;
+mod delivery;
 mod error;
 mod fetch_buffer;
 mod group;
+mod idempotence;
 mod membership;
+mod offset;
 pub mod partitioner;
 mod producer;
+mod producer_config;
 mod record;
+mod sender;
 mod sticky;
+mod subscription;
+mod topic_partition;
 mod transaction;
 
 pub use admin::{
-    Admin, ConfigEntry, GroupDescription, GroupListing, GroupMember, NewTopic, OffsetSpec, PartitionDescription,
+    Admin, ConfigChange, ConfigEntry, GroupDescription, GroupListing, GroupMember, NewTopic, PartitionDescription,
     TopicDescription, TopicListing,
 };
 pub use assignor::Assignor;
 pub use client::{BrokerMetadata, Client, ClientConfig, Metadata, PartitionMetadata, TopicMetadata};
 pub use connection::{Connection, Submitted};
-pub use consumer::{Consumer, ConsumerConfig, GroupProtocol, IsolationLevel, Offset};
+pub use consumer::{Consumer, ConsumerConfig, IsolationLevel};
+pub use delivery::{DeliveryFuture, RecordMetadata};
 pub use error::{ConnectFailure, Error, Result};
 pub use group::ConsumerGroupMetadata;
-pub use membership::{AutoOffsetReset, RebalanceListener};
+pub use idempotence::ProducerIdentity;
+pub use membership::{GroupProtocol, RebalanceListener};
+pub use offset::{AutoOffsetReset, CommittedOffset, ListedOffset, Offset, OffsetSpec};
 pub use partitioner::{
     DefaultPartitioner, HashRangePartitioner, Murmur2Partitioner, Partitioner, RoundRobinPartitioner,
 };
-pub use producer::{Acks, DeliveryFuture, Producer, ProducerConfig, RecordMetadata};
+pub use producer::Producer;
+pub use producer_config::{Acks, ProducerConfig};
 pub use record::{Compression, ConsumerRecord, Header, ProducerRecord};
+pub use topic_partition::TopicPartition;
 
 /// The `kafka-protocol` crate this client is built on, for sending raw requests with
 /// [`Client::send_to`].

@@ -1,72 +1,49 @@
-//! The background task that keeps a subscribed consumer in its group: join and sync,
-//! heartbeats, rejoins on REBALANCE_IN_PROGRESS / ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID,
-//! auto-commit, and LeaveGroup when the consumer closes.
+//! What a subscribed consumer and its group membership task share, and the steps both group
+//! protocols take: committing positions, revoking partitions and finding where newly assigned
+//! partitions start.
 //!
-//! The assignor the group chose at the last rebalance decides how the next one goes. Eager
-//! (range, roundrobin): everything is revoked before the rejoin. Cooperative
-//! (cooperative-sticky, KIP-429): the member rejoins owning its partitions (revoking only
-//! those of topics it no longer subscribes to, or all of them, uncommitted, when it lost its
-//! generation); after SyncGroup it revokes what it owns but was not assigned, adds what is
-//! new, and rejoins at once if it revoked anything, so that the follow-up rebalance hands
-//! the revoked partitions to their new members.
-//!
-//! The task replaces the consumer's assignment; `poll` keeps fetching whatever is assigned.
-//! A pattern subscription is matched against the cluster's topics at every rebalance and
-//! every `metadata_max_age`; a change of the matched set rejoins the group.
-//! With [`GroupProtocol::Consumer`] the task of `consumer_group.rs` runs instead.
-//! A fatal error (a fenced static member, no committed offset with
-//! [`AutoOffsetReset::None`]) stops the task and is returned by the next `poll`.
+//! The task itself is `classic_group.rs` ([`GroupProtocol::Classic`]) or `consumer_group.rs`
+//! ([`GroupProtocol::Consumer`]); the consumer starts the one its configuration names.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::debug;
 
-use crate::assignor::Assignor;
-use crate::consumer::{resolve_offsets, GroupProtocol, Offset, PartitionState, SharedAssignment};
+use crate::assignment::{resolve_offsets, SharedAssignment};
 use crate::error::{Error, Result};
 use crate::group::{
     GroupCoordinator, FENCED_MEMBER_EPOCH, ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS, STALE_MEMBER_EPOCH,
     UNKNOWN_MEMBER_ID,
 };
+use crate::offset::{AutoOffsetReset, Offset};
+use crate::subscription::Subscription;
+use crate::topic_partition::TopicPartition;
 
-type TopicPartition = (String, i32);
-
-/// Where a group member starts reading a partition that has no committed offset.
+/// Which protocol a consumer group member speaks with its coordinator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AutoOffsetReset {
-    /// The log start offset.
-    Earliest,
-    /// The log end offset (Kafka's default).
+pub enum GroupProtocol {
+    /// JoinGroup / SyncGroup / Heartbeat with client-side assignors; eager or incremental
+    /// rebalancing as the chosen assignor says ([`Assignor::is_cooperative`]).
     #[default]
-    Latest,
-    /// Fail: `poll` returns an error.
-    None,
-}
-
-impl AutoOffsetReset {
-    pub(crate) fn offset(self) -> Option<Offset> {
-        match self {
-            AutoOffsetReset::Earliest => Some(Offset::Beginning),
-            AutoOffsetReset::Latest => Some(Offset::End),
-            AutoOffsetReset::None => None,
-        }
-    }
+    Classic,
+    /// KIP-848: ConsumerGroupHeartbeat, assignments computed by the broker and applied
+    /// incrementally.
+    Consumer,
 }
 
 /// Told about partitions taken from and given to this consumer by group rebalances. Called
 /// from the consumer's background task; keep the work short.
 ///
 /// ```
-/// use strom_client::RebalanceListener;
+/// use strom_client::{RebalanceListener, TopicPartition};
 ///
 /// struct Log;
 /// impl RebalanceListener for Log {
-///     fn on_assigned(&self, partitions: &[(String, i32)]) {
+///     fn on_assigned(&self, partitions: &[TopicPartition]) {
 ///         println!("now reading {partitions:?}");
 ///     }
 /// }
@@ -75,10 +52,10 @@ pub trait RebalanceListener: Send + Sync {
     /// These partitions are no longer this consumer's (their positions were auto-committed
     /// already, if auto-commit is on): all of them before an eager rejoin and on close, only
     /// those taken away after a cooperative rebalance.
-    fn on_revoked(&self, _partitions: &[(String, i32)]) {}
+    fn on_revoked(&self, _partitions: &[TopicPartition]) {}
     /// After a rebalance: the partitions new to the consumer, with positions set (all of them
     /// with an eager assignor; possibly none with a cooperative one).
-    fn on_assigned(&self, _partitions: &[(String, i32)]) {}
+    fn on_assigned(&self, _partitions: &[TopicPartition]) {}
 }
 
 /// Settings of the membership task.
@@ -91,46 +68,6 @@ pub(crate) struct MemberOptions {
     pub metadata_max_age: Duration,
     pub protocol: GroupProtocol,
     pub remote_assignor: Option<String>,
-}
-
-/// What a member subscribes to.
-#[derive(Debug, Clone)]
-pub(crate) enum Subscription {
-    /// These topics.
-    Topics(Vec<String>),
-    /// Every topic whose whole name matches the pattern (Java's `Pattern.matcher().matches()`).
-    Pattern {
-        /// The pattern as given.
-        source: String,
-        /// The pattern anchored at both ends.
-        regex: regex::Regex,
-    },
-}
-
-impl Subscription {
-    /// A pattern subscription; the pattern must match whole topic names.
-    pub fn pattern(source: &str) -> Result<Self> {
-        let regex = regex::Regex::new(&format!("^(?:{source})$"))
-            .map_err(|error| Error::Config(format!("invalid topic pattern {source:?}: {error}")))?;
-        Ok(Subscription::Pattern {
-            source: source.to_string(),
-            regex,
-        })
-    }
-
-    /// The subscribed topics among `topics` (names of the cluster's non-internal topics for
-    /// a pattern), sorted.
-    pub fn matching<'a>(&self, topics: impl Iterator<Item = &'a str>) -> Vec<String> {
-        let mut out: Vec<String> = match self {
-            Subscription::Topics(names) => names.clone(),
-            Subscription::Pattern { regex, .. } => {
-                topics.filter(|name| regex.is_match(name)).map(str::to_string).collect()
-            }
-        };
-        out.sort();
-        out.dedup();
-        out
-    }
 }
 
 /// What the consumer and its membership task share.
@@ -229,18 +166,18 @@ impl Membership {
 
 /// Commits the positions of the assigned partitions.
 pub(crate) async fn commit_positions(membership: &Membership, assignment: &SharedAssignment) -> Result<()> {
-    let offsets: Vec<(String, i32, i64)> = assignment
+    let offsets: BTreeMap<TopicPartition, i64> = assignment
         .lock()
         .await
         .iter()
-        .map(|((topic, partition), state)| (topic.clone(), *partition, state.position))
+        .map(|(key, state)| (key.clone(), state.position))
         .collect();
     commit_offsets(membership, &offsets).await
 }
 
 /// Commits offsets as the current member, rejoining when the group moved on. A
 /// STALE_MEMBER_EPOCH (KIP-848 protocol) is retried once the heartbeat task has the new epoch.
-pub(crate) async fn commit_offsets(membership: &Membership, offsets: &[(String, i32, i64)]) -> Result<()> {
+pub(crate) async fn commit_offsets(membership: &Membership, offsets: &BTreeMap<TopicPartition, i64>) -> Result<()> {
     let backoff = membership.coordinator.client().config().retry_backoff;
     let mut attempts = 0;
     loop {
@@ -261,91 +198,6 @@ pub(crate) async fn commit_offsets(membership: &Membership, offsets: &[(String, 
 /// Commit attempts after STALE_MEMBER_EPOCH before the error is returned.
 const STALE_EPOCH_RETRIES: u32 = 5;
 
-/// The membership task: runs until `stop`, then leaves the group.
-pub(crate) async fn run(membership: Arc<Membership>, assignment: SharedAssignment) -> Result<()> {
-    match membership.options.protocol {
-        GroupProtocol::Classic => run_classic(membership, assignment).await,
-        GroupProtocol::Consumer => crate::consumer_group::run(membership, assignment).await,
-    }
-}
-
-async fn run_classic(membership: Arc<Membership>, assignment: SharedAssignment) -> Result<()> {
-    let options = &membership.options;
-    let backoff = membership.coordinator.client().config().retry_backoff;
-    let mut next_heartbeat = Instant::now() + options.heartbeat_interval;
-    let mut next_commit = options.auto_commit_interval.map(|interval| Instant::now() + interval);
-    let mut next_metadata = Instant::now() + options.metadata_max_age;
-    let mut joined_topics: Vec<String> = Vec::new();
-    // Whether the assignor the group chose last rebalances incrementally.
-    let mut cooperative = false;
-    loop {
-        if membership.stopping.load(Ordering::Acquire) {
-            return shut_down(&membership, &assignment).await;
-        }
-        if membership.rejoin.swap(false, Ordering::AcqRel) {
-            match rebalance(&membership, &assignment, &mut cooperative).await {
-                Ok(topics) => {
-                    joined_topics = topics;
-                    next_heartbeat = Instant::now() + options.heartbeat_interval;
-                    next_metadata = Instant::now() + options.metadata_max_age;
-                }
-                Err(error) if is_fatal(&error) => {
-                    warn!(%error, "group membership failed");
-                    *lock(&membership.fatal) = Some(error.clone());
-                    let _ = membership.coordinator.leave().await;
-                    return Err(error);
-                }
-                Err(error) => {
-                    debug!(%error, "rebalance failed, retrying");
-                    membership.on_group_error(&error);
-                    membership.rejoin.store(true, Ordering::Release);
-                    tokio::time::sleep(backoff).await;
-                    continue;
-                }
-            }
-        }
-        let wake = next_commit.map_or(next_heartbeat, |at| at.min(next_heartbeat));
-        let wake = wake.min(next_metadata);
-        tokio::select! {
-            _ = membership.wakeup.notified() => continue,
-            _ = tokio::time::sleep_until(wake) => {}
-        }
-        let now = Instant::now();
-        if now >= next_metadata {
-            next_metadata = now + options.metadata_max_age;
-            if matches!(membership.subscription(), Subscription::Pattern { .. }) {
-                match membership.subscribed_topics().await {
-                    Ok(topics) if topics != joined_topics => {
-                        debug!(?topics, "pattern matches other topics now, rejoining");
-                        membership.request_rejoin();
-                    }
-                    Ok(_) => {}
-                    Err(error) => debug!(%error, "metadata refresh failed"),
-                }
-            }
-        }
-        if now >= next_heartbeat {
-            next_heartbeat = now + options.heartbeat_interval;
-            if let Err(error) = membership.coordinator.heartbeat().await {
-                debug!(%error, "heartbeat failed");
-                if is_fatal(&error) {
-                    *lock(&membership.fatal) = Some(error.clone());
-                    return Err(error);
-                }
-                membership.on_group_error(&error);
-            }
-        }
-        if let (Some(at), Some(interval)) = (next_commit, options.auto_commit_interval) {
-            if now >= at {
-                next_commit = Some(now + interval);
-                if let Err(error) = commit_positions(&membership, &assignment).await {
-                    debug!(%error, "auto-commit failed");
-                }
-            }
-        }
-    }
-}
-
 /// Kafka's FENCED_INSTANCE_ID, GROUP_AUTHORIZATION_FAILED, INVALID_SESSION_TIMEOUT,
 /// INCONSISTENT_GROUP_PROTOCOL, GROUP_MAX_SIZE_REACHED, INVALID_REQUEST, UNSUPPORTED_ASSIGNOR
 /// and the client's own errors end membership; everything else is retried.
@@ -357,102 +209,26 @@ pub(crate) fn is_fatal(error: &Error) -> bool {
     }
 }
 
-/// Prepares (`prepare_join`), joins, syncs and applies the new assignment: revokes what is
-/// owned but no longer assigned, adds what is new with starting positions, and with a
-/// cooperative assignor rejoins at once when it revoked anything. `cooperative` tells how the
-/// group rebalanced last and is updated to the assignor chosen now. Returns the topics joined
-/// with.
-async fn rebalance(
-    membership: &Membership,
-    assignment: &SharedAssignment,
-    cooperative: &mut bool,
-) -> Result<Vec<String>> {
-    let topics = membership.subscribed_topics().await?;
-    prepare_join(membership, assignment, &topics, *cooperative).await;
-    let owned: BTreeSet<TopicPartition> = assignment.lock().await.keys().cloned().collect();
-    let coordinator = &membership.coordinator;
-    let joined = coordinator
-        .join(&topics, &owned.iter().cloned().collect::<Vec<_>>())
-        .await?;
-    let assignments = if joined.is_leader {
-        coordinator.assign(&joined).await?
-    } else {
-        Vec::new()
-    };
-    let assigned: BTreeSet<TopicPartition> = coordinator.sync(&joined, assignments).await?.into_iter().collect();
-    // As in the Java client: rebalances are cooperative only when every assignor this member
-    // offers is; one eager assignor in the list makes them eager, so a member never keeps
-    // partitions across a join in which an eager leader may hand them to someone else.
-    let all_cooperative = coordinator.settings().assignors.iter().all(|a| a.is_cooperative());
-    *cooperative = all_cooperative && joined.assignor().is_some_and(Assignor::is_cooperative);
-    let revoked: Vec<TopicPartition> = owned.difference(&assigned).cloned().collect();
-    let added: Vec<TopicPartition> = assigned.difference(&owned).cloned().collect();
-    if !revoked.is_empty() {
-        revoke(membership, assignment, &revoked, true).await;
-    }
-    let resolved = starting_positions(membership, &added).await?;
-    {
-        let mut guard = assignment.lock().await;
-        for (key, position) in resolved {
-            guard.insert(
-                key,
-                PartitionState {
-                    position,
-                    paused: false,
-                },
-            );
-        }
-    }
-    debug!(generation = joined.generation_id, protocol = ?joined.protocol, ?revoked, ?added, "assigned");
-    if let Some(listener) = &membership.options.listener {
-        listener.on_assigned(&added);
-    }
-    if *cooperative && !revoked.is_empty() {
-        debug!("revoked partitions for other members, rejoining");
-        membership.request_rejoin();
-    }
-    Ok(topics)
-}
-
-/// What a member gives up before JoinGroup. Eager: everything (committed first, with
-/// auto-commit). Cooperative: without a generation (reset after an error) everything, not
-/// committed, as it may be another member's already; else only the partitions of topics no
-/// longer subscribed to.
-async fn prepare_join(membership: &Membership, assignment: &SharedAssignment, topics: &[String], cooperative: bool) {
-    let owned: Vec<TopicPartition> = assignment.lock().await.keys().cloned().collect();
-    let identity = membership.coordinator.metadata();
-    if !cooperative {
-        revoke(membership, assignment, &owned, true).await;
-    } else if identity.generation_id < 0 || identity.member_id.is_empty() {
-        revoke(membership, assignment, &owned, false).await;
-    } else {
-        let unsubscribed: Vec<TopicPartition> =
-            owned.into_iter().filter(|(topic, _)| !topics.contains(topic)).collect();
-        revoke(membership, assignment, &unsubscribed, true).await;
-    }
-}
-
 /// Where newly assigned partitions start: the committed offset, else `auto_offset_reset`.
 pub(crate) async fn starting_positions(
     membership: &Membership,
-    partitions: &[(String, i32)],
-) -> Result<Vec<((String, i32), i64)>> {
+    partitions: &[TopicPartition],
+) -> Result<BTreeMap<TopicPartition, i64>> {
     if partitions.is_empty() {
-        return Ok(Vec::new());
+        return Ok(BTreeMap::new());
     }
     let coordinator = &membership.coordinator;
     let committed = coordinator.committed(partitions).await?;
-    let mut starts = Vec::with_capacity(partitions.len());
-    for (topic, partition) in partitions {
-        let offset = match committed.get(&(topic.clone(), *partition)) {
-            Some(offset) => Offset::At(*offset),
-            None => membership.options.auto_offset_reset.offset().ok_or_else(|| {
-                Error::Config(format!(
-                    "{topic}-{partition} has no committed offset and auto_offset_reset is None"
-                ))
-            })?,
-        };
-        starts.push((topic.clone(), *partition, offset));
+    let mut starts = BTreeMap::new();
+    for key in partitions {
+        let offset =
+            match committed.get(key) {
+                Some(offset) => Offset::At(*offset),
+                None => membership.options.auto_offset_reset.offset().ok_or_else(|| {
+                    Error::Config(format!("{key} has no committed offset and auto_offset_reset is None"))
+                })?,
+            };
+        starts.insert(key.clone(), offset);
     }
     resolve_offsets(coordinator.client(), membership.options.read_committed, &starts).await
 }
@@ -468,11 +244,11 @@ pub(crate) async fn revoke(
         return;
     }
     if commit && membership.options.auto_commit_interval.is_some() {
-        let offsets: Vec<(String, i32, i64)> = {
+        let offsets: BTreeMap<TopicPartition, i64> = {
             let guard = assignment.lock().await;
             partitions
                 .iter()
-                .filter_map(|key| guard.get(key).map(|state| (key.0.clone(), key.1, state.position)))
+                .filter_map(|key| guard.get(key).map(|state| (key.clone(), state.position)))
                 .collect()
         };
         if let Err(error) = commit_offsets(membership, &offsets).await {
@@ -488,30 +264,6 @@ pub(crate) async fn revoke(
     }
 }
 
-async fn shut_down(membership: &Membership, assignment: &SharedAssignment) -> Result<()> {
-    let owned: Vec<TopicPartition> = assignment.lock().await.keys().cloned().collect();
-    revoke(membership, assignment, &owned, true).await;
-    membership.coordinator.leave().await
-}
-
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_pattern_matches_whole_topic_names_only() {
-        let subscription = Subscription::pattern("metrics-.*|logs").expect("valid pattern");
-        let topics = ["metrics-a", "metrics-", "old-metrics-a", "logs", "logs-2", "other"];
-        assert_eq!(
-            subscription.matching(topics.into_iter()),
-            ["logs", "metrics-", "metrics-a"]
-        );
-        assert!(Subscription::pattern("(").is_err());
-        let names = Subscription::Topics(vec!["b".into(), "a".into(), "b".into()]);
-        assert_eq!(names.matching(std::iter::empty()), ["a", "b"]);
-    }
 }

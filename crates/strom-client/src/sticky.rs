@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::assignor::MemberSubscription;
+use crate::consumer_protocol::MemberSubscription;
 
 type TopicPartition = (String, i32);
 

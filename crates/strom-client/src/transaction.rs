@@ -25,6 +25,7 @@ use crate::client::Client;
 use crate::coordinator::{coordinator_id, is_coordinator_error, CoordinatorKind};
 use crate::error::{Error, Result};
 use crate::group::ConsumerGroupMetadata;
+use crate::topic_partition::TopicPartition;
 
 /// Kafka's error codes after which a transactional producer cannot go on:
 /// INVALID_PRODUCER_EPOCH, PRODUCER_FENCED, TRANSACTIONAL_ID_AUTHORIZATION_FAILED and
@@ -32,8 +33,6 @@ use crate::group::ConsumerGroupMetadata;
 fn is_fencing(code: i16) -> bool {
     matches!(code, 47 | 90 | 53 | 49)
 }
-
-type TopicPartition = (String, i32);
 
 #[derive(Default)]
 struct TransactionState {
@@ -190,7 +189,7 @@ impl Transactions {
     /// AddPartitionsToTxn for a partition not yet part of the open transaction.
     pub async fn add_partition(&self, topic: &str, partition: i32) -> Result<()> {
         let (producer_id, epoch) = self.require_open()?;
-        let key = (topic.to_string(), partition);
+        let key = TopicPartition::new(topic, partition);
         if lock(&self.state).partitions.contains(&key) {
             return Ok(());
         }
@@ -222,7 +221,11 @@ impl Transactions {
     }
 
     /// AddOffsetsToTxn, then TxnOffsetCommit to the group's coordinator.
-    pub async fn send_offsets(&self, offsets: &[(String, i32, i64)], group: &ConsumerGroupMetadata) -> Result<()> {
+    pub async fn send_offsets(
+        &self,
+        offsets: &BTreeMap<TopicPartition, i64>,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<()> {
         let (producer_id, epoch) = self.require_open()?;
         let group_id = GroupId(StrBytes::from_string(group.group_id.clone()));
         self.call(
@@ -238,10 +241,10 @@ impl Transactions {
         .await?;
         lock(&self.state).registered = true;
         let mut by_topic: BTreeMap<&str, Vec<TxnOffsetCommitRequestPartition>> = BTreeMap::new();
-        for (topic, partition, offset) in offsets {
-            by_topic.entry(topic).or_default().push(
+        for (key, offset) in offsets {
+            by_topic.entry(&key.topic).or_default().push(
                 TxnOffsetCommitRequestPartition::default()
-                    .with_partition_index(*partition)
+                    .with_partition_index(key.partition)
                     .with_committed_offset(*offset),
             );
         }

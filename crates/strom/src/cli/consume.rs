@@ -1,12 +1,12 @@
 //! `strom consume TOPIC`: read records from chosen partitions and print them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::ValueEnum;
 use serde_json::json;
-use strom_client::{Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, Offset, OffsetSpec};
+use strom_client::{Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel, Offset, OffsetSpec, TopicPartition};
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::{explain_for, Common, Output};
@@ -187,7 +187,7 @@ fn start_positions(
     partitions: &[i32],
     starts: &HashMap<i32, i64>,
     ends: &HashMap<i32, i64>,
-) -> Vec<(String, i32, Offset)> {
+) -> BTreeMap<TopicPartition, Offset> {
     partitions
         .iter()
         .map(|p| {
@@ -210,7 +210,7 @@ fn start_positions(
                 }
                 other => other,
             };
-            (args.topic.clone(), *p, offset)
+            (TopicPartition::new(args.topic.clone(), *p), offset)
         })
         .collect()
 }
@@ -251,13 +251,16 @@ pub async fn run(common: &Common, args: ConsumeArgs) -> Result<()> {
     }
     // Where "the end" is for a run that stops there: the end offsets as of now.
     let offsets = |spec: OffsetSpec| {
-        let wanted: Vec<_> = partitions.iter().map(|p| (args.topic.clone(), *p, spec)).collect();
+        let wanted: BTreeMap<_, _> = partitions
+            .iter()
+            .map(|p| (TopicPartition::new(args.topic.clone(), *p), spec))
+            .collect();
         let admin = &admin;
         async move {
             admin.list_offsets(&wanted).await.map(|found| {
                 found
                     .into_iter()
-                    .map(|((_, p), (offset, _))| (p, offset))
+                    .map(|(key, found)| (key.partition, found.offset))
                     .collect::<HashMap<i32, i64>>()
             })
         }
@@ -286,7 +289,10 @@ pub async fn run(common: &Common, args: ConsumeArgs) -> Result<()> {
         if !args.follow && args.count.is_none() {
             let mut done = true;
             for p in &partitions {
-                let position = consumer.position(&args.topic, *p).await.unwrap_or(0);
+                let position = consumer
+                    .position(&TopicPartition::new(args.topic.clone(), *p))
+                    .await
+                    .unwrap_or(0);
                 if position < ends.get(p).copied().unwrap_or(0) {
                     done = false;
                 }
@@ -365,19 +371,20 @@ async fn consume_in_group(
         idle_polls = 0;
         let wanted = records.len().min(usize::try_from(limit - seen).unwrap_or(usize::MAX));
         // Commit what was printed: the next offset of each printed record.
-        let mut next: HashMap<(String, i32), i64> = HashMap::new();
+        let mut next: BTreeMap<TopicPartition, i64> = BTreeMap::new();
         for record in &records[..wanted] {
             if let Err(error) = print_record(common.output, format, record) {
                 stopped = Err(error);
                 break;
             }
             seen += 1;
-            let entry = next.entry((record.topic.clone(), record.partition)).or_insert(0);
+            let entry = next
+                .entry(TopicPartition::new(record.topic.clone(), record.partition))
+                .or_insert(0);
             *entry = (*entry).max(record.offset + 1);
         }
-        let offsets: Vec<(String, i32, i64)> = next.into_iter().map(|((t, p), o)| (t, p, o)).collect();
-        if !offsets.is_empty() {
-            consumer.commit(&offsets).await.map_err(fail)?;
+        if !next.is_empty() {
+            consumer.commit(&next).await.map_err(fail)?;
         }
         if stopped.is_err() {
             break 'outer;

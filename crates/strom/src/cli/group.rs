@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use serde_json::json;
 
-use strom_client::OffsetSpec;
+use strom_client::{OffsetSpec, TopicPartition};
 
 use super::{explain, print_table, Common, Output};
 
@@ -48,10 +48,10 @@ struct PartitionRow {
 }
 
 /// `orders(0,1) payments(3)`, as Kafka's `kafka-consumer-groups --members --verbose` shows it.
-fn assignment_text(assignment: &[(String, i32)]) -> String {
+fn assignment_text(assignment: &[TopicPartition]) -> String {
     let mut by_topic: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for (topic, partition) in assignment {
-        by_topic.entry(topic).or_default().push(partition.to_string());
+    for tp in assignment {
+        by_topic.entry(&tp.topic).or_default().push(tp.partition.to_string());
     }
     by_topic
         .iter()
@@ -94,18 +94,15 @@ pub async fn run(common: &Common, command: GroupCommand) -> Result<()> {
             }
             let committed = admin.list_group_offsets(&group).await.map_err(fail)?;
             // Who owns each partition; owned partitions without a commit are listed too.
-            let owners: BTreeMap<(String, i32), &str> = g
+            let owners: BTreeMap<TopicPartition, &str> = g
                 .members
                 .iter()
                 .flat_map(|m| m.assignment.iter().map(move |tp| (tp.clone(), m.member_id.as_str())))
                 .collect();
-            let mut partitions: BTreeMap<(String, i32), Option<i64>> =
+            let mut partitions: BTreeMap<TopicPartition, Option<i64>> =
                 owners.keys().map(|tp| (tp.clone(), None)).collect();
-            partitions.extend(committed.iter().map(|(tp, (offset, _))| (tp.clone(), Some(*offset))));
-            let wanted: Vec<_> = partitions
-                .keys()
-                .map(|(t, p)| (t.clone(), *p, OffsetSpec::Latest))
-                .collect();
+            partitions.extend(committed.iter().map(|(tp, found)| (tp.clone(), Some(found.offset))));
+            let wanted: BTreeMap<_, _> = partitions.keys().map(|tp| (tp.clone(), OffsetSpec::Latest)).collect();
             let ends = if wanted.is_empty() {
                 Default::default()
             } else {
@@ -114,15 +111,15 @@ pub async fn run(common: &Common, command: GroupCommand) -> Result<()> {
             // Lag = the partition's end (high watermark) minus the committed offset.
             let offsets: Vec<PartitionRow> = partitions
                 .iter()
-                .map(|((t, p), committed)| {
-                    let end = ends.get(&(t.clone(), *p)).map_or(-1, |(o, _)| *o);
+                .map(|(tp, committed)| {
+                    let end = ends.get(tp).map_or(-1, |found| found.offset);
                     PartitionRow {
-                        topic: t.clone(),
-                        partition: *p,
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
                         committed: *committed,
                         end,
                         lag: committed.map(|c| (end - c).max(0)),
-                        owner: owners.get(&(t.clone(), *p)).map(|m| m.to_string()),
+                        owner: owners.get(tp).map(|m| m.to_string()),
                     }
                 })
                 .collect();
@@ -134,7 +131,7 @@ pub async fn run(common: &Common, command: GroupCommand) -> Result<()> {
                         "members": g.members.iter().map(|m| json!({
                             "member_id": m.member_id, "instance_id": m.group_instance_id, "client_id": m.client_id,
                             "host": m.client_host,
-                            "assignment": m.assignment.iter().map(|(t, p)| json!({"topic": t, "partition": p})).collect::<Vec<_>>(),
+                            "assignment": m.assignment.iter().map(|tp| json!({"topic": tp.topic, "partition": tp.partition})).collect::<Vec<_>>(),
                         })).collect::<Vec<_>>(),
                         "offsets": offsets.iter().map(|o| json!({
                             "topic": o.topic, "partition": o.partition, "committed": o.committed, "end": o.end,
@@ -206,12 +203,15 @@ pub async fn run(common: &Common, command: GroupCommand) -> Result<()> {
                 Some(("offset", n)) => Some(n.parse().map_err(|_| anyhow::anyhow!("bad offset '{n}'"))?),
                 _ => None,
             };
-            let wanted: Vec<_> = (0..partitions).map(|p| (topic.clone(), p, spec)).collect();
+            let wanted: BTreeMap<_, _> = (0..partitions)
+                .map(|p| (TopicPartition::new(topic.clone(), p), spec))
+                .collect();
             let found = admin.list_offsets(&wanted).await.map_err(fail)?;
-            let plan: Vec<(String, i32, i64)> = (0..partitions)
-                .map(|p| {
-                    let offset = exact.unwrap_or_else(|| found.get(&(topic.clone(), p)).map_or(0, |(o, _)| *o));
-                    (topic.clone(), p, offset)
+            let plan: BTreeMap<TopicPartition, i64> = wanted
+                .keys()
+                .map(|tp| {
+                    let offset = exact.unwrap_or_else(|| found.get(tp).map_or(0, |o| o.offset));
+                    (tp.clone(), offset)
                 })
                 .collect();
             if execute {
@@ -230,12 +230,12 @@ pub async fn run(common: &Common, command: GroupCommand) -> Result<()> {
             match common.output {
                 Output::Json => outln!(
                     "{}",
-                    json!({"group": group, "executed": execute, "offsets": plan.iter().map(|(t, p, o)| json!({"topic": t, "partition": p, "offset": o})).collect::<Vec<_>>()})
+                    json!({"group": group, "executed": execute, "offsets": plan.iter().map(|(tp, o)| json!({"topic": tp.topic, "partition": tp.partition, "offset": o})).collect::<Vec<_>>()})
                 )?,
                 Output::Table => {
                     let rows: Vec<Vec<String>> = plan
                         .iter()
-                        .map(|(t, p, o)| vec![t.clone(), p.to_string(), o.to_string()])
+                        .map(|(tp, o)| vec![tp.topic.clone(), tp.partition.to_string(), o.to_string()])
                         .collect();
                     print_table(&["TOPIC", "PARTITION", "NEW OFFSET"], &rows)?;
                     if !execute {

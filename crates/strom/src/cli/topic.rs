@@ -1,9 +1,11 @@
 //! `strom topic create|list|describe|delete|alter-config|add-partitions`.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use clap::Subcommand;
 use serde_json::json;
-use strom_client::NewTopic;
+use strom_client::{ConfigChange, NewTopic, OffsetSpec, TopicPartition};
 
 use super::{explain_for, pairs, print_table, Common, Output};
 
@@ -103,13 +105,16 @@ pub async fn run(common: &Common, command: TopicCommand) -> Result<()> {
             let Some(topic) = described.into_iter().next() else {
                 anyhow::bail!("topic '{name}' not found; create it with `strom topic create {name}`");
             };
-            let wanted: Vec<_> = topic
+            let wanted: BTreeMap<_, _> = topic
                 .partitions
                 .iter()
-                .map(|p| (name.clone(), p.partition, strom_client::OffsetSpec::Latest))
+                .map(|p| (TopicPartition::new(name.clone(), p.partition), OffsetSpec::Latest))
                 .collect();
             let ends = admin.list_offsets(&wanted).await.map_err(fail)?;
-            let end = |p: i32| ends.get(&(name.clone(), p)).map_or(-1, |(offset, _)| *offset);
+            let end = |p: i32| {
+                ends.get(&TopicPartition::new(name.clone(), p))
+                    .map_or(-1, |found| found.offset)
+            };
             match common.output {
                 Output::Json => outln!(
                     "{}",
@@ -173,9 +178,8 @@ pub async fn run(common: &Common, command: TopicCommand) -> Result<()> {
             if set.is_empty() && delete.is_empty() {
                 anyhow::bail!("nothing to change: give --set key=value and/or --delete key");
             }
-            let mut changes: Vec<(&str, Option<&str>)> =
-                set.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))).collect();
-            changes.extend(delete.iter().map(|k| (k.as_str(), None)));
+            let mut changes: Vec<ConfigChange> = set.iter().map(|(k, v)| ConfigChange::set(k, v)).collect();
+            changes.extend(delete.iter().map(ConfigChange::delete));
             admin.incremental_alter_configs(&name, &changes).await.map_err(fail)?;
             report(common.output, json!({"altered": name}), || {
                 outln!("updated configs of {name}")

@@ -198,33 +198,26 @@ impl CoordinatorLog {
         let (_, partition) = self.partition(index)?;
         partition.for_each_batch(|header, batch| {
             if header.is_control() {
-                if let Some(commit) = crate::partition::marker_type(batch) {
+                if let Some(marker) = strom_log::control::marker(batch) {
                     visit(Replayed::Marker {
                         producer_id: header.producer_id,
-                        commit,
+                        commit: marker.is_commit(),
                         offset: header.base_offset,
                     });
                 }
                 return Ok(());
             }
             let transaction = header.is_transactional().then_some(header.producer_id);
-            let (header, section) = strom_log::record::decompress_records_section(batch)?;
-            for entry in strom_log::record::decode_record_entries(&header, &section)? {
-                let Some(key) = entry.key.and_then(|k| section.get(k)) else {
+            let (_, records) = strom_log::record::decode_batch(batch)?;
+            for record in &records {
+                let Some(key) = record.key.as_deref() else {
                     continue;
                 };
-                let value = match entry.value {
-                    Some(range) => Some(
-                        section
-                            .get(range)
-                            .ok_or_else(|| BrokerError::CorruptMessage("record value".into()))?,
-                    ),
-                    None => None,
-                };
+                let value = record.value.as_deref();
                 visit(Replayed::Record {
                     key,
                     value,
-                    offset: entry.offset,
+                    offset: record.offset,
                     transaction,
                 });
             }

@@ -145,12 +145,9 @@ impl From<LogError> for BrokerError {
                 size: size as usize,
                 max: max as usize,
             },
-            LogError::CorruptBatch { .. }
-            | LogError::InvalidMagic(_)
-            | LogError::CrcMismatch { .. }
-            | LogError::RecordCountMismatch { .. }
-            | LogError::UnsupportedCompression(_)
-            | LogError::EmptyAppend => BrokerError::CorruptMessage(e.to_string()),
+            // The producer's batch failed validation; damage found on disk
+            // (`CorruptStorage`) stays a storage error.
+            e if e.is_invalid_input() => BrokerError::CorruptMessage(e.to_string()),
             other => BrokerError::Log(other),
         }
     }

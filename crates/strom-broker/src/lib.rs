@@ -7,6 +7,7 @@ pub(crate) mod blocking;
 pub mod broker;
 pub mod caller;
 pub mod constants;
+pub(crate) mod coordinator_log;
 pub mod dynamic_config;
 pub mod error;
 mod files;

@@ -31,11 +31,11 @@ use tokio::time::{Duration, Instant};
 
 use super::classic::{Effects, JoinGroup, JoinOutcome, JoinResult, SyncGroup, SyncOutcome, SyncResult};
 use super::consumer::{ConsumerConfig, ConsumerHeartbeat, ConsumerHeartbeatResult, TopicInfo};
-use super::coordinator_log::{CoordinatorLog, KeyValue, ProducerIdAndEpoch};
 use super::offsets_record::{self, OffsetsKey};
 use super::session_timer::{LockedGroup, SessionTimer};
 use super::{Group, GroupConfig, GroupState};
 use crate::broker::Broker;
+use crate::coordinator_log::{CoordinatorLog, KeyValue, ProducerIdAndEpoch};
 use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
 use crate::topic::Topic;

@@ -10,10 +10,10 @@ use tokio::time::Instant;
 
 use super::classic::ClassicGroup;
 use super::coordinator::GroupCoordinator;
-use super::coordinator_log::Replayed;
 use super::offsets::TopicPartition;
 use super::offsets_record::{self, OffsetsKey};
 use super::Group;
+use crate::coordinator_log::Replayed;
 use crate::error::Result;
 
 impl GroupCoordinator {

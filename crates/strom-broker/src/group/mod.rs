@@ -18,8 +18,6 @@ mod config;
 // here until `lib.rs` lists it.
 pub(crate) mod consumer;
 pub(crate) mod coordinator;
-#[path = "../coordinator_log.rs"]
-pub(crate) mod coordinator_log;
 mod description;
 mod loader;
 mod offsets;

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::coordinator::{lock, GroupCoordinator, GroupRef};
-use super::coordinator_log::{CoordinatorLog, ProducerIdAndEpoch};
 use super::offsets_record::{self, OffsetValue, OffsetsKey};
 use super::GroupState;
+use crate::coordinator_log::{CoordinatorLog, ProducerIdAndEpoch};
 use crate::error::{BrokerError, Result};
 
 /// A partition of a topic: what committed offsets are keyed by.

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use strom_log::{AppendInfo, Clock, Log, LogConfig, ReadResult};
+use strom_log::{AppendInfo, Clock, ControlRecordType, Log, LogConfig, Marker, ReadResult};
 
 use crate::error::{BrokerError, Result};
 use crate::producer_state::{AbortedTxn, ProducerStateManager, SequenceCheck};
@@ -144,6 +144,30 @@ impl PartitionLog {
         Ok(info)
     }
 
+    /// Appends a leader's batches as they are: its offsets and leader epochs kept (a
+    /// follower's log is a copy of the leader's). Producer state follows the batches,
+    /// markers included, as it does when the log is replayed.
+    pub fn append_replicated(&self, batches: &[u8]) -> Result<AppendInfo> {
+        let mut producers = lock(&self.producers);
+        let info = self.log.append_as_follower(batches)?;
+        for (header, batch) in strom_log::BatchIter::new(batches) {
+            if header.is_control() {
+                if let Some(marker) = strom_log::control::marker(batch) {
+                    producers.complete_txn(
+                        header.producer_id,
+                        header.producer_epoch,
+                        header.base_offset,
+                        marker.is_commit(),
+                    );
+                }
+            } else {
+                producers.update(&header);
+            }
+        }
+        self.after_append(&mut producers);
+        Ok(info)
+    }
+
     /// Writes a transaction marker for `producer_id` and closes its transaction here.
     pub fn append_marker(
         &self,
@@ -153,17 +177,17 @@ impl PartitionLog {
         coordinator_epoch: i32,
         leader_epoch: i32,
     ) -> Result<AppendInfo> {
-        let mut key = Vec::with_capacity(4);
-        key.extend_from_slice(&0i16.to_be_bytes());
-        key.extend_from_slice(&i16::from(commit).to_be_bytes());
-        let mut value = Vec::with_capacity(6);
-        value.extend_from_slice(&0i16.to_be_bytes());
-        value.extend_from_slice(&coordinator_epoch.to_be_bytes());
-        let mut builder = strom_log::RecordBatchBuilder::new()
-            .producer(producer_id, producer_epoch, -1)
-            .flags(true, true);
-        builder.push(self.clock.now_ms(), Some(&key), Some(&value));
-        let batch = builder.build()?;
+        let marker = Marker {
+            record_type: if commit {
+                ControlRecordType::Commit
+            } else {
+                ControlRecordType::Abort
+            },
+            coordinator_epoch,
+            producer_id,
+            producer_epoch,
+        };
+        let batch = strom_log::control::marker_batch(&marker, self.clock.now_ms())?;
         let mut producers = lock(&self.producers);
         let info = self.log.append_stamped(&batch, Some(leader_epoch))?;
         producers.complete_txn(producer_id, producer_epoch, info.base_offset, commit);
@@ -276,8 +300,7 @@ impl PartitionLog {
     /// Compacted topics need a key on every record: each keyless one is reported by its
     /// index in the batch, as Kafka does, so clients can tell which records failed.
     fn check_keys(&self, batch: &[u8]) -> Result<()> {
-        let (header, section) = strom_log::record::decompress_records_section(batch)?;
-        let records = strom_log::record::decode_record_entries(&header, &section)?;
+        let (_, records) = strom_log::record::decode_batch(batch)?;
         let errors: Vec<(i32, String)> = records
             .iter()
             .enumerate()
@@ -311,8 +334,13 @@ fn load_producer_state(log: &Log, dir: &std::path::Path) -> Result<ProducerState
         for (header, batch) in strom_log::BatchIter::new(&read.records) {
             if header.last_offset() >= offset {
                 if header.is_control() {
-                    if let Some(commit) = marker_type(batch) {
-                        state.complete_txn(header.producer_id, header.producer_epoch, header.base_offset, commit);
+                    if let Some(marker) = strom_log::control::marker(batch) {
+                        state.complete_txn(
+                            header.producer_id,
+                            header.producer_epoch,
+                            header.base_offset,
+                            marker.is_commit(),
+                        );
                     }
                 } else {
                     state.update(&header);
@@ -323,17 +351,4 @@ fn load_producer_state(log: &Log, dir: &std::path::Path) -> Result<ProducerState
     }
     state.trim_aborted(log.log_start_offset());
     Ok(state)
-}
-
-/// Whether a control batch is a COMMIT (true) or ABORT (false) marker; None for
-/// other control records. The key is (version i16, type i16).
-pub(crate) fn marker_type(batch: &[u8]) -> Option<bool> {
-    let (header, section) = strom_log::record::decompress_records_section(batch).ok()?;
-    let records = strom_log::record::decode_record_entries(&header, &section).ok()?;
-    let key = section.get(records.first()?.key.clone()?)?;
-    match key.get(2..4)? {
-        [0, 0] => Some(false),
-        [0, 1] => Some(true),
-        _ => None,
-    }
 }

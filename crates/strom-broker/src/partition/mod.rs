@@ -18,7 +18,6 @@ use tokio::sync::watch;
 
 use crate::error::{BrokerError, Result};
 use crate::producer_state::AbortedTxn;
-pub(crate) use log::marker_type;
 pub use log::{PartitionLog, ProducerSummary};
 pub use replica::ReplicaState;
 
@@ -167,7 +166,9 @@ impl Partition {
         self.replica.check_leader_epoch(requested)
     }
 
-    /// Appends batches as `origin` asks, then applies the high-watermark rule.
+    /// Appends batches as `origin` asks. A leader's append then applies the
+    /// high-watermark rule; a replicated append does not move it (a follower learns its
+    /// high watermark from the leader).
     pub fn append(&self, batches: &[u8], origin: AppendOrigin, limits: AppendLimits) -> Result<AppendInfo> {
         let epoch = self.leader_epoch();
         let info = match origin {
@@ -176,11 +177,7 @@ impl Partition {
                     .append_client(batches, limits.max_message_bytes, limits.require_keys, epoch)?
             }
             AppendOrigin::Coordinator => self.log.append_coordinator(batches, epoch)?,
-            AppendOrigin::Replication => {
-                return Err(BrokerError::InvalidRequest(
-                    "this node leads the partition; it takes no replicated batches".into(),
-                ))
-            }
+            AppendOrigin::Replication => return self.log.append_replicated(batches),
         };
         self.replica.advance_high_watermark(self.log.log_end_offset());
         Ok(info)

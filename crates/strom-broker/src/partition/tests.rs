@@ -154,8 +154,38 @@ fn clients_cannot_write_control_batches_or_oversized_or_keyless_compacted_batche
         Err(BrokerError::InvalidRecords(errors)) => assert_eq!(errors[0].0, 1),
         other => panic!("unexpected {other:?}"),
     }
-    assert!(partition.append(&keyless, AppendOrigin::Replication, CLIENT).is_err());
     assert_eq!(partition.log_end_offset(), 0);
+}
+
+#[test]
+fn replicated_batches_keep_the_leaders_offsets_and_leave_the_high_watermark_to_the_leader() {
+    let leader_dir = tempfile::tempdir().unwrap();
+    let leader = open(leader_dir.path());
+    leader.append(&records(2), AppendOrigin::Client, CLIENT).unwrap();
+    leader
+        .append(&idempotent(4, 0, 3, true), AppendOrigin::Client, CLIENT)
+        .unwrap();
+    let copied = leader.read(0, 1 << 20, FetchIsolation::LogEnd).unwrap().records;
+
+    let follower_dir = tempfile::tempdir().unwrap();
+    let follower = open(follower_dir.path());
+    let info = follower.append(&copied, AppendOrigin::Replication, CLIENT).unwrap();
+    assert_eq!((info.base_offset, info.last_offset), (0, 4));
+    assert_eq!(follower.log_end_offset(), 5);
+    assert_eq!(
+        follower.high_watermark(),
+        0,
+        "the leader tells followers their high watermark"
+    );
+    assert_eq!(
+        follower.ongoing_txn(4),
+        Some(2),
+        "producer state follows the copied batches"
+    );
+    assert!(
+        follower.append(&copied, AppendOrigin::Replication, CLIENT).is_err(),
+        "a batch that does not continue the log is refused"
+    );
 }
 
 #[test]

@@ -21,8 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::state_record::{self, TxnMetadata, TxnState};
 use crate::broker::Broker;
+use crate::coordinator_log::{CoordinatorLog, KeyValue, ProducerIdAndEpoch};
 use crate::error::{BrokerError, Result};
-use crate::group::coordinator_log::{CoordinatorLog, KeyValue, ProducerIdAndEpoch};
 use crate::group::{GroupCoordinator, OffsetCommit, TopicPartition, OFFSETS_TOPIC};
 use crate::partition::Partition;
 use crate::topic::Topic;

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use super::coordinator::{lock, TxnCoordinator};
 use super::state_record::{self, TxnMetadata, TxnState};
+use crate::coordinator_log::Replayed;
 use crate::error::Result;
-use crate::group::coordinator_log::Replayed;
 
 impl TxnCoordinator {
     /// This node now leads `__transaction_state` partition `index` at `leader_epoch`:

@@ -8,7 +8,7 @@ mod listing;
 mod loader;
 pub(crate) mod state_record;
 
-pub use crate::group::coordinator_log::ProducerIdAndEpoch;
+pub use crate::coordinator_log::ProducerIdAndEpoch;
 pub use coordinator::{InitProducerId, TxnConfig, TxnCoordinator, TRANSACTION_STATE_TOPIC};
 pub use listing::{TxnListFilter, TxnListing};
 pub use state_record::{TxnMetadata, TxnState};

@@ -717,5 +717,6 @@ pub struct Appended {
     pub flush_due: bool,
 }
 
+mod dynamic_configs;
 #[cfg(test)]
 mod tests;

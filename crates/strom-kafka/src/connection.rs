@@ -25,8 +25,8 @@ use tokio::time::Instant;
 
 use crate::apis::{self, Deferred};
 use crate::constants::{PIPELINED_RESPONSES_MAX, READ_BUFFER_BYTES};
+use crate::context::{Context, Peer};
 use crate::frame;
-use crate::server::{Context, Peer};
 
 /// The listener's name in every caller's identity (one plaintext listener today).
 const LISTENER_NAME: &str = "PLAINTEXT";

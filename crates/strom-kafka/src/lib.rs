@@ -1,12 +1,17 @@
 //! Strom's Kafka wire-protocol front-end: framing, the ApiVersions table, one module
 //! per API family, and the mapping of broker errors to Kafka error codes. It knows
-//! nothing of storage layout: every request becomes calls on `strom_broker::Broker`.
+//! nothing of storage layout: every request becomes calls on `strom_broker::BrokerApi`.
+//! It exports its server, its settings and the table of served APIs, nothing else.
 
-pub mod apis;
+mod apis;
 mod connection;
-pub mod constants;
-pub mod error_code;
-pub mod frame;
-pub mod server;
+mod constants;
+mod context;
+mod error_code;
+mod frame;
+mod server;
 
-pub use server::{Server, ServerConfig};
+/// The APIs and versions served (ApiVersions advertises exactly these).
+pub use apis::SUPPORTED;
+pub use context::ServerConfig;
+pub use server::Server;

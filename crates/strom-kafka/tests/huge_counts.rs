@@ -200,7 +200,7 @@ async fn huge_counts_in_every_served_api_are_refused_without_allocating() {
     use futures_util::stream::StreamExt;
     let h = start().await;
     let mut requests = Vec::new();
-    for (api, min, max) in strom_kafka::apis::SUPPORTED {
+    for (api, min, max) in strom_kafka::SUPPORTED {
         for version in *min..=*max {
             let mut bodies: Vec<BytesMut> = default_body(*api, version).into_iter().collect();
             bodies.extend(nested_bodies(*api, version));

@@ -7,7 +7,7 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 
 use super::str_bytes;
 use crate::constants::AUTHORIZED_OPERATIONS_NOT_REQUESTED;
-use crate::server::Context;
+use crate::context::Context;
 
 /// Kafka's ACL operation codes (`AclOperation`); an authorized-operations field has
 /// bit `1 << code` set for each allowed operation.

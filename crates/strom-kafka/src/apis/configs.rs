@@ -16,8 +16,8 @@ use strom_broker::topic_config::config_def_by_broker_synonym;
 use strom_broker::{AlterOp, BrokerEntity, BrokerError, ConfigEntry, ConfigSource, ConfigType};
 
 use super::{blocking, str_bytes};
+use crate::context::Context;
 use crate::error_code::{error_code, error_message};
-use crate::server::Context;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;

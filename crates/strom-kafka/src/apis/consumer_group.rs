@@ -8,8 +8,8 @@ use strom_broker::group::{Assignment, ConsumerHeartbeat};
 
 use super::cluster::{authorized_operations, AclResource};
 use super::str_bytes;
+use crate::context::{Context, Peer};
 use crate::error_code::{error_code, error_message};
-use crate::server::{Context, Peer};
 
 pub fn heartbeat(
     context: &Context,

@@ -8,8 +8,8 @@ use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId
 use strom_broker::api::{FetchParams, FetchPartition};
 use strom_broker::{FetchIsolation, TopicRef};
 
+use crate::context::{Context, Peer};
 use crate::error_code::error_code;
-use crate::server::{Context, Peer};
 
 pub async fn handle(context: &Context, peer: &Peer, request: FetchRequest, version: i16) -> FetchResponse {
     let mut partitions = Vec::new();

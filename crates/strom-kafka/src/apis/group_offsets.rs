@@ -14,8 +14,8 @@ use strom_broker::group::{
 use strom_broker::BrokerError;
 
 use super::str_bytes;
+use crate::context::Context;
 use crate::error_code::error_code;
-use crate::server::Context;
 
 pub async fn offset_commit(context: &Context, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let mut offsets = Vec::new();

@@ -17,8 +17,8 @@ use strom_broker::BrokerError;
 
 use super::cluster::{authorized_operations, AclResource};
 use super::str_bytes;
+use crate::context::{Context, Peer};
 use crate::error_code::error_code;
-use crate::server::{Context, Peer};
 
 const KEY_TYPE_GROUP: i8 = 0;
 

@@ -11,8 +11,8 @@ use strom_broker::TopicRef;
 use super::cluster::{authorized_operations, AclResource};
 use super::str_bytes;
 use crate::constants::AUTHORIZED_OPERATIONS_NOT_REQUESTED;
+use crate::context::{Context, Peer};
 use crate::error_code::error_code;
-use crate::server::{Context, Peer};
 
 pub async fn handle(context: &Context, peer: &Peer, request: MetadataRequest, version: i16) -> MetadataResponse {
     let node = BrokerId(context.api.node_id());

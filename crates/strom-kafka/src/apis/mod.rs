@@ -5,7 +5,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use crate::server::{Context, Peer};
+use crate::context::{Context, Peer};
 
 pub mod api_versions;
 pub mod cluster;

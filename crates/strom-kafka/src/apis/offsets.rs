@@ -6,8 +6,8 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse, List
 use strom_broker::api::{DeleteRecordsPartition, ListOffsetsPartition, OffsetSpec};
 use strom_broker::{BrokerError, FetchIsolation, TopicRef};
 
+use crate::context::{Context, Peer};
 use crate::error_code::error_code;
-use crate::server::{Context, Peer};
 
 pub async fn list_offsets(
     context: &Context,

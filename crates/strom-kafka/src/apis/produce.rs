@@ -9,8 +9,8 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use strom_broker::api::{Acks, ProduceFuture, ProducePartition, Produced};
 use strom_broker::{AppendOrigin, BrokerError, Caller, TopicRef};
 
+use crate::context::Context;
 use crate::error_code::{error_code, error_message};
-use crate::server::Context;
 
 /// An appended request waiting to be answered: the request's shape (topic names and
 /// ids, partition indexes) and the broker's outcome.

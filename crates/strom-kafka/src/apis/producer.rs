@@ -3,8 +3,8 @@
 use kafka_protocol::messages::describe_producers_response::{PartitionResponse, ProducerState, TopicResponse};
 use kafka_protocol::messages::*;
 
+use crate::context::Context;
 use crate::error_code::{error_code, error_message};
-use crate::server::Context;
 use strom_broker::txn::InitProducerId;
 
 pub async fn init_producer_id(context: &Context, request: InitProducerIdRequest) -> InitProducerIdResponse {

@@ -11,8 +11,8 @@ use strom_broker::{BrokerError, NewTopic, TopicRef};
 
 use super::configs::source_code;
 use super::str_bytes;
+use crate::context::{Context, Peer};
 use crate::error_code::{error_code, error_message};
-use crate::server::{Context, Peer};
 
 fn missing<T>() -> Result<T, BrokerError> {
     Err(BrokerError::Internal("missing result".into()))

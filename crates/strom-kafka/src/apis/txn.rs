@@ -19,8 +19,8 @@ use strom_broker::txn::{InitProducerId, ProducerIdAndEpoch, TxnCoordinator, TxnL
 use strom_broker::BrokerError;
 
 use super::str_bytes;
+use crate::context::Context;
 use crate::error_code::error_code;
-use crate::server::Context;
 
 async fn on_blocking_pool<T: Send + 'static>(
     context: &Context,

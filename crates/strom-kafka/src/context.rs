@@ -1,0 +1,55 @@
+//! What every connection and handler shares: the listener's settings, the broker's
+//! façade and who sent the request. (Its own file, below the handlers and the
+//! connection, so the modules import each other in one direction only.)
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use strom_broker::txn::TxnCoordinator;
+use strom_broker::{Broker, BrokerApi, Caller, GroupCoordinator};
+use tokio::sync::{watch, Semaphore};
+
+/// Settings of the Kafka front-end.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to bind (from `listeners`).
+    pub bind: SocketAddr,
+    /// Host and port Metadata reports (from `advertised.listeners`).
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    /// `socket.request.max.bytes`: largest request frame accepted.
+    pub socket_request_max_bytes: usize,
+    /// `max.connections`.
+    pub max_connections: usize,
+    /// `max.connections.per.ip`: most connections from one address.
+    pub max_connections_per_ip: usize,
+    /// `connections.max.idle.ms`: a connection with nothing to do for this long is closed.
+    pub connections_max_idle_ms: u64,
+    /// `queued.max.request.bytes`: memory all connections together may hold for
+    /// requests larger than a connection's read buffer (at least one largest request).
+    pub queued_max_request_bytes: usize,
+    /// Broker-level settings for DescribeConfigs on the broker resource:
+    /// (name, value, set explicitly, description).
+    pub broker_configs: Vec<(String, String, bool, String)>,
+}
+
+/// Who sent a request: the connection's address and caller, and the header's client id.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub address: SocketAddr,
+    pub client_id: String,
+    pub caller: Caller,
+}
+
+/// State every connection shares.
+pub struct Context {
+    /// The broker's façade: what every handler calls.
+    pub api: Arc<BrokerApi>,
+    pub broker: Arc<Broker>,
+    pub groups: Arc<GroupCoordinator>,
+    pub txns: Arc<TxnCoordinator>,
+    pub config: ServerConfig,
+    pub shutdown: watch::Receiver<bool>,
+    /// Bytes of large requests being read or run (`queued.max.request.bytes`).
+    pub request_memory: Arc<Semaphore>,
+}

@@ -105,6 +105,18 @@ impl OffsetIndex {
         })
     }
 
+    /// The last entry at or below file position `position`, if any (its position is the
+    /// start of a batch: a boundary a read may stop at).
+    pub fn floor_by_position(&self, position: u64) -> Option<OffsetPosition> {
+        self.file.with_entries(|entries| {
+            let count = entries.partition_point(|e| u64::from(e.position) <= position);
+            count
+                .checked_sub(1)
+                .and_then(|i| entries.get(i))
+                .map(|entry| self.absolute(entry))
+        })
+    }
+
     #[cfg(test)]
     /// The last entry, if any.
     pub fn last(&self) -> Option<OffsetPosition> {

@@ -24,10 +24,8 @@ use std::io::{ErrorKind, IoSlice, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
-
-use bytes::{Bytes, BytesMut};
 
 use crate::batch::{validate_stored, BatchIter, RecordBatchHeader};
 use crate::constants::{
@@ -35,6 +33,7 @@ use crate::constants::{
     SCAN_CHUNK_BYTES, SEGMENT_BYTES_MAX, TIME_INDEX_FILE_SUFFIX,
 };
 use crate::error::LogError;
+use crate::file_range::FileRange;
 use crate::offset_index::OffsetIndex;
 use crate::record::find_first_record_at_or_after;
 use crate::scanner::Scanner;
@@ -50,6 +49,13 @@ struct IndexingState {
 }
 
 /// One segment: a `.log` file and its two indexes.
+/// A read of one segment: the byte range, and the base offset of the first batch after
+/// it (the offset the next read starts at).
+pub(crate) struct SegmentRange {
+    pub(crate) range: FileRange,
+    pub(crate) next_offset: i64,
+}
+
 pub struct LogSegment {
     base_offset: i64,
     log_path: PathBuf,
@@ -438,29 +444,124 @@ impl LogSegment {
 
     /// Whole batches starting with the one containing `start_offset`, stopping before
     /// a batch whose base offset is >= `max_offset`, at most `max_bytes` except that the
-    /// first batch is always whole. `None` when no batch here reaches `start_offset`.
-    pub(crate) fn read(&self, start_offset: i64, max_bytes: usize, max_offset: i64) -> Result<Option<Bytes>, LogError> {
+    /// first batch is always whole, as a byte range of the file (nothing is read but
+    /// batch headers). `None` when no batch here reaches `start_offset`.
+    ///
+    /// Where `max_bytes` cuts, the range ends at the last batch boundary below the cut:
+    /// the offset index names a boundary at most `index.interval.bytes` before it, and
+    /// the headers after that one are read to get closer.
+    pub(crate) fn read_range(
+        self: &Arc<Self>,
+        start_offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+    ) -> Result<Option<SegmentRange>, LogError> {
+        Ok(self
+            .range_bounds(start_offset, max_bytes, max_offset)?
+            .map(|(position, len, next_offset)| SegmentRange {
+                range: FileRange::new(self.clone(), position, len),
+                next_offset,
+            }))
+    }
+
+    /// [`LogSegment::read_range`]'s (position, length, next offset).
+    fn range_bounds(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+    ) -> Result<Option<(u64, u64, i64)>, LogError> {
         let size = self.size();
         let Some((position, header)) = self.find_batch(start_offset)? else {
             return Ok(None);
         };
         if header.base_offset >= max_offset {
-            return Ok(Some(Bytes::new()));
+            return Ok(Some((position, 0, header.base_offset)));
         }
-        let first_size = header.total_size().unwrap_or(0) as u64;
-        let available = size.saturating_sub(position);
-        let wanted = first_size.max(max_bytes as u64).min(available);
-        let mut buffer = BytesMut::zeroed(wanted as usize);
+        let first_end = position + self.checked_size(position, &header, size)?;
+        // Where the readable part ends: before the first batch at or past `max_offset`.
+        let (limit, limit_offset) = if max_offset >= self.next_offset() {
+            (size, self.next_offset())
+        } else {
+            match self.find_batch(max_offset)? {
+                Some((at, found)) if found.base_offset >= max_offset => (at, found.base_offset),
+                Some((at, found)) => (at + self.checked_size(at, &found, size)?, found.next_offset()),
+                None => (size, self.next_offset()),
+            }
+        };
+        let cap = position.saturating_add(max_bytes as u64);
+        let (end, next_offset) = if limit <= cap {
+            (limit, limit_offset)
+        } else if cap <= first_end {
+            (first_end, header.next_offset())
+        } else {
+            self.last_boundary_before(first_end, header.next_offset(), cap, size)?
+        };
+        debug_assert!(first_end <= end && end <= limit.max(first_end));
+        Ok(Some((position, end - position, next_offset)))
+    }
+
+    #[cfg(test)]
+    /// [`LogSegment::read_range`], read into memory.
+    pub(crate) fn read(
+        &self,
+        start_offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+    ) -> Result<Option<Vec<u8>>, LogError> {
+        let Some((position, len, _)) = self.range_bounds(start_offset, max_bytes, max_offset)? else {
+            return Ok(None);
+        };
+        let mut buffer = vec![0u8; len as usize];
         self.log_file.read_exact_at(&mut buffer, position)?;
-        let mut keep = 0usize;
-        for (header, batch) in BatchIter::new(&buffer) {
-            if header.base_offset >= max_offset || (keep > 0 && keep + batch.len() > max_bytes) {
+        Ok(Some(buffer))
+    }
+
+    /// The batch boundary closest to `cap` (at or below it, at least `from`), and the
+    /// base offset of the batch that starts there.
+    fn last_boundary_before(&self, from: u64, from_offset: i64, cap: u64, size: u64) -> Result<(u64, i64), LogError> {
+        let (mut boundary, mut offset) = (from, from_offset);
+        if let Some(entry) = self.offset_index.floor_by_position(cap) {
+            if u64::from(entry.position) > boundary {
+                (boundary, offset) = (u64::from(entry.position), entry.offset);
+            }
+        }
+        while boundary < size {
+            let mut head = [0u8; 12];
+            self.log_file.read_exact_at(&mut head, boundary)?;
+            let length = i32::from_be_bytes([head[8], head[9], head[10], head[11]]);
+            let batch_size = u64::try_from(length)
+                .ok()
+                .filter(|l| *l > 0)
+                .map(|l| l + 12)
+                .ok_or_else(|| LogError::corrupt("invalid batch length").stored_at(self.log_path.display()))?;
+            if boundary + batch_size > cap {
                 break;
             }
-            keep += batch.len();
+            boundary += batch_size;
+            offset = if boundary < size {
+                let mut base = [0u8; 8];
+                self.log_file.read_exact_at(&mut base, boundary)?;
+                i64::from_be_bytes(base)
+            } else {
+                self.next_offset()
+            };
         }
-        buffer.truncate(keep);
-        Ok(Some(buffer.freeze()))
+        Ok((boundary, offset))
+    }
+
+    /// A batch's size, checked to lie inside the segment.
+    fn checked_size(&self, position: u64, header: &RecordBatchHeader, size: u64) -> Result<u64, LogError> {
+        header
+            .total_size()
+            .map(|s| s as u64)
+            .filter(|s| position + s <= size)
+            .ok_or_else(|| LogError::corrupt("invalid batch length").stored_at(self.log_path.display()))
+    }
+
+    /// The segment's log file.
+    pub(crate) fn log_file(&self) -> &File {
+        &self.log_file
     }
 
     /// The first record with timestamp >= `timestamp_ms` and offset >= `min_offset`.

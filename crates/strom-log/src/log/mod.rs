@@ -118,6 +118,19 @@ pub struct ReadResult {
     pub log_end_offset: i64,
 }
 
+/// A read as a file range ([`Log::read_range`]).
+#[derive(Debug, Clone)]
+pub struct RangeRead {
+    /// The batches; None when there is nothing to read yet.
+    pub range: Option<crate::FileRange>,
+    /// Base offset of the first batch after the range: where the next read starts.
+    pub next_offset: i64,
+    /// Log start offset at the time of the read.
+    pub log_start_offset: i64,
+    /// Log end offset at the time of the read.
+    pub log_end_offset: i64,
+}
+
 #[derive(Debug)]
 struct FlushState {
     /// Base offset of the segment holding the last checkpointed recovery point.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{Log, ReadResult};
+use super::{Log, RangeRead, ReadResult};
 use crate::error::LogError;
 use crate::segment::LogSegment;
 use crate::time_index::TimestampOffset;
@@ -14,12 +14,29 @@ impl Log {
     /// stopping before any batch whose base offset is >= `max_offset`, at most
     /// `max_bytes` except that the first batch is always whole (KIP-74).
     /// `offset` outside `[log start, log end]` is `OffsetOutOfRange`; at the log end the
-    /// result is empty.
+    /// result is empty. Read into memory: see [`Log::read_range`] for the same read as
+    /// a file range.
     pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<ReadResult, LogError> {
+        let read = self.read_range(offset, max_bytes, max_offset)?;
+        let records = match &read.range {
+            Some(range) => range.read()?,
+            None => Bytes::new(),
+        };
+        Ok(ReadResult {
+            records,
+            log_start_offset: read.log_start_offset,
+            log_end_offset: read.log_end_offset,
+        })
+    }
+
+    /// [`Log::read`] without reading: the batches as a byte range of one segment file
+    /// (a read never spans segments; the next one continues at `next_offset`).
+    pub fn read_range(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<RangeRead, LogError> {
         let log_end_offset = self.log_end_offset();
         let log_start_offset = self.log_start_offset();
-        let result = |records| ReadResult {
-            records,
+        let result = |range, next_offset| RangeRead {
+            range,
+            next_offset,
             log_start_offset,
             log_end_offset,
         };
@@ -31,18 +48,19 @@ impl Log {
             });
         }
         if offset == log_end_offset || offset >= max_offset {
-            return Ok(result(Bytes::new()));
+            return Ok(result(None, offset));
         }
         let segments = self.snapshot();
         let first = segments
             .partition_point(|s| s.base_offset() <= offset)
             .saturating_sub(1);
         for segment in segments.get(first..).unwrap_or(&[]) {
-            if let Some(records) = segment.read(offset, max_bytes, max_offset.min(log_end_offset))? {
-                return Ok(result(records));
+            if let Some(read) = segment.read_range(offset, max_bytes, max_offset.min(log_end_offset))? {
+                let range = (!read.range.is_empty()).then_some(read.range);
+                return Ok(result(range, read.next_offset));
             }
         }
-        Ok(result(Bytes::new()))
+        Ok(result(None, offset))
     }
 
     /// The first record (at or above the log start offset) whose timestamp is >= `ts`,

@@ -1,6 +1,7 @@
 //! Tests of [`Log`]: appends, reads, retention, truncation, flushing.
 
 mod follower;
+mod range;
 mod recovery;
 
 use std::path::Path;

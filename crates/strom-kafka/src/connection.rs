@@ -18,7 +18,7 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
 use strom_broker::Caller;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
@@ -27,6 +27,7 @@ use crate::apis::{self, Deferred};
 use crate::constants::{PIPELINED_RESPONSES_MAX, READ_BUFFER_BYTES};
 use crate::context::{Context, Peer};
 use crate::frame;
+use crate::outbound::Outbound;
 
 /// The listener's name in every caller's identity (one plaintext listener today).
 const LISTENER_NAME: &str = "PLAINTEXT";
@@ -35,7 +36,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, context: Arc<Context
     let _ = stream.set_nodelay(true);
     let mut input = BytesMut::with_capacity(READ_BUFFER_BYTES);
     // Responses ready to write. Every response in `waiting` comes after all of these.
-    let mut output = BytesMut::new();
+    let mut output = Outbound::default();
     let mut waiting: FuturesOrdered<Deferred> = FuturesOrdered::new();
     let mut shutdown = context.shutdown.clone();
     let max = context.config.socket_request_max_bytes;
@@ -65,7 +66,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, context: Arc<Context
                 handle(&context, &caller, request, &mut output).await
             } else {
                 // Behind a deferred response: queue this one after it.
-                let mut own = BytesMut::new();
+                let mut own = Outbound::default();
                 let result = handle(&context, &caller, request, &mut own).await;
                 if !own.is_empty() {
                     waiting.push_back(Box::pin(std::future::ready(Ok(own))));
@@ -96,11 +97,10 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, context: Arc<Context
             }
         }
         if !output.is_empty() && (output.len() >= READ_BUFFER_BYTES || !frame_ready(&input) || !waiting.is_empty()) {
-            if let Err(e) = stream.write_all(&output).await {
+            if let Err(e) = output.write_to(&mut stream).await {
                 tracing::debug!(%peer, error = %e, "write failed");
                 return;
             }
-            output.clear();
         }
         if frame_ready(&input) && waiting.len() < PIPELINED_RESPONSES_MAX {
             continue;
@@ -134,7 +134,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, context: Arc<Context
             },
             Some(done) = waiting.next(), if !waiting.is_empty() => match done {
                 Ok(response) => {
-                    output.extend_from_slice(&response);
+                    output.append(response);
                     last_event = Instant::now();
                 }
                 Err(reason) => {
@@ -156,14 +156,14 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, context: Arc<Context
 }
 
 /// Writes what is answered, waiting for deferred responses, before the connection closes.
-async fn close(stream: &mut TcpStream, mut output: BytesMut, mut waiting: FuturesOrdered<Deferred>) {
+async fn close(stream: &mut TcpStream, mut output: Outbound, mut waiting: FuturesOrdered<Deferred>) {
     while let Some(done) = waiting.next().await {
         match done {
-            Ok(response) => output.extend_from_slice(&response),
+            Ok(response) => output.append(response),
             Err(_) => break,
         }
     }
-    let _ = stream.write_all(&output).await;
+    let _ = output.write_to(stream).await;
 }
 
 fn frame_ready(input: &BytesMut) -> bool {
@@ -183,7 +183,7 @@ async fn handle(
     context: &Context,
     caller: &Caller,
     mut request: Bytes,
-    output: &mut BytesMut,
+    output: &mut Outbound,
 ) -> Result<Option<Deferred>, String> {
     let Some(prefix) = request.get(..8) else {
         return Err(format!("request of {} bytes is shorter than a header", request.len()));
@@ -195,7 +195,7 @@ async fn handle(
     if !apis::is_supported(api_key, version) {
         if api_key == ApiKey::ApiVersions {
             // The protocol's rule: answer in v0 with UNSUPPORTED_VERSION and our ranges.
-            apis::api_versions::unsupported_version(correlation_id, output);
+            apis::api_versions::unsupported_version(correlation_id, output.buffer());
             return Ok(None);
         }
         return Err(format!("unsupported version {version} of {api_key:?}"));

@@ -9,6 +9,7 @@ mod constants;
 mod context;
 mod error_code;
 mod frame;
+mod outbound;
 mod server;
 
 /// The APIs and versions served (ApiVersions advertises exactly these).

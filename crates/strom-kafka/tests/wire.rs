@@ -179,6 +179,77 @@ async fn produce_then_fetch_returns_the_stored_bytes() {
     }
 }
 
+/// Fetched records go out as file ranges spliced into the encoded response: every
+/// Fetch version, with several partitions and a response budget, decodes to exactly
+/// the stored batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fetch_version_sends_the_stored_batches_from_the_files() {
+    let h = start().await;
+    let mut stream = TcpStream::connect(h.addr).await.unwrap();
+    let create = CreateTopicsRequest::default().with_topics(vec![
+        kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("multi")))
+            .with_num_partitions(3)
+            .with_replication_factor(1),
+    ]);
+    let created: CreateTopicsResponse = call(&mut stream, ApiKey::CreateTopics, 5, &create).await;
+    assert_eq!(created.topics[0].error_code, 0);
+    let topic_id = h.api.broker().topic("multi").unwrap().id();
+    let mut stored = Vec::new();
+    for partition in 0..3 {
+        let records = batch_of(5 + partition as usize, format!("p{partition}").as_bytes());
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("multi")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(Bytes::from(records.clone())))])]);
+        let response: ProduceResponse = call(&mut stream, ApiKey::Produce, 9, &request).await;
+        assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+        stored.push(records);
+    }
+    for version in 4..=18i16 {
+        for max_bytes in [1 << 20, 1] {
+            let topic = FetchTopic::default().with_partitions(
+                (0..3)
+                    .map(|p| {
+                        FetchPartition::default()
+                            .with_partition(p)
+                            .with_fetch_offset(0)
+                            .with_partition_max_bytes(1 << 20)
+                    })
+                    .collect(),
+            );
+            let topic = if version >= 13 {
+                topic.with_topic_id(topic_id)
+            } else {
+                topic.with_topic(TopicName(StrBytes::from_static_str("multi")))
+            };
+            let request = FetchRequest::default()
+                .with_max_wait_ms(0)
+                .with_max_bytes(max_bytes)
+                .with_topics(vec![topic]);
+            let response: FetchResponse = call(&mut stream, ApiKey::Fetch, version, &request).await;
+            let partitions = &response.responses[0].partitions;
+            assert_eq!(partitions.len(), 3);
+            for (p, data) in partitions.iter().enumerate() {
+                assert_eq!(data.error_code, 0, "v{version}");
+                let records = data.records.clone().unwrap_or_default();
+                if max_bytes == 1 && p > 0 {
+                    // KIP-74: only the first partition may pass the budget.
+                    assert!(records.is_empty(), "v{version} partition {p}");
+                    continue;
+                }
+                assert_eq!(records.len(), stored[p].len(), "v{version} partition {p}");
+                assert_eq!(&records[16..], &stored[p][16..], "v{version} partition {p}");
+            }
+        }
+    }
+    still_serves(h.addr).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_batches_get_kafka_errors_and_store_nothing() {
     let h = start().await;

@@ -7,14 +7,14 @@
 //! (one whole batch, so a consumer can always make progress), later ones leave an
 //! oversized batch for the next fetch.
 //!
-//! Reads run on the caller's thread: each is an index lookup and a positioned read of
-//! at most the partition's budget, from the page cache for a consumer that keeps up.
+//! Reads run on the caller's thread and read no data: each is an offset-index lookup and
+//! a few batch headers, giving a file range the front-end sends from the page cache.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::future::select_all;
+use strom_log::FileRange;
 use tokio::time::Instant;
 
 use super::{BrokerApi, TopicRef};
@@ -50,7 +50,9 @@ pub struct FetchPartition {
 #[derive(Debug, Clone)]
 pub struct FetchedPartition {
     pub error: Option<Arc<BrokerError>>,
-    pub records: Bytes,
+    /// The stored batches as a file range (None: nothing to send), for the front-end to
+    /// send without copying (`sendfile`) or to read into a buffer.
+    pub records: Option<FileRange>,
     /// -1 when the partition failed, except after OFFSET_OUT_OF_RANGE, which tells the
     /// client where the log is.
     pub high_watermark: i64,
@@ -117,7 +119,7 @@ fn read_all(params: &FetchParams, resolved: &[Resolved]) -> (Vec<FetchedPartitio
             Err(e) => failure(None, e.clone()),
         };
         failed |= fetched.error.is_some();
-        total += fetched.records.len();
+        total += fetched.records.as_ref().map_or(0, |r| r.len() as usize);
         out.push(fetched);
     }
     (out, total, failed)
@@ -130,7 +132,7 @@ fn failure(partition: Option<&Arc<Partition>>, error: Arc<BrokerError>) -> Fetch
     };
     FetchedPartition {
         error: Some(error),
-        records: Bytes::new(),
+        records: None,
         high_watermark: offsets.map_or(-1, |p| p.high_watermark()),
         last_stable_offset: offsets.map_or(-1, |p| p.high_watermark()),
         log_start_offset: offsets.map_or(-1, |p| p.log_start_offset()),
@@ -152,16 +154,16 @@ fn read_one(
         // The response is full: report the offsets, read nothing.
         return Ok(FetchedPartition {
             error: None,
-            records: Bytes::new(),
+            records: None,
             high_watermark: partition.high_watermark(),
             last_stable_offset: partition.last_stable_offset(),
             log_start_offset: partition.log_start_offset(),
             aborted: read_committed.then(Vec::new),
         });
     }
-    let mut data = partition.read(wanted.fetch_offset, limit, isolation)?;
-    if !first && data.records.len() > limit {
-        data.records = Bytes::new();
+    let mut data = partition.read_range(wanted.fetch_offset, limit, isolation)?;
+    if !first && data.records.as_ref().is_some_and(|r| r.len() as usize > limit) {
+        data.records = None;
     }
     Ok(FetchedPartition {
         error: None,

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use strom_log::{AppendInfo, Clock, ControlRecordType, Log, LogConfig, Marker, ReadResult};
+use strom_log::{AppendInfo, Clock, ControlRecordType, Log, LogConfig, Marker, RangeRead};
 
 use crate::error::{BrokerError, Result};
 use crate::producer_state::{AbortedTxn, ProducerStateManager, SequenceCheck};
@@ -210,9 +210,9 @@ impl PartitionLog {
         self.first_unstable_offset.store(first, Ordering::Release);
     }
 
-    /// Stored batches from `offset`, whole batches, below `limit`.
-    pub fn read(&self, offset: i64, max_bytes: usize, limit: i64) -> Result<ReadResult> {
-        Ok(self.log.read(offset, max_bytes, limit)?)
+    /// Stored batches from `offset`, whole batches, below `limit`, as a file range.
+    pub fn read_range(&self, offset: i64, max_bytes: usize, limit: i64) -> Result<RangeRead> {
+        Ok(self.log.read_range(offset, max_bytes, limit)?)
     }
 
     /// Aborted transactions with data in `[start, end)`, for read_committed fetches.

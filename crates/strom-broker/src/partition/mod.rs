@@ -13,7 +13,7 @@ pub mod replica;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use strom_log::{AppendInfo, Clock, Log, LogConfig, RecordBatchHeader};
+use strom_log::{AppendInfo, Clock, FileRange, Log, LogConfig, RecordBatchHeader};
 use tokio::sync::watch;
 
 use crate::error::{BrokerError, Result};
@@ -59,6 +59,18 @@ impl FetchIsolation {
 #[derive(Debug, Clone)]
 pub struct FetchedData {
     pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub last_stable_offset: i64,
+    /// For read_committed reads: aborted transactions overlapping the data.
+    pub aborted: Option<Vec<AbortedTxn>>,
+}
+
+/// A read of stored bytes as a file range (what a fetch sends).
+#[derive(Debug, Clone)]
+pub struct FetchedRange {
+    /// None when there is nothing to read yet.
+    pub records: Option<FileRange>,
     pub high_watermark: i64,
     pub log_start_offset: i64,
     pub last_stable_offset: i64,
@@ -204,8 +216,9 @@ impl Partition {
     }
 
     /// Stored batches from `offset`, whole batches, as far as `isolation` lets the
-    /// reader see.
-    pub fn read(&self, offset: i64, max_bytes: usize, isolation: FetchIsolation) -> Result<FetchedData> {
+    /// reader see, as a file range of one segment (nothing is read: a fetch sends it
+    /// from the page cache).
+    pub fn read_range(&self, offset: i64, max_bytes: usize, isolation: FetchIsolation) -> Result<FetchedRange> {
         let high_watermark = self.high_watermark();
         let last_stable_offset = self.last_stable_offset();
         let limit = match isolation {
@@ -214,26 +227,39 @@ impl Partition {
             FetchIsolation::TxnCommitted => last_stable_offset,
         };
         let read_committed = isolation == FetchIsolation::TxnCommitted;
-        let result = if read_committed && offset > limit && offset <= high_watermark {
+        let (records, next_offset, log_start_offset) = if read_committed && offset > limit && offset <= high_watermark {
             // Inside an open transaction: nothing readable yet, not out of range.
-            strom_log::ReadResult {
-                records: Bytes::new(),
-                log_start_offset: self.log_start_offset(),
-                log_end_offset: high_watermark,
-            }
+            (None, offset, self.log_start_offset())
         } else {
-            self.log.read(offset, max_bytes, limit)?
+            let read = self.log.read_range(offset, max_bytes, limit)?;
+            (read.range, read.next_offset, read.log_start_offset)
         };
         let aborted = read_committed.then(|| {
-            let end = last_data_offset(&result.records).map_or(offset, |o| o + 1);
+            let end = if records.is_some() { next_offset } else { offset };
             self.log.aborted_between(offset, end)
         });
-        Ok(FetchedData {
-            records: result.records,
+        Ok(FetchedRange {
+            records,
             high_watermark,
-            log_start_offset: result.log_start_offset,
+            log_start_offset,
             last_stable_offset,
             aborted,
+        })
+    }
+
+    /// [`Partition::read_range`], read into memory.
+    pub fn read(&self, offset: i64, max_bytes: usize, isolation: FetchIsolation) -> Result<FetchedData> {
+        let range = self.read_range(offset, max_bytes, isolation)?;
+        let records = match &range.records {
+            Some(records) => records.read()?,
+            None => Bytes::new(),
+        };
+        Ok(FetchedData {
+            records,
+            high_watermark: range.high_watermark,
+            log_start_offset: range.log_start_offset,
+            last_stable_offset: range.last_stable_offset,
+            aborted: range.aborted,
         })
     }
 
@@ -321,13 +347,6 @@ impl Partition {
     pub fn close(&self) -> Result<()> {
         self.log.close()
     }
-}
-
-/// Offset of the last record in a run of stored batches.
-fn last_data_offset(records: &[u8]) -> Option<i64> {
-    strom_log::BatchIter::new(records)
-        .last()
-        .map(|(header, _)| header.last_offset())
 }
 
 /// Bytes read per step while replaying a log.

@@ -6,6 +6,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::context::{Context, Peer};
+use crate::outbound::Outbound;
 
 pub mod api_versions;
 pub mod cluster;
@@ -82,7 +83,7 @@ fn decode<T: Decodable>(api_key: ApiKey, body: &mut Bytes, version: i16) -> Resu
 
 /// A response that is finished later (an acks=all Produce waiting for its fsync): the
 /// framed response bytes, or the reason to close the connection.
-pub type Deferred = std::pin::Pin<Box<dyn std::future::Future<Output = Result<BytesMut, String>> + Send>>;
+pub type Deferred = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Outbound, String>> + Send>>;
 
 /// What frames a response: the request's correlation id, API and version.
 #[derive(Debug, Clone, Copy)]
@@ -94,7 +95,7 @@ pub struct ResponseHeader {
 
 impl ResponseHeader {
     /// Appends length, response header and body to `output`.
-    fn write<T: Encodable>(&self, output: &mut BytesMut, response: &T) -> Result<(), String> {
+    pub(crate) fn write<T: Encodable>(&self, output: &mut BytesMut, response: &T) -> Result<(), String> {
         let start = output.len();
         output.put_i32(0);
         output.put_i32(self.correlation_id);
@@ -114,14 +115,14 @@ impl ResponseHeader {
 /// Writes a response straight into the connection's output buffer: length, response
 /// header, body (one copy of the body, not two); or takes a [`Deferred`] response.
 pub struct ResponseWriter<'a> {
-    pub output: &'a mut BytesMut,
+    pub output: &'a mut Outbound,
     pub header: ResponseHeader,
     pub deferred: Option<Deferred>,
 }
 
 impl ResponseWriter<'_> {
     fn write<T: Encodable>(&mut self, response: &T) -> Result<(), String> {
-        self.header.write(self.output, response)
+        self.header.write(self.output.buffer(), response)
     }
 
     fn defer(&mut self, response: Deferred) {
@@ -152,13 +153,16 @@ pub async fn dispatch(
                         if let Some(response) = appended.durable().await {
                             header.write(&mut output, &response)?;
                         }
-                        Ok(output)
+                        Ok(Outbound::from(output))
                     }));
                     Ok(())
                 }
             }
         }
-        ApiKey::Fetch => w.write(&fetch::handle(context, peer, decode(api_key, body, version)?, version).await),
+        ApiKey::Fetch => {
+            let (response, files) = fetch::handle(context, peer, decode(api_key, body, version)?, version).await;
+            fetch::write(w.output, w.header, &response, files)
+        }
         ApiKey::ListOffsets => {
             w.write(&offsets::list_offsets(context, peer, decode(api_key, body, version)?, version).await)
         }

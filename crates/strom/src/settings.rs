@@ -207,6 +207,10 @@ impl Settings {
             offsets_retention_check_interval_ms: self.parse("offsets.retention.check.interval.ms")?,
             consumer_heartbeat_interval_ms: self.parse("group.consumer.heartbeat.interval.ms")?,
             consumer_session_timeout_ms: self.parse("group.consumer.session.timeout.ms")?,
+            consumer_min_session_timeout_ms: self.parse("group.consumer.min.session.timeout.ms")?,
+            consumer_max_session_timeout_ms: self.parse("group.consumer.max.session.timeout.ms")?,
+            consumer_min_heartbeat_interval_ms: self.parse("group.consumer.min.heartbeat.interval.ms")?,
+            consumer_max_heartbeat_interval_ms: self.parse("group.consumer.max.heartbeat.interval.ms")?,
         };
         if config.offsets_topic_partitions < 1 {
             bail!("offsets.topic.num.partitions must be at least 1");

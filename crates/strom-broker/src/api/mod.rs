@@ -13,6 +13,7 @@
 
 mod admin;
 mod background;
+mod configs;
 mod fetch;
 mod offsets;
 mod produce;
@@ -24,6 +25,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 pub use admin::{DeletedTopic, NewPartitions, PartitionMetadata, TopicMetadata};
+pub use configs::{ConfigAlteration, ConfigChanges, ConfigOp, ConfigResource};
 pub use fetch::{FetchParams, FetchPartition, FetchedPartition};
 pub use offsets::{DeleteRecordsPartition, ListOffsetsPartition, ListedOffset, OffsetSpec};
 pub use produce::{Acks, ProduceFuture, ProducePartition, ProduceRequest, Produced};

@@ -27,6 +27,13 @@ pub struct GroupConfig {
     pub consumer_heartbeat_interval_ms: i32,
     /// `group.consumer.session.timeout.ms` (KIP-848 groups)
     pub consumer_session_timeout_ms: i32,
+    /// `group.consumer.min.session.timeout.ms` / `group.consumer.max.session.timeout.ms`:
+    /// the range a group config may set.
+    pub consumer_min_session_timeout_ms: i32,
+    pub consumer_max_session_timeout_ms: i32,
+    /// `group.consumer.min.heartbeat.interval.ms` / `group.consumer.max.heartbeat.interval.ms`
+    pub consumer_min_heartbeat_interval_ms: i32,
+    pub consumer_max_heartbeat_interval_ms: i32,
 }
 
 impl Default for GroupConfig {
@@ -43,11 +50,31 @@ impl Default for GroupConfig {
             offsets_retention_check_interval_ms: 600_000,
             consumer_heartbeat_interval_ms: 5000,
             consumer_session_timeout_ms: 45_000,
+            consumer_min_session_timeout_ms: 45_000,
+            consumer_max_session_timeout_ms: 60_000,
+            consumer_min_heartbeat_interval_ms: 5_000,
+            consumer_max_heartbeat_interval_ms: 15_000,
         }
     }
 }
 
 impl GroupConfig {
+    /// What consumer-protocol group configs fall back to and must stay within.
+    pub fn group_config_bounds(&self) -> crate::dynamic_config::GroupConfigBounds {
+        crate::dynamic_config::GroupConfigBounds {
+            session_ms: (
+                i64::from(self.consumer_session_timeout_ms),
+                i64::from(self.consumer_min_session_timeout_ms),
+                i64::from(self.consumer_max_session_timeout_ms),
+            ),
+            heartbeat_ms: (
+                i64::from(self.consumer_heartbeat_interval_ms),
+                i64::from(self.consumer_min_heartbeat_interval_ms),
+                i64::from(self.consumer_max_heartbeat_interval_ms),
+            ),
+        }
+    }
+
     pub(super) fn classic(&self) -> ClassicConfig {
         ClassicConfig {
             initial_rebalance_delay_ms: self.initial_rebalance_delay_ms,

@@ -11,12 +11,13 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use strom_broker::dynamic_config::{GroupConfigBounds, GROUP_CONFIGS, LISTENER_DYNAMIC_SETTINGS};
+use strom_broker::api::{ConfigAlteration, ConfigChanges, ConfigOp, ConfigResource};
+use strom_broker::dynamic_config::{GROUP_CONFIGS, LISTENER_DYNAMIC_SETTINGS};
 use strom_broker::topic_config::config_def_by_broker_synonym;
-use strom_broker::{AlterOp, BrokerEntity, BrokerError, ConfigEntry, ConfigSource, ConfigType};
+use strom_broker::{AlterOp, BrokerError, ConfigEntry, ConfigSource, ConfigType};
 
-use super::{blocking, str_bytes};
-use crate::context::Context;
+use super::str_bytes;
+use crate::context::{Context, Peer};
 use crate::error_code::{error_code, error_message};
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -33,27 +34,6 @@ fn broker_setting(context: &Context, name: &str) -> Option<String> {
         .iter()
         .find(|(n, ..)| n == name)
         .map(|(_, value, ..)| value.clone())
-}
-
-/// What consumer-protocol group configs fall back to and must stay within.
-fn group_bounds(context: &Context) -> GroupConfigBounds {
-    let number = |name: &str, fallback: i64| {
-        broker_setting(context, name)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(fallback)
-    };
-    GroupConfigBounds {
-        session_ms: (
-            number("group.consumer.session.timeout.ms", 45_000),
-            number("group.consumer.min.session.timeout.ms", 45_000),
-            number("group.consumer.max.session.timeout.ms", 60_000),
-        ),
-        heartbeat_ms: (
-            number("group.consumer.heartbeat.interval.ms", 5_000),
-            number("group.consumer.min.heartbeat.interval.ms", 5_000),
-            number("group.consumer.max.heartbeat.interval.ms", 15_000),
-        ),
-    }
 }
 
 /// DescribeConfigs on a GROUP: its own values, else the broker's.
@@ -307,138 +287,107 @@ fn is_this_broker(context: &Context, name: &StrBytes) -> bool {
     name.as_str() == context.broker.node_id().to_string()
 }
 
-/// The BROKER entity a resource name stands for.
-fn broker_entity(context: &Context, name: &StrBytes) -> Result<BrokerEntity, BrokerError> {
-    if name.is_empty() {
-        Ok(BrokerEntity::ClusterDefault)
-    } else if is_this_broker(context, name) {
-        Ok(BrokerEntity::ThisBroker)
-    } else {
-        Err(BrokerError::InvalidRequest(format!("unknown broker {name}")))
-    }
-}
-
 fn not_alterable(resource_type: i8) -> BrokerError {
     BrokerError::InvalidRequest(format!("unsupported resource type {resource_type}"))
 }
 
-pub async fn alter_configs(context: &Context, request: AlterConfigsRequest) -> AlterConfigsResponse {
-    let validate_only = request.validate_only;
-    let entities: Vec<_> = request
+fn config_resource(resource_type: i8, name: &StrBytes) -> Result<ConfigResource, BrokerError> {
+    match resource_type {
+        RESOURCE_TOPIC => Ok(ConfigResource::Topic(name.to_string())),
+        RESOURCE_GROUP => Ok(ConfigResource::Group(name.to_string())),
+        RESOURCE_BROKER => Ok(ConfigResource::Broker(name.to_string())),
+        other => Err(not_alterable(other)),
+    }
+}
+
+pub async fn alter_configs(context: &Context, peer: &Peer, request: AlterConfigsRequest) -> AlterConfigsResponse {
+    let alterations = request
         .resources
         .iter()
-        .map(|r| broker_entity(context, &r.resource_name))
-        .collect();
-    let group_bounds = group_bounds(context);
-    let responses = blocking(context, move |broker| {
-        request
-            .resources
-            .into_iter()
-            .zip(entities)
-            .map(|(resource, entity)| {
-                let configs: BTreeMap<String, String> = resource
+        .map(|resource| ConfigAlteration {
+            resource: config_resource(resource.resource_type, &resource.resource_name),
+            changes: Ok(ConfigChanges::Replace(
+                resource
                     .configs
                     .iter()
                     .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
-                    .collect();
-                let outcome = match resource.resource_type {
-                    RESOURCE_TOPIC => broker.alter_topic_configs(&resource.resource_name, configs, validate_only),
-                    RESOURCE_GROUP => {
-                        let ops: Vec<_> = configs.into_iter().map(|(k, v)| (k, AlterOp::Set, Some(v))).collect();
-                        broker.alter_group_configs(&resource.resource_name, true, &ops, group_bounds, validate_only)
-                    }
-                    RESOURCE_BROKER => {
-                        entity.and_then(|entity| broker.alter_broker_configs(entity, configs, validate_only))
-                    }
-                    other => Err(not_alterable(other)),
-                };
-                let response = alter_configs_response::AlterConfigsResourceResponse::default()
-                    .with_resource_type(resource.resource_type)
-                    .with_resource_name(resource.resource_name);
-                match outcome {
-                    Ok(()) => response,
-                    Err(e) => response
-                        .with_error_code(error_code(&e))
-                        .with_error_message(error_message(&e)),
-                }
-            })
-            .collect()
-    })
-    .await;
+                    .collect::<BTreeMap<_, _>>(),
+            )),
+        })
+        .collect();
+    let results = context
+        .api
+        .alter_configs(&peer.caller, alterations, request.validate_only)
+        .await;
+    let responses = request
+        .resources
+        .into_iter()
+        .zip(results)
+        .map(|(resource, outcome)| {
+            let response = alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name);
+            match outcome {
+                Ok(()) => response,
+                Err(e) => response
+                    .with_error_code(error_code(&e))
+                    .with_error_message(error_message(&e)),
+            }
+        })
+        .collect();
     AlterConfigsResponse::default().with_responses(responses)
 }
 
 pub async fn incremental_alter_configs(
     context: &Context,
+    peer: &Peer,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let validate_only = request.validate_only;
-    let entities: Vec<_> = request
+    let alterations = request
         .resources
         .iter()
-        .map(|r| broker_entity(context, &r.resource_name))
+        .map(|resource| ConfigAlteration {
+            resource: config_resource(resource.resource_type, &resource.resource_name),
+            changes: resource
+                .configs
+                .iter()
+                .map(|c| {
+                    let op = match c.config_operation {
+                        0 => AlterOp::Set,
+                        1 => AlterOp::Delete,
+                        2 => AlterOp::Append,
+                        3 => AlterOp::Subtract,
+                        other => return Err(BrokerError::InvalidRequest(format!("unknown config operation {other}"))),
+                    };
+                    Ok(ConfigOp {
+                        name: c.name.to_string(),
+                        op,
+                        value: c.value.as_ref().map(|v| v.to_string()),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(ConfigChanges::Incremental),
+        })
         .collect();
-    let group_bounds = group_bounds(context);
-    let responses = blocking(context, move |broker| {
-        request
-            .resources
-            .into_iter()
-            .zip(entities)
-            .map(|(resource, entity)| {
-                let outcome = if matches!(
-                    resource.resource_type,
-                    RESOURCE_TOPIC | RESOURCE_BROKER | RESOURCE_GROUP
-                ) {
-                    resource
-                        .configs
-                        .iter()
-                        .map(|c| {
-                            let op = match c.config_operation {
-                                0 => AlterOp::Set,
-                                1 => AlterOp::Delete,
-                                2 => AlterOp::Append,
-                                3 => AlterOp::Subtract,
-                                other => {
-                                    return Err(BrokerError::InvalidRequest(format!(
-                                        "unknown config operation {other}"
-                                    )))
-                                }
-                            };
-                            Ok((c.name.to_string(), op, c.value.as_ref().map(|v| v.to_string())))
-                        })
-                        .collect::<Result<Vec<_>, _>>()
-                        .and_then(|ops| {
-                            if resource.resource_type == RESOURCE_TOPIC {
-                                broker.incremental_alter_topic_configs(&resource.resource_name, &ops, validate_only)
-                            } else if resource.resource_type == RESOURCE_GROUP {
-                                broker.alter_group_configs(
-                                    &resource.resource_name,
-                                    false,
-                                    &ops,
-                                    group_bounds,
-                                    validate_only,
-                                )
-                            } else {
-                                entity.and_then(|entity| {
-                                    broker.incremental_alter_broker_configs(entity, &ops, validate_only)
-                                })
-                            }
-                        })
-                } else {
-                    Err(not_alterable(resource.resource_type))
-                };
-                let response = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
-                    .with_resource_type(resource.resource_type)
-                    .with_resource_name(resource.resource_name);
-                match outcome {
-                    Ok(()) => response,
-                    Err(e) => response
-                        .with_error_code(error_code(&e))
-                        .with_error_message(error_message(&e)),
-                }
-            })
-            .collect()
-    })
-    .await;
+    let results = context
+        .api
+        .alter_configs(&peer.caller, alterations, request.validate_only)
+        .await;
+    let responses = request
+        .resources
+        .into_iter()
+        .zip(results)
+        .map(|(resource, outcome)| {
+            let response = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name);
+            match outcome {
+                Ok(()) => response,
+                Err(e) => response
+                    .with_error_code(error_code(&e))
+                    .with_error_message(error_message(&e)),
+            }
+        })
+        .collect();
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }

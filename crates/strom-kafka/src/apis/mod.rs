@@ -179,9 +179,9 @@ pub async fn dispatch(
             decode(api_key, body, version)?,
             version,
         )),
-        ApiKey::AlterConfigs => w.write(&configs::alter_configs(context, decode(api_key, body, version)?).await),
+        ApiKey::AlterConfigs => w.write(&configs::alter_configs(context, peer, decode(api_key, body, version)?).await),
         ApiKey::IncrementalAlterConfigs => {
-            w.write(&configs::incremental_alter_configs(context, decode(api_key, body, version)?).await)
+            w.write(&configs::incremental_alter_configs(context, peer, decode(api_key, body, version)?).await)
         }
         ApiKey::DescribeCluster => w.write(&cluster::describe_cluster(context, decode(api_key, body, version)?)),
         ApiKey::FindCoordinator => {
@@ -225,27 +225,6 @@ pub async fn dispatch(
         ApiKey::DescribeTransactions => w.write(&txn::describe_transactions(context, decode(api_key, body, version)?)),
         ApiKey::ListTransactions => w.write(&txn::list_transactions(context, decode(api_key, body, version)?)),
         other => Err(format!("{other:?} is not served")),
-    }
-}
-
-/// Run blocking broker work (file system, fsync) off the I/O threads.
-pub(crate) async fn blocking<T, F>(context: &Context, work: F) -> T
-where
-    F: FnOnce(&strom_broker::Broker) -> T + Send + 'static,
-    T: Send + 'static,
-{
-    blocking_on(context.broker.clone(), work).await
-}
-
-/// [`blocking`] for work that outlives the request's borrow of the context.
-pub(crate) async fn blocking_on<T, F>(broker: std::sync::Arc<strom_broker::Broker>, work: F) -> T
-where
-    F: FnOnce(&strom_broker::Broker) -> T + Send + 'static,
-    T: Send + 'static,
-{
-    match tokio::task::spawn_blocking(move || work(&broker)).await {
-        Ok(value) => value,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }
 

@@ -5,8 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use strom_broker::txn::TxnCoordinator;
-use strom_broker::{Broker, BrokerApi, Caller, GroupCoordinator};
+use strom_broker::{BrokerApi, Caller};
 use tokio::sync::{watch, Semaphore};
 
 /// Settings of the Kafka front-end.
@@ -45,9 +44,6 @@ pub struct Peer {
 pub struct Context {
     /// The broker's façade: what every handler calls.
     pub api: Arc<BrokerApi>,
-    pub broker: Arc<Broker>,
-    pub groups: Arc<GroupCoordinator>,
-    pub txns: Arc<TxnCoordinator>,
     pub config: ServerConfig,
     pub shutdown: watch::Receiver<bool>,
     /// Bytes of large requests being read or run (`queued.max.request.bytes`).

@@ -39,9 +39,6 @@ impl Server {
         Ok(Server {
             listener,
             context: Arc::new(Context {
-                broker: api.broker().clone(),
-                groups: api.groups().clone(),
-                txns: api.txns().clone(),
                 api,
                 config,
                 shutdown,
@@ -57,7 +54,8 @@ impl Server {
     /// A connection limit: its dynamic value if one was set, else the static one.
     fn setting(&self, name: &str, configured: usize) -> usize {
         self.context
-            .broker
+            .api
+            .broker()
             .dynamic_setting(name)
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(configured)

@@ -12,6 +12,7 @@ use crate::blocking::offload;
 use crate::broker::{NewTopic, TopicSummary};
 use crate::caller::{Caller, Operation, Resource};
 use crate::error::{BrokerError, Result};
+use crate::partition::ProducerSummary;
 use crate::topic::Topic;
 
 /// A topic as Metadata describes it.
@@ -243,6 +244,14 @@ impl BrokerApi {
         })
         .await
         .unwrap_or_else(|e| internal_errors(count, &e))
+    }
+}
+
+impl BrokerApi {
+    /// DescribeProducers: the producers with state in a partition.
+    pub fn describe_producers(&self, caller: &Caller, topic: &str, partition: i32) -> Result<Vec<ProducerSummary>> {
+        let (_, partition) = self.partition(caller, Operation::Read, &TopicRef::Name(topic.to_string()), partition)?;
+        Ok(partition.producer_states())
     }
 }
 

@@ -14,6 +14,7 @@
 mod admin;
 mod background;
 mod configs;
+mod coordinators;
 mod fetch;
 mod offsets;
 mod produce;
@@ -26,6 +27,7 @@ use uuid::Uuid;
 
 pub use admin::{DeletedTopic, NewPartitions, PartitionMetadata, TopicMetadata};
 pub use configs::{ConfigAlteration, ConfigChanges, ConfigOp, ConfigResource};
+pub use coordinators::CoordinatorKind;
 pub use fetch::{FetchParams, FetchPartition, FetchedPartition};
 pub use offsets::{DeleteRecordsPartition, ListOffsetsPartition, ListedOffset, OffsetSpec};
 pub use produce::{Acks, ProduceFuture, ProducePartition, ProduceRequest, Produced};
@@ -76,6 +78,16 @@ impl BrokerApi {
 
     /// [`BrokerApi::start`] on an opened broker (tests open it with their own clock).
     pub async fn start_with(broker: Arc<Broker>, groups: GroupConfig, txns: TxnConfig) -> Result<Arc<BrokerApi>> {
+        Self::start_authorized(broker, groups, txns, Arc::new(AllowAll)).await
+    }
+
+    /// [`BrokerApi::start_with`] with an authorizer other than [`AllowAll`].
+    pub async fn start_authorized(
+        broker: Arc<Broker>,
+        groups: GroupConfig,
+        txns: TxnConfig,
+        authorizer: Arc<dyn Authorizer>,
+    ) -> Result<Arc<BrokerApi>> {
         let groups = {
             let broker = broker.clone();
             crate::blocking::offload_result("load groups", move || GroupCoordinator::open(broker, groups)).await?
@@ -90,7 +102,7 @@ impl BrokerApi {
             broker,
             groups,
             txns,
-            authorizer: Arc::new(AllowAll),
+            authorizer,
             closing,
             tasks: Mutex::new(Vec::new()),
         });

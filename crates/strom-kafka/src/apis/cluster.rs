@@ -78,10 +78,10 @@ pub fn authorized_operations(requested: bool, resource: AclResource) -> i32 {
 }
 
 pub fn describe_cluster(context: &Context, request: DescribeClusterRequest) -> DescribeClusterResponse {
-    let node = BrokerId(context.broker.node_id());
+    let node = BrokerId(context.api.broker().node_id());
     DescribeClusterResponse::default()
         .with_endpoint_type(request.endpoint_type)
-        .with_cluster_id(str_bytes(context.broker.cluster_id()))
+        .with_cluster_id(str_bytes(context.api.broker().cluster_id()))
         .with_controller_id(node)
         .with_brokers(vec![DescribeClusterBroker::default()
             .with_broker_id(node)

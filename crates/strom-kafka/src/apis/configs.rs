@@ -44,7 +44,7 @@ fn describe_group(
     synonyms: bool,
     docs: bool,
 ) -> Vec<DescribeConfigsResourceResult> {
-    let own = context.broker.group_configs(group);
+    let own = context.api.broker().group_configs(group);
     GROUP_CONFIGS
         .iter()
         .filter(|def| wanted(def.name))
@@ -115,10 +115,11 @@ pub fn describe_configs(context: &Context, request: DescribeConfigsRequest, vers
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
             match resource.resource_type {
-                RESOURCE_TOPIC => match context.broker.topic(&resource.resource_name) {
+                RESOURCE_TOPIC => match context.api.broker().topic(&resource.resource_name) {
                     Some(topic) => {
                         let configs = context
-                            .broker
+                            .api
+                            .broker()
                             .resolve_configs(&topic.overrides())
                             .into_iter()
                             .filter(|c| wanted(c.def.name))
@@ -133,7 +134,7 @@ pub fn describe_configs(context: &Context, request: DescribeConfigsRequest, vers
                 }
                 RESOURCE_BROKER if resource.resource_name.is_empty() => {
                     // The cluster-wide entity holds only what was set on it.
-                    let defaults = context.broker.defaults();
+                    let defaults = context.api.broker().defaults();
                     let configs = defaults
                         .dynamic_default
                         .iter()
@@ -158,7 +159,7 @@ pub fn describe_configs(context: &Context, request: DescribeConfigsRequest, vers
                     result.with_configs(configs)
                 }
                 RESOURCE_BROKER if is_this_broker(context, &resource.resource_name) => {
-                    let defaults = context.broker.defaults();
+                    let defaults = context.api.broker().defaults();
                     let configs = context
                         .config
                         .broker_configs
@@ -284,7 +285,7 @@ fn listener_entry(
 }
 
 fn is_this_broker(context: &Context, name: &StrBytes) -> bool {
-    name.as_str() == context.broker.node_id().to_string()
+    name.as_str() == context.api.broker().node_id().to_string()
 }
 
 fn not_alterable(resource_type: i8) -> BrokerError {

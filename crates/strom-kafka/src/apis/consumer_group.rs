@@ -4,7 +4,8 @@
 use kafka_protocol::messages::consumer_group_describe_response::{self as describe, DescribedGroup};
 use kafka_protocol::messages::consumer_group_heartbeat_response::{self as heartbeat, Assignment as WireAssignment};
 use kafka_protocol::messages::*;
-use strom_broker::group::{Assignment, ConsumerHeartbeat};
+use strom_broker::caller::Operation;
+use strom_broker::group::{Assignment, ConsumerHeartbeat, ConsumerHeartbeatResult};
 
 use super::cluster::{authorized_operations, AclResource};
 use super::str_bytes;
@@ -33,8 +34,10 @@ pub fn heartbeat(
         }
         owned
     });
-    let result = context.groups.consumer_heartbeat(ConsumerHeartbeat {
-        group_id: request.group_id.0.to_string(),
+    let group_id = request.group_id.0.to_string();
+    let groups = context.api.group_coordinator(&peer.caller, Operation::Read, &group_id);
+    let heartbeat = ConsumerHeartbeat {
+        group_id,
         member_id,
         member_epoch: request.member_epoch,
         instance_id: request.instance_id.as_ref().map(|s| s.to_string()),
@@ -49,7 +52,15 @@ pub fn heartbeat(
         owned,
         client_id: peer.client_id.clone(),
         client_host: format!("/{}", peer.address.ip()),
-    });
+    };
+    let result = match groups {
+        Ok(groups) => groups.consumer_heartbeat(heartbeat),
+        Err(e) => ConsumerHeartbeatResult {
+            error: Some(e),
+            member_id: heartbeat.member_id,
+            ..Default::default()
+        },
+    };
     let response = ConsumerGroupHeartbeatResponse::default()
         .with_member_id(Some(str_bytes(result.member_id)))
         .with_member_epoch(result.member_epoch)
@@ -78,7 +89,8 @@ fn describe_assignment(context: &Context, assignment: &Assignment) -> describe::
             .iter()
             .map(|(topic_id, partitions)| {
                 let name = context
-                    .broker
+                    .api
+                    .broker()
                     .topic_by_id(*topic_id)
                     .map(|t| t.name().to_string())
                     .unwrap_or_default();
@@ -91,14 +103,22 @@ fn describe_assignment(context: &Context, assignment: &Assignment) -> describe::
     )
 }
 
-pub fn describe(context: &Context, request: ConsumerGroupDescribeRequest) -> ConsumerGroupDescribeResponse {
+pub fn describe(
+    context: &Context,
+    peer: &Peer,
+    request: ConsumerGroupDescribeRequest,
+) -> ConsumerGroupDescribeResponse {
     let requested = request.include_authorized_operations;
     let groups = request
         .group_ids
         .into_iter()
         .map(|id| {
             let described = DescribedGroup::default().with_group_id(id.clone());
-            match context.groups.describe_consumer_group(&id.0) {
+            let found = context
+                .api
+                .group_coordinator(&peer.caller, Operation::Describe, &id.0)
+                .and_then(|groups| groups.describe_consumer_group(&id.0));
+            match found {
                 Err(e) => described
                     .with_error_code(error_code(&e))
                     .with_error_message(error_message(&e)),

@@ -8,16 +8,17 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::*;
+use strom_broker::caller::Operation;
 use strom_broker::group::{
     FetchedOffset, OffsetCommit, OffsetCommitEntry, OffsetFetch, TopicPartition, TopicPartitions,
 };
 use strom_broker::BrokerError;
 
 use super::str_bytes;
-use crate::context::Context;
+use crate::context::{Context, Peer};
 use crate::error_code::error_code;
 
-pub async fn offset_commit(context: &Context, request: OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn offset_commit(context: &Context, peer: &Peer, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let mut offsets = Vec::new();
     for topic in &request.topics {
         for p in &topic.partitions {
@@ -37,7 +38,13 @@ pub async fn offset_commit(context: &Context, request: OffsetCommitRequest) -> O
         group_instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
         offsets,
     };
-    let outcome = context.groups.commit_offsets(commit).await;
+    let outcome = match context
+        .api
+        .group_coordinator(&peer.caller, Operation::Read, &commit.group_id)
+    {
+        Ok(groups) => groups.commit_offsets(commit).await,
+        Err(e) => Err(e),
+    };
     let mut results = match &outcome {
         Ok(results) => results
             .iter()
@@ -72,6 +79,7 @@ pub async fn offset_commit(context: &Context, request: OffsetCommitRequest) -> O
 /// The group's answer, grouped by topic in the broker's order; or the group's error.
 fn fetch(
     context: &Context,
+    peer: &Peer,
     group_id: &str,
     topics: Option<Vec<TopicPartitions>>,
     require_stable: bool,
@@ -81,7 +89,11 @@ fn fetch(
         topics,
         require_stable,
     };
-    let fetched = context.groups.fetch_offsets(&request).map_err(|e| error_code(&e))?;
+    let fetched = context
+        .api
+        .group_coordinator(&peer.caller, Operation::Describe, group_id)
+        .and_then(|groups| groups.fetch_offsets(&request))
+        .map_err(|e| error_code(&e))?;
     let mut topics: Vec<(String, Vec<FetchedOffset>)> = Vec::new();
     for offset in fetched {
         match topics.last_mut() {
@@ -110,7 +122,7 @@ fn wanted<'a>(names: impl Iterator<Item = (&'a TopicName, &'a Vec<i32>)>) -> Vec
         .collect()
 }
 
-pub fn offset_fetch(context: &Context, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+pub fn offset_fetch(context: &Context, peer: &Peer, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
     if version >= 8 {
         let groups = request
             .groups
@@ -121,7 +133,7 @@ pub fn offset_fetch(context: &Context, request: OffsetFetchRequest, version: i16
                     .as_ref()
                     .map(|topics| wanted(topics.iter().map(|t| (&t.name, &t.partition_indexes))));
                 let response = OffsetFetchResponseGroup::default().with_group_id(group.group_id.clone());
-                match fetch(context, &group.group_id.0, topics, request.require_stable) {
+                match fetch(context, peer, &group.group_id.0, topics, request.require_stable) {
                     Err(code) => response.with_error_code(code),
                     Ok(found) => response.with_topics(
                         found
@@ -155,7 +167,7 @@ pub fn offset_fetch(context: &Context, request: OffsetFetchRequest, version: i16
         .topics
         .as_ref()
         .map(|topics| wanted(topics.iter().map(|t| (&t.name, &t.partition_indexes))));
-    let found = match fetch(context, &request.group_id.0, topics, request.require_stable) {
+    let found = match fetch(context, peer, &request.group_id.0, topics, request.require_stable) {
         Ok(found) => found,
         // v2+ carries the group's error; before, each requested partition does.
         Err(code) if version >= 2 => return OffsetFetchResponse::default().with_error_code(code),
@@ -202,7 +214,7 @@ pub fn offset_fetch(context: &Context, request: OffsetFetchRequest, version: i16
     OffsetFetchResponse::default().with_topics(topics)
 }
 
-pub async fn offset_delete(context: &Context, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn offset_delete(context: &Context, peer: &Peer, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let partitions: Vec<TopicPartition> = request
         .topics
         .iter()
@@ -212,7 +224,14 @@ pub async fn offset_delete(context: &Context, request: OffsetDeleteRequest) -> O
                 .map(move |p| TopicPartition::new(t.name.0.to_string(), p.partition_index))
         })
         .collect();
-    match context.groups.delete_offsets(&request.group_id.0, &partitions).await {
+    let deleted = match context
+        .api
+        .group_coordinator(&peer.caller, Operation::Delete, &request.group_id.0)
+    {
+        Ok(groups) => groups.delete_offsets(&request.group_id.0, &partitions).await,
+        Err(e) => Err(e),
+    };
+    match deleted {
         Err(e) => OffsetDeleteResponse::default().with_error_code(error_code(&e)),
         Ok(results) => {
             let mut results = results.into_iter();

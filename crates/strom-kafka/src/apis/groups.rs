@@ -12,7 +12,9 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, StrBytes};
-use strom_broker::group::{GroupListFilter, JoinGroup, LeavingMember, SyncGroup};
+use strom_broker::api::CoordinatorKind;
+use strom_broker::caller::Operation;
+use strom_broker::group::{GroupListFilter, JoinGroup, JoinResult, LeavingMember, SyncGroup, SyncResult};
 use strom_broker::BrokerError;
 
 use super::cluster::{authorized_operations, AclResource};
@@ -28,6 +30,7 @@ fn code(result: &Result<(), BrokerError>) -> i16 {
 
 pub async fn find_coordinator(
     context: &Context,
+    peer: &Peer,
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
@@ -36,40 +39,30 @@ pub async fn find_coordinator(
     } else {
         vec![request.key.clone()]
     };
-    let key_type = request.key_type;
-    let ready = if key_type == KEY_TYPE_GROUP {
-        let groups = context.groups.clone();
-        match tokio::task::spawn_blocking(move || groups.offsets_topic().map(|_| ())).await {
-            Ok(result) => result,
-            Err(e) => Err(BrokerError::Storage(e.to_string())),
-        }
+    let kind = if request.key_type == KEY_TYPE_GROUP {
+        CoordinatorKind::Group
     } else {
-        let txns = context.txns.clone();
-        match tokio::task::spawn_blocking(move || txns.state_topic().map(|_| ())).await {
-            Ok(result) => result,
-            Err(e) => Err(BrokerError::Storage(e.to_string())),
-        }
+        CoordinatorKind::Transaction
     };
-    let node = BrokerId(context.broker.node_id());
+    let names: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    let found = context.api.find_coordinator(&peer.caller, kind, &names).await;
+    let node = BrokerId(context.api.node_id());
     let host = str_bytes(context.config.advertised_host.clone());
     let port = context.config.advertised_port;
-    let answer = |key: &StrBytes| -> (i16, Option<StrBytes>) {
-        if key.is_empty() {
-            return (
-                ResponseError::InvalidRequest.code(),
-                Some(str_bytes("empty coordinator key")),
-            );
-        }
-        match &ready {
-            Ok(()) => (0, None),
+    let answers: Vec<(i16, Option<StrBytes>)> = found
+        .iter()
+        .map(|result| match result {
+            Ok(_) => (0, None),
             Err(e) => (error_code(e), Some(str_bytes(e.to_string()))),
-        }
-    };
+        })
+        .collect();
+    let answer = |index: usize| answers.get(index).cloned().unwrap_or((-1, None));
     if version >= 4 {
         let coordinators = keys
             .iter()
-            .map(|key| {
-                let (error, message) = answer(key);
+            .enumerate()
+            .map(|(index, key)| {
+                let (error, message) = answer(index);
                 let c = Coordinator::default()
                     .with_key(key.clone())
                     .with_error_code(error)
@@ -83,7 +76,7 @@ pub async fn find_coordinator(
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let (error, message) = answer(&request.key);
+    let (error, message) = answer(0);
     let response = FindCoordinatorResponse::default().with_error_code(error);
     let response = if version >= 1 {
         response.with_error_message(message)
@@ -142,7 +135,13 @@ pub async fn join_group(context: &Context, peer: &Peer, request: JoinGroupReques
         require_known_member_id: version >= 4,
         supports_skip_assignment: version >= 9,
     };
-    let result = context.groups.join_group(join).await;
+    let result = match context
+        .api
+        .group_coordinator(&peer.caller, Operation::Read, &join.group_id)
+    {
+        Ok(groups) => groups.join_group(join).await,
+        Err(e) => JoinResult::error(e, &join.member_id),
+    };
     let error = result.error.as_ref().map_or(0, error_code);
     // Before v7 the protocol name is not nullable.
     let protocol_name = if version >= 7 {
@@ -176,7 +175,7 @@ pub async fn join_group(context: &Context, peer: &Peer, request: JoinGroupReques
         )
 }
 
-pub async fn sync_group(context: &Context, request: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+pub async fn sync_group(context: &Context, peer: &Peer, request: SyncGroupRequest, version: i16) -> SyncGroupResponse {
     let sync = SyncGroup {
         group_id: request.group_id.0.to_string(),
         generation_id: request.generation_id,
@@ -190,7 +189,13 @@ pub async fn sync_group(context: &Context, request: SyncGroupRequest, version: i
             .map(|a| (a.member_id.to_string(), a.assignment.clone()))
             .collect(),
     };
-    let result = context.groups.sync_group(sync).await;
+    let result = match context
+        .api
+        .group_coordinator(&peer.caller, Operation::Read, &sync.group_id)
+    {
+        Ok(groups) => groups.sync_group(sync).await,
+        Err(e) => SyncResult::error(e),
+    };
     let response = SyncGroupResponse::default()
         .with_error_code(result.error.as_ref().map_or(0, error_code))
         .with_assignment(result.assignment);
@@ -203,17 +208,22 @@ pub async fn sync_group(context: &Context, request: SyncGroupRequest, version: i
     }
 }
 
-pub fn heartbeat(context: &Context, request: HeartbeatRequest) -> HeartbeatResponse {
-    let result = context.groups.heartbeat(
-        &request.group_id.0,
-        &request.member_id,
-        request.group_instance_id.as_deref(),
-        request.generation_id,
-    );
+pub fn heartbeat(context: &Context, peer: &Peer, request: HeartbeatRequest) -> HeartbeatResponse {
+    let result = context
+        .api
+        .group_coordinator(&peer.caller, Operation::Read, &request.group_id.0)
+        .and_then(|groups| {
+            groups.heartbeat(
+                &request.group_id.0,
+                &request.member_id,
+                request.group_instance_id.as_deref(),
+                request.generation_id,
+            )
+        });
     HeartbeatResponse::default().with_error_code(code(&result))
 }
 
-pub fn leave_group(context: &Context, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+pub fn leave_group(context: &Context, peer: &Peer, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     let members: Vec<LeavingMember> = if version >= 3 {
         request
             .members
@@ -229,7 +239,11 @@ pub fn leave_group(context: &Context, request: LeaveGroupRequest, version: i16) 
             group_instance_id: None,
         }]
     };
-    match context.groups.leave_group(&request.group_id.0, &members) {
+    let left = context
+        .api
+        .group_coordinator(&peer.caller, Operation::Read, &request.group_id.0)
+        .and_then(|groups| groups.leave_group(&request.group_id.0, &members));
+    match left {
         Err(e) => LeaveGroupResponse::default().with_error_code(error_code(&e)),
         Ok(results) if version >= 3 => LeaveGroupResponse::default().with_members(
             members
@@ -247,14 +261,23 @@ pub fn leave_group(context: &Context, request: LeaveGroupRequest, version: i16) 
     }
 }
 
-pub fn describe_groups(context: &Context, request: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
+pub fn describe_groups(
+    context: &Context,
+    peer: &Peer,
+    request: DescribeGroupsRequest,
+    version: i16,
+) -> DescribeGroupsResponse {
     let requested = version >= 3 && request.include_authorized_operations;
     let groups = request
         .groups
         .iter()
         .map(|id| {
             let described = DescribedGroup::default().with_group_id(id.clone());
-            let mut described = match context.groups.describe_group(id) {
+            let found = context
+                .api
+                .group_coordinator(&peer.caller, Operation::Describe, id)
+                .and_then(|groups| groups.describe_group(id));
+            let mut described = match found {
                 Ok(g) => described
                     .with_group_state(str_bytes(g.state))
                     .with_protocol_type(str_bytes(g.protocol_type))
@@ -294,12 +317,16 @@ pub fn describe_groups(context: &Context, request: DescribeGroupsRequest, versio
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
-pub fn list_groups(context: &Context, request: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+pub fn list_groups(context: &Context, peer: &Peer, request: ListGroupsRequest, version: i16) -> ListGroupsResponse {
     let filter = GroupListFilter {
         states: request.states_filter.iter().map(|s| s.to_string()).collect(),
         types: request.types_filter.iter().map(|s| s.to_string()).collect(),
     };
-    let listed = match context.groups.list_groups(&filter) {
+    let listed = match context
+        .api
+        .group_listing(&peer.caller)
+        .and_then(|groups| groups.list_groups(&filter))
+    {
         Ok(listed) => listed,
         Err(e) => return ListGroupsResponse::default().with_error_code(error_code(&e)),
     };
@@ -324,10 +351,13 @@ pub fn list_groups(context: &Context, request: ListGroupsRequest, version: i16) 
     ListGroupsResponse::default().with_groups(groups)
 }
 
-pub async fn delete_groups(context: &Context, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub async fn delete_groups(context: &Context, peer: &Peer, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(request.groups_names.len());
     for group in request.groups_names {
-        let result = context.groups.delete_group(&group.0).await;
+        let result = match context.api.group_coordinator(&peer.caller, Operation::Delete, &group.0) {
+            Ok(groups) => groups.delete_group(&group.0).await,
+            Err(e) => Err(e),
+        };
         results.push(
             delete_groups_response::DeletableGroupResult::default()
                 .with_group_id(group)

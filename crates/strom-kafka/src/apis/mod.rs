@@ -185,45 +185,79 @@ pub async fn dispatch(
         }
         ApiKey::DescribeCluster => w.write(&cluster::describe_cluster(context, decode(api_key, body, version)?)),
         ApiKey::FindCoordinator => {
-            w.write(&groups::find_coordinator(context, decode(api_key, body, version)?, version).await)
+            w.write(&groups::find_coordinator(context, peer, decode(api_key, body, version)?, version).await)
         }
         ApiKey::JoinGroup => {
             w.write(&groups::join_group(context, peer, decode(api_key, body, version)?, version).await)
         }
-        ApiKey::SyncGroup => w.write(&groups::sync_group(context, decode(api_key, body, version)?, version).await),
-        ApiKey::Heartbeat => w.write(&groups::heartbeat(context, decode(api_key, body, version)?)),
-        ApiKey::LeaveGroup => w.write(&groups::leave_group(context, decode(api_key, body, version)?, version)),
+        ApiKey::SyncGroup => {
+            w.write(&groups::sync_group(context, peer, decode(api_key, body, version)?, version).await)
+        }
+        ApiKey::Heartbeat => w.write(&groups::heartbeat(context, peer, decode(api_key, body, version)?)),
+        ApiKey::LeaveGroup => w.write(&groups::leave_group(
+            context,
+            peer,
+            decode(api_key, body, version)?,
+            version,
+        )),
         ApiKey::DescribeGroups => w.write(&groups::describe_groups(
             context,
+            peer,
             decode(api_key, body, version)?,
             version,
         )),
-        ApiKey::ListGroups => w.write(&groups::list_groups(context, decode(api_key, body, version)?, version)),
-        ApiKey::DeleteGroups => w.write(&groups::delete_groups(context, decode(api_key, body, version)?).await),
-        ApiKey::OffsetCommit => w.write(&group_offsets::offset_commit(context, decode(api_key, body, version)?).await),
+        ApiKey::ListGroups => w.write(&groups::list_groups(
+            context,
+            peer,
+            decode(api_key, body, version)?,
+            version,
+        )),
+        ApiKey::DeleteGroups => w.write(&groups::delete_groups(context, peer, decode(api_key, body, version)?).await),
+        ApiKey::OffsetCommit => {
+            w.write(&group_offsets::offset_commit(context, peer, decode(api_key, body, version)?).await)
+        }
         ApiKey::OffsetFetch => w.write(&group_offsets::offset_fetch(
             context,
+            peer,
             decode(api_key, body, version)?,
             version,
         )),
-        ApiKey::OffsetDelete => w.write(&group_offsets::offset_delete(context, decode(api_key, body, version)?).await),
+        ApiKey::OffsetDelete => {
+            w.write(&group_offsets::offset_delete(context, peer, decode(api_key, body, version)?).await)
+        }
         ApiKey::ConsumerGroupHeartbeat => w.write(&consumer_group::heartbeat(
             context,
             peer,
             decode(api_key, body, version)?,
             version,
         )),
-        ApiKey::ConsumerGroupDescribe => w.write(&consumer_group::describe(context, decode(api_key, body, version)?)),
-        ApiKey::InitProducerId => w.write(&producer::init_producer_id(context, decode(api_key, body, version)?).await),
-        ApiKey::DescribeProducers => w.write(&producer::describe_producers(context, decode(api_key, body, version)?)),
-        ApiKey::AddPartitionsToTxn => {
-            w.write(&txn::add_partitions(context, decode(api_key, body, version)?, version).await)
+        ApiKey::ConsumerGroupDescribe => w.write(&consumer_group::describe(
+            context,
+            peer,
+            decode(api_key, body, version)?,
+        )),
+        ApiKey::InitProducerId => {
+            w.write(&producer::init_producer_id(context, peer, decode(api_key, body, version)?).await)
         }
-        ApiKey::AddOffsetsToTxn => w.write(&txn::add_offsets(context, decode(api_key, body, version)?).await),
-        ApiKey::EndTxn => w.write(&txn::end_txn(context, decode(api_key, body, version)?).await),
-        ApiKey::TxnOffsetCommit => w.write(&txn::txn_offset_commit(context, decode(api_key, body, version)?).await),
-        ApiKey::DescribeTransactions => w.write(&txn::describe_transactions(context, decode(api_key, body, version)?)),
-        ApiKey::ListTransactions => w.write(&txn::list_transactions(context, decode(api_key, body, version)?)),
+        ApiKey::DescribeProducers => w.write(&producer::describe_producers(
+            context,
+            peer,
+            decode(api_key, body, version)?,
+        )),
+        ApiKey::AddPartitionsToTxn => {
+            w.write(&txn::add_partitions(context, peer, decode(api_key, body, version)?, version).await)
+        }
+        ApiKey::AddOffsetsToTxn => w.write(&txn::add_offsets(context, peer, decode(api_key, body, version)?).await),
+        ApiKey::EndTxn => w.write(&txn::end_txn(context, peer, decode(api_key, body, version)?).await),
+        ApiKey::TxnOffsetCommit => {
+            w.write(&txn::txn_offset_commit(context, peer, decode(api_key, body, version)?).await)
+        }
+        ApiKey::DescribeTransactions => w.write(&txn::describe_transactions(
+            context,
+            peer,
+            decode(api_key, body, version)?,
+        )),
+        ApiKey::ListTransactions => w.write(&txn::list_transactions(context, peer, decode(api_key, body, version)?)),
         other => Err(format!("{other:?} is not served")),
     }
 }

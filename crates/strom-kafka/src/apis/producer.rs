@@ -3,21 +3,29 @@
 use kafka_protocol::messages::describe_producers_response::{PartitionResponse, ProducerState, TopicResponse};
 use kafka_protocol::messages::*;
 
-use crate::context::Context;
+use crate::context::{Context, Peer};
 use crate::error_code::{error_code, error_message};
 use strom_broker::txn::InitProducerId;
 
-pub async fn init_producer_id(context: &Context, request: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn init_producer_id(
+    context: &Context,
+    peer: &Peer,
+    request: InitProducerIdRequest,
+) -> InitProducerIdResponse {
     let request = InitProducerId {
         transactional_id: request.transactional_id.map(|id| id.0.to_string()),
         transaction_timeout_ms: request.transaction_timeout_ms,
         producer_id: request.producer_id.0,
         producer_epoch: request.producer_epoch,
     };
-    super::txn::init_producer_id(context, request).await
+    super::txn::init_producer_id(context, peer, request).await
 }
 
-pub fn describe_producers(context: &Context, request: DescribeProducersRequest) -> DescribeProducersResponse {
+pub fn describe_producers(
+    context: &Context,
+    peer: &Peer,
+    request: DescribeProducersRequest,
+) -> DescribeProducersResponse {
     let topics = request
         .topics
         .into_iter()
@@ -27,13 +35,12 @@ pub fn describe_producers(context: &Context, request: DescribeProducersRequest) 
                 .iter()
                 .map(|index| {
                     let response = PartitionResponse::default().with_partition_index(*index);
-                    match context.broker.partition(&topic.name.0, *index) {
+                    match context.api.describe_producers(&peer.caller, &topic.name.0, *index) {
                         Err(e) => response
                             .with_error_code(error_code(&e))
                             .with_error_message(error_message(&e)),
-                        Ok(partition) => response.with_active_producers(
-                            partition
-                                .producer_states()
+                        Ok(producers) => response.with_active_producers(
+                            producers
                                 .into_iter()
                                 .map(|p| {
                                     ProducerState::default()

@@ -1,8 +1,6 @@
 //! Transaction APIs: AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit,
-//! DescribeTransactions and ListTransactions. The coordinator's work is blocking I/O
-//! (durable state changes and markers), so it runs on the blocking pool.
-
-use std::sync::Arc;
+//! DescribeTransactions and ListTransactions: decode, call the broker (which authorizes
+//! the transactional id and runs the coordinator's blocking work on its pool), encode.
 
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
@@ -15,31 +13,25 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 };
 use kafka_protocol::messages::*;
 use strom_broker::group::{OffsetCommit, OffsetCommitEntry, TopicPartition};
-use strom_broker::txn::{InitProducerId, ProducerIdAndEpoch, TxnCoordinator, TxnListFilter};
+use strom_broker::txn::{InitProducerId, ProducerIdAndEpoch, TxnListFilter};
 use strom_broker::BrokerError;
 
 use super::str_bytes;
-use crate::context::Context;
+use crate::context::{Context, Peer};
 use crate::error_code::error_code;
-
-async fn on_blocking_pool<T: Send + 'static>(
-    context: &Context,
-    work: impl FnOnce(&TxnCoordinator) -> T + Send + 'static,
-) -> T {
-    let txns: Arc<TxnCoordinator> = context.txns.clone();
-    match tokio::task::spawn_blocking(move || work(&txns)).await {
-        Ok(value) => value,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
-}
 
 fn code(result: &Result<(), BrokerError>) -> i16 {
     result.as_ref().err().map_or(0, error_code)
 }
 
 /// InitProducerId, transactional or idempotent.
-pub async fn init_producer_id(context: &Context, request: InitProducerId) -> InitProducerIdResponse {
-    match on_blocking_pool(context, move |txns| txns.init_producer_id(&request)).await {
+pub async fn init_producer_id(context: &Context, peer: &Peer, request: InitProducerId) -> InitProducerIdResponse {
+    let id = request.transactional_id.clone();
+    let outcome = context
+        .api
+        .transactions(&peer.caller, id.as_deref(), move |txns| txns.init_producer_id(&request))
+        .await;
+    match outcome {
         Ok(producer) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(producer.producer_id))
             .with_producer_epoch(producer.producer_epoch),
@@ -75,6 +67,7 @@ fn topic_results(topics: &[AddPartitionsToTxnTopic], codes: Vec<i16>) -> Vec<Add
 /// Add (or, with `verify_only`, check) one transaction's partitions; one code each.
 async fn add_one(
     context: &Context,
+    peer: &Peer,
     id: String,
     producer_id: i64,
     producer_epoch: i16,
@@ -94,14 +87,17 @@ async fn add_one(
         producer_id,
         producer_epoch,
     };
-    let outcome = on_blocking_pool(context, move |txns| {
-        if verify_only {
-            txns.verify_partitions(&id, producer, &partitions)
-        } else {
-            txns.add_partitions(&id, producer, &partitions)
-        }
-    })
-    .await;
+    let transactional_id = id.clone();
+    let outcome = context
+        .api
+        .transactions(&peer.caller, Some(&transactional_id), move |txns| {
+            if verify_only {
+                txns.verify_partitions(&id, producer, &partitions)
+            } else {
+                txns.add_partitions(&id, producer, &partitions)
+            }
+        })
+        .await;
     match outcome {
         Ok(results) => results.iter().map(code).collect(),
         Err(e) => vec![error_code(&e); count],
@@ -112,6 +108,7 @@ async fn add_one(
 /// (KIP-890), possibly only to verify membership.
 pub async fn add_partitions(
     context: &Context,
+    peer: &Peer,
     request: AddPartitionsToTxnRequest,
     version: i16,
 ) -> AddPartitionsToTxnResponse {
@@ -120,6 +117,7 @@ pub async fn add_partitions(
         for txn in &request.transactions {
             let codes = add_one(
                 context,
+                peer,
                 txn.transactional_id.0.to_string(),
                 txn.producer_id.0,
                 txn.producer_epoch,
@@ -137,6 +135,7 @@ pub async fn add_partitions(
     }
     let codes = add_one(
         context,
+        peer,
         request.v3_and_below_transactional_id.0.to_string(),
         request.v3_and_below_producer_id.0,
         request.v3_and_below_producer_epoch,
@@ -148,29 +147,45 @@ pub async fn add_partitions(
         .with_results_by_topic_v3_and_below(topic_results(&request.v3_and_below_topics, codes))
 }
 
-pub async fn add_offsets(context: &Context, request: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
+pub async fn add_offsets(context: &Context, peer: &Peer, request: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
     let id = request.transactional_id.0.to_string();
     let group = request.group_id.0.to_string();
     let producer = ProducerIdAndEpoch {
         producer_id: request.producer_id.0,
         producer_epoch: request.producer_epoch,
     };
-    let result = on_blocking_pool(context, move |txns| txns.add_offsets(&id, producer, &group)).await;
+    let transactional_id = id.clone();
+    let result = context
+        .api
+        .transactions(&peer.caller, Some(&transactional_id), move |txns| {
+            txns.add_offsets(&id, producer, &group)
+        })
+        .await;
     AddOffsetsToTxnResponse::default().with_error_code(code(&result))
 }
 
-pub async fn end_txn(context: &Context, request: EndTxnRequest) -> EndTxnResponse {
+pub async fn end_txn(context: &Context, peer: &Peer, request: EndTxnRequest) -> EndTxnResponse {
     let id = request.transactional_id.0.to_string();
     let producer = ProducerIdAndEpoch {
         producer_id: request.producer_id.0,
         producer_epoch: request.producer_epoch,
     };
     let commit = request.committed;
-    let result = on_blocking_pool(context, move |txns| txns.end_txn(&id, producer, commit)).await;
+    let transactional_id = id.clone();
+    let result = context
+        .api
+        .transactions(&peer.caller, Some(&transactional_id), move |txns| {
+            txns.end_txn(&id, producer, commit)
+        })
+        .await;
     EndTxnResponse::default().with_error_code(code(&result))
 }
 
-pub async fn txn_offset_commit(context: &Context, request: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
+pub async fn txn_offset_commit(
+    context: &Context,
+    peer: &Peer,
+    request: TxnOffsetCommitRequest,
+) -> TxnOffsetCommitResponse {
     let mut offsets = Vec::new();
     for topic in &request.topics {
         for p in &topic.partitions {
@@ -195,8 +210,8 @@ pub async fn txn_offset_commit(context: &Context, request: TxnOffsetCommitReques
         offsets,
     };
     let outcome = context
-        .txns
-        .txn_offset_commit(&request.transactional_id.0, producer, commit)
+        .api
+        .txn_offset_commit(&peer.caller, &request.transactional_id.0, producer, commit)
         .await;
     let group_error = outcome.as_ref().err().map(error_code);
     let mut results = outcome.unwrap_or_default().into_iter();
@@ -237,13 +252,21 @@ fn topic_data(partitions: &std::collections::BTreeSet<TopicPartition>) -> Vec<To
     out
 }
 
-pub fn describe_transactions(context: &Context, request: DescribeTransactionsRequest) -> DescribeTransactionsResponse {
+pub fn describe_transactions(
+    context: &Context,
+    peer: &Peer,
+    request: DescribeTransactionsRequest,
+) -> DescribeTransactionsResponse {
     let states = request
         .transactional_ids
         .into_iter()
         .map(|id| {
             let state = describe::TransactionState::default().with_transactional_id(id.clone());
-            match context.txns.describe(&id.0) {
+            let described = context
+                .api
+                .transaction_view(&peer.caller, Some(&id.0))
+                .and_then(|txns| txns.describe(&id.0));
+            match described {
                 Err(e) => state.with_error_code(error_code(&e)),
                 Ok(None) => state.with_error_code(kafka_protocol::error::ResponseError::TransactionalIdNotFound.code()),
                 Ok(Some(meta)) => state
@@ -259,14 +282,17 @@ pub fn describe_transactions(context: &Context, request: DescribeTransactionsReq
     DescribeTransactionsResponse::default().with_transaction_states(states)
 }
 
-pub fn list_transactions(context: &Context, request: ListTransactionsRequest) -> ListTransactionsResponse {
+pub fn list_transactions(context: &Context, peer: &Peer, request: ListTransactionsRequest) -> ListTransactionsResponse {
     let filter = TxnListFilter {
         states: request.state_filters.iter().map(|s| s.to_string()).collect(),
         producer_ids: request.producer_id_filters.iter().map(|p| p.0).collect(),
         min_duration_ms: request.duration_filter,
         transactional_id_pattern: request.transactional_id_pattern.as_ref().map(|p| p.to_string()),
     };
-    let listing = context.txns.list(&filter);
+    let listing = match context.api.transaction_view(&peer.caller, None) {
+        Ok(txns) => txns.list(&filter),
+        Err(e) => return ListTransactionsResponse::default().with_error_code(error_code(&e)),
+    };
     let listed = listing
         .transactions
         .into_iter()

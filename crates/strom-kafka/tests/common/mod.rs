@@ -29,6 +29,24 @@ pub async fn start_with(group_config: GroupConfig) -> Harness {
 
 /// A harness whose listener settings `configure` adjusts.
 pub async fn start_configured(group_config: GroupConfig, configure: impl FnOnce(&mut ServerConfig)) -> Harness {
+    start_full(
+        group_config,
+        configure,
+        std::sync::Arc::new(strom_broker::caller::AllowAll),
+    )
+    .await
+}
+
+/// A harness whose broker asks `authorizer`.
+pub async fn start_authorized(authorizer: std::sync::Arc<dyn strom_broker::caller::Authorizer>) -> Harness {
+    start_full(GroupConfig::default(), |_| {}, authorizer).await
+}
+
+async fn start_full(
+    group_config: GroupConfig,
+    configure: impl FnOnce(&mut ServerConfig),
+    authorizer: std::sync::Arc<dyn strom_broker::caller::Authorizer>,
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
     broker
@@ -55,7 +73,7 @@ pub async fn start_configured(group_config: GroupConfig, configure: impl FnOnce(
     };
     let mut config = config;
     configure(&mut config);
-    let api = BrokerApi::start_with(broker, group_config, Default::default())
+    let api = BrokerApi::start_authorized(broker, group_config, Default::default(), authorizer)
         .await
         .unwrap();
     let server = Server::bind(config, api.clone()).await.unwrap();

@@ -85,7 +85,7 @@ pub(crate) struct CoordinatorLog {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
+    crate::sync::lock(&mutex)
 }
 
 impl CoordinatorLog {

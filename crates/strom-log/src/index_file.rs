@@ -63,39 +63,39 @@ impl<E: IndexEntry> IndexFile<E> {
 
     /// Appends one entry to the file, then makes it visible to readers.
     pub(crate) fn push(&self, entry: E) -> Result<(), LogError> {
-        let file = self.file.lock().unwrap();
-        let count = self.entries.read().unwrap().len();
+        let file = crate::sync::lock(&self.file);
+        let count = crate::sync::read(&self.entries).len();
         let mut bytes = Vec::with_capacity(E::SIZE);
         entry.encode(&mut bytes);
         file.write_all_at(&bytes, (count * E::SIZE) as u64)?;
-        self.entries.write().unwrap().push(entry);
+        crate::sync::write(&self.entries).push(entry);
         Ok(())
     }
 
     /// Keeps the first `count` entries.
     pub(crate) fn truncate(&self, count: usize) -> Result<(), LogError> {
-        let file = self.file.lock().unwrap();
-        self.entries.write().unwrap().truncate(count);
+        let file = crate::sync::lock(&self.file);
+        crate::sync::write(&self.entries).truncate(count);
         file.set_len((count * E::SIZE) as u64)?;
         Ok(())
     }
 
     /// Runs `f` over the entries under the read lock.
     pub(crate) fn with_entries<T>(&self, f: impl FnOnce(&[E]) -> T) -> T {
-        f(&self.entries.read().unwrap())
+        f(&crate::sync::read(&self.entries))
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.entries.read().unwrap().len()
+        crate::sync::read(&self.entries).len()
     }
 
     pub(crate) fn last(&self) -> Option<E> {
-        self.entries.read().unwrap().last().copied()
+        crate::sync::read(&self.entries).last().copied()
     }
 
     pub(crate) fn sync(&self) -> Result<(), LogError> {
-        self.file.lock().unwrap().sync_data()?;
+        crate::sync::lock(&self.file).sync_data()?;
         Ok(())
     }
 

@@ -36,6 +36,7 @@ pub mod record;
 mod scanner;
 pub mod segment;
 mod segment_name;
+mod sync;
 mod time_index;
 
 pub use batch::{BatchIter, RecordBatchHeader};

@@ -231,11 +231,11 @@ impl LogSegment {
         if scanner.position() != file_size {
             return Ok(false);
         }
-        *self.indexing.lock().unwrap() = IndexingState {
+        *crate::sync::lock(&self.indexing) = IndexingState {
             bytes_since_index_entry: file_size - u64::from(start.position),
             max_timestamp,
         };
-        *self.max_timestamp.lock().unwrap() = max_timestamp;
+        *crate::sync::lock(&self.max_timestamp) = max_timestamp;
         self.next_offset.store(expected, Ordering::Release);
         self.size.store(file_size, Ordering::Release);
         Ok(true)
@@ -321,8 +321,8 @@ impl LogSegment {
             );
             self.log_file.set_len(valid_end)?;
         }
-        *self.max_timestamp.lock().unwrap() = state.max_timestamp;
-        *self.indexing.lock().unwrap() = state;
+        *crate::sync::lock(&self.max_timestamp) = state.max_timestamp;
+        *crate::sync::lock(&self.indexing) = state;
         self.next_offset.store(expected, Ordering::Release);
         self.size.store(valid_end, Ordering::Release);
         Ok(Some(file_size - valid_end))
@@ -391,7 +391,7 @@ impl LogSegment {
             }
             return Err(error.into());
         }
-        let mut state = self.indexing.lock().unwrap();
+        let mut state = crate::sync::lock(&self.indexing);
         let mut batch_position = position;
         let mut next_offset = self.next_offset();
         for (head, rest) in parts {
@@ -401,7 +401,7 @@ impl LogSegment {
             batch_position += size as u64;
             next_offset = header.next_offset();
         }
-        *self.max_timestamp.lock().unwrap() = state.max_timestamp;
+        *crate::sync::lock(&self.max_timestamp) = state.max_timestamp;
         drop(state);
         self.next_offset.store(next_offset, Ordering::Release);
         self.size.store(end, Ordering::Release);
@@ -414,7 +414,7 @@ impl LogSegment {
         // The indexes of a sealed segment become trusted once the recovery point passes
         // it, so its next flush must include them.
         self.indexes_dirty.store(true, Ordering::Release);
-        if let Some(max) = *self.max_timestamp.lock().unwrap() {
+        if let Some(max) = *crate::sync::lock(&self.max_timestamp) {
             self.time_index.maybe_append(max.timestamp, max.offset)?;
         }
         self.trim()
@@ -702,7 +702,7 @@ impl LogSegment {
 
     /// Largest batch max timestamp and the base offset of the first batch reaching it.
     pub(crate) fn max_timestamp(&self) -> Option<TimestampOffset> {
-        *self.max_timestamp.lock().unwrap()
+        *crate::sync::lock(&self.max_timestamp)
     }
 
     /// Last modification time of the `.log` file in ms since the epoch.

@@ -61,7 +61,7 @@ pub struct GroupCoordinator {
 }
 
 pub(super) fn lock(group: &GroupRef) -> MutexGuard<'_, Group> {
-    group.lock().unwrap_or_else(|e| e.into_inner())
+    crate::sync::lock(&group)
 }
 
 impl GroupCoordinator {
@@ -100,7 +100,7 @@ impl GroupCoordinator {
     }
 
     pub(super) fn groups(&self) -> MutexGuard<'_, HashMap<String, GroupRef>> {
-        self.groups.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.groups)
     }
 
     /// The `__consumer_offsets` partition of a group, when this node serves it now

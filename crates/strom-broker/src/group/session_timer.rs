@@ -17,7 +17,7 @@ pub(super) struct SessionTimer {
 
 impl SessionTimer {
     pub(super) fn next(&self) -> MutexGuard<'_, Option<Instant>> {
-        self.next.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.next)
     }
 
     /// Wake earlier when `deadline` comes before the instant the timer sleeps until.

@@ -78,7 +78,7 @@ pub struct TxnCoordinator {
 }
 
 pub(super) fn lock(txn: &TxnRef) -> MutexGuard<'_, TxnMetadata> {
-    txn.lock().unwrap_or_else(|e| e.into_inner())
+    crate::sync::lock(&txn)
 }
 
 impl TxnCoordinator {
@@ -118,7 +118,7 @@ impl TxnCoordinator {
     }
 
     pub(super) fn txns(&self) -> MutexGuard<'_, HashMap<String, TxnRef>> {
-        self.txns.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.txns)
     }
 
     pub(super) fn now_ms(&self) -> i64 {

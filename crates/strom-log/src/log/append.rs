@@ -51,7 +51,7 @@ impl Log {
             layout.push((position, size, header));
             position += size;
         }
-        let _writer = self.writer.lock().unwrap();
+        let _writer = crate::sync::lock(&self.writer);
         self.check_open()?;
         let now_ms = self.clock.now_ms();
         let stamp_append_time = config.message_timestamp_log_append_time && matches!(offsets, Offsets::Assign { .. });
@@ -123,7 +123,7 @@ impl Log {
     /// one. The records are already in the log, so a failed checkpoint write does not
     /// fail the append: the cache stays dirty and the next flush writes it.
     fn record_leader_epochs(&self, epochs: &[(i32, i64)]) {
-        let mut cache = self.leader_epochs.lock().unwrap();
+        let mut cache = crate::sync::lock(&self.leader_epochs);
         for &(epoch, start_offset) in epochs {
             if epoch <= cache.latest_epoch().unwrap_or(UNDEFINED_EPOCH) {
                 continue;

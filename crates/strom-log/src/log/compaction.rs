@@ -18,7 +18,7 @@ impl Log {
     /// in [`cleaner`]. Appends go on while segments are rewritten; a
     /// pass that races a truncation stops early. Passes on one log are serialised.
     pub fn compact(&self, config: CompactionConfig) -> Result<CompactionStats, LogError> {
-        let _cleaner = self.cleaner.lock().unwrap();
+        let _cleaner = crate::sync::lock(&self.cleaner);
         self.check_open()?;
         cleaner::remove_stale_swap_records(&self.dir)?;
         let truncations = self.truncations.load(Ordering::Acquire);
@@ -70,7 +70,7 @@ impl Log {
         truncations: u64,
         index_interval_bytes: u32,
     ) -> Result<Option<u64>, LogError> {
-        let _writer = self.writer.lock().unwrap();
+        let _writer = crate::sync::lock(&self.writer);
         let segments = self.snapshot();
         let position = segments
             .iter()

@@ -21,7 +21,7 @@ impl Log {
         if flushed >= offset {
             return Ok(flushed);
         }
-        let mut state = self.flush_state.lock().unwrap();
+        let mut state = crate::sync::lock(&self.flush_state);
         let flushed = self.flushed_offset();
         if flushed >= offset {
             return Ok(flushed);
@@ -53,7 +53,7 @@ impl Log {
         if holding > state.checkpointed_segment_base {
             // Recovery replays leader epochs only above the recovery point: the
             // checkpoint must hold every epoch below it first.
-            self.leader_epochs.lock().unwrap().save_if_dirty()?;
+            crate::sync::lock(&self.leader_epochs).save_if_dirty()?;
             match write_number_file(&self.dir, RECOVERY_POINT_FILE_NAME, end) {
                 Ok(()) => {
                     state.checkpointed_segment_base = holding;
@@ -78,7 +78,7 @@ impl Log {
     /// Makes sure the persisted recovery point is at least `offset` (everything below
     /// it must already be flushed).
     pub(super) fn checkpoint_recovery_point(&self, offset: i64) -> Result<(), LogError> {
-        let mut state = self.flush_state.lock().unwrap();
+        let mut state = crate::sync::lock(&self.flush_state);
         if state.recovery_point >= offset {
             return Ok(());
         }

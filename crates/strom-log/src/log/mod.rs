@@ -175,11 +175,11 @@ impl std::fmt::Debug for Log {
 
 impl Log {
     fn snapshot(&self) -> Segments {
-        self.segments.read().unwrap().clone()
+        crate::sync::read(&self.segments).clone()
     }
 
     fn replace_segments(&self, segments: Vec<Arc<LogSegment>>) {
-        *self.segments.write().unwrap() = Arc::new(segments);
+        *crate::sync::write(&self.segments) = Arc::new(segments);
     }
 
     fn active_segment(&self) -> Arc<LogSegment> {
@@ -220,12 +220,12 @@ impl Log {
 
     /// Current configuration.
     pub fn config(&self) -> LogConfig {
-        *self.config.read().unwrap()
+        *crate::sync::read(&self.config)
     }
 
     /// Replaces the configuration; takes effect on the next operation.
     pub fn set_config(&self, config: LogConfig) {
-        *self.config.write().unwrap() = config.normalized();
+        *crate::sync::write(&self.config) = config.normalized();
     }
 
     /// The directory holding this log.
@@ -251,7 +251,7 @@ impl Log {
     /// Flushes, then marks the directory as cleanly shut down. Later writes fail with
     /// [`LogError::Closed`].
     pub fn close(&self) -> Result<(), LogError> {
-        let _writer = self.writer.lock().unwrap();
+        let _writer = crate::sync::lock(&self.writer);
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
@@ -261,7 +261,7 @@ impl Log {
         self.flush_to(end)?;
         // The seal may have added a time index entry after the last flush.
         active.flush()?;
-        self.leader_epochs.lock().unwrap().save_if_dirty()?;
+        crate::sync::lock(&self.leader_epochs).save_if_dirty()?;
         let marker = File::create(self.dir.join(CLEAN_SHUTDOWN_FILE_NAME))?;
         marker.sync_all()?;
         sync_directory(&self.dir)?;
@@ -271,20 +271,20 @@ impl Log {
 
     /// The latest leader epoch recorded in the log, if any.
     pub fn latest_leader_epoch(&self) -> Option<i32> {
-        self.leader_epochs.lock().unwrap().latest_epoch()
+        crate::sync::lock(&self.leader_epochs).latest_epoch()
     }
 
     /// OffsetsForLeaderEpoch: `(epoch, end offset)` for `requested_epoch` (see
     /// [`leader_epoch`](crate::leader_epoch)): the latest epoch ends at the log end
     /// offset, an older one where the next epoch starts; `(-1, -1)` when unknown.
     pub fn end_offset_for_leader_epoch(&self, requested_epoch: i32) -> (i32, i64) {
-        let cache = self.leader_epochs.lock().unwrap();
+        let cache = crate::sync::lock(&self.leader_epochs);
         cache.end_offset_for(requested_epoch, self.log_end_offset())
     }
 
     /// Every leader epoch of the log with its first offset, oldest first.
     pub fn leader_epoch_entries(&self) -> Vec<EpochEntry> {
-        self.leader_epochs.lock().unwrap().entries().to_vec()
+        crate::sync::lock(&self.leader_epochs).entries().to_vec()
     }
 
     /// Bytes of all segments.

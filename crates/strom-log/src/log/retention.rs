@@ -14,7 +14,7 @@ impl Log {
     /// timestamp, or the file's modification time when they have none) or beyond
     /// `retention.bytes`. Advances the log start offset; returns the number deleted.
     pub fn apply_retention(&self) -> Result<usize, LogError> {
-        let _writer = self.writer.lock().unwrap();
+        let _writer = crate::sync::lock(&self.writer);
         let config = self.config();
         let now_ms = self.clock.now_ms();
         let segments = self.snapshot();
@@ -59,7 +59,7 @@ impl Log {
         if new_first_base > self.log_start_offset() {
             write_number_file(&self.dir, LOG_START_OFFSET_FILE_NAME, new_first_base)?;
             self.log_start_offset.fetch_max(new_first_base, Ordering::AcqRel);
-            self.leader_epochs.lock().unwrap().truncate_from_start(new_first_base)?;
+            crate::sync::lock(&self.leader_epochs).truncate_from_start(new_first_base)?;
         }
         self.replace_segments(kept.to_vec());
         for segment in doomed {
@@ -73,7 +73,7 @@ impl Log {
     /// Advances the log start offset to `new_log_start_offset` (persisted) and deletes
     /// closed segments wholly below it. Returns the log start offset afterwards.
     pub fn delete_records(&self, new_log_start_offset: i64) -> Result<i64, LogError> {
-        let _writer = self.writer.lock().unwrap();
+        let _writer = crate::sync::lock(&self.writer);
         let start = self.log_start_offset();
         let end = self.log_end_offset();
         if new_log_start_offset > end || new_log_start_offset < 0 {
@@ -88,10 +88,7 @@ impl Log {
         }
         write_number_file(&self.dir, LOG_START_OFFSET_FILE_NAME, new_log_start_offset)?;
         self.log_start_offset.store(new_log_start_offset, Ordering::Release);
-        self.leader_epochs
-            .lock()
-            .unwrap()
-            .truncate_from_start(new_log_start_offset)?;
+        crate::sync::lock(&self.leader_epochs).truncate_from_start(new_log_start_offset)?;
         self.debug_check_offsets();
         let segments = self.snapshot();
         let below = segments

@@ -48,7 +48,7 @@ impl Log {
 
     /// Rolls the active segment if it is non-empty and older than `segment.ms`.
     pub fn roll_if_due(&self) -> Result<bool, LogError> {
-        let _writer = self.writer.lock().unwrap();
+        let _writer = crate::sync::lock(&self.writer);
         self.check_open()?;
         let config = self.config();
         let now_ms = self.clock.now_ms();
@@ -62,7 +62,7 @@ impl Log {
 
     /// Rolls the active segment now if it is non-empty (for tests and admin tools).
     pub fn roll_now(&self) -> Result<bool, LogError> {
-        let _writer = self.writer.lock().unwrap();
+        let _writer = crate::sync::lock(&self.writer);
         self.check_open()?;
         if self.active_segment().size() == 0 {
             return Ok(false);

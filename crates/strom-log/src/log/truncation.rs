@@ -15,7 +15,7 @@ impl Log {
     /// at the last kept batch, so offsets of a removed range may be handed out again). Truncating below the log
     /// start offset empties the log and restarts it at `offset`.
     pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
-        let _writer = self.writer.lock().unwrap();
+        let _writer = crate::sync::lock(&self.writer);
         self.check_open()?;
         let end = self.log_end_offset();
         if offset >= end {
@@ -63,7 +63,7 @@ impl Log {
             self.log_start_offset.store(new_start, Ordering::Release);
         }
         {
-            let mut leader_epochs = self.leader_epochs.lock().unwrap();
+            let mut leader_epochs = crate::sync::lock(&self.leader_epochs);
             if offset < start {
                 // Restarted below its start: no epoch of the old records applies (Kafka
                 // clears the cache when it truncates fully).
@@ -75,7 +75,7 @@ impl Log {
                 }
             }
         }
-        let mut state = self.flush_state.lock().unwrap();
+        let mut state = crate::sync::lock(&self.flush_state);
         let flushed = self.flushed_offset().min(new_end);
         self.flushed_offset.store(flushed, Ordering::Release);
         write_number_file(&self.dir, RECOVERY_POINT_FILE_NAME, flushed)?;

@@ -85,7 +85,7 @@ pub(crate) struct CoordinatorLog {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    crate::sync::lock(&mutex)
+    crate::sync::lock(mutex)
 }
 
 impl CoordinatorLog {

@@ -61,7 +61,7 @@ pub struct GroupCoordinator {
 }
 
 pub(super) fn lock(group: &GroupRef) -> MutexGuard<'_, Group> {
-    crate::sync::lock(&group)
+    crate::sync::lock(group)
 }
 
 impl GroupCoordinator {

@@ -78,7 +78,7 @@ pub struct TxnCoordinator {
 }
 
 pub(super) fn lock(txn: &TxnRef) -> MutexGuard<'_, TxnMetadata> {
-    crate::sync::lock(&txn)
+    crate::sync::lock(txn)
 }
 
 impl TxnCoordinator {

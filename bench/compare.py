@@ -15,6 +15,9 @@ the consuming client's CPU seconds, RSS idle and after the load; then the median
 
     python3 bench/compare.py --records 1000000 --size 100 --rounds 3
     python3 bench/compare.py --partitions 6 --size 1024 --acks all
+
+`--peer-strom PATH` compares against another Strom binary instead (an earlier commit's
+build), to show that a change did not make Strom slower.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ CLIENT = "kcat"
 ACKS = "1"
 PARTITIONS = 1
 CONSUMER_SETTINGS: list[str] = []  # extra kcat -X settings for the consumer
+PEER_STROM: pathlib.Path | None = None  # compare against this Strom binary, not tansu
 # Directory holding a librdkafka.so.1 that points at the venv's librdkafka 2.16.
 RDKAFKA_DIR = ROOT / "target" / "bench-peer" / "rdkafka"
 
@@ -153,8 +157,9 @@ def rss_mb(pid: int) -> float:
 
 
 def start(name: str, port: int, data: pathlib.Path) -> subprocess.Popen:
-    if name == "strom":
-        cmd = [str(ROOT / "target" / "release" / "strom"), "serve", "--set", f"listeners=PLAINTEXT://127.0.0.1:{port}",
+    if name == "strom" or PEER_STROM is not None:
+        binary = ROOT / "target" / "release" / "strom" if name == "strom" else PEER_STROM
+        cmd = [str(binary), "serve", "--set", f"listeners=PLAINTEXT://127.0.0.1:{port}",
                "--set", f"log.dirs={data}"]
     else:
         cmd = [str(tansu_binary()), "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
@@ -217,28 +222,33 @@ def main() -> None:
     parser.add_argument("--client", choices=["kcat", "confluent"], default="kcat")
     parser.add_argument("--consumer-set", action="append", default=[], metavar="KEY=VALUE",
                         help="extra librdkafka setting for the consumer, e.g. fetch.queue.backoff.ms=10")
+    parser.add_argument("--peer-strom", type=pathlib.Path, metavar="PATH",
+                        help="compare against this strom binary (e.g. an earlier commit's build) instead of tansu")
     args = parser.parse_args()
-    global CLIENT, ACKS, PARTITIONS, CONSUMER_SETTINGS
+    global CLIENT, ACKS, PARTITIONS, CONSUMER_SETTINGS, PEER_STROM
     CLIENT, ACKS, PARTITIONS, CONSUMER_SETTINGS = args.client, args.acks, args.partitions, args.consumer_set
+    PEER_STROM = args.peer_strom
+    peer = "baseline" if PEER_STROM is not None else "tansu"
     if CLIENT == "kcat" and not shutil.which("kcat"):
         sys.exit("kcat is needed (apt-get install kcat, or run ./scripts/test once)")
     with tempfile.TemporaryDirectory() as tmp:
         payload = pathlib.Path(tmp) / "payload"
         line = b"x" * (args.size - 1) + b"\n"  # kcat -l: one record per line, newline stripped
         payload.write_bytes(line * args.records)
-        results: dict[str, list[dict]] = {"strom": [], "tansu": []}
+        results: dict[str, list[dict]] = {"strom": [], peer: []}
         for r in range(args.rounds):
-            for name in ("strom", "tansu"):
+            for name in ("strom", peer):
                 result = one_round(name, payload, args.records)
                 results[name].append(result)
                 print(f"round {r + 1} {name}: " + ", ".join(f"{k}={v:.2f}" for k, v in result.items()), flush=True)
     keys = list(results["strom"][0])
     median = {n: {k: statistics.median(r[k] for r in results[n]) for k in keys} for n in results}
     print(f"\n{args.records} records x {args.size} B, {PARTITIONS} partition(s), acks={ACKS}, {CLIENT}, medians of {args.rounds} alternating rounds\n")
-    print("| metric | strom | tansu 0.6.0 (memory) | strom / tansu |")
+    peer_title = f"baseline ({PEER_STROM})" if PEER_STROM is not None else "tansu 0.6.0 (memory)"
+    print(f"| metric | strom | {peer_title} | strom / {peer} |")
     print("|---|---|---|---|")
     for k in keys:
-        s, t = median["strom"][k], median["tansu"][k]
+        s, t = median["strom"][k], median[peer][k]
         print(f"| {k} | {s:.2f} | {t:.2f} | {s / t if t else float('nan'):.2f} |")
 
 

@@ -188,3 +188,6 @@ impl BrokerApi {
         Ok((topic, partition))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,169 @@
+//! The façade as a front-end uses it: produce with acks, fetch with the long-poll and
+//! the KIP-74 budget, ListOffsets, in the broker's own terms.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use strom_log::RecordBatchBuilder;
+
+use super::*;
+use crate::broker::NewTopic;
+use crate::partition::{AppendOrigin, FetchIsolation};
+
+async fn api(dir: &std::path::Path) -> Arc<BrokerApi> {
+    let broker = Broker::open(BrokerConfig::new(dir)).unwrap();
+    for (name, partitions) in [("a", 2), ("b", 1)] {
+        let new = NewTopic {
+            name: name.into(),
+            num_partitions: partitions,
+            replication_factor: 1,
+            ..Default::default()
+        };
+        broker.create_topic(new, false).unwrap();
+    }
+    BrokerApi::start_with(broker, GroupConfig::default(), TxnConfig::default())
+        .await
+        .unwrap()
+}
+
+fn records(count: usize, value_bytes: usize) -> Bytes {
+    let mut builder = RecordBatchBuilder::new();
+    for i in 0..count {
+        builder.push(i as i64, Some(b"k"), Some(&vec![7u8; value_bytes]));
+    }
+    Bytes::from(builder.build().unwrap())
+}
+
+fn produce(topic: &str, partition: i32, batch: Bytes, acks: Acks) -> ProduceRequest {
+    ProduceRequest {
+        acks,
+        timeout: Duration::from_secs(5),
+        transactional_id: None,
+        partitions: vec![ProducePartition {
+            topic: TopicRef::Name(topic.into()),
+            partition,
+            records: Some(batch),
+        }],
+        origin: AppendOrigin::Client,
+    }
+}
+
+fn fetch_params(partitions: Vec<(&str, i32)>, min_bytes: usize, max_bytes: usize, wait_ms: u64) -> FetchParams {
+    FetchParams {
+        isolation: FetchIsolation::HighWatermark,
+        min_bytes,
+        max_wait: Duration::from_millis(wait_ms),
+        max_bytes,
+        partitions: partitions
+            .into_iter()
+            .map(|(topic, partition)| FetchPartition {
+                topic: TopicRef::Name(topic.into()),
+                partition,
+                fetch_offset: 0,
+                max_bytes: 1 << 20,
+                current_leader_epoch: -1,
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_all_resolves_once_the_batch_is_fsynced_and_acks_one_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = api(dir.path()).await;
+    let caller = Caller::internal();
+    let leader = api.produce(&caller, produce("a", 0, records(3, 10), Acks::Leader));
+    let results = leader.ready().ok().expect("acks=1 waits for nothing");
+    assert_eq!(results[0].as_ref().unwrap().base_offset, 0);
+    let partition = api.broker().partition("a", 0).unwrap();
+    assert_eq!(partition.unflushed_messages(), 3);
+    let all = api.produce(&caller, produce("a", 0, records(2, 10), Acks::All));
+    let all = all.ready().err().expect("acks=all waits for the fsync");
+    let results = all.durable().await;
+    assert_eq!(results[0].as_ref().unwrap().base_offset, 3);
+    assert_eq!(
+        partition.unflushed_messages(),
+        0,
+        "the fsync covered everything before it"
+    );
+    api.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_waits_for_min_bytes_and_wakes_on_the_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = api(dir.path()).await;
+    let caller = Caller::internal();
+    let waiting = {
+        let (api, caller) = (api.clone(), caller.clone());
+        tokio::spawn(async move {
+            api.fetch(&caller, fetch_params(vec![("b", 0)], 1, 1 << 20, 20_000))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiting.is_finished(), "nothing to read yet: the fetch waits");
+    let produced = api.produce(&caller, produce("b", 0, records(1, 10), Acks::Leader));
+    assert!(produced.ready().is_ok());
+    let fetched = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("woken by the append, not by max_wait")
+        .unwrap();
+    assert_eq!(fetched[0].high_watermark, 1);
+    assert!(fetched[0].records.as_ref().is_some_and(|r| r.len() > 0));
+    api.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_response_budget_lets_only_the_first_partition_pass_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = api(dir.path()).await;
+    let caller = Caller::internal();
+    for partition in 0..2 {
+        let produced = api.produce(&caller, produce("a", partition, records(4, 1_000), Acks::Leader));
+        assert!(produced.ready().is_ok());
+    }
+    let fetched = api
+        .fetch(&caller, fetch_params(vec![("a", 0), ("a", 1)], 1, 100, 0))
+        .await;
+    assert!(
+        fetched[0].records.as_ref().unwrap().len() > 100,
+        "the first batch is whole (KIP-74)"
+    );
+    assert!(fetched[1].records.is_none(), "the rest waits for the next fetch");
+    assert_eq!(fetched[1].high_watermark, 4, "with its offsets reported");
+    api.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_topics_and_internal_topics_are_refused_by_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = api(dir.path()).await;
+    let caller = Caller::internal();
+    let mut request = produce("a", 0, records(1, 1), Acks::Leader);
+    request.partitions[0].topic = TopicRef::Id(uuid::Uuid::new_v4());
+    let results = api.produce(&caller, request).ready().ok().unwrap();
+    assert!(matches!(results[0], Err(BrokerError::UnknownTopicId)));
+    api.groups().offsets_topic().unwrap();
+    let results = api
+        .produce(&caller, produce("__consumer_offsets", 0, records(1, 1), Acks::Leader))
+        .ready()
+        .ok()
+        .unwrap();
+    assert!(matches!(results[0], Err(BrokerError::InvalidTopic(_))));
+    let listed = api
+        .list_offsets(
+            &caller,
+            FetchIsolation::HighWatermark,
+            vec![ListOffsetsPartition {
+                topic: TopicRef::Name("a".into()),
+                partition: 0,
+                current_leader_epoch: -1,
+                spec: OffsetSpec::from_timestamp(-7),
+            }],
+        )
+        .await;
+    assert!(matches!(listed[0], Err(BrokerError::InvalidRequest(_))));
+    api.shutdown().await.unwrap();
+}

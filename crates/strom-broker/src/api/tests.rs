@@ -79,7 +79,7 @@ async fn acks_all_resolves_once_the_batch_is_fsynced_and_acks_one_at_once() {
     let partition = api.broker().partition("a", 0).unwrap();
     assert_eq!(partition.unflushed_messages(), 3);
     let all = api.produce(&caller, produce("a", 0, records(2, 10), Acks::All));
-    let all = all.ready().err().expect("acks=all waits for the fsync");
+    let all = all.ready().expect_err("acks=all waits for the fsync");
     let results = all.durable().await;
     assert_eq!(results[0].as_ref().unwrap().base_offset, 3);
     assert_eq!(
@@ -111,7 +111,7 @@ async fn a_fetch_waits_for_min_bytes_and_wakes_on_the_append() {
         .expect("woken by the append, not by max_wait")
         .unwrap();
     assert_eq!(fetched[0].high_watermark, 1);
-    assert!(fetched[0].records.as_ref().is_some_and(|r| r.len() > 0));
+    assert!(fetched[0].records.as_ref().is_some_and(|r| !r.is_empty()));
     api.shutdown().await.unwrap();
 }
 

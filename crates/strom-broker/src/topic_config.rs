@@ -81,6 +81,8 @@ pub enum ConfigSource {
     DynamicDefaultBroker,
     StaticBroker,
     Default,
+    /// Set on the group (Kafka 4.0's GROUP resource).
+    GroupConfig,
 }
 
 /// One resolved config entry, with the chain of values that could have supplied it,

@@ -27,9 +27,6 @@ pub struct ServerConfig {
     /// `queued.max.request.bytes`: memory all connections together may hold for
     /// requests larger than a connection's read buffer (at least one largest request).
     pub queued_max_request_bytes: usize,
-    /// Broker-level settings for DescribeConfigs on the broker resource:
-    /// (name, value, set explicitly, description).
-    pub broker_configs: Vec<(String, String, bool, String)>,
 }
 
 /// Who sent a request: the connection's address and caller, and the header's client id.

@@ -215,6 +215,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             broker: broker_config,
             groups: group_config,
             txns: txn_config,
+            static_settings: settings.static_settings(),
         })
         .await
         .context("opening the data directory and loading groups and transactions")?;

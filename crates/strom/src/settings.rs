@@ -7,6 +7,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use strom_broker::api::StaticSetting;
 use strom_broker::group::GroupConfig;
 use strom_broker::topic_config::TOPIC_CONFIGS;
 use strom_broker::txn::TxnConfig;
@@ -232,6 +233,23 @@ impl Settings {
         Ok(config)
     }
 
+    /// Every setting as started, for DescribeConfigs on the broker.
+    pub fn static_settings(&self) -> Vec<StaticSetting> {
+        self.values
+            .iter()
+            .map(|(name, (value, source))| StaticSetting {
+                name: name.clone(),
+                value: value.clone(),
+                explicit: *source != Source::Default,
+                doc: known()
+                    .iter()
+                    .find(|(n, ..)| n == name)
+                    .map_or("", |(_, _, d)| d)
+                    .to_string(),
+            })
+            .collect()
+    }
+
     pub fn server_config(&self) -> Result<ServerConfig> {
         let (bind_host, port) = parse_listener(self.get("listeners"))?;
         let bind = (
@@ -250,18 +268,6 @@ impl Settings {
             "" => (advertised_for(&bind, &bind_host), port),
             other => parse_listener(other)?,
         };
-        let broker_configs = self
-            .values
-            .iter()
-            .map(|(name, (value, source))| {
-                let doc = known()
-                    .iter()
-                    .find(|(n, ..)| n == name)
-                    .map_or("", |(_, _, d)| d)
-                    .to_string();
-                (name.clone(), value.clone(), *source != Source::Default, doc)
-            })
-            .collect();
         Ok(ServerConfig {
             bind,
             advertised_host,
@@ -271,7 +277,6 @@ impl Settings {
             max_connections_per_ip: self.parse("max.connections.per.ip")?,
             connections_max_idle_ms: self.parse("connections.max.idle.ms")?,
             queued_max_request_bytes: self.parse("queued.max.request.bytes")?,
-            broker_configs,
         })
     }
 }

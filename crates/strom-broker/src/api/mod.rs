@@ -15,6 +15,7 @@ mod admin;
 mod background;
 mod configs;
 mod coordinators;
+mod describe_configs;
 mod fetch;
 mod offsets;
 mod produce;
@@ -28,6 +29,7 @@ use uuid::Uuid;
 pub use admin::{DeletedTopic, NewPartitions, PartitionMetadata, TopicMetadata};
 pub use configs::{ConfigAlteration, ConfigChanges, ConfigOp, ConfigResource};
 pub use coordinators::CoordinatorKind;
+pub use describe_configs::{ConfigSynonym, DescribedConfig, StaticSetting};
 pub use fetch::{FetchParams, FetchPartition, FetchedPartition};
 pub use offsets::{DeleteRecordsPartition, ListOffsetsPartition, ListedOffset, OffsetSpec};
 pub use produce::{Acks, ProduceFuture, ProducePartition, ProduceRequest, Produced};
@@ -54,6 +56,8 @@ pub struct StartConfig {
     pub broker: BrokerConfig,
     pub groups: GroupConfig,
     pub txns: TxnConfig,
+    /// The node's settings as started, for DescribeConfigs on the broker.
+    pub static_settings: Vec<StaticSetting>,
 }
 
 /// One broker: its logs and metadata, its coordinators, its periodic work.
@@ -62,6 +66,7 @@ pub struct BrokerApi {
     groups: Arc<GroupCoordinator>,
     txns: Arc<TxnCoordinator>,
     authorizer: Arc<dyn Authorizer>,
+    static_settings: Vec<StaticSetting>,
     /// Set when the broker shuts down: long-poll fetches return, loops stop.
     closing: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -71,9 +76,14 @@ impl BrokerApi {
     /// Opens the data directory and the coordinators, then starts the periodic work.
     /// Runs on a tokio runtime; the loading itself is blocking I/O done on the pool.
     pub async fn start(config: StartConfig) -> Result<Arc<BrokerApi>> {
-        let StartConfig { broker, groups, txns } = config;
+        let StartConfig {
+            broker,
+            groups,
+            txns,
+            static_settings,
+        } = config;
         let broker = crate::blocking::offload_result("open broker", move || Broker::open(broker)).await?;
-        Self::start_with(broker, groups, txns).await
+        Self::start_inner(broker, groups, txns, Arc::new(AllowAll), static_settings).await
     }
 
     /// [`BrokerApi::start`] on an opened broker (tests open it with their own clock).
@@ -87,6 +97,16 @@ impl BrokerApi {
         groups: GroupConfig,
         txns: TxnConfig,
         authorizer: Arc<dyn Authorizer>,
+    ) -> Result<Arc<BrokerApi>> {
+        Self::start_inner(broker, groups, txns, authorizer, Vec::new()).await
+    }
+
+    async fn start_inner(
+        broker: Arc<Broker>,
+        groups: GroupConfig,
+        txns: TxnConfig,
+        authorizer: Arc<dyn Authorizer>,
+        static_settings: Vec<StaticSetting>,
     ) -> Result<Arc<BrokerApi>> {
         let groups = {
             let broker = broker.clone();
@@ -103,6 +123,7 @@ impl BrokerApi {
             groups,
             txns,
             authorizer,
+            static_settings,
             closing,
             tasks: Mutex::new(Vec::new()),
         });

@@ -176,6 +176,7 @@ pub async fn dispatch(
         }
         ApiKey::DescribeConfigs => w.write(&configs::describe_configs(
             context,
+            peer,
             decode(api_key, body, version)?,
             version,
         )),

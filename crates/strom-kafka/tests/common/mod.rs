@@ -69,7 +69,6 @@ async fn start_full(
         max_connections_per_ip: usize::MAX,
         connections_max_idle_ms: 600_000,
         queued_max_request_bytes: 200 << 20,
-        broker_configs: Vec::new(),
     };
     let mut config = config;
     configure(&mut config);

@@ -7,6 +7,8 @@ mod connection;
 pub mod constants;
 pub mod error_code;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod server;
 
 pub use server::{Server, ServerConfig};

@@ -9,6 +9,8 @@ mod constants;
 mod context;
 mod error_code;
 mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 mod outbound;
 mod server;
 

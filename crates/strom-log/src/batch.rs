@@ -188,8 +188,10 @@ impl RecordBatchHeader {
     }
 }
 
-/// Computes the CRC-32C a batch should carry (over `attributes..end`).
-pub(crate) fn compute_crc(batch: &[u8]) -> Result<u32, LogError> {
+/// Computes the CRC-32C a batch should carry (over `attributes..end`). Public for the
+/// fuzz targets, which build valid batches around fuzzed bytes.
+#[doc(hidden)]
+pub fn compute_crc(batch: &[u8]) -> Result<u32, LogError> {
     let covered = batch
         .get(ATTRIBUTES_OFFSET..)
         .ok_or_else(|| LogError::corrupt("batch shorter than its header"))?;
@@ -344,10 +346,12 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) -> Result<(), Lo
     write_bytes(batch, PARTITION_LEADER_EPOCH_OFFSET, &epoch.to_be_bytes())
 }
 
-#[cfg(test)]
 /// For LogAppendTime topics: sets `maxTimestamp` to `timestamp_ms`, sets the
-/// timestamp-type bit and recomputes the CRC. `batch` must be exactly one batch.
-pub(crate) fn set_max_timestamp_log_append_time(batch: &mut [u8], timestamp_ms: i64) -> Result<(), LogError> {
+/// timestamp-type bit and recomputes the CRC. `batch` must be exactly one batch. (The
+/// append path patches header copies instead; this whole-batch form is for tests and
+/// the fuzz targets.)
+#[doc(hidden)]
+pub fn set_max_timestamp_log_append_time(batch: &mut [u8], timestamp_ms: i64) -> Result<(), LogError> {
     if batch.len() < BATCH_HEADER_SIZE {
         return Err(LogError::corrupt("batch shorter than its header"));
     }

@@ -234,8 +234,10 @@ pub(crate) fn write_varlong(out: &mut Vec<u8>, value: i64) {
 /// `min_offset`, as `(offset, timestamp)`.
 ///
 /// A LogAppendTime batch answers from its header alone; a CreateTime batch whose
-/// `maxTimestamp` is below the target is skipped without decoding.
-pub(crate) fn find_first_record_at_or_after(
+/// `maxTimestamp` is below the target is skipped without decoding. (Public for the fuzz
+/// targets.)
+#[doc(hidden)]
+pub fn find_first_record_at_or_after(
     batch: &[u8],
     timestamp_ms: i64,
     min_offset: i64,

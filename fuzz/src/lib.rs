@@ -11,9 +11,9 @@
 //!   the 61-byte batch header, the records section.
 
 use bytes::{Bytes, BytesMut};
-use strom_kafka::SUPPORTED;
 use strom_kafka::fuzzing::frame::{self, FrameError};
 use strom_kafka::fuzzing::{self, Decoded};
+use strom_kafka::SUPPORTED;
 use strom_log::batch::{self, BatchIter, RecordBatchHeader};
 use strom_log::compression::Compression;
 use strom_log::constants::{BATCH_BYTES_MAX, BATCH_HEADER_SIZE, BATCH_LOG_OVERHEAD, MAGIC_V2};

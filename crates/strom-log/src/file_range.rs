@@ -1,8 +1,9 @@
 //! `FileRange`: a run of whole stored batches, named by file and byte range instead of
 //! copied out, so a fetch can send it from the page cache to a socket (`sendfile`)
-//! without a copy in between. It holds its segment, so the file stays open (and its
-//! data readable) even if retention or compaction removes the segment meanwhile.
+//! without a copy in between. It holds the segment's open file, so the data stays
+//! readable even if retention or compaction removes the segment meanwhile.
 
+use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -10,35 +11,28 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use crate::error::LogError;
-use crate::segment::LogSegment;
 
 #[derive(Clone)]
 pub struct FileRange {
-    segment: Arc<LogSegment>,
+    file: Arc<File>,
     position: u64,
     len: u64,
 }
 
 impl std::fmt::Debug for FileRange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "FileRange({}+{}, {} bytes)",
-            self.segment.base_offset(),
-            self.position,
-            self.len
-        )
+        write!(f, "FileRange(+{}, {} bytes)", self.position, self.len)
     }
 }
 
 impl FileRange {
-    pub(crate) fn new(segment: Arc<LogSegment>, position: u64, len: u64) -> FileRange {
-        FileRange { segment, position, len }
+    pub(crate) fn new(file: Arc<File>, position: u64, len: u64) -> FileRange {
+        FileRange { file, position, len }
     }
 
     /// The segment file's descriptor (for `sendfile`).
     pub fn fd(&self) -> BorrowedFd<'_> {
-        self.segment.log_file().as_fd()
+        self.file.as_fd()
     }
 
     /// Where the batches start in the file.
@@ -60,7 +54,7 @@ impl FileRange {
     pub fn read(&self) -> Result<Bytes, LogError> {
         let len = usize::try_from(self.len).map_err(|_| LogError::corrupt("file range too large"))?;
         let mut buffer = BytesMut::zeroed(len);
-        self.segment.log_file().read_exact_at(&mut buffer, self.position)?;
+        self.file.read_exact_at(&mut buffer, self.position)?;
         Ok(buffer.freeze())
     }
 }

@@ -59,7 +59,8 @@ pub(crate) struct SegmentRange {
 pub struct LogSegment {
     base_offset: i64,
     log_path: PathBuf,
-    log_file: File,
+    /// Shared with the file ranges reads hand out, which outlive the segment.
+    log_file: Arc<File>,
     offset_index: OffsetIndex,
     time_index: TimeIndex,
     size: AtomicU64,
@@ -186,7 +187,7 @@ impl LogSegment {
         Ok(LogSegment {
             base_offset,
             log_path,
-            log_file,
+            log_file: Arc::new(log_file),
             offset_index,
             time_index,
             size: AtomicU64::new(0),
@@ -451,7 +452,7 @@ impl LogSegment {
     /// the offset index names a boundary at most `index.interval.bytes` before it, and
     /// the headers after that one are read to get closer.
     pub(crate) fn read_range(
-        self: &Arc<Self>,
+        &self,
         start_offset: i64,
         max_bytes: usize,
         max_offset: i64,
@@ -459,7 +460,7 @@ impl LogSegment {
         Ok(self
             .range_bounds(start_offset, max_bytes, max_offset)?
             .map(|(position, len, next_offset)| SegmentRange {
-                range: FileRange::new(self.clone(), position, len),
+                range: FileRange::new(self.log_file.clone(), position, len),
                 next_offset,
             }))
     }
@@ -557,11 +558,6 @@ impl LogSegment {
             .map(|s| s as u64)
             .filter(|s| position + s <= size)
             .ok_or_else(|| LogError::corrupt("invalid batch length").stored_at(self.log_path.display()))
-    }
-
-    /// The segment's log file.
-    pub(crate) fn log_file(&self) -> &File {
-        &self.log_file
     }
 
     /// The first record with timestamp >= `timestamp_ms` and offset >= `min_offset`.

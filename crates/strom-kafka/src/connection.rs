@@ -176,15 +176,22 @@ fn frame_ready(input: &BytesMut) -> bool {
     }
 }
 
-/// Decode one request, run it and append the framed response (if any) to `output`, or
-/// return the response that finishes later. An error closes the connection, as Kafka
-/// does for requests it cannot parse.
-async fn handle(
-    context: &Context,
-    caller: &Caller,
-    mut request: Bytes,
-    output: &mut Outbound,
-) -> Result<Option<Deferred>, String> {
+/// A request frame's prefix and header, decoded; the body is left in the frame.
+pub(crate) enum Parsed {
+    Request {
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        header: RequestHeader,
+    },
+    /// An ApiVersions request of a version not served: answered in v0, not decoded.
+    UnsupportedApiVersions { correlation_id: i32 },
+}
+
+/// Decodes the 8-byte prefix (API, version, correlation id), checks the API and
+/// version are served and decodes the header at the API's header version, leaving the
+/// body in `request`. An error closes the connection, as Kafka does.
+pub(crate) fn parse_request(request: &mut Bytes) -> Result<Parsed, String> {
     let Some(prefix) = request.get(..8) else {
         return Err(format!("request of {} bytes is shorter than a header", request.len()));
     };
@@ -194,14 +201,42 @@ async fn handle(
     let api_key = ApiKey::try_from(api_key_raw).map_err(|_| format!("unknown api key {api_key_raw}"))?;
     if !apis::is_supported(api_key, version) {
         if api_key == ApiKey::ApiVersions {
+            return Ok(Parsed::UnsupportedApiVersions { correlation_id });
+        }
+        return Err(format!("unsupported version {version} of {api_key:?}"));
+    }
+    let header = RequestHeader::decode(request, api_key.request_header_version(version))
+        .map_err(|e| format!("bad {api_key:?} header: {e}"))?;
+    Ok(Parsed::Request {
+        api_key,
+        version,
+        correlation_id,
+        header,
+    })
+}
+
+/// Decode one request, run it and append the framed response (if any) to `output`, or
+/// return the response that finishes later. An error closes the connection, as Kafka
+/// does for requests it cannot parse.
+async fn handle(
+    context: &Context,
+    caller: &Caller,
+    mut request: Bytes,
+    output: &mut Outbound,
+) -> Result<Option<Deferred>, String> {
+    let (api_key, version, correlation_id, header) = match parse_request(&mut request)? {
+        Parsed::Request {
+            api_key,
+            version,
+            correlation_id,
+            header,
+        } => (api_key, version, correlation_id, header),
+        Parsed::UnsupportedApiVersions { correlation_id } => {
             // The protocol's rule: answer in v0 with UNSUPPORTED_VERSION and our ranges.
             apis::api_versions::unsupported_version(correlation_id, output.buffer());
             return Ok(None);
         }
-        return Err(format!("unsupported version {version} of {api_key:?}"));
-    }
-    let header = RequestHeader::decode(&mut request, api_key.request_header_version(version))
-        .map_err(|e| format!("bad {api_key:?} header: {e}"))?;
+    };
     let peer = Peer {
         address: caller
             .client_address

@@ -1,18 +1,17 @@
 //! Decode-only entry points for the fuzz targets in `fuzz/`: a request's header and body
 //! decoded as a connection decodes them, without a broker or a socket.
 //!
-//! `connection::handle` and `apis::dispatch` decode and run a request in one go and need
-//! a broker, so this mirrors their decoding step by step: the same 8-byte prefix, the same
-//! `apis::is_supported` check, the header version from `ApiKey::request_header_version`,
-//! and for each served API the body type its handler takes. A test below keeps the body
+//! The prefix and header go through the connection's own `parse_request`. The bodies:
+//! `apis::dispatch` decodes and runs a request in one go and needs a broker, so this
+//! names, for each served API, the body type its handler takes; a test below keeps that
 //! table in step with `apis::SUPPORTED`.
 
 use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::Decodable;
 
-use crate::apis;
 pub use crate::apis::is_supported;
+use crate::connection::Parsed;
 
 /// The frame parser, for the `frame` target.
 pub mod frame {
@@ -88,27 +87,20 @@ pub enum Decoded {
 /// dispatches it: prefix, served API and version, header, body. An error is what makes
 /// the connection close.
 pub fn decode_request(mut request: Bytes) -> Result<Decoded, String> {
-    let Some(prefix) = request.get(..8) else {
-        return Err(format!("request of {} bytes is shorter than a header", request.len()));
-    };
-    let api_key_raw = i16::from_be_bytes([prefix[0], prefix[1]]);
-    let version = i16::from_be_bytes([prefix[2], prefix[3]]);
-    let api_key = ApiKey::try_from(api_key_raw).map_err(|_| format!("unknown api key {api_key_raw}"))?;
-    if !apis::is_supported(api_key, version) {
-        if api_key == ApiKey::ApiVersions {
-            return Ok(Decoded::UnsupportedApiVersions { version });
+    let version = request.get(2..4).map_or(0, |v| i16::from_be_bytes([v[0], v[1]]));
+    match crate::connection::parse_request(&mut request)? {
+        Parsed::Request { api_key, version, .. } => {
+            decode_body(api_key, version, request)?;
+            Ok(Decoded::Request { api_key, version })
         }
-        return Err(format!("unsupported version {version} of {api_key:?}"));
+        Parsed::UnsupportedApiVersions { .. } => Ok(Decoded::UnsupportedApiVersions { version }),
     }
-    RequestHeader::decode(&mut request, api_key.request_header_version(version))
-        .map_err(|e| format!("bad {api_key:?} header: {e}"))?;
-    decode_body(api_key, version, request)?;
-    Ok(Decoded::Request { api_key, version })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apis;
 
     #[test]
     fn every_served_api_has_a_body_decoder() {

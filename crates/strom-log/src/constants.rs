@@ -55,6 +55,11 @@ pub const TIME_INDEX_ENTRY_SIZE: usize = 12;
 /// Bytes read per positional read while scanning a segment for batch boundaries.
 pub const SCAN_CHUNK_BYTES: usize = 64 * 1024;
 
+/// Bytes read per positional read when a fetch looks up the batch holding an offset: the
+/// offset index leaves at most `index.interval.bytes` (4 KiB by default) to walk, so a
+/// 64 KiB read (and its zeroed buffer) per fetch would mostly be wasted.
+pub const LOOKUP_CHUNK_BYTES: usize = 8 * 1024;
+
 /// Bytes read per positional read during recovery (whole batches are checksummed).
 pub const RECOVERY_CHUNK_BYTES: usize = 1024 * 1024;
 
@@ -104,6 +109,7 @@ const _: () = assert!(BATCH_BYTES_MAX as u64 <= SEGMENT_BYTES_MAX);
 const _: () = assert!(SEGMENT_BYTES_DEFAULT <= SEGMENT_BYTES_MAX);
 const _: () = assert!(SEGMENT_BYTES_MAX <= u32::MAX as u64);
 const _: () = assert!(SCAN_CHUNK_BYTES >= BATCH_HEADER_SIZE);
+const _: () = assert!(LOOKUP_CHUNK_BYTES >= BATCH_HEADER_SIZE);
 const _: () = assert!(RECOVERY_CHUNK_BYTES >= SCAN_CHUNK_BYTES);
 const _: () = assert!(COMPACTION_WRITE_BUFFER_BYTES as u64 <= SEGMENT_BYTES_MAX);
 const _: () = assert!(COMPACTION_OFFSET_MAP_BYTES_MAX > COMPACTION_OFFSET_MAP_ENTRY_OVERHEAD_BYTES);

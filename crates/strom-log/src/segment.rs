@@ -29,8 +29,8 @@ use std::time::UNIX_EPOCH;
 
 use crate::batch::{validate_stored, BatchIter, RecordBatchHeader};
 use crate::constants::{
-    BATCH_HEADER_SIZE, CLEANED_FILE_SUFFIX, LOG_FILE_SUFFIX, OFFSET_INDEX_FILE_SUFFIX, RECOVERY_CHUNK_BYTES,
-    SCAN_CHUNK_BYTES, SEGMENT_BYTES_MAX, TIME_INDEX_FILE_SUFFIX,
+    BATCH_HEADER_SIZE, CLEANED_FILE_SUFFIX, LOG_FILE_SUFFIX, LOOKUP_CHUNK_BYTES, OFFSET_INDEX_FILE_SUFFIX,
+    RECOVERY_CHUNK_BYTES, SCAN_CHUNK_BYTES, SEGMENT_BYTES_MAX, TIME_INDEX_FILE_SUFFIX,
 };
 use crate::error::LogError;
 use crate::file_range::FileRange;
@@ -434,7 +434,7 @@ impl LogSegment {
     pub(crate) fn find_batch(&self, offset: i64) -> Result<Option<(u64, RecordBatchHeader)>, LogError> {
         let size = self.size();
         let start = self.offset_index.lookup(offset);
-        let mut scanner = Scanner::new(&self.log_file, u64::from(start.position), size, SCAN_CHUNK_BYTES);
+        let mut scanner = Scanner::new(&self.log_file, u64::from(start.position), size, LOOKUP_CHUNK_BYTES);
         while let Some((position, header)) = scanner.next_header()? {
             if header.last_offset() >= offset {
                 return Ok(Some((position, header)));

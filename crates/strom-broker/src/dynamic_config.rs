@@ -117,13 +117,7 @@ pub fn validate_group(configs: &BTreeMap<String, String>, bounds: GroupConfigBou
 }
 
 impl DynamicConfigs {
-    pub fn entity(&self, entity: BrokerEntity) -> &BTreeMap<String, String> {
-        match entity {
-            BrokerEntity::ThisBroker => &self.broker,
-            BrokerEntity::ClusterDefault => &self.cluster_default,
-        }
-    }
-
+    #[cfg(test)]
     pub fn entity_mut(&mut self, entity: BrokerEntity) -> &mut BTreeMap<String, String> {
         match entity {
             BrokerEntity::ThisBroker => &mut self.broker,

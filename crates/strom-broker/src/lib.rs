@@ -1,29 +1,36 @@
 //! Strom's broker core: topics and partitions, produce / fetch / offsets semantics,
-//! the high watermark and topic configs. It knows nothing of wire formats: the
-//! protocol front-ends (`strom-kafka`) translate requests into calls on [`Broker`].
+//! the high watermark, configs, and the group and transaction coordinators. It knows
+//! nothing of wire formats: the protocol front-ends (`strom-kafka`) translate requests
+//! into calls on the façade, [`BrokerApi`]. Public are the façade and the types its
+//! calls take and return; the log manager, metadata store, producer state and the
+//! coordinators' shell are internal.
 
 pub mod api;
 pub(crate) mod blocking;
-pub mod broker;
+pub(crate) mod broker;
 pub mod caller;
-pub mod constants;
+pub(crate) mod constants;
 pub(crate) mod coordinator_log;
-pub mod dynamic_config;
+pub(crate) mod dynamic_config;
 pub mod error;
 mod files;
 pub mod group;
-pub mod log_manager;
-pub mod metadata;
+pub(crate) mod log_manager;
+pub(crate) mod metadata;
 pub mod partition;
-pub mod producer_id;
-pub mod producer_state;
+pub(crate) mod producer_id;
+pub(crate) mod producer_state;
 mod sync;
-pub mod topic;
+pub(crate) mod topic;
 pub mod topic_config;
 pub mod txn;
 
 pub use api::{BrokerApi, StartConfig, TopicRef};
 pub use broker::{AlterOp, AppendOrigin, Appended, Broker, BrokerConfig, NewTopic, TopicSummary};
+pub use dynamic_config::{GroupConfigBounds, GROUP_CONFIGS};
+pub use metadata::{MetadataImage, MetadataRecord, MetadataStore, TopicRecord};
+pub use partition::{FetchedRange, ProducerSummary};
+pub use producer_state::AbortedTxn;
 pub use caller::{Caller, Principal};
 pub use dynamic_config::BrokerEntity;
 pub use error::{BrokerError, Result};

@@ -62,10 +62,6 @@ impl LogManager {
         })
     }
 
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
-    }
-
     pub fn cluster_id(&self) -> &str {
         &self.cluster_id
     }

@@ -21,6 +21,7 @@ use crate::error::Result;
 use crate::idempotence::sequence_after;
 use crate::producer_config::ProducerConfig;
 use crate::record::RecordData;
+use crate::sync::lock;
 use crate::topic_partition::TopicPartition;
 
 /// Batches to send, by leader broker id.
@@ -256,8 +257,4 @@ impl Accumulator {
             queue.next_sequence = 0;
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -29,8 +29,9 @@ use tracing::{debug, warn};
 use crate::assignment::{PartitionState, SharedAssignment};
 use crate::assignor::Assignor;
 use crate::error::Result;
-use crate::membership::{commit_positions, is_fatal, lock, revoke, starting_positions, Membership};
+use crate::membership::{commit_positions, is_fatal, revoke, starting_positions, Membership};
 use crate::subscription::Subscription;
+use crate::sync::lock;
 use crate::topic_partition::TopicPartition;
 
 /// The classic membership task: runs until `stop`, then leaves the group.

@@ -224,7 +224,7 @@ impl Client {
 
     /// The current metadata snapshot (no request is sent).
     pub fn metadata(&self) -> Arc<Metadata> {
-        self.inner.metadata.read().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::sync::read(&self.inner.metadata).clone()
     }
 
     /// Fetches metadata for `topics` (`None` = all topics) and merges it into the cache.
@@ -247,7 +247,7 @@ impl Client {
             .with_allow_auto_topic_creation(allow_auto_topic_creation);
         let response = self.send_any(&request).await?;
         let update = parse_metadata(response)?;
-        let mut guard = self.inner.metadata.write().unwrap_or_else(|p| p.into_inner());
+        let mut guard = crate::sync::write(&self.inner.metadata);
         let mut merged = (**guard).clone();
         merged.cluster_id = update.cluster_id;
         merged.controller_id = update.controller_id;

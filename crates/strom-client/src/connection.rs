@@ -26,6 +26,7 @@ use crate::constants::{
     CLIENT_SOFTWARE_NAME, CLIENT_SOFTWARE_VERSION, CONNECTION_QUEUE_DEPTH, RESPONSE_FRAME_BYTES_MAX,
 };
 use crate::error::{ConnectFailure, Error, Result};
+use crate::sync::lock;
 
 /// Kafka's UNSUPPORTED_VERSION error code.
 const UNSUPPORTED_VERSION: i16 = 35;
@@ -477,10 +478,6 @@ fn closed_error(address: &str) -> Error {
         std::io::ErrorKind::ConnectionAborted,
         format!("connection to {address} closed"),
     ))
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn fail_all(waiters: &Waiters, error: &Error) {

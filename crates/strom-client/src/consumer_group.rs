@@ -29,8 +29,9 @@ use uuid::Uuid;
 use crate::assignment::{PartitionState, SharedAssignment};
 use crate::error::{Error, Result};
 use crate::group::{FENCED_MEMBER_EPOCH, UNKNOWN_MEMBER_ID};
-use crate::membership::{commit_positions, is_fatal, lock, revoke, starting_positions, Membership};
+use crate::membership::{commit_positions, is_fatal, revoke, starting_positions, Membership};
 use crate::subscription::Subscription;
+use crate::sync::lock;
 use crate::topic_partition::TopicPartition;
 
 /// The member epoch that joins a group.

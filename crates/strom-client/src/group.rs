@@ -34,6 +34,7 @@ use crate::consumer_protocol::{
 };
 use crate::coordinator::{find_coordinator, is_coordinator_error, CoordinatorKind};
 use crate::error::{Error, Result};
+use crate::sync::lock;
 use crate::topic_partition::TopicPartition;
 
 /// Kafka's ILLEGAL_GENERATION error code.
@@ -515,8 +516,4 @@ impl GroupCoordinator {
 
 fn millis(duration: Duration) -> i32 {
     i32::try_from(duration.as_millis()).unwrap_or(i32::MAX)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

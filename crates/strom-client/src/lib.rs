@@ -61,6 +61,7 @@ mod record;
 mod sender;
 mod sticky;
 mod subscription;
+mod sync;
 mod topic_partition;
 mod transaction;
 

@@ -21,6 +21,7 @@ use crate::group::{
 };
 use crate::offset::{AutoOffsetReset, Offset};
 use crate::subscription::Subscription;
+use crate::sync::lock;
 use crate::topic_partition::TopicPartition;
 
 /// Which protocol a consumer group member speaks with its coordinator.
@@ -262,8 +263,4 @@ pub(crate) async fn revoke(
     for key in partitions {
         guard.remove(key);
     }
-}
-
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -138,7 +138,7 @@ struct StickyPartitions {
 
 impl StickyPartitions {
     fn current(&self, topic: &str, partitions: i32) -> i32 {
-        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let mut current = crate::sync::lock(&self.current);
         match current.get(topic) {
             Some(&partition) if partition < partitions => partition,
             _ => {
@@ -150,7 +150,7 @@ impl StickyPartitions {
     }
 
     fn next(&self, topic: &str, partitions: i32, previous: i32) {
-        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let mut current = crate::sync::lock(&self.current);
         let sticky = current.get(topic).copied();
         if sticky.is_some() && sticky != Some(previous) {
             return; // someone else already moved on
@@ -182,7 +182,7 @@ pub struct RoundRobinPartitioner {
 
 impl Partitioner for RoundRobinPartitioner {
     fn partition(&self, topic: &str, _key: Option<&[u8]>, partitions: i32) -> i32 {
-        let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counters = crate::sync::lock(&self.counters);
         let counter = counters.entry(topic.to_string()).or_insert(0);
         let pick = *counter;
         *counter = counter.wrapping_add(1);

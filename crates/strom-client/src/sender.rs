@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::idempotence::{DUPLICATE_SEQUENCE_NUMBER, OUT_OF_ORDER_SEQUENCE_NUMBER};
 use crate::producer_config::{Acks, ProducerConfig};
 use crate::record::{encode_batch, BatchProducer, RecordData};
+use crate::sync::lock;
 use crate::topic_partition::TopicPartition;
 use crate::transaction::Transactions;
 
@@ -341,8 +342,4 @@ fn settle(sender: &Sender, batches: Vec<(TopicPartition, Batch)>, response: Prod
             }
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

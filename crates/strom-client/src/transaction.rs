@@ -25,6 +25,7 @@ use crate::client::Client;
 use crate::coordinator::{coordinator_id, is_coordinator_error, CoordinatorKind};
 use crate::error::{Error, Result};
 use crate::group::ConsumerGroupMetadata;
+use crate::sync::lock;
 use crate::topic_partition::TopicPartition;
 
 /// Kafka's error codes after which a transactional producer cannot go on:
@@ -325,8 +326,4 @@ fn fatal(code: i16, error: &Error) -> Error {
     } else {
         Error::Fatal(error.to_string())
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

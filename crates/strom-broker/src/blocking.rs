@@ -41,6 +41,23 @@ where
     offload(what, work).await?
 }
 
+/// Per-item work on the blocking pool, for requests that name many topics or partitions:
+/// items already refused (`Err`) pass through, the others get `work`. If the task itself
+/// fails, every item fails with it.
+pub(crate) async fn offload_each<I, T, F>(what: &'static str, items: Vec<Result<I>>, work: F) -> Vec<Result<T>>
+where
+    I: Send + 'static,
+    T: Send + 'static,
+    F: Fn(I) -> Result<T> + Send + 'static,
+{
+    let count = items.len();
+    let done = offload(what, move || {
+        items.into_iter().map(|item| item.and_then(&work)).collect::<Vec<_>>()
+    })
+    .await;
+    done.unwrap_or_else(|e| (0..count).map(|_| Err(BrokerError::Internal(e.to_string()))).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

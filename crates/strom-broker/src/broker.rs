@@ -179,9 +179,7 @@ impl Broker {
             broker.topics_write().insert(topic);
         }
         if !finished.is_empty() {
-            if let Err(e) = broker.commit(&finished) {
-                tracing::warn!(error = %e, "could not rewrite the topic list; the next start finishes the deletion again");
-            }
+            broker.commit_removals(&finished);
         }
         tracing::info!(topics = broker.topics_read().by_name.len(), dir = %broker.config.data_dir.display(), "broker opened");
         Ok(Arc::new(broker))
@@ -218,6 +216,22 @@ impl Broker {
         self.store.append(records, &next)?;
         *write(&self.image) = Arc::new(next);
         Ok(())
+    }
+
+    /// Removals of topics whose directories were already renamed (the deletion's commit
+    /// point): the image drops them even when the store cannot be written now, since the
+    /// next start finds the renamed directories and finishes the deletion.
+    fn commit_removals(&self, records: &[MetadataRecord]) {
+        let mut next = (*self.image()).clone();
+        for record in records {
+            if let Err(e) = next.apply(record) {
+                tracing::warn!(error = %e, "removal does not fit the metadata");
+            }
+        }
+        if let Err(e) = self.store.append(records, &next) {
+            tracing::warn!(error = %e, "could not rewrite the topic list; the next start finishes the deletion");
+        }
+        *write(&self.image) = Arc::new(next);
     }
 
     fn topics_read(&self) -> std::sync::RwLockReadGuard<'_, TopicIndex> {
@@ -435,15 +449,7 @@ impl Broker {
         let id = topic.id();
         drop(topic);
         self.logs.remove_deleted(&renamed);
-        // The renames committed the deletion: a failed metadata write is finished by the
-        // next start, which finds the renamed directories.
-        if let Err(e) = self.commit(&[MetadataRecord::RemoveTopic { topic_id: id }]) {
-            tracing::warn!(topic = %name, error = %e, "could not rewrite the topic list; the next start finishes the deletion");
-            let mut next = (*self.image()).clone();
-            if next.apply(&MetadataRecord::RemoveTopic { topic_id: id }).is_ok() {
-                *write(&self.image) = Arc::new(next);
-            }
-        }
+        self.commit_removals(&[MetadataRecord::RemoveTopic { topic_id: id }]);
         tracing::info!(topic = %name, "topic deleted");
         Ok(id)
     }

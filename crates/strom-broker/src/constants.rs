@@ -15,3 +15,6 @@ pub const DELETE_DIR_SUFFIX: &str = "-delete";
 pub const APPEND_FAILURE_LOG_INTERVAL_MS: i64 = 10_000;
 /// Longest a fetch long-polls, whatever `max_wait` the request asks.
 pub const FETCH_WAIT_MS_MAX: u64 = 60_000;
+/// Bytes read per step when a log is replayed (producer state on open, coordinators
+/// loading their partitions).
+pub const REPLAY_READ_BYTES: usize = 1 << 20;

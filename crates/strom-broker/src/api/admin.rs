@@ -8,7 +8,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{BrokerApi, TopicRef};
-use crate::blocking::offload;
+use crate::blocking::{offload, offload_each};
 use crate::broker::{NewTopic, TopicSummary};
 use crate::caller::{Caller, Operation, Resource};
 use crate::error::{BrokerError, Result};
@@ -153,24 +153,16 @@ impl BrokerApi {
                 Ok(topic)
             })
             .collect();
-        let count = checked.len();
         let broker = self.broker.clone();
-        offload("create topics", move || {
-            checked
-                .into_iter()
-                .map(|topic| {
-                    let topic = topic?;
-                    let name = topic.name.clone();
-                    broker.create_topic(topic, validate_only).inspect_err(|e| {
-                        if !matches!(e, BrokerError::TopicAlreadyExists(_)) {
-                            tracing::info!(topic = %name, error = %e, "create topic refused");
-                        }
-                    })
-                })
-                .collect::<Vec<_>>()
+        offload_each("create topics", checked, move |topic| {
+            let name = topic.name.clone();
+            broker.create_topic(topic, validate_only).inspect_err(|e| {
+                if !matches!(e, BrokerError::TopicAlreadyExists(_)) {
+                    tracing::info!(topic = %name, error = %e, "create topic refused");
+                }
+            })
         })
         .await
-        .unwrap_or_else(|e| internal_errors(count, &e))
     }
 
     /// DeleteTopics, by name or id, in order.
@@ -190,20 +182,12 @@ impl BrokerApi {
                 Ok(name)
             })
             .collect();
-        let count = resolved.len();
         let broker = self.broker.clone();
-        offload("delete topics", move || {
-            resolved
-                .into_iter()
-                .map(|name| {
-                    let name = name?;
-                    let id = broker.delete_topic(&name)?;
-                    Ok(DeletedTopic { name, id })
-                })
-                .collect::<Vec<_>>()
+        offload_each("delete topics", resolved, move |name| {
+            let id = broker.delete_topic(&name)?;
+            Ok(DeletedTopic { name, id })
         })
         .await
-        .unwrap_or_else(|e| internal_errors(count, &e))
     }
 
     /// CreatePartitions, in order. Replicas can only be this node until the cluster
@@ -231,19 +215,11 @@ impl BrokerApi {
                 Ok(topic)
             })
             .collect();
-        let count = checked.len();
         let broker = self.broker.clone();
-        offload("create partitions", move || {
-            checked
-                .into_iter()
-                .map(|topic| {
-                    let topic = topic?;
-                    broker.create_partitions(&topic.topic, topic.count, validate_only)
-                })
-                .collect::<Vec<_>>()
+        offload_each("create partitions", checked, move |topic| {
+            broker.create_partitions(&topic.topic, topic.count, validate_only)
         })
         .await
-        .unwrap_or_else(|e| internal_errors(count, &e))
     }
 }
 
@@ -253,12 +229,6 @@ impl BrokerApi {
         let (_, partition) = self.partition(caller, Operation::Read, &TopicRef::Name(topic.to_string()), partition)?;
         Ok(partition.producer_states())
     }
-}
-
-fn internal_errors<T>(count: usize, error: &BrokerError) -> Vec<Result<T>> {
-    (0..count)
-        .map(|_| Err(BrokerError::Internal(error.to_string())))
-        .collect()
 }
 
 fn describe(topic: &Topic) -> TopicMetadata {

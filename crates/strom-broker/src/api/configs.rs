@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::BrokerApi;
-use crate::blocking::offload;
+use crate::blocking::offload_each;
 use crate::broker::AlterOp;
 use crate::caller::{Caller, Operation, Resource};
 use crate::dynamic_config::BrokerEntity;
@@ -65,57 +65,44 @@ impl BrokerApi {
                 Ok((resource, a.changes?))
             })
             .collect();
-        let count = checked.len();
         let broker = self.broker.clone();
         let bounds = self.groups.config().group_config_bounds();
-        offload("alter configs", move || {
-            checked
-                .into_iter()
-                .map(|checked| {
-                    let (resource, changes) = checked?;
-                    let ops = |changes: ConfigChanges| -> Vec<(String, AlterOp, Option<String>)> {
-                        match changes {
-                            ConfigChanges::Replace(configs) => {
-                                configs.into_iter().map(|(k, v)| (k, AlterOp::Set, Some(v))).collect()
-                            }
-                            ConfigChanges::Incremental(ops) => {
-                                ops.into_iter().map(|o| (o.name, o.op, o.value)).collect()
-                            }
-                        }
-                    };
-                    match (resource, changes) {
-                        (ConfigResource::Topic(name), ConfigChanges::Replace(configs)) => {
-                            broker.alter_topic_configs(&name, configs, validate_only)
-                        }
-                        (ConfigResource::Topic(name), changes) => {
-                            broker.incremental_alter_topic_configs(&name, &ops(changes), validate_only)
-                        }
-                        (ConfigResource::Group(name), changes) => {
-                            let replace = matches!(changes, ConfigChanges::Replace(_));
-                            broker.alter_group_configs(&name, replace, &ops(changes), bounds, validate_only)
-                        }
-                        (ConfigResource::Broker(name), changes) => {
-                            let entity = broker_entity(&name, &node)?;
-                            match changes {
-                                ConfigChanges::Replace(configs) => {
-                                    broker.alter_broker_configs(entity, configs, validate_only)
-                                }
-                                changes => {
-                                    broker.incremental_alter_broker_configs(entity, &ops(changes), validate_only)
-                                }
-                            }
-                        }
+        offload_each("alter configs", checked, move |(resource, changes)| {
+            match (resource, changes) {
+                (ConfigResource::Topic(name), ConfigChanges::Replace(configs)) => {
+                    broker.alter_topic_configs(&name, configs, validate_only)
+                }
+                (ConfigResource::Topic(name), changes) => {
+                    broker.incremental_alter_topic_configs(&name, &ops(changes), validate_only)
+                }
+                (ConfigResource::Group(name), changes) => {
+                    let replace = matches!(changes, ConfigChanges::Replace(_));
+                    broker.alter_group_configs(&name, replace, &ops(changes), bounds, validate_only)
+                }
+                (ConfigResource::Broker(name), changes) => {
+                    let entity = broker_entity(&name, &node)?;
+                    match changes {
+                        ConfigChanges::Replace(configs) => broker.alter_broker_configs(entity, configs, validate_only),
+                        changes => broker.incremental_alter_broker_configs(entity, &ops(changes), validate_only),
                     }
-                })
-                .collect::<Vec<_>>()
+                }
+            }
         })
         .await
-        .unwrap_or_else(|e| (0..count).map(|_| Err(BrokerError::Internal(e.to_string()))).collect())
+    }
+}
+
+/// The changes as the broker's (name, operation, value) list: a replacement is a SET of
+/// each config.
+fn ops(changes: ConfigChanges) -> Vec<(String, AlterOp, Option<String>)> {
+    match changes {
+        ConfigChanges::Replace(configs) => configs.into_iter().map(|(k, v)| (k, AlterOp::Set, Some(v))).collect(),
+        ConfigChanges::Incremental(ops) => ops.into_iter().map(|o| (o.name, o.op, o.value)).collect(),
     }
 }
 
 /// The BROKER entity a resource name stands for.
-pub(crate) fn broker_entity(name: &str, node: &str) -> Result<BrokerEntity> {
+fn broker_entity(name: &str, node: &str) -> Result<BrokerEntity> {
     if name.is_empty() {
         Ok(BrokerEntity::ClusterDefault)
     } else if name == node {

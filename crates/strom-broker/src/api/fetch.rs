@@ -66,19 +66,18 @@ impl BrokerApi {
     /// Reads every partition, long-polling until `min_bytes` are there or `max_wait`
     /// passes; a failed partition answers at once, as Kafka does.
     pub async fn fetch(&self, caller: &Caller, params: FetchParams) -> Vec<FetchedPartition> {
-        let resolved: Vec<Result<Arc<Partition>>> = params
+        let resolved: Vec<Resolved> = params
             .partitions
             .iter()
             .map(|p| {
                 self.partition(caller, Operation::Read, &p.topic, p.partition)
                     .map(|(_, partition)| partition)
+                    .map_err(Arc::new)
             })
             .collect();
         let max_wait = params.max_wait.min(Duration::from_millis(FETCH_WAIT_MS_MAX));
         let deadline = Instant::now() + max_wait;
         let mut closing = self.closing();
-        let resolved: Vec<std::result::Result<Arc<Partition>, Arc<BrokerError>>> =
-            resolved.into_iter().map(|r| r.map_err(Arc::new)).collect();
         loop {
             // Subscribe before reading, so an append in between still wakes us.
             let mut watchers: Vec<_> = resolved

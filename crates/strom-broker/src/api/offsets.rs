@@ -1,7 +1,7 @@
 //! ListOffsets (earliest, latest, by timestamp, max timestamp) and DeleteRecords.
 
 use super::{BrokerApi, TopicRef};
-use crate::blocking::offload;
+use crate::blocking::offload_each;
 use crate::caller::{Caller, Operation};
 use crate::error::{BrokerError, Result};
 use crate::partition::{FetchIsolation, Partition};
@@ -74,7 +74,6 @@ impl BrokerApi {
         isolation: FetchIsolation,
         partitions: Vec<ListOffsetsPartition>,
     ) -> Vec<Result<ListedOffset>> {
-        let count = partitions.len();
         let resolved: Vec<_> = partitions
             .into_iter()
             .map(|p| {
@@ -82,14 +81,10 @@ impl BrokerApi {
                     .map(|(_, partition)| (partition, p.current_leader_epoch, p.spec))
             })
             .collect();
-        let looked_up = offload("list offsets", move || {
-            resolved
-                .into_iter()
-                .map(|r| r.and_then(|(partition, epoch, spec)| lookup(&partition, epoch, spec, isolation)))
-                .collect::<Vec<_>>()
+        offload_each("list offsets", resolved, move |(partition, epoch, spec)| {
+            lookup(&partition, epoch, spec, isolation)
         })
-        .await;
-        looked_up.unwrap_or_else(|e| (0..count).map(|_| Err(BrokerError::Internal(e.to_string()))).collect())
+        .await
     }
 
     /// DeleteRecords for each `(topic, partition, offset)`; -1 means the high watermark.
@@ -102,16 +97,11 @@ impl BrokerApi {
                     .map(|_| (p.topic, p.partition, p.offset))
             })
             .collect();
-        let count = resolved.len();
         let broker = self.broker.clone();
-        offload("delete records", move || {
-            resolved
-                .into_iter()
-                .map(|r| r.and_then(|(topic, index, offset)| broker.delete_records(&topic, index, offset)))
-                .collect::<Vec<_>>()
+        offload_each("delete records", resolved, move |(topic, index, offset)| {
+            broker.delete_records(&topic, index, offset)
         })
         .await
-        .unwrap_or_else(|e| (0..count).map(|_| Err(BrokerError::Internal(e.to_string()))).collect())
     }
 }
 

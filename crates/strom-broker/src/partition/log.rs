@@ -8,12 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use strom_log::{AppendInfo, Clock, ControlRecordType, Log, LogConfig, Marker, RangeRead};
 
+use crate::constants::REPLAY_READ_BYTES;
 use crate::error::{BrokerError, Result};
 use crate::producer_state::{AbortedTxn, ProducerStateManager, SequenceCheck};
 use crate::sync::lock;
-
-/// Bytes read per step while replaying a log on start.
-const REPLAY_READ_BYTES: usize = 1 << 20;
 
 /// One producer's state in a partition (DescribeProducers).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use strom_log::{AppendInfo, Clock, FileRange, Log, LogConfig, RecordBatchHeader};
 use tokio::sync::watch;
 
+use crate::constants::REPLAY_READ_BYTES;
 use crate::error::{BrokerError, Result};
 use crate::producer_state::AbortedTxn;
 pub use log::{PartitionLog, ProducerSummary};
@@ -263,16 +264,6 @@ impl Partition {
         })
     }
 
-    /// [`Partition::read`] for consumers: read_committed or read_uncommitted.
-    pub fn read_isolated(&self, offset: i64, max_bytes: usize, read_committed: bool) -> Result<FetchedData> {
-        let isolation = if read_committed {
-            FetchIsolation::TxnCommitted
-        } else {
-            FetchIsolation::HighWatermark
-        };
-        self.read(offset, max_bytes, isolation)
-    }
-
     /// Visits every stored batch from the log start to the high watermark, in order
     /// (coordinators replay their internal topics with it).
     pub fn for_each_batch(&self, mut visit: impl FnMut(&RecordBatchHeader, &[u8]) -> Result<()>) -> Result<()> {
@@ -348,9 +339,6 @@ impl Partition {
         self.log.close()
     }
 }
-
-/// Bytes read per step while replaying a log.
-const REPLAY_READ_BYTES: usize = 1 << 20;
 
 #[cfg(test)]
 mod tests;

@@ -78,7 +78,11 @@ fn an_aborted_transaction_is_fenced_listed_and_skipped_by_read_committed() {
         .unwrap();
     assert_eq!((partition.high_watermark(), partition.last_stable_offset()), (2, 0));
     assert!(
-        partition.read_isolated(0, 1 << 20, true).unwrap().records.is_empty(),
+        partition
+            .read(0, 1 << 20, crate::partition::FetchIsolation::TxnCommitted)
+            .unwrap()
+            .records
+            .is_empty(),
         "nothing stable yet"
     );
 
@@ -94,7 +98,9 @@ fn an_aborted_transaction_is_fenced_listed_and_skipped_by_read_committed() {
         (3, 3),
         "abort marker at 2"
     );
-    let read = partition.read_isolated(0, 1 << 20, true).unwrap();
+    let read = partition
+        .read(0, 1 << 20, crate::partition::FetchIsolation::TxnCommitted)
+        .unwrap();
     let aborted = read.aborted.unwrap();
     assert_eq!(
         (aborted.len(), aborted[0].producer_id, aborted[0].first_offset),
@@ -162,7 +168,9 @@ fn a_transaction_left_in_prepare_commit_is_finished_on_restart() {
     for index in 0..2 {
         let partition = node.broker.partition("t", index).unwrap();
         assert_eq!(partition.last_stable_offset(), 3, "committed in every partition");
-        let read = partition.read_isolated(0, 1 << 20, true).unwrap();
+        let read = partition
+            .read(0, 1 << 20, crate::partition::FetchIsolation::TxnCommitted)
+            .unwrap();
         assert!(read.aborted.unwrap().is_empty());
         assert_eq!(strom_log::BatchIter::new(&read.records).count(), 2, "data and marker");
     }

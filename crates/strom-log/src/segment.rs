@@ -496,7 +496,7 @@ impl LogSegment {
         } else if cap <= first_end {
             (first_end, header.next_offset())
         } else {
-            self.last_boundary_before(first_end, header.next_offset(), cap, size)?
+            self.last_boundary_before(first_end, cap, size)?
         };
         debug_assert!(first_end <= end && end <= limit.max(first_end));
         Ok(Some((position, end - position, next_offset)))
@@ -519,17 +519,18 @@ impl LogSegment {
     }
 
     /// The batch boundary closest to `cap` (at or below it, at least `from`), and the
-    /// base offset of the batch that starts there.
-    fn last_boundary_before(&self, from: u64, from_offset: i64, cap: u64, size: u64) -> Result<(u64, i64), LogError> {
-        let (mut boundary, mut offset) = (from, from_offset);
-        if let Some(entry) = self.offset_index.floor_by_position(cap) {
-            if u64::from(entry.position) > boundary {
-                (boundary, offset) = (u64::from(entry.position), entry.offset);
-            }
-        }
+    /// base offset of the batch that starts there. One 12-byte read per batch walked
+    /// (base offset and length); the offset index skips most of the walk.
+    fn last_boundary_before(&self, from: u64, cap: u64, size: u64) -> Result<(u64, i64), LogError> {
+        let mut boundary = self
+            .offset_index
+            .floor_by_position(cap)
+            .map_or(from, |entry| u64::from(entry.position).max(from));
         while boundary < size {
             let mut head = [0u8; 12];
             self.log_file.read_exact_at(&mut head, boundary)?;
+            let base_offset =
+                i64::from_be_bytes([head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7]]);
             let length = i32::from_be_bytes([head[8], head[9], head[10], head[11]]);
             let batch_size = u64::try_from(length)
                 .ok()
@@ -537,18 +538,11 @@ impl LogSegment {
                 .map(|l| l + 12)
                 .ok_or_else(|| LogError::corrupt("invalid batch length").stored_at(self.log_path.display()))?;
             if boundary + batch_size > cap {
-                break;
+                return Ok((boundary, base_offset));
             }
             boundary += batch_size;
-            offset = if boundary < size {
-                let mut base = [0u8; 8];
-                self.log_file.read_exact_at(&mut base, boundary)?;
-                i64::from_be_bytes(base)
-            } else {
-                self.next_offset()
-            };
         }
-        Ok((boundary, offset))
+        Ok((boundary, self.next_offset()))
     }
 
     /// A batch's size, checked to lie inside the segment.

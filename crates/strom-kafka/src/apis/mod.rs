@@ -263,6 +263,12 @@ pub async fn dispatch(
     }
 }
 
+/// A result the broker should have returned for a request's item but did not (the
+/// façade answers every item; this keeps a short answer from becoming a panic).
+pub(crate) fn missing_result<T>() -> Result<T, strom_broker::BrokerError> {
+    Err(strom_broker::BrokerError::Internal("missing result".into()))
+}
+
 pub(crate) fn str_bytes(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
     kafka_protocol::protocol::StrBytes::from_string(s.into())
 }

@@ -4,7 +4,7 @@ use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionRe
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse, ListOffsetsRequest, ListOffsetsResponse};
 use strom_broker::api::{DeleteRecordsPartition, ListOffsetsPartition, OffsetSpec};
-use strom_broker::{BrokerError, FetchIsolation, TopicRef};
+use strom_broker::{FetchIsolation, TopicRef};
 
 use crate::context::{Context, Peer};
 use crate::error_code::error_code;
@@ -42,10 +42,7 @@ pub async fn list_offsets(
                 .iter()
                 .map(|p| {
                     let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-                    match results
-                        .next()
-                        .unwrap_or(Err(BrokerError::Internal("missing result".into())))
-                    {
+                    match results.next().unwrap_or_else(super::missing_result) {
                         Ok(listed) => response
                             .with_timestamp(listed.timestamp)
                             .with_offset(listed.offset)
@@ -88,10 +85,7 @@ pub async fn delete_records(context: &Context, peer: &Peer, request: DeleteRecor
                 .iter()
                 .map(|p| {
                     let result = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
-                    match results
-                        .next()
-                        .unwrap_or(Err(BrokerError::Internal("missing result".into())))
-                    {
+                    match results.next().unwrap_or_else(super::missing_result) {
                         Ok(low_watermark) => result.with_low_watermark(low_watermark),
                         Err(e) => result.with_error_code(error_code(&e)).with_low_watermark(-1),
                     }

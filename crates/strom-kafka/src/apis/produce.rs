@@ -104,9 +104,7 @@ fn respond(
                     let result = if acks_refused {
                         Err(BrokerError::InvalidRequiredAcks)
                     } else {
-                        results
-                            .next()
-                            .unwrap_or(Err(BrokerError::Internal("missing result".into())))
+                        results.next().unwrap_or_else(super::missing_result)
                     };
                     match result {
                         Ok(produced) => response

@@ -7,16 +7,12 @@ use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, Cr
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::*;
 use strom_broker::api::NewPartitions;
-use strom_broker::{BrokerError, NewTopic, TopicRef};
+use strom_broker::{NewTopic, TopicRef};
 
 use super::configs::source_code;
 use super::str_bytes;
 use crate::context::{Context, Peer};
 use crate::error_code::{error_code, error_message};
-
-fn missing<T>() -> Result<T, BrokerError> {
-    Err(BrokerError::Internal("missing result".into()))
-}
 
 pub async fn create_topics(context: &Context, peer: &Peer, request: CreateTopicsRequest) -> CreateTopicsResponse {
     let wanted = request
@@ -45,7 +41,7 @@ pub async fn create_topics(context: &Context, peer: &Peer, request: CreateTopics
     let topics = request
         .topics
         .into_iter()
-        .zip(results.into_iter().chain(std::iter::repeat_with(missing)))
+        .zip(results.into_iter().chain(std::iter::repeat_with(super::missing_result)))
         .map(|(topic, outcome)| {
             let result = CreatableTopicResult::default().with_name(topic.name);
             match outcome {
@@ -94,7 +90,7 @@ pub async fn delete_topics(context: &Context, peer: &Peer, request: DeleteTopics
     let results = context.api.delete_topics(&peer.caller, wanted).await;
     let responses = targets
         .into_iter()
-        .zip(results.into_iter().chain(std::iter::repeat_with(missing)))
+        .zip(results.into_iter().chain(std::iter::repeat_with(super::missing_result)))
         .map(|((name, id), outcome)| {
             let result = DeletableTopicResult::default().with_topic_id(id).with_name(name);
             match outcome {
@@ -134,7 +130,7 @@ pub async fn create_partitions(
     let results = request
         .topics
         .into_iter()
-        .zip(results.into_iter().chain(std::iter::repeat_with(missing)))
+        .zip(results.into_iter().chain(std::iter::repeat_with(super::missing_result)))
         .map(|(topic, outcome)| {
             let result = CreatePartitionsTopicResult::default().with_name(topic.name);
             match outcome {

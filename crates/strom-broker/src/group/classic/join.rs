@@ -114,12 +114,19 @@ impl ClassicGroup {
             self.static_members.insert(instance.clone(), member_id.clone());
         }
         self.members.insert(member_id, member);
+        let effects = self.rebalance_for_join(config, now, now_ms);
+        (JoinOutcome::Wait(rx), effects)
+    }
+
+    /// A member joined or rejoined: start a rebalance unless one is being prepared, and
+    /// complete the join phase if everyone is in.
+    fn rebalance_for_join(&mut self, config: &ClassicConfig, now: Instant, now_ms: i64) -> Effects {
         let mut effects = Effects::default();
         if self.state != GroupState::PreparingRebalance {
             effects.merge(self.prepare_rebalance(config, now, now_ms));
         }
         effects.merge(self.try_complete_join(now, now_ms, false));
-        (JoinOutcome::Wait(rx), effects)
+        effects
     }
 
     fn join_existing_member(
@@ -161,11 +168,7 @@ impl ClassicGroup {
             let _ = old.send(JoinResult::error(BrokerError::UnknownMemberId, &request.member_id));
         }
         member.joined = true;
-        let mut effects = Effects::default();
-        if self.state != GroupState::PreparingRebalance {
-            effects.merge(self.prepare_rebalance(config, now, now_ms));
-        }
-        effects.merge(self.try_complete_join(now, now_ms, false));
+        let effects = self.rebalance_for_join(config, now, now_ms);
         (JoinOutcome::Wait(rx), effects)
     }
 
@@ -237,11 +240,7 @@ impl ClassicGroup {
         member.join_waiter = Some(tx);
         member.joined = true;
         self.members.insert(new_id, member);
-        let mut effects = Effects::default();
-        if self.state != GroupState::PreparingRebalance {
-            effects.merge(self.prepare_rebalance(config, now, now_ms));
-        }
-        effects.merge(self.try_complete_join(now, now_ms, false));
+        let effects = self.rebalance_for_join(config, now, now_ms);
         (JoinOutcome::Wait(rx), effects)
     }
 

@@ -1,0 +1,273 @@
+//! The metadata image: the cluster as the committed records say — its id, the brokers,
+//! the topics with their partitions (replicas, leader, epochs, ISR), dynamic configs and
+//! the next producer id. Every node builds the same image from the same log: applying
+//! is deterministic, and a batch that does not fit the image at its place in the log
+//! (a name taken, a stale partition epoch) is refused whole on every node alike.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::Refusal;
+use crate::records::{BrokerRegistration, ConfigScope, MetadataRecord, PartitionChange, PartitionRecord, TopicRecord};
+
+/// A registered broker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BrokerState {
+    pub registration: BrokerRegistration,
+    /// The log index of its registration: one per process lifetime.
+    pub broker_epoch: i64,
+    /// Fenced brokers lead nothing and are not in any ISR.
+    pub fenced: bool,
+}
+
+/// A partition's replicas and leadership.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionState {
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+}
+
+/// A topic and its partitions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicImage {
+    pub name: String,
+    pub id: Uuid,
+    pub configs: BTreeMap<String, String>,
+    pub partitions: BTreeMap<i32, PartitionState>,
+}
+
+impl TopicImage {
+    pub fn partition_count(&self) -> i32 {
+        self.partitions.len() as i32
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetadataImage {
+    cluster_id: Option<String>,
+    brokers: BTreeMap<i32, BrokerState>,
+    topics: BTreeMap<Uuid, TopicImage>,
+    #[serde(skip)]
+    ids_by_name: HashMap<String, Uuid>,
+    configs: BTreeMap<ConfigScope, BTreeMap<String, String>>,
+    next_producer_id: i64,
+}
+
+impl MetadataImage {
+    /// Rebuilds the name index after deserialising (snapshots do not store it).
+    pub(crate) fn reindex(&mut self) {
+        self.ids_by_name = self.topics.values().map(|t| (t.name.clone(), t.id)).collect();
+    }
+
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.cluster_id.as_deref()
+    }
+
+    pub fn brokers(&self) -> &BTreeMap<i32, BrokerState> {
+        &self.brokers
+    }
+
+    pub fn broker(&self, node_id: i32) -> Option<&BrokerState> {
+        self.brokers.get(&node_id)
+    }
+
+    pub fn topic(&self, name: &str) -> Option<&TopicImage> {
+        self.topics.get(self.ids_by_name.get(name)?)
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<&TopicImage> {
+        self.topics.get(&id)
+    }
+
+    /// Every topic, sorted by name.
+    pub fn topics(&self) -> Vec<&TopicImage> {
+        let mut topics: Vec<_> = self.topics.values().collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        topics
+    }
+
+    pub fn configs(&self, scope: &ConfigScope) -> Option<&BTreeMap<String, String>> {
+        self.configs.get(scope)
+    }
+
+    /// Every scope with dynamic configs.
+    pub fn all_configs(&self) -> &BTreeMap<ConfigScope, BTreeMap<String, String>> {
+        &self.configs
+    }
+
+    /// The first producer id no broker has been handed yet.
+    pub fn next_producer_id(&self) -> i64 {
+        self.next_producer_id
+    }
+
+    /// Applies a committed batch whole, or refuses it and changes nothing. `index` is
+    /// the batch's log index (a registration's broker epoch).
+    pub fn apply_batch(&mut self, records: &[MetadataRecord], index: u64) -> Result<(), Refusal> {
+        let mut next = self.clone();
+        for record in records {
+            next.apply(record, index)?;
+        }
+        *self = next;
+        Ok(())
+    }
+
+    /// Applies one record, or refuses it and changes nothing.
+    pub fn apply(&mut self, record: &MetadataRecord, index: u64) -> Result<(), Refusal> {
+        match record {
+            MetadataRecord::ClusterId { id } => match &self.cluster_id {
+                Some(current) if current != id => return Err(Refusal::ClusterId(current.clone())),
+                _ => self.cluster_id = Some(id.clone()),
+            },
+            MetadataRecord::RegisterBroker(registration) => {
+                self.brokers.insert(
+                    registration.node_id,
+                    BrokerState {
+                        registration: registration.clone(),
+                        broker_epoch: index as i64,
+                        fenced: false,
+                    },
+                );
+            }
+            MetadataRecord::BrokerFencing {
+                node_id,
+                broker_epoch,
+                fenced,
+            } => {
+                let broker = self.current_broker(*node_id, *broker_epoch)?;
+                broker.fenced = *fenced;
+            }
+            MetadataRecord::UnregisterBroker { node_id, broker_epoch } => {
+                self.current_broker(*node_id, *broker_epoch)?;
+                self.brokers.remove(node_id);
+            }
+            MetadataRecord::Topic(topic) => self.add_topic(topic)?,
+            MetadataRecord::Partition(partition) => self.add_partition(partition)?,
+            MetadataRecord::PartitionChange(change) => self.change_partition(change)?,
+            MetadataRecord::TopicConfigs { topic_id, configs } => {
+                self.topic_mut(*topic_id)?.configs = configs.clone();
+            }
+            MetadataRecord::RemoveTopic { topic_id } => {
+                let topic = self
+                    .topics
+                    .remove(topic_id)
+                    .ok_or_else(|| Refusal::UnknownTopic(topic_id.to_string()))?;
+                self.ids_by_name.remove(&topic.name);
+            }
+            MetadataRecord::Configs { resource, configs } => {
+                if configs.is_empty() {
+                    self.configs.remove(resource);
+                } else {
+                    self.configs.insert(resource.clone(), configs.clone());
+                }
+            }
+            MetadataRecord::ProducerIds { first, next, .. } => {
+                if *first != self.next_producer_id || next <= first {
+                    return Err(Refusal::Stale(format!(
+                        "producer ids from {first} are not the next block (next id {})",
+                        self.next_producer_id
+                    )));
+                }
+                self.next_producer_id = *next;
+            }
+        }
+        Ok(())
+    }
+
+    fn current_broker(&mut self, node_id: i32, broker_epoch: i64) -> Result<&mut BrokerState, Refusal> {
+        match self.brokers.get_mut(&node_id) {
+            Some(broker) if broker.broker_epoch == broker_epoch => Ok(broker),
+            Some(broker) => Err(Refusal::Stale(format!(
+                "broker {node_id} has epoch {}, not {broker_epoch}",
+                broker.broker_epoch
+            ))),
+            None => Err(Refusal::UnknownBroker(node_id)),
+        }
+    }
+
+    fn topic_mut(&mut self, id: Uuid) -> Result<&mut TopicImage, Refusal> {
+        self.topics
+            .get_mut(&id)
+            .ok_or_else(|| Refusal::UnknownTopic(id.to_string()))
+    }
+
+    fn add_topic(&mut self, topic: &TopicRecord) -> Result<(), Refusal> {
+        if self.ids_by_name.contains_key(&topic.name) {
+            return Err(Refusal::TopicExists(topic.name.clone()));
+        }
+        if self.topics.contains_key(&topic.id) {
+            return Err(Refusal::Inconsistent(format!("topic id {} is taken", topic.id)));
+        }
+        self.ids_by_name.insert(topic.name.clone(), topic.id);
+        self.topics.insert(
+            topic.id,
+            TopicImage {
+                name: topic.name.clone(),
+                id: topic.id,
+                configs: topic.configs.clone(),
+                partitions: BTreeMap::new(),
+            },
+        );
+        Ok(())
+    }
+
+    fn add_partition(&mut self, record: &PartitionRecord) -> Result<(), Refusal> {
+        let topic = self.topic_mut(record.topic_id)?;
+        // Partitions are numbered densely: a new one is always the next index.
+        if record.partition != topic.partition_count() || record.replicas.is_empty() {
+            return Err(Refusal::Inconsistent(format!(
+                "partition {} of topic {} does not follow its {} partitions",
+                record.partition,
+                topic.name,
+                topic.partition_count()
+            )));
+        }
+        topic.partitions.insert(
+            record.partition,
+            PartitionState {
+                replicas: record.replicas.clone(),
+                isr: record.isr.clone(),
+                leader: record.leader,
+                leader_epoch: record.leader_epoch,
+                partition_epoch: record.partition_epoch,
+            },
+        );
+        Ok(())
+    }
+
+    fn change_partition(&mut self, change: &PartitionChange) -> Result<(), Refusal> {
+        let topic = self.topic_mut(change.topic_id)?;
+        let name = topic.name.clone();
+        let partition = topic
+            .partitions
+            .get_mut(&change.partition)
+            .ok_or_else(|| Refusal::UnknownTopic(format!("{name}-{}", change.partition)))?;
+        if partition.partition_epoch != change.partition_epoch {
+            return Err(Refusal::Stale(format!(
+                "partition {name}-{} is at partition epoch {}, not {}",
+                change.partition, partition.partition_epoch, change.partition_epoch
+            )));
+        }
+        if let Some(replicas) = &change.replicas {
+            partition.replicas = replicas.clone();
+        }
+        if let Some(isr) = &change.isr {
+            partition.isr = isr.clone();
+        }
+        if let Some(leader) = change.leader {
+            if leader != partition.leader {
+                partition.leader = leader;
+                partition.leader_epoch += 1;
+            }
+        }
+        partition.partition_epoch += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,8 @@
-//! The broker: the topic catalog (a metadata image changed only by committing metadata
-//! records, kept by a [`MetadataStore`]), the live topics and partitions it hosts, and
-//! the log manager below them. Front-ends do not call it directly: they call the
+//! The broker: the live topics and partitions it hosts, kept in line with the metadata
+//! its node applied from the metadata quorum ([`Quorum`]), and the log manager below
+//! them. Admin changes are records proposed to the quorum; once committed and applied,
+//! [`Broker::sync_metadata`] opens, grows, reconfigures or deletes the local logs, so a
+//! change acts the same whichever node proposed it. Front-ends do not call it directly: they call the
 //! façade ([`crate::api::BrokerApi`]), which checks the caller and calls this.
 //!
 //! The data directory's layout is described in [`crate::log_manager`].
@@ -8,15 +10,21 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
+use strom_cluster::placement::{self, Candidate};
+use strom_cluster::{
+    BrokerRegistration, ClusterError, Listener, MetadataImage, MetadataRecord, PartitionRecord, Quorum, QuorumConfig,
+    Refusal, TopicImage, TopicRecord,
+};
 use strom_log::{AppendInfo, Clock, SystemClock};
 use uuid::Uuid;
 
-use crate::constants::{APPEND_FAILURE_LOG_INTERVAL_MS, PARTITIONS_PER_TOPIC_MAX};
+use crate::constants::{APPEND_FAILURE_LOG_INTERVAL_MS, PARTITIONS_PER_TOPIC_MAX, QUORUM_START_WAIT_MS};
 use crate::dynamic_config::DynamicConfigStore;
 use crate::error::{BrokerError, Result};
-use crate::log_manager::LogManager;
-use crate::metadata::{MetadataImage, MetadataRecord, MetadataStore, TopicRecord, TopicsJsonStore};
+use crate::log_manager::{new_cluster_id, LogManager};
+use crate::migration;
 pub use crate::partition::AppendOrigin;
 use crate::partition::{AppendLimits, Partition};
 use crate::producer_id::ProducerIdManager;
@@ -38,6 +46,15 @@ pub struct BrokerConfig {
     pub cleaner_backoff_ms: u64,
     /// `producer.id.expiration.ms`: idle producers' state is dropped after this.
     pub producer_id_expiration_ms: i64,
+    /// The metadata quorum this node runs; `None`: a quorum of one voter, this node,
+    /// with its files in the data directory.
+    pub quorum: Option<QuorumConfig>,
+    /// `cluster.id`: when set, the cluster must have this id.
+    pub cluster_id: Option<String>,
+    /// The advertised listeners this broker registers.
+    pub listeners: Vec<Listener>,
+    /// `broker.rack`.
+    pub rack: Option<String>,
 }
 
 impl BrokerConfig {
@@ -52,6 +69,10 @@ impl BrokerConfig {
             retention_check_interval_ms: 300_000,
             cleaner_backoff_ms: 15_000,
             producer_id_expiration_ms: 86_400_000,
+            quorum: None,
+            cluster_id: None,
+            listeners: Vec::new(),
+            rack: None,
         }
     }
 }
@@ -91,9 +112,13 @@ pub struct Broker {
     config: BrokerConfig,
     clock: Arc<dyn Clock>,
     logs: LogManager,
-    /// The topic catalog as committed metadata records built it.
+    quorum: Arc<Quorum>,
+    /// This broker's epoch: the log index of its registration, one per process lifetime.
+    broker_epoch: i64,
+    /// The metadata the live topics were last brought in line with.
     image: RwLock<Arc<MetadataImage>>,
-    store: Box<dyn MetadataStore>,
+    /// Serialises [`Broker::sync_metadata`].
+    metadata_sync: Mutex<()>,
     /// The live topics (with their open partitions), by name and id.
     topics: RwLock<TopicIndex>,
     /// Serialises changes to the topic catalog and configs.
@@ -136,16 +161,50 @@ impl FailureLog {
 }
 
 impl Broker {
-    /// Open (or create) the data directory, recover every partition log and load topics.
+    /// Opens (or creates) the data directory, joins the metadata quorum, registers,
+    /// and opens the partitions the metadata places on this node.
     pub fn open(config: BrokerConfig) -> Result<Arc<Broker>> {
         Self::open_with_clock(config, Arc::new(SystemClock))
     }
 
     pub fn open_with_clock(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Arc<Broker>> {
         let logs = LogManager::open(&config.data_dir, config.node_id, clock.clone())?;
-        let store: Box<dyn MetadataStore> = Box::new(TopicsJsonStore::new(&config.data_dir));
-        let image = MetadataImage::from_records(&store.load()?)?;
-        let producer_ids = ProducerIdManager::open(&config.data_dir)?;
+        let quorum_config = config
+            .quorum
+            .clone()
+            .unwrap_or_else(|| QuorumConfig::single(config.node_id as u64, &config.data_dir));
+        let quorum = Quorum::start(quorum_config)?;
+        let opened = Self::join(config, clock, logs, quorum.clone());
+        if opened.is_err() {
+            quorum.shutdown();
+        }
+        opened
+    }
+
+    /// The start after the quorum runs: cluster id, migration, registration, partitions.
+    fn join(config: BrokerConfig, clock: Arc<dyn Clock>, logs: LogManager, quorum: Arc<Quorum>) -> Result<Arc<Broker>> {
+        let wait = Duration::from_millis(QUORUM_START_WAIT_MS);
+        let cluster_id = establish_cluster_id(&quorum, logs.stored_cluster_id(), config.cluster_id.as_deref(), wait)?;
+        logs.set_cluster_id(&cluster_id)?;
+        if migration::pending(&config.data_dir) {
+            let image = quorum.applied().image.clone();
+            let records = migration::records(&config.data_dir, config.node_id, &image, |id| logs.was_deleted(id))?;
+            let topics = records.iter().filter(|r| matches!(r, MetadataRecord::Topic(_))).count();
+            if !records.is_empty() {
+                quorum.propose(records)?;
+            }
+            migration::finish(&config.data_dir)?;
+            tracing::info!(topics, "moved the single-node topic list into the metadata log");
+        }
+        let registration = BrokerRegistration {
+            node_id: config.node_id,
+            incarnation: Uuid::new_v4(),
+            directory_id: logs.directory_id(),
+            listeners: config.listeners.clone(),
+            rack: config.rack.clone(),
+        };
+        let broker_epoch = quorum.propose(vec![MetadataRecord::RegisterBroker(registration)])? as i64;
+        let producer_ids = ProducerIdManager::new(config.node_id, quorum.clone());
         let dynamic_store = DynamicConfigStore::new(&config.data_dir);
         let dynamic = dynamic_store.load()?;
         let mut defaults = config.topic_defaults.clone();
@@ -154,8 +213,10 @@ impl Broker {
         let broker = Broker {
             clock,
             logs,
-            image: RwLock::new(Arc::new(image)),
-            store,
+            quorum,
+            broker_epoch,
+            image: RwLock::new(Arc::new(MetadataImage::default())),
+            metadata_sync: Mutex::new(()),
             topics: RwLock::new(TopicIndex::default()),
             admin: Mutex::new(()),
             producer_ids,
@@ -165,23 +226,16 @@ impl Broker {
             append_failures: FailureLog::default(),
             config,
         };
-        let mut finished = Vec::new();
-        for record in broker.image().topics() {
-            if broker.logs.was_deleted(record.id) {
-                // Deleted (its directories were renamed) before the metadata could be
-                // rewritten, e.g. on a full disk: finish the deletion.
-                broker.logs.finish_deletion(&record.name, record.partitions);
-                tracing::info!(topic = %record.name, "finished deleting topic");
-                finished.push(MetadataRecord::RemoveTopic { topic_id: record.id });
-                continue;
-            }
-            let topic = broker.open_topic(record)?;
-            broker.topics_write().insert(topic);
-        }
-        if !finished.is_empty() {
-            broker.commit_removals(&finished);
-        }
-        tracing::info!(topics = broker.topics_read().by_name.len(), dir = %broker.config.data_dir.display(), "broker opened");
+        let image = broker.quorum.applied().image.clone();
+        broker.logs.set_aside_strays(|id| image.topic_by_id(id).is_some());
+        broker.sync_metadata()?;
+        tracing::info!(
+            topics = broker.topics_read().by_name.len(),
+            broker_epoch,
+            %cluster_id,
+            dir = %broker.config.data_dir.display(),
+            "broker opened"
+        );
         Ok(Arc::new(broker))
     }
 
@@ -193,6 +247,14 @@ impl Broker {
         self.logs.cluster_id()
     }
 
+    pub fn broker_epoch(&self) -> i64 {
+        self.broker_epoch
+    }
+
+    pub fn quorum(&self) -> &Arc<Quorum> {
+        &self.quorum
+    }
+
     pub fn config(&self) -> &BrokerConfig {
         &self.config
     }
@@ -201,37 +263,80 @@ impl Broker {
         &self.clock
     }
 
-    /// The committed topic catalog.
+    /// The metadata the live topics are in line with.
     pub fn image(&self) -> Arc<MetadataImage> {
         read(&self.image).clone()
     }
 
-    /// Checks `records` against the image, makes them durable, then publishes the new
-    /// image. Callers hold the admin lock.
-    fn commit(&self, records: &[MetadataRecord]) -> Result<()> {
-        let mut next = (*self.image()).clone();
-        for record in records {
-            next.apply(record)?;
+    /// Commits `records` through the quorum, then brings the live topics in line.
+    fn commit(&self, records: Vec<MetadataRecord>) -> Result<()> {
+        self.quorum.propose(records)?;
+        self.sync_metadata()
+    }
+
+    /// Brings the live topics in line with the metadata this node applied: opens the
+    /// partitions of new topics and new partitions, applies changed topic configs and
+    /// deletes the logs of removed topics. Idempotent; called after each local commit
+    /// and whenever the applied metadata changes. Returns the first failure after
+    /// trying everything.
+    pub fn sync_metadata(&self) -> Result<()> {
+        let _sync = lock(&self.metadata_sync);
+        let image = self.quorum.applied().image.clone();
+        if Arc::ptr_eq(&image, &self.image()) {
+            return Ok(());
         }
-        self.store.append(records, &next)?;
-        *write(&self.image) = Arc::new(next);
+        let mut first_error = None;
+        for topic in self.topics() {
+            if image.topic_by_id(topic.id()).is_none() {
+                self.delete_local(&topic);
+            }
+        }
+        for record in image.topics() {
+            let synced = match self.topic_by_id(record.id) {
+                None => self.open_topic(record).map(|topic| self.topics_write().insert(topic)),
+                Some(live) => self.update_topic(&live, record),
+            };
+            if let Err(e) = synced {
+                tracing::error!(topic = %record.name, error = %e, "could not apply the topic's metadata");
+                first_error.get_or_insert(e);
+            }
+        }
+        *write(&self.image) = image;
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// A live topic brought in line with its metadata: new partitions, new configs.
+    fn update_topic(&self, live: &Topic, record: &TopicImage) -> Result<()> {
+        let current = live.partition_count();
+        if current < record.partition_count() {
+            let log_config = self.defaults().log_config(&record.configs);
+            let name = live.name_arc();
+            let added = (current..record.partition_count())
+                .map(|i| self.logs.open_partition(&name, live.id(), i, log_config))
+                .collect::<Result<Vec<_>>>()?;
+            live.add_partitions(added);
+        }
+        if live.overrides() != record.configs {
+            let defaults = self.defaults();
+            live.set_overrides(record.configs.clone(), defaults.limits(&record.configs));
+            let log_config = defaults.log_config(&record.configs);
+            for partition in live.partitions() {
+                partition.set_config(log_config);
+            }
+        }
         Ok(())
     }
 
-    /// Removals of topics whose directories were already renamed (the deletion's commit
-    /// point): the image drops them even when the store cannot be written now, since the
-    /// next start finds the renamed directories and finishes the deletion.
-    fn commit_removals(&self, records: &[MetadataRecord]) {
-        let mut next = (*self.image()).clone();
-        for record in records {
-            if let Err(e) = next.apply(record) {
-                tracing::warn!(error = %e, "removal does not fit the metadata");
-            }
+    /// Deletes the local logs of a topic the metadata removed.
+    fn delete_local(&self, topic: &Arc<Topic>) {
+        self.topics_write().remove(topic.name());
+        let indexes: Vec<i32> = topic.partitions().iter().map(|p| p.index()).collect();
+        match self.logs.commit_deletion(topic.name(), topic.id(), &indexes) {
+            Ok(renamed) => self.logs.remove_deleted(&renamed),
+            // Left in place: the next start sets the directories aside as strays.
+            Err(e) => tracing::error!(topic = %topic.name(), error = %e, "could not delete the topic's logs"),
         }
-        if let Err(e) = self.store.append(records, &next) {
-            tracing::warn!(error = %e, "could not rewrite the topic list; the next start finishes the deletion");
-        }
-        *write(&self.image) = Arc::new(next);
+        tracing::info!(topic = %topic.name(), "topic deleted");
     }
 
     fn topics_read(&self) -> std::sync::RwLockReadGuard<'_, TopicIndex> {
@@ -263,11 +368,11 @@ impl Broker {
             .ok_or(BrokerError::UnknownTopicOrPartition)
     }
 
-    /// The live topic for a committed topic record: its partitions opened.
-    fn open_topic(&self, record: &TopicRecord) -> Result<Arc<Topic>> {
+    /// The live topic for a committed topic: its partitions opened.
+    fn open_topic(&self, record: &TopicImage) -> Result<Arc<Topic>> {
         let name: Arc<str> = Arc::from(record.name.as_str());
         let log_config = self.defaults().log_config(&record.configs);
-        let partitions = (0..record.partitions)
+        let partitions = (0..record.partition_count())
             .map(|i| self.logs.open_partition(&name, record.id, i, log_config))
             .collect::<Result<Vec<_>>>()?;
         let limits = self.defaults().limits(&record.configs);
@@ -292,27 +397,28 @@ impl Broker {
     pub fn create_topic(&self, mut new: NewTopic, validate_only: bool) -> Result<TopicSummary> {
         validate_topic_name(&new.name).map_err(BrokerError::InvalidTopic)?;
         new.configs.retain(|name, _| !topic_config::is_ignored(name));
-        let (partitions, replication_factor) = self.check_layout(&new)?;
+        let image = self.quorum.applied().image.clone();
+        let id = Uuid::new_v4();
+        let (assignments, replication_factor) = self.check_layout(&new, &image, id)?;
+        let partitions = assignments.len() as i32;
         for (name, value) in &new.configs {
             topic_config::validate(name, value)?;
         }
         let _admin = lock(&self.admin);
-        if self.topic(&new.name).is_some() {
+        if image.topic(&new.name).is_some() {
             return Err(BrokerError::TopicAlreadyExists(new.name));
         }
-        if let Some(clash) = self
-            .topics_read()
-            .by_name
-            .keys()
+        if let Some(clash) = image
+            .topics()
+            .into_iter()
+            .map(|t| t.name.as_str())
             .find(|t| collides(t, &new.name))
-            .cloned()
         {
             return Err(BrokerError::InvalidTopic(format!(
                 "Topic '{}' collides with existing topic: {clash}",
                 new.name
             )));
         }
-        let id = Uuid::new_v4();
         let summary = TopicSummary {
             id,
             partitions,
@@ -322,43 +428,39 @@ impl Broker {
         if validate_only {
             return Ok(summary);
         }
-        let record = TopicRecord {
+        let mut records = vec![MetadataRecord::Topic(TopicRecord {
             name: new.name.clone(),
             id,
-            partitions,
             configs: new.configs,
-        };
-        let topic = self.open_topic(&record)?;
-        self.commit(&[MetadataRecord::Topic(record)])?;
-        self.topics_write().insert(topic);
+        })];
+        records.extend(partition_records(id, 0, assignments));
+        self.commit(records)?;
         tracing::info!(topic = %new.name, partitions, "topic created");
         Ok(summary)
     }
 
-    fn check_layout(&self, new: &NewTopic) -> Result<(i32, i16)> {
+    /// The replicas of each new partition (given, or placed on the live brokers) and
+    /// the replication factor.
+    fn check_layout(&self, new: &NewTopic, image: &MetadataImage, id: Uuid) -> Result<(Vec<Vec<i32>>, i16)> {
         if !new.assignments.is_empty() {
             if new.num_partitions != -1 || new.replication_factor != -1 {
                 return Err(BrokerError::InvalidRequest(
                     "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into(),
                 ));
             }
-            let mut indexes: Vec<i32> = new.assignments.iter().map(|(p, _)| *p).collect();
-            indexes.sort_unstable();
-            if indexes.iter().enumerate().any(|(i, p)| *p != i as i32) {
+            let mut assignments = new.assignments.clone();
+            assignments.sort_by_key(|(p, _)| *p);
+            if assignments.iter().enumerate().any(|(i, (p, _))| *p != i as i32) {
                 return Err(BrokerError::InvalidReplicaAssignment(
                     "partitions must be numbered 0..n".into(),
                 ));
             }
-            let node = self.config.node_id;
-            let replicas = new.assignments[0].1.len();
-            for (_, brokers) in &new.assignments {
-                if brokers.len() != replicas || brokers.iter().any(|b| *b != node) || brokers.is_empty() {
-                    return Err(BrokerError::InvalidReplicaAssignment(format!(
-                        "replicas must be [{node}] on this single-node cluster"
-                    )));
-                }
+            let replicas: Vec<Vec<i32>> = assignments.into_iter().map(|(_, r)| r).collect();
+            for brokers in &replicas {
+                check_replicas(image, brokers, replicas[0].len())?;
             }
-            return Ok((indexes.len() as i32, replicas as i16));
+            let replication_factor = replicas_len(&replicas);
+            return Ok((replicas, replication_factor));
         }
         let partitions = match new.num_partitions {
             -1 => self.config.num_partitions,
@@ -378,12 +480,9 @@ impl Broker {
                 "Replication factor must be larger than 0.".into(),
             ));
         }
-        if replication_factor > 1 {
-            return Err(BrokerError::InvalidReplicationFactor(format!(
-                "Replication factor: {replication_factor} larger than available brokers: 1."
-            )));
-        }
-        Ok((partitions, replication_factor))
+        check_replication_factor(replication_factor as usize)?;
+        let replicas = place(image, id, 0, partitions, replication_factor as usize)?;
+        Ok((replicas, replication_factor))
     }
 
     /// An internal compacted topic (`__consumer_offsets`, `__transaction_state`),
@@ -434,23 +533,14 @@ impl Broker {
             )));
         }
         let _admin = lock(&self.admin);
-        let topic = self
-            .topics_write()
-            .remove(name)
+        let id = self
+            .quorum
+            .applied()
+            .image
+            .topic(name)
+            .map(|t| t.id)
             .ok_or(BrokerError::UnknownTopicOrPartition)?;
-        let indexes: Vec<i32> = topic.partitions().iter().map(|p| p.index()).collect();
-        let renamed = match self.logs.commit_deletion(name, topic.id(), &indexes) {
-            Ok(renamed) => renamed,
-            Err(e) => {
-                self.topics_write().insert(topic);
-                return Err(e);
-            }
-        };
-        let id = topic.id();
-        drop(topic);
-        self.logs.remove_deleted(&renamed);
-        self.commit_removals(&[MetadataRecord::RemoveTopic { topic_id: id }]);
-        tracing::info!(topic = %name, "topic deleted");
+        self.commit(vec![MetadataRecord::RemoveTopic { topic_id: id }])?;
         Ok(id)
     }
 
@@ -479,20 +569,16 @@ impl Broker {
                 "Number of partitions must be at most {PARTITIONS_PER_TOPIC_MAX}"
             )));
         }
+        let image = self.quorum.applied().image.clone();
+        let replication_factor = image
+            .topic_by_id(topic.id())
+            .and_then(|t| t.partitions.values().next())
+            .map_or(1, |p| p.replicas.len());
+        let replicas = place(&image, topic.id(), current, count - current, replication_factor)?;
         if validate_only {
             return Ok(());
         }
-        let log_config = self.defaults().log_config(&topic.overrides());
-        let name = topic.name_arc();
-        let added = (current..count)
-            .map(|i| self.logs.open_partition(&name, topic.id(), i, log_config))
-            .collect::<Result<Vec<_>>>()?;
-        self.commit(&[MetadataRecord::PartitionCount {
-            topic_id: topic.id(),
-            count,
-        }])?;
-        topic.add_partitions(added);
-        Ok(())
+        self.commit(partition_records(topic.id(), current, replicas).collect())
     }
 
     /// Replace a topic's whole set of overrides (AlterConfigs).
@@ -582,17 +668,10 @@ impl Broker {
     }
 
     fn apply_overrides(&self, topic: &Topic, overrides: BTreeMap<String, String>) -> Result<()> {
-        self.commit(&[MetadataRecord::TopicConfigs {
+        self.commit(vec![MetadataRecord::TopicConfigs {
             topic_id: topic.id(),
-            configs: overrides.clone(),
-        }])?;
-        let defaults = self.defaults();
-        topic.set_overrides(overrides.clone(), defaults.limits(&overrides));
-        let log_config = defaults.log_config(&overrides);
-        for partition in topic.partitions() {
-            partition.set_config(log_config);
-        }
-        Ok(())
+            configs: overrides,
+        }])
     }
 
     /// Append produced batches to a partition, enforcing the topic's limits; says whether
@@ -667,6 +746,7 @@ impl Broker {
                 }
             }
         }
+        self.quorum.shutdown();
         tracing::info!("broker closed");
         first_error.map_or(Ok(()), Err)
     }
@@ -690,6 +770,125 @@ impl TopicIndex {
         self.by_id.remove(&topic.id());
         Some(topic)
     }
+}
+
+/// Waits until the quorum has a cluster id, proposing this node's (the configured one,
+/// the data directory's, or a new one) while it has none: the first committed wins.
+fn establish_cluster_id(
+    quorum: &Quorum,
+    stored: Option<&str>,
+    configured: Option<&str>,
+    wait: Duration,
+) -> Result<String> {
+    if let (Some(stored), Some(configured)) = (stored, configured) {
+        if stored != configured {
+            return Err(BrokerError::Storage(format!(
+                "the data directory belongs to cluster {stored}, but cluster.id is {configured}"
+            )));
+        }
+    }
+    let preferred = configured.or(stored).map_or_else(new_cluster_id, String::from);
+    let deadline = Instant::now() + wait;
+    let id = loop {
+        if let Some(id) = quorum.applied().image.cluster_id() {
+            break id.to_string();
+        }
+        match quorum.propose(vec![MetadataRecord::ClusterId { id: preferred.clone() }]) {
+            Ok(_) | Err(ClusterError::Refused(Refusal::ClusterId(_))) => continue,
+            Err(ClusterError::NotAvailable(why) | ClusterError::Timeout(why)) => {
+                if Instant::now() >= deadline {
+                    return Err(BrokerError::NotController(format!(
+                        "no cluster id after {} s: {why}",
+                        wait.as_secs()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    if let Some(configured) = configured.filter(|c| *c != id) {
+        return Err(BrokerError::Storage(format!(
+            "cluster.id is {configured}, but the metadata quorum is cluster {id}"
+        )));
+    }
+    Ok(id)
+}
+
+/// The brokers new replicas may go to: registered and not fenced.
+fn candidates(image: &MetadataImage) -> Vec<Candidate> {
+    image
+        .brokers()
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| Candidate {
+            node_id: b.registration.node_id,
+            rack: b.registration.rack.clone(),
+        })
+        .collect()
+}
+
+/// Replication above 1 waits for partition replication: refused, clearly.
+fn check_replication_factor(replication_factor: usize) -> Result<()> {
+    if replication_factor > 1 {
+        return Err(BrokerError::InvalidReplicationFactor(format!(
+            "Replication factor {replication_factor} is not supported yet: partitions have one replica until replication lands (see docs/cluster.md)."
+        )));
+    }
+    Ok(())
+}
+
+fn replicas_len(replicas: &[Vec<i32>]) -> i16 {
+    replicas.first().map_or(0, |r| r.len() as i16)
+}
+
+/// Checks a manual assignment: registered brokers, no repeats, one replica count.
+fn check_replicas(image: &MetadataImage, replicas: &[i32], expected: usize) -> Result<()> {
+    if replicas.is_empty() || replicas.len() != expected {
+        return Err(BrokerError::InvalidReplicaAssignment(
+            "every partition must have the same, non-zero number of replicas".into(),
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for broker in replicas {
+        if !seen.insert(*broker) {
+            return Err(BrokerError::InvalidReplicaAssignment(format!(
+                "broker {broker} appears twice in {replicas:?}"
+            )));
+        }
+        if image.broker(*broker).is_none() {
+            return Err(BrokerError::InvalidReplicaAssignment(format!(
+                "Unknown broker {broker} in replica assignment {replicas:?}"
+            )));
+        }
+    }
+    check_replication_factor(replicas.len())
+}
+
+/// Places `count` new partitions from `first` of topic `id` on the live brokers; the
+/// round robin starts at a point derived from the topic id, so topics spread.
+fn place(image: &MetadataImage, id: Uuid, first: i32, count: i32, replication_factor: usize) -> Result<Vec<Vec<i32>>> {
+    let bytes = id.as_bytes();
+    let (start, shift) = (bytes[0] as usize, bytes[1] as usize);
+    placement::place(&candidates(image), first, count, replication_factor, start, shift).map_err(|e| match e {
+        placement::PlacementError::NotEnoughBrokers { .. } => BrokerError::InvalidReplicationFactor(e.to_string()),
+        placement::PlacementError::PartialRacks(_) => BrokerError::InvalidReplicaAssignment(e.to_string()),
+    })
+}
+
+/// Partition records for new partitions, the first replica leading, all in the ISR.
+fn partition_records(topic_id: Uuid, first: i32, replicas: Vec<Vec<i32>>) -> impl Iterator<Item = MetadataRecord> {
+    replicas.into_iter().enumerate().map(move |(i, replicas)| {
+        MetadataRecord::Partition(PartitionRecord {
+            topic_id,
+            partition: first + i as i32,
+            leader: replicas[0],
+            isr: replicas.clone(),
+            replicas,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        })
+    })
 }
 
 /// Kafka forbids topics whose names differ only by '.' vs '_' (metric names collide).

@@ -4,12 +4,18 @@
 pub const TOPIC_NAME_LENGTH_MAX: usize = 249;
 /// Most partitions one topic may have; a bound on memory and open files.
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
-/// Name of the file that lists topics, their ids, partition counts and configs.
+/// The single-node version's topic list, migrated into the metadata log on first start.
 pub const TOPICS_FILE: &str = "topics.json";
+/// What [`TOPICS_FILE`] is renamed to once its topics are in the metadata log.
+pub const TOPICS_FILE_MIGRATED: &str = "topics.json.migrated";
 /// Name of the file in the data directory that holds the cluster id and node id.
 pub const META_PROPERTIES_FILE: &str = "meta.properties";
 /// Suffix of a partition directory renamed for deletion (as in Kafka).
 pub const DELETE_DIR_SUFFIX: &str = "-delete";
+/// Suffix of a partition directory set aside because the metadata does not know its topic.
+pub const STRAY_DIR_SUFFIX: &str = "-stray";
+/// How long a broker start waits for the metadata quorum (cluster id, registration).
+pub const QUORUM_START_WAIT_MS: u64 = 120_000;
 
 /// Failed appends are logged at most once per this interval (with a count).
 pub const APPEND_FAILURE_LOG_INTERVAL_MS: i64 = 10_000;

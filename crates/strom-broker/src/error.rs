@@ -125,6 +125,13 @@ pub enum BrokerError {
     ClusterAuthorizationFailed,
     #[error("not authorized to use the transactional id")]
     TransactionalIdAuthorizationFailed,
+    /// The metadata quorum has no active controller now, or it is not reachable:
+    /// NOT_CONTROLLER, which clients retry after refreshing their metadata.
+    #[error("the controller is not available: {0}")]
+    NotController(String),
+    /// The metadata change was not committed in time (REQUEST_TIMED_OUT).
+    #[error("request timed out: {0}")]
+    RequestTimedOut(String),
     /// A bug inside the broker (a panicked task): the request fails, the broker goes on.
     #[error("internal error: {0}")]
     Internal(String),
@@ -134,6 +141,23 @@ impl BrokerError {
     /// Whether the disk failed (as opposed to the request).
     pub fn is_storage(&self) -> bool {
         matches!(self, BrokerError::Storage(_) | BrokerError::Io(_) | BrokerError::Log(_))
+    }
+}
+
+impl From<strom_cluster::ClusterError> for BrokerError {
+    fn from(e: strom_cluster::ClusterError) -> Self {
+        use strom_cluster::{ClusterError, Refusal};
+        match e {
+            ClusterError::Refused(Refusal::TopicExists(name)) => BrokerError::TopicAlreadyExists(name),
+            ClusterError::Refused(Refusal::UnknownTopic(_)) => BrokerError::UnknownTopicOrPartition,
+            // The image moved on while the change was built: the client retries.
+            ClusterError::Refused(refusal) => BrokerError::NotController(refusal.to_string()),
+            ClusterError::NotAvailable(why) => BrokerError::NotController(why),
+            ClusterError::Shutdown => BrokerError::NotController("the metadata quorum is shut down".into()),
+            ClusterError::Timeout(why) => BrokerError::RequestTimedOut(why),
+            ClusterError::Storage(why) => BrokerError::Storage(why),
+            ClusterError::Config(why) => BrokerError::Storage(why),
+        }
     }
 }
 

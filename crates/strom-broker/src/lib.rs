@@ -2,7 +2,7 @@
 //! the high watermark, configs, and the group and transaction coordinators. It knows
 //! nothing of wire formats: the protocol front-ends (`strom-kafka`) translate requests
 //! into calls on the façade, [`BrokerApi`]. Public are the façade and the types its
-//! calls take and return; the log manager, metadata store, producer state and the
+//! calls take and return; the log manager, producer state and the
 //! coordinators' shell are internal.
 
 pub mod api;
@@ -16,7 +16,7 @@ pub mod error;
 mod files;
 pub mod group;
 pub(crate) mod log_manager;
-pub(crate) mod metadata;
+pub(crate) mod migration;
 pub mod partition;
 pub(crate) mod producer_id;
 pub(crate) mod producer_state;
@@ -32,9 +32,9 @@ pub use dynamic_config::BrokerEntity;
 pub use dynamic_config::{GroupConfigBounds, GROUP_CONFIGS};
 pub use error::{BrokerError, Result};
 pub use group::GroupCoordinator;
-pub use metadata::{MetadataImage, MetadataRecord, MetadataStore, TopicRecord};
 pub use partition::{FetchIsolation, FetchedData, FetchedRange, Partition, ProducerSummary};
 pub use producer_state::AbortedTxn;
+pub use strom_cluster::{Listener, MetadataImage, MetadataRecord, Quorum, QuorumConfig};
 pub use strom_log::AppendInfo;
 pub use topic::{is_internal_topic, Topic};
 pub use topic_config::{ConfigEntry, ConfigSource, ConfigType, TopicDefaults};

@@ -4,14 +4,19 @@
 //! rolls, retention, compaction, `flush.ms`), which the broker's background loops call.
 //!
 //! Layout of the data directory (`log.dirs`):
-//! - `meta.properties`: `cluster.id` and `node.id`, written once.
-//! - `topics.json`: the topic list (the single-node metadata store, `metadata::store`).
+//! - `meta.properties`: `cluster.id`, `node.id` and `directory.id`, written once the
+//!   metadata quorum has fixed the cluster id.
+//! - `__cluster_metadata-0/`: the metadata quorum's log and snapshot (`strom_cluster`).
+//! - `topics.json.migrated`: the topic list of the single-node version, kept after its
+//!   topics moved into the metadata log (`migration`).
 //! - `dynamic-configs.json`: dynamic broker configs and group configs (`dynamic_config`).
 //! - `<topic>-<partition>.<topic id>-delete/`: a deleted topic's partition, renamed (the
 //!   deletion's commit point) and then removed; a start removes leftovers and finishes
 //!   the deletion of their topic.
 //! - `<topic>-<partition>/`: one partition's log (see `strom_log::Log`), with a
 //!   `partition.metadata` file naming the topic id it belongs to.
+//! - `<topic>-<partition>.<topic id>-stray/`: a partition of a topic the metadata does
+//!   not know, set aside at start (never deleted: the operator decides).
 //! - `.lock`: held while a broker runs, so two cannot share a directory.
 
 use std::collections::{HashMap, HashSet};
@@ -22,7 +27,7 @@ use std::sync::Arc;
 use strom_log::{Clock, LogConfig};
 use uuid::Uuid;
 
-use crate::constants::{DELETE_DIR_SUFFIX, META_PROPERTIES_FILE};
+use crate::constants::{DELETE_DIR_SUFFIX, META_PROPERTIES_FILE, STRAY_DIR_SUFFIX};
 use crate::error::{BrokerError, Result};
 use crate::files::write_atomically;
 use crate::partition::Partition;
@@ -31,7 +36,7 @@ use crate::topic::Topic;
 pub struct LogManager {
     data_dir: PathBuf,
     node_id: i32,
-    cluster_id: String,
+    meta: MetaProperties,
     clock: Arc<dyn Clock>,
     /// Ids of topics whose deletion a previous run committed (renamed directories).
     deleted_at_start: HashSet<Uuid>,
@@ -39,8 +44,8 @@ pub struct LogManager {
 }
 
 impl LogManager {
-    /// Locks the data directory (creating it), reads or writes `meta.properties` and
-    /// removes directories of committed deletions.
+    /// Locks the data directory (creating it), reads `meta.properties` and removes
+    /// directories of committed deletions.
     pub fn open(data_dir: &Path, node_id: i32, clock: Arc<dyn Clock>) -> Result<LogManager> {
         fs::create_dir_all(data_dir)?;
         let lock = fs::File::create(data_dir.join(".lock"))?;
@@ -50,20 +55,90 @@ impl LogManager {
                 data_dir.display()
             )));
         }
-        let cluster_id = load_or_create_meta(data_dir, node_id)?;
+        let meta = load_meta(data_dir, node_id)?;
         let deleted_at_start = remove_deleted_dirs(data_dir);
         Ok(LogManager {
             data_dir: data_dir.to_path_buf(),
             node_id,
-            cluster_id,
+            meta,
             clock,
             deleted_at_start,
             _lock: lock,
         })
     }
 
+    /// The cluster this directory belongs to (known once the quorum fixed it).
     pub fn cluster_id(&self) -> &str {
-        &self.cluster_id
+        self.meta.cluster_id.get().map_or("", String::as_str)
+    }
+
+    /// The cluster id `meta.properties` names, if this directory joined one before.
+    pub fn stored_cluster_id(&self) -> Option<&str> {
+        self.meta.stored.as_deref()
+    }
+
+    /// The id of this data directory: new when it was first used, so a node whose disk
+    /// was replaced is told apart from the one before it.
+    pub fn directory_id(&self) -> Uuid {
+        self.meta.directory_id
+    }
+
+    /// Records the cluster id the quorum fixed, writing `meta.properties` if it is new.
+    /// Refuses an id other than the stored one: the directory belongs to another cluster.
+    pub fn set_cluster_id(&self, cluster_id: &str) -> Result<()> {
+        match &self.meta.stored {
+            Some(stored) if stored != cluster_id => {
+                return Err(BrokerError::Storage(format!(
+                    "data directory {} belongs to cluster {stored}, but the metadata quorum is cluster {cluster_id}; \
+                     point this node at its own cluster's voters or give it an empty data directory",
+                    self.data_dir.display()
+                )))
+            }
+            Some(_) => {}
+            None => {
+                let text = format!(
+                    "version=1\ncluster.id={cluster_id}\nnode.id={}\ndirectory.id={}\n",
+                    self.node_id, self.meta.directory_id
+                );
+                write_atomically(&self.data_dir.join(META_PROPERTIES_FILE), text.as_bytes())?;
+            }
+        }
+        let _ = self.meta.cluster_id.set(cluster_id.to_string());
+        Ok(())
+    }
+
+    /// Sets aside partition directories of topics the metadata does not know (`known`
+    /// says which ids it does) as `*.<id>-stray`: a deletion committed while this node
+    /// was down, or a directory copied in by hand. Never deleted: data is removed only
+    /// for a committed deletion this node applies.
+    pub fn set_aside_strays(&self, known: impl Fn(Uuid) -> bool) {
+        let Ok(entries) = fs::read_dir(&self.data_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.ends_with(STRAY_DIR_SUFFIX) || name.ends_with(DELETE_DIR_SUFFIX) {
+                continue;
+            }
+            let Ok(text) = fs::read_to_string(entry.path().join("partition.metadata")) else {
+                continue;
+            };
+            let Some(id) = parse_partition_metadata(&text) else {
+                continue;
+            };
+            if known(id) {
+                continue;
+            }
+            let aside = self.data_dir.join(format!("{name}.{}{STRAY_DIR_SUFFIX}", id.simple()));
+            match fs::rename(entry.path(), &aside) {
+                Ok(()) => {
+                    tracing::warn!(dir = %aside.display(), topic_id = %id, "partition of a topic the metadata does not know set aside")
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %entry.path().display(), error = %e, "could not set aside a stray partition")
+                }
+            }
+        }
     }
 
     /// Whether a previous run committed the deletion of topic `id`.
@@ -130,18 +205,6 @@ impl LogManager {
             self.clock.clone(),
             self.node_id,
         )?))
-    }
-
-    /// Removes what is left of a topic whose deletion a previous run committed.
-    pub fn finish_deletion(&self, name: &str, partitions: i32) {
-        for index in 0..partitions {
-            let dir = self.partition_dir(name, index);
-            if let Err(e) = fs::remove_dir_all(&dir) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(dir = %dir.display(), error = %e, "could not remove partition directory");
-                }
-            }
-        }
     }
 
     /// Commits the deletion of a topic's partitions by renaming their directories to
@@ -306,41 +369,70 @@ fn release_space(dir: &Path) {
     }
 }
 
-/// Read `cluster.id` from `meta.properties`, creating the file on first start.
-fn load_or_create_meta(data_dir: &Path, node_id: i32) -> Result<String> {
+/// What `meta.properties` says, and the cluster id once the quorum fixed it.
+struct MetaProperties {
+    stored: Option<String>,
+    directory_id: Uuid,
+    cluster_id: std::sync::OnceLock<String>,
+}
+
+/// Reads `meta.properties` (absent in a new directory, written once the cluster id is
+/// known); refuses a directory of another node.
+fn load_meta(data_dir: &Path, node_id: i32) -> Result<MetaProperties> {
     let path = data_dir.join(META_PROPERTIES_FILE);
-    match fs::read_to_string(&path) {
-        Ok(text) => {
-            let props: HashMap<&str, &str> = text
-                .lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.trim(), v.trim()))
-                .collect();
-            if let Some(stored) = props.get("node.id") {
-                if *stored != node_id.to_string() {
-                    return Err(BrokerError::Storage(format!(
-                        "{} belongs to node.id {stored}, but this broker is node.id {node_id}",
-                        path.display()
-                    )));
-                }
-            }
-            props
-                .get("cluster.id")
-                .map(|s| s.to_string())
-                .ok_or_else(|| BrokerError::Storage(format!("{} has no cluster.id", path.display())))
-        }
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let cluster_id = new_cluster_id();
-            let text = format!("version=1\ncluster.id={cluster_id}\nnode.id={node_id}\n");
-            write_atomically(&path, text.as_bytes())?;
-            Ok(cluster_id)
+            return Ok(MetaProperties {
+                stored: None,
+                directory_id: Uuid::new_v4(),
+                cluster_id: Default::default(),
+            })
         }
-        Err(e) => Err(e.into()),
+        Err(e) => return Err(e.into()),
+    };
+    let props: HashMap<&str, &str> = text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .collect();
+    if let Some(stored) = props.get("node.id") {
+        if *stored != node_id.to_string() {
+            return Err(BrokerError::Storage(format!(
+                "{} belongs to node.id {stored}, but this broker is node.id {node_id}",
+                path.display()
+            )));
+        }
     }
+    let stored = props
+        .get("cluster.id")
+        .map(|s| s.to_string())
+        .ok_or_else(|| BrokerError::Storage(format!("{} has no cluster.id", path.display())))?;
+    // Directories of the single-node version have no directory.id: give them one now.
+    let directory_id = match props.get("directory.id").map(|s| Uuid::parse_str(s)) {
+        Some(Ok(id)) => id,
+        Some(Err(_)) => {
+            return Err(BrokerError::Storage(format!(
+                "{} has a malformed directory.id",
+                path.display()
+            )))
+        }
+        None => {
+            let id = Uuid::new_v4();
+            let text = format!("version=1\ncluster.id={stored}\nnode.id={node_id}\ndirectory.id={id}\n");
+            write_atomically(&path, text.as_bytes())?;
+            id
+        }
+    };
+    Ok(MetaProperties {
+        stored: Some(stored),
+        directory_id,
+        cluster_id: Default::default(),
+    })
 }
 
 /// A Kafka-style cluster id: a random UUID in URL-safe base64 without padding (22 chars).
-fn new_cluster_id() -> String {
+pub fn new_cluster_id() -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let value = u128::from_be_bytes(*Uuid::new_v4().as_bytes());
     // 22 base64 digits cover 132 bits; the top 4 are zero padding.

@@ -7,10 +7,12 @@
 //! - [`quorum`]: this node's part of the quorum on its own runtime; proposals and the
 //!   applied image for the broker.
 //! - [`network`]: the transport between controllers.
+//! - [`placement`]: where new partitions' replicas go (Kafka's rack-aware round robin).
 
 pub mod error;
 pub mod image;
 pub mod network;
+pub mod placement;
 pub mod quorum;
 pub mod records;
 pub mod storage;

@@ -240,13 +240,18 @@ impl Quorum {
         }
     }
 
-    /// Stops this node's part of the quorum.
+    /// Stops this node's part of the quorum and closes its files (a later start in
+    /// this process can open them again). Idempotent; also done on drop.
     pub fn shutdown(&self) {
+        let mut runtime = self.runtime.lock().unwrap_or_else(|p| p.into_inner());
+        if runtime.is_none() {
+            return;
+        }
         let raft = self.raft.clone();
         if let Err(e) = run_on(&self.handle, async move { raft.shutdown().await }) {
             tracing::warn!(error = %e, "metadata quorum did not stop cleanly");
         }
-        if let Some(runtime) = self.runtime.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(runtime) = runtime.take() {
             // Not dropped in place: dropping a runtime inside another one panics.
             runtime.shutdown_background();
         }
@@ -255,9 +260,7 @@ impl Quorum {
 
 impl Drop for Quorum {
     fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            runtime.shutdown_background();
-        }
+        self.shutdown();
     }
 }
 

@@ -58,6 +58,8 @@ pub fn error_code(e: &BrokerError) -> i16 {
         BrokerError::GroupAuthorizationFailed => ResponseError::GroupAuthorizationFailed,
         BrokerError::ClusterAuthorizationFailed => ResponseError::ClusterAuthorizationFailed,
         BrokerError::TransactionalIdAuthorizationFailed => ResponseError::TransactionalIdAuthorizationFailed,
+        BrokerError::NotController(_) => ResponseError::NotController,
+        BrokerError::RequestTimedOut(_) => ResponseError::RequestTimedOut,
         BrokerError::Internal(_) => ResponseError::UnknownServerError,
     };
     kind.code()

@@ -2,8 +2,10 @@
 //! retention every `log.retention.check.interval.ms`, compaction every
 //! `log.cleaner.backoff.ms`, `flush.ms` checks every [`FLUSH_CHECK_INTERVAL`], the group
 //! coordinator's timers, and transaction timeouts every
-//! `transaction.abort.timed.out.transaction.cleanup.interval.ms`. The file work runs on
-//! the blocking pool; everything stops when the broker begins to shut down.
+//! `transaction.abort.timed.out.transaction.cleanup.interval.ms`, and bringing the live
+//! topics in line with each change of the applied metadata (changes other nodes
+//! committed). The file work runs on the blocking pool; everything stops when the
+//! broker begins to shut down.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +25,22 @@ pub(super) fn spawn_all(api: &Arc<BrokerApi>) -> Vec<JoinHandle<()>> {
         tokio::spawn(log_maintenance(api.broker.clone(), api.closing())),
         tokio::spawn(api.groups.clone().run(api.closing())),
         tokio::spawn(transaction_timeouts(api.txns.clone(), api.closing())),
+        tokio::spawn(follow_metadata(api.broker.clone(), api.closing())),
     ]
+}
+
+/// Applies each change of the metadata this node applied to the live topics.
+async fn follow_metadata(broker: Arc<Broker>, mut closing: tokio::sync::watch::Receiver<bool>) {
+    let mut applied = broker.quorum().subscribe();
+    loop {
+        tokio::select! {
+            changed = applied.changed() => if changed.is_err() { return },
+            _ = closing.changed() => return,
+        }
+        let broker = broker.clone();
+        // A failure is logged by `sync_metadata` and `offload`; the next change retries.
+        let _ = offload("apply metadata", move || broker.sync_metadata()).await;
+    }
 }
 
 async fn log_maintenance(broker: Arc<Broker>, mut closing: tokio::sync::watch::Receiver<bool>) {

@@ -2,7 +2,6 @@
 use std::path::Path;
 
 use super::*;
-use crate::constants::DELETE_DIR_SUFFIX;
 
 fn broker(dir: &Path) -> Arc<Broker> {
     Broker::open(BrokerConfig::new(dir)).unwrap()
@@ -156,38 +155,119 @@ fn a_partition_metadata_file_that_does_not_parse_never_deletes_data() {
     assert_eq!(end(dir.path()), 0);
 }
 
+fn create(b: &Broker, name: &str, partitions: i32) -> Uuid {
+    b.create_topic(
+        NewTopic {
+            name: name.into(),
+            num_partitions: partitions,
+            replication_factor: 1,
+            ..Default::default()
+        },
+        false,
+    )
+    .unwrap()
+    .id
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
 #[test]
-fn a_start_finishes_a_deletion_committed_by_renaming_the_directories() {
+fn directories_of_a_topic_the_metadata_deleted_are_set_aside_never_deleted() {
     let dir = tempfile::tempdir().unwrap();
+    let saved = tempfile::tempdir().unwrap();
     let id = {
         let b = broker(dir.path());
-        let summary = b
-            .create_topic(
-                NewTopic {
-                    name: "gone".into(),
-                    num_partitions: 2,
-                    replication_factor: 1,
-                    ..Default::default()
-                },
-                false,
-            )
-            .unwrap();
+        let id = create(&b, "gone", 2);
+        copy_dir(&dir.path().join("gone-0"), &saved.path().join("gone-0"));
+        b.delete_topic("gone").unwrap();
+        assert!(!dir.path().join("gone-0").exists() && !dir.path().join("gone-1").exists());
         b.shutdown().unwrap();
-        summary.id
+        id
     };
-    // As a delete on a full disk leaves it: directories renamed, topics.json not
-    // rewritten (partition 1 not renamed yet either).
-    std::fs::rename(
-        dir.path().join("gone-0"),
-        dir.path().join(format!("gone-0.{}{DELETE_DIR_SUFFIX}", id.simple())),
-    )
-    .unwrap();
+    // As if the node had crashed after the deletion was committed, before its
+    // directories went: the next start does not know the topic and sets them aside.
+    copy_dir(&saved.path().join("gone-0"), &dir.path().join("gone-0"));
     let b = broker(dir.path());
     assert!(b.topic("gone").is_none());
-    assert!(!dir.path().join("gone-1").exists());
-    assert!(!std::fs::read_to_string(dir.path().join("topics.json"))
-        .unwrap()
-        .contains("gone"));
+    assert!(!dir.path().join("gone-0").exists());
+    assert!(dir
+        .path()
+        .join(format!("gone-0.{}-stray", id.simple()))
+        .join("partition.metadata")
+        .exists());
+}
+
+#[test]
+fn a_single_node_data_directory_is_migrated_into_the_metadata_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (id, cluster_id) = {
+        let b = broker(dir.path());
+        let id = create(&b, "old", 2);
+        let topic = b.topic("old").unwrap();
+        let partition = topic.partition(1).unwrap();
+        for _ in 0..10 {
+            let mut builder = strom_log::RecordBatchBuilder::new();
+            builder.push(1, Some(b"k"), Some(b"v"));
+            b.append(&topic, &partition, &builder.build().unwrap(), AppendOrigin::Client)
+                .unwrap();
+        }
+        let cluster_id = b.cluster_id().to_string();
+        b.shutdown().unwrap();
+        (id, cluster_id)
+    };
+    // Rewind the directory to what the single-node version left: no metadata log,
+    // topics.json, producer-ids, and meta.properties without a directory id.
+    std::fs::remove_dir_all(dir.path().join(strom_cluster::METADATA_DIR)).unwrap();
+    std::fs::write(
+        dir.path().join("topics.json"),
+        format!(r#"{{"topics":[{{"name":"old","id":"{id}","partitions":2,"configs":{{"retention.ms":"12345"}}}}]}}"#),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("producer-ids"), "5000").unwrap();
+    std::fs::write(
+        dir.path().join("meta.properties"),
+        format!("version=1\ncluster.id={cluster_id}\nnode.id=1\n"),
+    )
+    .unwrap();
+
+    let b = broker(dir.path());
+    assert_eq!(b.cluster_id(), cluster_id, "the cluster keeps its id");
+    let topic = b.topic("old").unwrap();
+    assert_eq!((topic.id(), topic.partition_count()), (id, 2));
+    assert_eq!(topic.overrides().get("retention.ms").map(String::as_str), Some("12345"));
+    assert_eq!(topic.partition(1).unwrap().log_end_offset(), 10, "the data is kept");
+    assert!(b.next_producer_id().unwrap() >= 5000, "producer ids are never reused");
+    assert!(!dir.path().join("topics.json").exists());
+    assert!(dir.path().join("topics.json.migrated").exists());
+    b.shutdown().unwrap();
+    drop(b);
+    // Migrated once: the next start finds everything in the log.
+    let b = broker(dir.path());
+    assert_eq!(b.topic("old").unwrap().partition(1).unwrap().log_end_offset(), 10);
+    let properties = std::fs::read_to_string(dir.path().join("meta.properties")).unwrap();
+    assert!(properties.contains("directory.id="), "{properties}");
+}
+
+#[test]
+fn a_data_directory_of_another_cluster_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    broker(dir.path()).shutdown().unwrap();
+    let mut config = BrokerConfig::new(dir.path());
+    config.cluster_id = Some("AnotherClusterIdAAAAAA".into());
+    let error = Broker::open(config).err().unwrap().to_string();
+    assert!(error.contains("belongs to cluster"), "{error}");
+    // The metadata log fixed the id: a wiped meta.properties does not change it.
+    std::fs::remove_file(dir.path().join("meta.properties")).unwrap();
+    let mut config = BrokerConfig::new(dir.path());
+    config.cluster_id = Some("AnotherClusterIdAAAAAA".into());
+    let error = Broker::open(config).err().unwrap().to_string();
+    assert!(error.contains("metadata quorum is cluster"), "{error}");
 }
 
 #[test]

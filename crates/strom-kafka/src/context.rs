@@ -11,6 +11,9 @@ use tokio::sync::{watch, Semaphore};
 /// Settings of the Kafka front-end.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// The listener's name (`PLAINTEXT`): which registered listener of each broker
+    /// Metadata and FindCoordinator report to clients of this one.
+    pub listener_name: String,
     /// Address to bind (from `listeners`).
     pub bind: SocketAddr,
     /// Host and port Metadata reports (from `advertised.listeners`).

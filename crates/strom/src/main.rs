@@ -193,6 +193,10 @@ fn serve(args: ServeArgs) -> Result<()> {
         return Ok(());
     }
     init_logging(args.log_format);
+    let cluster = settings.cluster()?;
+    if !cluster.roles.broker {
+        return serve_controller(cluster);
+    }
     let broker_config = settings.broker_config()?;
     let server_config = settings.server_config()?;
     let group_config = settings.group_config()?;
@@ -235,6 +239,20 @@ fn serve(args: ServeArgs) -> Result<()> {
     // runtime (a blocking read of a connection that was cut off, say).
     runtime.shutdown_timeout(Duration::from_millis(200));
     served
+}
+
+/// `process.roles=controller`: a voter of the metadata quorum and nothing else.
+fn serve_controller(cluster: settings::ClusterSettings) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let signals = Signals::listen().context("listening for SIGINT and SIGTERM")?;
+        let quorum = strom_broker::Quorum::start(cluster.quorum).context("starting the metadata quorum")?;
+        tracing::info!(node_id = quorum.node_id(), "controller ready");
+        signals.wait().await;
+        tracing::info!("shutting down");
+        quorum.shutdown();
+        Ok(())
+    })
 }
 
 /// Finds a busy port before the data directory is created, so a failed start leaves

@@ -11,7 +11,7 @@ use strom_broker::api::StaticSetting;
 use strom_broker::group::GroupConfig;
 use strom_broker::topic_config::TOPIC_CONFIGS;
 use strom_broker::txn::TxnConfig;
-use strom_broker::{BrokerConfig, TopicDefaults};
+use strom_broker::{BrokerConfig, Listener, QuorumConfig, TopicDefaults};
 use strom_kafka::ServerConfig;
 
 /// A setting of the broker itself (topic-config defaults are added from the broker crate).
@@ -23,10 +23,18 @@ pub struct Setting {
 
 #[rustfmt::skip]
 pub const SETTINGS: &[Setting] = &[
-    Setting { name: "node.id", default: "1", doc: "id of this node in the cluster" },
-    Setting { name: "log.dirs", default: "./strom-data", doc: "directory holding all data (partition logs, topic list, cluster id)" },
-    Setting { name: "listeners", default: "PLAINTEXT://127.0.0.1:9092", doc: "address the Kafka listener binds, as PLAINTEXT://host:port" },
+    Setting { name: "node.id", default: "1", doc: "id of this node in the cluster (never reuse the id of a node whose data was lost)" },
+    Setting { name: "process.roles", default: "broker,controller", doc: "what this node runs: broker, controller (a voter of the metadata quorum) or both" },
+    Setting { name: "log.dirs", default: "./strom-data", doc: "directory holding all data (partition logs, the metadata log, cluster id)" },
+    Setting { name: "listeners", default: "PLAINTEXT://127.0.0.1:9092", doc: "addresses to bind, as NAME://host:port[,...]: PLAINTEXT for Kafka clients, CONTROLLER for the metadata quorum" },
     Setting { name: "advertised.listeners", default: "", doc: "address clients are told to connect to (Metadata); empty = listeners" },
+    Setting { name: "controller.listener.names", default: "CONTROLLER", doc: "which listener names are the metadata quorum's (not for clients)" },
+    Setting { name: "controller.quorum.voters", default: "", doc: "the metadata quorum's voters, id@host:port[,...]; empty = this node alone" },
+    Setting { name: "controller.quorum.election.timeout.ms", default: "1000", doc: "how long a voter waits without hearing from a leader before it stands for election" },
+    Setting { name: "cluster.id", default: "", doc: "when set, the cluster must have this id (a new quorum takes it); empty = fixed by the quorum on first start" },
+    Setting { name: "broker.rack", default: "", doc: "rack of this broker, for rack-aware placement of replicas" },
+    Setting { name: "broker.heartbeat.interval.ms", default: "2000", doc: "how often a broker tells the controller it is alive" },
+    Setting { name: "broker.session.timeout.ms", default: "9000", doc: "a broker not heard from for this long is fenced: it leads nothing until it heartbeats again" },
     Setting { name: "num.partitions", default: "1", doc: "partitions of a topic created without a count (and of auto-created topics)" },
     Setting { name: "default.replication.factor", default: "1", doc: "replication factor of a topic created without one" },
     Setting { name: "auto.create.topics.enable", default: "true", doc: "create a topic when a client asks for its metadata" },
@@ -179,6 +187,16 @@ impl Settings {
         config.retention_check_interval_ms = self.parse("log.retention.check.interval.ms")?;
         config.cleaner_backoff_ms = self.parse("log.cleaner.backoff.ms")?;
         config.producer_id_expiration_ms = self.parse("producer.id.expiration.ms")?;
+        let cluster = self.cluster()?;
+        config.quorum = Some(cluster.quorum);
+        config.cluster_id = cluster.cluster_id;
+        config.rack = Some(self.get("broker.rack").to_string()).filter(|r| !r.is_empty());
+        let server = self.server_config()?;
+        config.listeners = vec![Listener {
+            name: server.listener_name.clone(),
+            host: server.advertised_host.clone(),
+            port: u16::try_from(server.advertised_port).unwrap_or(0),
+        }];
         let mut defaults = TopicDefaults::default();
         for def in TOPIC_CONFIGS {
             if let Some((value, source)) = self.values.get(def.broker_synonym) {
@@ -250,8 +268,69 @@ impl Settings {
             .collect()
     }
 
+    /// The roles and the metadata quorum this node runs.
+    pub fn cluster(&self) -> Result<ClusterSettings> {
+        let node_id: i32 = self.parse("node.id")?;
+        if node_id < 0 {
+            bail!("node.id must be 0 or more");
+        }
+        let roles = Roles::parse(self.get("process.roles"))?;
+        let controller_names = self.controller_listener_names();
+        let controller_listener = parse_listeners(self.get("listeners"))?
+            .into_iter()
+            .find(|l| controller_names.contains(&l.name));
+        let voters = parse_voters(self.get("controller.quorum.voters"))?;
+        let mut quorum = QuorumConfig::single(node_id as u64, PathBuf::from(self.get("log.dirs")));
+        if !voters.is_empty() {
+            quorum.voters = voters;
+        } else if let Some(listener) = &controller_listener {
+            quorum.voters = BTreeMap::from([(node_id as u64, format!("{}:{}", listener.host, listener.port))]);
+        }
+        if roles.controller && !quorum.voters.contains_key(&(node_id as u64)) {
+            bail!(
+                "process.roles includes controller, but node.id {node_id} is not in controller.quorum.voters ({})",
+                self.get("controller.quorum.voters")
+            );
+        }
+        if !roles.controller {
+            bail!("process.roles=broker (a broker that is not a voter) is not supported yet: use broker,controller");
+        }
+        if quorum.voters.len() > 1 && controller_listener.is_none() {
+            bail!("controller.quorum.voters lists several voters, so listeners needs a CONTROLLER://host:port listener for them to reach this node");
+        }
+        let election_ms: u64 = self.parse("controller.quorum.election.timeout.ms")?;
+        if election_ms < 50 {
+            bail!("controller.quorum.election.timeout.ms must be at least 50");
+        }
+        quorum.election_timeout_min_ms = election_ms;
+        quorum.election_timeout_max_ms = election_ms * 2;
+        quorum.heartbeat_interval_ms = (election_ms / 5).max(10);
+        let cluster_id = Some(self.get("cluster.id").to_string()).filter(|c| !c.is_empty());
+        Ok(ClusterSettings {
+            roles,
+            quorum,
+            cluster_id,
+        })
+    }
+
+    fn controller_listener_names(&self) -> Vec<String> {
+        self.get("controller.listener.names")
+            .split(',')
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect()
+    }
+
     pub fn server_config(&self) -> Result<ServerConfig> {
-        let (bind_host, port) = parse_listener(self.get("listeners"))?;
+        let controller_names = self.controller_listener_names();
+        let client_listener = |value: &str| -> Result<Option<ListenerAddress>> {
+            Ok(parse_listeners(value)?
+                .into_iter()
+                .find(|l| !controller_names.contains(&l.name)))
+        };
+        let listener = client_listener(self.get("listeners"))?
+            .with_context(|| format!("listeners={} has no listener for clients", self.get("listeners")))?;
+        let (bind_host, port) = (listener.host.clone(), listener.port);
         let bind = (
             if bind_host.is_empty() {
                 "0.0.0.0"
@@ -264,11 +343,12 @@ impl Settings {
             .with_context(|| format!("resolving listeners={}", self.get("listeners")))?
             .next()
             .context("listeners resolves to no address")?;
-        let (advertised_host, advertised_port) = match self.get("advertised.listeners") {
-            "" => (advertised_for(&bind, &bind_host), port),
-            other => parse_listener(other)?,
+        let (advertised_host, advertised_port) = match client_listener(self.get("advertised.listeners"))? {
+            None => (advertised_for(&bind, &bind_host), port),
+            Some(advertised) => (advertised.host, advertised.port),
         };
         Ok(ServerConfig {
+            listener_name: listener.name,
             bind,
             advertised_host,
             advertised_port: i32::from(advertised_port),
@@ -281,26 +361,101 @@ impl Settings {
     }
 }
 
-/// `PLAINTEXT://host:port[,...]` → the first listener's host and port.
-fn parse_listener(value: &str) -> Result<(String, u16)> {
-    let first = value.split(',').next().unwrap_or("").trim();
-    let address = match first.split_once("://") {
-        Some((protocol, address)) => {
-            if !protocol.eq_ignore_ascii_case("PLAINTEXT") {
-                bail!("listener protocol {protocol} is not supported yet (use PLAINTEXT)");
-            }
-            address
+/// One `NAME://host:port` of `listeners`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerAddress {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// `NAME://host:port[,...]` (a bare `host:port` is PLAINTEXT). Only PLAINTEXT transport
+/// exists, so every name maps to it.
+fn parse_listeners(value: &str) -> Result<Vec<ListenerAddress>> {
+    let mut listeners = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (name, address) = item.split_once("://").unwrap_or(("PLAINTEXT", item));
+        if ["SSL", "SASL_SSL", "SASL_PLAINTEXT"]
+            .iter()
+            .any(|p| name.eq_ignore_ascii_case(p))
+        {
+            bail!("listener protocol {name} is not supported yet (use PLAINTEXT)");
         }
-        None => first,
-    };
-    let (host, port) = address
-        .rsplit_once(':')
-        .with_context(|| format!("listener '{first}' has no port"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-    let port = port
-        .parse::<u16>()
-        .with_context(|| format!("listener '{first}' has a bad port"))?;
-    Ok((host, port))
+        let (host, port) = address
+            .rsplit_once(':')
+            .with_context(|| format!("listener '{item}' has no port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let port = port
+            .parse::<u16>()
+            .with_context(|| format!("listener '{item}' has a bad port"))?;
+        if listeners
+            .iter()
+            .any(|l: &ListenerAddress| l.name == name.to_ascii_uppercase())
+        {
+            bail!("listener name {name} appears twice in '{value}'");
+        }
+        listeners.push(ListenerAddress {
+            name: name.to_ascii_uppercase(),
+            host,
+            port,
+        });
+    }
+    Ok(listeners)
+}
+
+/// `id@host:port[,...]` → voter id → address.
+fn parse_voters(value: &str) -> Result<BTreeMap<u64, String>> {
+    let mut voters = BTreeMap::new();
+    for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (id, address) = item
+            .split_once('@')
+            .with_context(|| format!("controller.quorum.voters entry '{item}' is not id@host:port"))?;
+        let id: u64 = id
+            .parse()
+            .with_context(|| format!("controller.quorum.voters entry '{item}' has a bad id"))?;
+        if !address.contains(':') {
+            bail!("controller.quorum.voters entry '{item}' has no port");
+        }
+        if voters.insert(id, address.to_string()).is_some() {
+            bail!("voter {id} appears twice in controller.quorum.voters");
+        }
+    }
+    Ok(voters)
+}
+
+/// What `process.roles` asks this node to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub broker: bool,
+    pub controller: bool,
+}
+
+impl Roles {
+    fn parse(value: &str) -> Result<Roles> {
+        let mut roles = Roles {
+            broker: false,
+            controller: false,
+        };
+        for role in value.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            match role {
+                "broker" => roles.broker = true,
+                "controller" => roles.controller = true,
+                other => bail!("process.roles: unknown role '{other}' (broker, controller)"),
+            }
+        }
+        if !roles.broker && !roles.controller {
+            bail!("process.roles must name broker, controller or both");
+        }
+        Ok(roles)
+    }
+}
+
+/// The cluster part of the configuration.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub roles: Roles,
+    pub quorum: QuorumConfig,
+    pub cluster_id: Option<String>,
 }
 
 /// The host to advertise when only a bind address is given.
@@ -399,6 +554,53 @@ mod tests {
                 page.contains(&format!("`{name}`")),
                 "docs/configuration.md lacks {name}; run scripts/gen-config-docs"
             );
+        }
+    }
+
+    #[test]
+    fn cluster_settings_use_kafka_names() {
+        let load = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            Settings::load(None, std::iter::empty(), &sets).unwrap()
+        };
+        // Zero config: one voter, itself, with no controller listener to bind.
+        let cluster = load(&[]).cluster().unwrap();
+        assert_eq!(cluster.quorum.voters.keys().copied().collect::<Vec<_>>(), vec![1]);
+        assert!(cluster.roles.broker && cluster.roles.controller);
+
+        let s = load(&[
+            "node.id=2",
+            "listeners=PLAINTEXT://127.0.0.1:9192,CONTROLLER://127.0.0.1:9193",
+            "controller.quorum.voters=1@127.0.0.1:9093,2@127.0.0.1:9193,3@127.0.0.1:9293",
+            "cluster.id=MkU3OEVBNTcwNTJENDM2Qk",
+            "broker.rack=r1",
+        ]);
+        let cluster = s.cluster().unwrap();
+        assert_eq!(cluster.quorum.voters.len(), 3);
+        assert_eq!(cluster.quorum.voters[&2], "127.0.0.1:9193");
+        assert_eq!(cluster.cluster_id.as_deref(), Some("MkU3OEVBNTcwNTJENDM2Qk"));
+        let server = s.server_config().unwrap();
+        assert_eq!((server.listener_name.as_str(), server.bind.port()), ("PLAINTEXT", 9192));
+        let broker = s.broker_config().unwrap();
+        assert_eq!(broker.rack.as_deref(), Some("r1"));
+        assert_eq!(broker.listeners[0].port, 9192);
+
+        for bad in [
+            &["controller.quorum.voters=1@h"][..],
+            &["controller.quorum.voters=x@h:1"],
+            &["controller.quorum.voters=1@h:1,1@h:2"],
+            // Several voters but no controller listener to reach this one.
+            &["controller.quorum.voters=1@h:1,2@h:2"],
+            // A controller that is not a voter.
+            &[
+                "listeners=PLAINTEXT://h:1,CONTROLLER://h:2",
+                "controller.quorum.voters=2@h:2,3@h:3",
+            ],
+            &["process.roles=router"],
+        ] {
+            let sets: Vec<String> = bad.iter().map(|s| s.to_string()).collect();
+            let loaded = Settings::load(None, std::iter::empty(), &sets).and_then(|s| s.cluster());
+            assert!(loaded.is_err(), "{bad:?}");
         }
     }
 

@@ -61,6 +61,7 @@ async fn start_full(
         )
         .unwrap();
     let config = ServerConfig {
+        listener_name: "PLAINTEXT".into(),
         bind: "127.0.0.1:0".parse().unwrap(),
         advertised_host: "127.0.0.1".into(),
         advertised_port: 0,

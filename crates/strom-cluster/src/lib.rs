@@ -7,8 +7,10 @@
 //! - [`quorum`]: this node's part of the quorum on its own runtime; proposals and the
 //!   applied image for the broker.
 //! - [`network`]: the transport between controllers.
+//! - [`controller`]: the active controller's decisions: fencing, elections.
 //! - [`placement`]: where new partitions' replicas go (Kafka's rack-aware round robin).
 
+pub mod controller;
 pub mod error;
 pub mod image;
 pub mod network;

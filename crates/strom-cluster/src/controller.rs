@@ -1,0 +1,195 @@
+//! The controller's decisions, as functions of the image and of the time: which brokers
+//! to fence (no heartbeat for `broker.session.timeout.ms`) or unfence, and who leads
+//! each partition. The active controller runs them (see [`crate::quorum`]) and commits
+//! what they return; keeping them pure makes them testable with an injected clock.
+//!
+//! Elections follow Kafka: a partition's leader comes from its ISR and must be alive
+//! (registered and unfenced); when no ISR member is alive the partition goes offline
+//! (leader -1) and keeps its last ISR member, so that replica (the one with every
+//! committed record) leads again when it returns. Unclean election (an out-of-sync
+//! replica leading) happens only when asked for.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use crate::image::{MetadataImage, PartitionState};
+use crate::records::{MetadataRecord, PartitionChange};
+
+/// No leader: the partition is offline.
+pub const NO_LEADER: i32 = -1;
+
+/// Whether a broker can lead or stay in an ISR now.
+pub fn is_alive(image: &MetadataImage, node_id: i32) -> bool {
+    image.broker(node_id).is_some_and(|b| !b.fenced)
+}
+
+/// The leader a partition should have: the current one while it is alive and in the
+/// ISR, otherwise the first alive ISR member in replica order (the preferred replica
+/// first), otherwise — only with `unclean` — the first alive replica.
+pub fn elect(partition: &PartitionState, alive: impl Fn(i32) -> bool, unclean: bool) -> i32 {
+    if partition.leader != NO_LEADER && alive(partition.leader) && partition.isr.contains(&partition.leader) {
+        return partition.leader;
+    }
+    let in_order = |in_isr: bool| {
+        partition
+            .replicas
+            .iter()
+            .copied()
+            .find(|r| alive(*r) && (!in_isr || partition.isr.contains(r)))
+    };
+    in_order(true)
+        .or_else(|| if unclean { in_order(false) } else { None })
+        .unwrap_or(NO_LEADER)
+}
+
+/// The ISR after the dead members leave; the last member stays even when dead, since
+/// it holds every committed record and must lead again first.
+fn shrink_isr(partition: &PartitionState, alive: &impl Fn(i32) -> bool) -> Vec<i32> {
+    let live: Vec<i32> = partition.isr.iter().copied().filter(|r| alive(*r)).collect();
+    if live.is_empty() {
+        partition.isr.iter().copied().take(1).collect()
+    } else {
+        live
+    }
+}
+
+/// Partition changes that bring every partition's leader and ISR in line with which
+/// brokers are alive per `alive`.
+pub fn leadership_changes(image: &MetadataImage, alive: impl Fn(i32) -> bool) -> Vec<MetadataRecord> {
+    let mut changes = Vec::new();
+    for topic in image.topics() {
+        for (index, partition) in &topic.partitions {
+            let isr = shrink_isr(partition, &alive);
+            // A returning ISR member can lead; others join the ISR only by catching up
+            // (partition replication), never here.
+            let state = PartitionState {
+                isr: isr.clone(),
+                ..partition.clone()
+            };
+            let leader = elect(&state, &alive, false);
+            if leader != partition.leader || isr != partition.isr {
+                changes.push(change(topic.id, *index, partition, Some(leader), Some(isr)));
+            }
+        }
+    }
+    changes
+}
+
+fn change(
+    topic_id: Uuid,
+    partition: i32,
+    state: &PartitionState,
+    leader: Option<i32>,
+    isr: Option<Vec<i32>>,
+) -> MetadataRecord {
+    MetadataRecord::PartitionChange(PartitionChange {
+        topic_id,
+        partition,
+        partition_epoch: state.partition_epoch,
+        leader,
+        isr,
+        replicas: None,
+    })
+}
+
+/// Brokers to fence now: unfenced, and not heard from for `session_timeout_ms` (a
+/// broker never heard from since `since_ms`, when this controller took over, counts
+/// from then). Returns the fencing records with the leadership changes they cause.
+pub fn fence_expired(
+    image: &MetadataImage,
+    heard_ms: &HashMap<i32, i64>,
+    since_ms: i64,
+    now_ms: i64,
+    session_timeout_ms: i64,
+) -> Vec<MetadataRecord> {
+    let expired: Vec<(i32, i64)> = image
+        .brokers()
+        .values()
+        .filter(|b| !b.fenced)
+        .filter(|b| {
+            let last = heard_ms
+                .get(&b.registration.node_id)
+                .copied()
+                .unwrap_or(since_ms)
+                .max(since_ms);
+            now_ms.saturating_sub(last) > session_timeout_ms
+        })
+        .map(|b| (b.registration.node_id, b.broker_epoch))
+        .collect();
+    fence(image, &expired)
+}
+
+/// Fencing records for `brokers` (node id, broker epoch) and the leadership changes.
+pub fn fence(image: &MetadataImage, brokers: &[(i32, i64)]) -> Vec<MetadataRecord> {
+    if brokers.is_empty() {
+        return Vec::new();
+    }
+    let mut records: Vec<MetadataRecord> = brokers
+        .iter()
+        .map(|(node_id, broker_epoch)| MetadataRecord::BrokerFencing {
+            node_id: *node_id,
+            broker_epoch: *broker_epoch,
+            fenced: true,
+        })
+        .collect();
+    let fenced: Vec<i32> = brokers.iter().map(|(id, _)| *id).collect();
+    records.extend(leadership_changes(image, |id| {
+        !fenced.contains(&id) && is_alive(image, id)
+    }));
+    records
+}
+
+/// Unfencing a broker that heartbeats again, with the leaderless partitions it can lead.
+pub fn unfence(image: &MetadataImage, node_id: i32, broker_epoch: i64) -> Vec<MetadataRecord> {
+    match image.broker(node_id) {
+        Some(b) if b.fenced && b.broker_epoch == broker_epoch => {}
+        _ => return Vec::new(),
+    }
+    let mut records = vec![MetadataRecord::BrokerFencing {
+        node_id,
+        broker_epoch,
+        fenced: false,
+    }];
+    records.extend(leadership_changes(image, |id| id == node_id || is_alive(image, id)));
+    records
+}
+
+/// Why a preferred-leader election did not happen (ElectLeaders' per-partition errors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ElectionError {
+    UnknownPartition,
+    /// The preferred replica already leads (ELECTION_NOT_NEEDED).
+    NotNeeded,
+    /// The preferred replica is not alive or not in the ISR (PREFERRED_LEADER_NOT_AVAILABLE).
+    PreferredNotAvailable,
+}
+
+/// ElectLeaders (preferred): each partition's first replica takes over when it is alive
+/// and in the ISR. Returns the changes and each partition's outcome.
+pub fn elect_preferred(
+    image: &MetadataImage,
+    partitions: &[(Uuid, i32)],
+) -> (Vec<MetadataRecord>, Vec<Result<(), ElectionError>>) {
+    let mut records = Vec::new();
+    let mut outcomes = Vec::with_capacity(partitions.len());
+    for (topic_id, index) in partitions {
+        let Some(state) = image.topic_by_id(*topic_id).and_then(|t| t.partitions.get(index)) else {
+            outcomes.push(Err(ElectionError::UnknownPartition));
+            continue;
+        };
+        let preferred = state.replicas[0];
+        if state.leader == preferred {
+            outcomes.push(Err(ElectionError::NotNeeded));
+        } else if !is_alive(image, preferred) || !state.isr.contains(&preferred) {
+            outcomes.push(Err(ElectionError::PreferredNotAvailable));
+        } else {
+            records.push(change(*topic_id, *index, state, Some(preferred), None));
+            outcomes.push(Ok(()));
+        }
+    }
+    (records, outcomes)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,151 @@
+use std::collections::{BTreeMap, HashMap};
+
+use uuid::Uuid;
+
+use super::*;
+use crate::records::{BrokerRegistration, PartitionRecord, TopicRecord};
+
+/// Brokers 1..=n registered at indexes 1..=n, and topic "t" with the given replicas.
+fn image(brokers: i32, replicas: &[&[i32]]) -> (MetadataImage, Uuid) {
+    let mut image = MetadataImage::default();
+    for node_id in 1..=brokers {
+        let registration = MetadataRecord::RegisterBroker(BrokerRegistration {
+            node_id,
+            incarnation: Uuid::new_v4(),
+            directory_id: Uuid::new_v4(),
+            listeners: Vec::new(),
+            rack: None,
+        });
+        image.apply_batch(&[registration], node_id as u64).unwrap();
+    }
+    let id = Uuid::new_v4();
+    let mut batch = vec![MetadataRecord::Topic(TopicRecord {
+        name: "t".into(),
+        id,
+        configs: BTreeMap::new(),
+    })];
+    for (partition, replicas) in replicas.iter().enumerate() {
+        batch.push(MetadataRecord::Partition(PartitionRecord {
+            topic_id: id,
+            partition: partition as i32,
+            replicas: replicas.to_vec(),
+            isr: replicas.to_vec(),
+            leader: replicas[0],
+            leader_epoch: 0,
+            partition_epoch: 0,
+        }));
+    }
+    image.apply_batch(&batch, 100).unwrap();
+    (image, id)
+}
+
+fn state(image: &MetadataImage, partition: i32) -> PartitionState {
+    image.topic("t").unwrap().partitions[&partition].clone()
+}
+
+#[test]
+fn elections_pick_from_the_isr_and_unclean_only_when_asked() {
+    let partition = PartitionState {
+        replicas: vec![1, 2, 3],
+        isr: vec![2, 3],
+        leader: 1,
+        leader_epoch: 4,
+        partition_epoch: 7,
+    };
+    // The leader is out of the ISR: the first alive ISR member in replica order.
+    assert_eq!(elect(&partition, |_| true, false), 2);
+    assert_eq!(elect(&partition, |id| id != 2, false), 3);
+    // No alive ISR member: offline, unless unclean election is on.
+    assert_eq!(elect(&partition, |id| id == 1, false), NO_LEADER);
+    assert_eq!(elect(&partition, |id| id == 1, true), 1);
+    // An alive leader in the ISR stays.
+    let led = PartitionState { leader: 3, ..partition };
+    assert_eq!(elect(&led, |_| true, false), 3);
+}
+
+#[test]
+fn a_broker_that_stops_heartbeating_is_fenced_and_its_partitions_go_offline() {
+    let (mut image, _) = image(3, &[&[1], &[2], &[3], &[2, 3]]);
+    let session = 9_000;
+    // Controller took over at t=1000; 2 was last heard at 2000, the others at 9500.
+    let heard = HashMap::from([(1, 9_500), (2, 2_000), (3, 9_500)]);
+    assert!(fence_expired(&image, &heard, 1_000, 11_000, session).is_empty());
+    let records = fence_expired(&image, &heard, 1_000, 11_001, session);
+    assert!(matches!(
+        records[0],
+        MetadataRecord::BrokerFencing {
+            node_id: 2,
+            broker_epoch: 2,
+            fenced: true
+        }
+    ));
+    image.apply_batch(&records, 200).unwrap();
+    assert!(image.broker(2).unwrap().fenced);
+    // Its RF=1 partition is offline and keeps it as the last ISR member.
+    let offline = state(&image, 1);
+    assert_eq!(
+        (offline.leader, offline.isr.clone(), offline.leader_epoch),
+        (NO_LEADER, vec![2], 1)
+    );
+    // The RF=2 partition it led moves to 3, and 2 leaves the ISR.
+    let moved = state(&image, 3);
+    assert_eq!((moved.leader, moved.isr.clone()), (3, vec![3]));
+    // Others are untouched.
+    assert_eq!(state(&image, 0).partition_epoch, 0);
+    // Fencing again changes nothing.
+    assert!(fence_expired(&image, &heard, 1_000, 20_000, session)
+        .iter()
+        .all(|r| !matches!(r, MetadataRecord::BrokerFencing { node_id: 2, .. })));
+
+    // Heard of again: unfenced, and it leads its RF=1 partition again.
+    let records = unfence(&image, 2, 2);
+    image.apply_batch(&records, 300).unwrap();
+    assert!(!image.broker(2).unwrap().fenced);
+    let back = state(&image, 1);
+    assert_eq!((back.leader, back.leader_epoch), (2, 2));
+    // A stale epoch (an earlier process of broker 2) unfences nothing.
+    assert!(unfence(&image, 2, 1).is_empty());
+}
+
+#[test]
+fn a_new_controller_gives_every_broker_a_full_session_before_fencing() {
+    let (image, _) = image(2, &[&[1]]);
+    // Nothing heard yet (new controller at t=50_000): no fencing until the session passes.
+    assert!(fence_expired(&image, &HashMap::new(), 50_000, 58_000, 9_000).is_empty());
+    assert_eq!(fence_expired(&image, &HashMap::new(), 50_000, 59_001, 9_000).len(), 3);
+}
+
+#[test]
+fn preferred_leader_election() {
+    let (mut image, id) = image(3, &[&[1, 2], &[2, 3]]);
+    let (records, outcomes) = elect_preferred(&image, &[(id, 0), (id, 5)]);
+    assert!(records.is_empty());
+    assert_eq!(
+        outcomes,
+        vec![Err(ElectionError::NotNeeded), Err(ElectionError::UnknownPartition)]
+    );
+    // Fence 1: partition 0 moves to 2; the preferred replica (1) is not available.
+    image.apply_batch(&fence(&image, &[(1, 1)]), 200).unwrap();
+    assert_eq!(state(&image, 0).leader, 2);
+    let (_, outcomes) = elect_preferred(&image, &[(id, 0)]);
+    assert_eq!(outcomes, vec![Err(ElectionError::PreferredNotAvailable)]);
+    // Partition 1 moved by hand to 3 (still in the ISR): the election moves it back.
+    let current = state(&image, 1);
+    image
+        .apply(
+            &MetadataRecord::PartitionChange(PartitionChange {
+                topic_id: id,
+                partition: 1,
+                partition_epoch: current.partition_epoch,
+                leader: Some(3),
+                isr: None,
+                replicas: None,
+            }),
+            300,
+        )
+        .unwrap();
+    let (records, outcomes) = elect_preferred(&image, &[(id, 1)]);
+    assert_eq!(outcomes, vec![Ok(())]);
+    image.apply_batch(&records, 301).unwrap();
+    assert_eq!(state(&image, 1).leader, 2);
+}

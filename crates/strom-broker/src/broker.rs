@@ -309,13 +309,10 @@ impl Broker {
     fn update_topic(&self, live: &Topic, record: &TopicImage) -> Result<()> {
         let current = live.partition_count();
         if current < record.partition_count() {
-            let log_config = self.defaults().log_config(&record.configs);
-            let name = live.name_arc();
-            let added = (current..record.partition_count())
-                .map(|i| self.logs.open_partition(&name, live.id(), i, log_config))
-                .collect::<Result<Vec<_>>>()?;
+            let added = self.open_hosted(&live.name_arc(), record, current)?;
             live.add_partitions(added);
         }
+        self.apply_leadership(live, record);
         if live.overrides() != record.configs {
             let defaults = self.defaults();
             live.set_overrides(record.configs.clone(), defaults.limits(&record.configs));
@@ -368,21 +365,51 @@ impl Broker {
             .ok_or(BrokerError::UnknownTopicOrPartition)
     }
 
-    /// The live topic for a committed topic: its partitions opened.
+    /// The live topic for a committed topic: the partitions placed here opened.
     fn open_topic(&self, record: &TopicImage) -> Result<Arc<Topic>> {
         let name: Arc<str> = Arc::from(record.name.as_str());
-        let log_config = self.defaults().log_config(&record.configs);
-        let partitions = (0..record.partition_count())
-            .map(|i| self.logs.open_partition(&name, record.id, i, log_config))
-            .collect::<Result<Vec<_>>>()?;
+        let partitions = self.open_hosted(&name, record, 0)?;
         let limits = self.defaults().limits(&record.configs);
-        Ok(Arc::new(Topic::new(
-            name,
-            record.id,
-            record.configs.clone(),
-            partitions,
-            limits,
-        )))
+        let topic = Arc::new(Topic::new(name, record.id, record.configs.clone(), partitions, limits));
+        self.apply_leadership(&topic, record);
+        Ok(topic)
+    }
+
+    /// Opens the partitions from `first` on that have a replica on this node; `None`
+    /// for the others.
+    fn open_hosted(&self, name: &Arc<str>, record: &TopicImage, first: i32) -> Result<Vec<Option<Arc<Partition>>>> {
+        let log_config = self.defaults().log_config(&record.configs);
+        record
+            .partitions
+            .range(first..)
+            .map(|(index, state)| {
+                if state.replicas.contains(&self.config.node_id) {
+                    self.logs.open_partition(name, record.id, *index, log_config).map(Some)
+                } else {
+                    Ok(None)
+                }
+            })
+            .collect()
+    }
+
+    /// Gives each hosted partition the leadership the metadata says.
+    fn apply_leadership(&self, topic: &Topic, record: &TopicImage) {
+        for partition in topic.partitions() {
+            if let Some(state) = record.partitions.get(&partition.index()) {
+                if partition
+                    .replica()
+                    .set_leadership(state.leader, state.leader_epoch, &state.replicas, &state.isr)
+                {
+                    tracing::info!(
+                        topic = %topic.name(),
+                        partition = partition.index(),
+                        leader = state.leader,
+                        leader_epoch = state.leader_epoch,
+                        "leadership changed"
+                    );
+                }
+            }
+        }
     }
 
     /// Resolved configs of a topic with these overrides, every known name.

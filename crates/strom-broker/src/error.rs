@@ -125,6 +125,12 @@ pub enum BrokerError {
     ClusterAuthorizationFailed,
     #[error("not authorized to use the transactional id")]
     TransactionalIdAuthorizationFailed,
+    /// This node does not lead the partition (another node does, or none now).
+    #[error("this node is not the leader of the partition")]
+    NotLeaderOrFollower,
+    /// The partition has no leader now (its replicas are offline).
+    #[error("the partition has no leader now")]
+    LeaderNotAvailable,
     /// The metadata quorum has no active controller now, or it is not reachable:
     /// NOT_CONTROLLER, which clients retry after refreshing their metadata.
     #[error("the controller is not available: {0}")]

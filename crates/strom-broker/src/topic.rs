@@ -1,4 +1,5 @@
-//! A topic: its name, id, config overrides and partitions.
+//! A topic: its name, id, config overrides and the partitions this node hosts (the
+//! metadata places each partition's replicas; a node opens only its own).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -12,7 +13,8 @@ pub struct Topic {
     name: Arc<str>,
     id: Uuid,
     overrides: RwLock<BTreeMap<String, String>>,
-    partitions: RwLock<Vec<Arc<Partition>>>,
+    /// By index; `None` where this node holds no replica.
+    partitions: RwLock<Vec<Option<Arc<Partition>>>>,
     /// Settings read on every produce and by maintenance, resolved once per change.
     limits: RwLock<TopicLimits>,
 }
@@ -22,7 +24,7 @@ impl Topic {
         name: Arc<str>,
         id: Uuid,
         overrides: BTreeMap<String, String>,
-        partitions: Vec<Arc<Partition>>,
+        partitions: Vec<Option<Arc<Partition>>>,
         limits: TopicLimits,
     ) -> Topic {
         Topic {
@@ -64,20 +66,26 @@ impl Topic {
         *crate::sync::write(&self.limits) = limits;
     }
 
+    /// How many partitions the topic has (on every node).
     pub fn partition_count(&self) -> i32 {
         crate::sync::read(&self.partitions).len() as i32
     }
 
+    /// Partition `index`, if this node hosts it.
     pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
         let partitions = crate::sync::read(&self.partitions);
-        usize::try_from(index).ok().and_then(|i| partitions.get(i).cloned())
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| partitions.get(i).cloned().flatten())
     }
 
+    /// The partitions this node hosts.
     pub fn partitions(&self) -> Vec<Arc<Partition>> {
-        crate::sync::read(&self.partitions).clone()
+        crate::sync::read(&self.partitions).iter().flatten().cloned().collect()
     }
 
-    pub(crate) fn add_partitions(&self, added: Vec<Arc<Partition>>) {
+    /// New partitions (hosted ones opened, the others `None`) after the existing ones.
+    pub(crate) fn add_partitions(&self, added: Vec<Option<Arc<Partition>>>) {
         crate::sync::write(&self.partitions).extend(added);
     }
 }

@@ -49,3 +49,21 @@ pub struct Context {
     /// Bytes of large requests being read or run (`queued.max.request.bytes`).
     pub request_memory: Arc<Semaphore>,
 }
+
+impl Context {
+    /// Where clients of this listener reach node `node_id`: this node as this listener
+    /// advertises itself, other nodes by their registered listener of the same name.
+    /// `None` when the node is not registered or has no such listener.
+    pub fn endpoint(&self, node_id: i32, brokers: &[strom_broker::api::BrokerEndpoint]) -> Option<(String, i32)> {
+        if node_id == self.api.node_id() {
+            return Some((self.config.advertised_host.clone(), self.config.advertised_port));
+        }
+        brokers
+            .iter()
+            .find(|b| b.node_id == node_id)?
+            .listeners
+            .iter()
+            .find(|l| l.name == self.config.listener_name)
+            .map(|l| (l.host.clone(), i32::from(l.port)))
+    }
+}

@@ -59,6 +59,8 @@ pub fn error_code(e: &BrokerError) -> i16 {
         BrokerError::ClusterAuthorizationFailed => ResponseError::ClusterAuthorizationFailed,
         BrokerError::TransactionalIdAuthorizationFailed => ResponseError::TransactionalIdAuthorizationFailed,
         BrokerError::NotController(_) => ResponseError::NotController,
+        BrokerError::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
+        BrokerError::LeaderNotAvailable => ResponseError::LeaderNotAvailable,
         BrokerError::RequestTimedOut(_) => ResponseError::RequestTimedOut,
         BrokerError::Internal(_) => ResponseError::UnknownServerError,
     };

@@ -13,7 +13,7 @@ use crate::broker::{NewTopic, TopicSummary};
 use crate::caller::{Caller, Operation, Resource};
 use crate::error::{BrokerError, Result};
 use crate::partition::ProducerSummary;
-use crate::topic::Topic;
+use strom_cluster::{MetadataImage, TopicImage};
 
 /// A topic as Metadata describes it.
 #[derive(Debug, Clone)]
@@ -26,14 +26,28 @@ pub struct TopicMetadata {
     pub error: Option<Arc<BrokerError>>,
 }
 
-/// Leadership of one partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Leadership of one partition, as the metadata says.
+#[derive(Debug, Clone)]
 pub struct PartitionMetadata {
     pub index: i32,
+    /// -1 when the partition is offline (then `error` is LeaderNotAvailable).
     pub leader: i32,
     pub leader_epoch: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+    /// Replicas on brokers that are fenced or gone.
+    pub offline_replicas: Vec<i32>,
+    pub error: Option<Arc<BrokerError>>,
+}
+
+/// A registered broker and where it listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerEndpoint {
+    pub node_id: i32,
+    pub rack: Option<String>,
+    pub listeners: Vec<strom_cluster::Listener>,
+    /// Unfenced: it heartbeats, so clients may be sent to it.
+    pub alive: bool,
 }
 
 /// A CreatePartitions request for one topic.
@@ -63,15 +77,15 @@ impl BrokerApi {
         auto_create: bool,
     ) -> Vec<TopicMetadata> {
         let Some(wanted) = wanted else {
-            return self
-                .broker
+            let image = self.broker.image();
+            return image
                 .topics()
-                .iter()
+                .into_iter()
                 .filter(|t| {
-                    self.authorize(caller, Operation::Describe, Resource::Topic(t.name()))
+                    self.authorize(caller, Operation::Describe, Resource::Topic(&t.name))
                         .is_ok()
                 })
-                .map(|t| describe(t))
+                .map(|t| describe(&image, t))
                 .collect();
         };
         let mut described = Vec::with_capacity(wanted.len());
@@ -91,9 +105,10 @@ impl BrokerApi {
         };
         let name = match wanted {
             TopicRef::Id(id) => {
-                return match self.broker.topic_by_id(id) {
-                    Some(topic) => match self.authorize(caller, Operation::Describe, Resource::Topic(topic.name())) {
-                        Ok(()) => describe(&topic),
+                let image = self.broker.image();
+                return match image.topic_by_id(id) {
+                    Some(topic) => match self.authorize(caller, Operation::Describe, Resource::Topic(&topic.name)) {
+                        Ok(()) => describe(&image, topic),
                         Err(e) => missing(None, id, e),
                     },
                     None => missing(None, id, BrokerError::UnknownTopicId),
@@ -104,8 +119,9 @@ impl BrokerApi {
         if let Err(e) = self.authorize(caller, Operation::Describe, Resource::Topic(&name)) {
             return missing(Some(name), Uuid::nil(), e);
         }
-        if let Some(topic) = self.broker.topic(&name) {
-            return describe(&topic);
+        let image = self.broker.image();
+        if let Some(topic) = image.topic(&name) {
+            return describe(&image, topic);
         }
         if !auto_create
             || self
@@ -117,7 +133,13 @@ impl BrokerApi {
         let broker = self.broker.clone();
         let wanted = name.clone();
         match offload("auto-create topic", move || broker.auto_create_topic(&wanted)).await {
-            Ok(Ok(Some(topic))) => describe(&topic),
+            Ok(Ok(Some(_))) => {
+                let image = self.broker.image();
+                match image.topic(&name) {
+                    Some(topic) => describe(&image, topic),
+                    None => missing(Some(name), Uuid::nil(), BrokerError::UnknownTopicOrPartition),
+                }
+            }
             Ok(Ok(None)) => missing(Some(name), Uuid::nil(), BrokerError::UnknownTopicOrPartition),
             Ok(Err(e)) | Err(e) => {
                 if !matches!(e, BrokerError::InvalidTopic(_)) {
@@ -224,6 +246,35 @@ impl BrokerApi {
 }
 
 impl BrokerApi {
+    /// The registered brokers, by node id.
+    pub fn brokers(&self) -> Vec<BrokerEndpoint> {
+        self.broker
+            .image()
+            .brokers()
+            .values()
+            .map(|b| BrokerEndpoint {
+                node_id: b.registration.node_id,
+                rack: b.registration.rack.clone(),
+                listeners: b.registration.listeners.clone(),
+                alive: !b.fenced,
+            })
+            .collect()
+    }
+
+    /// The node clients should send controller-bound requests to: the active
+    /// controller when it is a live broker (it always is, while every node runs both
+    /// roles), else any live broker (this one).
+    pub fn controller_id(&self) -> i32 {
+        let image = self.broker.image();
+        self.broker
+            .quorum()
+            .status()
+            .leader
+            .map(|id| id as i32)
+            .filter(|id| strom_cluster::controller::is_alive(&image, *id))
+            .unwrap_or_else(|| self.node_id())
+    }
+
     /// DescribeProducers: the producers with state in a partition.
     pub fn describe_producers(&self, caller: &Caller, topic: &str, partition: i32) -> Result<Vec<ProducerSummary>> {
         let (_, partition) = self.partition(caller, Operation::Read, &TopicRef::Name(topic.to_string()), partition)?;
@@ -231,25 +282,29 @@ impl BrokerApi {
     }
 }
 
-fn describe(topic: &Topic) -> TopicMetadata {
+fn describe(image: &MetadataImage, topic: &TopicImage) -> TopicMetadata {
     let partitions = topic
-        .partitions()
+        .partitions
         .iter()
-        .map(|p| {
-            let replica = p.replica();
-            PartitionMetadata {
-                index: p.index(),
-                leader: replica.leader(),
-                leader_epoch: replica.leader_epoch(),
-                replicas: replica.replicas(),
-                isr: replica.isr(),
-            }
+        .map(|(index, state)| PartitionMetadata {
+            index: *index,
+            leader: state.leader,
+            leader_epoch: state.leader_epoch,
+            replicas: state.replicas.clone(),
+            isr: state.isr.clone(),
+            offline_replicas: state
+                .replicas
+                .iter()
+                .copied()
+                .filter(|r| !strom_cluster::controller::is_alive(image, *r))
+                .collect(),
+            error: (state.leader < 0).then(|| Arc::new(BrokerError::LeaderNotAvailable)),
         })
         .collect();
     TopicMetadata {
-        name: Some(topic.name().to_string()),
-        id: topic.id(),
-        is_internal: topic.is_internal(),
+        name: Some(topic.name.clone()),
+        id: topic.id,
+        is_internal: crate::topic::is_internal_topic(&topic.name),
         partitions,
         error: None,
     }

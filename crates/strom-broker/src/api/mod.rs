@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-pub use admin::{DeletedTopic, NewPartitions, PartitionMetadata, TopicMetadata};
+pub use admin::{BrokerEndpoint, DeletedTopic, NewPartitions, PartitionMetadata, TopicMetadata};
 pub use configs::{ConfigAlteration, ConfigChanges, ConfigOp, ConfigResource};
 pub use coordinators::CoordinatorKind;
 pub use describe_configs::{ConfigSynonym, DescribedConfig, StaticSetting};
@@ -205,7 +205,15 @@ impl BrokerApi {
                 found
             }
         };
-        let partition = topic.partition(index).ok_or(BrokerError::UnknownTopicOrPartition)?;
+        let partition = match topic.partition(index) {
+            Some(partition) => partition,
+            // Placed on other nodes.
+            None if (0..topic.partition_count()).contains(&index) => return Err(BrokerError::NotLeaderOrFollower),
+            None => return Err(BrokerError::UnknownTopicOrPartition),
+        };
+        if !partition.replica().is_leader() {
+            return Err(BrokerError::NotLeaderOrFollower);
+        }
         Ok((topic, partition))
     }
 }

@@ -18,6 +18,8 @@ use crate::sync::lock;
 /// Leadership and replication state of one partition on this node.
 pub struct ReplicaState {
     node_id: i32,
+    /// The leader as the metadata says (-1: none).
+    leader: AtomicI32,
     leader_epoch: AtomicI32,
     membership: Mutex<Membership>,
     high_watermark: watch::Sender<i64>,
@@ -39,6 +41,7 @@ impl ReplicaState {
         let (high_watermark, _) = watch::channel(high_watermark);
         ReplicaState {
             node_id,
+            leader: AtomicI32::new(node_id),
             leader_epoch: AtomicI32::new(leader_epoch),
             membership: Mutex::new(Membership {
                 isr: replicas.clone(),
@@ -54,7 +57,23 @@ impl ReplicaState {
     }
 
     pub fn leader(&self) -> i32 {
-        self.node_id
+        self.leader.load(Ordering::Acquire)
+    }
+
+    /// Whether this node leads the partition now.
+    pub fn is_leader(&self) -> bool {
+        self.leader() == self.node_id
+    }
+
+    /// Takes the leadership the metadata gives: leader, leader epoch, replicas, ISR.
+    /// Returns whether the leader or its epoch changed.
+    pub fn set_leadership(&self, leader: i32, leader_epoch: i32, replicas: &[i32], isr: &[i32]) -> bool {
+        let mut membership = lock(&self.membership);
+        membership.replicas = replicas.to_vec();
+        membership.isr = isr.to_vec();
+        let leader_changed = self.leader.swap(leader, Ordering::AcqRel) != leader;
+        let epoch_changed = self.leader_epoch.swap(leader_epoch, Ordering::AcqRel) != leader_epoch;
+        leader_changed || epoch_changed
     }
 
     pub fn replicas(&self) -> Vec<i32> {

@@ -46,48 +46,62 @@ pub async fn find_coordinator(
     };
     let names: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
     let found = context.api.find_coordinator(&peer.caller, kind, &names).await;
-    let node = BrokerId(context.api.node_id());
-    let host = str_bytes(context.config.advertised_host.clone());
-    let port = context.config.advertised_port;
-    let answers: Vec<(i16, Option<StrBytes>)> = found
+    let brokers = context.api.brokers();
+    // Each key's coordinator node and where this listener's clients reach it.
+    let answers: Vec<(i16, Option<StrBytes>, i32, StrBytes, i32)> = found
         .iter()
-        .map(|result| match result {
-            Ok(_) => (0, None),
-            Err(e) => (error_code(e), Some(str_bytes(e.to_string()))),
+        .map(|result| {
+            let endpoint =
+                result
+                    .as_ref()
+                    .map_err(|e| e.clone())
+                    .and_then(|node| match context.endpoint(*node, &brokers) {
+                        Some((host, port)) => Ok((*node, host, port)),
+                        None => Err(std::sync::Arc::new(BrokerError::CoordinatorNotAvailable)),
+                    });
+            match endpoint {
+                Ok((node, host, port)) => (0, None, node, str_bytes(host), port),
+                Err(e) => (
+                    error_code(&e),
+                    Some(str_bytes(e.to_string())),
+                    -1,
+                    StrBytes::default(),
+                    -1,
+                ),
+            }
         })
         .collect();
-    let answer = |index: usize| answers.get(index).cloned().unwrap_or((-1, None));
+    let answer = |index: usize| {
+        answers
+            .get(index)
+            .cloned()
+            .unwrap_or((-1, None, -1, StrBytes::default(), -1))
+    };
     if version >= 4 {
         let coordinators = keys
             .iter()
             .enumerate()
             .map(|(index, key)| {
-                let (error, message) = answer(index);
-                let c = Coordinator::default()
+                let (error, message, node, host, port) = answer(index);
+                Coordinator::default()
                     .with_key(key.clone())
                     .with_error_code(error)
-                    .with_error_message(message);
-                if error == 0 {
-                    c.with_node_id(node).with_host(host.clone()).with_port(port)
-                } else {
-                    c.with_node_id(BrokerId(-1)).with_port(-1)
-                }
+                    .with_error_message(message)
+                    .with_node_id(BrokerId(node))
+                    .with_host(host)
+                    .with_port(port)
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let (error, message) = answer(0);
+    let (error, message, node, host, port) = answer(0);
     let response = FindCoordinatorResponse::default().with_error_code(error);
     let response = if version >= 1 {
         response.with_error_message(message)
     } else {
         response
     };
-    if error == 0 {
-        response.with_node_id(node).with_host(host).with_port(port)
-    } else {
-        response.with_node_id(BrokerId(-1)).with_port(-1)
-    }
+    response.with_node_id(BrokerId(node)).with_host(host).with_port(port)
 }
 
 /// Topics in a consumer-protocol subscription (version-prefixed ConsumerProtocolSubscription).

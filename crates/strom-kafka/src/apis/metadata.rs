@@ -15,7 +15,6 @@ use crate::context::{Context, Peer};
 use crate::error_code::error_code;
 
 pub async fn handle(context: &Context, peer: &Peer, request: MetadataRequest, version: i16) -> MetadataResponse {
-    let node = BrokerId(context.api.node_id());
     // v0: an empty list means all topics; v1+: null means all, empty means none.
     let all = match &request.topics {
         None => true,
@@ -58,14 +57,40 @@ pub async fn handle(context: &Context, peer: &Peer, request: MetadataRequest, ve
         topic.topic_authorized_operations = topic_operations;
     }
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(node)
-            .with_host(str_bytes(context.config.advertised_host.clone()))
-            .with_port(context.config.advertised_port)])
+        .with_brokers(live_brokers(context))
         .with_cluster_id(Some(str_bytes(context.api.cluster_id())))
-        .with_controller_id(node)
+        .with_controller_id(BrokerId(context.api.controller_id()))
         .with_cluster_authorized_operations(cluster_operations)
         .with_topics(topics)
+}
+
+/// The brokers clients may use: registered, unfenced, with an endpoint on this listener.
+fn live_brokers(context: &Context) -> Vec<MetadataResponseBroker> {
+    let brokers = context.api.brokers();
+    let mut live: Vec<MetadataResponseBroker> = brokers
+        .iter()
+        .filter(|b| b.alive)
+        .filter_map(|b| {
+            let (host, port) = context.endpoint(b.node_id, &brokers)?;
+            Some(
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(b.node_id))
+                    .with_host(str_bytes(host))
+                    .with_port(port)
+                    .with_rack(b.rack.clone().map(str_bytes)),
+            )
+        })
+        .collect();
+    // This node answers, so clients can always reach it (even while it is fenced).
+    if !live.iter().any(|b| b.node_id.0 == context.api.node_id()) {
+        live.push(
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(context.api.node_id()))
+                .with_host(str_bytes(context.config.advertised_host.clone()))
+                .with_port(context.config.advertised_port),
+        );
+    }
+    live
 }
 
 fn encode_topic(topic: TopicMetadata) -> MetadataResponseTopic {
@@ -79,6 +104,8 @@ fn encode_topic(topic: TopicMetadata) -> MetadataResponseTopic {
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(p.replicas.into_iter().map(BrokerId).collect())
                 .with_isr_nodes(p.isr.into_iter().map(BrokerId).collect())
+                .with_offline_replicas(p.offline_replicas.into_iter().map(BrokerId).collect())
+                .with_error_code(p.error.as_deref().map_or(0, error_code))
         })
         .collect();
     MetadataResponseTopic::default()

@@ -4,9 +4,16 @@
 //! - [`records`]: `MetadataRecord`, the only way the metadata changes.
 //! - [`image`]: `MetadataImage`, what the committed records say, applied deterministically.
 //! - [`storage`]: the durable metadata log (redb) and the state machine with snapshots.
-//! - [`quorum`]: this node's part of the quorum on its own runtime; proposals and the
-//!   applied image for the broker.
-//! - [`network`]: the transport between controllers.
+//! - [`quorum`]: this node's part of the quorum on its own runtime; proposals (from any
+//!   node: a follower forwards them to the leader), membership changes, and the applied
+//!   image for the broker.
+//! - [`network`]: the transport between controllers: gRPC with openraft's messages as
+//!   JSON inside protobuf envelopes (`proto/quorum.proto`); every call names its sender,
+//!   its intended receiver and its cluster, and the receiver refuses a call meant for
+//!   another node or from another cluster.
+//!
+//! A quorum of one voter (the zero-config node) opens no port. A node id names one
+//! node's metadata log for ever: a removed node's id is never given to another node.
 
 pub mod error;
 pub mod image;

@@ -530,10 +530,13 @@ async fn commit(
             Err(RaftError::Fatal(Fatal::Stopped)) => return Err(ClusterError::Shutdown),
             Err(e) => return Err(ClusterError::NotAvailable(e.to_string())),
         };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ClusterError::NotAvailable(why));
+        }
         if let Some((leader, addr)) = leader_of(raft, node_id, forward) {
             let payload = serde_json::to_vec(&command)
                 .map_err(|e| ClusterError::NotAvailable(format!("encode the batch: {e}")))?;
-            let left = deadline.saturating_duration_since(Instant::now());
             match peers
                 .call(leader, &addr, Method::Propose, payload, Vec::new(), left)
                 .await

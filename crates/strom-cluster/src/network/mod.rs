@@ -7,9 +7,9 @@
 //! the peer's node id). The caller checks in turn that the node that answered is the
 //! one it meant to reach.
 //!
-//! - [`client`]: the openraft network (one [`PeerClient`] per peer) and the calls a
+//! - `client`: the openraft network (one [`PeerClient`] per peer) and the calls a
 //!   node makes itself (forwarded proposals, a peer's status).
-//! - [`server`]: the service every controller of a multi-voter quorum serves.
+//! - `server`: the service every controller of a multi-voter quorum serves.
 
 mod client;
 pub(crate) mod server;

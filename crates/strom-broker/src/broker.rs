@@ -55,6 +55,8 @@ pub struct BrokerConfig {
     pub listeners: Vec<Listener>,
     /// `broker.rack`.
     pub rack: Option<String>,
+    /// `broker.heartbeat.interval.ms`.
+    pub heartbeat_interval_ms: u64,
 }
 
 impl BrokerConfig {
@@ -73,6 +75,7 @@ impl BrokerConfig {
             cluster_id: None,
             listeners: Vec::new(),
             rack: None,
+            heartbeat_interval_ms: 2000,
         }
     }
 }
@@ -760,6 +763,38 @@ impl Broker {
     /// Compact the closed segments of every `cleanup.policy=compact` topic. Blocking I/O.
     pub fn compact(&self) {
         self.logs.compact(&self.topics());
+    }
+
+    /// Tells the active controller this broker is alive; answers whether it is fenced.
+    pub fn heartbeat(&self) -> Result<bool> {
+        let heartbeat = strom_cluster::Heartbeat {
+            node_id: self.config.node_id,
+            broker_epoch: self.broker_epoch,
+        };
+        let timeout = Duration::from_millis(self.config.heartbeat_interval_ms.max(1000));
+        Ok(self.quorum.heartbeat(heartbeat, timeout)?.fenced)
+    }
+
+    /// Controlled shutdown: this broker is fenced now rather than after its session
+    /// times out, so its partitions move (or show as offline) at once. Skipped when no
+    /// other broker is alive: nobody could take over, and a lone node keeps its leader
+    /// epochs across restarts.
+    pub fn leave(&self) {
+        let image = self.quorum.applied().image.clone();
+        let others_alive = image
+            .brokers()
+            .values()
+            .any(|b| b.registration.node_id != self.config.node_id && !b.fenced);
+        if !others_alive {
+            return;
+        }
+        let records = strom_cluster::controller::fence(&image, &[(self.config.node_id, self.broker_epoch)]);
+        match self.quorum.propose(records) {
+            Ok(_) => tracing::info!("controlled shutdown: fenced, partitions moved"),
+            Err(e) => {
+                tracing::warn!(error = %e, "controlled shutdown could not fence this broker; its session times out instead")
+            }
+        }
     }
 
     /// Flush every log and mark it cleanly closed.

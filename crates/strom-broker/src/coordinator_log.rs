@@ -59,6 +59,9 @@ pub(crate) enum Replayed<'a> {
 }
 
 /// Where this node stands with one coordinator partition.
+/// Partitions to elect and to resign, each with its leader epoch.
+pub(crate) type LeadershipMoves = (Vec<(i32, i32)>, Vec<(i32, i32)>);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ownership {
     Loading { leader_epoch: i32 },
@@ -173,6 +176,36 @@ impl CoordinatorLog {
             }
             _ => false,
         }
+    }
+
+    /// How this node's leadership of the internal partitions moved since the
+    /// coordinator last took or gave them up: partitions led here now that it does not
+    /// own at this leader epoch (to elect), and owned ones no longer led here (to
+    /// resign), each with its leader epoch.
+    pub(crate) fn leadership_moves(&self) -> LeadershipMoves {
+        let led: HashMap<i32, i32> = self
+            .existing_topic()
+            .map(|topic| {
+                topic
+                    .partitions()
+                    .iter()
+                    .filter(|p| p.replica().is_leader())
+                    .map(|p| (p.index(), p.leader_epoch()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let owned = lock(&self.owned);
+        let elect = led
+            .iter()
+            .filter(|(index, epoch)| owned.get(index).is_none_or(|o| o.leader_epoch() < **epoch))
+            .map(|(index, epoch)| (*index, *epoch))
+            .collect();
+        let resign = owned
+            .iter()
+            .filter(|(index, _)| !led.contains_key(index))
+            .map(|(index, o)| (*index, o.leader_epoch()))
+            .collect();
+        (elect, resign)
     }
 
     /// True while some partition is loading.

@@ -158,7 +158,7 @@ impl From<strom_cluster::ClusterError> for BrokerError {
             ClusterError::Refused(Refusal::UnknownTopic(_)) => BrokerError::UnknownTopicOrPartition,
             // The image moved on while the change was built: the client retries.
             ClusterError::Refused(refusal) => BrokerError::NotController(refusal.to_string()),
-            ClusterError::NotAvailable(why) => BrokerError::NotController(why),
+            ClusterError::NotAvailable(why) | ClusterError::PeerRefused(why) => BrokerError::NotController(why),
             ClusterError::Shutdown => BrokerError::NotController("the metadata quorum is shut down".into()),
             ClusterError::Timeout(why) => BrokerError::RequestTimedOut(why),
             ClusterError::Storage(why) => BrokerError::Storage(why),

@@ -28,8 +28,13 @@ pub enum ClusterError {
     /// No controller is reachable or elected now; the caller may retry.
     #[error("the controller is not available: {0}")]
     NotAvailable(String),
+    /// The quorum did not answer in time; a proposal's outcome is then unknown.
     #[error("timed out waiting for the metadata quorum: {0}")]
     Timeout(String),
+    /// A peer controller refused this node's call (it is another node than the one
+    /// addressed, or of another cluster): a configuration error, not a passing failure.
+    #[error("a peer controller refused the call: {0}")]
+    PeerRefused(String),
     #[error("metadata storage failed: {0}")]
     Storage(String),
     #[error("invalid cluster configuration: {0}")]

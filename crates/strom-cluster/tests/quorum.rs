@@ -26,6 +26,8 @@ fn config(dir: &std::path::Path) -> QuorumConfig {
 fn one_voter_commits_and_recovers_from_log_and_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let quorum = Quorum::start(config(dir.path())).unwrap();
+    // A zero-config node opens no port.
+    assert_eq!(quorum.listen_addr(), None);
     let first = quorum.propose(vec![topic("t0")]).unwrap();
     assert!(quorum.applied().index() >= first);
     assert!(quorum.applied().image.topic("t0").is_some());

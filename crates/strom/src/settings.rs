@@ -191,6 +191,10 @@ impl Settings {
         config.quorum = Some(cluster.quorum);
         config.cluster_id = cluster.cluster_id;
         config.rack = Some(self.get("broker.rack").to_string()).filter(|r| !r.is_empty());
+        config.heartbeat_interval_ms = self.parse("broker.heartbeat.interval.ms")?;
+        if config.heartbeat_interval_ms == 0 {
+            bail!("broker.heartbeat.interval.ms must be above 0");
+        }
         let server = self.server_config()?;
         config.listeners = vec![Listener {
             name: server.listener_name.clone(),
@@ -306,6 +310,25 @@ impl Settings {
         quorum.election_timeout_max_ms = election_ms * 2;
         quorum.heartbeat_interval_ms = (election_ms / 5).max(10);
         let cluster_id = Some(self.get("cluster.id").to_string()).filter(|c| !c.is_empty());
+        quorum.cluster_id = cluster_id.clone();
+        quorum.broker_session_timeout_ms = self.parse("broker.session.timeout.ms")?;
+        // The controller listener is bound whenever one is configured (a node of one
+        // voter then still answers `strom cluster status` and can grow); zero config
+        // opens no port besides Kafka's.
+        if let Some(listener) = &controller_listener {
+            let host = if listener.host.is_empty() {
+                "0.0.0.0"
+            } else {
+                listener.host.as_str()
+            };
+            quorum.listen = Some(
+                (host, listener.port)
+                    .to_socket_addrs()
+                    .with_context(|| format!("resolving the controller listener {}:{}", listener.host, listener.port))?
+                    .next()
+                    .context("the controller listener resolves to no address")?,
+            );
+        }
         Ok(ClusterSettings {
             roles,
             quorum,

@@ -25,21 +25,57 @@ pub(super) fn spawn_all(api: &Arc<BrokerApi>) -> Vec<JoinHandle<()>> {
         tokio::spawn(log_maintenance(api.broker.clone(), api.closing())),
         tokio::spawn(api.groups.clone().run(api.closing())),
         tokio::spawn(transaction_timeouts(api.txns.clone(), api.closing())),
-        tokio::spawn(follow_metadata(api.broker.clone(), api.closing())),
+        tokio::spawn(follow_metadata(api.clone(), api.closing())),
+        tokio::spawn(heartbeats(api.broker.clone(), api.closing())),
     ]
 }
 
-/// Applies each change of the metadata this node applied to the live topics.
-async fn follow_metadata(broker: Arc<Broker>, mut closing: tokio::sync::watch::Receiver<bool>) {
-    let mut applied = broker.quorum().subscribe();
+/// Tells the active controller, every `broker.heartbeat.interval.ms`, that this broker
+/// is alive (else it is fenced after `broker.session.timeout.ms`).
+async fn heartbeats(broker: Arc<Broker>, mut closing: tokio::sync::watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(Duration::from_millis(broker.config().heartbeat_interval_ms.max(1)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_fenced = false;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = closing.changed() => return,
+        }
+        let beat = broker.clone();
+        match offload("heartbeat", move || beat.heartbeat()).await {
+            Ok(Ok(fenced)) => {
+                if fenced != was_fenced {
+                    tracing::info!(
+                        fenced,
+                        "the active controller has this broker {}",
+                        if fenced { "fenced" } else { "unfenced" }
+                    );
+                }
+                was_fenced = fenced;
+            }
+            Ok(Err(e)) | Err(e) => tracing::debug!(error = %e, "heartbeat not delivered"),
+        }
+    }
+}
+
+/// Applies each change of the metadata this node applied to the live topics, then
+/// hands the coordinators the internal partitions this node gained or lost.
+async fn follow_metadata(api: Arc<BrokerApi>, mut closing: tokio::sync::watch::Receiver<bool>) {
+    let mut applied = api.broker.quorum().subscribe();
     loop {
         tokio::select! {
             changed = applied.changed() => if changed.is_err() { return },
             _ = closing.changed() => return,
         }
-        let broker = broker.clone();
+        let api = api.clone();
         // A failure is logged by `sync_metadata` and `offload`; the next change retries.
-        let _ = offload("apply metadata", move || broker.sync_metadata()).await;
+        let _ = offload("apply metadata", move || {
+            let synced = api.broker.sync_metadata();
+            api.groups.follow_leadership();
+            api.txns.follow_leadership();
+            synced
+        })
+        .await;
     }
 }
 

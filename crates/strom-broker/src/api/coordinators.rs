@@ -8,7 +8,9 @@ use super::BrokerApi;
 use crate::blocking::{offload, offload_result};
 use crate::caller::{Caller, Operation, Resource};
 use crate::error::{BrokerError, Result};
+use crate::group::coordinator::OFFSETS_TOPIC;
 use crate::group::{GroupCoordinator, OffsetCommit};
+use crate::txn::coordinator::TRANSACTION_STATE_TOPIC;
 use crate::txn::{ProducerIdAndEpoch, TxnCoordinator};
 
 /// What a FindCoordinator key names.
@@ -19,8 +21,8 @@ pub enum CoordinatorKind {
 }
 
 impl BrokerApi {
-    /// FindCoordinator: the node that coordinates each key (this one: it leads every
-    /// partition of the internal topics, which are created on first use).
+    /// FindCoordinator: the node that coordinates each key: the leader of the key's
+    /// partition of the internal topic (created on first use).
     pub async fn find_coordinator(
         &self,
         caller: &Caller,
@@ -38,6 +40,7 @@ impl BrokerApi {
             }
         }
         .map_err(Arc::new);
+        let image = self.broker.image();
         keys.iter()
             .map(|key| {
                 if key.is_empty() {
@@ -49,7 +52,18 @@ impl BrokerApi {
                 };
                 self.authorize(caller, Operation::Describe, resource)
                     .map_err(Arc::new)?;
-                ready.clone().map(|()| self.node_id())
+                ready.clone()?;
+                let (topic, partition) = match kind {
+                    CoordinatorKind::Group => (OFFSETS_TOPIC, self.groups.coordinator_partition(key)),
+                    CoordinatorKind::Transaction => (TRANSACTION_STATE_TOPIC, self.txns.coordinator_partition(key)),
+                };
+                // The node leading the key's internal partition coordinates it.
+                image
+                    .topic(topic)
+                    .and_then(|t| t.partitions.get(&partition))
+                    .map(|p| p.leader)
+                    .filter(|leader| *leader >= 0)
+                    .ok_or_else(|| Arc::new(BrokerError::CoordinatorNotAvailable))
             })
             .collect()
     }

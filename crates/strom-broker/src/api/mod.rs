@@ -165,6 +165,9 @@ impl BrokerApi {
     /// Stops the periodic work, then flushes and closes every log.
     pub async fn shutdown(&self) -> Result<()> {
         self.begin_shutdown();
+        let broker = self.broker.clone();
+        // Controlled shutdown first: leadership moves while this node still answers.
+        let _ = crate::blocking::offload("controlled shutdown", move || broker.leave()).await;
         let tasks: Vec<_> = lock(&self.tasks).drain(..).collect();
         for task in tasks {
             let _ = task.await;

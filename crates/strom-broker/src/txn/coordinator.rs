@@ -105,12 +105,31 @@ impl TxnCoordinator {
         Ok(coordinator)
     }
 
-    /// One node leads every partition: elect them all at their current leader epoch.
+    /// Elects the partitions this node leads, at their current leader epoch.
     fn elect_all(&self, topic: &Topic) -> Result<()> {
-        for partition in topic.partitions() {
+        for partition in topic.partitions().iter().filter(|p| p.replica().is_leader()) {
             self.on_elected(partition.index(), partition.leader_epoch())?;
         }
         Ok(())
+    }
+
+    /// The internal partition that coordinates `key` (a group id or transactional id).
+    pub(crate) fn coordinator_partition(&self, key: &str) -> i32 {
+        self.log.partition_for(key)
+    }
+
+    /// Takes the internal partitions this node came to lead and gives up those it no
+    /// longer leads (after the metadata moved leadership). Blocking I/O (loading).
+    pub fn follow_leadership(&self) {
+        let (elect, resign) = self.log.leadership_moves();
+        for (index, leader_epoch) in resign {
+            self.on_resigned(index, leader_epoch);
+        }
+        for (index, leader_epoch) in elect {
+            if let Err(e) = self.on_elected(index, leader_epoch) {
+                tracing::error!(partition = index, error = %e, "could not load a coordinator partition");
+            }
+        }
     }
 
     pub fn config(&self) -> &TxnConfig {

@@ -362,6 +362,13 @@ impl Broker {
         topics
     }
 
+    /// Whether the metadata has this partition (on whichever node).
+    pub fn partition_exists(&self, topic: &str, partition: i32) -> bool {
+        self.image()
+            .topic(topic)
+            .is_some_and(|t| t.partitions.contains_key(&partition))
+    }
+
     pub fn partition(&self, topic: &str, partition: i32) -> Result<Arc<Partition>> {
         self.topic(topic)
             .and_then(|t| t.partition(partition))

@@ -133,7 +133,7 @@ impl GroupCoordinator {
                 let metadata = entry.metadata.clone().unwrap_or_default();
                 let result = if metadata.len() > self.config.offset_metadata_max_bytes {
                     Err(BrokerError::OffsetMetadataTooLarge(metadata.len()))
-                } else if self.broker.partition(&entry.topic, entry.partition).is_err() {
+                } else if !self.broker.partition_exists(&entry.topic, entry.partition) {
                     Err(BrokerError::UnknownTopicOrPartition)
                 } else {
                     let value = OffsetValue {

@@ -314,7 +314,7 @@ impl TxnCoordinator {
         let txn = self.checked(transactional_id, producer)?;
         let missing: Vec<bool> = partitions
             .iter()
-            .map(|tp| self.broker.partition(&tp.topic, tp.partition).is_err())
+            .map(|tp| !self.broker.partition_exists(&tp.topic, tp.partition))
             .collect();
         if missing.iter().any(|m| *m) {
             return Ok(missing

@@ -772,6 +772,75 @@ impl Broker {
         self.logs.compact(&self.topics());
     }
 
+    /// ElectLeaders (see [`crate::api::BrokerApi::elect_leaders`]); an empty list means
+    /// every partition. One committed batch.
+    pub fn elect_leaders(
+        &self,
+        mut partitions: Vec<(String, i32)>,
+        unclean: bool,
+    ) -> Result<Vec<((String, i32), Result<()>)>> {
+        use strom_cluster::controller::{self, ElectionError};
+        let _admin = lock(&self.admin);
+        let image = self.quorum.applied().image.clone();
+        if partitions.is_empty() {
+            partitions = image
+                .topics()
+                .into_iter()
+                .flat_map(|t| t.partitions.keys().map(move |p| (t.name.clone(), *p)))
+                .collect();
+        }
+        let ids: Vec<(Uuid, i32)> = partitions
+            .iter()
+            .map(|(topic, p)| (image.topic(topic).map_or(Uuid::nil(), |t| t.id), *p))
+            .collect();
+        let (mut records, outcomes) = if unclean {
+            let mut records = Vec::new();
+            let outcomes = ids
+                .iter()
+                .map(|(id, index)| {
+                    let state = image
+                        .topic_by_id(*id)
+                        .and_then(|t| t.partitions.get(index))
+                        .ok_or(ElectionError::UnknownPartition)?;
+                    if state.leader >= 0 && controller::is_alive(&image, state.leader) {
+                        return Err(ElectionError::NotNeeded);
+                    }
+                    let leader = controller::elect(state, |r| controller::is_alive(&image, r), true);
+                    if leader < 0 {
+                        return Err(ElectionError::PreferredNotAvailable);
+                    }
+                    records.push(MetadataRecord::PartitionChange(strom_cluster::PartitionChange {
+                        topic_id: *id,
+                        partition: *index,
+                        partition_epoch: state.partition_epoch,
+                        leader: Some(leader),
+                        isr: Some(vec![leader]),
+                        replicas: None,
+                    }));
+                    Ok(())
+                })
+                .collect();
+            (records, outcomes)
+        } else {
+            controller::elect_preferred(&image, &ids)
+        };
+        if !records.is_empty() {
+            self.commit(std::mem::take(&mut records))?;
+        }
+        Ok(partitions
+            .into_iter()
+            .zip(outcomes)
+            .map(|(tp, outcome)| {
+                let outcome = outcome.map_err(|e| match e {
+                    ElectionError::UnknownPartition => BrokerError::UnknownTopicOrPartition,
+                    ElectionError::NotNeeded => BrokerError::ElectionNotNeeded,
+                    ElectionError::PreferredNotAvailable => BrokerError::PreferredLeaderNotAvailable,
+                });
+                (tp, outcome)
+            })
+            .collect())
+    }
+
     /// Tells the active controller this broker is alive; answers whether it is fenced.
     pub fn heartbeat(&self) -> Result<bool> {
         let heartbeat = strom_cluster::Heartbeat {

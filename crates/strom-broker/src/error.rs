@@ -128,6 +128,12 @@ pub enum BrokerError {
     /// This node does not lead the partition (another node does, or none now).
     #[error("this node is not the leader of the partition")]
     NotLeaderOrFollower,
+    /// ElectLeaders: the wanted replica leads already.
+    #[error("the leader is already the wanted replica")]
+    ElectionNotNeeded,
+    /// ElectLeaders: the preferred replica is not alive or not in sync.
+    #[error("the preferred replica is not available")]
+    PreferredLeaderNotAvailable,
     /// The partition has no leader now (its replicas are offline).
     #[error("the partition has no leader now")]
     LeaderNotAvailable,

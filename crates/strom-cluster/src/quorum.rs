@@ -401,6 +401,26 @@ impl Quorum {
         }
     }
 
+    /// The quorum as its leader sees it (with every node's replicated index), asked of
+    /// the leader when it is another node.
+    pub fn leader_status(&self) -> Result<QuorumStatus> {
+        let local = self.status();
+        let metrics = self.raft.metrics().borrow().clone();
+        match local.leader {
+            Some(leader) if leader == self.node_id => Ok(local),
+            Some(leader) => {
+                let addr = metrics
+                    .membership_config
+                    .membership()
+                    .get_node(&leader)
+                    .map(|n| n.addr.clone())
+                    .ok_or_else(|| ClusterError::NotAvailable(format!("no address for node {leader}")))?;
+                self.peer_status(leader, &addr)
+            }
+            None => Err(ClusterError::NotAvailable("no controller is elected".into())),
+        }
+    }
+
     /// Adds node `node_id`, reachable at `addr` (`host:port`), to the quorum as a voter:
     /// first as a learner, then, once it has caught up with the leader's log, as a voter
     /// (a joint-consensus change). The node must be running (started with `listen` and

@@ -61,6 +61,8 @@ pub fn error_code(e: &BrokerError) -> i16 {
         BrokerError::NotController(_) => ResponseError::NotController,
         BrokerError::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
         BrokerError::LeaderNotAvailable => ResponseError::LeaderNotAvailable,
+        BrokerError::ElectionNotNeeded => ResponseError::ElectionNotNeeded,
+        BrokerError::PreferredLeaderNotAvailable => ResponseError::PreferredLeaderNotAvailable,
         BrokerError::RequestTimedOut(_) => ResponseError::RequestTimedOut,
         BrokerError::Internal(_) => ResponseError::UnknownServerError,
     };

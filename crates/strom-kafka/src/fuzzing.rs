@@ -42,6 +42,8 @@ pub fn body_decoder(api_key: ApiKey) -> Option<BodyDecoder> {
         ApiKey::AlterConfigs => decode::<AlterConfigsRequest>,
         ApiKey::IncrementalAlterConfigs => decode::<IncrementalAlterConfigsRequest>,
         ApiKey::DescribeCluster => decode::<DescribeClusterRequest>,
+        ApiKey::DescribeQuorum => decode::<DescribeQuorumRequest>,
+        ApiKey::ElectLeaders => decode::<ElectLeadersRequest>,
         ApiKey::FindCoordinator => decode::<FindCoordinatorRequest>,
         ApiKey::JoinGroup => decode::<JoinGroupRequest>,
         ApiKey::SyncGroup => decode::<SyncGroupRequest>,

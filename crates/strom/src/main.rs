@@ -41,6 +41,9 @@ enum Command {
     /// List and describe consumer groups.
     #[command(subcommand)]
     Group(cli::group::GroupCommand),
+    /// Show the cluster: nodes, liveness, the active controller, the metadata quorum.
+    #[command(subcommand)]
+    Cluster(cli::cluster::ClusterCommand),
     /// Load-test a Kafka-compatible broker: presets produce, consume, e2e, stress.
     Bench(Box<strom_bench::BenchArgs>),
     /// Check a data directory offline (CRCs, offsets, indexes) and repair damage.
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
         Command::Produce(args) => client_command(|| cli::produce::run(&cli.common, args)),
         Command::Consume(args) => client_command(|| cli::consume::run(&cli.common, args)),
         Command::Group(command) => client_command(|| cli::group::run(&cli.common, command)),
+        Command::Cluster(command) => client_command(|| cli::cluster::run(&cli.common, command)),
         Command::Storage(command) => refuse_client_flags(&matches, "storage").and_then(|()| storage::run(command)),
         Command::Bench(mut args) => {
             args.print_json = cli.common.output == cli::Output::Json;
@@ -172,8 +176,9 @@ fn bench(brokers: &str, args: strom_bench::BenchArgs) -> Result<()> {
 }
 
 fn init_logging(format: LogFormat) {
+    // openraft narrates every vote and replication step at info: its warnings suffice.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     // Colours only for a terminal: a log file or journal gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()

@@ -275,6 +275,27 @@ impl BrokerApi {
             .unwrap_or_else(|| self.node_id())
     }
 
+    /// DescribeQuorum: the metadata quorum as its leader sees it.
+    pub async fn describe_quorum(&self, caller: &Caller) -> Result<strom_cluster::QuorumStatus> {
+        self.authorize(caller, Operation::Describe, Resource::Cluster)?;
+        let quorum = self.broker.quorum().clone();
+        crate::blocking::offload_result("describe quorum", move || Ok(quorum.leader_status()?)).await
+    }
+
+    /// ElectLeaders: a new leader for each partition, the preferred replica (or, with
+    /// `unclean`, the first live replica when no ISR member is alive), committed by the
+    /// active controller. Per partition: Ok, or why not.
+    pub async fn elect_leaders(
+        &self,
+        caller: &Caller,
+        partitions: Vec<(String, i32)>,
+        unclean: bool,
+    ) -> Result<Vec<((String, i32), Result<()>)>> {
+        self.authorize(caller, Operation::Alter, Resource::Cluster)?;
+        let broker = self.broker.clone();
+        crate::blocking::offload_result("elect leaders", move || broker.elect_leaders(partitions, unclean)).await
+    }
+
     /// DescribeProducers: the producers with state in a partition.
     pub fn describe_producers(&self, caller: &Caller, topic: &str, partition: i32) -> Result<Vec<ProducerSummary>> {
         let (_, partition) = self.partition(caller, Operation::Read, &TopicRef::Name(topic.to_string()), partition)?;

@@ -1,13 +1,21 @@
-//! DescribeCluster: this node as the only broker and controller. Also the
+//! DescribeCluster (the live brokers and the active controller), DescribeQuorum (the
+//! metadata quorum) and ElectLeaders. Also the
 //! authorized-operations bit fields that Metadata, DescribeCluster, DescribeGroups and
 //! ConsumerGroupDescribe return when a client asks for them.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::messages::describe_quorum_response::{Listener, Node, PartitionData, ReplicaState, TopicData};
+use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeQuorumRequest, DescribeQuorumResponse,
+    ElectLeadersRequest, ElectLeadersResponse, TopicName,
+};
 
 use super::str_bytes;
 use crate::constants::AUTHORIZED_OPERATIONS_NOT_REQUESTED;
-use crate::context::Context;
+use crate::context::{Context, Peer};
+use crate::error_code::error_code;
 
 /// Kafka's ACL operation codes (`AclOperation`); an authorized-operations field has
 /// bit `1 << code` set for each allowed operation.
@@ -78,19 +86,142 @@ pub fn authorized_operations(requested: bool, resource: AclResource) -> i32 {
 }
 
 pub fn describe_cluster(context: &Context, request: DescribeClusterRequest) -> DescribeClusterResponse {
-    let node = BrokerId(context.api.broker().node_id());
+    let brokers = context.api.brokers();
+    let described = brokers
+        .iter()
+        // Fenced brokers only when asked (v2's include_fenced_brokers), as Kafka.
+        .filter(|b| b.alive || request.include_fenced_brokers)
+        .filter_map(|b| {
+            let (host, port) = context.endpoint(b.node_id, &brokers)?;
+            Some(
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(b.node_id))
+                    .with_host(str_bytes(host))
+                    .with_port(port)
+                    .with_rack(b.rack.clone().map(str_bytes))
+                    .with_is_fenced(!b.alive),
+            )
+        })
+        .collect();
     DescribeClusterResponse::default()
         .with_endpoint_type(request.endpoint_type)
         .with_cluster_id(str_bytes(context.api.broker().cluster_id()))
-        .with_controller_id(node)
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(node)
-            .with_host(str_bytes(context.config.advertised_host.clone()))
-            .with_port(context.config.advertised_port)])
+        .with_controller_id(BrokerId(context.api.controller_id()))
+        .with_brokers(described)
         .with_cluster_authorized_operations(authorized_operations(
             request.include_cluster_authorized_operations,
             AclResource::Cluster,
         ))
+}
+
+/// The metadata log's name in DescribeQuorum, as KRaft's.
+const METADATA_TOPIC: &str = "__cluster_metadata";
+
+/// DescribeQuorum: the metadata quorum's leader, term and each voter's and observer's
+/// replicated log position, as the leader sees them.
+pub async fn describe_quorum(context: &Context, peer: &Peer, request: DescribeQuorumRequest) -> DescribeQuorumResponse {
+    let asked = request
+        .topics
+        .iter()
+        .any(|t| t.topic_name.0.as_str() == METADATA_TOPIC && t.partitions.iter().any(|p| p.partition_index == 0));
+    if !asked {
+        return DescribeQuorumResponse::default().with_error_code(ResponseError::UnknownTopicOrPartition.code());
+    }
+    let status = match context.api.describe_quorum(&peer.caller).await {
+        Ok(status) => status,
+        Err(e) => {
+            return DescribeQuorumResponse::default()
+                .with_error_code(error_code(&e))
+                .with_error_message(Some(str_bytes(e.to_string())))
+        }
+    };
+    let replica = |id: u64| {
+        let end = status
+            .replication
+            .get(&id)
+            .copied()
+            .unwrap_or(if Some(id) == status.leader {
+                status.last_log_index
+            } else {
+                0
+            });
+        ReplicaState::default()
+            .with_replica_id(BrokerId(id as i32))
+            .with_log_end_offset(end as i64)
+            .with_last_fetch_timestamp(-1)
+            .with_last_caught_up_timestamp(-1)
+    };
+    let partition = PartitionData::default()
+        .with_partition_index(0)
+        .with_leader_id(BrokerId(status.leader.map_or(-1, |l| l as i32)))
+        .with_leader_epoch(status.term as i32)
+        .with_high_watermark(status.last_applied as i64)
+        .with_current_voters(status.voters.iter().map(|id| replica(*id)).collect())
+        .with_observers(status.learners.iter().map(|id| replica(*id)).collect());
+    let brokers = context.api.brokers();
+    let nodes = status
+        .voters
+        .iter()
+        .chain(&status.learners)
+        .filter_map(|id| {
+            let (host, port) = context.endpoint(*id as i32, &brokers)?;
+            Some(
+                Node::default()
+                    .with_node_id(BrokerId(*id as i32))
+                    .with_listeners(vec![Listener::default()
+                        .with_name(str_bytes(context.config.listener_name.clone()))
+                        .with_host(str_bytes(host))
+                        .with_port(u16::try_from(port).unwrap_or(0))]),
+            )
+        })
+        .collect();
+    DescribeQuorumResponse::default()
+        .with_topics(vec![TopicData::default()
+            .with_topic_name(TopicName(str_bytes(METADATA_TOPIC.to_string())))
+            .with_partitions(vec![partition])])
+        .with_nodes(nodes)
+}
+
+/// ElectLeaders: preferred (type 0) or unclean (type 1) elections, committed by the
+/// active controller; null partitions mean every partition.
+pub async fn elect_leaders(context: &Context, peer: &Peer, request: ElectLeadersRequest) -> ElectLeadersResponse {
+    let partitions: Vec<(String, i32)> = request
+        .topic_partitions
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|t| {
+            let topic = t.topic.0.to_string();
+            t.partitions.into_iter().map(move |p| (topic.clone(), p))
+        })
+        .collect();
+    let unclean = request.election_type == 1;
+    let results = match context.api.elect_leaders(&peer.caller, partitions, unclean).await {
+        Ok(results) => results,
+        Err(e) => return ElectLeadersResponse::default().with_error_code(error_code(&e)),
+    };
+    let mut by_topic: std::collections::BTreeMap<String, Vec<PartitionResult>> = std::collections::BTreeMap::new();
+    for ((topic, partition), outcome) in results {
+        let (code, message) = match &outcome {
+            Ok(()) => (0, None),
+            Err(e) => (error_code(e), Some(str_bytes(e.to_string()))),
+        };
+        by_topic.entry(topic).or_default().push(
+            PartitionResult::default()
+                .with_partition_id(partition)
+                .with_error_code(code)
+                .with_error_message(message),
+        );
+    }
+    ElectLeadersResponse::default().with_replica_election_results(
+        by_topic
+            .into_iter()
+            .map(|(topic, results)| {
+                ReplicaElectionResult::default()
+                    .with_topic(TopicName(str_bytes(topic)))
+                    .with_partition_result(results)
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]

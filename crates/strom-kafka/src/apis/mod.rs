@@ -39,6 +39,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::DescribeQuorum, 0, 2),
+    (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
@@ -185,6 +187,10 @@ pub async fn dispatch(
             w.write(&configs::incremental_alter_configs(context, peer, decode(api_key, body, version)?).await)
         }
         ApiKey::DescribeCluster => w.write(&cluster::describe_cluster(context, decode(api_key, body, version)?)),
+        ApiKey::DescribeQuorum => {
+            w.write(&cluster::describe_quorum(context, peer, decode(api_key, body, version)?).await)
+        }
+        ApiKey::ElectLeaders => w.write(&cluster::elect_leaders(context, peer, decode(api_key, body, version)?).await),
         ApiKey::FindCoordinator => {
             w.write(&groups::find_coordinator(context, peer, decode(api_key, body, version)?, version).await)
         }

@@ -12,6 +12,7 @@ macro_rules! outln {
     };
 }
 
+pub mod cluster;
 pub mod consume;
 pub mod group;
 pub mod produce;

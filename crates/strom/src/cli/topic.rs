@@ -105,9 +105,11 @@ pub async fn run(common: &Common, command: TopicCommand) -> Result<()> {
             let Some(topic) = described.into_iter().next() else {
                 anyhow::bail!("topic '{name}' not found; create it with `strom topic create {name}`");
             };
+            // Offline partitions (no leader) have no end offset to ask for.
             let wanted: BTreeMap<_, _> = topic
                 .partitions
                 .iter()
+                .filter(|p| p.leader >= 0)
                 .map(|p| (TopicPartition::new(name.clone(), p.partition), OffsetSpec::Latest))
                 .collect();
             let ends = admin.list_offsets(&wanted).await.map_err(fail)?;
@@ -139,11 +141,18 @@ pub async fn run(common: &Common, command: TopicCommand) -> Result<()> {
                         .map(|p| {
                             vec![
                                 p.partition.to_string(),
-                                p.leader.to_string(),
+                                if p.leader < 0 {
+                                    "none (offline)".into()
+                                } else {
+                                    p.leader.to_string()
+                                },
                                 p.leader_epoch.to_string(),
                                 format!("{:?}", p.replicas),
                                 format!("{:?}", p.isr),
-                                end(p.partition).to_string(),
+                                match end(p.partition) {
+                                    -1 => "-".into(),
+                                    end => end.to_string(),
+                                },
                             ]
                         })
                         .collect();

@@ -74,6 +74,12 @@ class Broker:
         return cmd
 
     def start(self, timeout: float = START_TIMEOUT_S) -> "Broker":
+        self.spawn()
+        return self.wait_listening(timeout)
+
+    def spawn(self) -> "Broker":
+        """Starts the process without waiting for it to listen (a cluster's nodes
+        listen only once their quorum has formed, so they start together)."""
         if self.alive():
             raise RuntimeError("broker is already running")
         binary = strom_bin()
@@ -95,6 +101,9 @@ class Broker:
         )
         self.starts += 1
         self._expected_exit = False
+        return self
+
+    def wait_listening(self, timeout: float = START_TIMEOUT_S) -> "Broker":
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

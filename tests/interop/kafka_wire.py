@@ -311,3 +311,21 @@ def api_versions(port: int) -> dict[int, tuple[int, int]]:
         error, keys = parse_api_versions_v0(body)
         assert error == 0, error
         return {k: (lo, hi) for k, lo, hi in keys}
+
+
+API_FIND_COORDINATOR = 10
+
+
+def find_coordinator(port: int, key: str, key_type: int) -> tuple[int, int, int]:
+    """FindCoordinator v1 (key_type 0 = group, 1 = transaction): (error, node id, port)."""
+    with Conn(port) as c:
+        c.send(request(API_FIND_COORDINATOR, 1, 11, string(key) + i8(key_type)))
+        cid, body = c.recv_frame()
+        assert cid == 11
+        r = Reader(body)
+        r.i32()  # throttle
+        error = r.i16()
+        r.string()  # message
+        node = r.i32()
+        r.string()  # host
+        return error, node, r.i32()

@@ -135,6 +135,10 @@ pub struct Broker {
     append_failures: FailureLog,
 }
 
+/// How long a controlled shutdown waits for its fencing to commit (the quorum may be
+/// gone: then the session times out instead).
+const CONTROLLED_SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
 /// Logs failed appends (a full or failing disk) at most once per
 /// [`APPEND_FAILURE_LOG_INTERVAL_MS`], with the number not logged since: one line per
 /// failed produce would flood the log exactly when the disk is full.
@@ -865,7 +869,7 @@ impl Broker {
             return;
         }
         let records = strom_cluster::controller::fence(&image, &[(self.config.node_id, self.broker_epoch)]);
-        match self.quorum.propose(records) {
+        match self.quorum.propose_within(records, CONTROLLED_SHUTDOWN_WAIT) {
             Ok(_) => tracing::info!("controlled shutdown: fenced, partitions moved"),
             Err(e) => {
                 tracing::warn!(error = %e, "controlled shutdown could not fence this broker; its session times out instead")

@@ -292,10 +292,16 @@ impl Quorum {
     /// (the batch may or may not be committed), never a silent retry that could commit
     /// it twice.
     pub fn propose(&self, records: Vec<MetadataRecord>) -> Result<u64> {
+        self.propose_within(records, self.request_timeout)
+    }
+
+    /// [`Quorum::propose`] that gives up after `timeout` instead of the request timeout
+    /// (a shutdown must not wait long for a quorum that may be gone).
+    pub fn propose_within(&self, records: Vec<MetadataRecord>, timeout: Duration) -> Result<u64> {
         let raft = self.raft.clone();
         let peers = self.peers.clone();
         let node_id = self.node_id;
-        let deadline = Instant::now() + self.request_timeout;
+        let deadline = Instant::now() + timeout;
         let command = Command { records };
         let (index, forwarded) = run_on(&self.handle, async move {
             commit(&raft, &peers, node_id, command, deadline).await

@@ -261,18 +261,12 @@ impl BrokerApi {
             .collect()
     }
 
-    /// The node clients should send controller-bound requests to: the active
-    /// controller when it is a live broker (it always is, while every node runs both
-    /// roles), else any live broker (this one).
+    /// The node clients should send controller-bound requests (CreateTopics, ...) to:
+    /// this one. Any broker takes them and proposes the change to the metadata quorum
+    /// (forwarded to the active controller), so, as KRaft brokers do, each answers with
+    /// a live broker rather than the controller, which a failover would make stale.
     pub fn controller_id(&self) -> i32 {
-        let image = self.broker.image();
-        self.broker
-            .quorum()
-            .status()
-            .leader
-            .map(|id| id as i32)
-            .filter(|id| strom_cluster::controller::is_alive(&image, *id))
-            .unwrap_or_else(|| self.node_id())
+        self.node_id()
     }
 
     /// DescribeQuorum: the metadata quorum as its leader sees it.

@@ -39,7 +39,12 @@ impl BrokerApi {
                 offload_result("create __transaction_state", move || txns.state_topic().map(|_| ())).await
             }
         }
-        .map_err(Arc::new);
+        // As Kafka: an internal topic that cannot be created (no controller, a full
+        // disk) leaves the coordinator unavailable, which clients retry.
+        .map_err(|e| {
+            tracing::debug!(error = %e, "coordinator topic not ready");
+            Arc::new(BrokerError::CoordinatorNotAvailable)
+        });
         let image = self.broker.image();
         keys.iter()
             .map(|key| {

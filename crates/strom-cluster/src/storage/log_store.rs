@@ -22,6 +22,13 @@ use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// A file of allocated zeros beside the log, given up when the disk is nearly full so
+/// metadata changes still commit: a topic deletion that gives space back, say.
+const BALLAST_FILE: &str = "ballast";
+const BALLAST_BYTES: u64 = 1 << 20;
+/// Below this much free space a write gives up the ballast first (redb cannot be used
+/// again after a failed commit until it is reopened, so the log must not run out).
+const LOW_SPACE_BYTES: u64 = 256 << 10;
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
@@ -31,19 +38,89 @@ const LAST_PURGED: &str = "last_purged";
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    ballast: Option<Arc<Ballast>>,
+}
+
+/// The ballast file (see [`BALLAST_FILE`]).
+struct Ballast {
+    path: std::path::PathBuf,
+}
+
+impl Ballast {
+    /// The ballast at `path`, written if it is missing and the disk has room for it
+    /// and more.
+    fn open(path: std::path::PathBuf) -> Ballast {
+        let ballast = Ballast { path };
+        ballast.restore();
+        ballast
+    }
+
+    fn free_bytes(&self) -> Option<u64> {
+        let dir = self.path.parent()?;
+        let stat = rustix::fs::statvfs(dir).ok()?;
+        Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+    }
+
+    /// Writes the ballast again once the disk has room for it and the low mark.
+    fn restore(&self) {
+        if self.path.exists()
+            || self
+                .free_bytes()
+                .is_none_or(|free| free < BALLAST_BYTES + 4 * LOW_SPACE_BYTES)
+        {
+            return;
+        }
+        let written = (|| {
+            use std::io::Write;
+            let tmp = self.path.with_extension("tmp");
+            let mut file = std::fs::File::create(&tmp)?;
+            // Zeros written, not a sparse length: the blocks must really be held.
+            let zeros = vec![0u8; 1 << 20];
+            for _ in 0..BALLAST_BYTES / zeros.len() as u64 {
+                file.write_all(&zeros)?;
+            }
+            file.sync_all()?;
+            std::fs::rename(&tmp, &self.path)
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(self.path.with_extension("tmp"));
+            tracing::debug!(error = %e, "could not write the metadata log's ballast");
+        }
+    }
+
+    /// Before a write: gives the ballast up when the disk is nearly full, or puts it
+    /// back when there is room again.
+    fn before_write(&self) {
+        match self.free_bytes() {
+            Some(free) if free < LOW_SPACE_BYTES => {
+                if std::fs::remove_file(&self.path).is_ok() {
+                    tracing::warn!(
+                        free,
+                        "the disk is nearly full: gave up the metadata log's reserved space"
+                    );
+                }
+            }
+            _ => self.restore(),
+        }
+    }
 }
 
 impl LogStore {
     /// Opens (creating it if new) the log at `path`.
     pub fn open(path: &Path) -> Result<LogStore, StorageError> {
         let db = Database::create(path).map_err(|e| io_error(ErrorSubject::Store, ErrorVerb::Read, e))?;
-        let store = LogStore { db: Arc::new(db) };
+        let mut store = LogStore {
+            db: Arc::new(db),
+            ballast: None,
+        };
         // Create the tables, so that reads of a new log find them empty.
         store.write(ErrorSubject::Store, |txn| {
             txn.open_table(ENTRIES)?;
             txn.open_table(META)?;
             Ok(())
         })?;
+        let ballast = path.with_file_name(BALLAST_FILE);
+        store.ballast = Some(Arc::new(Ballast::open(ballast)));
         Ok(store)
     }
 
@@ -67,6 +144,17 @@ impl LogStore {
 
     /// One write transaction, committed (fsynced) before this returns.
     fn write(
+        &self,
+        subject: ErrorSubject<u64>,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error>,
+    ) -> Result<(), StorageError> {
+        if let Some(ballast) = &self.ballast {
+            ballast.before_write();
+        }
+        self.commit(subject, f)
+    }
+
+    fn commit(
         &self,
         subject: ErrorSubject<u64>,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<(), redb::Error>,

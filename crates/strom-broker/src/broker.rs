@@ -80,6 +80,9 @@ impl BrokerConfig {
     }
 }
 
+/// ElectLeaders' outcome per (topic, partition).
+pub type Elections = Vec<((String, i32), Result<()>)>;
+
 /// A CreateTopics request for one topic, in the broker's terms.
 #[derive(Debug, Clone, Default)]
 pub struct NewTopic {
@@ -778,11 +781,7 @@ impl Broker {
 
     /// ElectLeaders (see [`crate::api::BrokerApi::elect_leaders`]); an empty list means
     /// every partition. One committed batch.
-    pub fn elect_leaders(
-        &self,
-        mut partitions: Vec<(String, i32)>,
-        unclean: bool,
-    ) -> Result<Vec<((String, i32), Result<()>)>> {
+    pub fn elect_leaders(&self, mut partitions: Vec<(String, i32)>, unclean: bool) -> Result<Elections> {
         use strom_cluster::controller::{self, ElectionError};
         let _admin = lock(&self.admin);
         let image = self.quorum.applied().image.clone();

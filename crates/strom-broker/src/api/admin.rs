@@ -284,7 +284,7 @@ impl BrokerApi {
         caller: &Caller,
         partitions: Vec<(String, i32)>,
         unclean: bool,
-    ) -> Result<Vec<((String, i32), Result<()>)>> {
+    ) -> Result<crate::broker::Elections> {
         self.authorize(caller, Operation::Alter, Resource::Cluster)?;
         let broker = self.broker.clone();
         crate::blocking::offload_result("elect leaders", move || broker.elect_leaders(partitions, unclean)).await

@@ -15,7 +15,8 @@ from confluent_kafka.admin import NewTopic
 from kafka import KafkaConsumer, KafkaProducer
 
 import kafka_wire
-from cluster_util import Cluster
+from cluster_util import Cluster, Node
+from conftest import strom_bin
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -294,3 +295,52 @@ def test_a_node_of_another_cluster_is_refused(cluster):
     assert "belongs to cluster" in node.log_tail(), node.log_tail()
     # The other two still serve.
     create(cluster, "still-fine", 2)
+
+
+def cli(node, *args: str) -> str:
+    done = subprocess.run(
+        [str(strom_bin()), "--brokers", node.bootstrap, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_a_lost_node_is_replaced_by_a_new_voter(cluster, tmp_path):
+    create(cluster, "before", 3)
+    # Node 3's disk is lost: a new node with an empty disk and a new id takes its
+    # place in the quorum (never node 3's id: that log is gone).
+    cluster.node(3).kill()
+    first = cluster.node(1)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if cluster.controller_id(first) not in (3, -1, None):
+            break
+        time.sleep(0.2)
+    new = Node(tmp_path / "node-4", 4, first.settings)
+    new.voters = first.voters  # the current voters; node 4 is not one yet
+    cluster.nodes.append(new)
+    new.spawn()
+    cli(first, "cluster", "add-voter", "--id", "4", "--address", f"127.0.0.1:{new.controller_port}")
+    new.wait_listening(60)
+    cli(first, "cluster", "remove-voter", "--id", "3")
+    # Node 3 is fenced after its session; then it can be forgotten.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        nodes = {n["node_id"]: n for n in cluster.status(first)["nodes"]}
+        if nodes.get(3, {}).get("broker") == "fenced":
+            break
+        time.sleep(0.3)
+    cli(first, "cluster", "unregister", "--id", "3")
+    status = cluster.status(first)
+    roles = {n["node_id"]: n["roles"] for n in status["nodes"]}
+    assert roles == {1: "broker,controller", 2: "broker,controller", 4: "broker,controller"}, roles
+    # New partitions go to the new node too, and clients use it.
+    create(cluster, "after", 6)
+    assert sorted(set(leaders(cluster, "after").values())) == [1, 2, 4]
+    produce_confluent(new.bootstrap, "after", 60, "n")
+    # The quorum of 1, 2 and 4 survives losing one of them.
+    first.kill()
+    create(cluster, "survives", 1, via=cluster.node(2))

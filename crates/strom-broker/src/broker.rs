@@ -844,6 +844,29 @@ impl Broker {
             .collect())
     }
 
+    /// Forgets broker `node_id` (UnregisterBroker): refused while it is alive.
+    pub fn unregister(&self, node_id: i32) -> Result<()> {
+        let _admin = lock(&self.admin);
+        let image = self.quorum.applied().image.clone();
+        let broker = image
+            .broker(node_id)
+            .ok_or(BrokerError::BrokerIdNotRegistered(node_id))?;
+        if !broker.fenced {
+            return Err(BrokerError::InvalidRequest(format!(
+                "broker {node_id} is alive; stop it (or wait until it is fenced) before unregistering it"
+            )));
+        }
+        let mut records = vec![MetadataRecord::UnregisterBroker {
+            node_id,
+            broker_epoch: broker.broker_epoch,
+        }];
+        // Leadership as if it never comes back (its fencing already did most of this).
+        records.extend(strom_cluster::controller::leadership_changes(&image, |id| {
+            id != node_id && strom_cluster::controller::is_alive(&image, id)
+        }));
+        self.commit(records)
+    }
+
     /// Tells the active controller this broker is alive; answers whether it is fenced.
     pub fn heartbeat(&self) -> Result<bool> {
         let heartbeat = strom_cluster::Heartbeat {

@@ -128,6 +128,12 @@ pub enum BrokerError {
     /// This node does not lead the partition (another node does, or none now).
     #[error("this node is not the leader of the partition")]
     NotLeaderOrFollower,
+    /// UnregisterBroker of a broker the metadata does not have.
+    #[error("broker {0} is not registered")]
+    BrokerIdNotRegistered(i32),
+    /// A request for another cluster.
+    #[error("{0}")]
+    InconsistentClusterId(String),
     /// ElectLeaders: the wanted replica leads already.
     #[error("the leader is already the wanted replica")]
     ElectionNotNeeded,

@@ -62,6 +62,8 @@ pub fn error_code(e: &BrokerError) -> i16 {
         BrokerError::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
         BrokerError::LeaderNotAvailable => ResponseError::LeaderNotAvailable,
         BrokerError::ElectionNotNeeded => ResponseError::ElectionNotNeeded,
+        BrokerError::BrokerIdNotRegistered(_) => ResponseError::BrokerIdNotRegistered,
+        BrokerError::InconsistentClusterId(_) => ResponseError::InconsistentClusterId,
         BrokerError::PreferredLeaderNotAvailable => ResponseError::PreferredLeaderNotAvailable,
         BrokerError::RequestTimedOut(_) => ResponseError::RequestTimedOut,
         BrokerError::Internal(_) => ResponseError::UnknownServerError,

@@ -290,9 +290,13 @@ impl Settings {
         } else if let Some(listener) = &controller_listener {
             quorum.voters = BTreeMap::from([(node_id as u64, format!("{}:{}", listener.host, listener.port))]);
         }
-        if roles.controller && !quorum.voters.contains_key(&(node_id as u64)) {
+        // A controller not among the voters is a new voter joining a running quorum: it
+        // waits until `strom cluster add-voter` adds it, and needs its controller
+        // listener for the leader to reach it.
+        if roles.controller && !quorum.voters.contains_key(&(node_id as u64)) && controller_listener.is_none() {
             bail!(
-                "process.roles includes controller, but node.id {node_id} is not in controller.quorum.voters ({})",
+                "process.roles includes controller, but node.id {node_id} is not in controller.quorum.voters ({}) \
+                 and there is no CONTROLLER listener to join through",
                 self.get("controller.quorum.voters")
             );
         }

@@ -273,7 +273,59 @@ impl BrokerApi {
     pub async fn describe_quorum(&self, caller: &Caller) -> Result<strom_cluster::QuorumStatus> {
         self.authorize(caller, Operation::Describe, Resource::Cluster)?;
         let quorum = self.broker.quorum().clone();
-        crate::blocking::offload_result("describe quorum", move || Ok(quorum.leader_status()?)).await
+        // The leader's view has every node's position; while it cannot be reached (an
+        // election, say) this node's own view answers.
+        crate::blocking::offload("describe quorum", move || {
+            quorum.leader_status().unwrap_or_else(|_| quorum.status())
+        })
+        .await
+    }
+
+    /// AddRaftVoter: adds node `voter_id`, running and reachable at its controller
+    /// address `addr`, to the metadata quorum as a voter (once it has caught up).
+    /// Runs on the active controller; elsewhere NOT_CONTROLLER names it.
+    pub async fn add_voter(
+        &self,
+        caller: &Caller,
+        cluster_id: Option<&str>,
+        voter_id: i32,
+        addr: String,
+    ) -> Result<()> {
+        self.authorize(caller, Operation::Alter, Resource::Cluster)?;
+        self.check_cluster_id(cluster_id)?;
+        let quorum = self.broker.quorum().clone();
+        let id =
+            u64::try_from(voter_id).map_err(|_| BrokerError::InvalidRequest(format!("bad voter id {voter_id}")))?;
+        crate::blocking::offload_result("add voter", move || Ok(quorum.add_voter(id, &addr)?)).await
+    }
+
+    /// RemoveRaftVoter: removes node `voter_id` from the metadata quorum. Its id must
+    /// never be given to another node.
+    pub async fn remove_voter(&self, caller: &Caller, cluster_id: Option<&str>, voter_id: i32) -> Result<()> {
+        self.authorize(caller, Operation::Alter, Resource::Cluster)?;
+        self.check_cluster_id(cluster_id)?;
+        let quorum = self.broker.quorum().clone();
+        let id =
+            u64::try_from(voter_id).map_err(|_| BrokerError::InvalidRequest(format!("bad voter id {voter_id}")))?;
+        crate::blocking::offload_result("remove voter", move || Ok(quorum.remove_voter(id)?)).await
+    }
+
+    /// UnregisterBroker: forgets a broker that is gone for good (it must be fenced:
+    /// stopped, or not heard from). Its partitions stay offline until reassigned.
+    pub async fn unregister_broker(&self, caller: &Caller, broker_id: i32) -> Result<()> {
+        self.authorize(caller, Operation::Alter, Resource::Cluster)?;
+        let broker = self.broker.clone();
+        crate::blocking::offload_result("unregister broker", move || broker.unregister(broker_id)).await
+    }
+
+    fn check_cluster_id(&self, cluster_id: Option<&str>) -> Result<()> {
+        match cluster_id {
+            Some(id) if !id.is_empty() && id != self.cluster_id() => Err(BrokerError::InconsistentClusterId(format!(
+                "the request is for cluster {id}, this is cluster {}",
+                self.cluster_id()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// ElectLeaders: a new leader for each partition, the preferred replica (or, with

@@ -1,5 +1,6 @@
 //! DescribeCluster (the live brokers and the active controller), DescribeQuorum (the
-//! metadata quorum) and ElectLeaders. Also the
+//! metadata quorum), ElectLeaders, AddRaftVoter / RemoveRaftVoter and UnregisterBroker.
+//! Also the
 //! authorized-operations bit fields that Metadata, DescribeCluster, DescribeGroups and
 //! ConsumerGroupDescribe return when a client asks for them.
 
@@ -8,8 +9,9 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::describe_quorum_response::{Listener, Node, PartitionData, ReplicaState, TopicData};
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::{
-    BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeQuorumRequest, DescribeQuorumResponse,
-    ElectLeadersRequest, ElectLeadersResponse, TopicName,
+    AddRaftVoterRequest, AddRaftVoterResponse, BrokerId, DescribeClusterRequest, DescribeClusterResponse,
+    DescribeQuorumRequest, DescribeQuorumResponse, ElectLeadersRequest, ElectLeadersResponse, RemoveRaftVoterRequest,
+    RemoveRaftVoterResponse, TopicName, UnregisterBrokerRequest, UnregisterBrokerResponse,
 };
 
 use super::str_bytes;
@@ -180,6 +182,68 @@ pub async fn describe_quorum(context: &Context, peer: &Peer, request: DescribeQu
             .with_topic_name(TopicName(str_bytes(METADATA_TOPIC.to_string())))
             .with_partitions(vec![partition])])
         .with_nodes(nodes)
+}
+
+fn outcome(result: strom_broker::Result<()>) -> (i16, Option<kafka_protocol::protocol::StrBytes>) {
+    match result {
+        Ok(()) => (0, None),
+        Err(e) => (error_code(&e), Some(str_bytes(e.to_string()))),
+    }
+}
+
+/// AddRaftVoter (KIP-853): a running node joins the metadata quorum as a voter. The
+/// controller address is its listener named like the controller listener, else its
+/// first listener.
+pub async fn add_raft_voter(context: &Context, peer: &Peer, request: AddRaftVoterRequest) -> AddRaftVoterResponse {
+    let listener = request
+        .listeners
+        .iter()
+        .find(|l| l.name.as_str() == "CONTROLLER")
+        .or_else(|| request.listeners.first());
+    let result = match listener {
+        Some(l) => {
+            let addr = format!("{}:{}", l.host, l.port);
+            context
+                .api
+                .add_voter(&peer.caller, request.cluster_id.as_deref(), request.voter_id, addr)
+                .await
+        }
+        None => Err(strom_broker::BrokerError::InvalidRequest(
+            "the new voter has no listener".into(),
+        )),
+    };
+    let (code, message) = outcome(result);
+    AddRaftVoterResponse::default()
+        .with_error_code(code)
+        .with_error_message(message)
+}
+
+/// RemoveRaftVoter (KIP-853).
+pub async fn remove_raft_voter(
+    context: &Context,
+    peer: &Peer,
+    request: RemoveRaftVoterRequest,
+) -> RemoveRaftVoterResponse {
+    let result = context
+        .api
+        .remove_voter(&peer.caller, request.cluster_id.as_deref(), request.voter_id)
+        .await;
+    let (code, message) = outcome(result);
+    RemoveRaftVoterResponse::default()
+        .with_error_code(code)
+        .with_error_message(message)
+}
+
+/// UnregisterBroker: forget a broker that is gone for good.
+pub async fn unregister_broker(
+    context: &Context,
+    peer: &Peer,
+    request: UnregisterBrokerRequest,
+) -> UnregisterBrokerResponse {
+    let (code, message) = outcome(context.api.unregister_broker(&peer.caller, request.broker_id.0).await);
+    UnregisterBrokerResponse::default()
+        .with_error_code(code)
+        .with_error_message(message)
 }
 
 /// ElectLeaders: preferred (type 0) or unclean (type 1) elections, committed by the

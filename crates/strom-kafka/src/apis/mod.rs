@@ -41,6 +41,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::UnregisterBroker, 0, 0),
+    (ApiKey::AddRaftVoter, 0, 0),
+    (ApiKey::RemoveRaftVoter, 0, 0),
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::JoinGroup, 0, 9),
     (ApiKey::SyncGroup, 0, 5),
@@ -191,6 +194,13 @@ pub async fn dispatch(
             w.write(&cluster::describe_quorum(context, peer, decode(api_key, body, version)?).await)
         }
         ApiKey::ElectLeaders => w.write(&cluster::elect_leaders(context, peer, decode(api_key, body, version)?).await),
+        ApiKey::UnregisterBroker => {
+            w.write(&cluster::unregister_broker(context, peer, decode(api_key, body, version)?).await)
+        }
+        ApiKey::AddRaftVoter => w.write(&cluster::add_raft_voter(context, peer, decode(api_key, body, version)?).await),
+        ApiKey::RemoveRaftVoter => {
+            w.write(&cluster::remove_raft_voter(context, peer, decode(api_key, body, version)?).await)
+        }
         ApiKey::FindCoordinator => {
             w.write(&groups::find_coordinator(context, peer, decode(api_key, body, version)?, version).await)
         }

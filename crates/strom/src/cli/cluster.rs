@@ -1,14 +1,20 @@
 //! `strom cluster status`: the nodes, whether each is alive (unfenced), the active
 //! controller, and the metadata quorum's log positions and lag, from DescribeCluster
 //! and DescribeQuorum (as `kafka-metadata-quorum.sh describe --status --replication`).
+//! `strom cluster add-voter|remove-voter|unregister`: membership changes, with Kafka's
+//! AddRaftVoter, RemoveRaftVoter (sent to the active controller) and UnregisterBroker.
 
 use std::collections::BTreeMap;
 
 use anyhow::Result;
 use clap::Subcommand;
 use serde_json::json;
+use strom_client::kafka_protocol::messages::add_raft_voter_request::Listener;
 use strom_client::kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
-use strom_client::kafka_protocol::messages::{DescribeClusterRequest, DescribeQuorumRequest, TopicName};
+use strom_client::kafka_protocol::messages::{
+    AddRaftVoterRequest, BrokerId, DescribeClusterRequest, DescribeQuorumRequest, RemoveRaftVoterRequest, TopicName,
+    UnregisterBrokerRequest,
+};
 use strom_client::kafka_protocol::protocol::StrBytes;
 
 use super::{explain, print_table, Common, Output};
@@ -18,6 +24,26 @@ pub enum ClusterCommand {
     /// Show the nodes, their roles and liveness, the active controller and the
     /// metadata quorum's log positions.
     Status,
+    /// Make a running node a voter of the metadata quorum (start it first, with a
+    /// CONTROLLER listener and the current voters; it waits to be added).
+    AddVoter {
+        /// The new voter's node.id (never the id of a node whose data was lost).
+        #[arg(long)]
+        id: i32,
+        /// Its controller listener, host:port.
+        #[arg(long)]
+        address: String,
+    },
+    /// Take a node out of the metadata quorum. Its id must never be used again.
+    RemoveVoter {
+        #[arg(long)]
+        id: i32,
+    },
+    /// Forget a broker that is gone for good (it must be stopped and fenced first).
+    Unregister {
+        #[arg(long)]
+        id: i32,
+    },
 }
 
 /// One node as the status shows it.
@@ -32,7 +58,101 @@ struct NodeRow {
 }
 
 pub async fn run(common: &Common, command: ClusterCommand) -> Result<()> {
-    let ClusterCommand::Status = command;
+    match command {
+        ClusterCommand::Status => status(common).await,
+        ClusterCommand::AddVoter { id, address } => {
+            let (host, port) = address
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+                .ok_or_else(|| anyhow::anyhow!("--address must be host:port, not '{address}'"))?;
+            let request = AddRaftVoterRequest::default()
+                .with_voter_id(id)
+                .with_timeout_ms(60_000)
+                .with_listeners(vec![Listener::default()
+                    .with_name(StrBytes::from_static_str("CONTROLLER"))
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(port)]);
+            let response = send_to_controller(common, &request).await?;
+            check(response.error_code, response.error_message.as_deref())?;
+            done(
+                common,
+                json!({"added_voter": id}),
+                &format!("node {id} is a voter of the metadata quorum"),
+            )
+        }
+        ClusterCommand::RemoveVoter { id } => {
+            let response = send_to_controller(common, &RemoveRaftVoterRequest::default().with_voter_id(id)).await?;
+            check(response.error_code, response.error_message.as_deref())?;
+            done(
+                common,
+                json!({"removed_voter": id}),
+                &format!("node {id} left the metadata quorum"),
+            )
+        }
+        ClusterCommand::Unregister { id } => {
+            let admin = common.admin().await?;
+            let response = admin
+                .client()
+                .send_any(&UnregisterBrokerRequest::default().with_broker_id(BrokerId(id)))
+                .await
+                .map_err(|e| explain(e, &common.brokers))?;
+            check(response.error_code, response.error_message.as_deref())?;
+            done(
+                common,
+                json!({"unregistered": id}),
+                &format!("broker {id} unregistered"),
+            )
+        }
+    }
+}
+
+fn check(code: i16, message: Option<&str>) -> Result<()> {
+    if code == 0 {
+        return Ok(());
+    }
+    let name = strom_client::Error::Kafka {
+        code,
+        message: message.unwrap_or_default().to_string(),
+    }
+    .code_name()
+    .unwrap_or_default();
+    anyhow::bail!("{} ({name})", message.unwrap_or("refused"))
+}
+
+fn done(common: &Common, json: serde_json::Value, text: &str) -> Result<()> {
+    match common.output {
+        Output::Json => outln!("{json}")?,
+        Output::Table => outln!("{text}")?,
+    }
+    Ok(())
+}
+
+/// Sends a membership change to the active controller's node (it runs them).
+async fn send_to_controller<Req: strom_client::kafka_protocol::protocol::Request>(
+    common: &Common,
+    request: &Req,
+) -> Result<Req::Response> {
+    let admin = common.admin().await?;
+    let client = admin.client();
+    let fail = |e| explain(e, &common.brokers);
+    let quorum = client.send_any(&quorum_request()).await.map_err(fail)?;
+    let leader = quorum
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .map(|p| p.leader_id.0)
+        .filter(|l| *l >= 0)
+        .ok_or_else(|| anyhow::anyhow!("the metadata quorum has no active controller now; try again"))?;
+    client.send_to(leader, request).await.map_err(fail)
+}
+
+fn quorum_request() -> DescribeQuorumRequest {
+    DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+        .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+        .with_partitions(vec![PartitionData::default().with_partition_index(0)])])
+}
+
+async fn status(common: &Common) -> Result<()> {
     let admin = common.admin().await?;
     let client = admin.client();
     let fail = |e| explain(e, &common.brokers);
@@ -40,12 +160,7 @@ pub async fn run(common: &Common, command: ClusterCommand) -> Result<()> {
         .send_any(&DescribeClusterRequest::default().with_include_fenced_brokers(true))
         .await
         .map_err(fail)?;
-    let quorum = client
-        .send_any(&DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
-            .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
-            .with_partitions(vec![PartitionData::default().with_partition_index(0)])]))
-        .await
-        .map_err(fail)?;
+    let quorum = client.send_any(&quorum_request()).await.map_err(fail)?;
     if quorum.error_code != 0 {
         anyhow::bail!(
             "the metadata quorum did not answer: {} (error {})",

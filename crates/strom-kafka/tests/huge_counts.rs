@@ -56,6 +56,11 @@ fn default_body(api: ApiKey, version: i16) -> Option<BytesMut> {
         ApiKey::TxnOffsetCommit => encoded!(TxnOffsetCommitRequest::default()),
         ApiKey::DescribeTransactions => encoded!(DescribeTransactionsRequest::default()),
         ApiKey::ListTransactions => encoded!(ListTransactionsRequest::default()),
+        ApiKey::DescribeQuorum => encoded!(DescribeQuorumRequest::default()),
+        ApiKey::ElectLeaders => encoded!(ElectLeadersRequest::default()),
+        ApiKey::UnregisterBroker => encoded!(UnregisterBrokerRequest::default()),
+        ApiKey::AddRaftVoter => encoded!(AddRaftVoterRequest::default()),
+        ApiKey::RemoveRaftVoter => encoded!(RemoveRaftVoterRequest::default()),
         other => panic!("{other:?} is served but this test has no request for it"),
     }
 }

@@ -21,7 +21,6 @@ use strom_log::{AppendInfo, Clock, SystemClock};
 use uuid::Uuid;
 
 use crate::constants::{APPEND_FAILURE_LOG_INTERVAL_MS, PARTITIONS_PER_TOPIC_MAX, QUORUM_START_WAIT_MS};
-use crate::dynamic_config::DynamicConfigStore;
 use crate::error::{BrokerError, Result};
 use crate::log_manager::{new_cluster_id, LogManager};
 use crate::migration;
@@ -130,11 +129,8 @@ pub struct Broker {
     /// Serialises changes to the topic catalog and configs.
     pub(crate) admin: Mutex<()>,
     producer_ids: ProducerIdManager,
-    /// Static topic defaults with the dynamic broker configs applied.
+    /// Static topic defaults with the dynamic broker configs of the synced image applied.
     pub(crate) topic_defaults: RwLock<Arc<TopicDefaults>>,
-    /// Group id → its group configs (GROUP resource).
-    pub(crate) group_configs: RwLock<BTreeMap<String, BTreeMap<String, String>>>,
-    pub(crate) dynamic_store: DynamicConfigStore,
     append_failures: FailureLog,
 }
 
@@ -206,6 +202,16 @@ impl Broker {
             migration::finish(&config.data_dir)?;
             tracing::info!(topics, "moved the single-node topic list into the metadata log");
         }
+        if migration::configs_pending(&config.data_dir) {
+            let image = quorum.applied().image.clone();
+            let records = migration::config_records(&config.data_dir, config.node_id, &image)?;
+            let scopes = records.len();
+            if !records.is_empty() {
+                quorum.propose(records)?;
+            }
+            migration::finish_configs(&config.data_dir)?;
+            tracing::info!(scopes, "moved the dynamic configs file into the metadata log");
+        }
         let registration = BrokerRegistration {
             node_id: config.node_id,
             incarnation: Uuid::new_v4(),
@@ -215,11 +221,8 @@ impl Broker {
         };
         let broker_epoch = quorum.propose(vec![MetadataRecord::RegisterBroker(registration)])? as i64;
         let producer_ids = ProducerIdManager::new(config.node_id, quorum.clone());
-        let dynamic_store = DynamicConfigStore::new(&config.data_dir);
-        let dynamic = dynamic_store.load()?;
-        let mut defaults = config.topic_defaults.clone();
-        defaults.dynamic_broker = dynamic.broker;
-        defaults.dynamic_default = dynamic.cluster_default;
+        // The dynamic configs come from the image, with the first sync below.
+        let defaults = config.topic_defaults.clone();
         let broker = Broker {
             clock,
             logs,
@@ -231,8 +234,6 @@ impl Broker {
             admin: Mutex::new(()),
             producer_ids,
             topic_defaults: RwLock::new(Arc::new(defaults)),
-            group_configs: RwLock::new(dynamic.groups),
-            dynamic_store,
             append_failures: FailureLog::default(),
             config,
         };
@@ -284,17 +285,19 @@ impl Broker {
         self.sync_metadata()
     }
 
-    /// Brings the live topics in line with the metadata this node applied: opens the
-    /// partitions of new topics and new partitions, applies changed topic configs and
-    /// deletes the logs of removed topics. Idempotent; called after each local commit
-    /// and whenever the applied metadata changes. Returns the first failure after
-    /// trying everything.
+    /// Brings the live topics in line with the metadata this node applied: puts the
+    /// dynamic configs in force, opens the partitions of new topics and new partitions,
+    /// applies changed topic configs and deletes the logs of removed topics.
+    /// Idempotent; called after each local commit and whenever the applied metadata
+    /// changes. Returns the first failure after trying everything.
     pub fn sync_metadata(&self) -> Result<()> {
         let _sync = lock(&self.metadata_sync);
         let image = self.quorum.applied().image.clone();
         if Arc::ptr_eq(&image, &self.image()) {
             return Ok(());
         }
+        // First, so that topics opened below start with the new defaults.
+        let defaults_changed = self.sync_dynamic_configs(&image);
         let mut first_error = None;
         for topic in self.topics() {
             if image.topic_by_id(topic.id()).is_none() {
@@ -310,6 +313,9 @@ impl Broker {
                 tracing::error!(topic = %record.name, error = %e, "could not apply the topic's metadata");
                 first_error.get_or_insert(e);
             }
+        }
+        if defaults_changed {
+            self.reconfigure_topics();
         }
         *write(&self.image) = image;
         first_error.map_or(Ok(()), Err)

@@ -8,6 +8,11 @@ pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
 pub const TOPICS_FILE: &str = "topics.json";
 /// What [`TOPICS_FILE`] is renamed to once its topics are in the metadata log.
 pub const TOPICS_FILE_MIGRATED: &str = "topics.json.migrated";
+/// The previous version's dynamic broker and group configs, migrated into the metadata
+/// log on first start.
+pub const DYNAMIC_CONFIGS_FILE: &str = "dynamic-configs.json";
+/// What [`DYNAMIC_CONFIGS_FILE`] is renamed to once its configs are in the metadata log.
+pub const DYNAMIC_CONFIGS_FILE_MIGRATED: &str = "dynamic-configs.json.migrated";
 /// Name of the file in the data directory that holds the cluster id and node id.
 pub const META_PROPERTIES_FILE: &str = "meta.properties";
 /// Suffix of a partition directory renamed for deletion (as in Kafka).

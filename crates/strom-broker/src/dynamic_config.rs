@@ -1,7 +1,8 @@
 //! Dynamic broker configs: set at runtime with AlterConfigs / IncrementalAlterConfigs on
 //! the BROKER resource — this node's id, or `""` for the default of every broker — and
-//! kept in `dynamic-configs.json` in the data directory (written atomically), so they
-//! survive restarts and beat the file and command line, as Kafka's dynamic configs do.
+//! committed to the metadata log as `Configs` records (`ConfigScope::Broker(id)`,
+//! `ConfigScope::ClusterDefault`), so every node applies them and they survive restarts,
+//! beating the file and command line as Kafka's dynamic configs do.
 //!
 //! Dynamic are the broker-level defaults of topic configs (`log.retention.ms`,
 //! `message.max.bytes`, `log.segment.bytes`, ...; Kafka's DynamicLogConfig), which apply
@@ -11,20 +12,14 @@
 //! start; changing them is refused with Kafka's INVALID_REQUEST "Cannot update these
 //! configs dynamically".
 //! Group configs (Kafka 4.0's GROUP resource: `consumer.session.timeout.ms` and
-//! `consumer.heartbeat.interval.ms` of one consumer-protocol group) live in the same
-//! file. (In a cluster these records move to the metadata log.)
+//! `consumer.heartbeat.interval.ms` of one consumer-protocol group) are `Configs` records
+//! too (`ConfigScope::Group(id)`). This module holds the rules; the broker commits and
+//! applies them (`broker/dynamic_configs.rs`).
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
 
 use crate::error::{BrokerError, Result};
-use crate::files::write_atomically;
 use crate::topic_config::{self, config_def_by_broker_synonym};
-
-const FILE_NAME: &str = "dynamic-configs.json";
 
 /// Which BROKER resource a request names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,18 +28,6 @@ pub enum BrokerEntity {
     ThisBroker,
     /// The default for every broker (`resource_name` = "").
     ClusterDefault,
-}
-
-/// What the file holds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DynamicConfigs {
-    #[serde(default)]
-    pub broker: BTreeMap<String, String>,
-    #[serde(default)]
-    pub cluster_default: BTreeMap<String, String>,
-    /// Group id → its group configs.
-    #[serde(default)]
-    pub groups: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// A group config: its name and the broker setting that supplies its default.
@@ -116,42 +99,6 @@ pub fn validate_group(configs: &BTreeMap<String, String>, bounds: GroupConfigBou
     Ok(())
 }
 
-impl DynamicConfigs {
-    #[cfg(test)]
-    pub fn entity_mut(&mut self, entity: BrokerEntity) -> &mut BTreeMap<String, String> {
-        match entity {
-            BrokerEntity::ThisBroker => &mut self.broker,
-            BrokerEntity::ClusterDefault => &mut self.cluster_default,
-        }
-    }
-}
-
-pub struct DynamicConfigStore {
-    path: PathBuf,
-}
-
-impl DynamicConfigStore {
-    pub fn new(data_dir: &Path) -> DynamicConfigStore {
-        DynamicConfigStore {
-            path: data_dir.join(FILE_NAME),
-        }
-    }
-
-    pub fn load(&self) -> Result<DynamicConfigs> {
-        match fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| BrokerError::Storage(format!("{}: {e}", self.path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DynamicConfigs::default()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    pub fn save(&self, configs: &DynamicConfigs) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(configs).map_err(|e| BrokerError::Storage(e.to_string()))?;
-        write_atomically(&self.path, &bytes)
-    }
-}
-
 /// Dynamic broker settings that are not topic defaults: the listener reads them at
 /// every accept.
 pub const LISTENER_DYNAMIC_SETTINGS: &[&str] = &["max.connections", "max.connections.per.ip"];
@@ -190,8 +137,6 @@ pub fn validate(configs: &BTreeMap<String, String>) -> Result<()> {
     Ok(())
 }
 
-/// The dynamic-config side of [`Broker`]: reading, altering and applying dynamic broker
-/// configs and group configs.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,18 +149,5 @@ mod tests {
         assert!(matches!(validate(&fixed), Err(BrokerError::InvalidRequest(m)) if m.contains("log.dirs")));
         let bad = BTreeMap::from([("log.retention.ms".to_string(), "soon".to_string())]);
         assert!(matches!(validate(&bad), Err(BrokerError::InvalidConfig(m)) if m.contains("log.retention.ms")));
-    }
-
-    #[test]
-    fn the_file_round_trips() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = DynamicConfigStore::new(dir.path());
-        assert_eq!(store.load().unwrap(), DynamicConfigs::default());
-        let mut configs = DynamicConfigs::default();
-        configs
-            .entity_mut(BrokerEntity::ClusterDefault)
-            .insert("message.max.bytes".into(), "2000".into());
-        store.save(&configs).unwrap();
-        assert_eq!(store.load().unwrap(), configs);
     }
 }

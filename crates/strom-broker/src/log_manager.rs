@@ -9,7 +9,8 @@
 //! - `__cluster_metadata-0/`: the metadata quorum's log and snapshot (`strom_cluster`).
 //! - `topics.json.migrated`: the topic list of the single-node version, kept after its
 //!   topics moved into the metadata log (`migration`).
-//! - `dynamic-configs.json`: dynamic broker configs and group configs (`dynamic_config`).
+//! - `dynamic-configs.json.migrated`: the dynamic broker and group configs of the
+//!   previous version, kept after they moved into the metadata log (`migration`).
 //! - `<topic>-<partition>.<topic id>-delete/`: a deleted topic's partition, renamed (the
 //!   deletion's commit point) and then removed; a start removes leftovers and finishes
 //!   the deletion of their topic.

@@ -1,18 +1,20 @@
-//! First start of a data directory from the single-node version: its topics
-//! (`topics.json`) and producer id block (`producer-ids`) move into the metadata log.
-//! The records are committed as one batch, then `topics.json` is renamed to
-//! `topics.json.migrated`; a crash in between commits nothing twice, since a topic id
-//! already in the metadata is skipped.
+//! First start of a data directory from an earlier version: its topics (`topics.json`)
+//! and producer id block (`producer-ids`), then its dynamic broker and group configs
+//! (`dynamic-configs.json`), move into the metadata log. Each file's records are
+//! committed as one batch, then the file is renamed to `<file>.migrated`; a crash in
+//! between commits nothing twice, since a topic id already in the metadata is skipped,
+//! and configs are committed again only as they were (this node's own) or only where
+//! the metadata has none.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
 use serde::Deserialize;
-use strom_cluster::{MetadataImage, MetadataRecord, PartitionRecord, TopicRecord};
+use strom_cluster::{ConfigScope, MetadataImage, MetadataRecord, PartitionRecord, TopicRecord};
 use uuid::Uuid;
 
-use crate::constants::{TOPICS_FILE, TOPICS_FILE_MIGRATED};
+use crate::constants::{DYNAMIC_CONFIGS_FILE, DYNAMIC_CONFIGS_FILE_MIGRATED, TOPICS_FILE, TOPICS_FILE_MIGRATED};
 use crate::error::{BrokerError, Result};
 use crate::producer_id::PRODUCER_IDS_FILE;
 
@@ -91,6 +93,59 @@ pub fn records(
 pub fn finish(data_dir: &Path) -> Result<()> {
     fs::rename(data_dir.join(TOPICS_FILE), data_dir.join(TOPICS_FILE_MIGRATED))?;
     let _ = fs::remove_file(data_dir.join(PRODUCER_IDS_FILE));
+    fs::File::open(data_dir)?.sync_all()?;
+    Ok(())
+}
+
+/// `dynamic-configs.json` as the previous version wrote it.
+#[derive(Debug, Deserialize)]
+struct OldDynamicConfigs {
+    /// This node's dynamic broker configs.
+    #[serde(default)]
+    broker: BTreeMap<String, String>,
+    #[serde(default)]
+    cluster_default: BTreeMap<String, String>,
+    /// Group id → its group configs.
+    #[serde(default)]
+    groups: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Whether the directory still has a dynamic configs file to migrate.
+pub fn configs_pending(data_dir: &Path) -> bool {
+    data_dir.join(DYNAMIC_CONFIGS_FILE).exists()
+}
+
+/// The records that bring `dynamic-configs.json` into the log: this node's broker
+/// configs; the cluster default and each group's configs only where `image` has none,
+/// since another node may have set them in the metadata already.
+pub fn config_records(data_dir: &Path, node_id: i32, image: &MetadataImage) -> Result<Vec<MetadataRecord>> {
+    let path = data_dir.join(DYNAMIC_CONFIGS_FILE);
+    let bytes = fs::read(&path)?;
+    let file: OldDynamicConfigs =
+        serde_json::from_slice(&bytes).map_err(|e| BrokerError::Storage(format!("{}: {e}", path.display())))?;
+    let scopes = std::iter::once((ConfigScope::Broker(node_id), file.broker, true))
+        .chain(std::iter::once((
+            ConfigScope::ClusterDefault,
+            file.cluster_default,
+            false,
+        )))
+        .chain(
+            file.groups
+                .into_iter()
+                .map(|(group, configs)| (ConfigScope::Group(group), configs, false)),
+        );
+    Ok(scopes
+        .filter(|(scope, configs, own)| !configs.is_empty() && (*own || image.configs(scope).is_none()))
+        .map(|(resource, configs, _)| MetadataRecord::Configs { resource, configs })
+        .collect())
+}
+
+/// Marks the configs' migration done (after their records are committed).
+pub fn finish_configs(data_dir: &Path) -> Result<()> {
+    fs::rename(
+        data_dir.join(DYNAMIC_CONFIGS_FILE),
+        data_dir.join(DYNAMIC_CONFIGS_FILE_MIGRATED),
+    )?;
     fs::File::open(data_dir)?.sync_all()?;
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! AlterConfigs and IncrementalAlterConfigs on topics, groups and brokers. Every change
-//! is written durably (the topic catalog, `dynamic-configs.json`): on the blocking pool.
+//! is committed to the metadata log: on the blocking pool.
 
 use std::collections::BTreeMap;
 

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use strom_cluster::ConfigScope;
+
 use super::configs::ConfigResource;
 use super::BrokerApi;
 use crate::caller::{Caller, Operation, Resource};
@@ -71,16 +73,11 @@ impl BrokerApi {
             ConfigResource::Group(group) => self.describe_group(group, &wanted),
             ConfigResource::Broker(name) if name.is_empty() => {
                 // The cluster-wide entity holds only what was set on it.
-                broker
-                    .defaults()
-                    .dynamic_default
-                    .iter()
-                    .filter(|(name, _)| wanted(name))
-                    .map(|(name, value)| {
-                        let kind = config_def_by_broker_synonym(name).map_or(ConfigType::String, |d| d.kind);
-                        single(name, value, ConfigSource::DynamicDefaultBroker, kind, false, "")
-                    })
-                    .collect()
+                dynamic_only(
+                    &broker.defaults().dynamic_default,
+                    ConfigSource::DynamicDefaultBroker,
+                    &wanted,
+                )
             }
             ConfigResource::Broker(name) if *name == self.node_id().to_string() => {
                 let defaults = broker.defaults();
@@ -99,7 +96,18 @@ impl BrokerApi {
                     })
                     .collect()
             }
-            ConfigResource::Broker(name) => return Err(BrokerError::InvalidRequest(format!("unknown broker {name}"))),
+            ConfigResource::Broker(name) => {
+                // Another broker: only its dynamic configs, which the metadata has (its
+                // static settings are known only to itself).
+                let image = broker.image();
+                let configs = name
+                    .parse::<i32>()
+                    .ok()
+                    .filter(|id| image.broker(*id).is_some() || image.configs(&ConfigScope::Broker(*id)).is_some())
+                    .map(|id| image.configs(&ConfigScope::Broker(id)).cloned().unwrap_or_default())
+                    .ok_or_else(|| BrokerError::InvalidRequest(format!("unknown broker {name}")))?;
+                dynamic_only(&configs, ConfigSource::DynamicBroker, &wanted)
+            }
         };
         Ok(described)
     }
@@ -137,6 +145,22 @@ impl BrokerApi {
             })
             .collect()
     }
+}
+
+/// The dynamic configs set on a BROKER entity, each as set.
+fn dynamic_only(
+    configs: &BTreeMap<String, String>,
+    source: ConfigSource,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Vec<DescribedConfig> {
+    configs
+        .iter()
+        .filter(|(name, _)| wanted(name))
+        .map(|(name, value)| {
+            let kind = config_def_by_broker_synonym(name).map_or(ConfigType::String, |d| d.kind);
+            single(name, value, source, kind, false, "")
+        })
+        .collect()
 }
 
 fn synonym(name: &str, value: &str, source: ConfigSource) -> ConfigSynonym {

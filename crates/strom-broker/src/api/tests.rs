@@ -167,3 +167,42 @@ async fn unknown_topics_and_internal_topics_are_refused_by_the_broker() {
     assert!(matches!(listed[0], Err(BrokerError::InvalidRequest(_))));
     api.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_brokers_dynamic_configs_are_described_from_the_metadata() {
+    use strom_cluster::{ConfigScope, MetadataRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let api = api(dir.path()).await;
+    let caller = Caller::internal();
+    let configs = std::collections::BTreeMap::from([("log.retention.ms".to_string(), "1000".to_string())]);
+    // Broker 2 is not registered here: its configs alone make it known.
+    api.broker()
+        .quorum()
+        .propose(vec![MetadataRecord::Configs {
+            resource: ConfigScope::Broker(2),
+            configs,
+        }])
+        .unwrap();
+    api.broker().sync_metadata().unwrap();
+    let described = api
+        .describe_configs(&caller, &ConfigResource::Broker("2".into()), None)
+        .unwrap();
+    assert_eq!(described.len(), 1);
+    assert_eq!(
+        (
+            described[0].name.as_str(),
+            described[0].value.as_str(),
+            described[0].source
+        ),
+        (
+            "log.retention.ms",
+            "1000",
+            crate::topic_config::ConfigSource::DynamicBroker
+        )
+    );
+    assert!(matches!(
+        api.describe_configs(&caller, &ConfigResource::Broker("3".into()), None),
+        Err(BrokerError::InvalidRequest(_))
+    ));
+    api.shutdown().await.unwrap();
+}

@@ -1,8 +1,12 @@
 //! The `Broker` methods that read, alter and apply dynamic broker configs and group
-//! configs (their store and rules are in [`crate::dynamic_config`]).
+//! configs (their rules are in [`crate::dynamic_config`]). A change is a `Configs`
+//! record committed to the metadata log; every node applies it in
+//! [`Broker::sync_metadata`], whichever node committed it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use strom_cluster::{ConfigScope, MetadataImage, MetadataRecord};
 
 use super::{AlterOp, Broker};
 use crate::dynamic_config::*;
@@ -25,13 +29,18 @@ impl Broker {
             .cloned()
     }
 
-    /// The dynamic configs set on a BROKER resource (AlterConfigs).
-    pub fn dynamic_broker_configs(&self, entity: BrokerEntity) -> BTreeMap<String, String> {
-        let defaults = self.defaults();
+    /// The metadata scope a BROKER resource stands for.
+    fn broker_scope(&self, entity: BrokerEntity) -> ConfigScope {
         match entity {
-            BrokerEntity::ThisBroker => defaults.dynamic_broker.clone(),
-            BrokerEntity::ClusterDefault => defaults.dynamic_default.clone(),
+            BrokerEntity::ThisBroker => ConfigScope::Broker(self.node_id()),
+            BrokerEntity::ClusterDefault => ConfigScope::ClusterDefault,
         }
+    }
+
+    /// The configs committed for a scope. From the applied image rather than the synced
+    /// one, so an incremental change builds on the latest commit of any node.
+    fn committed_configs(&self, scope: &ConfigScope) -> BTreeMap<String, String> {
+        self.quorum.applied().image.configs(scope).cloned().unwrap_or_default()
     }
 
     /// AlterConfigs on a BROKER resource: replaces all its dynamic configs.
@@ -46,7 +55,7 @@ impl Broker {
             return Ok(());
         }
         let _admin = crate::sync::lock(&self.admin);
-        self.apply_dynamic(entity, configs)
+        self.commit_configs(self.broker_scope(entity), configs)
     }
 
     /// IncrementalAlterConfigs on a BROKER resource.
@@ -57,7 +66,8 @@ impl Broker {
         validate_only: bool,
     ) -> Result<()> {
         let _admin = crate::sync::lock(&self.admin);
-        let mut configs = self.dynamic_broker_configs(entity);
+        let scope = self.broker_scope(entity);
+        let mut configs = self.committed_configs(&scope);
         for (name, op, value) in ops {
             if !crate::dynamic_config::is_dynamic(name) {
                 return Err(BrokerError::InvalidRequest(format!(
@@ -70,29 +80,13 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        self.apply_dynamic(entity, configs)
-    }
-
-    fn save_dynamic(
-        &self,
-        defaults: &TopicDefaults,
-        groups: &BTreeMap<String, BTreeMap<String, String>>,
-    ) -> Result<()> {
-        self.dynamic_store.save(&crate::dynamic_config::DynamicConfigs {
-            broker: defaults.dynamic_broker.clone(),
-            cluster_default: defaults.dynamic_default.clone(),
-            groups: groups.clone(),
-        })
-    }
-
-    fn all_group_configs(&self) -> BTreeMap<String, BTreeMap<String, String>> {
-        crate::sync::read(&self.group_configs).clone()
+        self.commit_configs(scope, configs)
     }
 
     /// The configs set on a group (GROUP resource); empty when none.
     pub fn group_configs(&self, group: &str) -> BTreeMap<String, String> {
-        crate::sync::read(&self.group_configs)
-            .get(group)
+        self.image()
+            .configs(&ConfigScope::Group(group.to_string()))
             .cloned()
             .unwrap_or_default()
     }
@@ -112,10 +106,11 @@ impl Broker {
             return Err(BrokerError::InvalidGroupId);
         }
         let _admin = crate::sync::lock(&self.admin);
+        let scope = ConfigScope::Group(group.to_string());
         let mut configs = if replace {
             BTreeMap::new()
         } else {
-            self.group_configs(group)
+            self.committed_configs(&scope)
         };
         for (name, op, value) in ops {
             set_or_delete(&mut configs, name, *op, value)?;
@@ -124,27 +119,44 @@ impl Broker {
         if validate_only {
             return Ok(());
         }
-        let mut groups = self.all_group_configs();
-        if configs.is_empty() {
-            groups.remove(group);
-        } else {
-            groups.insert(group.to_string(), configs);
-        }
-        self.save_dynamic(&self.defaults(), &groups)?;
-        *crate::sync::write(&self.group_configs) = groups;
+        self.commit_configs(scope, configs)
+    }
+
+    /// Commits a scope's whole set of configs (an empty set removes it); applied here
+    /// by the sync after the commit, elsewhere when their nodes sync.
+    fn commit_configs(&self, resource: ConfigScope, configs: BTreeMap<String, String>) -> Result<()> {
+        self.commit(vec![MetadataRecord::Configs {
+            resource: resource.clone(),
+            configs,
+        }])?;
+        tracing::info!(?resource, "dynamic configs changed");
         Ok(())
     }
 
-    /// Persists an entity's dynamic configs, then applies them to every topic.
-    fn apply_dynamic(&self, entity: BrokerEntity, configs: BTreeMap<String, String>) -> Result<()> {
-        let mut defaults = (*self.defaults()).clone();
-        match entity {
-            BrokerEntity::ThisBroker => defaults.dynamic_broker = configs,
-            BrokerEntity::ClusterDefault => defaults.dynamic_default = configs,
+    /// Puts this broker's and the cluster-wide dynamic configs of `image` in force;
+    /// says whether they changed (then every live topic needs
+    /// [`Broker::reconfigure_topics`]). Group configs need nothing: they are read from
+    /// the synced image.
+    pub(super) fn sync_dynamic_configs(&self, image: &MetadataImage) -> bool {
+        let scoped = |scope: ConfigScope| image.configs(&scope).cloned().unwrap_or_default();
+        let broker = scoped(ConfigScope::Broker(self.node_id()));
+        let default = scoped(ConfigScope::ClusterDefault);
+        let current = self.defaults();
+        if current.dynamic_broker == broker && current.dynamic_default == default {
+            return false;
         }
-        self.save_dynamic(&defaults, &self.all_group_configs())?;
-        let defaults = Arc::new(defaults);
-        *crate::sync::write(&self.topic_defaults) = defaults.clone();
+        let mut defaults = (*current).clone();
+        defaults.dynamic_broker = broker;
+        defaults.dynamic_default = default;
+        *crate::sync::write(&self.topic_defaults) = Arc::new(defaults);
+        tracing::info!("dynamic broker configs applied");
+        true
+    }
+
+    /// Resolves every live topic's limits and log config again against the defaults
+    /// in force (after the dynamic broker configs changed).
+    pub(super) fn reconfigure_topics(&self) {
+        let defaults = self.defaults();
         for topic in self.topics() {
             let overrides = topic.overrides();
             topic.set_overrides(overrides.clone(), defaults.limits(&overrides));
@@ -153,8 +165,6 @@ impl Broker {
                 partition.set_config(log_config);
             }
         }
-        tracing::info!(?entity, "dynamic broker configs changed");
-        Ok(())
     }
 }
 

@@ -311,3 +311,262 @@ fn partitions_only_grow_and_deleted_topics_leave_nothing() {
         Err(BrokerError::InvalidReplicationFactor(_))
     ));
 }
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn bounds() -> crate::dynamic_config::GroupConfigBounds {
+    crate::group::GroupConfig::default().group_config_bounds()
+}
+
+#[test]
+fn a_configs_record_committed_elsewhere_is_applied_by_sync_metadata() {
+    use strom_cluster::ConfigScope;
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path());
+    create(&b, "t", 1);
+    let topic = b.topic("t").unwrap();
+    let configs = |resource: ConfigScope, pairs: &[(&str, &str)]| {
+        // As another node commits: through the quorum, without this broker's sync.
+        b.quorum()
+            .propose(vec![MetadataRecord::Configs {
+                resource,
+                configs: map(pairs),
+            }])
+            .unwrap();
+    };
+    configs(
+        ConfigScope::ClusterDefault,
+        &[("message.max.bytes", "2000"), ("max.connections", "7")],
+    );
+    configs(ConfigScope::Broker(2), &[("message.max.bytes", "3000")]);
+    configs(
+        ConfigScope::Group("g".into()),
+        &[("consumer.session.timeout.ms", "50000")],
+    );
+    assert_eq!(topic.limits().max_message_bytes, 1048588, "not synced yet");
+    assert!(b.group_configs("g").is_empty());
+
+    b.sync_metadata().unwrap();
+    assert_eq!(
+        b.defaults().dynamic_default,
+        map(&[("message.max.bytes", "2000"), ("max.connections", "7")])
+    );
+    assert!(
+        b.defaults().dynamic_broker.is_empty(),
+        "another broker's configs are its own"
+    );
+    assert_eq!(topic.limits().max_message_bytes, 2000);
+    assert_eq!(b.dynamic_setting("max.connections").as_deref(), Some("7"));
+    assert_eq!(b.group_configs("g"), map(&[("consumer.session.timeout.ms", "50000")]));
+
+    // This broker's own beat the cluster default; an empty set removes a scope.
+    configs(ConfigScope::Broker(1), &[("message.max.bytes", "4000")]);
+    configs(ConfigScope::Group("g".into()), &[]);
+    b.sync_metadata().unwrap();
+    assert_eq!(topic.limits().max_message_bytes, 4000);
+    assert!(b.group_configs("g").is_empty());
+    configs(ConfigScope::Broker(1), &[]);
+    configs(ConfigScope::ClusterDefault, &[]);
+    b.sync_metadata().unwrap();
+    assert_eq!(topic.limits().max_message_bytes, 1048588);
+    assert_eq!(b.dynamic_setting("max.connections"), None);
+}
+
+#[test]
+fn dynamic_configs_are_committed_and_survive_a_restart() {
+    use crate::dynamic_config::BrokerEntity;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let b = broker(dir.path());
+        create(&b, "t", 1);
+        b.alter_broker_configs(
+            BrokerEntity::ClusterDefault,
+            map(&[("log.retention.ms", "1000")]),
+            false,
+        )
+        .unwrap();
+        b.incremental_alter_broker_configs(
+            BrokerEntity::ThisBroker,
+            &[("message.max.bytes".into(), AlterOp::Set, Some("5000".into()))],
+            false,
+        )
+        .unwrap();
+        // Refused and validate-only changes commit nothing.
+        assert!(matches!(
+            b.alter_broker_configs(BrokerEntity::ThisBroker, map(&[("log.dirs", "/x")]), false),
+            Err(BrokerError::InvalidRequest(_))
+        ));
+        b.alter_broker_configs(BrokerEntity::ThisBroker, map(&[("message.max.bytes", "6000")]), true)
+            .unwrap();
+        let heartbeat = (
+            "consumer.heartbeat.interval.ms".to_string(),
+            AlterOp::Set,
+            Some("6000".into()),
+        );
+        b.alter_group_configs("g", false, &[heartbeat], bounds(), false)
+            .unwrap();
+        assert_eq!(b.topic("t").unwrap().limits().max_message_bytes, 5000);
+        let image = b.quorum().applied().image.clone();
+        assert_eq!(
+            image.configs(&strom_cluster::ConfigScope::Broker(1)),
+            Some(&map(&[("message.max.bytes", "5000")]))
+        );
+        b.shutdown().unwrap();
+    }
+    assert!(
+        !dir.path().join(crate::constants::DYNAMIC_CONFIGS_FILE).exists(),
+        "no file any more"
+    );
+    let b = broker(dir.path());
+    assert_eq!(b.defaults().dynamic_default, map(&[("log.retention.ms", "1000")]));
+    assert_eq!(b.defaults().dynamic_broker, map(&[("message.max.bytes", "5000")]));
+    assert_eq!(b.topic("t").unwrap().limits().max_message_bytes, 5000);
+    assert_eq!(b.group_configs("g"), map(&[("consumer.heartbeat.interval.ms", "6000")]));
+    // Incremental changes build on what the log has.
+    b.incremental_alter_broker_configs(
+        BrokerEntity::ClusterDefault,
+        &[("log.retention.ms".into(), AlterOp::Delete, None)],
+        false,
+    )
+    .unwrap();
+    assert!(b.defaults().dynamic_default.is_empty());
+    assert!(b
+        .quorum()
+        .applied()
+        .image
+        .configs(&strom_cluster::ConfigScope::ClusterDefault)
+        .is_none());
+}
+
+#[test]
+fn dynamic_configs_of_the_previous_version_are_migrated_into_the_metadata_log() {
+    use crate::constants::{DYNAMIC_CONFIGS_FILE, DYNAMIC_CONFIGS_FILE_MIGRATED};
+    use strom_cluster::ConfigScope;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let b = broker(dir.path());
+        create(&b, "t", 1);
+        // Set in the metadata already (by another node, say): the file does not win.
+        b.quorum()
+            .propose(vec![
+                MetadataRecord::Configs {
+                    resource: ConfigScope::ClusterDefault,
+                    configs: map(&[("log.retention.ms", "111")]),
+                },
+                MetadataRecord::Configs {
+                    resource: ConfigScope::Group("kept".into()),
+                    configs: map(&[("consumer.session.timeout.ms", "50000")]),
+                },
+            ])
+            .unwrap();
+        b.shutdown().unwrap();
+    }
+    // What the previous version kept in the data directory.
+    std::fs::write(
+        dir.path().join(DYNAMIC_CONFIGS_FILE),
+        r#"{
+  "broker": {"message.max.bytes": "2000", "max.connections": "9"},
+  "cluster_default": {"log.retention.ms": "999"},
+  "groups": {
+    "g": {"consumer.heartbeat.interval.ms": "6000"},
+    "kept": {"consumer.session.timeout.ms": "60000"}
+  }
+}"#,
+    )
+    .unwrap();
+
+    let check = |b: &Broker| {
+        assert_eq!(
+            b.defaults().dynamic_broker,
+            map(&[("message.max.bytes", "2000"), ("max.connections", "9")])
+        );
+        assert_eq!(b.defaults().dynamic_default, map(&[("log.retention.ms", "111")]));
+        assert_eq!(b.group_configs("g"), map(&[("consumer.heartbeat.interval.ms", "6000")]));
+        assert_eq!(
+            b.group_configs("kept"),
+            map(&[("consumer.session.timeout.ms", "50000")])
+        );
+        assert_eq!(b.topic("t").unwrap().limits().max_message_bytes, 2000);
+        assert_eq!(b.dynamic_setting("max.connections").as_deref(), Some("9"));
+    };
+    let b = broker(dir.path());
+    check(&b);
+    assert!(!dir.path().join(DYNAMIC_CONFIGS_FILE).exists());
+    assert!(dir.path().join(DYNAMIC_CONFIGS_FILE_MIGRATED).exists());
+    b.shutdown().unwrap();
+    drop(b);
+    // Migrated once: the next start finds the configs in the log.
+    check(&broker(dir.path()));
+}
+
+/// A free port on 127.0.0.1: bound to port 0, then released for the quorum to bind.
+fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+#[test]
+fn a_cluster_default_set_through_one_node_applies_on_the_other() {
+    use crate::dynamic_config::BrokerEntity;
+    let dirs = tempfile::tempdir().unwrap();
+    let voters: BTreeMap<u64, String> = (1..=2).map(|id| (id, free_addr())).collect();
+    // Both nodes start at once: each waits for the quorum of both.
+    let starting: Vec<_> = (1..=2)
+        .map(|id| {
+            let mut config = BrokerConfig::new(dirs.path().join(format!("node-{id}")));
+            config.node_id = id;
+            let mut quorum = strom_cluster::QuorumConfig::single(id as u64, &config.data_dir);
+            quorum.voters = voters.clone();
+            quorum.election_timeout_min_ms = 300;
+            quorum.election_timeout_max_ms = 600;
+            config.quorum = Some(quorum);
+            std::thread::spawn(move || Broker::open(config).unwrap())
+        })
+        .collect();
+    let nodes: Vec<Arc<Broker>> = starting.into_iter().map(|t| t.join().unwrap()).collect();
+    let (one, two) = (&nodes[0], &nodes[1]);
+    let hosted_on_two = NewTopic {
+        name: "t".into(),
+        assignments: vec![(0, vec![2])],
+        num_partitions: -1,
+        replication_factor: -1,
+        ..Default::default()
+    };
+    one.create_topic(hosted_on_two, false).unwrap();
+    one.alter_broker_configs(
+        BrokerEntity::ClusterDefault,
+        map(&[("message.max.bytes", "2000")]),
+        false,
+    )
+    .unwrap();
+    one.alter_broker_configs(BrokerEntity::ThisBroker, map(&[("message.max.bytes", "3000")]), false)
+        .unwrap();
+    let heartbeat = (
+        "consumer.heartbeat.interval.ms".to_string(),
+        AlterOp::Set,
+        Some("6000".into()),
+    );
+    one.alter_group_configs("g", false, &[heartbeat], bounds(), false)
+        .unwrap();
+
+    // What the background loop does when node 2 applies the commits.
+    let index = one.quorum().applied().index();
+    two.quorum().wait_applied(index, Duration::from_secs(15)).unwrap();
+    two.sync_metadata().unwrap();
+    assert_eq!(two.defaults().dynamic_default, map(&[("message.max.bytes", "2000")]));
+    assert!(
+        two.defaults().dynamic_broker.is_empty(),
+        "node 1's own configs stay its own"
+    );
+    assert_eq!(two.topic("t").unwrap().limits().max_message_bytes, 2000);
+    assert_eq!(
+        two.group_configs("g"),
+        map(&[("consumer.heartbeat.interval.ms", "6000")])
+    );
+    assert_eq!(one.defaults().dynamic_broker, map(&[("message.max.bytes", "3000")]));
+    for node in &nodes {
+        node.shutdown().unwrap();
+    }
+}

@@ -62,6 +62,7 @@ pub fn error_code(e: &BrokerError) -> i16 {
         BrokerError::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
         BrokerError::LeaderNotAvailable => ResponseError::LeaderNotAvailable,
         BrokerError::RequestTimedOut(_) => ResponseError::RequestTimedOut,
+        BrokerError::Remote { .. } => ResponseError::NetworkException,
         BrokerError::Internal(_) => ResponseError::UnknownServerError,
     };
     kind.code()

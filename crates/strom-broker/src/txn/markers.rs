@@ -111,7 +111,8 @@ impl TxnCoordinator {
     /// `meta.partitions`, so a retry writes only the rest. A partition without a
     /// leader, or whose leader could not be reached or refused, fails the call with
     /// COORDINATOR_NOT_AVAILABLE (retriable: the client's EndTxn retry or the
-    /// coordinator's periodic check finishes the transaction).
+    /// coordinator's periodic check finishes the transaction); a local storage error
+    /// is returned as it is.
     pub(super) fn write_markers(&self, meta: &mut TxnMetadata, commit: bool) -> Result<()> {
         let image = self.broker.image();
         let mut by_leader: BTreeMap<i32, Vec<TopicPartition>> = BTreeMap::new();
@@ -144,7 +145,12 @@ impl TxnCoordinator {
                     Ok(()) | Err(BrokerError::UnknownTopicOrPartition) => done.push(tp),
                     Err(e) => {
                         tracing::warn!(topic = %tp.topic, partition = tp.partition, error = %e, "transaction marker not written");
-                        failure.get_or_insert(e);
+                        // Leadership moved meanwhile: retriable, like a remote refusal.
+                        failure.get_or_insert(if e.is_storage() {
+                            e
+                        } else {
+                            BrokerError::CoordinatorNotAvailable
+                        });
                     }
                 }
             }

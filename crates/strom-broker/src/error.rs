@@ -150,6 +150,10 @@ pub enum BrokerError {
     /// The metadata change was not committed in time (REQUEST_TIMED_OUT).
     #[error("request timed out: {0}")]
     RequestTimedOut(String),
+    /// A request to another node failed: it could not be reached, its answer could
+    /// not be read, or it refused (NETWORK_EXCEPTION if it ever reaches a client).
+    #[error("node {node}: {reason}")]
+    Remote { node: i32, reason: String },
     /// A bug inside the broker (a panicked task): the request fails, the broker goes on.
     #[error("internal error: {0}")]
     Internal(String),

@@ -11,3 +11,10 @@ pub const PIPELINED_RESPONSES_MAX: usize = 64;
 pub const CONNECTIONS_TRACKED_MAX: u32 = 1 << 24;
 /// Kafka's authorized-operations value when the client did not ask for them.
 pub const AUTHORIZED_OPERATIONS_NOT_REQUESTED: i32 = i32::MIN;
+/// Inter-broker requests (WriteTxnMarkers): how long to wait for a connection, and
+/// then for each read or write. The coordinator holds the transaction meanwhile.
+pub const INTER_BROKER_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+pub const INTER_BROKER_IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+/// Largest inter-broker response read (a WriteTxnMarkers answer is a few bytes per
+/// partition).
+pub const INTER_BROKER_RESPONSE_MAX_BYTES: usize = 16 << 20;

@@ -66,6 +66,7 @@ pub fn error_code(e: &BrokerError) -> i16 {
         BrokerError::InconsistentClusterId(_) => ResponseError::InconsistentClusterId,
         BrokerError::PreferredLeaderNotAvailable => ResponseError::PreferredLeaderNotAvailable,
         BrokerError::RequestTimedOut(_) => ResponseError::RequestTimedOut,
+        BrokerError::Remote { .. } => ResponseError::NetworkException,
         BrokerError::Internal(_) => ResponseError::UnknownServerError,
     };
     kind.code()

@@ -68,6 +68,7 @@ pub fn body_decoder(api_key: ApiKey) -> Option<BodyDecoder> {
         ApiKey::TxnOffsetCommit => decode::<TxnOffsetCommitRequest>,
         ApiKey::DescribeTransactions => decode::<DescribeTransactionsRequest>,
         ApiKey::ListTransactions => decode::<ListTransactionsRequest>,
+        ApiKey::WriteTxnMarkers => decode::<WriteTxnMarkersRequest>,
         _ => return None,
     };
     Some(decoder)

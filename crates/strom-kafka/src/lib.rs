@@ -1,7 +1,8 @@
 //! Strom's Kafka wire-protocol front-end: framing, the ApiVersions table, one module
 //! per API family, and the mapping of broker errors to Kafka error codes. It knows
 //! nothing of storage layout: every request becomes calls on `strom_broker::BrokerApi`.
-//! It exports its server, its settings and the table of served APIs, nothing else.
+//! It exports its server, its settings, the table of served APIs and the inter-broker
+//! client the transaction coordinator sends markers with, nothing else.
 
 mod apis;
 mod connection;
@@ -13,8 +14,10 @@ mod frame;
 pub mod fuzzing;
 mod outbound;
 mod server;
+mod txn_markers;
 
 /// The APIs and versions served (ApiVersions advertises exactly these).
 pub use apis::SUPPORTED;
 pub use context::ServerConfig;
 pub use server::Server;
+pub use txn_markers::TxnMarkerClient;

@@ -61,6 +61,7 @@ fn default_body(api: ApiKey, version: i16) -> Option<BytesMut> {
         ApiKey::UnregisterBroker => encoded!(UnregisterBrokerRequest::default()),
         ApiKey::AddRaftVoter => encoded!(AddRaftVoterRequest::default()),
         ApiKey::RemoveRaftVoter => encoded!(RemoveRaftVoterRequest::default()),
+        ApiKey::WriteTxnMarkers => encoded!(WriteTxnMarkersRequest::default()),
         other => panic!("{other:?} is served but this test has no request for it"),
     }
 }
@@ -73,6 +74,7 @@ fn nested_bodies(api: ApiKey, version: i16) -> Vec<BytesMut> {
     use kafka_protocol::messages::offset_commit_request::*;
     use kafka_protocol::messages::offset_fetch_request::*;
     use kafka_protocol::messages::produce_request::*;
+    use kafka_protocol::messages::write_txn_markers_request::*;
     let name = || TopicName(StrBytes::from_static_str("t"));
     let mut bodies = Vec::new();
     let mut push = |result: Option<BytesMut>| bodies.extend(result);
@@ -129,6 +131,11 @@ fn nested_bodies(api: ApiKey, version: i16) -> Vec<BytesMut> {
                     .with_partitions(vec![0])])
             ])));
         }
+        ApiKey::WriteTxnMarkers => push(encoded!(WriteTxnMarkersRequest::default().with_markers(vec![
+            WritableTxnMarker::default().with_topics(vec![WritableTxnMarkerTopic::default()
+                .with_name(name())
+                .with_partition_indexes(vec![0])])
+        ]))),
         _ => {}
     }
     bodies

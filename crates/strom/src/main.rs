@@ -225,6 +225,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             groups: group_config,
             txns: txn_config,
             static_settings: settings.static_settings(),
+            remote_markers: std::sync::Arc::new(strom_kafka::TxnMarkerClient::new(&server_config.listener_name)),
         })
         .await
         .context("opening the data directory and loading groups and transactions")?;

@@ -183,6 +183,7 @@ fn default_body(api_key: ApiKey, version: i16) -> Option<Vec<u8>> {
         ApiKey::TxnOffsetCommit => body!(TxnOffsetCommitRequest),
         ApiKey::DescribeTransactions => body!(DescribeTransactionsRequest),
         ApiKey::ListTransactions => body!(ListTransactionsRequest),
+        ApiKey::WriteTxnMarkers => body!(WriteTxnMarkersRequest),
         _ => None,
     }
 }

@@ -248,17 +248,7 @@ impl BrokerApi {
 impl BrokerApi {
     /// The registered brokers, by node id.
     pub fn brokers(&self) -> Vec<BrokerEndpoint> {
-        self.broker
-            .image()
-            .brokers()
-            .values()
-            .map(|b| BrokerEndpoint {
-                node_id: b.registration.node_id,
-                rack: b.registration.rack.clone(),
-                listeners: b.registration.listeners.clone(),
-                alive: !b.fenced,
-            })
-            .collect()
+        broker_endpoints(&self.broker.image())
     }
 
     /// The node clients should send controller-bound requests (CreateTopics, ...) to:
@@ -375,4 +365,18 @@ fn describe(image: &MetadataImage, topic: &TopicImage) -> TopicMetadata {
         partitions,
         error: None,
     }
+}
+
+/// The brokers registered in `image`, with their listeners.
+pub(crate) fn broker_endpoints(image: &MetadataImage) -> Vec<BrokerEndpoint> {
+    image
+        .brokers()
+        .values()
+        .map(|b| BrokerEndpoint {
+            node_id: b.registration.node_id,
+            rack: b.registration.rack.clone(),
+            listeners: b.registration.listeners.clone(),
+            alive: !b.fenced,
+        })
+        .collect()
 }

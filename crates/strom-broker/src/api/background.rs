@@ -1,7 +1,7 @@
 //! The broker's periodic work, started by the broker itself: segment rolls by time and
 //! retention every `log.retention.check.interval.ms`, compaction every
 //! `log.cleaner.backoff.ms`, `flush.ms` checks every [`FLUSH_CHECK_INTERVAL`], the group
-//! coordinator's timers, and transaction timeouts every
+//! coordinator's timers, and transaction timeouts (and markers still to write) every
 //! `transaction.abort.timed.out.transaction.cleanup.interval.ms`, and bringing the live
 //! topics in line with each change of the applied metadata (changes other nodes
 //! committed). The file work runs on the blocking pool; everything stops when the
@@ -112,6 +112,7 @@ async fn transaction_timeouts(txns: Arc<TxnCoordinator>, mut closing: tokio::syn
         }
         let txns = txns.clone();
         let _ = offload("transaction timeouts", move || {
+            txns.retry_unfinished();
             txns.abort_timed_out();
             txns.expire_ids();
         })

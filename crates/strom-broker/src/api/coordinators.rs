@@ -1,6 +1,7 @@
 //! The coordinators behind the façade: FindCoordinator, and the group and transaction
 //! coordinators handed out only after the caller is authorized for the group or
 //! transactional id. Transaction work (durable state, markers) runs on the blocking pool.
+//! WriteTxnMarkers, from the coordinators of other nodes, writes markers here.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use crate::error::{BrokerError, Result};
 use crate::group::coordinator::OFFSETS_TOPIC;
 use crate::group::{GroupCoordinator, OffsetCommit};
 use crate::txn::coordinator::TRANSACTION_STATE_TOPIC;
-use crate::txn::{ProducerIdAndEpoch, TxnCoordinator};
+use crate::txn::{MarkerRequest, MarkerResults, ProducerIdAndEpoch, TxnCoordinator};
 
 /// What a FindCoordinator key names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,5 +127,15 @@ impl BrokerApi {
         self.authorize(caller, Operation::Write, Resource::TransactionalId(transactional_id))?;
         self.authorize(caller, Operation::Read, Resource::Group(&commit.group_id))?;
         self.txns.txn_offset_commit(transactional_id, producer, commit).await
+    }
+
+    /// WriteTxnMarkers: a transaction coordinator (on another node) ends transactions
+    /// in partitions this node leads. ClusterAction on the cluster, as in Kafka: only
+    /// brokers send it. Per marker, per partition: UNKNOWN_TOPIC_OR_PARTITION,
+    /// NOT_LEADER_OR_FOLLOWER, or the marker written and fsync'ed.
+    pub async fn write_txn_markers(&self, caller: &Caller, markers: Vec<MarkerRequest>) -> Result<MarkerResults> {
+        self.authorize(caller, Operation::ClusterAction, Resource::Cluster)?;
+        let txns = self.txns.clone();
+        offload("write transaction markers", move || txns.write_markers_here(&markers)).await
     }
 }

@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+pub(crate) use admin::broker_endpoints;
 pub use admin::{BrokerEndpoint, DeletedTopic, NewPartitions, PartitionMetadata, TopicMetadata};
 pub use configs::{ConfigAlteration, ConfigChanges, ConfigOp, ConfigResource};
 pub use coordinators::CoordinatorKind;
@@ -41,7 +42,7 @@ use crate::group::{GroupConfig, GroupCoordinator};
 use crate::partition::Partition;
 use crate::sync::lock;
 use crate::topic::Topic;
-use crate::txn::{TxnConfig, TxnCoordinator};
+use crate::txn::{NoRemoteMarkers, RemoteMarkers, TxnConfig, TxnCoordinator};
 
 /// A topic as a request names it: by name, or by id (Fetch and Produce v13+).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +59,9 @@ pub struct StartConfig {
     pub txns: TxnConfig,
     /// The node's settings as started, for DescribeConfigs on the broker.
     pub static_settings: Vec<StaticSetting>,
+    /// How the transaction coordinator writes markers on other nodes (a front-end's
+    /// client of WriteTxnMarkers).
+    pub remote_markers: Arc<dyn RemoteMarkers>,
 }
 
 /// One broker: its logs and metadata, its coordinators, its periodic work.
@@ -81,9 +85,18 @@ impl BrokerApi {
             groups,
             txns,
             static_settings,
+            remote_markers,
         } = config;
         let broker = crate::blocking::offload_result("open broker", move || Broker::open(broker)).await?;
-        Self::start_inner(broker, groups, txns, Arc::new(AllowAll), static_settings).await
+        Self::start_inner(
+            broker,
+            groups,
+            txns,
+            Arc::new(AllowAll),
+            remote_markers,
+            static_settings,
+        )
+        .await
     }
 
     /// [`BrokerApi::start`] on an opened broker (tests open it with their own clock).
@@ -91,14 +104,26 @@ impl BrokerApi {
         Self::start_authorized(broker, groups, txns, Arc::new(AllowAll)).await
     }
 
-    /// [`BrokerApi::start_with`] with an authorizer other than [`AllowAll`].
+    /// [`BrokerApi::start_with`] with an authorizer other than [`AllowAll`]. Markers
+    /// for partitions led by other nodes cannot be written ([`NoRemoteMarkers`]).
     pub async fn start_authorized(
         broker: Arc<Broker>,
         groups: GroupConfig,
         txns: TxnConfig,
         authorizer: Arc<dyn Authorizer>,
     ) -> Result<Arc<BrokerApi>> {
-        Self::start_inner(broker, groups, txns, authorizer, Vec::new()).await
+        Self::start_opened(broker, groups, txns, authorizer, Arc::new(NoRemoteMarkers)).await
+    }
+
+    /// [`BrokerApi::start_authorized`] with a way to write markers on other nodes.
+    pub async fn start_opened(
+        broker: Arc<Broker>,
+        groups: GroupConfig,
+        txns: TxnConfig,
+        authorizer: Arc<dyn Authorizer>,
+        remote_markers: Arc<dyn RemoteMarkers>,
+    ) -> Result<Arc<BrokerApi>> {
+        Self::start_inner(broker, groups, txns, authorizer, remote_markers, Vec::new()).await
     }
 
     async fn start_inner(
@@ -106,6 +131,7 @@ impl BrokerApi {
         groups: GroupConfig,
         txns: TxnConfig,
         authorizer: Arc<dyn Authorizer>,
+        remote_markers: Arc<dyn RemoteMarkers>,
         static_settings: Vec<StaticSetting>,
     ) -> Result<Arc<BrokerApi>> {
         let groups = {
@@ -114,8 +140,10 @@ impl BrokerApi {
         };
         let txns = {
             let (broker, groups) = (broker.clone(), groups.clone());
-            crate::blocking::offload_result("load transactions", move || TxnCoordinator::open(broker, groups, txns))
-                .await?
+            crate::blocking::offload_result("load transactions", move || {
+                TxnCoordinator::open(broker, groups, txns, remote_markers)
+            })
+            .await?
         };
         let (closing, _) = watch::channel(false);
         let api = Arc::new(BrokerApi {

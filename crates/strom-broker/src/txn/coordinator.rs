@@ -5,8 +5,12 @@
 //! made durable, then a marker is written (and fsync'ed) to every partition of the
 //! transaction, then the Complete state is written. Loading a partition finds any
 //! transaction left in a Prepare state and writes its markers again, so every
-//! transaction ends committed or aborted in all of its partitions. Loading and
-//! unloading per partition is in `loader.rs`, ListTransactions' filter in `listing.rs`.
+//! transaction ends committed or aborted in all of its partitions. Markers for
+//! partitions led by other nodes go to their leader (`markers.rs`); when one cannot be
+//! written the transaction stays in its Prepare state, and the client's EndTxn retry or
+//! the periodic check ([`TxnCoordinator::retry_unfinished`]) writes the rest. Loading
+//! and unloading per partition is in `loader.rs`, ListTransactions' filter in
+//! `listing.rs`.
 //!
 //! Time: transaction start, last update and timeouts are wall-clock milliseconds from
 //! the broker's injected clock (`Broker::clock`), so tests move them with a
@@ -19,12 +23,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::markers::RemoteMarkers;
 use super::state_record::{self, TxnMetadata, TxnState};
 use crate::broker::Broker;
 use crate::coordinator_log::{CoordinatorLog, KeyValue, ProducerIdAndEpoch};
 use crate::error::{BrokerError, Result};
 use crate::group::{GroupCoordinator, OffsetCommit, TopicPartition, OFFSETS_TOPIC};
-use crate::partition::Partition;
 use crate::topic::Topic;
 
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
@@ -75,6 +79,8 @@ pub struct TxnCoordinator {
     /// `__transaction_state`: its partitions, which of them this node coordinates, I/O.
     pub(super) log: CoordinatorLog,
     pub(super) txns: Mutex<HashMap<String, TxnRef>>,
+    /// Writes markers on the nodes that lead the other partitions of a transaction.
+    pub(super) remote: Arc<dyn RemoteMarkers>,
 }
 
 pub(super) fn lock(txn: &TxnRef) -> MutexGuard<'_, TxnMetadata> {
@@ -84,8 +90,14 @@ pub(super) fn lock(txn: &TxnRef) -> MutexGuard<'_, TxnMetadata> {
 impl TxnCoordinator {
     /// Create the coordinator and load every `__transaction_state` partition: this node
     /// leads them all (see [`TxnCoordinator::on_elected`]). Transactions a crash left
-    /// between Prepare and Complete are finished.
-    pub fn open(broker: Arc<Broker>, groups: Arc<GroupCoordinator>, config: TxnConfig) -> Result<Arc<TxnCoordinator>> {
+    /// between Prepare and Complete are finished (or retried later, see
+    /// [`TxnCoordinator::retry_unfinished`]). `remote` reaches the other nodes.
+    pub fn open(
+        broker: Arc<Broker>,
+        groups: Arc<GroupCoordinator>,
+        config: TxnConfig,
+        remote: Arc<dyn RemoteMarkers>,
+    ) -> Result<Arc<TxnCoordinator>> {
         let log = CoordinatorLog::new(
             broker.clone(),
             TRANSACTION_STATE_TOPIC,
@@ -98,6 +110,7 @@ impl TxnCoordinator {
             config,
             log,
             txns: Mutex::new(HashMap::new()),
+            remote,
         });
         if let Some(topic) = coordinator.log.existing_topic() {
             coordinator.elect_all(&topic)?;
@@ -382,17 +395,7 @@ impl TxnCoordinator {
             meta.last_update_ms = self.now_ms();
             self.persist(meta)?;
         }
-        for tp in &meta.partitions {
-            let partition = match self.broker.partition(&tp.topic, tp.partition) {
-                Ok(p) => p,
-                // A deleted topic takes its part of the transaction with it.
-                Err(_) => continue,
-            };
-            write_marker(&partition, meta.producer_id, meta.producer_epoch, commit)?;
-            if tp.topic == OFFSETS_TOPIC {
-                self.groups.complete_txn_offsets(tp.partition, meta.producer_id, commit);
-            }
-        }
+        self.write_markers(meta, commit)?;
         meta.state = if commit {
             TxnState::CompleteCommit
         } else {
@@ -422,6 +425,29 @@ impl TxnCoordinator {
             }
         }
         aborted
+    }
+
+    /// Finishes transactions left in a Prepare state because a marker could not be
+    /// written (a leader was down or unreachable) and whose client did not retry.
+    /// Returns how many were finished.
+    pub fn retry_unfinished(&self) -> usize {
+        let txns: Vec<TxnRef> = self.txns().values().cloned().collect();
+        let mut finished = 0;
+        for txn in txns {
+            let mut meta = lock(&txn);
+            let commit = match meta.state {
+                TxnState::PrepareCommit => true,
+                TxnState::PrepareAbort | TxnState::PrepareEpochFence => false,
+                _ => continue,
+            };
+            match self.complete(&mut meta, commit) {
+                Ok(()) => finished += 1,
+                Err(e) => {
+                    tracing::debug!(transactional_id = %meta.transactional_id, error = %e, "transaction still unfinished")
+                }
+            }
+        }
+        finished
     }
 
     /// Which of `partitions` are part of the transaction (AddPartitionsToTxn
@@ -490,13 +516,6 @@ fn producer_of(meta: &TxnMetadata) -> ProducerIdAndEpoch {
         producer_id: meta.producer_id,
         producer_epoch: meta.producer_epoch,
     }
-}
-
-/// Write a COMMIT or ABORT marker to one partition and make it durable.
-fn write_marker(partition: &Partition, producer_id: i64, producer_epoch: i16, commit: bool) -> Result<()> {
-    partition.append_marker(producer_id, producer_epoch, commit, 0)?;
-    partition.flush()?;
-    Ok(())
 }
 
 #[cfg(test)]

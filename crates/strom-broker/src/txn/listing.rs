@@ -69,7 +69,7 @@ mod tests {
     use super::*;
     use crate::broker::{Broker, BrokerConfig, NewTopic};
     use crate::group::{GroupConfig, GroupCoordinator, TopicPartition};
-    use crate::txn::{InitProducerId, TxnConfig};
+    use crate::txn::{InitProducerId, NoRemoteMarkers, TxnConfig};
 
     #[test]
     fn filters_by_state_producer_duration_and_pattern() {
@@ -84,7 +84,7 @@ mod tests {
         };
         broker.create_topic(topic, false).unwrap();
         let groups = GroupCoordinator::open(broker.clone(), GroupConfig::default()).unwrap();
-        let txns = TxnCoordinator::open(broker, groups, TxnConfig::default()).unwrap();
+        let txns = TxnCoordinator::open(broker, groups, TxnConfig::default(), Arc::new(NoRemoteMarkers)).unwrap();
         let init = |id: &str| {
             txns.init_producer_id(&InitProducerId {
                 transactional_id: Some(id.into()),

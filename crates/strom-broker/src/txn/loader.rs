@@ -14,7 +14,9 @@ impl TxnCoordinator {
     /// This node now leads `__transaction_state` partition `index` at `leader_epoch`:
     /// load its transactions from the log, serve them, and finish those a crash left
     /// in a Prepare state. Until loaded, their requests answer
-    /// COORDINATOR_LOAD_IN_PROGRESS. A repeated or older election is ignored.
+    /// COORDINATOR_LOAD_IN_PROGRESS. A repeated or older election is ignored. A
+    /// transaction whose markers cannot all be written yet stays prepared (see
+    /// [`TxnCoordinator::retry_unfinished`]).
     pub fn on_elected(&self, index: i32, leader_epoch: i32) -> Result<()> {
         if !self.log.elect(index, leader_epoch) {
             return Ok(());
@@ -55,7 +57,11 @@ impl TxnCoordinator {
             };
             let mut meta = lock(&txn);
             let commit = meta.state == TxnState::PrepareCommit;
-            self.complete(&mut meta, commit)?;
+            // A leader that cannot be reached now must not stop the load (nor the
+            // broker's start): the transaction stays prepared and is retried.
+            if let Err(e) = self.complete(&mut meta, commit) {
+                tracing::warn!(transactional_id = %id, error = %e, "could not finish a prepared transaction yet");
+            }
         }
         Ok(())
     }
@@ -100,7 +106,7 @@ mod tests {
     use crate::broker::{Broker, BrokerConfig};
     use crate::error::BrokerError;
     use crate::group::{GroupConfig, GroupCoordinator};
-    use crate::txn::{InitProducerId, TxnConfig};
+    use crate::txn::{InitProducerId, NoRemoteMarkers, TxnConfig};
 
     #[test]
     fn a_resigned_partition_answers_not_coordinator_until_elected_again() {
@@ -111,7 +117,7 @@ mod tests {
             state_topic_partitions: 2,
             ..Default::default()
         };
-        let txns = TxnCoordinator::open(broker, groups, config).unwrap();
+        let txns = TxnCoordinator::open(broker, groups, config, Arc::new(NoRemoteMarkers)).unwrap();
         let init = InitProducerId {
             transactional_id: Some("app".into()),
             transaction_timeout_ms: 60_000,

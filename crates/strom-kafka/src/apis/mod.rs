@@ -65,6 +65,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::TxnOffsetCommit, 0, 3),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
+    // Inter-broker: coordinators send it to partition leaders. kafka-protocol (as
+    // Kafka 4) defines v1 only.
+    (ApiKey::WriteTxnMarkers, 1, 1),
 ];
 
 /// The range listed in ApiVersions responses.
@@ -275,6 +278,9 @@ pub async fn dispatch(
             decode(api_key, body, version)?,
         )),
         ApiKey::ListTransactions => w.write(&txn::list_transactions(context, peer, decode(api_key, body, version)?)),
+        ApiKey::WriteTxnMarkers => {
+            w.write(&txn::write_txn_markers(context, peer, decode(api_key, body, version)?).await)
+        }
         other => Err(format!("{other:?} is not served")),
     }
 }

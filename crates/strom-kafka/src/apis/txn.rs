@@ -1,6 +1,7 @@
 //! Transaction APIs: AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit,
 //! DescribeTransactions and ListTransactions: decode, call the broker (which authorizes
 //! the transactional id and runs the coordinator's blocking work on its pool), encode.
+//! And the inter-broker WriteTxnMarkers, which coordinators on other nodes send.
 
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
@@ -11,9 +12,12 @@ use kafka_protocol::messages::list_transactions_response;
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
+use kafka_protocol::messages::write_txn_markers_response::{
+    WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+};
 use kafka_protocol::messages::*;
 use strom_broker::group::{OffsetCommit, OffsetCommitEntry, TopicPartition};
-use strom_broker::txn::{InitProducerId, ProducerIdAndEpoch, TxnListFilter};
+use strom_broker::txn::{InitProducerId, MarkerRequest, ProducerIdAndEpoch, TxnListFilter};
 use strom_broker::BrokerError;
 
 use super::str_bytes;
@@ -306,4 +310,70 @@ pub fn list_transactions(context: &Context, peer: &Peer, request: ListTransactio
     ListTransactionsResponse::default()
         .with_unknown_state_filters(listing.unknown_states.into_iter().map(str_bytes).collect())
         .with_transaction_states(listed)
+}
+
+/// WriteTxnMarkers: one error code per marker and partition, in request order.
+pub async fn write_txn_markers(
+    context: &Context,
+    peer: &Peer,
+    request: WriteTxnMarkersRequest,
+) -> WriteTxnMarkersResponse {
+    let markers: Vec<MarkerRequest> = request
+        .markers
+        .iter()
+        .map(|m| MarkerRequest {
+            producer_id: m.producer_id.0,
+            producer_epoch: m.producer_epoch,
+            commit: m.transaction_result,
+            coordinator_epoch: m.coordinator_epoch,
+            partitions: m
+                .topics
+                .iter()
+                .flat_map(|t| {
+                    t.partition_indexes
+                        .iter()
+                        .map(move |p| TopicPartition::new(t.name.0.to_string(), *p))
+                })
+                .collect(),
+        })
+        .collect();
+    let outcome = context.api.write_txn_markers(&peer.caller, markers).await;
+    let refused = outcome.as_ref().err().map(error_code);
+    let mut results = outcome.unwrap_or_default().into_iter();
+    let markers = request
+        .markers
+        .into_iter()
+        .map(|marker| {
+            let mut codes = results.next().unwrap_or_default().into_iter();
+            let topics = marker
+                .topics
+                .into_iter()
+                .map(|topic| {
+                    let partitions = topic
+                        .partition_indexes
+                        .iter()
+                        .map(|p| {
+                            let code = refused.unwrap_or_else(|| {
+                                codes
+                                    .next()
+                                    .unwrap_or_else(super::missing_result)
+                                    .err()
+                                    .map_or(0, |e| error_code(&e))
+                            });
+                            WritableTxnMarkerPartitionResult::default()
+                                .with_partition_index(*p)
+                                .with_error_code(code)
+                        })
+                        .collect();
+                    WritableTxnMarkerTopicResult::default()
+                        .with_name(topic.name)
+                        .with_partitions(partitions)
+                })
+                .collect();
+            WritableTxnMarkerResult::default()
+                .with_producer_id(marker.producer_id)
+                .with_topics(topics)
+        })
+        .collect();
+    WriteTxnMarkersResponse::default().with_markers(markers)
 }

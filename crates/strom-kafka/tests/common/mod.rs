@@ -73,7 +73,8 @@ async fn start_full(
     };
     let mut config = config;
     configure(&mut config);
-    let api = BrokerApi::start_authorized(broker, group_config, Default::default(), authorizer)
+    let markers = std::sync::Arc::new(strom_kafka::TxnMarkerClient::new(&config.listener_name));
+    let api = BrokerApi::start_opened(broker, group_config, Default::default(), authorizer, markers)
         .await
         .unwrap();
     let server = Server::bind(config, api.clone()).await.unwrap();

@@ -2,6 +2,7 @@ use super::*;
 use crate::broker::AppendOrigin;
 use crate::broker::{BrokerConfig, NewTopic};
 use crate::group::GroupConfig;
+use crate::txn::NoRemoteMarkers;
 use strom_log::RecordBatchBuilder;
 
 struct Node {
@@ -20,7 +21,7 @@ fn open(dir: &std::path::Path) -> Node {
         state_topic_partitions: 2,
         ..Default::default()
     };
-    let txns = TxnCoordinator::open(broker.clone(), groups, config).unwrap();
+    let txns = TxnCoordinator::open(broker.clone(), groups, config, Arc::new(NoRemoteMarkers)).unwrap();
     Node { broker, txns }
 }
 

@@ -1,0 +1,287 @@
+//! The inter-broker side of WriteTxnMarkers: how this node's transaction coordinator
+//! writes markers into partitions another node leads. Synchronous, as the coordinator
+//! runs on the blocking pool with the transaction locked: one connection per call to
+//! the leader's listener of this front-end's name, one request, one response, every
+//! wait bounded. The broker calls it through `strom_broker::txn::RemoteMarkers`.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use strom_broker::api::BrokerEndpoint;
+use strom_broker::txn::{MarkerRequest, MarkerResults, RemoteMarkers};
+use strom_broker::BrokerError;
+
+use crate::constants::{INTER_BROKER_CONNECT_TIMEOUT, INTER_BROKER_IO_TIMEOUT, INTER_BROKER_RESPONSE_MAX_BYTES};
+
+/// The only WriteTxnMarkers version kafka-protocol (and Kafka 4) defines.
+const VERSION: i16 = 1;
+const CLIENT_ID: &str = "strom-txn-coordinator";
+
+/// Sends WriteTxnMarkers to the leader's listener named like this front-end's.
+#[derive(Debug)]
+pub struct TxnMarkerClient {
+    listener_name: String,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+    correlation_id: AtomicI32,
+}
+
+impl TxnMarkerClient {
+    /// A client of the listeners named `listener_name` (`PLAINTEXT`).
+    pub fn new(listener_name: impl Into<String>) -> TxnMarkerClient {
+        TxnMarkerClient {
+            listener_name: listener_name.into(),
+            connect_timeout: INTER_BROKER_CONNECT_TIMEOUT,
+            io_timeout: INTER_BROKER_IO_TIMEOUT,
+            correlation_id: AtomicI32::new(0),
+        }
+    }
+
+    /// One request, one response, on a new connection.
+    fn call(&self, host: &str, port: u16, request: &WriteTxnMarkersRequest) -> Result<WriteTxnMarkersResponse, String> {
+        let correlation_id = self.correlation_id.fetch_add(1, Ordering::Relaxed);
+        let frame = encode_request(request, correlation_id)?;
+        let mut stream = self.connect(host, port)?;
+        let io = |e: std::io::Error| e.to_string();
+        stream.set_read_timeout(Some(self.io_timeout)).map_err(io)?;
+        stream.set_write_timeout(Some(self.io_timeout)).map_err(io)?;
+        let _ = stream.set_nodelay(true);
+        stream.write_all(&frame).map_err(io)?;
+        let mut length = [0u8; 4];
+        stream.read_exact(&mut length).map_err(io)?;
+        let length = i32::from_be_bytes(length);
+        let length = usize::try_from(length)
+            .ok()
+            .filter(|l| *l <= INTER_BROKER_RESPONSE_MAX_BYTES)
+            .ok_or_else(|| format!("response length {length} out of bounds"))?;
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).map_err(io)?;
+        decode_response(Bytes::from(body), correlation_id)
+    }
+
+    fn connect(&self, host: &str, port: u16) -> Result<TcpStream, String> {
+        let addresses = (host, port).to_socket_addrs().map_err(|e| format!("resolving: {e}"))?;
+        let mut last = "resolves to no address".to_string();
+        for address in addresses {
+            match TcpStream::connect_timeout(&address, self.connect_timeout) {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = format!("connecting to {address}: {e}"),
+            }
+        }
+        Err(last)
+    }
+}
+
+impl RemoteMarkers for TxnMarkerClient {
+    fn write(&self, node: &BrokerEndpoint, markers: &[MarkerRequest]) -> strom_broker::Result<MarkerResults> {
+        let remote = |reason: String| BrokerError::Remote {
+            node: node.node_id,
+            reason,
+        };
+        let listener = node
+            .listeners
+            .iter()
+            .find(|l| l.name == self.listener_name)
+            .ok_or_else(|| remote(format!("no {} listener registered", self.listener_name)))?;
+        let response = self
+            .call(&listener.host, listener.port, &request(markers))
+            .map_err(|e| remote(format!("WriteTxnMarkers to {}:{}: {e}", listener.host, listener.port)))?;
+        Ok(results(node.node_id, markers, &response))
+    }
+}
+
+fn request(markers: &[MarkerRequest]) -> WriteTxnMarkersRequest {
+    let markers = markers
+        .iter()
+        .map(|m| {
+            // Partitions grouped by topic, in first-seen order.
+            let mut topics: Vec<WritableTxnMarkerTopic> = Vec::new();
+            for tp in &m.partitions {
+                match topics.iter_mut().find(|t| t.name.0.as_str() == tp.topic) {
+                    Some(topic) => topic.partition_indexes.push(tp.partition),
+                    None => topics.push(
+                        WritableTxnMarkerTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(tp.topic.clone())))
+                            .with_partition_indexes(vec![tp.partition]),
+                    ),
+                }
+            }
+            WritableTxnMarker::default()
+                .with_producer_id(ProducerId(m.producer_id))
+                .with_producer_epoch(m.producer_epoch)
+                .with_transaction_result(m.commit)
+                .with_coordinator_epoch(m.coordinator_epoch)
+                .with_topics(topics)
+        })
+        .collect();
+    WriteTxnMarkersRequest::default().with_markers(markers)
+}
+
+fn encode_request(request: &WriteTxnMarkersRequest, correlation_id: i32) -> Result<BytesMut, String> {
+    let api_key = ApiKey::WriteTxnMarkers;
+    let header = RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(VERSION)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+    let mut frame = BytesMut::new();
+    frame.put_i32(0);
+    let encoded = header
+        .encode(&mut frame, api_key.request_header_version(VERSION))
+        .and_then(|_| request.encode(&mut frame, VERSION));
+    encoded.map_err(|e| format!("could not encode the request: {e}"))?;
+    let length = (frame.len() - 4) as i32;
+    frame[..4].copy_from_slice(&length.to_be_bytes());
+    Ok(frame)
+}
+
+fn decode_response(mut body: Bytes, correlation_id: i32) -> Result<WriteTxnMarkersResponse, String> {
+    let api_key = ApiKey::WriteTxnMarkers;
+    let header = ResponseHeader::decode(&mut body, api_key.response_header_version(VERSION))
+        .map_err(|e| format!("bad response header: {e}"))?;
+    if header.correlation_id != correlation_id {
+        return Err(format!(
+            "answer to request {} where {correlation_id} was sent",
+            header.correlation_id
+        ));
+    }
+    WriteTxnMarkersResponse::decode(&mut body, VERSION).map_err(|e| format!("bad response: {e}"))
+}
+
+/// The answer per marker and partition; a partition it leaves out failed.
+fn results(node: i32, markers: &[MarkerRequest], response: &WriteTxnMarkersResponse) -> MarkerResults {
+    markers
+        .iter()
+        .enumerate()
+        .map(|(i, marker)| {
+            // Kafka answers markers in request order; the producer id confirms it.
+            let answer = response
+                .markers
+                .get(i)
+                .filter(|r| r.producer_id.0 == marker.producer_id)
+                .or_else(|| response.markers.iter().find(|r| r.producer_id.0 == marker.producer_id));
+            let codes: HashMap<(&str, i32), i16> = answer
+                .into_iter()
+                .flat_map(|r| &r.topics)
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(|p| ((t.name.0.as_str(), p.partition_index), p.error_code))
+                })
+                .collect();
+            marker
+                .partitions
+                .iter()
+                .map(|tp| match codes.get(&(tp.topic.as_str(), tp.partition)) {
+                    Some(0) => Ok(()),
+                    Some(code) => Err(error_of(node, *code)),
+                    None => Err(BrokerError::Remote {
+                        node,
+                        reason: format!("no answer for {}-{}", tp.topic, tp.partition),
+                    }),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn error_of(node: i32, code: i16) -> BrokerError {
+    match ResponseError::try_from_code(code) {
+        Some(ResponseError::UnknownTopicOrPartition) => BrokerError::UnknownTopicOrPartition,
+        Some(ResponseError::NotLeaderOrFollower) => BrokerError::NotLeaderOrFollower,
+        Some(ResponseError::ClusterAuthorizationFailed) => BrokerError::ClusterAuthorizationFailed,
+        other => BrokerError::Remote {
+            node,
+            reason: match other {
+                Some(kind) => format!("{kind:?}"),
+                None => format!("error code {code}"),
+            },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strom_broker::group::TopicPartition;
+
+    fn marker(partitions: &[(&str, i32)]) -> MarkerRequest {
+        MarkerRequest {
+            producer_id: 7,
+            producer_epoch: 1,
+            commit: true,
+            coordinator_epoch: 0,
+            partitions: partitions.iter().map(|(t, p)| TopicPartition::new(*t, *p)).collect(),
+        }
+    }
+
+    #[test]
+    fn the_request_groups_by_topic_and_round_trips() {
+        let request = request(&[marker(&[("a", 0), ("b", 1), ("a", 2)])]);
+        let topics = &request.markers[0].topics;
+        assert_eq!(topics.len(), 2);
+        assert_eq!(topics[0].partition_indexes, vec![0, 2]);
+        let mut frame = encode_request(&request, 5).unwrap().freeze();
+        let length = i32::from_be_bytes(frame[..4].try_into().unwrap());
+        assert_eq!(length as usize, frame.len() - 4);
+        let _ = frame.split_to(4);
+        let header =
+            RequestHeader::decode(&mut frame, ApiKey::WriteTxnMarkers.request_header_version(VERSION)).unwrap();
+        assert_eq!((header.request_api_key, header.correlation_id), (27, 5));
+        assert_eq!(WriteTxnMarkersRequest::decode(&mut frame, VERSION).unwrap(), request);
+    }
+
+    #[test]
+    fn codes_become_broker_errors_and_missing_answers_fail() {
+        use kafka_protocol::messages::write_txn_markers_response::*;
+        let partition = |index: i32, code: i16| {
+            WritableTxnMarkerPartitionResult::default()
+                .with_partition_index(index)
+                .with_error_code(code)
+        };
+        let response = WriteTxnMarkersResponse::default().with_markers(vec![WritableTxnMarkerResult::default()
+            .with_producer_id(ProducerId(7))
+            .with_topics(vec![WritableTxnMarkerTopicResult::default()
+                .with_name(TopicName(StrBytes::from_static_str("a")))
+                .with_partitions(vec![partition(0, 0), partition(1, 6), partition(2, 56)])])]);
+        let results = results(3, &[marker(&[("a", 0), ("a", 1), ("a", 2), ("a", 3)])], &response);
+        let results = &results[0];
+        assert!(results[0].is_ok());
+        assert!(matches!(results[1], Err(BrokerError::NotLeaderOrFollower)));
+        assert!(
+            matches!(&results[2], Err(BrokerError::Remote { node: 3, reason }) if reason.contains("KafkaStorageError"))
+        );
+        assert!(matches!(&results[3], Err(BrokerError::Remote { reason, .. }) if reason.contains("no answer")));
+    }
+
+    #[test]
+    fn an_unreachable_node_is_an_error_not_a_hang() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let node = BrokerEndpoint {
+            node_id: 2,
+            rack: None,
+            listeners: vec![strom_broker::Listener {
+                name: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port,
+            }],
+            alive: true,
+        };
+        let client = TxnMarkerClient::new("PLAINTEXT");
+        let error = client.write(&node, &[marker(&[("a", 0)])]).unwrap_err();
+        assert!(matches!(error, BrokerError::Remote { node: 2, .. }), "{error}");
+        let other = TxnMarkerClient::new("INTERNAL");
+        let error = other.write(&node, &[marker(&[("a", 0)])]).unwrap_err();
+        assert!(error.to_string().contains("no INTERNAL listener"), "{error}");
+    }
+}

@@ -1,0 +1,281 @@
+//! Transactions across a cluster of three nodes in this process, each with its quorum
+//! voter, broker and Kafka listener on 127.0.0.1: the coordinator writes markers into
+//! partitions led by the other nodes with WriteTxnMarkers over their listeners, so a
+//! transaction commits or aborts in every partition.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use strom_broker::caller::AllowAll;
+use strom_broker::group::{GroupConfig, TopicPartition};
+use strom_broker::txn::{InitProducerId, ProducerIdAndEpoch, TxnConfig};
+use strom_broker::{AppendOrigin, Broker, BrokerApi, BrokerConfig, Caller, Listener, NewTopic, QuorumConfig};
+use strom_kafka::{Server, ServerConfig, TxnMarkerClient};
+use strom_log::RecordBatchBuilder;
+use tokio::net::TcpStream;
+
+use common::call;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+struct Node {
+    api: Arc<BrokerApi>,
+    kafka: std::net::SocketAddr,
+}
+
+struct Cluster {
+    nodes: Vec<Node>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Three voters from empty directories; every broker registered and listening.
+    async fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let voters: BTreeMap<u64, String> = (1..=3).map(|id| (id, format!("127.0.0.1:{}", free_port()))).collect();
+        let kafka_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        // The brokers open together: each waits for the quorum to form.
+        let opening: Vec<_> = (1..=3)
+            .map(|id: i32| {
+                let mut config = BrokerConfig::new(dir.path().join(format!("n{id}")));
+                config.node_id = id;
+                let mut quorum = QuorumConfig::single(id as u64, &config.data_dir);
+                quorum.voters = voters.clone();
+                quorum.heartbeat_interval_ms = 50;
+                quorum.election_timeout_min_ms = 300;
+                quorum.election_timeout_max_ms = 600;
+                config.quorum = Some(quorum);
+                config.heartbeat_interval_ms = 200;
+                config.listeners = vec![Listener {
+                    name: "PLAINTEXT".into(),
+                    host: "127.0.0.1".into(),
+                    port: kafka_ports[id as usize - 1],
+                }];
+                tokio::task::spawn_blocking(move || Broker::open(config).unwrap())
+            })
+            .collect();
+        let mut nodes = Vec::new();
+        for (i, opened) in opening.into_iter().enumerate() {
+            let broker = opened.await.unwrap();
+            let txns = TxnConfig {
+                state_topic_partitions: 3,
+                ..Default::default()
+            };
+            let markers = Arc::new(TxnMarkerClient::new("PLAINTEXT"));
+            let api = BrokerApi::start_opened(broker, GroupConfig::default(), txns, Arc::new(AllowAll), markers)
+                .await
+                .unwrap();
+            let kafka: std::net::SocketAddr = format!("127.0.0.1:{}", kafka_ports[i]).parse().unwrap();
+            let config = ServerConfig {
+                listener_name: "PLAINTEXT".into(),
+                bind: kafka,
+                advertised_host: "127.0.0.1".into(),
+                advertised_port: i32::from(kafka.port()),
+                socket_request_max_bytes: 8 << 20,
+                max_connections: 100,
+                max_connections_per_ip: usize::MAX,
+                connections_max_idle_ms: 600_000,
+                queued_max_request_bytes: 200 << 20,
+            };
+            let server = Server::bind(config, api.clone()).await.unwrap();
+            tokio::spawn(server.run());
+            nodes.push(Node { api, kafka });
+        }
+        let cluster = Cluster { nodes, _dir: dir };
+        cluster
+            .until("every broker is registered everywhere", |api| api.brokers().len() == 3)
+            .await;
+        cluster
+    }
+
+    fn node(&self, id: i32) -> &Node {
+        &self.nodes[id as usize - 1]
+    }
+
+    /// Waits until `ready` holds on every node.
+    async fn until(&self, what: &str, ready: impl Fn(&BrokerApi) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !self.nodes.iter().all(|n| ready(&n.api)) {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn shutdown(self) {
+        for node in &self.nodes {
+            node.api.begin_shutdown();
+        }
+        for node in &self.nodes {
+            let _ = node.api.shutdown().await;
+        }
+    }
+}
+
+/// Two records of `producer`'s open transaction, appended on the partition's leader.
+fn append_open_txn(api: &BrokerApi, partition: i32, producer: ProducerIdAndEpoch, sequence: i32) {
+    let broker = api.broker();
+    let mut batch = RecordBatchBuilder::new()
+        .producer(producer.producer_id, producer.producer_epoch, sequence)
+        .flags(true, false);
+    batch.push(1, Some(b"k"), Some(b"v"));
+    batch.push(2, Some(b"k"), Some(b"v"));
+    let (topic, hosted) = (broker.topic("t").unwrap(), broker.partition("t", partition).unwrap());
+    broker
+        .append(&topic, &hosted, &batch.build().unwrap(), AppendOrigin::Client)
+        .unwrap();
+}
+
+/// High watermark and last stable offset of `t`-`partition`, on its leader.
+fn offsets(api: &BrokerApi, partition: i32) -> (i64, i64) {
+    let hosted = api.broker().partition("t", partition).unwrap();
+    (hosted.high_watermark(), hosted.last_stable_offset())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_over_three_leaders_commits_and_aborts_in_every_partition() {
+    let cluster = Cluster::start().await;
+    // `t`-i on node i+1: every node leads one partition.
+    cluster
+        .node(1)
+        .api
+        .broker()
+        .create_topic(
+            NewTopic {
+                name: "t".into(),
+                num_partitions: -1,
+                replication_factor: -1,
+                assignments: (0..3).map(|p| (p, vec![p + 1])).collect(),
+                ..Default::default()
+            },
+            false,
+        )
+        .unwrap();
+    cluster
+        .until("every leader has its partition", |api| {
+            let index = api.node_id() - 1;
+            api.broker()
+                .partition("t", index)
+                .is_ok_and(|p| p.replica().is_leader())
+        })
+        .await;
+
+    // The coordinator of "app" leads its `__transaction_state` partition: on any node.
+    let caller = Caller::internal();
+    let kind = strom_broker::api::CoordinatorKind::Transaction;
+    let deadline = Instant::now() + WAIT;
+    let (coordinator, producer) = loop {
+        let found = cluster
+            .node(1)
+            .api
+            .find_coordinator(&caller, kind, &["app".into()])
+            .await;
+        if let Ok(id) = &found[0] {
+            let api = cluster.node(*id).api.clone();
+            let init = InitProducerId {
+                transactional_id: Some("app".into()),
+                transaction_timeout_ms: 60_000,
+                producer_id: -1,
+                producer_epoch: -1,
+            };
+            // COORDINATOR_LOAD_IN_PROGRESS / NOT_COORDINATOR until the election settles.
+            if let Ok(producer) = api
+                .transactions(&caller, Some("app"), move |t| t.init_producer_id(&init))
+                .await
+            {
+                break (api, producer);
+            }
+        }
+        assert!(Instant::now() < deadline, "no transaction coordinator");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let partitions: Vec<TopicPartition> = (0..3).map(|p| TopicPartition::new("t", p)).collect();
+
+    // Committed: one marker in each partition, wherever it is led.
+    add_and_append(&cluster, &coordinator, producer, &partitions, 0).await;
+    for p in 0..3 {
+        assert_eq!(offsets(&cluster.node(p + 1).api, p), (2, 0), "t-{p} open");
+    }
+    coordinator
+        .transactions(&caller, Some("app"), move |t| t.end_txn("app", producer, true))
+        .await
+        .unwrap();
+    for p in 0..3 {
+        assert_eq!(offsets(&cluster.node(p + 1).api, p), (3, 3), "t-{p} committed");
+    }
+
+    // Aborted: the records are listed as aborted to read_committed readers everywhere.
+    add_and_append(&cluster, &coordinator, producer, &partitions, 2).await;
+    coordinator
+        .transactions(&caller, Some("app"), move |t| t.end_txn("app", producer, false))
+        .await
+        .unwrap();
+    for p in 0..3 {
+        let hosted = cluster.node(p + 1).api.broker().partition("t", p).unwrap();
+        assert_eq!((hosted.high_watermark(), hosted.last_stable_offset()), (6, 6));
+        let read = hosted
+            .read(0, 1 << 20, strom_broker::FetchIsolation::TxnCommitted)
+            .unwrap();
+        let aborted = read.aborted.unwrap();
+        assert_eq!(
+            aborted
+                .iter()
+                .map(|a| (a.producer_id, a.first_offset))
+                .collect::<Vec<_>>(),
+            vec![(producer.producer_id, 3)],
+            "t-{p}"
+        );
+    }
+
+    // WriteTxnMarkers on the wire, to node 1: it leads t-0 only.
+    let mut stream = TcpStream::connect(cluster.node(1).kafka).await.unwrap();
+    let request = WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+        .with_producer_id(ProducerId(producer.producer_id))
+        .with_producer_epoch(producer.producer_epoch)
+        .with_transaction_result(false)
+        .with_topics(vec![WritableTxnMarkerTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_indexes(vec![0, 1, 3])])]);
+    let response: WriteTxnMarkersResponse = call(&mut stream, ApiKey::WriteTxnMarkers, 1, &request).await;
+    let codes: Vec<i16> = response.markers[0].topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect();
+    assert_eq!(
+        codes,
+        vec![0, 6, 3],
+        "led here; NOT_LEADER_OR_FOLLOWER; UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    cluster.shutdown().await;
+}
+
+/// Adds `t`-0..2 to the transaction and appends two records to each on its leader.
+async fn add_and_append(
+    cluster: &Cluster,
+    coordinator: &BrokerApi,
+    producer: ProducerIdAndEpoch,
+    partitions: &[TopicPartition],
+    sequence: i32,
+) {
+    let add = partitions.to_vec();
+    coordinator
+        .transactions(&Caller::internal(), Some("app"), move |t| {
+            t.add_partitions("app", producer, &add).map(drop)
+        })
+        .await
+        .unwrap();
+    for p in 0..3 {
+        append_open_txn(&cluster.node(p + 1).api, p, producer, sequence);
+    }
+}

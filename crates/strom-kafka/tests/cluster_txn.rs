@@ -279,3 +279,69 @@ async fn add_and_append(
         append_open_txn(&cluster.node(p + 1).api, p, producer, sequence);
     }
 }
+
+/// KIP-951: a Produce or Fetch for a partition another node leads is answered with
+/// NOT_LEADER_OR_FOLLOWER naming the leader, its epoch and its endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_to_a_node_that_does_not_lead_names_the_leader() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    let cluster = Cluster::start().await;
+    let topic = NewTopic {
+        name: "hints".into(),
+        num_partitions: 3,
+        replication_factor: 1,
+        ..Default::default()
+    };
+    let node1 = cluster.node(1).api.broker().clone();
+    tokio::task::spawn_blocking(move || node1.create_topic(topic, false).unwrap())
+        .await
+        .unwrap();
+    cluster
+        .until("the topic is everywhere", |api| {
+            api.broker().image().topic("hints").is_some()
+        })
+        .await;
+    let image = cluster.node(1).api.broker().image();
+    let (partition, state) = image
+        .topic("hints")
+        .unwrap()
+        .partitions
+        .iter()
+        .find(|(_, s)| s.leader != 1)
+        .map(|(p, s)| (*p, s.clone()))
+        .unwrap();
+    let leader = cluster.node(state.leader);
+    let mut stream = TcpStream::connect(cluster.node(1).kafka).await.unwrap();
+    let mut batch = RecordBatchBuilder::new();
+    batch.push(1, Some(b"k"), Some(b"v"));
+    let produce = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("hints")))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(bytes::Bytes::from(batch.build().unwrap())))])]);
+    let response: ProduceResponse = call(&mut stream, ApiKey::Produce, 11, &produce).await;
+    let answered = &response.responses[0].partition_responses[0];
+    assert_eq!(answered.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+    assert_eq!(answered.current_leader.leader_id.0, state.leader);
+    assert_eq!(answered.current_leader.leader_epoch, state.leader_epoch);
+    assert_eq!(response.node_endpoints.len(), 1);
+    assert_eq!(response.node_endpoints[0].node_id.0, state.leader);
+    assert_eq!(response.node_endpoints[0].port, i32::from(leader.kafka.port()));
+
+    let topic_id = image.topic("hints").unwrap().id;
+    let fetch = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic_id(topic_id)
+            .with_partitions(vec![FetchPartition::default().with_partition(partition)])]);
+    let response: FetchResponse = call(&mut stream, ApiKey::Fetch, 16, &fetch).await;
+    let answered = &response.responses[0].partitions[0];
+    assert_eq!(answered.error_code, 6);
+    assert_eq!(answered.current_leader.leader_id.0, state.leader);
+    assert_eq!(response.node_endpoints[0].port, i32::from(leader.kafka.port()));
+    cluster.shutdown().await;
+}

@@ -15,6 +15,7 @@ pub mod consumer_group;
 pub mod fetch;
 pub mod group_offsets;
 pub mod groups;
+pub mod leader_hints;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
@@ -152,13 +153,18 @@ pub async fn dispatch(
         ApiKey::Metadata => w.write(&metadata::handle(context, peer, decode(api_key, body, version)?, version).await),
         ApiKey::Produce => {
             match produce::append_all(context, &peer.caller, decode(api_key, body, version)?, version).ready() {
-                Ok(Some(response)) => w.write(&response),
+                Ok(Some(mut response)) => {
+                    leader_hints::produce(&context.api, &context.config.listener_name, &mut response, version);
+                    w.write(&response)
+                }
                 Ok(None) => Ok(()),
                 Err(appended) => {
                     let header = w.header;
+                    let (api, listener) = (context.api.clone(), context.config.listener_name.clone());
                     w.defer(Box::pin(async move {
                         let mut output = BytesMut::new();
-                        if let Some(response) = appended.durable().await {
+                        if let Some(mut response) = appended.durable().await {
+                            leader_hints::produce(&api, &listener, &mut response, version);
                             header.write(&mut output, &response)?;
                         }
                         Ok(Outbound::from(output))
@@ -168,7 +174,8 @@ pub async fn dispatch(
             }
         }
         ApiKey::Fetch => {
-            let (response, files) = fetch::handle(context, peer, decode(api_key, body, version)?, version).await;
+            let (mut response, files) = fetch::handle(context, peer, decode(api_key, body, version)?, version).await;
+            leader_hints::fetch(&context.api, &context.config.listener_name, &mut response, version);
             fetch::write(w.output, w.header, &response, files)
         }
         ApiKey::ListOffsets => {

@@ -27,6 +27,7 @@ pub mod network;
 pub mod placement;
 pub mod quorum;
 pub mod records;
+pub mod status;
 pub mod storage;
 pub mod types;
 

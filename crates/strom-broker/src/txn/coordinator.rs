@@ -23,7 +23,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::markers::RemoteMarkers;
+use super::remote::RemoteMarkers;
 use super::state_record::{self, TxnMetadata, TxnState};
 use crate::broker::Broker;
 use crate::coordinator_log::{CoordinatorLog, KeyValue, ProducerIdAndEpoch};

@@ -11,49 +11,12 @@
 use std::collections::BTreeMap;
 
 use super::coordinator::TxnCoordinator;
+use super::remote::{MarkerRequest, MarkerResults};
 use super::state_record::TxnMetadata;
 use crate::api::BrokerEndpoint;
 use crate::error::{BrokerError, Result};
 use crate::group::{TopicPartition, OFFSETS_TOPIC};
 use crate::partition::Partition;
-
-/// The end of one producer's transaction in some partitions (one entry of Kafka's
-/// WriteTxnMarkers request).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MarkerRequest {
-    pub producer_id: i64,
-    pub producer_epoch: i16,
-    /// COMMIT, or ABORT.
-    pub commit: bool,
-    /// Written into the marker (Kafka fences older coordinators with it; not checked).
-    pub coordinator_epoch: i32,
-    pub partitions: Vec<TopicPartition>,
-}
-
-/// Per marker, the result of each of its partitions, in request order.
-pub type MarkerResults = Vec<Vec<Result<()>>>;
-
-/// Sends markers to the node that leads their partitions and waits for its answer.
-/// Called on the blocking pool, with the transaction's lock held: implementations
-/// must bound their waits.
-pub trait RemoteMarkers: Send + Sync + std::fmt::Debug {
-    /// `Err` when `node` could not be asked or its answer not read; else its answer.
-    fn write(&self, node: &BrokerEndpoint, markers: &[MarkerRequest]) -> Result<MarkerResults>;
-}
-
-/// What a coordinator has when no front-end gave it a way to reach other nodes
-/// (single-node tests): partitions led elsewhere cannot be ended.
-#[derive(Debug, Default)]
-pub struct NoRemoteMarkers;
-
-impl RemoteMarkers for NoRemoteMarkers {
-    fn write(&self, node: &BrokerEndpoint, _: &[MarkerRequest]) -> Result<MarkerResults> {
-        Err(BrokerError::Remote {
-            node: node.node_id,
-            reason: "no client for other nodes was given to the transaction coordinator".into(),
-        })
-    }
-}
 
 /// Write a COMMIT or ABORT marker to one partition and make it durable.
 pub(super) fn write_marker(

@@ -8,10 +8,11 @@ pub(crate) mod coordinator;
 mod listing;
 mod loader;
 mod markers;
+mod remote;
 pub(crate) mod state_record;
 
 pub use crate::coordinator_log::ProducerIdAndEpoch;
 pub use coordinator::{InitProducerId, TxnConfig, TxnCoordinator, TRANSACTION_STATE_TOPIC};
 pub use listing::{TxnListFilter, TxnListing};
-pub use markers::{MarkerRequest, MarkerResults, NoRemoteMarkers, RemoteMarkers};
+pub use remote::{MarkerRequest, MarkerResults, NoRemoteMarkers, RemoteMarkers};
 pub use state_record::{TxnMetadata, TxnState};

@@ -21,7 +21,7 @@ use super::{Identity, MAX_MESSAGE_BYTES};
 use tokio::sync::watch;
 
 use crate::active::{Heartbeat, Liveness};
-use crate::quorum::status_of;
+use crate::status::status_of;
 use crate::storage::Applied;
 use crate::types::{Command, Raft, TypeConfig};
 

@@ -11,7 +11,7 @@ use crate::broker::{AppendOrigin, Broker, BrokerConfig, NewTopic};
 use crate::caller::Caller;
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::partition::Partition;
-use crate::txn::{InitProducerId, ProducerIdAndEpoch, TxnConfig, TxnState};
+use crate::txn::{InitProducerId, ProducerIdAndEpoch, RemoteMarkers, TxnConfig, TxnState};
 
 fn create(broker: &Broker, name: &str, partitions: i32) {
     let topic = NewTopic {

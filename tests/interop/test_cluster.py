@@ -344,3 +344,24 @@ def test_a_lost_node_is_replaced_by_a_new_voter(cluster, tmp_path):
     # The quorum of 1, 2 and 4 survives losing one of them.
     first.kill()
     create(cluster, "survives", 1, via=cluster.node(2))
+
+
+def test_a_broker_only_node_follows_the_metadata_log_and_serves_partitions(cluster, tmp_path):
+    first = cluster.node(1)
+    settings = dict(first.settings)
+    settings["process.roles"] = "broker"
+    observer = Node(tmp_path / "node-4", 4, settings)
+    observer.voters = first.voters
+    cluster.nodes.append(observer)
+    observer.start(timeout=60)
+    cluster.wait_for_brokers(4)
+    nodes = {n["node_id"]: n for n in cluster.status(first)["nodes"]}
+    assert nodes[4]["roles"] == "broker,observer", nodes
+    assert nodes[4]["broker"] == "alive"
+    # It takes partitions like any broker, and clients use it.
+    create(cluster, "with-observer", 8, via=observer)
+    assert 4 in leaders(cluster, "with-observer").values()
+    produce_confluent(observer.bootstrap, "with-observer", 80, "o")
+    assert len(consume_confluent(first.bootstrap, "with-observer", 80, "observer-readers")) == 80
+    # A learner never leads the quorum.
+    assert cluster.controller_id(first) != 4

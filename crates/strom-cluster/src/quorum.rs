@@ -35,6 +35,10 @@ pub use crate::status::QuorumStatus;
 use crate::storage::{Applied, LogStore, StateMachine};
 use crate::types::{Command, NodeId, Raft, TypeConfig};
 
+/// How long one Join call may take, and the pause between rounds of asking.
+const JOIN_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+const JOIN_RETRY: Duration = Duration::from_secs(1);
+
 /// Where the metadata log lives, relative to the data directory (Kafka's name).
 pub const METADATA_DIR: &str = "__cluster_metadata-0";
 const LOG_FILE: &str = "raft.redb";
@@ -175,6 +179,7 @@ impl Quorum {
         let identity = Arc::new(Identity::new(node_id, config.cluster_id.clone(), applied.clone()));
         let peers = Arc::new(Peers::new(identity.clone()));
         let network = NetworkFactory::new(peers.clone());
+        let peers_for_join = peers.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("strom-quorum")
@@ -230,6 +235,16 @@ impl Quorum {
             ));
             Ok::<_, ClusterError>((raft, server))
         });
+        if let (true, Ok(Ok((raft, _)))) = (joining, &started) {
+            let addr = listen_addr_of(&config, &started);
+            handle.spawn(join_until_member(
+                raft.clone(),
+                peers_for_join.clone(),
+                node_id,
+                addr,
+                config.voters.clone(),
+            ));
+        }
         let (raft, server) = match started {
             Ok(Ok(started)) => started,
             Ok(Err(e)) | Err(e) => {
@@ -698,4 +713,60 @@ where
         let _ = tx.send(future.await);
     });
     rx.recv().map_err(|_| ClusterError::Shutdown)
+}
+
+/// The address a joining node gives the leader: its listen address.
+fn listen_addr_of(config: &QuorumConfig, started: &Result<Result<(Raft, Option<ServerHandle>)>>) -> String {
+    match started {
+        Ok(Ok((_, Some(server)))) => server.addr.to_string(),
+        _ => config.listen.map(|a| a.to_string()).unwrap_or_default(),
+    }
+}
+
+/// A node outside the voters asks them, in turn, to take it in as a learner, until it
+/// is a member: it then receives the log (a broker-only node stays a learner; a
+/// future voter is promoted by `add_voter`).
+async fn join_until_member(
+    raft: Raft,
+    peers: Arc<Peers>,
+    node_id: NodeId,
+    addr: String,
+    voters: BTreeMap<NodeId, String>,
+) {
+    let join = match serde_json::to_vec(&crate::network::Join { node_id, addr }) {
+        Ok(join) => join,
+        Err(_) => return,
+    };
+    loop {
+        let is_member = {
+            let metrics = raft.metrics();
+            let metrics = metrics.borrow();
+            metrics.membership_config.membership().get_node(&node_id).is_some()
+        };
+        if is_member {
+            return;
+        }
+        for (voter, voter_addr) in &voters {
+            let reply = peers
+                .call(
+                    *voter,
+                    voter_addr,
+                    Method::Join,
+                    join.clone(),
+                    Vec::new(),
+                    JOIN_CALL_TIMEOUT,
+                )
+                .await;
+            if let Ok(bytes) = reply {
+                if let Ok(Ok(())) = serde_json::from_slice::<std::result::Result<(), String>>(&bytes) {
+                    tracing::info!(node_id, leader = voter, "joined the metadata quorum as a learner");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(JOIN_RETRY).await;
+        if raft.metrics().has_changed().is_err() {
+            return;
+        }
+    }
 }

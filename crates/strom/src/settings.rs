@@ -24,7 +24,7 @@ pub struct Setting {
 #[rustfmt::skip]
 pub const SETTINGS: &[Setting] = &[
     Setting { name: "node.id", default: "1", doc: "id of this node in the cluster (never reuse the id of a node whose data was lost)" },
-    Setting { name: "process.roles", default: "broker,controller", doc: "what this node runs: broker, controller (a voter of the metadata quorum) or both" },
+    Setting { name: "process.roles", default: "broker,controller", doc: "what this node runs: broker, controller (a voter of the metadata quorum) or both; a broker alone follows the metadata log as a learner" },
     Setting { name: "log.dirs", default: "./strom-data", doc: "directory holding all data (partition logs, the metadata log, cluster id)" },
     Setting { name: "listeners", default: "PLAINTEXT://127.0.0.1:9092", doc: "addresses to bind, as NAME://host:port[,...]: PLAINTEXT for Kafka clients, CONTROLLER for the metadata quorum" },
     Setting { name: "advertised.listeners", default: "", doc: "address clients are told to connect to (Metadata); empty = listeners" },
@@ -286,7 +286,7 @@ impl Settings {
         let voters = parse_voters(self.get("controller.quorum.voters"))?;
         let mut quorum = QuorumConfig::single(node_id as u64, PathBuf::from(self.get("log.dirs")));
         if !voters.is_empty() {
-            quorum.voters = voters;
+            quorum.voters = voters.clone();
         } else if let Some(listener) = &controller_listener {
             quorum.voters = BTreeMap::from([(node_id as u64, format!("{}:{}", listener.host, listener.port))]);
         }
@@ -301,7 +301,18 @@ impl Settings {
             );
         }
         if !roles.controller {
-            bail!("process.roles=broker (a broker that is not a voter) is not supported yet: use broker,controller");
+            // A broker that is not a voter receives the metadata log as a learner: it
+            // asks the voters to take it in, and the leader replicates to its
+            // controller listener.
+            if voters.is_empty() {
+                bail!("process.roles=broker needs controller.quorum.voters: the voters whose metadata log it follows");
+            }
+            if quorum.voters.contains_key(&(node_id as u64)) {
+                bail!("process.roles=broker, but node.id {node_id} is listed in controller.quorum.voters; a voter runs the controller role");
+            }
+            if controller_listener.is_none() {
+                bail!("process.roles=broker needs a CONTROLLER listener too: the quorum's leader replicates the metadata log to it");
+            }
         }
         if quorum.voters.len() > 1 && controller_listener.is_none() {
             bail!("controller.quorum.voters lists several voters, so listeners needs a CONTROLLER://host:port listener for them to reach this node");
@@ -624,6 +635,9 @@ mod tests {
                 "controller.quorum.voters=2@h:2,3@h:3",
             ],
             &["process.roles=router"],
+            // A broker-only node needs voters and a listener for the metadata log.
+            &["process.roles=broker"],
+            &["process.roles=broker", "controller.quorum.voters=2@h:2"],
         ] {
             let sets: Vec<String> = bad.iter().map(|s| s.to_string()).collect();
             let loaded = Settings::load(None, std::iter::empty(), &sets).and_then(|s| s.cluster());

@@ -35,6 +35,7 @@ pub(crate) enum Method {
     Propose,
     Status,
     Heartbeat,
+    Join,
 }
 
 /// Why a call failed, by what it says about delivery.
@@ -119,6 +120,7 @@ impl Peers {
                 Method::Propose => client.propose(request).await,
                 Method::Status => client.status(request).await,
                 Method::Heartbeat => client.heartbeat(request).await,
+                Method::Join => client.join(request).await,
             }
         };
         let reply = match tokio::time::timeout(timeout, call).await {

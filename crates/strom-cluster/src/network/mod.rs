@@ -29,6 +29,14 @@ mod proto {
     tonic::include_proto!("strom.quorum.v1");
 }
 
+/// A node outside the voters asking to receive the metadata log (the `Join` call).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Join {
+    pub node_id: u64,
+    /// Where the leader reaches it: its controller listener.
+    pub addr: String,
+}
+
 /// Largest gRPC message either side accepts: above tonic's 4 MiB default, so an
 /// append of many large batches (openraft sends up to `max_payload_entries`) fits.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;

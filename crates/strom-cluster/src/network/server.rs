@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 
 use super::proto::quorum_server::{Quorum as QuorumRpc, QuorumServer};
 use super::proto::{Call, Reply};
-use super::{Identity, MAX_MESSAGE_BYTES};
+use super::{Identity, Join, MAX_MESSAGE_BYTES};
 use tokio::sync::watch;
 
 use crate::active::{Heartbeat, Liveness};
@@ -114,6 +114,37 @@ impl QuorumRpc for Service {
     async fn status(&self, request: Request<Call>) -> Result<Response<Reply>, Status> {
         self.admit(request)?;
         self.reply(&status_of(self.identity.node_id, &self.raft))
+    }
+
+    /// Adds the caller as a learner (it then receives the log), on the leader only.
+    async fn join(&self, request: Request<Call>) -> Result<Response<Reply>, Status> {
+        let call = self.admit(request)?;
+        let join: Join = decode(&call.payload)?;
+        if join.node_id != call.from_node {
+            return Err(Status::invalid_argument("a node joins only as itself"));
+        }
+        let metrics = self.raft.metrics().borrow().clone();
+        let outcome: Result<(), String> = if metrics.current_leader != Some(self.identity.node_id) {
+            Err(format!("node {} does not lead the quorum", self.identity.node_id))
+        } else if metrics.membership_config.membership().get_node(&join.node_id).is_some() {
+            Ok(())
+        } else {
+            match tokio::time::timeout(
+                self.request_timeout,
+                self.raft
+                    .add_learner(join.node_id, openraft::BasicNode::new(&join.addr), false),
+            )
+            .await
+            {
+                Ok(Ok(_)) => {
+                    tracing::info!(node_id = join.node_id, addr = %join.addr, "a node joined the metadata quorum as a learner");
+                    Ok(())
+                }
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("timed out adding the learner".into()),
+            }
+        };
+        self.reply(&outcome)
     }
 
     /// Recorded whether or not this node leads now: should it become the active

@@ -208,6 +208,20 @@ impl CoordinatorLog {
         (elect, resign)
     }
 
+    /// Follows the leadership moves ([`CoordinatorLog::leadership_moves`]): resigns what
+    /// this node no longer leads, then elects what it now leads (loading it).
+    pub(crate) fn follow_leadership(&self, elected: impl Fn(i32, i32) -> Result<()>, resigned: impl Fn(i32, i32)) {
+        let (elect, resign) = self.leadership_moves();
+        for (index, leader_epoch) in resign {
+            resigned(index, leader_epoch);
+        }
+        for (index, leader_epoch) in elect {
+            if let Err(e) = elected(index, leader_epoch) {
+                tracing::error!(topic = self.topic_name, partition = index, error = %e, "could not load a coordinator partition");
+            }
+        }
+    }
+
     /// True while some partition is loading.
     pub(crate) fn any_loading(&self) -> bool {
         lock(&self.owned)

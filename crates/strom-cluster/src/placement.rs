@@ -75,6 +75,21 @@ fn replica_index(first: usize, shift: usize, j: usize, n: usize) -> usize {
     (first + 1 + (shift + j) % (n - 1)) % n
 }
 
+/// Kafka's walk over the new partitions: each one's first-replica index among `n`
+/// brokers and the follower shift, which grows by one every `n` partitions.
+fn walk(first_partition: i32, partitions: i32, n: usize, start: usize, shift: usize) -> Vec<(usize, usize)> {
+    let (start, mut shift) = (start % n, shift % n);
+    (0..partitions.max(0) as usize)
+        .map(|p| {
+            let partition = first_partition.max(0) as usize + p;
+            if partition > 0 && partition.is_multiple_of(n) {
+                shift += 1;
+            }
+            ((partition + start) % n, shift)
+        })
+        .collect()
+}
+
 fn round_robin(
     brokers: &[i32],
     first_partition: i32,
@@ -84,22 +99,16 @@ fn round_robin(
     shift: usize,
 ) -> Vec<Vec<i32>> {
     let n = brokers.len();
-    let start = start % n;
-    let mut shift = shift % n;
-    let mut placed = Vec::with_capacity(partitions.max(0) as usize);
-    for p in 0..partitions.max(0) as usize {
-        let partition = first_partition.max(0) as usize + p;
-        if partition > 0 && partition.is_multiple_of(n) {
-            shift += 1;
-        }
-        let first = (partition + start) % n;
-        let mut replicas = vec![brokers[first]];
-        for j in 0..replication_factor - 1 {
-            replicas.push(brokers[replica_index(first, shift, j, n)]);
-        }
-        placed.push(replicas);
-    }
-    placed
+    walk(first_partition, partitions, n, start, shift)
+        .into_iter()
+        .map(|(first, shift)| {
+            let mut replicas = vec![brokers[first]];
+            for j in 0..replication_factor - 1 {
+                replicas.push(brokers[replica_index(first, shift, j, n)]);
+            }
+            replicas
+        })
+        .collect()
 }
 
 /// The brokers ordered so that consecutive ones are on different racks where possible
@@ -138,15 +147,8 @@ fn rack_aware(
     let arranged = rack_alternated(candidates);
     let n = arranged.len();
     let racks: BTreeSet<&str> = arranged.iter().map(|(_, r)| r.as_str()).collect();
-    let start = start % n;
-    let mut shift = shift % n;
     let mut placed = Vec::with_capacity(partitions.max(0) as usize);
-    for p in 0..partitions.max(0) as usize {
-        let partition = first_partition.max(0) as usize + p;
-        if partition > 0 && partition.is_multiple_of(n) {
-            shift += 1;
-        }
-        let first = (partition + start) % n;
+    for (first, shift) in walk(first_partition, partitions, n, start, shift) {
         let (leader, leader_rack) = &arranged[first];
         let mut replicas = vec![*leader];
         let mut used_racks = BTreeSet::from([leader_rack.as_str()]);

@@ -134,15 +134,10 @@ impl TxnCoordinator {
     /// Takes the internal partitions this node came to lead and gives up those it no
     /// longer leads (after the metadata moved leadership). Blocking I/O (loading).
     pub fn follow_leadership(&self) {
-        let (elect, resign) = self.log.leadership_moves();
-        for (index, leader_epoch) in resign {
-            self.on_resigned(index, leader_epoch);
-        }
-        for (index, leader_epoch) in elect {
-            if let Err(e) = self.on_elected(index, leader_epoch) {
-                tracing::error!(partition = index, error = %e, "could not load a coordinator partition");
-            }
-        }
+        self.log.follow_leadership(
+            |index, epoch| self.on_elected(index, epoch),
+            |index, epoch| self.on_resigned(index, epoch),
+        );
     }
 
     pub fn config(&self) -> &TxnConfig {

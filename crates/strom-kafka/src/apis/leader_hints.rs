@@ -23,11 +23,23 @@ fn leader_of(api: &BrokerApi, topic: &TopicRef, partition: i32) -> Option<(i32, 
     Some((state.leader, state.leader_epoch))
 }
 
-/// Host, port and rack of `node_id` on the listener named `listener`.
-fn endpoint(brokers: &[BrokerEndpoint], node_id: i32, listener: &str) -> Option<(String, i32, Option<String>)> {
-    let broker = brokers.iter().find(|b| b.node_id == node_id && b.alive)?;
-    let l = broker.listeners.iter().find(|l| l.name == listener)?;
-    Some((l.host.clone(), i32::from(l.port), broker.rack.clone()))
+/// The endpoints of `leaders` on the listener named `listener` (each response type has
+/// its own endpoint struct: `make` builds it from id, host, port and rack).
+fn endpoints<E>(
+    api: &BrokerApi,
+    leaders: BTreeSet<i32>,
+    listener: &str,
+    make: impl Fn(i32, String, i32, Option<String>) -> E,
+) -> Vec<E> {
+    let brokers: Vec<BrokerEndpoint> = api.brokers();
+    leaders
+        .into_iter()
+        .filter_map(|id| {
+            let broker = brokers.iter().find(|b| b.node_id == id && b.alive)?;
+            let l = broker.listeners.iter().find(|l| l.name == listener)?;
+            Some(make(id, l.host.clone(), i32::from(l.port), broker.rack.clone()))
+        })
+        .collect()
 }
 
 const NOT_LEADER: i16 = ResponseError::NotLeaderOrFollower.code();
@@ -63,20 +75,13 @@ pub fn produce(api: &BrokerApi, listener: &str, response: &mut ProduceResponse, 
     if leaders.is_empty() {
         return;
     }
-    let brokers = api.brokers();
-    response.node_endpoints = leaders
-        .into_iter()
-        .filter_map(|id| {
-            let (host, port, rack) = endpoint(&brokers, id, listener)?;
-            Some(
-                NodeEndpoint::default()
-                    .with_node_id(BrokerId(id))
-                    .with_host(str_bytes(host))
-                    .with_port(port)
-                    .with_rack(rack.map(str_bytes)),
-            )
-        })
-        .collect();
+    response.node_endpoints = endpoints(api, leaders, listener, |id, host, port, rack| {
+        NodeEndpoint::default()
+            .with_node_id(BrokerId(id))
+            .with_host(str_bytes(host))
+            .with_port(port)
+            .with_rack(rack.map(str_bytes))
+    });
 }
 
 /// Adds the hints to a Fetch response.
@@ -106,18 +111,11 @@ pub fn fetch(api: &BrokerApi, listener: &str, response: &mut FetchResponse, vers
     if version < 16 || leaders.is_empty() {
         return;
     }
-    let brokers = api.brokers();
-    response.node_endpoints = leaders
-        .into_iter()
-        .filter_map(|id| {
-            let (host, port, rack) = endpoint(&brokers, id, listener)?;
-            Some(
-                NodeEndpoint::default()
-                    .with_node_id(BrokerId(id))
-                    .with_host(str_bytes(host))
-                    .with_port(port)
-                    .with_rack(rack.map(str_bytes)),
-            )
-        })
-        .collect();
+    response.node_endpoints = endpoints(api, leaders, listener, |id, host, port, rack| {
+        NodeEndpoint::default()
+            .with_node_id(BrokerId(id))
+            .with_host(str_bytes(host))
+            .with_port(port)
+            .with_rack(rack.map(str_bytes))
+    });
 }

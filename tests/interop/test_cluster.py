@@ -191,7 +191,22 @@ def test_a_group_and_a_transaction_whose_coordinators_are_on_other_nodes(cluster
     assert [v for v in values if v.startswith(b"t")] == [f"t{i}".encode() for i in range(10)]
 
 
-def test_controller_failover_keeps_every_acknowledged_topic(cluster):
+@pytest.fixture
+def snapshotting_cluster(tmp_path, request):
+    # Snapshots every 20 entries: a node down for a while catches up from one.
+    cluster = Cluster(tmp_path, 3, {"metadata.snapshot.interval.entries": 20})
+    request.node._strom_brokers = cluster.nodes
+    cluster.start()
+    yield cluster
+    crashed = [n for n in cluster.nodes if n.crashed()]
+    for node in cluster.nodes:
+        if node.alive():
+            node.stop()
+    assert not crashed, "\n".join(n.log_tail() for n in crashed)
+
+
+def test_controller_failover_keeps_every_acknowledged_topic(snapshotting_cluster):
+    cluster = snapshotting_cluster
     controller = cluster.controller_id()
     survivor = next(n for n in cluster.nodes if n.node_id != controller)
     acknowledged: list[str] = []
@@ -241,7 +256,9 @@ def test_controller_failover_keeps_every_acknowledged_topic(cluster):
     missing = [t for t in acknowledged if t not in names]
     assert not missing, missing
 
-    # The killed node rejoins and catches up.
+    # The killed node rejoins and catches up: the log it missed was purged behind a
+    # snapshot, so it gets the snapshot.
+    assert len(acknowledged) > 60
     cluster.node(controller).start(timeout=60)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -250,6 +267,7 @@ def test_controller_failover_keeps_every_acknowledged_topic(cluster):
             break
         time.sleep(0.3)
     assert all(t in names for t in acknowledged)
+    assert "installed a metadata snapshot from the leader" in cluster.node(controller).log_path.read_text()
 
 
 def test_a_killed_broker_is_fenced_and_its_partitions_come_back(cluster):

@@ -193,22 +193,24 @@ impl Broker {
         let cluster_id = establish_cluster_id(&quorum, logs.stored_cluster_id(), config.cluster_id.as_deref(), wait)?;
         logs.set_cluster_id(&cluster_id)?;
         if migration::pending(&config.data_dir) {
-            let image = quorum.applied().image.clone();
-            let records = migration::records(&config.data_dir, config.node_id, &image, |id| logs.was_deleted(id))?;
-            let topics = records.iter().filter(|r| matches!(r, MetadataRecord::Topic(_))).count();
-            if !records.is_empty() {
-                quorum.propose(records)?;
-            }
+            // Built again from the image on every try: what an earlier try committed is
+            // not proposed twice.
+            let mut topics = 0;
+            propose_at_start(&quorum, wait, |image| {
+                let records = migration::records(&config.data_dir, config.node_id, image, |id| logs.was_deleted(id))?;
+                topics = records.iter().filter(|r| matches!(r, MetadataRecord::Topic(_))).count();
+                Ok(records)
+            })?;
             migration::finish(&config.data_dir)?;
             tracing::info!(topics, "moved the single-node topic list into the metadata log");
         }
         if migration::configs_pending(&config.data_dir) {
-            let image = quorum.applied().image.clone();
-            let records = migration::config_records(&config.data_dir, config.node_id, &image)?;
-            let scopes = records.len();
-            if !records.is_empty() {
-                quorum.propose(records)?;
-            }
+            let mut scopes = 0;
+            propose_at_start(&quorum, wait, |image| {
+                let records = migration::config_records(&config.data_dir, config.node_id, image)?;
+                scopes = records.len();
+                Ok(records)
+            })?;
             migration::finish_configs(&config.data_dir)?;
             tracing::info!(scopes, "moved the dynamic configs file into the metadata log");
         }
@@ -219,7 +221,11 @@ impl Broker {
             listeners: config.listeners.clone(),
             rack: config.rack.clone(),
         };
-        let broker_epoch = quorum.propose(vec![MetadataRecord::RegisterBroker(registration)])? as i64;
+        // A registration whose outcome is unknown is simply made again: the last one
+        // committed gives the broker epoch.
+        let broker_epoch = propose_at_start(&quorum, wait, |_| {
+            Ok(vec![MetadataRecord::RegisterBroker(registration.clone())])
+        })? as i64;
         let producer_ids = ProducerIdManager::new(config.node_id, quorum.clone());
         // The dynamic configs come from the image, with the first sync below.
         let defaults = config.topic_defaults.clone();
@@ -939,6 +945,31 @@ impl TopicIndex {
         let topic = self.by_name.remove(name)?;
         self.by_id.remove(&topic.id());
         Some(topic)
+    }
+}
+
+/// Commits the batch `build` makes from the applied image, trying again (with a batch
+/// built anew) while the quorum is not available or a try's outcome is unknown: a
+/// start waits for its cluster. Nothing to commit is success.
+fn propose_at_start(
+    quorum: &Quorum,
+    wait: Duration,
+    mut build: impl FnMut(&MetadataImage) -> Result<Vec<MetadataRecord>>,
+) -> Result<u64> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let records = build(&quorum.applied().image)?;
+        if records.is_empty() {
+            return Ok(quorum.applied().index());
+        }
+        match quorum.propose(records) {
+            Ok(index) => return Ok(index),
+            Err(ClusterError::NotAvailable(why) | ClusterError::Timeout(why)) if Instant::now() < deadline => {
+                tracing::info!(%why, "the metadata quorum is not ready; trying again");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

@@ -35,6 +35,9 @@ pub use crate::status::QuorumStatus;
 use crate::storage::{Applied, LogStore, StateMachine};
 use crate::types::{Command, NodeId, Raft, TypeConfig};
 
+/// How long a write pending on a node that stopped leading may still be answered.
+const DEPOSED_GRACE: Duration = Duration::from_secs(2);
+
 /// How long one Join call may take, and the pause between rounds of asking.
 const JOIN_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const JOIN_RETRY: Duration = Duration::from_secs(1);
@@ -584,7 +587,7 @@ async fn commit(
 ) -> Result<(u64, bool)> {
     let mut why = String::from("no controller is elected");
     loop {
-        let local = within(deadline, raft.client_write(command.clone())).await?;
+        let local = within(deadline, write_while_leading(raft, node_id, command.clone())).await??;
         let forward = match local {
             Ok(response) => return committed(response).map(|index| (index, false)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => forward,
@@ -665,6 +668,33 @@ fn leader_of(raft: &Raft, node_id: NodeId, forward: ForwardToLeader<NodeId, Basi
 }
 
 /// `future`'s output, or a timeout once `deadline` passes.
+/// A local write, given up when this node stops leading before it is answered: a
+/// batch appended by a leader that is then replaced may never be answered (openraft
+/// answers writes whose entries are truncated, not those a snapshot from the new leader
+/// replaces). The outcome is then unknown.
+async fn write_while_leading(raft: &Raft, node_id: NodeId, command: Command) -> Result<WriteResult> {
+    let mut metrics = raft.metrics();
+    let deposed = async {
+        loop {
+            let leader = metrics.borrow_and_update().current_leader;
+            if leader.is_some_and(|l| l != node_id) {
+                // Time for the usual answer (ForwardToLeader on truncation) first.
+                tokio::time::sleep(DEPOSED_GRACE).await;
+                return;
+            }
+            if metrics.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        written = raft.client_write(command) => Ok(written),
+        () = deposed => Err(ClusterError::Timeout(
+            "this node stopped leading the quorum while the batch was pending; it may or may not be committed".into(),
+        )),
+    }
+}
+
 async fn within<F: Future>(deadline: Instant, future: F) -> Result<F::Output> {
     tokio::time::timeout_at(deadline, future)
         .await

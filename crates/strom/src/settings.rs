@@ -31,6 +31,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "controller.listener.names", default: "CONTROLLER", doc: "which listener names are the metadata quorum's (not for clients)" },
     Setting { name: "controller.quorum.voters", default: "", doc: "the metadata quorum's voters, id@host:port[,...]; empty = this node alone" },
     Setting { name: "controller.quorum.election.timeout.ms", default: "1000", doc: "how long a voter waits without hearing from a leader before it stands for election" },
+    Setting { name: "metadata.snapshot.interval.entries", default: "10000", doc: "the metadata log is snapshotted after this many entries and purged behind the snapshot; a node further behind catches up from the snapshot (Strom's; Kafka counts bytes)" },
     Setting { name: "cluster.id", default: "", doc: "when set, the cluster must have this id (a new quorum takes it); empty = fixed by the quorum on first start" },
     Setting { name: "broker.rack", default: "", doc: "rack of this broker, for rack-aware placement of replicas" },
     Setting { name: "broker.heartbeat.interval.ms", default: "2000", doc: "how often a broker tells the controller it is alive" },
@@ -327,6 +328,14 @@ impl Settings {
         let cluster_id = Some(self.get("cluster.id").to_string()).filter(|c| !c.is_empty());
         quorum.cluster_id = cluster_id.clone();
         quorum.broker_session_timeout_ms = self.parse("broker.session.timeout.ms")?;
+        let snapshot_every: u64 = self.parse("metadata.snapshot.interval.entries")?;
+        if snapshot_every < 2 {
+            bail!("metadata.snapshot.interval.entries must be at least 2");
+        }
+        quorum.snapshot_after_entries = snapshot_every;
+        // Keep part of the log behind a snapshot, so a node slightly behind catches up
+        // from entries rather than a whole snapshot.
+        quorum.entries_kept_after_snapshot = (snapshot_every / 4).clamp(1, 1000);
         // The controller listener is bound whenever one is configured (a node of one
         // voter then still answers `strom cluster status` and can grow); zero config
         // opens no port besides Kafka's.

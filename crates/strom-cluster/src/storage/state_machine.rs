@@ -232,6 +232,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // On disk first: a crash after this restarts from the installed snapshot.
         self.write_snapshot(meta.last_log_id, &bytes)?;
         let applied = applied_from(file);
+        tracing::info!(
+            last_applied = applied.index(),
+            "installed a metadata snapshot from the leader"
+        );
         self.state().applied = applied.clone();
         self.publish(applied);
         Ok(())

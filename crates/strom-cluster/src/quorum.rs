@@ -12,16 +12,14 @@
 //! Any node can propose: a follower forwards the batch to the leader
 //! ([`Quorum::propose`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::error::{ChangeMembershipError, ClientWriteError, Fatal, ForwardToLeader, RaftError};
-use openraft::raft::ClientWriteResponse;
-use openraft::{BasicNode, ChangeMembers, SnapshotPolicy};
+use openraft::{BasicNode, SnapshotPolicy};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -33,14 +31,13 @@ use crate::records::MetadataRecord;
 use crate::status::status_of;
 pub use crate::status::QuorumStatus;
 use crate::storage::{Applied, LogStore, StateMachine};
-use crate::types::{Command, NodeId, Raft, TypeConfig};
 
-/// How long a write pending on a node that stopped leading may still be answered.
-const DEPOSED_GRACE: Duration = Duration::from_secs(2);
+mod forward;
+mod membership;
 
-/// How long one Join call may take, and the pause between rounds of asking.
-const JOIN_CALL_TIMEOUT: Duration = Duration::from_secs(5);
-const JOIN_RETRY: Duration = Duration::from_secs(1);
+use crate::types::{Command, NodeId, Raft};
+use forward::commit;
+use membership::{join_until_member, listen_addr_of};
 
 /// Where the metadata log lives, relative to the data directory (Kafka's name).
 pub const METADATA_DIR: &str = "__cluster_metadata-0";
@@ -50,11 +47,6 @@ const LOG_FILE: &str = "raft.redb";
 const SNAPSHOT_CHUNK_BYTES: u64 = 1 << 20;
 /// How long sending one snapshot chunk (the last one includes installing it) may take.
 const SNAPSHOT_CHUNK_TIMEOUT_MS: u64 = 10_000;
-/// The pause between tries while no leader is known or leadership moves.
-const RETRY_PAUSE: Duration = Duration::from_millis(50);
-
-type WriteResult =
-    std::result::Result<ClientWriteResponse<TypeConfig>, RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>>;
 
 /// Settings of the metadata quorum on this node.
 #[derive(Debug, Clone)]
@@ -447,101 +439,6 @@ impl Quorum {
         }
     }
 
-    /// Adds node `node_id`, reachable at `addr` (`host:port`), to the quorum as a voter:
-    /// first as a learner, then, once it has caught up with the leader's log, as a voter
-    /// (a joint-consensus change). The node must be running (started with `listen` and
-    /// not among its configured `voters`, so that it waits to be added). Runs on the
-    /// leader only: elsewhere it returns [`ClusterError::NotAvailable`] naming the
-    /// leader. Changes are serialized: one at a time from this node, and openraft
-    /// refuses a change while another is uncommitted. If the learner does not catch up
-    /// within the request timeout this returns [`ClusterError::Timeout`] and it stays a
-    /// learner; calling again resumes.
-    ///
-    /// A node id names one node's log for ever: never add a node under the id of a
-    /// removed one (for example a replaced disk); give it a new id.
-    pub fn add_voter(&self, node_id: NodeId, addr: &str) -> Result<()> {
-        let _one_at_a_time = self.membership_change.lock().unwrap_or_else(|p| p.into_inner());
-        self.ensure_leader()?;
-        let raft = self.raft.clone();
-        let me = self.node_id;
-        let addr = addr.to_owned();
-        let deadline = Instant::now() + self.request_timeout;
-        run_on(&self.handle, async move {
-            let membership = raft.metrics().borrow().membership_config.membership().clone();
-            match membership.get_node(&node_id) {
-                Some(known) if known.addr != addr => {
-                    return Err(ClusterError::Config(format!(
-                        "node {node_id} is already a member at {}, not {addr}",
-                        known.addr
-                    )))
-                }
-                Some(_) if membership.voter_ids().any(|id| id == node_id) => return Ok(()),
-                Some(_) => {}
-                None => {
-                    let add = raft.add_learner(node_id, BasicNode::new(&addr), false);
-                    within(deadline, add).await?.map_err(membership_error)?;
-                }
-            }
-            // Caught up: it has everything the leader had once it was a learner. (Should
-            // this node lose the leadership meanwhile, the promotion below says so.)
-            let target = raft.metrics().borrow().last_log_index;
-            let left = deadline.saturating_duration_since(Instant::now());
-            raft.wait(Some(left))
-                .metrics(
-                    |m| {
-                        let matched = m.replication.as_ref().and_then(|r| r.get(&node_id).cloned().flatten());
-                        m.current_leader != Some(me) || matched.map(|id| id.index) >= target
-                    },
-                    "the new node catches up",
-                )
-                .await
-                .map_err(|e| ClusterError::Timeout(format!("node {node_id} did not catch up: {e}")))?;
-            let promote = raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([node_id])), false);
-            within(deadline, promote).await?.map_err(membership_error)?;
-            tracing::info!(node_id, %addr, "added a voter to the metadata quorum");
-            Ok(())
-        })?
-    }
-
-    /// Removes node `node_id` from the quorum (voter or learner); nothing to do if it is
-    /// not a member. Runs on the leader only, like [`Quorum::add_voter`]; removing the
-    /// leader itself is allowed (it steps down once the change is committed). Its id
-    /// must never be used again for another node.
-    pub fn remove_voter(&self, node_id: NodeId) -> Result<()> {
-        let _one_at_a_time = self.membership_change.lock().unwrap_or_else(|p| p.into_inner());
-        self.ensure_leader()?;
-        let raft = self.raft.clone();
-        let deadline = Instant::now() + self.request_timeout;
-        run_on(&self.handle, async move {
-            let membership = raft.metrics().borrow().membership_config.membership().clone();
-            if membership.get_node(&node_id).is_none() {
-                return Ok(());
-            }
-            let ids = BTreeSet::from([node_id]);
-            let change = if membership.voter_ids().any(|id| id == node_id) {
-                ChangeMembers::RemoveVoters(ids)
-            } else {
-                ChangeMembers::RemoveNodes(ids)
-            };
-            // Not retained as a learner: the leader stops replicating to it.
-            within(deadline, raft.change_membership(change, false))
-                .await?
-                .map_err(membership_error)?;
-            tracing::info!(node_id, "removed a node from the metadata quorum");
-            Ok(())
-        })?
-    }
-
-    fn ensure_leader(&self) -> Result<()> {
-        match self.raft.metrics().borrow().current_leader {
-            Some(leader) if leader == self.node_id => Ok(()),
-            Some(leader) => Err(ClusterError::NotAvailable(format!(
-                "node {leader} is the active controller; membership changes run there"
-            ))),
-            None => Err(ClusterError::NotAvailable("no controller is elected".into())),
-        }
-    }
-
     /// Stops this node's part of the quorum and its server; the listening address is
     /// free again when this returns.
     pub fn shutdown(&self) {
@@ -576,147 +473,6 @@ impl Drop for Quorum {
     }
 }
 
-/// Commits `command` here if this node leads, or forwards it to the leader. Returns the
-/// entry's index and whether it was forwarded.
-async fn commit(
-    raft: &Raft,
-    peers: &Peers,
-    node_id: NodeId,
-    command: Command,
-    deadline: Instant,
-) -> Result<(u64, bool)> {
-    let mut why = String::from("no controller is elected");
-    loop {
-        let local = within(deadline, write_while_leading(raft, node_id, command.clone())).await??;
-        let forward = match local {
-            Ok(response) => return committed(response).map(|index| (index, false)),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => forward,
-            Err(RaftError::Fatal(Fatal::Stopped)) => return Err(ClusterError::Shutdown),
-            Err(e) => return Err(ClusterError::NotAvailable(e.to_string())),
-        };
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(ClusterError::NotAvailable(why));
-        }
-        if let Some((leader, addr)) = leader_of(raft, node_id, forward) {
-            let payload = serde_json::to_vec(&command)
-                .map_err(|e| ClusterError::NotAvailable(format!("encode the batch: {e}")))?;
-            match peers
-                .call(leader, &addr, Method::Propose, payload, Vec::new(), left)
-                .await
-            {
-                Ok(bytes) => match serde_json::from_slice::<WriteResult>(&bytes) {
-                    Ok(Ok(response)) => return committed(response).map(|index| (index, true)),
-                    // Leadership moved: the leader did not take the batch; try again.
-                    Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
-                        why = format!("node {leader} is no longer the active controller");
-                    }
-                    // It may have appended the batch before it stopped.
-                    Ok(Err(RaftError::Fatal(e))) => {
-                        return Err(ClusterError::Timeout(format!(
-                            "the active controller (node {leader}) stopped mid-proposal ({e}); the batch may or \
-                             may not be committed"
-                        )))
-                    }
-                    Ok(Err(e)) => return Err(ClusterError::NotAvailable(format!("node {leader}: {e}"))),
-                    Err(e) => {
-                        return Err(ClusterError::Timeout(format!(
-                            "undecodable answer from the active controller (node {leader}); the batch may or may \
-                             not be committed: {e}"
-                        )))
-                    }
-                },
-                // Not delivered: safe to try again, perhaps at a new leader.
-                Err(CallError::Unreachable(message)) => {
-                    why = format!("the active controller (node {leader}) is unreachable: {message}");
-                }
-                Err(CallError::Refused(message)) => return Err(ClusterError::PeerRefused(message)),
-                Err(e) => {
-                    return Err(ClusterError::Timeout(format!(
-                        "lost the active controller (node {leader}) mid-proposal; the batch may or may not be \
-                         committed: {e}"
-                    )))
-                }
-            }
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(ClusterError::NotAvailable(why));
-        }
-        tokio::time::sleep(RETRY_PAUSE.min(left)).await;
-    }
-}
-
-fn committed(response: ClientWriteResponse<TypeConfig>) -> Result<u64> {
-    response.data.outcome?;
-    Ok(response.log_id.index)
-}
-
-/// The leader to forward to, other than this node, with its address: from the
-/// refusal, else from this node's metrics and membership.
-fn leader_of(raft: &Raft, node_id: NodeId, forward: ForwardToLeader<NodeId, BasicNode>) -> Option<(NodeId, String)> {
-    let metrics = raft.metrics().borrow().clone();
-    let leader = forward
-        .leader_id
-        .or(metrics.current_leader)
-        .filter(|id| *id != node_id)?;
-    let addr = match forward.leader_node {
-        Some(node) if forward.leader_id == Some(leader) => node.addr,
-        _ => metrics.membership_config.membership().get_node(&leader)?.addr.clone(),
-    };
-    Some((leader, addr))
-}
-
-/// `future`'s output, or a timeout once `deadline` passes.
-/// A local write, given up when this node stops leading before it is answered: a
-/// batch appended by a leader that is then replaced may never be answered (openraft
-/// answers writes whose entries are truncated, not those a snapshot from the new leader
-/// replaces). The outcome is then unknown.
-async fn write_while_leading(raft: &Raft, node_id: NodeId, command: Command) -> Result<WriteResult> {
-    let mut metrics = raft.metrics();
-    let deposed = async {
-        loop {
-            let leader = metrics.borrow_and_update().current_leader;
-            if leader.is_some_and(|l| l != node_id) {
-                // Time for the usual answer (ForwardToLeader on truncation) first.
-                tokio::time::sleep(DEPOSED_GRACE).await;
-                return;
-            }
-            if metrics.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        written = raft.client_write(command) => Ok(written),
-        () = deposed => Err(ClusterError::Timeout(
-            "this node stopped leading the quorum while the batch was pending; it may or may not be committed".into(),
-        )),
-    }
-}
-
-async fn within<F: Future>(deadline: Instant, future: F) -> Result<F::Output> {
-    tokio::time::timeout_at(deadline, future)
-        .await
-        .map_err(|_| ClusterError::Timeout("the metadata quorum did not answer in time".into()))
-}
-
-fn membership_error(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> ClusterError {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
-            ClusterError::NotAvailable(match forward.leader_id {
-                Some(leader) => format!("node {leader} is the active controller now; membership changes run there"),
-                None => "no controller is elected".into(),
-            })
-        }
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(e))) => {
-            ClusterError::NotAvailable(format!("another membership change is in progress: {e}"))
-        }
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => ClusterError::Config(e.to_string()),
-        RaftError::Fatal(e) => ClusterError::NotAvailable(e.to_string()),
-    }
-}
-
 fn call_error(node_id: NodeId, e: CallError) -> ClusterError {
     match e {
         CallError::Refused(message) => ClusterError::PeerRefused(message),
@@ -743,60 +499,4 @@ where
         let _ = tx.send(future.await);
     });
     rx.recv().map_err(|_| ClusterError::Shutdown)
-}
-
-/// The address a joining node gives the leader: its listen address.
-fn listen_addr_of(config: &QuorumConfig, started: &Result<Result<(Raft, Option<ServerHandle>)>>) -> String {
-    match started {
-        Ok(Ok((_, Some(server)))) => server.addr.to_string(),
-        _ => config.listen.map(|a| a.to_string()).unwrap_or_default(),
-    }
-}
-
-/// A node outside the voters asks them, in turn, to take it in as a learner, until it
-/// is a member: it then receives the log (a broker-only node stays a learner; a
-/// future voter is promoted by `add_voter`).
-async fn join_until_member(
-    raft: Raft,
-    peers: Arc<Peers>,
-    node_id: NodeId,
-    addr: String,
-    voters: BTreeMap<NodeId, String>,
-) {
-    let join = match serde_json::to_vec(&crate::network::Join { node_id, addr }) {
-        Ok(join) => join,
-        Err(_) => return,
-    };
-    loop {
-        let is_member = {
-            let metrics = raft.metrics();
-            let metrics = metrics.borrow();
-            metrics.membership_config.membership().get_node(&node_id).is_some()
-        };
-        if is_member {
-            return;
-        }
-        for (voter, voter_addr) in &voters {
-            let reply = peers
-                .call(
-                    *voter,
-                    voter_addr,
-                    Method::Join,
-                    join.clone(),
-                    Vec::new(),
-                    JOIN_CALL_TIMEOUT,
-                )
-                .await;
-            if let Ok(bytes) = reply {
-                if let Ok(Ok(())) = serde_json::from_slice::<std::result::Result<(), String>>(&bytes) {
-                    tracing::info!(node_id, leader = voter, "joined the metadata quorum as a learner");
-                    break;
-                }
-            }
-        }
-        tokio::time::sleep(JOIN_RETRY).await;
-        if raft.metrics().has_changed().is_err() {
-            return;
-        }
-    }
 }

@@ -87,8 +87,16 @@ pub(crate) async fn run(
 ) {
     let mut leading_since: Option<i64> = None;
     let mut metrics = raft.metrics();
+    let mut last_tick = liveness.now_ms();
     loop {
         tokio::time::sleep(TICK).await;
+        let now = liveness.now_ms();
+        if now - last_tick > session_timeout_ms / 2 {
+            // This process was paused (SIGSTOP, a suspended machine): it cannot tell
+            // who stopped heartbeating meanwhile, so every broker gets a new session.
+            leading_since = None;
+        }
+        last_tick = now;
         if metrics.has_changed().is_err() {
             return;
         }

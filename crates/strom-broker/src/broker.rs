@@ -562,6 +562,8 @@ impl Broker {
             Ok(_) | Err(BrokerError::TopicAlreadyExists(_)) => {}
             Err(e) => return Err(e),
         }
+        // Created by another node and committed, but perhaps not opened here yet.
+        self.sync_metadata()?;
         self.topic(name).ok_or(BrokerError::CoordinatorNotAvailable)
     }
 

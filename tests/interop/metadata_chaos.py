@@ -47,6 +47,8 @@ class Creator(threading.Thread):
         self.indeterminate = 0
         self.refused = 0
         self.stop = threading.Event()
+        # Held around each creation; a check holds it to compare the nodes at rest.
+        self.lock = threading.Lock()
         self.next = 0
 
     def run(self) -> None:
@@ -59,6 +61,7 @@ class Creator(threading.Thread):
             name = f"chaos-{self.next}"
             self.next += 1
             admin = AdminClient({"bootstrap.servers": node.bootstrap, "log_level": 0})
+            self.lock.acquire()
             try:
                 admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)], request_timeout=10)[
                     name
@@ -73,6 +76,8 @@ class Creator(threading.Thread):
                     self.indeterminate += 1
                 else:
                     self.refused += 1
+            finally:
+                self.lock.release()
             time.sleep(0.01)
 
 
@@ -155,7 +160,8 @@ def run(rounds: int, seed: int, root: Path, log=print) -> dict:
                 time.sleep(rng.uniform(0.5, 2.0))
             heal(cluster)
             cluster.check_alive()
-            violations += check(cluster, creator, round_)
+            with creator.lock:
+                violations += check(cluster, creator, round_)
             if violations:
                 break
     finally:

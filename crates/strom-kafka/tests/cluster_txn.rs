@@ -345,3 +345,74 @@ async fn a_request_to_a_node_that_does_not_lead_names_the_leader() {
     assert_eq!(response.node_endpoints[0].port, i32::from(leader.kafka.port()));
     cluster.shutdown().await;
 }
+
+/// ElectLeaders over the wire: a partition led by its preferred replica needs no
+/// election; one whose only replica left (controlled shutdown) cannot get it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elect_leaders_answers_per_partition() {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    let cluster = Cluster::start().await;
+    let topic = NewTopic {
+        name: "elect".into(),
+        num_partitions: 3,
+        replication_factor: 1,
+        ..Default::default()
+    };
+    let node1 = cluster.node(1).api.broker().clone();
+    tokio::task::spawn_blocking(move || node1.create_topic(topic, false).unwrap())
+        .await
+        .unwrap();
+    cluster
+        .until("the topic is everywhere", |api| {
+            api.broker().image().topic("elect").is_some()
+        })
+        .await;
+    let on_3 = cluster
+        .node(1)
+        .api
+        .broker()
+        .image()
+        .topic("elect")
+        .unwrap()
+        .partitions
+        .iter()
+        .find(|(_, s)| s.leader == 3)
+        .map(|(p, _)| *p)
+        .unwrap();
+    // Node 3 leaves: a controlled shutdown fences it, its partition goes offline.
+    cluster.node(3).api.shutdown().await.unwrap();
+    cluster
+        .until("node 3's partition is offline", |api| {
+            api.node_id() == 3 || api.broker().image().topic("elect").unwrap().partitions[&on_3].leader == -1
+        })
+        .await;
+    let led_by_1 = cluster
+        .node(1)
+        .api
+        .broker()
+        .image()
+        .topic("elect")
+        .unwrap()
+        .partitions
+        .iter()
+        .find(|(_, s)| s.leader == 1)
+        .map(|(p, _)| *p)
+        .unwrap();
+    let request = ElectLeadersRequest::default()
+        .with_election_type(0)
+        .with_timeout_ms(10_000)
+        .with_topic_partitions(Some(vec![TopicPartitions::default()
+            .with_topic(TopicName(StrBytes::from_static_str("elect")))
+            .with_partitions(vec![led_by_1, on_3, 99])]));
+    let mut stream = TcpStream::connect(cluster.node(1).kafka).await.unwrap();
+    let response: ElectLeadersResponse = call(&mut stream, ApiKey::ElectLeaders, 2, &request).await;
+    assert_eq!(response.error_code, 0);
+    let codes: BTreeMap<i32, i16> = response.replica_election_results[0]
+        .partition_result
+        .iter()
+        .map(|r| (r.partition_id, r.error_code))
+        .collect();
+    // ELECTION_NOT_NEEDED, PREFERRED_LEADER_NOT_AVAILABLE, UNKNOWN_TOPIC_OR_PARTITION.
+    assert_eq!(codes, BTreeMap::from([(led_by_1, 84), (on_3, 80), (99, 3)]));
+    cluster.shutdown().await;
+}

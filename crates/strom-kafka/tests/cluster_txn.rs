@@ -37,11 +37,17 @@ struct Node {
 struct Cluster {
     nodes: Vec<Node>,
     _dir: tempfile::TempDir,
+    /// One cluster at a time: three quorums and brokers per test on two cores would
+    /// make elections and heartbeats race the tests' deadlines.
+    _serial: tokio::sync::MutexGuard<'static, ()>,
 }
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl Cluster {
     /// Three voters from empty directories; every broker registered and listening.
     async fn start() -> Cluster {
+        let serial = SERIAL.lock().await;
         let dir = tempfile::tempdir().unwrap();
         let voters: BTreeMap<u64, String> = (1..=3).map(|id| (id, format!("127.0.0.1:{}", free_port()))).collect();
         let kafka_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
@@ -92,7 +98,11 @@ impl Cluster {
             tokio::spawn(server.run());
             nodes.push(Node { api, kafka });
         }
-        let cluster = Cluster { nodes, _dir: dir };
+        let cluster = Cluster {
+            nodes,
+            _dir: dir,
+            _serial: serial,
+        };
         cluster
             .until("every broker is registered everywhere", |api| api.brokers().len() == 3)
             .await;

@@ -160,9 +160,13 @@ def test_a_group_and_a_transaction_whose_coordinators_are_on_other_nodes(cluster
     assert group is not None
     produce_confluent(bootstrap, "work", 90, "w")
     assert len(consume_confluent(bootstrap, "work", 90, group)) == 90
-    committed = Consumer({"bootstrap.servers": bootstrap, "group.id": group}).committed(
-        [TopicPartition("work", p) for p in range(3)], timeout=10
-    )
+    # Closed explicitly: a consumer left for interpreter exit keeps reconnecting to the
+    # stopped cluster and holds the test run open.
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        committed = probe.committed([TopicPartition("work", p) for p in range(3)], timeout=10)
+    finally:
+        probe.close()
     assert sum(tp.offset for tp in committed) == 90
 
     # A transaction whose coordinator is not the bootstrap node, on a partition that

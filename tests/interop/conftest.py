@@ -238,3 +238,21 @@ def broker_factory(request, tmp_path):
 @pytest.fixture
 def broker(broker_factory) -> Broker:
     return broker_factory()
+
+
+_EXIT_STATUS = 0
+
+
+def pytest_sessionfinish(session, exitstatus):
+    global _EXIT_STATUS
+    _EXIT_STATUS = int(exitstatus)
+
+
+def pytest_unconfigure(config):
+    """Ends the process once pytest is done: a client some test left open (librdkafka
+    retries its stopped broker forever) must not hold the run open at interpreter exit."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_EXIT_STATUS)

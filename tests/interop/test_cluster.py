@@ -21,9 +21,9 @@ from conftest import strom_bin
 pytestmark = pytest.mark.timeout(240)
 
 
-@pytest.fixture
-def cluster(tmp_path, request):
-    cluster = Cluster(tmp_path, 3)
+def running_cluster(tmp_path, request, settings=None):
+    """Three nodes for one test; any that died on its own fails the test."""
+    cluster = Cluster(tmp_path, 3, settings)
     request.node._strom_brokers = cluster.nodes
     cluster.start()
     yield cluster
@@ -32,6 +32,11 @@ def cluster(tmp_path, request):
         if node.alive():
             node.stop()
     assert not crashed, "\n".join(n.log_tail() for n in crashed)
+
+
+@pytest.fixture
+def cluster(tmp_path, request):
+    yield from running_cluster(tmp_path, request)
 
 
 def create(cluster: Cluster, name: str, partitions: int, via=None) -> None:
@@ -208,15 +213,7 @@ def test_a_group_and_a_transaction_whose_coordinators_are_on_other_nodes(cluster
 @pytest.fixture
 def snapshotting_cluster(tmp_path, request):
     # Snapshots every 20 entries: a node down for a while catches up from one.
-    cluster = Cluster(tmp_path, 3, {"metadata.snapshot.interval.entries": 20})
-    request.node._strom_brokers = cluster.nodes
-    cluster.start()
-    yield cluster
-    crashed = [n for n in cluster.nodes if n.crashed()]
-    for node in cluster.nodes:
-        if node.alive():
-            node.stop()
-    assert not crashed, "\n".join(n.log_tail() for n in crashed)
+    yield from running_cluster(tmp_path, request, {"metadata.snapshot.interval.entries": 20})
 
 
 def test_controller_failover_keeps_every_acknowledged_topic(snapshotting_cluster):

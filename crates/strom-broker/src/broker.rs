@@ -51,6 +51,8 @@ pub struct BrokerConfig {
     pub rack: Option<String>,
     /// `broker.heartbeat.interval.ms`.
     pub heartbeat_interval_ms: u64,
+    /// Partition replication (`replica.*`).
+    pub replication: crate::replication::ReplicationConfig,
 }
 
 impl BrokerConfig {
@@ -70,6 +72,7 @@ impl BrokerConfig {
             listeners: Vec::new(),
             rack: None,
             heartbeat_interval_ms: 2000,
+            replication: crate::replication::ReplicationConfig::default(),
         }
     }
 }
@@ -339,7 +342,15 @@ impl Broker {
             .range(first..)
             .map(|(index, state)| {
                 if state.replicas.contains(&self.config.node_id) {
-                    self.logs.open_partition(name, record.id, *index, log_config).map(Some)
+                    let partition = self.logs.open_partition(name, record.id, *index, log_config)?;
+                    if state.replicas.len() > 1 {
+                        // What of the log the other replicas have is not known yet: the
+                        // high watermark rises from the start as they fetch (or, on a
+                        // follower, as the leader says), never exposing an unreplicated
+                        // tail.
+                        partition.replica().reset_high_watermark(partition.log_start_offset());
+                    }
+                    Ok(Some(partition))
                 } else {
                     Ok(None)
                 }
@@ -347,22 +358,40 @@ impl Broker {
             .collect()
     }
 
-    /// Gives each hosted partition the leadership the metadata says.
+    /// Gives each hosted partition the leadership the metadata says, and its topic's
+    /// `min.insync.replicas`. A partition this node now leads begins its leader epoch.
     fn apply_leadership(&self, topic: &Topic, record: &TopicImage) {
+        use crate::partition::RoleChange;
+        let min_insync = topic.limits().min_insync_replicas;
+        let now_ms = self.clock.now_ms();
         for partition in topic.partitions() {
-            if let Some(state) = record.partitions.get(&partition.index()) {
-                if partition
-                    .replica()
-                    .set_leadership(state.leader, state.leader_epoch, &state.replicas, &state.isr)
-                {
-                    tracing::info!(
-                        topic = %topic.name(),
-                        partition = partition.index(),
-                        leader = state.leader,
-                        leader_epoch = state.leader_epoch,
-                        "leadership changed"
-                    );
+            let Some(state) = record.partitions.get(&partition.index()) else {
+                continue;
+            };
+            let replica = partition.replica();
+            replica.set_min_insync(min_insync);
+            let change = replica.set_leadership(
+                state.leader,
+                state.leader_epoch,
+                state.partition_epoch,
+                &state.replicas,
+                &state.isr,
+                now_ms,
+            );
+            if change == RoleChange::BecameLeader {
+                if let Err(e) = partition.become_leader(state.leader_epoch) {
+                    tracing::error!(topic = %topic.name(), partition = partition.index(), error = %e, "could not begin the leader epoch");
                 }
+            }
+            if change != RoleChange::None {
+                tracing::info!(
+                    topic = %topic.name(),
+                    partition = partition.index(),
+                    leader = state.leader,
+                    leader_epoch = state.leader_epoch,
+                    isr = ?state.isr,
+                    "leadership changed"
+                );
             }
         }
     }
@@ -462,7 +491,6 @@ impl Broker {
                 "Replication factor must be larger than 0.".into(),
             ));
         }
-        check_replication_factor(replication_factor as usize)?;
         let replicas = place(image, id, 0, partitions, replication_factor as usize)?;
         Ok((replicas, replication_factor))
     }
@@ -791,6 +819,6 @@ mod cluster;
 mod dynamic_configs;
 mod start;
 
-use start::{check_replicas, check_replication_factor, partition_records, place, replicas_len};
+use start::{check_replicas, partition_records, place, replicas_len};
 #[cfg(test)]
 mod tests;

@@ -29,3 +29,7 @@ pub const FETCH_WAIT_MS_MAX: u64 = 60_000;
 /// Bytes read per step when a log is replayed (producer state on open, coordinators
 /// loading their partitions).
 pub const REPLAY_READ_BYTES: usize = 1 << 20;
+
+/// How long a coordinator's write waits for the in-sync replicas (Kafka's
+/// `offsets.commit.timeout.ms` default).
+pub const COORDINATOR_REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

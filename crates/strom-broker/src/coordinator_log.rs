@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use strom_log::RecordBatchBuilder;
 
 use crate::broker::{AppendOrigin, Broker};
+use crate::constants::COORDINATOR_REPLICATION_TIMEOUT;
 use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
 use crate::topic::Topic;
@@ -301,18 +302,28 @@ impl CoordinatorLog {
         Ok(partition)
     }
 
-    /// Append and fsync, for callers already on the blocking pool.
+    /// Append, fsync and wait for the in-sync replicas, for callers already on the
+    /// blocking pool.
     pub(crate) fn append_durably(&self, index: i32, records: &[KeyValue]) -> Result<()> {
-        self.append(index, records, None)?.flush()?;
-        Ok(())
+        let partition = self.append(index, records, None)?;
+        let end = partition.log_end_offset();
+        partition.flush()?;
+        partition.wait_for_high_watermark_blocking(end, COORDINATOR_REPLICATION_TIMEOUT)
     }
 
-    /// fsync a partition on the blocking pool, off the I/O threads.
+    /// fsync a partition on the blocking pool, off the I/O threads, then wait until
+    /// every in-sync replica has what was appended (a coordinator's write is acks=all,
+    /// as in Kafka, so it survives the failover of its partition).
     pub(crate) async fn flush(partition: Arc<Partition>) -> Result<()> {
-        match tokio::task::spawn_blocking(move || partition.flush()).await {
-            Ok(result) => result.map(|_| ()),
-            Err(e) => Err(BrokerError::Storage(e.to_string())),
+        let end = partition.log_end_offset();
+        let synced = partition.clone();
+        match tokio::task::spawn_blocking(move || synced.flush()).await {
+            Ok(result) => result.map(|_| ())?,
+            Err(e) => return Err(BrokerError::Storage(e.to_string())),
         }
+        partition
+            .wait_for_high_watermark(end, COORDINATOR_REPLICATION_TIMEOUT)
+            .await
     }
 }
 

@@ -140,6 +140,12 @@ pub enum BrokerError {
     /// ElectLeaders: the preferred replica is not alive or not in sync.
     #[error("the preferred replica is not available")]
     PreferredLeaderNotAvailable,
+    /// acks=all while the ISR is smaller than `min.insync.replicas`.
+    #[error("the in-sync replicas ({isr}) are fewer than min.insync.replicas ({min})")]
+    NotEnoughReplicas { isr: usize, min: usize },
+    /// A replica fetch from a broker that is not a replica of the partition.
+    #[error("broker {0} is not a replica of the partition")]
+    NotReplica(i32),
     /// The partition has no leader now (its replicas are offline).
     #[error("the partition has no leader now")]
     LeaderNotAvailable,

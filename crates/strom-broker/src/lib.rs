@@ -20,6 +20,7 @@ pub(crate) mod migration;
 pub mod partition;
 pub(crate) mod producer_id;
 pub(crate) mod producer_state;
+pub mod replication;
 mod sync;
 pub(crate) mod topic;
 pub mod topic_config;

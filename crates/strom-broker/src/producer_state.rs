@@ -285,6 +285,14 @@ impl ProducerStateManager {
         Ok(())
     }
 
+    /// Removes every snapshot (the log they describe is gone: a follower restarting its
+    /// log where the leader's begins).
+    pub fn remove_snapshots(&self) {
+        for offset in self.snapshot_offsets() {
+            let _ = fs::remove_file(self.snapshot_path(offset));
+        }
+    }
+
     /// Load the newest snapshot at or below `log_end_offset`; returns the offset to
     /// replay the log from (0 when there is none).
     pub fn load_snapshot(&mut self, log_end_offset: i64) -> i64 {

@@ -49,7 +49,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     ConfigDef { name: "message.timestamp.type", broker_synonym: "log.message.timestamp.type", kind: ConfigType::String, default: "CreateTime", doc: "CreateTime keeps the producer's timestamps, LogAppendTime stamps batches on append", enforced: true },
     ConfigDef { name: "min.cleanable.dirty.ratio", broker_synonym: "log.cleaner.min.cleanable.ratio", kind: ConfigType::Double, default: "0.5", doc: "dirty ratio that triggers compaction", enforced: false },
     ConfigDef { name: "min.compaction.lag.ms", broker_synonym: "log.cleaner.min.compaction.lag.ms", kind: ConfigType::Long, default: "0", doc: "shortest time a record stays uncompacted", enforced: true },
-    ConfigDef { name: "min.insync.replicas", broker_synonym: "min.insync.replicas", kind: ConfigType::Int, default: "1", doc: "replicas that must have a batch before acks=all succeeds", enforced: false },
+    ConfigDef { name: "min.insync.replicas", broker_synonym: "min.insync.replicas", kind: ConfigType::Int, default: "1", doc: "in-sync replicas a partition needs to take acks=all writes and to advance its high watermark", enforced: true },
     ConfigDef { name: "preallocate", broker_synonym: "log.preallocate", kind: ConfigType::Boolean, default: "false", doc: "preallocate segment files", enforced: false },
     ConfigDef { name: "retention.bytes", broker_synonym: "log.retention.bytes", kind: ConfigType::Long, default: "-1", doc: "largest size of a partition before old segments are deleted; -1 = unlimited", enforced: true },
     ConfigDef { name: "retention.ms", broker_synonym: "log.retention.ms", kind: ConfigType::Long, default: "604800000", doc: "age after which closed segments are deleted; -1 = forever", enforced: true },
@@ -57,7 +57,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     ConfigDef { name: "segment.index.bytes", broker_synonym: "log.index.size.max.bytes", kind: ConfigType::Int, default: "10485760", doc: "largest offset index file", enforced: false },
     ConfigDef { name: "segment.jitter.ms", broker_synonym: "log.roll.jitter.ms", kind: ConfigType::Long, default: "0", doc: "random jitter subtracted from segment.ms", enforced: false },
     ConfigDef { name: "segment.ms", broker_synonym: "log.roll.ms", kind: ConfigType::Long, default: "604800000", doc: "age at which a new segment file is started", enforced: true },
-    ConfigDef { name: "unclean.leader.election.enable", broker_synonym: "unclean.leader.election.enable", kind: ConfigType::Boolean, default: "false", doc: "allow an out-of-sync replica to become leader", enforced: false },
+    ConfigDef { name: "unclean.leader.election.enable", broker_synonym: "unclean.leader.election.enable", kind: ConfigType::Boolean, default: "false", doc: "allow an out-of-sync replica to become leader when no in-sync one is alive (may lose acknowledged records)", enforced: true },
 ];
 
 pub fn config_def(name: &str) -> Option<&'static ConfigDef> {
@@ -179,6 +179,8 @@ pub struct TopicLimits {
     pub flush_messages: i64,
     /// `flush.ms`: fsync when the last fsync is this old and records wait (i64::MAX: never).
     pub flush_ms: i64,
+    /// `min.insync.replicas`.
+    pub min_insync_replicas: usize,
 }
 
 /// Cluster-wide defaults for topic configs: the broker settings that were set
@@ -260,6 +262,9 @@ impl TopicDefaults {
             },
             flush_messages: self.number("flush.messages", overrides).max(1),
             flush_ms: self.number("flush.ms", overrides).max(0),
+            min_insync_replicas: self
+                .number("min.insync.replicas", overrides)
+                .clamp(1, i64::from(i16::MAX)) as usize,
         }
     }
 }

@@ -90,6 +90,7 @@ fn change(
         leader,
         isr,
         replicas: None,
+        joining: Vec::new(),
     })
 }
 

@@ -252,6 +252,20 @@ impl MetadataImage {
                 change.partition, partition.partition_epoch, change.partition_epoch
             )));
         }
+        for (node_id, broker_epoch) in &change.joining {
+            let current = self.brokers.get(node_id);
+            if !current.is_some_and(|b| b.broker_epoch == *broker_epoch && !b.fenced) {
+                return Err(Refusal::Stale(format!(
+                    "broker {node_id} cannot join the ISR of {name}-{}: it fetched with broker epoch {broker_epoch}, \
+                     which is not its current unfenced one",
+                    change.partition
+                )));
+            }
+        }
+        let topic = self.topic_mut(change.topic_id)?;
+        let Some(partition) = topic.partitions.get_mut(&change.partition) else {
+            return Err(Refusal::UnknownTopic(format!("{name}-{}", change.partition)));
+        };
         if let Some(replicas) = &change.replicas {
             partition.replicas = replicas.clone();
         }

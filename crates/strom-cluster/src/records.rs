@@ -98,6 +98,11 @@ pub struct PartitionChange {
     pub leader: Option<i32>,
     pub isr: Option<Vec<i32>>,
     pub replicas: Option<Vec<i32>>,
+    /// Replicas the change adds to the ISR, with the broker epoch each fetched with:
+    /// refused unless each is that broker's current, unfenced epoch (KIP-903: a replica
+    /// that restarted since, perhaps with an empty disk, must catch up again first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub joining: Vec<(i32, i64)>,
 }
 
 /// Whose dynamic configs a [`MetadataRecord::Configs`] replaces.

@@ -61,6 +61,8 @@ pub fn error_code(e: &BrokerError) -> i16 {
         BrokerError::NotController(_) => ResponseError::NotController,
         BrokerError::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
         BrokerError::LeaderNotAvailable => ResponseError::LeaderNotAvailable,
+        BrokerError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
+        BrokerError::NotReplica(_) => ResponseError::NotLeaderOrFollower,
         BrokerError::ElectionNotNeeded => ResponseError::ElectionNotNeeded,
         BrokerError::BrokerIdNotRegistered(_) => ResponseError::BrokerIdNotRegistered,
         BrokerError::InconsistentClusterId(_) => ResponseError::InconsistentClusterId,

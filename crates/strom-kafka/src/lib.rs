@@ -13,11 +13,15 @@ mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 mod outbound;
+mod peers;
+mod replica_fetch;
 mod server;
 mod txn_markers;
 
 /// The APIs and versions served (ApiVersions advertises exactly these).
 pub use apis::SUPPORTED;
 pub use context::ServerConfig;
+pub use peers::PeerAddresses;
+pub use replica_fetch::ReplicaFetchClient;
 pub use server::Server;
 pub use txn_markers::TxnMarkerClient;

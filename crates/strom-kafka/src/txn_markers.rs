@@ -20,6 +20,7 @@ use strom_broker::txn::{MarkerRequest, MarkerResults, RemoteMarkers};
 use strom_broker::BrokerError;
 
 use crate::constants::{INTER_BROKER_CONNECT_TIMEOUT, INTER_BROKER_IO_TIMEOUT, INTER_BROKER_RESPONSE_MAX_BYTES};
+use crate::peers::PeerAddresses;
 
 /// The only WriteTxnMarkers version kafka-protocol (and Kafka 4) defines.
 const VERSION: i16 = 1;
@@ -28,7 +29,7 @@ const CLIENT_ID: &str = "strom-txn-coordinator";
 /// Sends WriteTxnMarkers to the leader's listener named like this front-end's.
 #[derive(Debug)]
 pub struct TxnMarkerClient {
-    listener_name: String,
+    peers: PeerAddresses,
     connect_timeout: Duration,
     io_timeout: Duration,
     correlation_id: AtomicI32,
@@ -37,8 +38,13 @@ pub struct TxnMarkerClient {
 impl TxnMarkerClient {
     /// A client of the listeners named `listener_name` (`PLAINTEXT`).
     pub fn new(listener_name: impl Into<String>) -> TxnMarkerClient {
+        Self::with_peers(PeerAddresses::new(listener_name))
+    }
+
+    /// A client reaching each node where `peers` says.
+    pub fn with_peers(peers: PeerAddresses) -> TxnMarkerClient {
         TxnMarkerClient {
-            listener_name: listener_name.into(),
+            peers,
             connect_timeout: INTER_BROKER_CONNECT_TIMEOUT,
             io_timeout: INTER_BROKER_IO_TIMEOUT,
             correlation_id: AtomicI32::new(0),
@@ -86,14 +92,10 @@ impl RemoteMarkers for TxnMarkerClient {
             node: node.node_id,
             reason,
         };
-        let listener = node
-            .listeners
-            .iter()
-            .find(|l| l.name == self.listener_name)
-            .ok_or_else(|| remote(format!("no {} listener registered", self.listener_name)))?;
+        let (host, port) = self.peers.resolve(node).map_err(remote)?;
         let response = self
-            .call(&listener.host, listener.port, &request(markers))
-            .map_err(|e| remote(format!("WriteTxnMarkers to {}:{}: {e}", listener.host, listener.port)))?;
+            .call(&host, port, &request(markers))
+            .map_err(|e| remote(format!("WriteTxnMarkers to {host}:{port}: {e}")))?;
         Ok(results(node.node_id, markers, &response))
     }
 }

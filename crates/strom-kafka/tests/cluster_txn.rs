@@ -16,6 +16,7 @@ use strom_broker::caller::AllowAll;
 use strom_broker::group::{GroupConfig, TopicPartition};
 use strom_broker::txn::{InitProducerId, ProducerIdAndEpoch, TxnConfig};
 use strom_broker::{AppendOrigin, Broker, BrokerApi, BrokerConfig, Caller, Listener, NewTopic, QuorumConfig};
+use strom_kafka::{PeerAddresses, ReplicaFetchClient};
 use strom_kafka::{Server, ServerConfig, TxnMarkerClient};
 use strom_log::RecordBatchBuilder;
 use tokio::net::TcpStream;
@@ -79,9 +80,17 @@ impl Cluster {
                 ..Default::default()
             };
             let markers = Arc::new(TxnMarkerClient::new("PLAINTEXT"));
-            let api = BrokerApi::start_opened(broker, GroupConfig::default(), txns, Arc::new(AllowAll), markers)
-                .await
-                .unwrap();
+            let fetcher = Arc::new(ReplicaFetchClient::new(PeerAddresses::new("PLAINTEXT")));
+            let api = BrokerApi::start_opened(
+                broker,
+                GroupConfig::default(),
+                txns,
+                Arc::new(AllowAll),
+                markers,
+                fetcher,
+            )
+            .await
+            .unwrap();
             let kafka: std::net::SocketAddr = format!("127.0.0.1:{}", kafka_ports[i]).parse().unwrap();
             let config = ServerConfig {
                 listener_name: "PLAINTEXT".into(),

@@ -206,6 +206,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     let server_config = settings.server_config()?;
     let group_config = settings.group_config()?;
     let txn_config = settings.txn_config()?;
+    let peers = settings.peer_addresses()?;
     check_port_free(&server_config, &settings)?;
     let open_files = limits::raise_open_file_limit();
     // Connections plus room for segment and index files.
@@ -225,7 +226,8 @@ fn serve(args: ServeArgs) -> Result<()> {
             groups: group_config,
             txns: txn_config,
             static_settings: settings.static_settings(),
-            remote_markers: std::sync::Arc::new(strom_kafka::TxnMarkerClient::new(&server_config.listener_name)),
+            remote_markers: std::sync::Arc::new(strom_kafka::TxnMarkerClient::with_peers(peers.clone())),
+            leader_client: std::sync::Arc::new(strom_kafka::ReplicaFetchClient::new(peers)),
         })
         .await
         .context("opening the data directory and loading groups and transactions")?;

@@ -36,6 +36,12 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "broker.rack", default: "", doc: "rack of this broker, for rack-aware placement of replicas" },
     Setting { name: "broker.heartbeat.interval.ms", default: "2000", doc: "how often a broker tells the controller it is alive" },
     Setting { name: "broker.session.timeout.ms", default: "9000", doc: "a broker not heard from for this long is fenced: it leads nothing until it heartbeats again" },
+    Setting { name: "replica.lag.time.max.ms", default: "30000", doc: "a follower not caught up with its leader for this long leaves the ISR" },
+    Setting { name: "replica.fetch.wait.max.ms", default: "500", doc: "longest a follower's fetch waits at the leader for new records" },
+    Setting { name: "replica.fetch.max.bytes", default: "1048576", doc: "bytes a follower's fetch asks for per partition" },
+    Setting { name: "replica.fetch.response.max.bytes", default: "10485760", doc: "bytes a follower's fetch asks for in all" },
+    Setting { name: "replica.fetch.backoff.ms", default: "1000", doc: "pause after a follower's fetch failed" },
+    Setting { name: "inter.broker.addresses", default: "", doc: "how this node reaches other nodes' broker listeners (replica fetches, transaction markers), id@host:port[,...]; empty = the listeners they registered (Strom's: for proxies and NAT)" },
     Setting { name: "num.partitions", default: "1", doc: "partitions of a topic created without a count (and of auto-created topics)" },
     Setting { name: "default.replication.factor", default: "1", doc: "replication factor of a topic created without one" },
     Setting { name: "auto.create.topics.enable", default: "true", doc: "create a topic when a client asks for its metadata" },
@@ -151,6 +157,13 @@ impl Settings {
         self.values.get(name).map_or("", |(v, _)| v.as_str())
     }
 
+    /// `inter.broker.addresses`, and the listener other nodes are reached on.
+    pub fn peer_addresses(&self) -> Result<strom_kafka::PeerAddresses> {
+        let overrides = strom_kafka::PeerAddresses::parse_overrides(self.get("inter.broker.addresses"))
+            .map_err(|e| anyhow::anyhow!("inter.broker.addresses: {e}"))?;
+        Ok(strom_kafka::PeerAddresses::new(self.server_config()?.listener_name).with_overrides(overrides))
+    }
+
     fn parse<T: std::str::FromStr>(&self, name: &str) -> Result<T>
     where
         T::Err: std::fmt::Display,
@@ -195,6 +208,16 @@ impl Settings {
         config.heartbeat_interval_ms = self.parse("broker.heartbeat.interval.ms")?;
         if config.heartbeat_interval_ms == 0 {
             bail!("broker.heartbeat.interval.ms must be above 0");
+        }
+        config.replication = strom_broker::replication::ReplicationConfig {
+            lag_time_max_ms: self.parse("replica.lag.time.max.ms")?,
+            fetch_wait_max_ms: self.parse("replica.fetch.wait.max.ms")?,
+            fetch_max_bytes: self.parse("replica.fetch.max.bytes")?,
+            fetch_response_max_bytes: self.parse("replica.fetch.response.max.bytes")?,
+            fetch_backoff_ms: self.parse("replica.fetch.backoff.ms")?,
+        };
+        if config.replication.lag_time_max_ms <= 0 || config.replication.fetch_max_bytes <= 0 {
+            bail!("replica.lag.time.max.ms and replica.fetch.max.bytes must be above 0");
         }
         let server = self.server_config()?;
         config.listeners = vec![Listener {

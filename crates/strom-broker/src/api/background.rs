@@ -27,6 +27,17 @@ pub(super) fn spawn_all(api: &Arc<BrokerApi>) -> Vec<JoinHandle<()>> {
         tokio::spawn(transaction_timeouts(api.txns.clone(), api.closing())),
         tokio::spawn(follow_metadata(api.clone(), api.closing())),
         tokio::spawn(heartbeats(api.broker.clone(), api.closing())),
+        tokio::spawn(crate::replication::run_followers(
+            api.broker.clone(),
+            api.leader_client.clone(),
+            api.broker.config().replication,
+            api.closing(),
+        )),
+        tokio::spawn(crate::replication::isr::run_isr_upkeep(
+            api.broker.clone(),
+            api.broker.config().replication,
+            api.closing(),
+        )),
     ]
 }
 

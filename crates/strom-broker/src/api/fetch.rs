@@ -27,12 +27,23 @@ use crate::producer_state::AbortedTxn;
 /// A fetch in the broker's terms.
 #[derive(Debug, Clone)]
 pub struct FetchParams {
+    /// A follower replicating the partitions (Kafka's replica id / ReplicaState); None
+    /// for consumers.
+    pub replica: Option<FetchingReplica>,
     pub isolation: FetchIsolation,
     pub min_bytes: usize,
     pub max_wait: Duration,
     /// Response budget over all partitions (usize::MAX: none).
     pub max_bytes: usize,
     pub partitions: Vec<FetchPartition>,
+}
+
+/// The follower behind a replica fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchingReplica {
+    pub node_id: i32,
+    /// Its broker epoch (-1: not sent, before Fetch v15).
+    pub broker_epoch: i64,
 }
 
 /// One partition to read.
@@ -44,6 +55,9 @@ pub struct FetchPartition {
     pub max_bytes: usize,
     /// The leader epoch the reader knows (-1: not given).
     pub current_leader_epoch: i32,
+    /// Replica fetches: the epoch of the last batch the follower has (-1: none), checked
+    /// against the leader's epochs (`divergingEpoch`).
+    pub last_fetched_epoch: i32,
 }
 
 /// What one partition gave, in request order.
@@ -60,32 +74,51 @@ pub struct FetchedPartition {
     pub log_start_offset: i64,
     /// read_committed: aborted transactions overlapping the records.
     pub aborted: Option<Vec<AbortedTxn>>,
+    /// Replica fetches: where the follower's log leaves the leader's, `(epoch, end
+    /// offset)` of the last epoch both have; it truncates there and fetches again.
+    pub diverging_epoch: Option<(i32, i64)>,
 }
 
 impl BrokerApi {
     /// Reads every partition, long-polling until `min_bytes` are there or `max_wait`
     /// passes; a failed partition answers at once, as Kafka does.
     pub async fn fetch(&self, caller: &Caller, params: FetchParams) -> Vec<FetchedPartition> {
+        let operation = match params.replica {
+            Some(_) => Operation::ClusterAction,
+            None => Operation::Read,
+        };
         let resolved: Vec<Resolved> = params
             .partitions
             .iter()
             .map(|p| {
-                self.partition(caller, Operation::Read, &p.topic, p.partition)
-                    .map(|(_, partition)| partition)
-                    .map_err(Arc::new)
+                let (_, partition) = self.partition(caller, operation, &p.topic, p.partition)?;
+                match params.replica {
+                    Some(replica) if !partition.replica().replicas().contains(&replica.node_id) => {
+                        Err(BrokerError::NotReplica(replica.node_id))
+                    }
+                    _ => Ok(partition),
+                }
             })
+            .map(|resolved| resolved.map_err(Arc::new))
             .collect();
+        let clock = self.broker.clock().clone();
         let max_wait = params.max_wait.min(Duration::from_millis(FETCH_WAIT_MS_MAX));
         let deadline = Instant::now() + max_wait;
         let mut closing = self.closing();
         loop {
             // Subscribe before reading, so an append in between still wakes us.
+            // Followers wait for the log end to move (the high watermark moves only
+            // after they fetch), consumers for the high watermark.
             let mut watchers: Vec<_> = resolved
                 .iter()
                 .filter_map(|p| p.as_ref().ok())
-                .map(|p| p.subscribe())
+                .map(|p| match params.replica {
+                    Some(_) => p.replica().subscribe_log_end(),
+                    None => p.subscribe(),
+                })
                 .collect();
-            let (fetched, bytes, failed) = read_all(&params, &resolved);
+            let now_ms = clock.now_ms();
+            let (fetched, bytes, failed) = read_all(&params, &resolved, now_ms);
             if bytes >= params.min_bytes || failed || Instant::now() >= deadline || watchers.is_empty() {
                 return fetched;
             }
@@ -106,18 +139,24 @@ type Resolved = std::result::Result<Arc<Partition>, Arc<BrokerError>>;
 
 /// Reads every partition once; returns the results, their record bytes and whether any
 /// partition failed.
-fn read_all(params: &FetchParams, resolved: &[Resolved]) -> (Vec<FetchedPartition>, usize, bool) {
+fn read_all(params: &FetchParams, resolved: &[Resolved], now_ms: i64) -> (Vec<FetchedPartition>, usize, bool) {
     let mut total = 0usize;
     let mut failed = false;
     let mut out = Vec::with_capacity(resolved.len());
     for (wanted, partition) in params.partitions.iter().zip(resolved) {
         let remaining = params.max_bytes.saturating_sub(total);
         let fetched = match partition {
-            Ok(partition) => read_one(partition, wanted, remaining, total == 0, params.isolation)
-                .unwrap_or_else(|e| failure(Some(partition), e.into())),
+            Ok(partition) => {
+                let read = match params.replica {
+                    Some(replica) => read_for_replica(partition, wanted, remaining, total == 0, replica, now_ms),
+                    None => read_one(partition, wanted, remaining, total == 0, params.isolation),
+                };
+                read.unwrap_or_else(|e| failure(Some(partition), e.into()))
+            }
             Err(e) => failure(None, e.clone()),
         };
-        failed |= fetched.error.is_some();
+        // A divergence is answered at once, like an error: the follower must truncate.
+        failed |= fetched.error.is_some() || fetched.diverging_epoch.is_some();
         total += fetched.records.as_ref().map_or(0, |r| r.len() as usize);
         out.push(fetched);
     }
@@ -136,7 +175,53 @@ fn failure(partition: Option<&Arc<Partition>>, error: Arc<BrokerError>) -> Fetch
         last_stable_offset: offsets.map_or(-1, |p| p.high_watermark()),
         log_start_offset: offsets.map_or(-1, |p| p.log_start_offset()),
         aborted: None,
+        diverging_epoch: None,
     }
+}
+
+/// A follower's fetch: the leader epoch checked, then its last fetched epoch against
+/// the leader's epochs — where they part, the answer is the diverging epoch and no
+/// records; otherwise its position is recorded (the high watermark may move) and the
+/// log is read to its end.
+fn read_for_replica(
+    partition: &Partition,
+    wanted: &FetchPartition,
+    remaining: usize,
+    first: bool,
+    replica: FetchingReplica,
+    now_ms: i64,
+) -> Result<FetchedPartition> {
+    partition.check_leader_epoch(wanted.current_leader_epoch)?;
+    let diverging =
+        crate::replication::diverging_epoch(partition.log(), wanted.last_fetched_epoch, wanted.fetch_offset);
+    if let Some((epoch, end)) = diverging {
+        {
+            return Ok(FetchedPartition {
+                error: None,
+                records: None,
+                high_watermark: partition.high_watermark(),
+                last_stable_offset: partition.last_stable_offset(),
+                log_start_offset: partition.log_start_offset(),
+                aborted: None,
+                diverging_epoch: Some((epoch, end)),
+            });
+        }
+    }
+    let log_end = partition.log_end_offset();
+    if wanted.fetch_offset <= log_end {
+        partition.replica().update_follower(
+            replica.node_id,
+            replica.broker_epoch,
+            wanted.fetch_offset,
+            log_end,
+            now_ms,
+        );
+        partition.replica().advance_high_watermark(log_end);
+    }
+    let mut fetched = read_one(partition, wanted, remaining, first, FetchIsolation::LogEnd)?;
+    // The high watermark as it is after this follower's position counted.
+    fetched.high_watermark = partition.high_watermark();
+    Ok(fetched)
 }
 
 fn read_one(
@@ -158,6 +243,7 @@ fn read_one(
             last_stable_offset: partition.last_stable_offset(),
             log_start_offset: partition.log_start_offset(),
             aborted: read_committed.then(Vec::new),
+            diverging_epoch: None,
         });
     }
     let mut data = partition.read_range(wanted.fetch_offset, limit, isolation)?;
@@ -171,5 +257,6 @@ fn read_one(
         last_stable_offset: data.last_stable_offset,
         log_start_offset: data.log_start_offset,
         aborted: data.aborted,
+        diverging_epoch: None,
     })
 }

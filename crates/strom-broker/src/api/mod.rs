@@ -31,7 +31,7 @@ pub use admin::{BrokerEndpoint, DeletedTopic, NewPartitions, PartitionMetadata, 
 pub use configs::{ConfigAlteration, ConfigChanges, ConfigOp, ConfigResource};
 pub use coordinators::CoordinatorKind;
 pub use describe_configs::{ConfigSynonym, DescribedConfig, StaticSetting};
-pub use fetch::{FetchParams, FetchPartition, FetchedPartition};
+pub use fetch::{FetchParams, FetchPartition, FetchedPartition, FetchingReplica};
 pub use offsets::{DeleteRecordsPartition, ListOffsetsPartition, ListedOffset, OffsetSpec};
 pub use produce::{Acks, ProduceFuture, ProducePartition, ProduceRequest, Produced};
 
@@ -40,6 +40,7 @@ use crate::caller::{self, AllowAll, Authorizer, Caller, Operation, Resource};
 use crate::error::{BrokerError, Result};
 use crate::group::{GroupConfig, GroupCoordinator};
 use crate::partition::Partition;
+use crate::replication::{LeaderClient, NoLeaderClient};
 use crate::sync::lock;
 use crate::topic::Topic;
 use crate::txn::{NoRemoteMarkers, RemoteMarkers, TxnConfig, TxnCoordinator};
@@ -62,6 +63,8 @@ pub struct StartConfig {
     /// How the transaction coordinator writes markers on other nodes (a front-end's
     /// client of WriteTxnMarkers).
     pub remote_markers: Arc<dyn RemoteMarkers>,
+    /// How followers fetch from leaders on other nodes (a front-end's Fetch client).
+    pub leader_client: Arc<dyn LeaderClient>,
 }
 
 /// One broker: its logs and metadata, its coordinators, its periodic work.
@@ -71,6 +74,8 @@ pub struct BrokerApi {
     txns: Arc<TxnCoordinator>,
     authorizer: Arc<dyn Authorizer>,
     static_settings: Vec<StaticSetting>,
+    /// How this node's followers fetch from leaders elsewhere.
+    leader_client: Arc<dyn LeaderClient>,
     /// Set when the broker shuts down: long-poll fetches return, loops stop.
     closing: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -86,6 +91,7 @@ impl BrokerApi {
             txns,
             static_settings,
             remote_markers,
+            leader_client,
         } = config;
         let broker = crate::blocking::offload_result("open broker", move || Broker::open(broker)).await?;
         Self::start_inner(
@@ -93,7 +99,7 @@ impl BrokerApi {
             groups,
             txns,
             Arc::new(AllowAll),
-            remote_markers,
+            (remote_markers, leader_client),
             static_settings,
         )
         .await
@@ -112,18 +118,36 @@ impl BrokerApi {
         txns: TxnConfig,
         authorizer: Arc<dyn Authorizer>,
     ) -> Result<Arc<BrokerApi>> {
-        Self::start_opened(broker, groups, txns, authorizer, Arc::new(NoRemoteMarkers)).await
+        Self::start_opened(
+            broker,
+            groups,
+            txns,
+            authorizer,
+            Arc::new(NoRemoteMarkers),
+            Arc::new(NoLeaderClient),
+        )
+        .await
     }
 
-    /// [`BrokerApi::start_authorized`] with a way to write markers on other nodes.
+    /// [`BrokerApi::start_authorized`] with ways to reach other nodes: to write
+    /// markers and to fetch as a follower.
     pub async fn start_opened(
         broker: Arc<Broker>,
         groups: GroupConfig,
         txns: TxnConfig,
         authorizer: Arc<dyn Authorizer>,
         remote_markers: Arc<dyn RemoteMarkers>,
+        leader_client: Arc<dyn LeaderClient>,
     ) -> Result<Arc<BrokerApi>> {
-        Self::start_inner(broker, groups, txns, authorizer, remote_markers, Vec::new()).await
+        Self::start_inner(
+            broker,
+            groups,
+            txns,
+            authorizer,
+            (remote_markers, leader_client),
+            Vec::new(),
+        )
+        .await
     }
 
     async fn start_inner(
@@ -131,7 +155,7 @@ impl BrokerApi {
         groups: GroupConfig,
         txns: TxnConfig,
         authorizer: Arc<dyn Authorizer>,
-        remote_markers: Arc<dyn RemoteMarkers>,
+        (remote_markers, leader_client): (Arc<dyn RemoteMarkers>, Arc<dyn LeaderClient>),
         static_settings: Vec<StaticSetting>,
     ) -> Result<Arc<BrokerApi>> {
         let groups = {
@@ -152,6 +176,7 @@ impl BrokerApi {
             txns,
             authorizer,
             static_settings,
+            leader_client,
             closing,
             tasks: Mutex::new(Vec::new()),
         });

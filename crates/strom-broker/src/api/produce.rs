@@ -21,6 +21,11 @@ use crate::error::{BrokerError, Result};
 use crate::partition::{AppendOrigin, Partition};
 
 /// How durable a produce must be before it is answered.
+///
+/// Durability policy (see docs/cluster.md): an acks=all batch is answered once every
+/// in-sync replica has it on disk — the leader fsyncs it, and a follower fsyncs what it
+/// fetched before its next fetch reports the new position, which is what moves the
+/// high watermark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acks {
     /// Not answered at all (Kafka's acks=0).
@@ -78,25 +83,63 @@ pub struct ProduceFuture {
     results: Vec<Result<Produced>>,
     /// Partitions to fsync before answering: (index in `results`, partition).
     to_flush: Vec<(usize, Arc<Partition>)>,
+    /// acks=all: partitions whose high watermark must pass an offset before answering
+    /// (index in `results`, partition, the offset after the appended batches).
+    to_replicate: Vec<(usize, Arc<Partition>, i64)>,
+    /// `request.timeout.ms`: how long the in-sync replicas may take.
+    timeout: Duration,
 }
 
 impl ProduceFuture {
-    /// The results now, when nothing waits for an fsync; otherwise the future back.
+    /// The results now, when nothing waits for an fsync or for replicas; otherwise
+    /// the future back.
     pub fn ready(self) -> std::result::Result<Vec<Result<Produced>>, ProduceFuture> {
-        if self.to_flush.is_empty() {
+        let replicated = self
+            .to_replicate
+            .iter()
+            .all(|(_, partition, offset)| partition.replica().is_leader() && partition.high_watermark() >= *offset);
+        if self.to_flush.is_empty() && replicated {
             Ok(self.results)
         } else {
             Err(self)
         }
     }
 
-    /// Waits until every partition is as durable as asked (one group-committed fsync per
-    /// partition); a failed fsync fails its partition.
+    /// Waits until every partition is as durable as asked: one group-committed fsync
+    /// per partition, then for acks=all the in-sync replicas (the high watermark past
+    /// the batches). A failed fsync fails its partition; replicas that do not catch up
+    /// within the timeout give REQUEST_TIMED_OUT, a lost leadership NOT_LEADER_OR_FOLLOWER.
     pub async fn durable(self) -> Vec<Result<Produced>> {
-        let ProduceFuture { mut results, to_flush } = self;
-        if to_flush.is_empty() {
-            return results;
+        let ProduceFuture {
+            mut results,
+            to_flush,
+            to_replicate,
+            timeout,
+        } = self;
+        flush_all(&mut results, to_flush).await;
+        let waits =
+            to_replicate.iter().filter(|(index, ..)| results[*index].is_ok()).map(
+                |(index, partition, offset)| async move {
+                    (*index, partition.wait_for_high_watermark(*offset, timeout).await)
+                },
+            );
+        for (index, outcome) in futures_util::future::join_all(waits).await {
+            if let Err(e) = outcome {
+                tracing::debug!(error = %e, "acks=all not satisfied");
+                results[index] = Err(e);
+            }
         }
+        results
+    }
+}
+
+/// fsyncs every partition in `to_flush` (one group commit each); a failure fails the
+/// partition's result.
+async fn flush_all(results: &mut [Result<Produced>], to_flush: Vec<(usize, Arc<Partition>)>) {
+    if to_flush.is_empty() {
+        return;
+    }
+    {
         let partitions: Vec<Arc<Partition>> = to_flush.iter().map(|(_, p)| p.clone()).collect();
         let flushed = offload("produce fsync", move || {
             partitions.iter().map(|p| p.flush()).collect::<Vec<_>>()
@@ -117,7 +160,6 @@ impl ProduceFuture {
                 }
             }
         }
-        results
     }
 }
 
@@ -130,7 +172,7 @@ impl BrokerApi {
             transactional_id,
             partitions,
             origin,
-            timeout: _,
+            timeout,
         } = request;
         let transactional = match &transactional_id {
             Some(id) => self.authorize(caller, Operation::Write, Resource::TransactionalId(id)),
@@ -138,13 +180,17 @@ impl BrokerApi {
         };
         let mut results = Vec::with_capacity(partitions.len());
         let mut to_flush = Vec::new();
+        let mut to_replicate = Vec::new();
         for wanted in partitions {
             let appended = transactional
                 .as_ref()
                 .map_err(|_| BrokerError::TransactionalIdAuthorizationFailed)
-                .and_then(|()| self.append_one(caller, &wanted, origin));
+                .and_then(|()| self.append_one(caller, &wanted, origin, acks));
             results.push(match appended {
-                Ok((partition, produced, flush_due)) => {
+                Ok((partition, produced, flush_due, end)) => {
+                    if acks == Acks::All {
+                        to_replicate.push((results.len(), partition.clone(), end));
+                    }
                     if acks == Acks::All || flush_due {
                         to_flush.push((results.len(), partition));
                     }
@@ -156,16 +202,31 @@ impl BrokerApi {
                 }
             });
         }
-        ProduceFuture { results, to_flush }
+        ProduceFuture {
+            results,
+            to_flush,
+            to_replicate,
+            timeout,
+        }
     }
 
+    /// Appends one partition's batches; returns the partition, where they went, whether
+    /// `flush.messages` asks for an fsync and the offset after them.
     fn append_one(
         &self,
         caller: &Caller,
         wanted: &ProducePartition,
         origin: AppendOrigin,
-    ) -> Result<(Arc<Partition>, Produced, bool)> {
+        acks: Acks,
+    ) -> Result<(Arc<Partition>, Produced, bool, i64)> {
         let (topic, partition) = self.partition(caller, Operation::Write, &wanted.topic, wanted.partition)?;
+        if acks == Acks::All && !partition.replica().has_min_isr() {
+            // Checked before the append, as Kafka does: nothing is written.
+            return Err(BrokerError::NotEnoughReplicas {
+                isr: partition.replica().isr().len(),
+                min: partition.replica().min_insync(),
+            });
+        }
         let records = wanted
             .records
             .as_ref()
@@ -179,6 +240,6 @@ impl BrokerApi {
             log_append_time_ms: appended.info.log_append_time_ms,
             log_start_offset: partition.log_start_offset(),
         };
-        Ok((partition, produced, appended.flush_due))
+        Ok((partition, produced, appended.flush_due, appended.info.last_offset + 1))
     }
 }

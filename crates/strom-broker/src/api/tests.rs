@@ -51,6 +51,7 @@ fn produce(topic: &str, partition: i32, batch: Bytes, acks: Acks) -> ProduceRequ
 
 fn fetch_params(partitions: Vec<(&str, i32)>, min_bytes: usize, max_bytes: usize, wait_ms: u64) -> FetchParams {
     FetchParams {
+        replica: None,
         isolation: FetchIsolation::HighWatermark,
         min_bytes,
         max_wait: Duration::from_millis(wait_ms),
@@ -63,6 +64,7 @@ fn fetch_params(partitions: Vec<(&str, i32)>, min_bytes: usize, max_bytes: usize
                 fetch_offset: 0,
                 max_bytes: 1 << 20,
                 current_leader_epoch: -1,
+                last_fetched_epoch: -1,
             })
             .collect(),
     }

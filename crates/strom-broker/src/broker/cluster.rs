@@ -1,6 +1,7 @@
 //! The broker's part in the cluster: heartbeats, controlled shutdown, unregistering
 //! brokers and leader elections, each committed through the metadata quorum.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use strom_cluster::MetadataRecord;
@@ -8,7 +9,9 @@ use uuid::Uuid;
 
 use super::{Broker, Elections, CONTROLLED_SHUTDOWN_WAIT};
 use crate::error::{BrokerError, Result};
+use crate::partition::Partition;
 use crate::sync::lock;
+use crate::topic::Topic;
 
 impl Broker {
     /// ElectLeaders (see [`crate::api::BrokerApi::elect_leaders`]); an empty list means
@@ -51,6 +54,7 @@ impl Broker {
                         leader: Some(leader),
                         isr: Some(vec![leader]),
                         replicas: None,
+                        joining: Vec::new(),
                     }));
                     Ok(())
                 })
@@ -129,5 +133,48 @@ impl Broker {
                 tracing::warn!(error = %e, "controlled shutdown could not fence this broker; its session times out instead")
             }
         }
+    }
+}
+
+impl Broker {
+    /// Commits partition changes (ISR changes of partitions this node leads), then
+    /// brings the live topics in line.
+    pub(crate) fn commit_partition_changes(&self, records: Vec<MetadataRecord>) -> Result<()> {
+        self.commit(records)
+    }
+
+    /// The nodes leading partitions this node follows.
+    pub fn leaders_followed(&self) -> std::collections::BTreeSet<i32> {
+        self.hosted()
+            .map(|(_, partition)| partition.replica().leader())
+            .filter(|leader| *leader >= 0 && *leader != self.config.node_id)
+            .collect()
+    }
+
+    /// The partitions this node follows whose leader is `leader`.
+    pub fn followed_from(&self, leader: i32) -> Vec<(Arc<Topic>, Arc<Partition>)> {
+        if leader == self.config.node_id {
+            return Vec::new();
+        }
+        self.hosted()
+            .filter(|(_, partition)| partition.replica().leader() == leader)
+            .collect()
+    }
+
+    /// The partitions this node leads that have other replicas.
+    pub fn led_replicated(&self) -> Vec<(Arc<Topic>, Arc<Partition>)> {
+        self.hosted()
+            .filter(|(_, partition)| partition.replica().is_leader() && partition.replica().replicas().len() > 1)
+            .collect()
+    }
+
+    /// Every partition hosted here, with its topic.
+    fn hosted(&self) -> impl Iterator<Item = (Arc<Topic>, Arc<Partition>)> {
+        self.topics().into_iter().flat_map(|topic| {
+            topic
+                .partitions()
+                .into_iter()
+                .map(move |partition| (topic.clone(), partition))
+        })
     }
 }

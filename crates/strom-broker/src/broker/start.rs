@@ -177,15 +177,6 @@ pub(super) fn candidates(image: &MetadataImage) -> Vec<Candidate> {
 }
 
 /// Replication above 1 waits for partition replication: refused, clearly.
-pub(super) fn check_replication_factor(replication_factor: usize) -> Result<()> {
-    if replication_factor > 1 {
-        return Err(BrokerError::InvalidReplicationFactor(format!(
-            "Replication factor {replication_factor} is not supported yet: partitions have one replica until replication lands (see docs/cluster.md)."
-        )));
-    }
-    Ok(())
-}
-
 pub(super) fn replicas_len(replicas: &[Vec<i32>]) -> i16 {
     replicas.first().map_or(0, |r| r.len() as i16)
 }
@@ -210,7 +201,7 @@ pub(super) fn check_replicas(image: &MetadataImage, replicas: &[i32], expected: 
             )));
         }
     }
-    check_replication_factor(replicas.len())
+    Ok(())
 }
 
 /// Places `count` new partitions from `first` of topic `id` on the live brokers; the

@@ -527,6 +527,12 @@ fn a_cluster_default_set_through_one_node_applies_on_the_other() {
         .collect();
     let nodes: Vec<Arc<Broker>> = starting.into_iter().map(|t| t.join().unwrap()).collect();
     let (one, two) = (&nodes[0], &nodes[1]);
+    // Both registrations applied before node 2 is named in an assignment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while one.quorum().applied().image.brokers().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "node 2 never registered");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let hosted_on_two = NewTopic {
         name: "t".into(),
         assignments: vec![(0, vec![2])],

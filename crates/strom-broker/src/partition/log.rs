@@ -166,6 +166,32 @@ impl PartitionLog {
         Ok(info)
     }
 
+    /// Removes every record at or above `offset` (a follower cutting the tail where it
+    /// diverges from the leader) and rebuilds the producer state from the log that is
+    /// left, so idempotence and transactions match the kept records.
+    pub fn truncate_to(&self, offset: i64) -> Result<()> {
+        let mut producers = lock(&self.producers);
+        self.log.truncate_to(offset)?;
+        *producers = load_producer_state(&self.log, self.log.dir())?;
+        self.publish_unstable(&producers);
+        self.segments_at_snapshot
+            .store(self.log.segment_count(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Empties the log and restarts it at `offset` (a follower behind the leader's log
+    /// start), with no producer state.
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<()> {
+        let mut producers = lock(&self.producers);
+        self.log.truncate_fully_and_start_at(offset)?;
+        producers.remove_snapshots();
+        *producers = ProducerStateManager::new(self.log.dir());
+        self.publish_unstable(&producers);
+        self.segments_at_snapshot
+            .store(self.log.segment_count(), Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Writes a transaction marker for `producer_id` and closes its transaction here.
     pub fn append_marker(
         &self,

@@ -20,7 +20,7 @@ use crate::constants::REPLAY_READ_BYTES;
 use crate::error::{BrokerError, Result};
 use crate::producer_state::AbortedTxn;
 pub use log::{PartitionLog, ProducerSummary};
-pub use replica::ReplicaState;
+pub use replica::{FollowerState, IsrProposal, ReplicaState, RoleChange};
 
 /// Who appends (Kafka's `AppendOrigin`), deciding validation and offset assignment:
 /// clients' batches are checked (sizes, keys on compacted topics, no control batches,
@@ -114,6 +114,7 @@ impl Partition {
         // One node: everything recovered is in sync, so the high watermark starts at
         // the log end.
         let replica = ReplicaState::new(node_id, 0, vec![node_id], log.log_end_offset());
+        replica.publish_log_end(log.log_end_offset());
         Ok(Partition {
             topic,
             index,
@@ -192,8 +193,101 @@ impl Partition {
             AppendOrigin::Coordinator => self.log.append_coordinator(batches, epoch)?,
             AppendOrigin::Replication => return self.log.append_replicated(batches),
         };
-        self.replica.advance_high_watermark(self.log.log_end_offset());
+        self.after_leader_append();
         Ok(info)
+    }
+
+    /// After a leader's append: the high watermark rule, then followers' fetches wake.
+    fn after_leader_append(&self) {
+        let end = self.log.log_end_offset();
+        self.replica.advance_high_watermark(end);
+        self.replica.publish_log_end(end);
+    }
+
+    /// This node leads now, in `leader_epoch`: the epoch begins at the log end in the
+    /// leader-epoch cache (so it is known even before it holds records), and the high
+    /// watermark advances as far as the ISR lets it (at once when the ISR is this node).
+    pub fn become_leader(&self, leader_epoch: i32) -> Result<()> {
+        self.log.log().assign_leader_epoch(leader_epoch)?;
+        let start = self
+            .log
+            .log()
+            .leader_epoch_start(leader_epoch)
+            .unwrap_or_else(|| self.log_end_offset());
+        self.replica.set_epoch_start_offset(start);
+        self.after_leader_append();
+        Ok(())
+    }
+
+    /// Waits until the high watermark reaches `offset` (every in-sync replica has the
+    /// records below it) while this node leads: NOT_LEADER_OR_FOLLOWER once it does not,
+    /// REQUEST_TIMED_OUT after `timeout` (what acks=all answers, as Kafka does).
+    pub async fn wait_for_high_watermark(&self, offset: i64, timeout: std::time::Duration) -> Result<()> {
+        let mut watcher = self.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if !self.replica.is_leader() {
+                return Err(BrokerError::NotLeaderOrFollower);
+            }
+            if self.high_watermark() >= offset {
+                return Ok(());
+            }
+            tokio::select! {
+                changed = watcher.changed() => if changed.is_err() {
+                    return Err(BrokerError::NotLeaderOrFollower);
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(BrokerError::RequestTimedOut(format!(
+                        "{self:?}: the in-sync replicas did not reach offset {offset} within {} ms",
+                        timeout.as_millis()
+                    )));
+                }
+            }
+        }
+    }
+
+    /// [`Partition::wait_for_high_watermark`] for callers on the blocking pool (the
+    /// coordinators).
+    pub fn wait_for_high_watermark_blocking(&self, offset: i64, timeout: std::time::Duration) -> Result<()> {
+        if self.replica.is_leader() && self.high_watermark() >= offset {
+            return Ok(());
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle.block_on(self.wait_for_high_watermark(offset, timeout)),
+            // Outside a runtime (unit tests of one node): the ISR is this node, so the
+            // high watermark passed the append already or this node does not lead.
+            Err(_) if !self.replica.is_leader() => Err(BrokerError::NotLeaderOrFollower),
+            Err(_) => Err(BrokerError::RequestTimedOut(format!(
+                "{self:?}: waiting for replicas outside a runtime"
+            ))),
+        }
+    }
+
+    /// A follower's high watermark, from the leader's fetch response.
+    pub fn follow_high_watermark(&self, leader_high_watermark: i64) {
+        self.replica
+            .follow_high_watermark(leader_high_watermark, self.log_end_offset());
+    }
+
+    /// Removes every record at or above `offset` (a follower diverging from its
+    /// leader); the high watermark stays at or below the new log end.
+    pub fn truncate_to(&self, offset: i64) -> Result<()> {
+        self.log.truncate_to(offset)?;
+        let end = self.log_end_offset();
+        if self.high_watermark() > end {
+            self.replica.reset_high_watermark(end);
+        }
+        self.replica.publish_log_end(end);
+        Ok(())
+    }
+
+    /// Empties the log and restarts it at `offset` (a follower behind the leader's
+    /// log start offset).
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<()> {
+        self.log.truncate_fully_and_start_at(offset)?;
+        self.replica.reset_high_watermark(offset);
+        self.replica.publish_log_end(offset);
+        Ok(())
     }
 
     /// Writes a transaction marker (a control batch) for `producer_id` and closes its
@@ -212,7 +306,7 @@ impl Partition {
             coordinator_epoch,
             self.leader_epoch(),
         )?;
-        self.replica.advance_high_watermark(self.log.log_end_offset());
+        self.after_leader_append();
         Ok(info.base_offset)
     }
 
@@ -264,13 +358,14 @@ impl Partition {
         })
     }
 
-    /// Visits every stored batch from the log start to the high watermark, in order
-    /// (coordinators replay their internal topics with it).
+    /// Visits every stored batch from the log start to the log end, in order
+    /// (coordinators replay their internal topics with it when they take over; a new
+    /// leader's high watermark may still lag, but its whole log is what it will keep).
     pub fn for_each_batch(&self, mut visit: impl FnMut(&RecordBatchHeader, &[u8]) -> Result<()>) -> Result<()> {
         let mut offset = self.log_start_offset();
-        let end = self.high_watermark();
+        let end = self.log_end_offset();
         while offset < end {
-            let data = self.read(offset, REPLAY_READ_BYTES, FetchIsolation::HighWatermark)?;
+            let data = self.read(offset, REPLAY_READ_BYTES, FetchIsolation::LogEnd)?;
             if data.records.is_empty() {
                 break;
             }

@@ -1,10 +1,18 @@
-//! The replica side of a partition: leader epoch, replicas, ISR and the high watermark.
+//! The replica side of a partition: leader epoch, replicas, ISR, the followers'
+//! positions and the high watermark.
 //!
-//! The high watermark moves by one rule only ([`ReplicaState::advance_high_watermark`]):
-//! it is the smallest log end offset over the in-sync replicas, and it never moves back.
-//! On one node the ISR is this node alone, so after an append it becomes the log end
-//! offset; with replication the followers' fetch positions join the minimum, and no
-//! caller changes. Appends never set it themselves.
+//! On the leader the high watermark moves by one rule only
+//! ([`ReplicaState::advance_high_watermark`]): it is the smallest log end offset over the
+//! in-sync replicas — counting replicas a pending ISR change is adding — it advances
+//! only while the ISR has at least `min.insync.replicas` members (KIP-966), and it never
+//! moves back. On one node the ISR is this node alone, so after an append it becomes
+//! the log end offset. A follower takes its high watermark from the leader's fetch
+//! responses, bounded by its own log end ([`ReplicaState::follow_high_watermark`]).
+//!
+//! The ISR itself changes only through the controller: the leader proposes the ISR
+//! [`ReplicaState::wanted_isr`] computes (followers that lag `replica.lag.time.max.ms`
+//! leave, followers caught up in this leader epoch join) and marks it pending until the
+//! metadata says what was committed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -23,15 +31,63 @@ pub struct ReplicaState {
     leader_epoch: AtomicI32,
     membership: Mutex<Membership>,
     high_watermark: watch::Sender<i64>,
+    /// The log end offset, published after each append: followers' fetches wait on it
+    /// (the high watermark moves only once they have fetched).
+    log_end: watch::Sender<i64>,
 }
 
-/// Replicas, ISR and the followers' log end offsets, changed together.
+/// Replicas, ISR and the followers' positions, changed together.
 #[derive(Debug, Clone)]
 struct Membership {
     replicas: Vec<i32>,
     isr: Vec<i32>,
-    /// Follower → its log end offset, as its last fetch showed.
-    follower_log_end: HashMap<i32, i64>,
+    /// The metadata's partition epoch (the compare-and-set value of ISR changes).
+    partition_epoch: i32,
+    /// An ISR this leader proposed that the metadata does not show yet.
+    pending_isr: Option<Vec<i32>>,
+    /// Follower → its position, from its fetches in this leader epoch.
+    followers: HashMap<i32, FollowerState>,
+    /// `min.insync.replicas` of the topic.
+    min_insync: usize,
+    /// Where this leader's epoch began in its log (KIP-207: offsets derived from the
+    /// high watermark wait until it gets there).
+    epoch_start_offset: i64,
+    /// When this node became leader (a follower never heard from lags from then).
+    leader_since_ms: i64,
+}
+
+/// What the leader knows of one follower.
+#[derive(Debug, Clone, Copy)]
+pub struct FollowerState {
+    /// Its log end offset: the offset of its last fetch.
+    pub log_end: i64,
+    /// The broker epoch it fetched with (-1: not sent).
+    pub broker_epoch: i64,
+    /// Last time it was caught up with the leader's log end (Kafka's `lastCaughtUpTimeMs`).
+    pub last_caught_up_ms: i64,
+    /// The leader's log end and the time at its previous fetch.
+    last_fetch_leader_end: i64,
+    last_fetch_ms: i64,
+}
+
+/// How a change of the metadata changed this node's role for the partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleChange {
+    None,
+    /// This node leads now, in a new leader epoch.
+    BecameLeader,
+    /// Another node leads now (or none), or the leader epoch moved.
+    BecameFollower,
+}
+
+/// An ISR change the leader wants the controller to commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrProposal {
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
+    /// The broker epochs of the replicas joining (KIP-903: a restarted replica with
+    /// another epoch cannot be added by a proposal made before it restarted).
+    pub joining: Vec<(i32, i64)>,
 }
 
 impl ReplicaState {
@@ -39,6 +95,7 @@ impl ReplicaState {
     /// `high_watermark` (on one node: the recovered log end offset).
     pub fn new(node_id: i32, leader_epoch: i32, replicas: Vec<i32>, high_watermark: i64) -> ReplicaState {
         let (high_watermark, _) = watch::channel(high_watermark);
+        let (log_end, _) = watch::channel(0);
         ReplicaState {
             node_id,
             leader: AtomicI32::new(node_id),
@@ -46,10 +103,20 @@ impl ReplicaState {
             membership: Mutex::new(Membership {
                 isr: replicas.clone(),
                 replicas,
-                follower_log_end: HashMap::new(),
+                partition_epoch: 0,
+                pending_isr: None,
+                followers: HashMap::new(),
+                min_insync: 1,
+                epoch_start_offset: 0,
+                leader_since_ms: 0,
             }),
             high_watermark,
+            log_end,
         }
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.node_id
     }
 
     pub fn leader_epoch(&self) -> i32 {
@@ -65,15 +132,64 @@ impl ReplicaState {
         self.leader() == self.node_id
     }
 
-    /// Takes the leadership the metadata gives: leader, leader epoch, replicas, ISR.
-    /// Returns whether the leader or its epoch changed.
-    pub fn set_leadership(&self, leader: i32, leader_epoch: i32, replicas: &[i32], isr: &[i32]) -> bool {
+    /// Takes the leadership the metadata gives. A new leader or leader epoch forgets
+    /// the followers' positions (they must fetch in the new epoch to count) and any
+    /// pending ISR change. Wakes whoever waits on the high watermark (acks=all produces
+    /// must learn that this node no longer leads).
+    pub fn set_leadership(
+        &self,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        replicas: &[i32],
+        isr: &[i32],
+        now_ms: i64,
+    ) -> RoleChange {
         let mut membership = lock(&self.membership);
+        let isr_changed = membership.isr != isr;
         membership.replicas = replicas.to_vec();
         membership.isr = isr.to_vec();
+        membership.partition_epoch = partition_epoch;
+        if membership.pending_isr.as_deref() == Some(isr) {
+            membership.pending_isr = None;
+        }
         let leader_changed = self.leader.swap(leader, Ordering::AcqRel) != leader;
         let epoch_changed = self.leader_epoch.swap(leader_epoch, Ordering::AcqRel) != leader_epoch;
-        leader_changed || epoch_changed
+        let change = if !leader_changed && !epoch_changed {
+            RoleChange::None
+        } else {
+            membership.followers.clear();
+            membership.pending_isr = None;
+            membership.leader_since_ms = now_ms;
+            if leader == self.node_id {
+                RoleChange::BecameLeader
+            } else {
+                RoleChange::BecameFollower
+            }
+        };
+        drop(membership);
+        if change != RoleChange::None || isr_changed {
+            self.high_watermark.send_modify(|_| {});
+        }
+        change
+    }
+
+    /// The topic's `min.insync.replicas`.
+    pub fn set_min_insync(&self, min_insync: usize) {
+        lock(&self.membership).min_insync = min_insync.max(1);
+    }
+
+    pub fn min_insync(&self) -> usize {
+        lock(&self.membership).min_insync
+    }
+
+    /// Where this leader's epoch began in its log.
+    pub fn set_epoch_start_offset(&self, offset: i64) {
+        lock(&self.membership).epoch_start_offset = offset;
+    }
+
+    pub fn epoch_start_offset(&self) -> i64 {
+        lock(&self.membership).epoch_start_offset
     }
 
     pub fn replicas(&self) -> Vec<i32> {
@@ -84,13 +200,36 @@ impl ReplicaState {
         lock(&self.membership).isr.clone()
     }
 
+    pub fn partition_epoch(&self) -> i32 {
+        lock(&self.membership).partition_epoch
+    }
+
+    /// The followers' positions as this leader knows them.
+    pub fn followers(&self) -> HashMap<i32, FollowerState> {
+        lock(&self.membership).followers.clone()
+    }
+
     pub fn high_watermark(&self) -> i64 {
         *self.high_watermark.borrow()
     }
 
-    /// A receiver woken whenever the high watermark moves.
+    /// A receiver woken whenever the high watermark moves (or the leadership changes).
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.high_watermark.subscribe()
+    }
+
+    /// A receiver woken whenever the log end offset moves.
+    pub fn subscribe_log_end(&self) -> watch::Receiver<i64> {
+        self.log_end.subscribe()
+    }
+
+    /// Publishes the log end offset after an append (wakes followers' fetches).
+    pub fn publish_log_end(&self, log_end: i64) {
+        self.log_end.send_if_modified(|end| {
+            let moved = *end != log_end;
+            *end = log_end;
+            moved
+        });
     }
 
     /// Checks the leader epoch a client sent (-1 = not given).
@@ -105,25 +244,52 @@ impl ReplicaState {
         }
     }
 
-    /// Records a follower's log end offset (from its fetch position).
-    pub fn update_follower(&self, replica: i32, log_end_offset: i64) {
-        lock(&self.membership).follower_log_end.insert(replica, log_end_offset);
+    /// Records a follower's fetch: its log end offset is the fetch offset. It is caught
+    /// up now when it reached the leader's log end, or as of its previous fetch when it
+    /// reached the log end the leader had then (Kafka's rule, so a follower that keeps
+    /// up with a busy leader is never "behind" by the records of one round trip).
+    pub fn update_follower(&self, replica: i32, broker_epoch: i64, fetch_offset: i64, leader_end: i64, now_ms: i64) {
+        let mut membership = lock(&self.membership);
+        let since = membership.leader_since_ms;
+        let state = membership.followers.entry(replica).or_insert(FollowerState {
+            log_end: -1,
+            broker_epoch,
+            last_caught_up_ms: since,
+            last_fetch_leader_end: -1,
+            last_fetch_ms: now_ms,
+        });
+        if fetch_offset >= leader_end {
+            state.last_caught_up_ms = now_ms;
+        } else if fetch_offset >= state.last_fetch_leader_end && state.last_fetch_leader_end >= 0 {
+            state.last_caught_up_ms = state.last_caught_up_ms.max(state.last_fetch_ms);
+        }
+        state.log_end = fetch_offset;
+        state.broker_epoch = broker_epoch;
+        state.last_fetch_leader_end = leader_end;
+        state.last_fetch_ms = now_ms;
     }
 
-    /// The one rule: the high watermark becomes the smallest log end offset over the
-    /// ISR (the leader's is `leader_log_end`), if that is higher. A follower in the ISR
-    /// whose position is not known yet holds it where it is. Returns whether it moved.
+    /// The one rule on the leader: the high watermark becomes the smallest log end
+    /// offset over the ISR and the replicas a pending change adds (the leader's is
+    /// `leader_log_end`), if that is higher, and only while the ISR has at least
+    /// `min.insync.replicas` members. A member whose position is not known yet holds it
+    /// where it is. Returns whether it moved.
     pub fn advance_high_watermark(&self, leader_log_end: i64) -> bool {
         let candidate = {
             let membership = lock(&self.membership);
+            if membership.isr.len() < membership.min_insync {
+                return false;
+            }
+            let pending = membership.pending_isr.iter().flatten();
             membership
                 .isr
                 .iter()
+                .chain(pending)
                 .map(|replica| {
                     if *replica == self.node_id {
                         leader_log_end
                     } else {
-                        membership.follower_log_end.get(replica).copied().unwrap_or(i64::MIN)
+                        membership.followers.get(replica).map_or(i64::MIN, |f| f.log_end)
                     }
                 })
                 .min()
@@ -143,59 +309,87 @@ impl ReplicaState {
         );
         moved
     }
+
+    /// A follower's high watermark: the leader's, bounded by the local log end. It may
+    /// move back (after a truncation), which only makes less visible.
+    pub fn follow_high_watermark(&self, leader_high_watermark: i64, log_end: i64) {
+        let value = leader_high_watermark.min(log_end);
+        self.high_watermark.send_if_modified(|hw| {
+            let moved = *hw != value;
+            *hw = value;
+            moved
+        });
+    }
+
+    /// Sets the high watermark where a restart or truncation leaves it (never above
+    /// the log end).
+    pub fn reset_high_watermark(&self, value: i64) {
+        self.high_watermark.send_replace(value);
+    }
+
+    /// Whether the ISR holds at least `min.insync.replicas` members (acks=all appends
+    /// are refused otherwise: NOT_ENOUGH_REPLICAS).
+    pub fn has_min_isr(&self) -> bool {
+        let membership = lock(&self.membership);
+        membership.isr.len() >= membership.min_insync
+    }
+
+    /// The ISR this leader wants, when it differs from the metadata's and no change is
+    /// pending: ISR followers not caught up within `lag_max_ms` leave (the leader and
+    /// the last member never do); replicas that fetched in this leader epoch up to the
+    /// high watermark and to the epoch's start offset join.
+    pub fn wanted_isr(&self, now_ms: i64, lag_max_ms: i64, high_watermark: i64) -> Option<IsrProposal> {
+        let membership = lock(&self.membership);
+        if membership.pending_isr.is_some() || !self.is_leader() {
+            return None;
+        }
+        let mut isr: Vec<i32> = membership
+            .isr
+            .iter()
+            .copied()
+            .filter(|replica| {
+                *replica == self.node_id
+                    || membership
+                        .followers
+                        .get(replica)
+                        .map_or(membership.leader_since_ms, |f| f.last_caught_up_ms)
+                        >= now_ms - lag_max_ms
+            })
+            .collect();
+        let mut joining = Vec::new();
+        for replica in &membership.replicas {
+            if isr.contains(replica) {
+                continue;
+            }
+            if let Some(f) = membership.followers.get(replica) {
+                let caught_up = f.log_end >= high_watermark
+                    && f.log_end >= membership.epoch_start_offset
+                    && f.last_caught_up_ms >= now_ms - lag_max_ms;
+                if caught_up {
+                    isr.push(*replica);
+                    joining.push((*replica, f.broker_epoch));
+                }
+            }
+        }
+        if !isr.contains(&self.node_id) {
+            isr.insert(0, self.node_id);
+        }
+        let mut current = membership.isr.clone();
+        current.sort_unstable();
+        let mut wanted = isr.clone();
+        wanted.sort_unstable();
+        (wanted != current).then_some(IsrProposal {
+            partition_epoch: membership.partition_epoch,
+            isr,
+            joining,
+        })
+    }
+
+    /// Marks `isr` as proposed (the high watermark counts the replicas it adds).
+    pub fn set_pending_isr(&self, isr: Option<Vec<i32>>) {
+        lock(&self.membership).pending_isr = isr;
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn on_one_node_the_high_watermark_follows_the_log_end() {
-        let replica = ReplicaState::new(1, 0, vec![1], 0);
-        assert!(replica.advance_high_watermark(5));
-        assert_eq!(replica.high_watermark(), 5);
-        assert!(!replica.advance_high_watermark(5), "no change, no wake-up");
-        assert!(replica.advance_high_watermark(9));
-        assert_eq!(replica.high_watermark(), 9);
-    }
-
-    #[test]
-    fn with_followers_the_high_watermark_is_the_isr_minimum() {
-        let replica = ReplicaState::new(1, 3, vec![1, 2, 3], 0);
-        assert!(!replica.advance_high_watermark(10), "followers' positions unknown");
-        replica.update_follower(2, 7);
-        replica.update_follower(3, 4);
-        assert!(replica.advance_high_watermark(10));
-        assert_eq!(replica.high_watermark(), 4);
-        replica.update_follower(3, 12);
-        assert!(replica.advance_high_watermark(10));
-        assert_eq!(replica.high_watermark(), 7);
-        replica.update_follower(2, 5);
-        assert!(!replica.advance_high_watermark(10), "never backwards");
-        assert_eq!(replica.high_watermark(), 7);
-    }
-
-    #[test]
-    fn leader_epochs_are_checked_like_kafka() {
-        let replica = ReplicaState::new(1, 4, vec![1], 0);
-        assert!(replica.check_leader_epoch(-1).is_ok());
-        assert!(replica.check_leader_epoch(4).is_ok());
-        assert!(matches!(
-            replica.check_leader_epoch(5),
-            Err(BrokerError::UnknownLeaderEpoch { .. })
-        ));
-        assert!(matches!(
-            replica.check_leader_epoch(3),
-            Err(BrokerError::FencedLeaderEpoch { .. })
-        ));
-    }
-
-    #[tokio::test]
-    async fn subscribers_wake_when_it_moves() {
-        let replica = ReplicaState::new(1, 0, vec![1], 0);
-        let mut watcher = replica.subscribe();
-        replica.advance_high_watermark(2);
-        watcher.changed().await.unwrap();
-        assert_eq!(*watcher.borrow(), 2);
-    }
-}
+mod tests;

@@ -18,7 +18,8 @@ use crate::error::{BrokerError, Result};
 use crate::group::{TopicPartition, OFFSETS_TOPIC};
 use crate::partition::Partition;
 
-/// Write a COMMIT or ABORT marker to one partition and make it durable.
+/// Write a COMMIT or ABORT marker to one partition and make it durable: fsynced, and
+/// on every in-sync replica (markers are written with acks=all, as in Kafka).
 pub(super) fn write_marker(
     partition: &Partition,
     producer_id: i64,
@@ -26,9 +27,9 @@ pub(super) fn write_marker(
     commit: bool,
     coordinator_epoch: i32,
 ) -> Result<()> {
-    partition.append_marker(producer_id, producer_epoch, commit, coordinator_epoch)?;
+    let offset = partition.append_marker(producer_id, producer_epoch, commit, coordinator_epoch)?;
     partition.flush()?;
-    Ok(())
+    partition.wait_for_high_watermark_blocking(offset + 1, crate::constants::COORDINATOR_REPLICATION_TIMEOUT)
 }
 
 impl TxnCoordinator {

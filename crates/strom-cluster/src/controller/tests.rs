@@ -140,6 +140,7 @@ fn preferred_leader_election() {
                 leader: Some(3),
                 isr: None,
                 replicas: None,
+                joining: Vec::new(),
             }),
             300,
         )

@@ -157,6 +157,7 @@ fn partition_changes_are_compare_and_set_on_the_partition_epoch() {
             leader,
             isr,
             replicas: None,
+            joining: Vec::new(),
         })
     };
     image.apply(&change(0, None, Some(vec![1, 2])), 2).unwrap();

@@ -11,9 +11,11 @@
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
-use strom_broker::api::{FetchParams, FetchPartition};
+use strom_broker::api::{FetchParams, FetchPartition, FetchingReplica};
 use strom_broker::{FetchIsolation, TopicRef};
 use strom_log::FileRange;
 
@@ -57,10 +59,22 @@ pub async fn handle(
                 fetch_offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes.max(0) as usize,
                 current_leader_epoch: p.current_leader_epoch,
+                last_fetched_epoch: p.last_fetched_epoch,
             });
         }
     }
+    // A follower names itself (ReplicaState from v15, replica_id before); consumers
+    // send -1.
+    let (replica_id, broker_epoch) = if version >= 15 {
+        (request.replica_state.replica_id.0, request.replica_state.replica_epoch)
+    } else {
+        (request.replica_id.0, -1)
+    };
     let params = FetchParams {
+        replica: (replica_id >= 0).then_some(FetchingReplica {
+            node_id: replica_id,
+            broker_epoch,
+        }),
         isolation: FetchIsolation::from_isolation_level(request.isolation_level),
         min_bytes: request.min_bytes.max(0) as usize,
         max_wait: Duration::from_millis(request.max_wait_ms.max(0) as u64),
@@ -89,6 +103,12 @@ pub async fn handle(
                         .with_high_watermark(f.high_watermark)
                         .with_last_stable_offset(f.last_stable_offset)
                         .with_log_start_offset(f.log_start_offset);
+                    let data = match f.diverging_epoch {
+                        Some((epoch, end_offset)) => data.with_diverging_epoch(
+                            EpochEndOffset::default().with_epoch(epoch).with_end_offset(end_offset),
+                        ),
+                        None => data,
+                    };
                     match &f.error {
                         Some(e) => data.with_error_code(error_code(e)),
                         None => data

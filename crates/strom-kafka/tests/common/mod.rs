@@ -74,7 +74,10 @@ async fn start_full(
     let mut config = config;
     configure(&mut config);
     let markers = std::sync::Arc::new(strom_kafka::TxnMarkerClient::new(&config.listener_name));
-    let api = BrokerApi::start_opened(broker, group_config, Default::default(), authorizer, markers)
+    let fetcher = std::sync::Arc::new(strom_kafka::ReplicaFetchClient::new(strom_kafka::PeerAddresses::new(
+        &config.listener_name,
+    )));
+    let api = BrokerApi::start_opened(broker, group_config, Default::default(), authorizer, markers, fetcher)
         .await
         .unwrap();
     let server = Server::bind(config, api.clone()).await.unwrap();

@@ -282,6 +282,29 @@ impl Log {
         cache.end_offset_for(requested_epoch, self.log_end_offset())
     }
 
+    /// A new leader's epoch begins at the log end offset (Kafka assigns it when a
+    /// replica becomes leader, so the cache knows epochs that hold no records and a
+    /// follower diverging from them is told where they start). Older or equal epochs
+    /// change nothing. Returns whether the cache changed; the checkpoint is written.
+    pub fn assign_leader_epoch(&self, epoch: i32) -> Result<bool, LogError> {
+        let _writer = crate::sync::lock(&self.writer);
+        self.check_open()?;
+        let mut cache = crate::sync::lock(&self.leader_epochs);
+        if cache.latest_epoch().is_some_and(|latest| latest >= epoch) {
+            return Ok(false);
+        }
+        cache.assign(epoch, self.log_end_offset())
+    }
+
+    /// The first offset of `epoch` in this log, if the cache knows it.
+    pub fn leader_epoch_start(&self, epoch: i32) -> Option<i64> {
+        crate::sync::lock(&self.leader_epochs)
+            .entries()
+            .iter()
+            .find(|entry| entry.epoch == epoch)
+            .map(|entry| entry.start_offset)
+    }
+
     /// Every leader epoch of the log with its first offset, oldest first.
     pub fn leader_epoch_entries(&self) -> Vec<EpochEntry> {
         crate::sync::lock(&self.leader_epochs).entries().to_vec()

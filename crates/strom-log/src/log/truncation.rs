@@ -85,4 +85,39 @@ impl Log {
         self.debug_check_offsets();
         Ok(())
     }
+
+    /// Empties the log and restarts it at `offset` (Kafka's `truncateFullyAndStartAt`):
+    /// a follower whose log ends below the leader's log start offset, or that has
+    /// nothing in common with the leader, starts over where the leader's log begins.
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), LogError> {
+        let _writer = crate::sync::lock(&self.writer);
+        self.check_open()?;
+        if offset < 0 {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: self.log_start_offset(),
+                end: self.log_end_offset(),
+            });
+        }
+        self.truncations.fetch_add(1, Ordering::AcqRel);
+        let segments = self.snapshot();
+        // A segment with this base offset is emptied in place by `create`.
+        let fresh = Arc::new(LogSegment::create(&self.dir, offset, self.clock.now_ms())?);
+        self.replace_segments(vec![fresh]);
+        for segment in segments.iter().filter(|s| s.base_offset() != offset) {
+            segment.delete()?;
+        }
+        self.log_end_offset.store(offset, Ordering::Release);
+        write_number_file(&self.dir, LOG_START_OFFSET_FILE_NAME, offset)?;
+        self.log_start_offset.store(offset, Ordering::Release);
+        crate::sync::lock(&self.leader_epochs).clear()?;
+        let mut state = crate::sync::lock(&self.flush_state);
+        self.flushed_offset.store(offset, Ordering::Release);
+        write_number_file(&self.dir, RECOVERY_POINT_FILE_NAME, offset)?;
+        state.checkpointed_segment_base = i64::MIN;
+        state.recovery_point = offset;
+        self.directory_dirty.store(true, Ordering::Release);
+        self.debug_check_offsets();
+        Ok(())
+    }
 }

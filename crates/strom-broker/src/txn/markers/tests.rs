@@ -59,6 +59,7 @@ fn lead_from_node_2(broker: &Broker, topic: &str, index: i32) {
         leader: Some(2),
         isr: Some(vec![2]),
         replicas: Some(vec![2]),
+        joining: Vec::new(),
     };
     broker
         .quorum()

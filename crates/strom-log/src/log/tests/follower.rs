@@ -215,3 +215,52 @@ fn retention_moves_the_first_epoch_to_the_new_log_start() {
     log.delete_records(30).unwrap();
     assert_eq!(log.leader_epoch_entries(), epochs(&[(2, 30)]));
 }
+
+#[test]
+fn a_new_leaders_epoch_starts_at_the_log_end_even_without_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(0));
+    let log = open(dir.path(), &clock);
+    log.append_as_follower(&leader_batch(0, 3, 1)).unwrap();
+    assert!(log.assign_leader_epoch(2).unwrap());
+    assert!(log.assign_leader_epoch(4).unwrap(), "a second epoch with no records");
+    assert!(
+        !log.assign_leader_epoch(4).unwrap(),
+        "the same epoch again changes nothing"
+    );
+    assert!(!log.assign_leader_epoch(3).unwrap(), "an older epoch changes nothing");
+    assert_eq!(log.leader_epoch_entries(), epochs(&[(1, 0), (2, 3), (4, 3)]));
+    assert_eq!(log.leader_epoch_start(4), Some(3));
+    assert_eq!(log.leader_epoch_start(3), None);
+    // A follower of epoch 2 is told epoch 2 ended where it began: it has no records.
+    assert_eq!(log.end_offset_for_leader_epoch(2), (2, 3));
+    drop(log);
+    let reopened = open(dir.path(), &clock);
+    assert_eq!(
+        reopened.leader_epoch_entries(),
+        epochs(&[(1, 0), (2, 3), (4, 3)]),
+        "persisted with the log"
+    );
+}
+
+#[test]
+fn truncating_fully_restarts_the_log_at_the_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(0));
+    let log = open(dir.path(), &clock);
+    log.append_as_follower(&[leader_batch(0, 2, 1), leader_batch(2, 2, 1)].concat())
+        .unwrap();
+    log.truncate_fully_and_start_at(10).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (10, 10));
+    assert!(log.leader_epoch_entries().is_empty());
+    log.append_as_follower(&leader_batch(10, 1, 3)).unwrap();
+    assert_eq!(log.log_end_offset(), 11);
+    // Restarting at the base of the current segment empties it in place.
+    log.truncate_fully_and_start_at(10).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (10, 10));
+    log.append_as_follower(&leader_batch(10, 2, 3)).unwrap();
+    drop(log);
+    let reopened = open(dir.path(), &clock);
+    assert_eq!((reopened.log_start_offset(), reopened.log_end_offset()), (10, 12));
+    assert_eq!(reopened.leader_epoch_entries(), epochs(&[(3, 10)]));
+}

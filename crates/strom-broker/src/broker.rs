@@ -16,7 +16,7 @@ use strom_cluster::{Listener, MetadataImage, MetadataRecord, Quorum, QuorumConfi
 use strom_log::{AppendInfo, Clock, SystemClock};
 use uuid::Uuid;
 
-use crate::constants::{APPEND_FAILURE_LOG_INTERVAL_MS, PARTITIONS_PER_TOPIC_MAX};
+use crate::constants::{APPEND_FAILURE_LOG_INTERVAL_MS, INTERNAL_TOPIC_REPLICATION_FACTOR, PARTITIONS_PER_TOPIC_MAX};
 use crate::error::{BrokerError, Result};
 use crate::log_manager::LogManager;
 pub use crate::partition::AppendOrigin;
@@ -505,10 +505,20 @@ impl Broker {
             ("cleanup.policy".to_string(), "compact".to_string()),
             ("segment.bytes".to_string(), segment_bytes.to_string()),
         ]);
+        // Kafka's default of 3 (`offsets.topic.replication.factor`), or every broker
+        // there is: group and transaction state survive a node's loss.
+        let alive = self
+            .quorum
+            .applied()
+            .image
+            .brokers()
+            .values()
+            .filter(|b| !b.fenced)
+            .count();
         let new = NewTopic {
             name: name.to_string(),
             num_partitions: partitions,
-            replication_factor: 1,
+            replication_factor: alive.clamp(1, INTERNAL_TOPIC_REPLICATION_FACTOR) as i16,
             assignments: Vec::new(),
             configs,
         };

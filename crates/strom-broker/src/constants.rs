@@ -33,3 +33,7 @@ pub const REPLAY_READ_BYTES: usize = 1 << 20;
 /// How long a coordinator's write waits for the in-sync replicas (Kafka's
 /// `offsets.commit.timeout.ms` default).
 pub const COORDINATOR_REPLICATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Replication factor of internal topics when that many brokers are alive (Kafka's
+/// `offsets.topic.replication.factor` and `transaction.state.log.replication.factor`).
+pub const INTERNAL_TOPIC_REPLICATION_FACTOR: usize = 3;

@@ -143,6 +143,10 @@ pub enum BrokerError {
     /// acks=all while the ISR is smaller than `min.insync.replicas`.
     #[error("the in-sync replicas ({isr}) are fewer than min.insync.replicas ({min})")]
     NotEnoughReplicas { isr: usize, min: usize },
+    /// A new leader's high watermark has not reached the start of its epoch yet
+    /// (KIP-207): offsets derived from it are not answered.
+    #[error("the leader's high watermark has not caught up with the start of its epoch yet")]
+    OffsetNotAvailable,
     /// A replica fetch from a broker that is not a replica of the partition.
     #[error("broker {0} is not a replica of the partition")]
     NotReplica(i32),

@@ -78,14 +78,25 @@ impl Liveness {
 }
 
 /// Runs the active controller until the quorum shuts down.
+/// The active controller's timing settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    /// `broker.session.timeout.ms`.
+    pub session_timeout_ms: i64,
+    /// How often preferred replicas get their leadership back (None: never).
+    pub rebalance_interval_ms: Option<i64>,
+}
+
 pub(crate) async fn run(
     node_id: NodeId,
     raft: Raft,
     applied: watch::Receiver<Arc<Applied>>,
     liveness: Arc<Liveness>,
-    session_timeout_ms: i64,
+    timing: Timing,
 ) {
+    let session_timeout_ms = timing.session_timeout_ms;
     let mut leading_since: Option<i64> = None;
+    let mut last_rebalance = liveness.now_ms();
     let mut metrics = raft.metrics();
     let mut last_tick = liveness.now_ms();
     loop {
@@ -114,9 +125,23 @@ pub(crate) async fn run(
         }
         let since = leading_since.unwrap_or_default();
         let image = applied.borrow().image.clone();
-        let records = next_step(&image, &liveness, since, session_timeout_ms);
+        let mut records = next_step(&image, &liveness, since, session_timeout_ms);
         if records.is_empty() {
-            continue;
+            let due = timing
+                .rebalance_interval_ms
+                .is_some_and(|interval| now - last_rebalance >= interval);
+            if !due {
+                continue;
+            }
+            last_rebalance = now;
+            records = controller::rebalance_preferred(&image);
+            if records.is_empty() {
+                continue;
+            }
+            tracing::info!(
+                partitions = records.len(),
+                "preferred replicas take their leadership back"
+            );
         }
         match raft.client_write(Command { records }).await {
             Ok(response) => {

@@ -43,6 +43,18 @@ pub fn elect(partition: &PartitionState, alive: impl Fn(i32) -> bool, unclean: b
         .unwrap_or(NO_LEADER)
 }
 
+/// `unclean.leader.election.enable` for a topic: its own override, else the cluster's
+/// dynamic default (off unless set).
+pub fn unclean_enabled(image: &MetadataImage, topic: &crate::image::TopicImage) -> bool {
+    const NAME: &str = "unclean.leader.election.enable";
+    let value = topic.configs.get(NAME).or_else(|| {
+        image
+            .configs(&crate::records::ConfigScope::ClusterDefault)
+            .and_then(|configs| configs.get(NAME))
+    });
+    value.is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
 /// The ISR after the dead members leave; the last member stays even when dead, since
 /// it holds every committed record and must lead again first.
 fn shrink_isr(partition: &PartitionState, alive: &impl Fn(i32) -> bool) -> Vec<i32> {
@@ -67,7 +79,13 @@ pub fn leadership_changes(image: &MetadataImage, alive: impl Fn(i32) -> bool) ->
                 isr: isr.clone(),
                 ..partition.clone()
             };
-            let leader = elect(&state, &alive, false);
+            let leader = elect(&state, &alive, unclean_enabled(image, topic));
+            // An unclean leader starts a new ISR of its own: the old one is lost.
+            let isr = if leader != NO_LEADER && !isr.contains(&leader) {
+                vec![leader]
+            } else {
+                isr
+            };
             if leader != partition.leader || isr != partition.isr {
                 changes.push(change(topic.id, *index, partition, Some(leader), Some(isr)));
             }
@@ -153,6 +171,24 @@ pub fn unfence(image: &MetadataImage, node_id: i32, broker_epoch: i64) -> Vec<Me
         fenced: false,
     }];
     records.extend(leadership_changes(image, |id| id == node_id || is_alive(image, id)));
+    records
+}
+
+/// `auto.leader.rebalance.enable`: every partition whose preferred replica (the first)
+/// is alive and in the ISR but does not lead gets it back as leader, so leadership
+/// spreads again after a node returned.
+pub fn rebalance_preferred(image: &MetadataImage) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for topic in image.topics() {
+        for (index, state) in &topic.partitions {
+            let Some(&preferred) = state.replicas.first() else {
+                continue;
+            };
+            if state.leader != preferred && is_alive(image, preferred) && state.isr.contains(&preferred) {
+                records.push(change(topic.id, *index, state, Some(preferred), None));
+            }
+        }
+    }
     records
 }
 

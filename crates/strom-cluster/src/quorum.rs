@@ -77,6 +77,10 @@ pub struct QuorumConfig {
     pub request_timeout_ms: u64,
     /// `broker.session.timeout.ms`: a broker not heard from for this long is fenced.
     pub broker_session_timeout_ms: u64,
+    /// `auto.leader.rebalance.enable` with `leader.imbalance.check.interval.seconds`:
+    /// how often the active controller gives leadership back to preferred replicas
+    /// (None: never).
+    pub leader_rebalance_interval_ms: Option<u64>,
 }
 
 impl QuorumConfig {
@@ -95,6 +99,7 @@ impl QuorumConfig {
             entries_kept_after_snapshot: 1000,
             request_timeout_ms: 30_000,
             broker_session_timeout_ms: 9_000,
+            leader_rebalance_interval_ms: Some(300_000),
         }
     }
 }
@@ -184,6 +189,7 @@ impl Quorum {
         let handle = runtime.handle().clone();
         let liveness = Arc::new(Liveness::new());
         let session_timeout_ms = config.broker_session_timeout_ms as i64;
+        let rebalance_interval_ms = config.leader_rebalance_interval_ms.map(|ms| ms as i64);
         let (task_liveness, task_applied) = (liveness.clone(), applied.clone());
         let started = run_on(&handle, async move {
             // Bound before Raft starts, so a taken address fails the start cleanly.
@@ -226,7 +232,10 @@ impl Quorum {
                 raft.clone(),
                 task_applied,
                 task_liveness,
-                session_timeout_ms,
+                active::Timing {
+                    session_timeout_ms,
+                    rebalance_interval_ms,
+                },
             ));
             Ok::<_, ClusterError>((raft, server))
         });

@@ -63,6 +63,7 @@ pub fn error_code(e: &BrokerError) -> i16 {
         BrokerError::LeaderNotAvailable => ResponseError::LeaderNotAvailable,
         BrokerError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
         BrokerError::NotReplica(_) => ResponseError::NotLeaderOrFollower,
+        BrokerError::OffsetNotAvailable => ResponseError::OffsetNotAvailable,
         BrokerError::ElectionNotNeeded => ResponseError::ElectionNotNeeded,
         BrokerError::BrokerIdNotRegistered(_) => ResponseError::BrokerIdNotRegistered,
         BrokerError::InconsistentClusterId(_) => ResponseError::InconsistentClusterId,

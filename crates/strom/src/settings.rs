@@ -36,6 +36,8 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "broker.rack", default: "", doc: "rack of this broker, for rack-aware placement of replicas" },
     Setting { name: "broker.heartbeat.interval.ms", default: "2000", doc: "how often a broker tells the controller it is alive" },
     Setting { name: "broker.session.timeout.ms", default: "9000", doc: "a broker not heard from for this long is fenced: it leads nothing until it heartbeats again" },
+    Setting { name: "auto.leader.rebalance.enable", default: "true", doc: "the active controller gives leadership back to each partition's preferred replica once it is alive and in sync" },
+    Setting { name: "leader.imbalance.check.interval.seconds", default: "300", doc: "how often preferred replicas get their leadership back" },
     Setting { name: "replica.lag.time.max.ms", default: "30000", doc: "a follower not caught up with its leader for this long leaves the ISR" },
     Setting { name: "replica.fetch.wait.max.ms", default: "500", doc: "longest a follower's fetch waits at the leader for new records" },
     Setting { name: "replica.fetch.max.bytes", default: "1048576", doc: "bytes a follower's fetch asks for per partition" },
@@ -351,6 +353,9 @@ impl Settings {
         let cluster_id = Some(self.get("cluster.id").to_string()).filter(|c| !c.is_empty());
         quorum.cluster_id = cluster_id.clone();
         quorum.broker_session_timeout_ms = self.parse("broker.session.timeout.ms")?;
+        let rebalance: bool = self.parse("auto.leader.rebalance.enable")?;
+        let interval_s: u64 = self.parse("leader.imbalance.check.interval.seconds")?;
+        quorum.leader_rebalance_interval_ms = rebalance.then_some(interval_s.max(1).saturating_mul(1000));
         let snapshot_every: u64 = self.parse("metadata.snapshot.interval.entries")?;
         if snapshot_every < 2 {
             bail!("metadata.snapshot.interval.entries must be at least 2");

@@ -109,6 +109,15 @@ fn lookup(partition: &Partition, epoch: i32, spec: OffsetSpec, isolation: FetchI
     partition.check_leader_epoch(epoch)?;
     let leader_epoch = partition.leader_epoch();
     let high_watermark = partition.high_watermark();
+    let derived_from_high_watermark = !matches!(
+        spec,
+        OffsetSpec::Earliest | OffsetSpec::EarliestLocal | OffsetSpec::LatestTiered
+    ) && isolation != FetchIsolation::LogEnd;
+    if derived_from_high_watermark && high_watermark < partition.replica().epoch_start_offset() {
+        // KIP-207: a new leader's high watermark may lag what the previous leader had
+        // published; answering from it could move a reader's offsets back.
+        return Err(BrokerError::OffsetNotAvailable);
+    }
     let (timestamp, offset) = match spec {
         OffsetSpec::Latest => match isolation {
             FetchIsolation::TxnCommitted => (-1, partition.last_stable_offset()),

@@ -150,3 +150,107 @@ fn preferred_leader_election() {
     image.apply_batch(&records, 301).unwrap();
     assert_eq!(state(&image, 1).leader, 2);
 }
+
+#[test]
+fn preferred_replicas_get_their_leadership_back() {
+    let (mut image, id) = image(3, &[&[1, 2], &[2, 3], &[3, 1]]);
+    assert!(rebalance_preferred(&image).is_empty(), "every preferred replica leads");
+    image.apply_batch(&fence(&image, &[(1, 1)]), 200).unwrap();
+    assert_eq!(state(&image, 0).leader, 2);
+    // Back, but not in the ISR yet: nothing moves.
+    image.apply_batch(&unfence(&image, 1, 1), 201).unwrap();
+    assert!(rebalance_preferred(&image).is_empty());
+    let current = state(&image, 0);
+    image
+        .apply(
+            &MetadataRecord::PartitionChange(PartitionChange {
+                topic_id: id,
+                partition: 0,
+                partition_epoch: current.partition_epoch,
+                leader: None,
+                isr: Some(vec![2, 1]),
+                replicas: None,
+                joining: vec![(1, 1)],
+            }),
+            202,
+        )
+        .unwrap();
+    let records = rebalance_preferred(&image);
+    assert_eq!(records.len(), 1);
+    image.apply_batch(&records, 203).unwrap();
+    assert_eq!(state(&image, 0).leader, 1);
+    assert_eq!(state(&image, 0).leader_epoch, current.leader_epoch + 1);
+}
+
+#[test]
+fn a_replica_joins_the_isr_only_with_its_current_broker_epoch() {
+    let (mut image, id) = image(3, &[&[1, 2, 3]]);
+    image.apply_batch(&fence(&image, &[(3, 3)]), 200).unwrap();
+    assert_eq!(state(&image, 0).isr, vec![1, 2]);
+    let join = |partition_epoch: i32, broker_epoch: i64| {
+        MetadataRecord::PartitionChange(PartitionChange {
+            topic_id: id,
+            partition: 0,
+            partition_epoch,
+            leader: None,
+            isr: Some(vec![1, 2, 3]),
+            replicas: None,
+            joining: vec![(3, broker_epoch)],
+        })
+    };
+    let epoch = state(&image, 0).partition_epoch;
+    // Fenced: refused whatever the epoch.
+    assert!(image.apply(&join(epoch, 3), 201).is_err());
+    // Restarted (a new registration, a new broker epoch): the old epoch is refused.
+    let registration = MetadataRecord::RegisterBroker(BrokerRegistration {
+        node_id: 3,
+        incarnation: Uuid::new_v4(),
+        directory_id: Uuid::new_v4(),
+        listeners: Vec::new(),
+        rack: None,
+    });
+    image.apply_batch(&[registration], 300).unwrap();
+    image.apply_batch(&unfence(&image, 3, 300), 301).unwrap();
+    let epoch = state(&image, 0).partition_epoch;
+    assert!(
+        image.apply(&join(epoch, 3), 302).is_err(),
+        "the epoch it fetched with before"
+    );
+    image.apply(&join(epoch, 300), 303).unwrap();
+    assert_eq!(state(&image, 0).isr, vec![1, 2, 3]);
+}
+
+#[test]
+fn unclean_election_follows_the_topic_config() {
+    let (mut image, id) = image(3, &[&[1, 2]]);
+    let current = state(&image, 0);
+    image
+        .apply(
+            &MetadataRecord::PartitionChange(PartitionChange {
+                topic_id: id,
+                partition: 0,
+                partition_epoch: current.partition_epoch,
+                leader: None,
+                isr: Some(vec![1]),
+                replicas: None,
+                joining: Vec::new(),
+            }),
+            200,
+        )
+        .unwrap();
+    let mut clean = image.clone();
+    clean.apply_batch(&fence(&clean, &[(1, 1)]), 201).unwrap();
+    assert_eq!(state(&clean, 0).leader, NO_LEADER, "offline rather than unclean");
+    image
+        .apply(
+            &MetadataRecord::TopicConfigs {
+                topic_id: id,
+                configs: BTreeMap::from([("unclean.leader.election.enable".to_string(), "true".to_string())]),
+            },
+            202,
+        )
+        .unwrap();
+    image.apply_batch(&fence(&image, &[(1, 1)]), 203).unwrap();
+    assert_eq!(state(&image, 0).leader, 2);
+    assert_eq!(state(&image, 0).isr, vec![2]);
+}

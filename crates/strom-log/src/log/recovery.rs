@@ -51,7 +51,9 @@ fn scan_directory(dir: &Path) -> Result<(Vec<i64>, Vec<i64>), LogError> {
 /// The leader epoch cache of a log just recovered: the checkpoint, brought up to date
 /// with the batches above `recovery_point` (their epochs may not have reached it before
 /// a crash), or rebuilt from every batch when it is missing or does not parse; then cut
-/// to `[log_start_offset, log_end_offset)`. Never fails: a cache it cannot read or
+/// to `[log_start_offset, log_end_offset]`: an epoch starting right at the log end is
+/// a leader's epoch that holds no records yet and stays known (KAFKA-20961), so a
+/// follower diverging from it is still told where it began. Never fails: a cache it cannot read or
 /// write is rebuilt or retried, the log opens regardless.
 fn load_leader_epochs(
     dir: &Path,
@@ -76,7 +78,7 @@ fn load_leader_epochs(
         }
     }
     let trimmed = cache
-        .truncate_from_end(log_end_offset)
+        .truncate_from_end(log_end_offset.saturating_add(1))
         .and_then(|_| cache.truncate_from_start(log_start_offset))
         .and_then(|_| cache.save_if_dirty());
     if let Err(error) = trimmed {

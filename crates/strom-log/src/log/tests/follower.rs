@@ -223,22 +223,30 @@ fn a_new_leaders_epoch_starts_at_the_log_end_even_without_records() {
     let log = open(dir.path(), &clock);
     log.append_as_follower(&leader_batch(0, 3, 1)).unwrap();
     assert!(log.assign_leader_epoch(2).unwrap());
-    assert!(log.assign_leader_epoch(4).unwrap(), "a second epoch with no records");
+    assert_eq!(
+        log.leader_epoch_entries(),
+        epochs(&[(1, 0), (2, 3)]),
+        "known without records"
+    );
+    // A follower of epoch 2 is told epoch 2 ended where it began: it has no records.
+    assert_eq!(log.end_offset_for_leader_epoch(2), (2, 3));
+    // A newer epoch starting at the same offset replaces it, as in Kafka; epoch 2 is
+    // then answered by its floor (epoch 1), which ends at the same offset.
+    assert!(log.assign_leader_epoch(4).unwrap());
     assert!(
         !log.assign_leader_epoch(4).unwrap(),
         "the same epoch again changes nothing"
     );
     assert!(!log.assign_leader_epoch(3).unwrap(), "an older epoch changes nothing");
-    assert_eq!(log.leader_epoch_entries(), epochs(&[(1, 0), (2, 3), (4, 3)]));
+    assert_eq!(log.leader_epoch_entries(), epochs(&[(1, 0), (4, 3)]));
     assert_eq!(log.leader_epoch_start(4), Some(3));
-    assert_eq!(log.leader_epoch_start(3), None);
-    // A follower of epoch 2 is told epoch 2 ended where it began: it has no records.
-    assert_eq!(log.end_offset_for_leader_epoch(2), (2, 3));
+    assert_eq!(log.leader_epoch_start(2), None);
+    assert_eq!(log.end_offset_for_leader_epoch(2), (1, 3));
     drop(log);
     let reopened = open(dir.path(), &clock);
     assert_eq!(
         reopened.leader_epoch_entries(),
-        epochs(&[(1, 0), (2, 3), (4, 3)]),
+        epochs(&[(1, 0), (4, 3)]),
         "persisted with the log"
     );
 }

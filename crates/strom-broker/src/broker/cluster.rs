@@ -139,8 +139,11 @@ impl Broker {
 impl Broker {
     /// Commits partition changes (ISR changes of partitions this node leads), then
     /// brings the live topics in line.
-    pub(crate) fn commit_partition_changes(&self, records: Vec<MetadataRecord>) -> Result<()> {
-        self.commit(records)
+    /// Bounded by `timeout`: without a quorum the change waits for nothing (the
+    /// leader proposes again on its next check) and shutdown is not held up.
+    pub(crate) fn commit_partition_changes(&self, records: Vec<MetadataRecord>, timeout: Duration) -> Result<()> {
+        self.quorum.propose_within(records, timeout)?;
+        self.sync_metadata()
     }
 
     /// The nodes leading partitions this node follows.

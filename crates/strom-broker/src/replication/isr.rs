@@ -20,6 +20,9 @@ use crate::broker::Broker;
 /// How often the leader checks its partitions' ISRs.
 pub const ISR_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
+/// How long one ISR change may take to commit before the leader gives up on it.
+const ISR_COMMIT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Runs [`maintain_isr`] until the broker shuts down.
 pub async fn run_isr_upkeep(broker: Arc<Broker>, config: ReplicationConfig, mut closing: watch::Receiver<bool>) {
     let mut ticks = tokio::time::interval(ISR_CHECK_INTERVAL);
@@ -30,7 +33,11 @@ pub async fn run_isr_upkeep(broker: Arc<Broker>, config: ReplicationConfig, mut 
             _ = closing.changed() => return,
         }
         let broker = broker.clone();
-        let _ = offload("ISR upkeep", move || maintain_isr(&broker, config.lag_time_max_ms)).await;
+        let upkeep = offload("ISR upkeep", move || maintain_isr(&broker, config.lag_time_max_ms));
+        tokio::select! {
+            _ = upkeep => {}
+            _ = closing.changed() => return,
+        }
     }
 }
 
@@ -53,7 +60,7 @@ pub fn maintain_isr(broker: &Broker, lag_time_max_ms: i64) -> usize {
             replicas: None,
             joining: proposal.joining.clone(),
         });
-        match broker.commit_partition_changes(vec![change]) {
+        match broker.commit_partition_changes(vec![change], ISR_COMMIT_TIMEOUT) {
             Ok(()) => {
                 committed += 1;
                 tracing::info!(partition = ?partition, isr = ?proposal.isr, "ISR changed");

@@ -10,7 +10,8 @@ use crate::files::write_number_file;
 use crate::segment::LogSegment;
 
 impl Log {
-    /// Removes every record at or above `offset` (the whole batch containing `offset`
+    /// Removes every record at or above `offset`, and every leader epoch beginning at or
+    /// above it (the whole batch containing `offset`
     /// goes, so the log end offset may end below `offset`; in a compacted log it ends
     /// at the last kept batch, so offsets of a removed range may be handed out again). Truncating below the log
     /// start offset empties the log and restarts it at `offset`.
@@ -19,6 +20,12 @@ impl Log {
         self.check_open()?;
         let end = self.log_end_offset();
         if offset >= end {
+            if offset == end {
+                // No records go, but an epoch beginning here (a leader's epoch that
+                // wrote nothing) does: the leader this follower truncates for does not
+                // have it, and the next fetch must name an epoch both have.
+                crate::sync::lock(&self.leader_epochs).truncate_from_end(offset)?;
+            }
             return Ok(());
         }
         self.truncations.fetch_add(1, Ordering::AcqRel);

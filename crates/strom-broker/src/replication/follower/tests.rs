@@ -173,3 +173,13 @@ fn truncation_offsets_follow_the_rules() {
     // The leader knows no epoch in common: keep what it committed.
     assert_eq!(truncation_offset((-1, -1), (-1, -1), 15, 7), 7);
 }
+
+#[test]
+fn a_follower_that_led_an_epoch_without_records_drops_it() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let leader = log_with(a.path(), &[(1, 3), (3, 2)], "r");
+    let follower = log_with(b.path(), &[(1, 3)], "r");
+    // It led epoch 2 at offset 3, wrote nothing, restarted and now follows epoch 3.
+    follower.assign_leader_epoch(2).unwrap();
+    assert_eq!(replicate(&leader, &follower), vec![3]);
+}

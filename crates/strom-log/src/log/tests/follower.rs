@@ -272,3 +272,17 @@ fn truncating_fully_restarts_the_log_at_the_offset() {
     assert_eq!((reopened.log_start_offset(), reopened.log_end_offset()), (10, 12));
     assert_eq!(reopened.leader_epoch_entries(), epochs(&[(3, 10)]));
 }
+
+#[test]
+fn truncating_at_the_log_end_forgets_an_epoch_that_began_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(0));
+    let log = open(dir.path(), &clock);
+    log.append_as_follower(&leader_batch(0, 3, 1)).unwrap();
+    // Led epoch 2 briefly and wrote nothing, then became a follower of epoch 3, whose
+    // leader never had epoch 2: it answers that the logs part at the end of epoch 1.
+    log.assign_leader_epoch(2).unwrap();
+    log.truncate_to(3).unwrap();
+    assert_eq!(log.log_end_offset(), 3);
+    assert_eq!(log.latest_leader_epoch(), Some(1), "the next fetch names epoch 1");
+}

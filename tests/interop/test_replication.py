@@ -9,6 +9,7 @@ keeps working on the leader."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 
@@ -17,6 +18,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from cluster_util import Cluster
+from conftest import strom_bin
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -269,3 +271,52 @@ def test_two_nodes_killed_keeps_acknowledged_records_and_refuses_writes(cluster5
     wait_for(lambda: len(partition_states(cluster)[0][1]) >= 2, "a second in-sync replica")
     seen = read_all(cluster.bootstrap, 1, acked)
     check_history(writer, seen)
+
+
+def strom(cluster: Cluster, *args: str) -> str:
+    out = subprocess.run(
+        [str(strom_bin()), "--brokers", cluster.bootstrap, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr + out.stdout
+    return out.stdout
+
+
+def test_reassignment_moves_replicas_and_drain_empties_a_node(cluster, tmp_path):
+    admin = cluster.admin()
+    topic = NewTopic(TOPIC, num_partitions=2, replica_assignment=[[1, 2], [2, 1]], config={"min.insync.replicas": "1"})
+    admin.create_topics([topic])[TOPIC].result(timeout=30)
+    writer = Writer(cluster.bootstrap, 2)
+    writer.start()
+    try:
+        wait_for(lambda: writer.count() > 400, "acknowledgements")
+        # Moved while written to: node 3 catches up, node 1 leaves.
+        out = strom(cluster, "topic", "reassign", TOPIC, "--partition", "0", "--replicas", "2,3", "--wait")
+        assert "done" in out
+        assert partition_states(cluster)[0][0] in (2, 3)
+        assert sorted(partition_states(cluster)[0][1]) == [2, 3]
+        metadata = admin.list_topics(TOPIC, timeout=10).topics[TOPIC].partitions
+        assert sorted(metadata[0].replicas) == [2, 3]
+        wait_for(lambda: not (tmp_path / "node-1" / f"{TOPIC}-0").exists(), "node 1's copy deleted")
+        assert (tmp_path / "node-3" / f"{TOPIC}-0").exists()
+        # Nothing left in progress; cancelling now is refused.
+        assert strom(cluster, "--output", "json", "topic", "reassignments").strip() == "[]"
+        cancel = subprocess.run(
+            [str(strom_bin()), "--brokers", cluster.bootstrap, "topic", "reassign", TOPIC, "--partition", "0", "--cancel"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert cancel.returncode != 0 and "NO_REASSIGNMENT_IN_PROGRESS" in cancel.stderr, cancel.stderr
+        # Drain node 2: every replica it holds moves to the others.
+        strom(cluster, "cluster", "drain", "--id", "2", "--wait")
+        metadata = admin.list_topics(TOPIC, timeout=10).topics[TOPIC].partitions
+        assert all(2 not in p.replicas for p in metadata.values()), {k: p.replicas for k, p in metadata.items()}
+        wait_for(lambda: writer.count() > 900, "acknowledgements after the moves")
+    finally:
+        writer.stop.set()
+        writer.join(120)
+    assert not writer.failed, writer.failed[:5]
+    check_history(writer, read_all(cluster.bootstrap, 2, writer.count()))

@@ -259,6 +259,7 @@ impl Broker {
     /// A live topic brought in line with its metadata: new partitions, new configs.
     fn update_topic(&self, live: &Topic, record: &TopicImage) -> Result<()> {
         let current = live.partition_count();
+        self.move_replicas(live, record, current)?;
         if current < record.partition_count() {
             let added = self.open_hosted(&live.name_arc(), record, current)?;
             live.add_partitions(added);
@@ -342,20 +343,31 @@ impl Broker {
             .range(first..)
             .map(|(index, state)| {
                 if state.replicas.contains(&self.config.node_id) {
-                    let partition = self.logs.open_partition(name, record.id, *index, log_config)?;
-                    if state.replicas.len() > 1 {
-                        // What of the log the other replicas have is not known yet: the
-                        // high watermark rises from the start as they fetch (or, on a
-                        // follower, as the leader says), never exposing an unreplicated
-                        // tail.
-                        partition.replica().reset_high_watermark(partition.log_start_offset());
-                    }
-                    Ok(Some(partition))
+                    self.open_replica(name, record.id, *index, state, log_config).map(Some)
                 } else {
                     Ok(None)
                 }
             })
             .collect()
+    }
+
+    /// Opens this node's replica of a partition.
+    fn open_replica(
+        &self,
+        name: &Arc<str>,
+        id: Uuid,
+        index: i32,
+        state: &strom_cluster::PartitionState,
+        log_config: strom_log::LogConfig,
+    ) -> Result<Arc<Partition>> {
+        let partition = self.logs.open_partition(name, id, index, log_config)?;
+        if state.replicas.len() > 1 {
+            // What of the log the other replicas have is not known yet: the high
+            // watermark rises from the start as they fetch (or, on a follower, as the
+            // leader says), never exposing an unreplicated tail.
+            partition.replica().reset_high_watermark(partition.log_start_offset());
+        }
+        Ok(partition)
     }
 
     /// Gives each hosted partition the leadership the metadata says, and its topic's
@@ -827,7 +839,10 @@ pub struct Appended {
 
 mod cluster;
 mod dynamic_configs;
+mod reassign;
 mod start;
+
+pub use reassign::OngoingReassignment;
 
 use start::{check_replicas, partition_records, place, replicas_len};
 #[cfg(test)]

@@ -143,6 +143,9 @@ pub enum BrokerError {
     /// acks=all while the ISR is smaller than `min.insync.replicas`.
     #[error("the in-sync replicas ({isr}) are fewer than min.insync.replicas ({min})")]
     NotEnoughReplicas { isr: usize, min: usize },
+    /// A cancellation of a reassignment that is not in progress.
+    #[error("no reassignment is in progress for the partition")]
+    NoReassignmentInProgress,
     /// A new leader's high watermark has not reached the start of its epoch yet
     /// (KIP-207): offsets derived from it are not answered.
     #[error("the leader's high watermark has not caught up with the start of its epoch yet")]

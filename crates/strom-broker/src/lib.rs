@@ -27,7 +27,7 @@ pub mod topic_config;
 pub mod txn;
 
 pub use api::{BrokerApi, StartConfig, TopicRef};
-pub use broker::{AlterOp, AppendOrigin, Appended, Broker, BrokerConfig, NewTopic, TopicSummary};
+pub use broker::{AlterOp, AppendOrigin, Appended, Broker, BrokerConfig, NewTopic, OngoingReassignment, TopicSummary};
 pub use caller::{Caller, Principal};
 pub use dynamic_config::BrokerEntity;
 pub use dynamic_config::{GroupConfigBounds, GROUP_CONFIGS};

@@ -84,6 +84,15 @@ impl Topic {
         crate::sync::read(&self.partitions).iter().flatten().cloned().collect()
     }
 
+    /// Hosts partition `index` here from now on (`Some`), or no longer (`None`): a
+    /// reassignment moved a replica to or away from this node.
+    pub(crate) fn set_partition(&self, index: i32, partition: Option<Arc<Partition>>) {
+        let mut partitions = crate::sync::write(&self.partitions);
+        if let Some(slot) = usize::try_from(index).ok().and_then(|i| partitions.get_mut(i)) {
+            *slot = partition;
+        }
+    }
+
     /// New partitions (hosted ones opened, the others `None`) after the existing ones.
     pub(crate) fn add_partitions(&self, added: Vec<Option<Arc<Partition>>>) {
         crate::sync::write(&self.partitions).extend(added);

@@ -156,7 +156,8 @@ pub(crate) async fn run(
 }
 
 /// One step: fence the expired brokers, else unfence one that heartbeats again, else
-/// elect leaders where they are missing.
+/// elect leaders where they are missing, else complete reassignments whose new replicas
+/// are all in sync.
 fn next_step(
     image: &crate::MetadataImage,
     liveness: &Liveness,
@@ -185,5 +186,9 @@ fn next_step(
             return controller::unfence(image, node_id, broker.broker_epoch);
         }
     }
-    controller::leadership_changes(image, |id| controller::is_alive(image, id))
+    let elections = controller::leadership_changes(image, |id| controller::is_alive(image, id));
+    if !elections.is_empty() {
+        return elections;
+    }
+    controller::complete_reassignments(image)
 }

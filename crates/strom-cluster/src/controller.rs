@@ -109,6 +109,7 @@ fn change(
         isr,
         replicas: None,
         joining: Vec::new(),
+        reassignment: None,
     })
 }
 
@@ -230,3 +231,120 @@ pub fn elect_preferred(
 
 #[cfg(test)]
 mod tests;
+
+/// Why a reassignment request for a partition is refused (AlterPartitionReassignments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReassignmentError {
+    UnknownPartition,
+    /// Empty, repeated or unregistered replicas (INVALID_REPLICA_ASSIGNMENT).
+    InvalidReplicas(String),
+    /// A cancellation with no reassignment in progress (NO_REASSIGNMENT_IN_PROGRESS).
+    NoneInProgress,
+}
+
+/// Begins a reassignment of a partition to `target` (Kafka's KIP-455), replacing one in
+/// progress, or cancels the one in progress (`None`). While it runs the partition's
+/// replicas are the target followed by the replicas leaving; the new ones fetch and
+/// join the ISR as they catch up, and [`complete_reassignments`] then drops the leaving
+/// ones. A cancellation goes back to the original replicas.
+pub fn reassign(
+    image: &MetadataImage,
+    topic_id: Uuid,
+    partition: i32,
+    target: Option<&[i32]>,
+) -> Result<MetadataRecord, ReassignmentError> {
+    let state = image
+        .topic_by_id(topic_id)
+        .and_then(|t| t.partitions.get(&partition))
+        .ok_or(ReassignmentError::UnknownPartition)?;
+    let original: Vec<i32> = state
+        .replicas
+        .iter()
+        .copied()
+        .filter(|r| !state.adding.contains(r))
+        .collect();
+    let Some(target) = target else {
+        if state.adding.is_empty() && state.removing.is_empty() {
+            return Err(ReassignmentError::NoneInProgress);
+        }
+        return Ok(finish(image, topic_id, partition, state, original));
+    };
+    if target.is_empty() {
+        return Err(ReassignmentError::InvalidReplicas("the replica list is empty".into()));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for replica in target {
+        if !seen.insert(*replica) {
+            return Err(ReassignmentError::InvalidReplicas(format!(
+                "broker {replica} appears twice"
+            )));
+        }
+        if image.broker(*replica).is_none() {
+            return Err(ReassignmentError::InvalidReplicas(format!(
+                "broker {replica} is not registered"
+            )));
+        }
+    }
+    let adding: Vec<i32> = target.iter().copied().filter(|r| !original.contains(r)).collect();
+    let removing: Vec<i32> = original.iter().copied().filter(|r| !target.contains(r)).collect();
+    let mut replicas = target.to_vec();
+    replicas.extend(removing.iter().copied());
+    // Replicas of a replaced reassignment that the new one drops leave the ISR now.
+    let isr: Vec<i32> = state.isr.iter().copied().filter(|r| replicas.contains(r)).collect();
+    Ok(MetadataRecord::PartitionChange(PartitionChange {
+        topic_id,
+        partition,
+        partition_epoch: state.partition_epoch,
+        leader: None,
+        isr: (isr != state.isr && !isr.is_empty()).then_some(isr),
+        replicas: Some(replicas),
+        joining: Vec::new(),
+        reassignment: Some(crate::records::Reassignment { adding, removing }),
+    }))
+}
+
+/// Reassignments whose added replicas are all in the ISR, completed: the replicas become
+/// the target, the leaving ones leave the ISR, and a leaving leader hands over to the
+/// first in-sync replica of the target that is alive.
+pub fn complete_reassignments(image: &MetadataImage) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for topic in image.topics() {
+        for (index, state) in &topic.partitions {
+            if state.adding.is_empty() && state.removing.is_empty() {
+                continue;
+            }
+            if state.adding.iter().all(|r| state.isr.contains(r)) {
+                records.push(finish(image, topic.id, *index, state, state.target_replicas()));
+            }
+        }
+    }
+    records
+}
+
+/// The change that sets a partition's replicas to `replicas` with no reassignment in
+/// progress: the ISR cut to them, the leader kept if it is among them.
+fn finish(
+    image: &MetadataImage,
+    topic_id: Uuid,
+    partition: i32,
+    state: &PartitionState,
+    replicas: Vec<i32>,
+) -> MetadataRecord {
+    let isr: Vec<i32> = state.isr.iter().copied().filter(|r| replicas.contains(r)).collect();
+    let next = PartitionState {
+        replicas: replicas.clone(),
+        isr: if isr.is_empty() { state.isr.clone() } else { isr.clone() },
+        ..state.clone()
+    };
+    let leader = elect(&next, |r| replicas.contains(&r) && is_alive(image, r), false);
+    MetadataRecord::PartitionChange(PartitionChange {
+        topic_id,
+        partition,
+        partition_epoch: state.partition_epoch,
+        leader: (leader != state.leader).then_some(leader),
+        isr: (!isr.is_empty() && isr != state.isr).then_some(isr),
+        replicas: Some(replicas),
+        joining: Vec::new(),
+        reassignment: Some(crate::records::Reassignment::default()),
+    })
+}

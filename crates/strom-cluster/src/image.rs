@@ -30,6 +30,23 @@ pub struct PartitionState {
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// A reassignment in progress (KIP-455): replicas being added (catching up, not
+    /// yet all in the ISR) and replicas to remove once they are; `replicas` holds both.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<i32>,
+}
+
+impl PartitionState {
+    /// The replicas a reassignment in progress leads to (the replicas when none is).
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing.contains(r))
+            .collect()
+    }
 }
 
 /// A topic and its partitions.
@@ -234,6 +251,8 @@ impl MetadataImage {
                 leader: record.leader,
                 leader_epoch: record.leader_epoch,
                 partition_epoch: record.partition_epoch,
+                adding: Vec::new(),
+                removing: Vec::new(),
             },
         );
         Ok(())
@@ -271,6 +290,10 @@ impl MetadataImage {
         }
         if let Some(isr) = &change.isr {
             partition.isr = isr.clone();
+        }
+        if let Some(reassignment) = &change.reassignment {
+            partition.adding = reassignment.adding.clone();
+            partition.removing = reassignment.removing.clone();
         }
         if let Some(leader) = change.leader {
             if leader != partition.leader {

@@ -36,7 +36,8 @@ pub use error::{ClusterError, Refusal};
 pub use image::{BrokerState, MetadataImage, PartitionState, TopicImage};
 pub use quorum::{Quorum, QuorumConfig, QuorumStatus, METADATA_DIR};
 pub use records::{
-    BrokerRegistration, ConfigScope, Listener, MetadataRecord, PartitionChange, PartitionRecord, TopicRecord,
+    BrokerRegistration, ConfigScope, Listener, MetadataRecord, PartitionChange, PartitionRecord, Reassignment,
+    TopicRecord,
 };
 pub use storage::Applied;
 pub use types::{Command, CommandResult, TypeConfig};

@@ -103,6 +103,17 @@ pub struct PartitionChange {
     /// that restarted since, perhaps with an empty disk, must catch up again first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub joining: Vec<(i32, i64)>,
+    /// A reassignment begun, finished or cancelled: the replicas being added and
+    /// removed from now on (both empty: none in progress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reassignment: Option<Reassignment>,
+}
+
+/// The replicas a reassignment adds and removes (KIP-455).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Reassignment {
+    pub adding: Vec<i32>,
+    pub removing: Vec<i32>,
 }
 
 /// Whose dynamic configs a [`MetadataRecord::Configs`] replaces.

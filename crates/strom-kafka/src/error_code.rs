@@ -64,6 +64,7 @@ pub fn error_code(e: &BrokerError) -> i16 {
         BrokerError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
         BrokerError::NotReplica(_) => ResponseError::NotLeaderOrFollower,
         BrokerError::OffsetNotAvailable => ResponseError::OffsetNotAvailable,
+        BrokerError::NoReassignmentInProgress => ResponseError::NoReassignmentInProgress,
         BrokerError::ElectionNotNeeded => ResponseError::ElectionNotNeeded,
         BrokerError::BrokerIdNotRegistered(_) => ResponseError::BrokerIdNotRegistered,
         BrokerError::InconsistentClusterId(_) => ResponseError::InconsistentClusterId,

@@ -62,6 +62,8 @@ pub fn body_decoder(api_key: ApiKey) -> Option<BodyDecoder> {
         ApiKey::ConsumerGroupDescribe => decode::<ConsumerGroupDescribeRequest>,
         ApiKey::InitProducerId => decode::<InitProducerIdRequest>,
         ApiKey::DescribeProducers => decode::<DescribeProducersRequest>,
+        ApiKey::AlterPartitionReassignments => decode::<AlterPartitionReassignmentsRequest>,
+        ApiKey::ListPartitionReassignments => decode::<ListPartitionReassignmentsRequest>,
         ApiKey::AddPartitionsToTxn => decode::<AddPartitionsToTxnRequest>,
         ApiKey::AddOffsetsToTxn => decode::<AddOffsetsToTxnRequest>,
         ApiKey::EndTxn => decode::<EndTxnRequest>,

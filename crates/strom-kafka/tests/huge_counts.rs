@@ -50,6 +50,8 @@ fn default_body(api: ApiKey, version: i16) -> Option<BytesMut> {
         ApiKey::ConsumerGroupDescribe => encoded!(ConsumerGroupDescribeRequest::default()),
         ApiKey::InitProducerId => encoded!(InitProducerIdRequest::default()),
         ApiKey::DescribeProducers => encoded!(DescribeProducersRequest::default()),
+        ApiKey::AlterPartitionReassignments => encoded!(AlterPartitionReassignmentsRequest::default()),
+        ApiKey::ListPartitionReassignments => encoded!(ListPartitionReassignmentsRequest::default()),
         ApiKey::AddPartitionsToTxn => encoded!(AddPartitionsToTxnRequest::default()),
         ApiKey::AddOffsetsToTxn => encoded!(AddOffsetsToTxnRequest::default()),
         ApiKey::EndTxn => encoded!(EndTxnRequest::default()),

@@ -332,6 +332,28 @@ impl BrokerApi {
         crate::blocking::offload_result("elect leaders", move || broker.elect_leaders(partitions, unclean)).await
     }
 
+    /// AlterPartitionReassignments: per (topic, partition, target or `None` to cancel),
+    /// the outcome (see [`Broker::alter_reassignments`]).
+    pub async fn alter_partition_reassignments(
+        &self,
+        caller: &Caller,
+        wanted: Vec<(String, i32, Option<Vec<i32>>)>,
+    ) -> Result<Vec<Result<()>>> {
+        self.authorize(caller, Operation::Alter, Resource::Cluster)?;
+        let broker = self.broker.clone();
+        crate::blocking::offload("reassign partitions", move || broker.alter_reassignments(wanted)).await
+    }
+
+    /// ListPartitionReassignments: those in progress (of `only`, or all).
+    pub fn list_partition_reassignments(
+        &self,
+        caller: &Caller,
+        only: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Result<Vec<crate::broker::OngoingReassignment>> {
+        self.authorize(caller, Operation::Describe, Resource::Cluster)?;
+        Ok(self.broker.list_reassignments(only))
+    }
+
     /// DescribeProducers: the producers with state in a partition.
     pub fn describe_producers(&self, caller: &Caller, topic: &str, partition: i32) -> Result<Vec<ProducerSummary>> {
         let (_, partition) = self.partition(caller, Operation::Read, &TopicRef::Name(topic.to_string()), partition)?;

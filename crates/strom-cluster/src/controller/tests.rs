@@ -51,6 +51,8 @@ fn elections_pick_from_the_isr_and_unclean_only_when_asked() {
         leader: 1,
         leader_epoch: 4,
         partition_epoch: 7,
+        adding: Vec::new(),
+        removing: Vec::new(),
     };
     // The leader is out of the ISR: the first alive ISR member in replica order.
     assert_eq!(elect(&partition, |_| true, false), 2);
@@ -141,6 +143,7 @@ fn preferred_leader_election() {
                 isr: None,
                 replicas: None,
                 joining: Vec::new(),
+                reassignment: None,
             }),
             300,
         )
@@ -171,6 +174,7 @@ fn preferred_replicas_get_their_leadership_back() {
                 isr: Some(vec![2, 1]),
                 replicas: None,
                 joining: vec![(1, 1)],
+                reassignment: None,
             }),
             202,
         )
@@ -196,6 +200,7 @@ fn a_replica_joins_the_isr_only_with_its_current_broker_epoch() {
             isr: Some(vec![1, 2, 3]),
             replicas: None,
             joining: vec![(3, broker_epoch)],
+            reassignment: None,
         })
     };
     let epoch = state(&image, 0).partition_epoch;
@@ -234,6 +239,7 @@ fn unclean_election_follows_the_topic_config() {
                 isr: Some(vec![1]),
                 replicas: None,
                 joining: Vec::new(),
+                reassignment: None,
             }),
             200,
         )
@@ -253,4 +259,76 @@ fn unclean_election_follows_the_topic_config() {
     image.apply_batch(&fence(&image, &[(1, 1)]), 203).unwrap();
     assert_eq!(state(&image, 0).leader, 2);
     assert_eq!(state(&image, 0).isr, vec![2]);
+}
+
+#[test]
+fn a_reassignment_adds_catches_up_then_removes() {
+    let (mut image, id) = image(4, &[&[1, 2, 3]]);
+    assert_eq!(reassign(&image, id, 0, None), Err(ReassignmentError::NoneInProgress));
+    assert!(matches!(
+        reassign(&image, id, 0, Some(&[2, 2, 4])),
+        Err(ReassignmentError::InvalidReplicas(_))
+    ));
+    assert!(matches!(
+        reassign(&image, id, 0, Some(&[2, 9])),
+        Err(ReassignmentError::InvalidReplicas(_))
+    ));
+    assert_eq!(
+        reassign(&image, id, 7, Some(&[1])),
+        Err(ReassignmentError::UnknownPartition)
+    );
+    let begin = reassign(&image, id, 0, Some(&[2, 3, 4])).unwrap();
+    image.apply(&begin, 200).unwrap();
+    let s = state(&image, 0);
+    assert_eq!(
+        (s.replicas.clone(), s.adding.clone(), s.removing.clone()),
+        (vec![2, 3, 4, 1], vec![4], vec![1])
+    );
+    assert_eq!(s.leader, 1, "leadership stays until the reassignment completes");
+    assert!(complete_reassignments(&image).is_empty(), "broker 4 is not in sync yet");
+    // Broker 4 caught up: the leader adds it to the ISR.
+    let join = MetadataRecord::PartitionChange(PartitionChange {
+        topic_id: id,
+        partition: 0,
+        partition_epoch: s.partition_epoch,
+        leader: None,
+        isr: Some(vec![1, 2, 3, 4]),
+        replicas: None,
+        joining: vec![(4, 4)],
+        reassignment: None,
+    });
+    image.apply(&join, 201).unwrap();
+    let done = complete_reassignments(&image);
+    assert_eq!(done.len(), 1);
+    image.apply_batch(&done, 202).unwrap();
+    let s = state(&image, 0);
+    assert_eq!(s.replicas, vec![2, 3, 4]);
+    assert_eq!(s.isr, vec![2, 3, 4]);
+    assert_eq!(s.leader, 2, "the leaving leader hands over");
+    assert!(s.adding.is_empty() && s.removing.is_empty());
+}
+
+#[test]
+fn a_cancelled_reassignment_goes_back_to_the_original_replicas() {
+    let (mut image, id) = image(4, &[&[1, 2]]);
+    image
+        .apply(&reassign(&image, id, 0, Some(&[3, 4])).unwrap(), 200)
+        .unwrap();
+    assert_eq!(state(&image, 0).replicas, vec![3, 4, 1, 2]);
+    // Replaced by another target: the original replicas are still 1 and 2.
+    image
+        .apply(&reassign(&image, id, 0, Some(&[1, 4])).unwrap(), 201)
+        .unwrap();
+    let s = state(&image, 0);
+    assert_eq!(
+        (s.replicas.clone(), s.adding.clone(), s.removing.clone()),
+        (vec![1, 4, 2], vec![4], vec![2])
+    );
+    image.apply(&reassign(&image, id, 0, None).unwrap(), 202).unwrap();
+    let s = state(&image, 0);
+    assert_eq!(
+        (s.replicas.clone(), s.isr.clone(), s.leader),
+        (vec![1, 2], vec![1, 2], 1)
+    );
+    assert!(s.adding.is_empty() && s.removing.is_empty());
 }

@@ -20,6 +20,7 @@ pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod producer;
+pub mod reassign;
 pub mod topics;
 pub mod txn;
 
@@ -42,6 +43,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::UnregisterBroker, 0, 0),
     (ApiKey::AddRaftVoter, 0, 0),
     (ApiKey::RemoveRaftVoter, 0, 0),
@@ -204,6 +207,10 @@ pub async fn dispatch(
             w.write(&cluster::describe_quorum(context, peer, decode(api_key, body, version)?).await)
         }
         ApiKey::ElectLeaders => w.write(&cluster::elect_leaders(context, peer, decode(api_key, body, version)?).await),
+        ApiKey::AlterPartitionReassignments => {
+            w.write(&reassign::alter(context, peer, decode(api_key, body, version)?).await)
+        }
+        ApiKey::ListPartitionReassignments => w.write(&reassign::list(context, peer, decode(api_key, body, version)?)),
         ApiKey::UnregisterBroker => {
             w.write(&cluster::unregister_broker(context, peer, decode(api_key, body, version)?).await)
         }

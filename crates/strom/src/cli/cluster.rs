@@ -44,6 +44,15 @@ pub enum ClusterCommand {
         #[arg(long)]
         id: i32,
     },
+    /// Move every partition replica off a node (to the live brokers with the fewest
+    /// replicas), e.g. before removing it.
+    Drain {
+        #[arg(long)]
+        id: i32,
+        /// Wait until every move is done, showing progress.
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 /// One node as the status shows it.
@@ -60,6 +69,7 @@ struct NodeRow {
 pub async fn run(common: &Common, command: ClusterCommand) -> Result<()> {
     match command {
         ClusterCommand::Status => status(common).await,
+        ClusterCommand::Drain { id, wait } => super::reassign::drain(common, id, wait).await,
         ClusterCommand::AddVoter { id, address } => {
             let (host, port) = address
                 .rsplit_once(':')
@@ -106,7 +116,7 @@ pub async fn run(common: &Common, command: ClusterCommand) -> Result<()> {
     }
 }
 
-fn check(code: i16, message: Option<&str>) -> Result<()> {
+pub(super) fn check(code: i16, message: Option<&str>) -> Result<()> {
     if code == 0 {
         return Ok(());
     }

@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod consume;
 pub mod group;
 pub mod produce;
+pub mod reassign;
 pub mod topic;
 
 use std::fmt::Display;

@@ -1,4 +1,4 @@
-//! `strom topic create|list|describe|delete|alter-config|add-partitions`.
+//! `strom topic create|list|describe|delete|alter-config|add-partitions|reassign|reassignments`.
 
 use std::collections::BTreeMap;
 
@@ -50,12 +50,41 @@ pub enum TopicCommand {
         #[arg(long)]
         count: i32,
     },
+    /// Move a partition's replicas to other brokers (the new ones catch up first), or
+    /// cancel a move in progress.
+    Reassign {
+        name: String,
+        #[arg(long)]
+        partition: i32,
+        /// The new replicas, e.g. 2,3,4 (the first is the preferred leader).
+        #[arg(long, value_delimiter = ',', required_unless_present = "cancel")]
+        replicas: Option<Vec<i32>>,
+        /// Cancel the move in progress: back to the original replicas.
+        #[arg(long, conflicts_with = "replicas")]
+        cancel: bool,
+        /// Wait until the move is done, showing progress.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List partition moves in progress.
+    Reassignments,
 }
 
 pub async fn run(common: &Common, command: TopicCommand) -> Result<()> {
+    match command {
+        TopicCommand::Reassign {
+            name,
+            partition,
+            replicas,
+            cancel,
+            wait,
+        } => return super::reassign::reassign(common, name, partition, replicas.filter(|_| !cancel), wait).await,
+        TopicCommand::Reassignments => return super::reassign::list(common).await,
+        _ => {}
+    }
     let admin = common.admin().await?;
     let topic = match &command {
-        TopicCommand::List { .. } => None,
+        TopicCommand::List { .. } | TopicCommand::Reassign { .. } | TopicCommand::Reassignments => None,
         TopicCommand::Create { name, .. }
         | TopicCommand::Describe { name }
         | TopicCommand::Delete { name }
@@ -200,6 +229,8 @@ pub async fn run(common: &Common, command: TopicCommand) -> Result<()> {
                 outln!("{name} now has {count} partitions")
             })?;
         }
+        // Handled above.
+        TopicCommand::Reassign { .. } | TopicCommand::Reassignments => {}
     }
     Ok(())
 }

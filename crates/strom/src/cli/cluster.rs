@@ -17,6 +17,7 @@ use strom_client::kafka_protocol::messages::{
 };
 use strom_client::kafka_protocol::protocol::StrBytes;
 
+use super::check_error_code as check;
 use super::{explain, print_table, Common, Output};
 
 #[derive(Subcommand, Debug)]
@@ -114,19 +115,6 @@ pub async fn run(common: &Common, command: ClusterCommand) -> Result<()> {
             )
         }
     }
-}
-
-pub(super) fn check(code: i16, message: Option<&str>) -> Result<()> {
-    if code == 0 {
-        return Ok(());
-    }
-    let name = strom_client::Error::Kafka {
-        code,
-        message: message.unwrap_or_default().to_string(),
-    }
-    .code_name()
-    .unwrap_or_default();
-    anyhow::bail!("{} ({name})", message.unwrap_or("refused"))
 }
 
 fn done(common: &Common, json: serde_json::Value, text: &str) -> Result<()> {

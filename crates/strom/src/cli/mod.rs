@@ -90,6 +90,20 @@ pub fn emit(line: impl Display) -> Result<()> {
 }
 
 /// A client error as a message that says what happened and what to do about it.
+/// A Kafka error code in a response as an error naming it (0: fine).
+pub fn check_error_code(code: i16, message: Option<&str>) -> Result<()> {
+    if code == 0 {
+        return Ok(());
+    }
+    let name = strom_client::Error::Kafka {
+        code,
+        message: message.unwrap_or_default().to_string(),
+    }
+    .code_name()
+    .unwrap_or_default();
+    anyhow::bail!("{} ({name})", message.unwrap_or("refused"))
+}
+
 pub fn explain(error: strom_client::Error, brokers: &str) -> anyhow::Error {
     explain_for(error, brokers, None)
 }

@@ -199,11 +199,11 @@ async fn submit(common: &Common, moves: &[Move]) -> Result<()> {
         .send_any(&request)
         .await
         .map_err(|e| explain(e, &common.brokers))?;
-    super::cluster::check(response.error_code, response.error_message.as_deref())?;
+    super::check_error_code(response.error_code, response.error_message.as_deref())?;
     for topic in &response.responses {
         for p in &topic.partitions {
             if p.error_code != 0 {
-                super::cluster::check(p.error_code, p.error_message.as_deref())
+                super::check_error_code(p.error_code, p.error_message.as_deref())
                     .map_err(|e| e.context(format!("{}-{}", topic.name.0, p.partition_index)))?;
             }
         }
@@ -219,7 +219,7 @@ async fn ongoing(common: &Common) -> Result<BTreeMap<(String, i32), (Vec<i32>, V
         .send_any(&ListPartitionReassignmentsRequest::default().with_timeout_ms(30_000))
         .await
         .map_err(|e| explain(e, &common.brokers))?;
-    super::cluster::check(response.error_code, response.error_message.as_deref())?;
+    super::check_error_code(response.error_code, response.error_message.as_deref())?;
     let ids = |ids: &[BrokerId]| ids.iter().map(|b| b.0).collect::<Vec<_>>();
     Ok(response
         .topics

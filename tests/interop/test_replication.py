@@ -9,6 +9,7 @@ keeps working on the leader."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 import time
@@ -213,6 +214,11 @@ def test_with_both_followers_down_acks_all_is_refused_and_nothing_new_is_visible
     for node in followers:
         node.kill()
     wait_for(lambda: partition_states(cluster)[0] == (leader, [leader]), "the ISR shrunk to the leader")
+    # The CLI shows it: under-replicated in the cluster's counts and the topic's rows.
+    status = json.loads(strom(cluster, "--output", "json", "cluster", "status"))
+    assert status["partitions"]["under_replicated"] >= 1, status["partitions"]
+    described = json.loads(strom(cluster, "--output", "json", "topic", "describe", TOPIC))
+    assert described["partitions"][0]["under_replicated"] is True
 
     outcomes.clear()
     strict.produce(TOPIC, value=b"refused", on_delivery=lambda err, msg: outcomes.append(err))
@@ -234,6 +240,19 @@ def test_with_both_followers_down_acks_all_is_refused_and_nothing_new_is_visible
         for node in followers:
             node.restart()
         wait_for(lambda: len(partition_states(cluster)[0][1]) == 3, "the followers back in the ISR")
+        described = json.loads(strom(cluster, "--output", "json", "topic", "describe", TOPIC))
+        row = described["partitions"][0]
+        assert row["under_replicated"] is False
+        assert sorted(row["replica_lag"]) == ["1", "2", "3"], row
+        wait_for(
+            lambda: all(
+                lag == 0
+                for lag in json.loads(strom(cluster, "--output", "json", "topic", "describe", TOPIC))["partitions"][0][
+                    "replica_lag"
+                ].values()
+            ),
+            "the followers' lag back to 0",
+        )
         wait_for(
             lambda: consumer.get_watermark_offsets(TopicPartition(TOPIC, 0), timeout=5)[1] == 2,
             "the acks=1 record committed once the ISR is back",

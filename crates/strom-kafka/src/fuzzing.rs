@@ -64,6 +64,7 @@ pub fn body_decoder(api_key: ApiKey) -> Option<BodyDecoder> {
         ApiKey::DescribeProducers => decode::<DescribeProducersRequest>,
         ApiKey::AlterPartitionReassignments => decode::<AlterPartitionReassignmentsRequest>,
         ApiKey::ListPartitionReassignments => decode::<ListPartitionReassignmentsRequest>,
+        ApiKey::DescribeLogDirs => decode::<DescribeLogDirsRequest>,
         ApiKey::AddPartitionsToTxn => decode::<AddPartitionsToTxnRequest>,
         ApiKey::AddOffsetsToTxn => decode::<AddOffsetsToTxnRequest>,
         ApiKey::EndTxn => decode::<EndTxnRequest>,

@@ -52,6 +52,7 @@ fn default_body(api: ApiKey, version: i16) -> Option<BytesMut> {
         ApiKey::DescribeProducers => encoded!(DescribeProducersRequest::default()),
         ApiKey::AlterPartitionReassignments => encoded!(AlterPartitionReassignmentsRequest::default()),
         ApiKey::ListPartitionReassignments => encoded!(ListPartitionReassignmentsRequest::default()),
+        ApiKey::DescribeLogDirs => encoded!(DescribeLogDirsRequest::default()),
         ApiKey::AddPartitionsToTxn => encoded!(AddPartitionsToTxnRequest::default()),
         ApiKey::AddOffsetsToTxn => encoded!(AddOffsetsToTxnRequest::default()),
         ApiKey::EndTxn => encoded!(EndTxnRequest::default()),

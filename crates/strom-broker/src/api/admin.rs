@@ -50,6 +50,25 @@ pub struct BrokerEndpoint {
     pub alive: bool,
 }
 
+/// DescribeLogDirs: this node's data directory and the replicas in it.
+#[derive(Debug, Clone)]
+pub struct LogDirDescription {
+    pub dir: String,
+    pub total_bytes: i64,
+    pub usable_bytes: i64,
+    /// Topic → its replicas here.
+    pub topics: Vec<(String, Vec<ReplicaDescription>)>,
+}
+
+/// One replica in a [`LogDirDescription`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaDescription {
+    pub partition: i32,
+    pub size_bytes: i64,
+    /// How far its log end is behind the leader's high watermark (0 on the leader).
+    pub offset_lag: i64,
+}
+
 /// A CreatePartitions request for one topic.
 #[derive(Debug, Clone)]
 pub struct NewPartitions {
@@ -352,6 +371,53 @@ impl BrokerApi {
     ) -> Result<Vec<crate::broker::OngoingReassignment>> {
         self.authorize(caller, Operation::Describe, Resource::Cluster)?;
         Ok(self.broker.list_reassignments(only))
+    }
+
+    /// DescribeLogDirs: this node's data directory with the size and lag of each replica
+    /// it hosts (of `only`, or all), and the directory's total and usable bytes.
+    pub fn describe_log_dirs(
+        &self,
+        caller: &Caller,
+        only: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Result<LogDirDescription> {
+        self.authorize(caller, Operation::Describe, Resource::Cluster)?;
+        let mut topics = Vec::new();
+        for topic in self.broker.topics() {
+            let wanted: Option<&Vec<i32>> = match &only {
+                Some(only) => match only.iter().find(|(name, _)| name == topic.name()) {
+                    Some((_, partitions)) => Some(partitions),
+                    None => continue,
+                },
+                None => None,
+            };
+            let replicas: Vec<ReplicaDescription> = topic
+                .partitions()
+                .iter()
+                .filter(|p| wanted.is_none_or(|w| w.contains(&p.index())))
+                .map(|p| ReplicaDescription {
+                    partition: p.index(),
+                    size_bytes: p.log().size_bytes() as i64,
+                    offset_lag: p.replica().offset_lag(p.log_end_offset()),
+                })
+                .collect();
+            if !replicas.is_empty() {
+                topics.push((topic.name().to_string(), replicas));
+            }
+        }
+        let dir = self.broker.config().data_dir.clone();
+        let (total_bytes, usable_bytes) = rustix::fs::statvfs(&dir).map_or((-1, -1), |stat| {
+            let block = stat.f_frsize as i64;
+            (
+                (stat.f_blocks as i64).saturating_mul(block),
+                (stat.f_bavail as i64).saturating_mul(block),
+            )
+        });
+        Ok(LogDirDescription {
+            dir: dir.display().to_string(),
+            total_bytes,
+            usable_bytes,
+            topics,
+        })
     }
 
     /// DescribeProducers: the producers with state in a partition.

@@ -27,7 +27,10 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 pub(crate) use admin::broker_endpoints;
-pub use admin::{BrokerEndpoint, DeletedTopic, NewPartitions, PartitionMetadata, TopicMetadata};
+pub use admin::{
+    BrokerEndpoint, DeletedTopic, LogDirDescription, NewPartitions, PartitionMetadata, ReplicaDescription,
+    TopicMetadata,
+};
 pub use configs::{ConfigAlteration, ConfigChanges, ConfigOp, ConfigResource};
 pub use coordinators::CoordinatorKind;
 pub use describe_configs::{ConfigSynonym, DescribedConfig, StaticSetting};

@@ -15,7 +15,7 @@
 //! metadata says what was committed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use std::sync::Mutex;
 
 use tokio::sync::watch;
@@ -34,6 +34,9 @@ pub struct ReplicaState {
     /// The log end offset, published after each append: followers' fetches wait on it
     /// (the high watermark moves only once they have fetched).
     log_end: watch::Sender<i64>,
+    /// On a follower: the leader's high watermark as its last fetch response said
+    /// (-1: none yet), for the follower's lag.
+    leader_high_watermark: AtomicI64,
 }
 
 /// Replicas, ISR and the followers' positions, changed together.
@@ -112,6 +115,7 @@ impl ReplicaState {
             }),
             high_watermark,
             log_end,
+            leader_high_watermark: AtomicI64::new(-1),
         }
     }
 
@@ -313,12 +317,24 @@ impl ReplicaState {
     /// A follower's high watermark: the leader's, bounded by the local log end. It may
     /// move back (after a truncation), which only makes less visible.
     pub fn follow_high_watermark(&self, leader_high_watermark: i64, log_end: i64) {
+        self.leader_high_watermark
+            .store(leader_high_watermark, Ordering::Release);
         let value = leader_high_watermark.min(log_end);
         self.high_watermark.send_if_modified(|hw| {
             let moved = *hw != value;
             *hw = value;
             moved
         });
+    }
+
+    /// How far this replica's log end is behind what the leader has committed: on a
+    /// follower, the leader's high watermark (as last heard) minus the log end; on the
+    /// leader, 0 (Kafka's DescribeLogDirs `offset_lag`).
+    pub fn offset_lag(&self, log_end: i64) -> i64 {
+        if self.is_leader() {
+            return 0;
+        }
+        (self.leader_high_watermark.load(Ordering::Acquire) - log_end).max(0)
     }
 
     /// Sets the high watermark where a restart or truncation leaves it (never above

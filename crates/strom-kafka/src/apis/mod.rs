@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod group_offsets;
 pub mod groups;
 pub mod leader_hints;
+pub mod log_dirs;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
@@ -45,6 +46,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::UnregisterBroker, 0, 0),
     (ApiKey::AddRaftVoter, 0, 0),
     (ApiKey::RemoveRaftVoter, 0, 0),
@@ -211,6 +213,7 @@ pub async fn dispatch(
             w.write(&reassign::alter(context, peer, decode(api_key, body, version)?).await)
         }
         ApiKey::ListPartitionReassignments => w.write(&reassign::list(context, peer, decode(api_key, body, version)?)),
+        ApiKey::DescribeLogDirs => w.write(&log_dirs::describe(context, peer, decode(api_key, body, version)?)),
         ApiKey::UnregisterBroker => {
             w.write(&cluster::unregister_broker(context, peer, decode(api_key, body, version)?).await)
         }

@@ -56,6 +56,37 @@ pub enum ClusterCommand {
     },
 }
 
+/// Partition counts over every topic (internal ones included), from Metadata.
+struct PartitionHealth {
+    total: usize,
+    /// Led, with fewer in-sync replicas than replicas.
+    under_replicated: usize,
+    /// No leader.
+    offline: usize,
+}
+
+async fn partition_health(admin: &strom_client::Admin) -> strom_client::Result<PartitionHealth> {
+    let names: Vec<String> = admin.list_topics().await?.into_iter().map(|t| t.name).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut health = PartitionHealth {
+        total: 0,
+        under_replicated: 0,
+        offline: 0,
+    };
+    if refs.is_empty() {
+        return Ok(health);
+    }
+    for partition in admin.describe_topics(&refs).await?.iter().flat_map(|t| &t.partitions) {
+        health.total += 1;
+        if partition.leader < 0 {
+            health.offline += 1;
+        } else if partition.isr.len() < partition.replicas.len() {
+            health.under_replicated += 1;
+        }
+    }
+    Ok(health)
+}
+
 /// One node as the status shows it.
 struct NodeRow {
     node_id: i32,
@@ -202,6 +233,7 @@ async fn status(common: &Common) -> Result<()> {
         }
     }
     let controller = partition.leader_id.0;
+    let health = partition_health(&admin).await.map_err(fail)?;
     let roles = |n: &NodeRow| {
         let mut roles = Vec::new();
         if n.broker.is_some() {
@@ -231,13 +263,20 @@ async fn status(common: &Common) -> Result<()> {
                     "log_end_offset": n.log_end,
                     "lag": n.log_end.map(|end| (high_watermark - end).max(0)),
                 })).collect::<Vec<_>>(),
+                "partitions": {"total": health.total, "under_replicated": health.under_replicated, "offline": health.offline},
             })
         )?,
         Output::Table => {
             outln!("cluster id         {}", cluster.cluster_id)?;
             outln!("active controller  {controller}")?;
             outln!("quorum term        {}", partition.leader_epoch)?;
-            outln!("committed index    {high_watermark}\n")?;
+            outln!("committed index    {high_watermark}")?;
+            outln!(
+                "partitions         {} ({} under-replicated, {} offline)\n",
+                health.total,
+                health.under_replicated,
+                health.offline
+            )?;
             let rows: Vec<Vec<String>> = nodes
                 .values()
                 .map(|n| {

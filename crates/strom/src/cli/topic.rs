@@ -146,6 +146,15 @@ pub async fn run(common: &Common, command: TopicCommand) -> Result<()> {
                 ends.get(&TopicPartition::new(name.clone(), p))
                     .map_or(-1, |found| found.offset)
             };
+            let lags = replica_lags(&admin, &topic).await;
+            let lag_of = |p: i32| -> BTreeMap<i32, i64> {
+                lags.iter()
+                    .filter(|((partition, _), _)| *partition == p)
+                    .map(|((_, broker), lag)| (*broker, *lag))
+                    .collect()
+            };
+            let under_replicated =
+                |p: &strom_client::PartitionDescription| p.leader >= 0 && p.isr.len() < p.replicas.len();
             match common.output {
                 Output::Json => outln!(
                     "{}",
@@ -156,6 +165,8 @@ pub async fn run(common: &Common, command: TopicCommand) -> Result<()> {
                         "partitions": topic.partitions.iter().map(|p| json!({
                             "partition": p.partition, "leader": p.leader, "leader_epoch": p.leader_epoch,
                             "replicas": p.replicas, "isr": p.isr, "end_offset": end(p.partition),
+                            "under_replicated": under_replicated(p), "offline": p.leader < 0,
+                            "replica_lag": lag_of(p.partition).iter().map(|(b, l)| (b.to_string(), json!(l))).collect::<serde_json::Map<_, _>>(),
                         })).collect::<Vec<_>>(),
                         "configs": topic.configs.iter().map(|(k, v)| (k.clone(), json!({"value": v.value, "default": v.is_default}))).collect::<serde_json::Map<_, _>>(),
                     })
@@ -182,11 +193,34 @@ pub async fn run(common: &Common, command: TopicCommand) -> Result<()> {
                                     -1 => "-".into(),
                                     end => end.to_string(),
                                 },
+                                if under_replicated(p) {
+                                    "yes".into()
+                                } else {
+                                    String::new()
+                                },
+                                p.replicas
+                                    .iter()
+                                    .filter(|r| **r != p.leader)
+                                    .map(|r| match lag_of(p.partition).get(r) {
+                                        Some(lag) => format!("{r}:{lag}"),
+                                        None => format!("{r}:?"),
+                                    })
+                                    .collect::<Vec<_>>()
+                                    .join(" "),
                             ]
                         })
                         .collect();
                     print_table(
-                        &["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "END OFFSET"],
+                        &[
+                            "PARTITION",
+                            "LEADER",
+                            "EPOCH",
+                            "REPLICAS",
+                            "ISR",
+                            "END OFFSET",
+                            "UNDER-REPLICATED",
+                            "FOLLOWER LAG",
+                        ],
                         &rows,
                     )?;
                     outln!()?;
@@ -233,6 +267,38 @@ pub async fn run(common: &Common, command: TopicCommand) -> Result<()> {
         TopicCommand::Reassign { .. } | TopicCommand::Reassignments => {}
     }
     Ok(())
+}
+
+/// Each replica's lag behind its leader's high watermark, as the broker holding it
+/// reports (DescribeLogDirs): (partition, broker) → records behind. Brokers that do
+/// not answer within a few seconds are left out (shown as `?`).
+async fn replica_lags(
+    admin: &strom_client::Admin,
+    topic: &strom_client::TopicDescription,
+) -> BTreeMap<(i32, i32), i64> {
+    use strom_client::kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+    use strom_client::kafka_protocol::messages::{DescribeLogDirsRequest, TopicName};
+    let brokers: std::collections::BTreeSet<i32> = topic.partitions.iter().flat_map(|p| p.replicas.clone()).collect();
+    let request = DescribeLogDirsRequest::default().with_topics(Some(vec![DescribableLogDirTopic::default()
+        .with_topic(TopicName(topic.name.clone().into()))
+        .with_partitions(topic.partitions.iter().map(|p| p.partition).collect())]));
+    let mut lags = BTreeMap::new();
+    for broker in brokers {
+        let asked = tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            admin.client().send_to(broker, &request),
+        )
+        .await;
+        let Ok(Ok(response)) = asked else { continue };
+        for result in response.results {
+            for t in result.topics.iter().filter(|t| t.name.0.as_str() == topic.name) {
+                for p in &t.partitions {
+                    lags.insert((p.partition_index, broker), p.offset_lag);
+                }
+            }
+        }
+    }
+    lags
 }
 
 fn report(output: Output, value: serde_json::Value, text: impl FnOnce() -> Result<()>) -> Result<()> {

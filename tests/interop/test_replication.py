@@ -2,6 +2,10 @@
 replication factor 3 and min.insync.replicas 2, confluent-kafka producers with
 acks=all, leaders SIGKILLed while producing, followers down, two nodes down.
 
+A transaction open while its partition leader or its coordinator is SIGKILLed is read
+whole or not at all under read_committed; partitions are reassigned and a node drained
+with the CLI while written to.
+
 What must hold: every acknowledged record is read back after the failovers, once and
 in the order it was produced; acks=all is refused (NOT_ENOUGH_REPLICAS) while the ISR
 is below min.insync.replicas and nothing above the high watermark is visible; acks=1
@@ -15,9 +19,10 @@ import threading
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
+import kafka_wire
 from cluster_util import Cluster
 from conftest import strom_bin
 
@@ -339,3 +344,86 @@ def test_reassignment_moves_replicas_and_drain_empties_a_node(cluster, tmp_path)
         writer.join(120)
     assert not writer.failed, writer.failed[:5]
     check_history(writer, read_all(cluster.bootstrap, 2, writer.count()))
+
+
+def coordinator_of(cluster: Cluster, transactional_id: str) -> int:
+    def ask():
+        for node in cluster.live():
+            error, coordinator, _ = kafka_wire.find_coordinator(node.port, transactional_id, 1)
+            if error == 0:
+                return coordinator
+        return None
+
+    found: list[int] = []
+    wait_for(lambda: found.append(ask()) or found[-1] is not None, "the transaction coordinator")
+    return found[-1]
+
+
+@pytest.mark.parametrize("victim", ["partition-leader", "coordinator"])
+def test_a_transaction_survives_its_leader_or_coordinator_being_killed_whole_or_not_at_all(cluster, victim):
+    create(cluster, partitions=2)
+    txn_id = f"txn-{victim}"
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "transactional.id": txn_id, "transaction.timeout.ms": 20000})
+    producer.init_transactions(30)
+    outcomes: dict[int, str] = {}
+    killed = None
+    for txn in range(6):
+        producer.begin_transaction()
+        for i in range(10):
+            producer.produce(TOPIC, value=f"{txn}-{i}".encode(), partition=i % 2)
+        producer.flush(30)
+        if txn == 2:
+            # Mid-transaction: records written on both partitions, not yet committed.
+            target = partition_states(cluster)[0][0] if victim == "partition-leader" else coordinator_of(cluster, txn_id)
+            killed = cluster.node(target)
+            killed.kill()
+        try:
+            producer.commit_transaction(60)
+            outcomes[txn] = "committed"
+        except KafkaException as e:
+            error = e.args[0]
+            if error.txn_requires_abort():
+                producer.abort_transaction(60)
+                outcomes[txn] = "aborted"
+            else:
+                outcomes[txn] = "unknown"
+                producer = Producer(
+                    {"bootstrap.servers": cluster.bootstrap, "transactional.id": txn_id, "transaction.timeout.ms": 20000}
+                )
+                producer.init_transactions(60)
+    producer.flush(10)
+    assert killed is not None
+    killed.restart()
+    wait_for(lambda: all(len(isr) == 3 for _, isr in partition_states(cluster).values()), "full ISRs again")
+    consumer = Consumer(
+        {
+            "bootstrap.servers": cluster.bootstrap,
+            "group.id": f"check-{victim}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([TopicPartition(TOPIC, p, 0) for p in range(2)])
+    seen: dict[int, set[str]] = {}
+    committed_records = sum(10 for o in outcomes.values() if o == "committed")
+    deadline = time.monotonic() + 60
+    idle = 0
+    try:
+        while time.monotonic() < deadline and idle < 10:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                idle += 1 if sum(len(v) for v in seen.values()) >= committed_records else 0
+                continue
+            txn, _ = msg.value().decode().split("-")
+            seen.setdefault(int(txn), set()).add(msg.value().decode())
+    finally:
+        consumer.close()
+    for txn, outcome in outcomes.items():
+        records = seen.get(txn, set())
+        if outcome == "committed":
+            assert len(records) == 10, f"transaction {txn} committed but {len(records)} of 10 records read"
+        elif outcome == "aborted":
+            assert not records, f"transaction {txn} aborted but {len(records)} records read"
+        else:
+            assert len(records) in (0, 10), f"transaction {txn} torn: {len(records)} of 10 records read"
+    assert sum(1 for o in outcomes.values() if o == "committed") >= 3, outcomes

@@ -427,3 +427,42 @@ def test_a_transaction_survives_its_leader_or_coordinator_being_killed_whole_or_
         else:
             assert len(records) in (0, 10), f"transaction {txn} torn: {len(records)} of 10 records read"
     assert sum(1 for o in outcomes.values() if o == "committed") >= 3, outcomes
+
+
+def test_sigterm_moves_leadership_first_and_the_preferred_leader_gets_it_back(tmp_path, request):
+    # Sessions that outlast the test: only a controlled shutdown can move leadership.
+    settings = dict(SETTINGS, **{"broker.session.timeout.ms": 120000, "leader.imbalance.check.interval.seconds": 1})
+    cluster = Cluster(tmp_path, 3, settings)
+    request.node._strom_brokers = cluster.nodes
+    cluster.start()
+    try:
+        create(cluster, partitions=3)
+        before = partition_states(cluster)
+        victim = before[0][0]
+        led = sorted(p for p, (leader, _) in before.items() if leader == victim)
+        writer = Writer(cluster.bootstrap, 3)
+        writer.start()
+        try:
+            wait_for(lambda: writer.count() > 200, "acknowledgements")
+            assert cluster.node(victim).stop() == 0
+            # Well within the two-minute session: moved by the controlled shutdown.
+            wait_for(
+                lambda: all(partition_states(cluster)[p][0] not in (victim, -1) for p in led),
+                "leadership moved away by the controlled shutdown",
+                timeout=30,
+            )
+            wait_for(lambda: writer.count() > 400, "acknowledgements on the new leaders")
+            cluster.node(victim).restart()
+            wait_for(
+                lambda: all(partition_states(cluster)[p][0] == victim for p in led),
+                "leadership back on the preferred replica",
+            )
+        finally:
+            writer.stop.set()
+            writer.join(120)
+        assert not writer.failed, writer.failed[:5]
+        check_history(writer, read_all(cluster.bootstrap, 3, writer.count()))
+    finally:
+        for node in cluster.nodes:
+            if node.alive():
+                node.stop()

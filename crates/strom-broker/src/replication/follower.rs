@@ -189,10 +189,21 @@ fn apply_fetched(
         {
             if answer.error.is_none() && answer.high_watermark >= 0 {
                 partition.follow_high_watermark(answer.high_watermark);
+                follow_log_start(partition, answer.log_start_offset);
             }
         }
     }
     !answers.is_empty() && failures == answers.len()
+}
+
+/// A follower's log start follows the leader's (DeleteRecords, retention there), so
+/// records deleted on the leader do not come back if this replica leads later.
+fn follow_log_start(partition: &Partition, leader_log_start: i64) {
+    if leader_log_start > partition.log_start_offset() && leader_log_start <= partition.log_end_offset() {
+        if let Err(e) = partition.partition_log().delete_records(leader_log_start) {
+            tracing::warn!(partition = ?partition, error = %e, "could not follow the leader's log start offset");
+        }
+    }
 }
 
 /// One partition's answer: truncation, append or the error's remedy. Returns whether

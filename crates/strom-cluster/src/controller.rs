@@ -193,6 +193,34 @@ pub fn rebalance_preferred(image: &MetadataImage) -> Vec<MetadataRecord> {
     records
 }
 
+/// A broker registering again (a new process, perhaps a new disk) leaves every ISR it
+/// is in where other members remain, and hands over the leadership of those partitions
+/// to them; where it is the last ISR member it stays (it holds whatever there is).
+pub fn leave_isrs(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
+    let mut changes = Vec::new();
+    for topic in image.topics() {
+        for (index, partition) in &topic.partitions {
+            if !partition.isr.contains(&node_id) || partition.isr.len() < 2 {
+                continue;
+            }
+            let isr: Vec<i32> = partition.isr.iter().copied().filter(|r| *r != node_id).collect();
+            let next = PartitionState {
+                isr: isr.clone(),
+                ..partition.clone()
+            };
+            let leader = elect(&next, |r| r != node_id && is_alive(image, r), false);
+            changes.push(change(
+                topic.id,
+                *index,
+                partition,
+                (leader != partition.leader).then_some(leader),
+                Some(isr),
+            ));
+        }
+    }
+    changes
+}
+
 /// Why a preferred-leader election did not happen (ElectLeaders' per-partition errors).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ElectionError {

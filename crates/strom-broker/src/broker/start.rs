@@ -61,8 +61,13 @@ impl Broker {
         };
         // A registration whose outcome is unknown is simply made again: the last one
         // committed gives the broker epoch.
-        let broker_epoch = propose_at_start(&quorum, wait, |_| {
-            Ok(vec![MetadataRecord::RegisterBroker(registration.clone())])
+        // A restarted broker leaves the ISRs it was in (KIP-903): its disk may have lost
+        // what it had (a replaced disk, lost unsynced writes), so it rejoins only by
+        // catching up again, with its new broker epoch.
+        let broker_epoch = propose_at_start(&quorum, wait, |image| {
+            let mut records = vec![MetadataRecord::RegisterBroker(registration.clone())];
+            records.extend(strom_cluster::controller::leave_isrs(image, config.node_id));
+            Ok(records)
         })? as i64;
         let producer_ids = ProducerIdManager::new(config.node_id, quorum.clone());
         // The dynamic configs come from the image, with the first sync below.
@@ -114,6 +119,11 @@ pub(super) fn propose_at_start(
             Err(ClusterError::NotAvailable(why) | ClusterError::Timeout(why)) if Instant::now() < deadline => {
                 tracing::info!(%why, "the metadata quorum is not ready; trying again");
                 std::thread::sleep(Duration::from_millis(200));
+            }
+            // Built against an image that moved on meanwhile (a partition changed): build
+            // it again.
+            Err(ClusterError::Refused(strom_cluster::Refusal::Stale(why))) if Instant::now() < deadline => {
+                tracing::info!(%why, "the metadata changed while this node registered; trying again");
             }
             Err(e) => return Err(e.into()),
         }

@@ -332,3 +332,22 @@ fn a_cancelled_reassignment_goes_back_to_the_original_replicas() {
     );
     assert!(s.adding.is_empty() && s.removing.is_empty());
 }
+
+#[test]
+fn a_restarted_broker_leaves_the_isrs_it_shares_and_hands_over_leadership() {
+    let (mut image, _) = image(3, &[&[1, 2, 3], &[2, 1], &[1]]);
+    let records = leave_isrs(&image, 1);
+    assert_eq!(records.len(), 2, "partition 2 has no other member: untouched");
+    image.apply_batch(&records, 200).unwrap();
+    let p0 = state(&image, 0);
+    assert_eq!(
+        (p0.isr.clone(), p0.leader),
+        (vec![2, 3], 2),
+        "a new leader from the rest"
+    );
+    let p1 = state(&image, 1);
+    assert_eq!((p1.isr.clone(), p1.leader), (vec![2], 2));
+    let p2 = state(&image, 2);
+    assert_eq!((p2.isr.clone(), p2.leader), (vec![1], 1));
+    assert!(leave_isrs(&image, 1).is_empty(), "nothing left to leave");
+}

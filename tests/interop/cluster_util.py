@@ -75,10 +75,10 @@ class Link:
     """The directed link src→dst: one proxy to dst's controller port, one to its Kafka
     listener, switched together."""
 
-    def __init__(self, src: Node, dst: Node):
+    def __init__(self, src: Node, dst: Node, reserved: set[int]):
         self.src, self.dst = src.node_id, dst.node_id
-        self.controller = FaultProxy("127.0.0.1", dst.controller_port, name=f"{self.src}->{self.dst} controller")
-        self.broker = FaultProxy("127.0.0.1", dst.port, name=f"{self.src}->{self.dst} kafka")
+        self.controller = _proxy(dst.controller_port, f"{self.src}->{self.dst} controller", reserved)
+        self.broker = _proxy(dst.port, f"{self.src}->{self.dst} kafka", reserved)
 
     def set_mode(self, mode: str, delay_ms: int = 0) -> None:
         self.controller.set_mode(mode, delay_ms)
@@ -91,6 +91,16 @@ class Link:
     def close(self) -> None:
         self.controller.close()
         self.broker.close()
+
+
+def _proxy(target_port: int, name: str, reserved: set[int]) -> FaultProxy:
+    """A proxy on a port none of the nodes was given: their ports were only probed free
+    (`free_port`), so the kernel may hand the same number to the proxy's listener."""
+    while True:
+        proxy = FaultProxy("127.0.0.1", target_port, name=name)
+        if proxy.port not in reserved:
+            return proxy
+        proxy.close()
 
 
 class Cluster:
@@ -116,7 +126,10 @@ class Cluster:
                 node.voters = voters
 
     def _wire_proxies(self) -> None:
-        self.links = {(a.node_id, b.node_id): Link(a, b) for a in self.nodes for b in self.nodes if a is not b}
+        reserved = {port for n in self.nodes for port in (n.port, n.controller_port)}
+        self.links = {
+            (a.node_id, b.node_id): Link(a, b, reserved) for a in self.nodes for b in self.nodes if a is not b
+        }
         with_addresses = supported(INTER_BROKER_ADDRESSES)
         if not with_addresses:
             self.notes.append(

@@ -127,6 +127,8 @@ def check(history: dict) -> dict:
         "acknowledged": len(acked),
         "read_final": sum(len(r) for r in committed_read.values()),
         "polled": sum(1 for p in polls if "offset" in p),
+        # Partitions with two or more replicas on disk: the replica check had work.
+        "replicas_compared": sum(1 for by_node in _by_partition(history.get("replicas")).values() if len(by_node) > 1),
     }
 
 

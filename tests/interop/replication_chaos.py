@@ -212,9 +212,9 @@ class Faults:
     of nodes) each and never two on the same node."""
 
     def __init__(self, cluster: Cluster, log: Log, disks: SmallDisks | None, rf: int, partitions: int,
-                 max_faulty: int):
+                 max_faulty: int, lossy: bool = False):
         self.cluster, self.log, self.disks = cluster, log, disks
-        self.rf, self.partitions, self.max_faulty = rf, partitions, max_faulty
+        self.rf, self.partitions, self.max_faulty, self.lossy = rf, partitions, max_faulty, lossy
         self.active: list[dict] = []  # {"fault", "nodes", "heal", "round", "detail"}
         self.counts = {f: {"installed": 0, "skipped": 0} for f in FAULTS}
         self.violations: list[str] = []
@@ -376,7 +376,7 @@ class Faults:
                     "delay", delay_ms)
 
     def fault_lose_unsynced(self, round_, fault, rng):
-        if self.rf < 2:
+        if self.rf < 2 and not self.lossy:
             # With one replica a lost unflushed tail loses acknowledged records by design.
             return self.skip(round_, fault, "needs replicas (rf 1 loses acknowledged records by design)")
         node_id = self._pick(rng)
@@ -517,8 +517,15 @@ def choose_rf(rf, cluster: Cluster, log: Log, notes: list[str]) -> int:
 
 def run(rounds: int, seed: int, root: Path, rf: int | str = 3, partitions: int = 3, max_faulty: int = 1,
         producers: int = 2, consumers: int = 2, txn: bool = True, small_disks: bool = True,
-        history_path: Path | None = None, out=print) -> dict:
-    """One seeded run; returns the result (see `main` for what is printed)."""
+        faults: tuple[str, ...] = FAULTS, lossy: bool = False, history_path: Path | None = None,
+        out=print) -> dict:
+    """One seeded run; returns the result (see `main` for what is printed). `faults`
+    limits the schedule to a subset; `lossy` allows lose-unsynced with one replica (a
+    self-test: the checker must then report lost records)."""
+    unknown = set(faults) - set(FAULTS)
+    if unknown:
+        raise ValueError(f"unknown faults {sorted(unknown)}; known: {FAULTS}")
+    schedule = tuple(faults)
     log = Log(out)
     rng = random.Random(seed)
     notes: list[str] = []
@@ -533,10 +540,10 @@ def run(rounds: int, seed: int, root: Path, rf: int | str = 3, partitions: int =
         cluster.start()
         rf = choose_rf(rf, cluster, log, notes)
         create_topic(cluster, partitions, rf, rng, log)
-        faults = Faults(cluster, log, disks, rf, partitions, max_faulty)
+        faults = Faults(cluster, log, disks, rf, partitions, max_faulty, lossy)
         senders, readers = start_workload(cluster, partitions, history, seed, producers, consumers, txn)
         workers = senders + readers
-        violations = play_rounds(rounds, rng, cluster, faults, log)
+        violations = play_rounds(rounds, rng, schedule, cluster, faults, log)
         final, replicas, problems = wind_down(cluster, faults, senders, readers, history, partitions, rf, log)
         violations += problems + faults.violations
         direct = sorted(set(faults.direct_links))
@@ -565,13 +572,14 @@ def run(rounds: int, seed: int, root: Path, rf: int | str = 3, partitions: int =
     }
 
 
-def play_rounds(rounds: int, rng: random.Random, cluster: Cluster, faults: Faults, log: Log) -> list[str]:
+def play_rounds(rounds: int, rng: random.Random, schedule: tuple[str, ...], cluster: Cluster, faults: Faults,
+                log: Log) -> list[str]:
     """One fault per round, held for a random while. The main `rng` draws the same
     three numbers every round whatever happens, so the schedule replays from the seed;
     targets and details come from a per-round generator."""
     violations = []
     for round_ in range(1, rounds + 1):
-        fault = rng.choice(FAULTS)
+        fault = rng.choice(schedule)
         hold_s = rng.uniform(1.0, 6.0)
         details = random.Random(rng.getrandbits(64))
         faults.round(round_, fault, details)
@@ -676,6 +684,9 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--max-faulty", type=int, default=1, help="faults active at once")
     parser.add_argument("--no-txn", action="store_true", help="no transactional producer")
+    parser.add_argument("--faults", default=",".join(FAULTS), help="comma-separated subset of the faults")
+    parser.add_argument("--lossy", action="store_true",
+                        help="lose-unsynced even with one replica (self-test: lost records must be reported)")
     parser.add_argument("--history-dir", type=Path, help="write each seed's history here as JSON")
     parser.add_argument("--keep", action="store_true", help="keep each run's directory (node logs, data)")
     args = parser.parse_args()
@@ -685,7 +696,8 @@ def main() -> int:
         root = Path(tempfile.mkdtemp(prefix=f"strom-repl-chaos-{seed}-"))
         try:
             result = run(args.rounds, seed, root, rf=args.rf, partitions=args.partitions,
-                         max_faulty=args.max_faulty, txn=not args.no_txn, history_path=history_path)
+                         max_faulty=args.max_faulty, txn=not args.no_txn, faults=tuple(args.faults.split(",")),
+                         lossy=args.lossy, history_path=history_path)
         finally:
             if args.keep:
                 print(f"run directory kept: {root}", flush=True)

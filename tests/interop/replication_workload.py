@@ -13,7 +13,9 @@ left open can hold the interpreter at exit.
 from __future__ import annotations
 
 import random
+import sys
 import threading
+import traceback
 import time
 import uuid
 
@@ -39,42 +41,43 @@ QUIET = {"log_level": 0}  # connection errors during faults are expected; errors
 
 
 class History:
-    """What the clients saw, in the checker's shape (see history_checker.py)."""
+    """What the clients saw, in the checker's shape (see history_checker.py).
+
+    No lock: the clients' callbacks record here, and confluent-kafka can abandon a
+    callback half-way (a fatal error left pending makes the next C call fail), which
+    would leave a lock held and every other client stuck on it. Each record is one list
+    append or one item assignment, atomic under the GIL."""
 
     def __init__(self):
-        self.lock = threading.Lock()
         self.sends: list[dict] = []
         self.txns: dict[str, str] = {}
         self.polls: list[dict] = []
-        self.errors: dict[str, int] = {}
+        self.errors: list[str] = []
         self.fatal: list[str] = []
 
     def send(self, producer: str, seq: int, partition: int, txn: str | None = None) -> dict:
         record = {"value": f"{producer}-{seq}", "producer": producer, "seq": seq, "partition": partition,
                   "status": "pending", "offset": None, "txn": txn}
-        with self.lock:
-            self.sends.append(record)
+        self.sends.append(record)
         return record
 
     def delivered(self, record: dict, err, msg) -> None:
         if err is None:
-            record["status"], record["offset"] = "ok", msg.offset()
+            record["offset"] = msg.offset()
+            record["status"] = "ok"
             return
         record["status"] = "failed" if err.code() in DEFINITE_FAILURES else "indeterminate"
         self.count_error(err.name())
 
     def count_error(self, name: str) -> None:
-        with self.lock:
-            self.errors[name] = self.errors.get(name, 0) + 1
+        self.errors.append(name)
 
     def poll(self, consumer: str, msg) -> None:
-        with self.lock:
-            self.polls.append({"consumer": consumer, "partition": msg.partition(), "offset": msg.offset(),
-                               "value": msg.value().decode()})
+        self.polls.append({"consumer": consumer, "partition": msg.partition(), "offset": msg.offset(),
+                           "value": msg.value().decode()})
 
     def rebalance(self, consumer: str, kind: str) -> None:
-        with self.lock:
-            self.polls.append({"consumer": consumer, "rebalance": kind})
+        self.polls.append({"consumer": consumer, "rebalance": kind})
 
     def settle(self) -> None:
         """Sends still pending after the producers were flushed and closed: unknown."""
@@ -83,16 +86,18 @@ class History:
                 record["status"] = "indeterminate"
 
     def stats(self) -> dict:
-        statuses = {}
-        for record in self.sends:
-            statuses[record["status"]] = statuses.get(record["status"], 0) + 1
-        outcomes = {}
-        for outcome in self.txns.values():
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
-        return {"sends": len(self.sends), **statuses, "txns": outcomes,
+        return {"sends": len(self.sends), **_tally(r["status"] for r in self.sends),
+                "txns": _tally(self.txns.values()),
                 "polls": sum(1 for p in self.polls if "offset" in p),
                 "rebalances": sum(1 for p in self.polls if "rebalance" in p),
-                "client_errors": dict(sorted(self.errors.items())), "fatal_errors": list(self.fatal)}
+                "client_errors": _tally(self.errors), "fatal_errors": list(self.fatal)}
+
+
+def _tally(items) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def producer_config(bootstrap: str, rng: random.Random, **extra) -> dict:
@@ -119,7 +124,7 @@ class Worker(threading.Thread):
         try:
             self.work()
         except Exception as e:  # noqa: BLE001 - reported by the harness
-            self.failure = f"{self.name}: {e!r}"
+            self.failure = f"{self.name}: {e!r}\n{traceback.format_exc(limit=-3)}"
 
 
 class IdempotentProducer(Worker):
@@ -134,10 +139,14 @@ class IdempotentProducer(Worker):
     def _new_producer(self) -> Producer:
         def on_error(err):
             if err.fatal():
-                self.history.fatal.append(f"{self.name}: {err}")
-                self.fatal.set()
+                self._fatal(err)
 
         return Producer(producer_config(self.bootstrap, self.rng, error_cb=on_error))
+
+    def _fatal(self, err) -> None:
+        if not self.fatal.is_set():
+            self.history.fatal.append(f"{self.name}: {err}")
+            self.fatal.set()
 
     def work(self) -> None:
         producer = self._new_producer()
@@ -156,23 +165,33 @@ class IdempotentProducer(Worker):
                                  on_delivery=lambda err, msg, r=record: self.history.delivered(r, err, msg))
             except (BufferError, KafkaException) as e:
                 record["status"] = "failed"  # refused by the client: never sent
-                self.history.count_error(type(e).__name__)
+                self.history.count_error(f"produce {type(e).__name__}")
+            self._poll(producer)
+            time.sleep(self.rng.uniform(0.002, 0.02))
+        _finish(producer, FLUSH_TIMEOUT_S)
+
+    def _poll(self, producer: Producer) -> None:
+        """Serves delivery reports, waiting while too many are outstanding. A fatal
+        error surfaces here as an exception."""
+        try:
             while len(producer) > IN_FLIGHT_MAX and not self.stop.is_set():
                 producer.poll(0.1)
             producer.poll(0)
-            time.sleep(self.rng.uniform(0.002, 0.02))
-        _finish(producer, FLUSH_TIMEOUT_S)
+        except KafkaException as e:
+            if not e.args[0].fatal():
+                raise
+            self._fatal(e.args[0])
 
 
 def _finish(producer: Producer, timeout: float) -> None:
     """Flushes, then purges what is left: its delivery reports fire (indeterminate).
-    A transactional producer in a fatal state refuses both (its records stay pending,
-    hence indeterminate)."""
+    A producer in a fatal state may raise instead (its records stay pending, hence
+    indeterminate): finishing must not fail."""
     try:
         producer.flush(timeout)
         producer.purge()
         producer.flush(5.0)
-    except KafkaException:
+    except Exception:  # noqa: BLE001 - KafkaException, or SystemError from a callback
         pass
 
 
@@ -302,10 +321,18 @@ def stop_all(workers: list[Worker], timeout: float) -> list[str]:
     for worker in workers:
         worker.join(max(0.1, deadline - time.monotonic()))
         if worker.is_alive():
-            problems.append(f"{worker.name} did not stop within {timeout:.0f}s")
+            problems.append(f"{worker.name} did not stop within {timeout:.0f}s; it is at:\n{_stack(worker)}")
+            problems.append("all threads:\n" + "\n".join(
+                f"{t.name} ({t.ident}):\n{_stack(t)}" for t in threading.enumerate()))
         if worker.failure:
             problems.append(worker.failure)
     return problems
+
+
+def _stack(thread: threading.Thread) -> str:
+    """Where a thread is (the last frames), for a worker that does not stop."""
+    frame = sys._current_frames().get(thread.ident)
+    return "".join(traceback.format_stack(frame)[-4:]) if frame is not None else "(no frame)"
 
 
 def end_offsets(bootstrap: str, topic: str, partitions: int, isolation: str) -> dict[int, int]:

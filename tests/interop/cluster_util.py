@@ -10,7 +10,8 @@ other voter j, the proxy i→j (its own entry stays its real address), and
 `inter.broker.addresses` names the proxy i→j of every other node's Kafka listener
 (replica fetching and transaction markers). Clients still connect straight to the
 nodes. `partition(a, b)`, `isolate(n)`, `hold(a, b)`, `delay(a, b, ms)` and `heal()`
-switch the links; `direct_links()` lists node-to-node connections that bypass them."""
+switch the links; `direct_links()` lists node-to-node connections that bypass them and
+`misrouted_links()` those that use another node's proxy."""
 
 from __future__ import annotations
 
@@ -247,21 +248,41 @@ class Cluster:
     def direct_links(self) -> list[tuple[int, int, str]]:
         """Established connections from one node straight to another node's controller
         or Kafka port, bypassing the proxies: (from node, to node, "controller"|"kafka").
-        Read from /proc (the nodes' socket inodes and /proc/net/tcp)."""
+        Read from /proc (the nodes' socket inodes and /proc/net/tcp), so a sample: a
+        connection opened and closed between two samples is not seen."""
         ports = {n.controller_port: (n.node_id, "controller") for n in self.nodes}
         ports.update({n.port: (n.node_id, "kafka") for n in self.nodes})
-        remote_port_by_inode = _established_remote_ports()
+        sockets = _established()
         found = set()
         for node in self.live():
             for inode in _socket_inodes(node.pid()):
-                target = ports.get(remote_port_by_inode.get(inode, -1))
+                target = ports.get(sockets.get(inode, (-1, -1))[1])
                 if target is not None and target[0] != node.node_id:
                     found.add((node.node_id, target[0], target[1]))
         return sorted(found)
 
+    def misrouted_links(self) -> list[tuple[int, int, int, str]]:
+        """Open connections through the proxy of link i→j made by a node other than i
+        (a node reaching j by an address meant for another node's use):
+        (actual source node, i, j, "controller"|"kafka")."""
+        sockets = _established()
+        owner_by_port = {}
+        for node in self.live():
+            for inode in _socket_inodes(node.pid()):
+                if inode in sockets:
+                    owner_by_port[sockets[inode][0]] = node.node_id
+        found = set()
+        for (src, dst), link in self.links.items():
+            for kind, proxy in (("controller", link.controller), ("kafka", link.broker)):
+                for port in proxy.peer_ports():
+                    owner = owner_by_port.get(port)
+                    if owner is not None and owner != src:
+                        found.add((owner, src, dst, kind))
+        return sorted(found)
 
-def _established_remote_ports() -> dict[int, int]:
-    """Socket inode → remote port of every established TCP connection (IPv4 and IPv6)."""
+
+def _established() -> dict[int, tuple[int, int]]:
+    """Socket inode → (local port, remote port) of every established TCP connection."""
     result = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -271,7 +292,9 @@ def _established_remote_ports() -> dict[int, int]:
         for line in lines:
             fields = line.split()
             if len(fields) > 9 and fields[3] == "01":  # 01 = ESTABLISHED
-                result[int(fields[9])] = int(fields[2].rsplit(":", 1)[1], 16)
+                local = int(fields[1].rsplit(":", 1)[1], 16)
+                remote = int(fields[2].rsplit(":", 1)[1], 16)
+                result[int(fields[9])] = (local, remote)
     return result
 
 

@@ -200,6 +200,18 @@ class FaultProxy:
     def open_connections(self) -> int:
         return len(self._connections)
 
+    async def _peer_ports(self) -> list[int]:
+        ports = []
+        for connection in self._connections:
+            peer = connection.client_writer.get_extra_info("peername")
+            if peer:
+                ports.append(peer[1])
+        return ports
+
+    def peer_ports(self) -> list[int]:
+        """The client-side ports of the open connections (who is using this link)."""
+        return _Loop.call(self._peer_ports())
+
     async def _close(self) -> None:
         # Connections first: from Python 3.12 on, wait_closed waits for them.
         await self._set_mode("drop", 0)

@@ -40,6 +40,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -207,6 +208,32 @@ def _first_position_at_or_above(segment: Path, offset: int) -> int:
     return pos
 
 
+class BypassWatch(threading.Thread):
+    """Samples the nodes' sockets for connections from node to node that do not go
+    through their own link's proxy (a link fault would not cut them): straight to the
+    other node, or through a proxy meant for another node."""
+
+    def __init__(self, cluster: Cluster, interval_s: float = 0.25):
+        super().__init__(daemon=True, name="bypass-watch")
+        self.cluster, self.interval_s = cluster, interval_s
+        self.seen: set[tuple] = set()
+        self.done = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval_s):
+            try:
+                self.seen.update(("direct",) + link for link in self.cluster.direct_links())
+                self.seen.update(("misrouted",) + link for link in self.cluster.misrouted_links())
+            except (OSError, TimeoutError):
+                pass  # a node exiting while its sockets are read
+
+    def stop(self) -> list[tuple]:
+        self.done.set()
+        self.join(5)
+        return sorted(self.seen)
+
+
 class Faults:
     """Installs and heals faults, at most `max_faulty` at a time, one node (or one pair
     of nodes) each and never two on the same node."""
@@ -218,7 +245,6 @@ class Faults:
         self.active: list[dict] = []  # {"fault", "nodes", "heal", "round", "detail"}
         self.counts = {f: {"installed": 0, "skipped": 0} for f in FAULTS}
         self.violations: list[str] = []
-        self.direct_links: list[tuple] = []  # connections seen bypassing the proxies
         self.last_round = 0
 
     def busy(self) -> set[int]:
@@ -538,6 +564,7 @@ def run(rounds: int, seed: int, root: Path, rf: int | str = 3, partitions: int =
     workers: list = []
     try:
         cluster.start()
+        bypass = BypassWatch(cluster)
         rf = choose_rf(rf, cluster, log, notes)
         create_topic(cluster, partitions, rf, rng, log)
         faults = Faults(cluster, log, disks, rf, partitions, max_faulty, lossy)
@@ -546,9 +573,10 @@ def run(rounds: int, seed: int, root: Path, rf: int | str = 3, partitions: int =
         violations = play_rounds(rounds, rng, schedule, cluster, faults, log)
         final, replicas, problems = wind_down(cluster, faults, senders, readers, history, partitions, rf, log)
         violations += problems + faults.violations
-        direct = sorted(set(faults.direct_links))
+        direct = bypass.stop()
         if direct:
-            notes.append(f"connections from node to node that bypassed the proxies (from, to, port): {direct}")
+            notes.append("connections from node to node that bypassed their link's proxy "
+                         f"(direct: from, to, port; misrouted: from, link from, link to, port): {direct}")
     finally:
         for worker in workers:
             worker.stop.set()
@@ -564,6 +592,7 @@ def run(rounds: int, seed: int, root: Path, rf: int | str = 3, partitions: int =
         "rounds": rounds,
         "faults": {f: c for f, c in faults.counts.items() if c["installed"] or c["skipped"]},
         "workload": history.stats(),
+        "client_error_timeline": history.error_timeline(log.started),
         "checks": history_checker.check(recorded),
         "violations": violations,
         "notes": notes,
@@ -584,7 +613,6 @@ def play_rounds(rounds: int, rng: random.Random, schedule: tuple[str, ...], clus
         details = random.Random(rng.getrandbits(64))
         faults.round(round_, fault, details)
         time.sleep(hold_s)
-        faults.direct_links += cluster.direct_links()
         for node in cluster.nodes:
             if node.crashed():
                 violations.append(f"round {round_}: node {node.node_id} died on its own "
@@ -608,15 +636,27 @@ def wind_down(cluster, faults, senders, readers, history, partitions, rf, log) -
     if stuck:
         violations.append(f"not converged {LIVENESS_S:.0f}s after healing: {stuck}")
     log("converged" if not stuck else "not converged")
-    time.sleep(3.0)  # the group reads what is left
+    wait_for_group(history, log)
     violations += stop_all(readers, 60.0)
     history.settle()
     final, problems = final_reads(cluster, partitions)
     violations += problems
-    faults.direct_links += cluster.direct_links()
     log("final reads done; stopping the nodes")
     cluster.stop()
     return final, replica_batches(cluster, partitions), violations
+
+
+def wait_for_group(history, log: Log, quiet_s: float = 5.0, timeout: float = 30.0) -> None:
+    """Lets the consumer group read what is left: until it has read nothing new for
+    `quiet_s` (it may be rebalancing, hence the generous quiet time), at most `timeout`."""
+    started = time.monotonic()
+    count, since = len(history.polls), time.monotonic()
+    while time.monotonic() - since < quiet_s and time.monotonic() - started < timeout:
+        time.sleep(0.5)
+        if len(history.polls) != count:
+            count, since = len(history.polls), time.monotonic()
+    log(f"the group read {sum(1 for p in history.polls if 'offset' in p)} records "
+        f"({time.monotonic() - started:.0f}s after convergence)")
 
 
 def settled_ends(cluster: Cluster, partitions: int, timeout: float) -> tuple[dict, dict, str | None]:

@@ -52,7 +52,7 @@ class History:
         self.sends: list[dict] = []
         self.txns: dict[str, str] = {}
         self.polls: list[dict] = []
-        self.errors: list[str] = []
+        self.errors: list[tuple[float, str]] = []  # (time.monotonic(), what)
         self.fatal: list[str] = []
 
     def send(self, producer: str, seq: int, partition: int, txn: str | None = None) -> dict:
@@ -70,7 +70,7 @@ class History:
         self.count_error(err.name())
 
     def count_error(self, name: str) -> None:
-        self.errors.append(name)
+        self.errors.append((time.monotonic(), name))
 
     def poll(self, consumer: str, msg) -> None:
         self.polls.append({"consumer": consumer, "partition": msg.partition(), "offset": msg.offset(),
@@ -90,7 +90,12 @@ class History:
                 "txns": _tally(self.txns.values()),
                 "polls": sum(1 for p in self.polls if "offset" in p),
                 "rebalances": sum(1 for p in self.polls if "rebalance" in p),
-                "client_errors": _tally(self.errors), "fatal_errors": list(self.fatal)}
+                "client_errors": _tally(name for _, name in self.errors), "fatal_errors": list(self.fatal)}
+
+    def error_timeline(self, since: float, limit: int = 50) -> list[tuple[float, str]]:
+        """When the clients hit errors other than purges (seconds since `since`), to set
+        beside the fault log."""
+        return [(round(t - since, 1), name) for t, name in self.errors if not name.startswith("_PURGE")][:limit]
 
 
 def _tally(items) -> dict[str, int]:

@@ -43,3 +43,13 @@ def test_replicated_partitions_survive_a_seeded_fault_schedule(tmp_path, seed):
     assert not result["violations"], result["violations"]
     if result["rf"] > 1:
         assert checks["replicas_compared"] == result["partitions"], summary(result)
+
+
+def test_the_loop_reports_the_loss_of_a_lone_replicas_unflushed_tail(tmp_path):
+    """The whole loop can fail: with one replica, cutting a killed node's segments above
+    their recovery point loses acknowledged records, and the final re-read must show it."""
+    result = run(rounds=4, seed=3, root=tmp_path, rf=1, faults=("lose-unsynced",), lossy=True, txn=False)
+    print(summary(result))
+    counts = result["checks"]["counts"]
+    assert result["faults"]["lose-unsynced"]["installed"] == 4, result["fault_log"]
+    assert counts["lost"] + counts["unseen_above_hw"] > 0, summary(result)

@@ -103,11 +103,13 @@ class Log:
 
 
 def git_commit() -> str:
+    """HEAD, marked when tracked files differ from it (the run is not exactly HEAD's)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
-    except OSError:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT, capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
         return "unknown"
+    return (head.stdout.strip() or "unknown") + (" (with uncommitted changes)" if dirty.returncode == 1 else "")
 
 
 def cluster_settings(rf: int, notes: list[str]) -> dict:
@@ -129,12 +131,16 @@ class SmallDisks:
     def __init__(self, cluster: Cluster, notes: list[str]):
         self.mounts: list[Path] = []
         for node in cluster.nodes:
-            result = subprocess.run(
-                ["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(node.data_dir)],
-                capture_output=True, text=True,
-            )
-            if result.returncode != 0:
-                notes.append(f"cannot mount a tmpfs ({result.stderr.strip() or 'needs root'}): disk-full is skipped")
+            try:
+                result = subprocess.run(
+                    ["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(node.data_dir)],
+                    capture_output=True, text=True, timeout=30,
+                )
+                error = result.stderr.strip() if result.returncode != 0 else None
+            except (OSError, subprocess.TimeoutExpired) as e:
+                error = str(e)
+            if error is not None:
+                notes.append(f"cannot mount a tmpfs ({error or 'needs root'}): disk-full is skipped")
                 self.unmount()
                 return
             self.mounts.append(node.data_dir)

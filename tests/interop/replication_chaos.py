@@ -13,8 +13,9 @@ consumer group), and one fault per round:
   on that node above its recovery point (what a power loss takes of unflushed writes);
 - disk-full: fill the node's data directory (a small tmpfs; needs root, else skipped).
 
-A fault stays until healed: at most `--max-faulty` (default 1) at a time, so the quorum
-and min.insync.replicas hold by default. Every action is logged with its round and time
+A fault stays until healed: at most `--max-faulty` (default 1) at a time, and a healed
+node counts until it is back in every ISR, so the quorum and min.insync.replicas hold
+by default. Every action is logged with its round and time
 as installed, skipped or healed; the seed (every choice comes from it) and the commit
 are printed first, so a run can be replayed (the fault schedule, not the interleaving).
 
@@ -72,6 +73,7 @@ TOPIC = "chaos"
 MIN_INSYNC = 2
 START_TIMEOUT_S = 60.0
 LIVENESS_S = 60.0
+ISR_WAIT_S = 30.0  # before the next fault, for a healed node to rejoin the ISR
 FINAL_READ_S = 60.0
 DISK_BYTES = 256 << 20
 # Settings the replication fault loop wants; left out (with a note) where unknown.
@@ -149,9 +151,11 @@ class SmallDisks:
     def available(self) -> bool:
         return bool(self.mounts)
 
-    @staticmethod
-    def filler(node) -> Path:
-        return node.data_dir / "chaos-filler"
+    FILLER = "chaos-filler"
+
+    @classmethod
+    def filler(cls, node) -> Path:
+        return node.data_dir / cls.FILLER
 
     def fill(self, node) -> int:
         """Writes a file until the disk is full; returns its size."""
@@ -171,6 +175,14 @@ class SmallDisks:
         self.filler(node).unlink(missing_ok=True)
 
     def unmount(self) -> None:
+        """Unmounts, keeping a copy of each node's data beside it (`node-N.data`) for a
+        look after the run (the tmpfs goes with the mount)."""
+        for mount in self.mounts:
+            try:
+                shutil.copytree(mount, mount.with_name(mount.name + ".data"), dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns(self.FILLER))
+            except (OSError, shutil.Error):
+                pass  # a copy for inspection only
         for mount in self.mounts:
             subprocess.run(["umount", "-l", str(mount)], capture_output=True)
         self.mounts = []
@@ -263,11 +275,19 @@ class Faults:
         """Heals what is due (everything beyond the limit, the rest at random), then
         installs `fault`."""
         self.last_round = round_
+        healed = False
         for active in list(self.active):
             if len(self.active) >= self.max_faulty or rng.random() < 0.5:
                 self.heal(active, round_)
+                healed = True
         if len(self.active) >= self.max_faulty:
             return self.skip(round_, fault, f"{len(self.active)} faults active (max {self.max_faulty})")
+        if healed and self.rf > 1:
+            # A restarted node counts as faulty until it is back in every ISR: a new
+            # fault before that would take down a second replica.
+            stuck = wait_converged(self.cluster, self.partitions, self.rf, ISR_WAIT_S)
+            if stuck:
+                return self.skip(round_, fault, f"ISR not full {ISR_WAIT_S:.0f}s after healing: {stuck}")
         getattr(self, "fault_" + fault.replace("-", "_"))(round_, fault, rng)
 
     def skip(self, round_: int, fault: str, why: str) -> None:

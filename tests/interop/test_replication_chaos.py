@@ -5,9 +5,7 @@ disk; nothing acknowledged is lost, duplicated or reordered, no offset holds two
 no aborted record is read, consumers skip nothing, replicas agree below the high
 watermark, and the cluster converges after healing.
 
-Replication factor 3 when STROM_REPLICATION=1, or when the broker acknowledges an
-acks=all produce to a replication factor 3 topic; otherwise 1 (the reason is reported as
-a warning). Run alone with `pytest -m replication_chaos`. The long runs are reported in
+Replication factor 3 with min.insync.replicas 2. Run alone with `pytest -m replication_chaos`. The long runs are reported in
 docs/reliability.md."""
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from replication_chaos import run, summary
 
 pytestmark = [pytest.mark.replication_chaos, pytest.mark.timeout(900)]
 
-RF = "3" if os.environ.get("STROM_REPLICATION") == "1" else "auto"
+RF = 3
 
 
 @pytest.mark.parametrize("seed", [21, 22, 23, 24, 25])

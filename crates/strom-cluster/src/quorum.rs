@@ -177,7 +177,7 @@ impl Quorum {
         let node_id = config.node_id;
         let request_timeout = Duration::from_millis(config.request_timeout_ms);
         let identity = Arc::new(Identity::new(node_id, config.cluster_id.clone(), applied.clone()));
-        let peers = Arc::new(Peers::new(identity.clone()));
+        let peers = Arc::new(Peers::new(identity.clone(), config.voters.clone()));
         let network = NetworkFactory::new(peers.clone());
         let peers_for_join = peers.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -299,19 +299,17 @@ impl ReplicaState {
                 .min()
                 .unwrap_or(leader_log_end)
         };
-        let moved = self.high_watermark.send_if_modified(|hw| {
+        debug_assert!(candidate <= leader_log_end, "high watermark candidate past the log end");
+        // `leader_log_end` may be stale (a concurrent append already moved the high
+        // watermark further): only ever raise it.
+        self.high_watermark.send_if_modified(|hw| {
             if candidate > *hw {
                 *hw = candidate;
                 true
             } else {
                 false
             }
-        });
-        debug_assert!(
-            self.high_watermark() <= leader_log_end,
-            "high watermark passed the log end"
-        );
-        moved
+        })
     }
 
     /// A follower's high watermark: the leader's, bounded by the local log end. It may

@@ -67,13 +67,19 @@ impl std::fmt::Display for CallError {
 pub(crate) struct Peers {
     identity: Arc<Identity>,
     channels: Mutex<BTreeMap<NodeId, (String, Channel)>>,
+    /// Peers' addresses as this node's `controller.quorum.voters` says: they win over
+    /// the addresses in the replicated membership, which another node wrote from its
+    /// own configuration (each node may reach a peer by another route: a proxy, NAT).
+    configured: BTreeMap<NodeId, String>,
 }
 
 impl Peers {
-    pub fn new(identity: Arc<Identity>) -> Peers {
+    pub fn new(identity: Arc<Identity>, configured: BTreeMap<NodeId, String>) -> Peers {
+        let configured = configured.into_iter().filter(|(_, addr)| !addr.is_empty()).collect();
         Peers {
             identity,
             channels: Mutex::new(BTreeMap::new()),
+            configured,
         }
     }
 
@@ -84,6 +90,7 @@ impl Peers {
     /// The channel to `target` at `addr`, made (unconnected) on first use. Must run on
     /// the quorum's runtime: the channel's worker is spawned there.
     fn channel(&self, target: NodeId, addr: &str) -> Result<Channel, CallError> {
+        let addr = self.configured.get(&target).map_or(addr, String::as_str);
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((known, channel)) = channels.get(&target) {
             if known == addr {

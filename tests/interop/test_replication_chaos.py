@@ -10,7 +10,6 @@ docs/reliability.md."""
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import pytest

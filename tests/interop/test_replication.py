@@ -22,6 +22,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
+import history_checker
 import kafka_wire
 from cluster_util import Cluster
 from conftest import strom_bin
@@ -466,3 +467,66 @@ def test_sigterm_moves_leadership_first_and_the_preferred_leader_gets_it_back(tm
         for node in cluster.nodes:
             if node.alive():
                 node.stop()
+
+
+def test_an_isolated_leader_acknowledges_nothing_and_truncates_its_tail_after_healing(tmp_path, request):
+    cluster = Cluster(tmp_path, 3, SETTINGS, proxied=True)
+    request.node._strom_brokers = cluster.nodes
+    cluster.start()
+    try:
+        create(cluster)
+        writer = Writer(cluster.bootstrap, 1)
+        writer.start()
+        try:
+            wait_for(lambda: writer.count() > 200, "acknowledgements")
+        finally:
+            writer.stop.set()
+            writer.join(120)
+        leader, _ = partition_states(cluster)[0]
+        old = cluster.node(leader)
+        others = [n for n in cluster.nodes if n.node_id != leader]
+        # A producer that only knows the old leader keeps writing to it.
+        stale = Producer(
+            {
+                "bootstrap.servers": old.bootstrap,
+                "acks": "all",
+                "retries": 0,
+                "request.timeout.ms": 3000,
+                "message.timeout.ms": 5000,
+            }
+        )
+        stale.list_topics(TOPIC, timeout=10)
+        cluster.isolate(leader)
+        outcomes: list = []
+        for i in range(5):
+            stale.produce(TOPIC, value=f"zombie-{i}".encode(), on_delivery=lambda err, msg: outcomes.append(err))
+        stale.flush(30)
+        assert len(outcomes) == 5 and all(err is not None for err in outcomes), outcomes
+        # The majority side elects a leader and goes on.
+        majority = ",".join(n.bootstrap for n in others)
+
+        def new_leader() -> bool:
+            metadata = cluster.admin(others[0]).list_topics(TOPIC, timeout=5).topics[TOPIC].partitions[0]
+            return metadata.leader in [n.node_id for n in others]
+
+        wait_for(new_leader, "a leader on the majority side")
+        after = Writer(majority, 1)
+        after.start()
+        try:
+            wait_for(lambda: after.count() > 100, "acknowledgements on the majority side")
+        finally:
+            after.stop.set()
+            after.join(120)
+        cluster.heal()
+        wait_for(lambda: len(partition_states(cluster)[0][1]) == 3, "the old leader back in the ISR as a follower")
+        seen = read_all(cluster.bootstrap, 1, writer.count() + after.count())
+        values = [v for _, v in seen[0]]
+        assert len(values) == writer.count() + after.count(), "every acknowledged record, nothing else"
+        # It had appended the records it could not acknowledge, and cut them when it
+        # learned of the new leader's epoch.
+        assert "follower truncates where its log diverges" in old.log_path.read_text(errors="replace")
+        # Its unacknowledged tail is gone: every replica holds the same batches.
+        copies = [history_checker.read_batches(tmp_path / f"node-{n.node_id}" / f"{TOPIC}-0") for n in cluster.nodes]
+        assert copies[0] == copies[1] == copies[2]
+    finally:
+        cluster.stop()

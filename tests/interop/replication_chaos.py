@@ -756,6 +756,8 @@ def main() -> int:
     parser.add_argument("--history-dir", type=Path, help="write each seed's history here as JSON")
     parser.add_argument("--keep", action="store_true", help="keep each run's directory (node logs, data)")
     args = parser.parse_args()
+    if args.history_dir:
+        args.history_dir.mkdir(parents=True, exist_ok=True)
     failed = False
     for seed in range(args.seed, args.seed + args.seeds):
         history_path = args.history_dir / f"history-{seed}.json" if args.history_dir else None

@@ -12,6 +12,7 @@ mod error_code;
 mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
+mod inter_broker;
 mod outbound;
 mod peers;
 mod replica_fetch;

@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use strom_broker::api::BrokerEndpoint;
 use strom_broker::replication::{LeaderClient, ReplicaFetch, ReplicaFetched};
 use strom_broker::BrokerError;
@@ -23,6 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::constants::{INTER_BROKER_CONNECT_TIMEOUT, INTER_BROKER_IO_TIMEOUT, INTER_BROKER_RESPONSE_MAX_BYTES};
+use crate::inter_broker::{decode_response, encode_request};
 use crate::peers::PeerAddresses;
 
 /// The first Fetch version with ReplicaState (the follower's broker epoch, KIP-903).
@@ -54,7 +55,7 @@ impl ReplicaFetchClient {
         wait: Duration,
     ) -> Result<FetchResponse, String> {
         let correlation_id = self.correlation_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_request(request, correlation_id)?;
+        let frame = encode_request(ApiKey::Fetch, VERSION, CLIENT_ID, request, correlation_id)?;
         let taken = self.lock().remove(&leader.node_id);
         let mut stream = match taken {
             Some(stream) => stream,
@@ -75,7 +76,7 @@ impl ReplicaFetchClient {
         let body = tokio::time::timeout(wait + INTER_BROKER_IO_TIMEOUT, exchange)
             .await
             .map_err(|_| "no response in time".to_string())??;
-        let response = decode_response(body, correlation_id)?;
+        let response: FetchResponse = decode_response(ApiKey::Fetch, VERSION, body, correlation_id)?;
         self.lock().insert(leader.node_id, stream);
         Ok(response)
     }
@@ -215,44 +216,10 @@ fn error_of(code: i16, fetch_offset: i64, p: &fetch_response::PartitionData) -> 
     }
 }
 
-fn encode_request(request: &FetchRequest, correlation_id: i32) -> Result<BytesMut, String> {
-    let api_key = ApiKey::Fetch;
-    let header = RequestHeader::default()
-        .with_request_api_key(api_key as i16)
-        .with_request_api_version(VERSION)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
-    let mut frame = BytesMut::new();
-    frame.put_i32(0);
-    let encoded = header
-        .encode(&mut frame, api_key.request_header_version(VERSION))
-        .and_then(|_| request.encode(&mut frame, VERSION));
-    encoded.map_err(|e| format!("could not encode the request: {e}"))?;
-    let length = (frame.len() - 4) as i32;
-    frame[..4].copy_from_slice(&length.to_be_bytes());
-    Ok(frame)
-}
-
-fn decode_response(mut body: Bytes, correlation_id: i32) -> Result<FetchResponse, String> {
-    let api_key = ApiKey::Fetch;
-    let header = ResponseHeader::decode(&mut body, api_key.response_header_version(VERSION))
-        .map_err(|e| format!("bad response header: {e}"))?;
-    if header.correlation_id != correlation_id {
-        return Err(format!(
-            "answer to request {} where {correlation_id} was sent",
-            header.correlation_id
-        ));
-    }
-    let response = FetchResponse::decode(&mut body, VERSION).map_err(|e| format!("bad response: {e}"))?;
-    if body.has_remaining() {
-        return Err(format!("{} bytes after the response", body.remaining()));
-    }
-    Ok(response)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::protocol::Decodable;
     use strom_broker::replication::ReplicaFetchPartition;
     use uuid::Uuid;
 
@@ -289,7 +256,9 @@ mod tests {
         assert_eq!(request.topics.len(), 2);
         assert_eq!(request.topics[0].partitions.len(), 2);
         assert_eq!(request.topics[0].partitions[1].last_fetched_epoch, 2);
-        let mut frame = encode_request(&request, 9).unwrap().freeze();
+        let mut frame = encode_request(ApiKey::Fetch, VERSION, CLIENT_ID, &request, 9)
+            .unwrap()
+            .freeze();
         let _ = frame.split_to(4);
         let header = RequestHeader::decode(&mut frame, ApiKey::Fetch.request_header_version(VERSION)).unwrap();
         assert_eq!((header.request_api_key, header.correlation_id), (1, 9));

@@ -10,16 +10,17 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use strom_broker::api::BrokerEndpoint;
 use strom_broker::txn::{MarkerRequest, MarkerResults, RemoteMarkers};
 use strom_broker::BrokerError;
 
 use crate::constants::{INTER_BROKER_CONNECT_TIMEOUT, INTER_BROKER_IO_TIMEOUT, INTER_BROKER_RESPONSE_MAX_BYTES};
+use crate::inter_broker::{decode_response, encode_request};
 use crate::peers::PeerAddresses;
 
 /// The only WriteTxnMarkers version kafka-protocol (and Kafka 4) defines.
@@ -54,7 +55,7 @@ impl TxnMarkerClient {
     /// One request, one response, on a new connection.
     fn call(&self, host: &str, port: u16, request: &WriteTxnMarkersRequest) -> Result<WriteTxnMarkersResponse, String> {
         let correlation_id = self.correlation_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_request(request, correlation_id)?;
+        let frame = encode_request(ApiKey::WriteTxnMarkers, VERSION, CLIENT_ID, request, correlation_id)?;
         let mut stream = self.connect(host, port)?;
         let io = |e: std::io::Error| e.to_string();
         stream.set_read_timeout(Some(self.io_timeout)).map_err(io)?;
@@ -70,7 +71,7 @@ impl TxnMarkerClient {
             .ok_or_else(|| format!("response length {length} out of bounds"))?;
         let mut body = vec![0u8; length];
         stream.read_exact(&mut body).map_err(io)?;
-        decode_response(Bytes::from(body), correlation_id)
+        decode_response(ApiKey::WriteTxnMarkers, VERSION, Bytes::from(body), correlation_id)
     }
 
     fn connect(&self, host: &str, port: u16) -> Result<TcpStream, String> {
@@ -125,37 +126,6 @@ fn request(markers: &[MarkerRequest]) -> WriteTxnMarkersRequest {
         })
         .collect();
     WriteTxnMarkersRequest::default().with_markers(markers)
-}
-
-fn encode_request(request: &WriteTxnMarkersRequest, correlation_id: i32) -> Result<BytesMut, String> {
-    let api_key = ApiKey::WriteTxnMarkers;
-    let header = RequestHeader::default()
-        .with_request_api_key(api_key as i16)
-        .with_request_api_version(VERSION)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
-    let mut frame = BytesMut::new();
-    frame.put_i32(0);
-    let encoded = header
-        .encode(&mut frame, api_key.request_header_version(VERSION))
-        .and_then(|_| request.encode(&mut frame, VERSION));
-    encoded.map_err(|e| format!("could not encode the request: {e}"))?;
-    let length = (frame.len() - 4) as i32;
-    frame[..4].copy_from_slice(&length.to_be_bytes());
-    Ok(frame)
-}
-
-fn decode_response(mut body: Bytes, correlation_id: i32) -> Result<WriteTxnMarkersResponse, String> {
-    let api_key = ApiKey::WriteTxnMarkers;
-    let header = ResponseHeader::decode(&mut body, api_key.response_header_version(VERSION))
-        .map_err(|e| format!("bad response header: {e}"))?;
-    if header.correlation_id != correlation_id {
-        return Err(format!(
-            "answer to request {} where {correlation_id} was sent",
-            header.correlation_id
-        ));
-    }
-    WriteTxnMarkersResponse::decode(&mut body, VERSION).map_err(|e| format!("bad response: {e}"))
 }
 
 /// The answer per marker and partition; a partition it leaves out failed.
@@ -213,6 +183,7 @@ fn error_of(node: i32, code: i16) -> BrokerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::protocol::Decodable;
     use strom_broker::group::TopicPartition;
 
     fn marker(partitions: &[(&str, i32)]) -> MarkerRequest {
@@ -231,7 +202,9 @@ mod tests {
         let topics = &request.markers[0].topics;
         assert_eq!(topics.len(), 2);
         assert_eq!(topics[0].partition_indexes, vec![0, 2]);
-        let mut frame = encode_request(&request, 5).unwrap().freeze();
+        let mut frame = encode_request(ApiKey::WriteTxnMarkers, VERSION, CLIENT_ID, &request, 5)
+            .unwrap()
+            .freeze();
         let length = i32::from_be_bytes(frame[..4].try_into().unwrap());
         assert_eq!(length as usize, frame.len() - 4);
         let _ = frame.split_to(4);

@@ -766,11 +766,17 @@ def main() -> int:
             result = run(args.rounds, seed, root, rf=args.rf, partitions=args.partitions,
                          max_faulty=args.max_faulty, txn=not args.no_txn, faults=tuple(args.faults.split(",")),
                          lossy=args.lossy, history_path=history_path)
+        except Exception as error:  # noqa: BLE001 - one seed's crash must not end the long run
+            # The harness itself failed (a client call raised): the seed counts as failed
+            # and the next one runs; the directory is kept for a look.
+            print(f"seed {seed}: the run failed: {error!r}; directory kept: {root}", flush=True)
+            failed = True
+            continue
         finally:
             if args.keep:
                 print(f"run directory kept: {root}", flush=True)
-            else:
-                shutil.rmtree(root, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
         print(json.dumps({k: v for k, v in result.items() if k != "fault_log"}, default=str), flush=True)
         print(summary(result), flush=True)
         failed |= bool(result["violations"]) or any(result["checks"]["counts"].values())

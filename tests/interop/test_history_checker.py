@@ -199,6 +199,25 @@ def test_an_acknowledgement_at_the_wrong_offset():
     assert_only(check(history), {"ack_offset_mismatch": 1})
 
 
+def test_an_acknowledgement_without_an_offset_is_checked_by_partition():
+    history = clean_history()
+    send(history, "p0-4")["offset"] = None
+    assert_only(check(history), {})
+    moved = send(history, "p0-5")
+    moved["offset"] = None
+    moved["partition"] = (moved["partition"] + 1) % 3
+    assert_only(check(history), {"ack_offset_mismatch": 1})
+
+
+def test_a_lost_record_acknowledged_without_an_offset():
+    history = clean_history()
+    lost = send(history, "p0-4")
+    lost["offset"] = None
+    for reads in both_reads(history):
+        reads[lost["partition"]] = [r for r in reads[lost["partition"]] if r[1] != "p0-4"]
+    assert_only(check(history), {"lost": 1})
+
+
 def test_a_committed_record_hidden_from_read_committed():
     history = clean_history()
     committed = history["final"]["read_committed"]

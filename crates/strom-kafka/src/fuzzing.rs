@@ -65,6 +65,7 @@ pub fn body_decoder(api_key: ApiKey) -> Option<BodyDecoder> {
         ApiKey::AlterPartitionReassignments => decode::<AlterPartitionReassignmentsRequest>,
         ApiKey::ListPartitionReassignments => decode::<ListPartitionReassignmentsRequest>,
         ApiKey::DescribeLogDirs => decode::<DescribeLogDirsRequest>,
+        ApiKey::OffsetForLeaderEpoch => decode::<OffsetForLeaderEpochRequest>,
         ApiKey::AddPartitionsToTxn => decode::<AddPartitionsToTxnRequest>,
         ApiKey::AddOffsetsToTxn => decode::<AddOffsetsToTxnRequest>,
         ApiKey::EndTxn => decode::<EndTxnRequest>,

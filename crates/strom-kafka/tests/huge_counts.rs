@@ -53,6 +53,7 @@ fn default_body(api: ApiKey, version: i16) -> Option<BytesMut> {
         ApiKey::AlterPartitionReassignments => encoded!(AlterPartitionReassignmentsRequest::default()),
         ApiKey::ListPartitionReassignments => encoded!(ListPartitionReassignmentsRequest::default()),
         ApiKey::DescribeLogDirs => encoded!(DescribeLogDirsRequest::default()),
+        ApiKey::OffsetForLeaderEpoch => encoded!(OffsetForLeaderEpochRequest::default()),
         ApiKey::AddPartitionsToTxn => encoded!(AddPartitionsToTxnRequest::default()),
         ApiKey::AddOffsetsToTxn => encoded!(AddOffsetsToTxnRequest::default()),
         ApiKey::EndTxn => encoded!(EndTxnRequest::default()),

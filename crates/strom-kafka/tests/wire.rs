@@ -411,3 +411,47 @@ async fn keyless_records_on_a_compacted_topic_are_reported_one_by_one() {
         "nothing was stored"
     );
 }
+
+/// OffsetForLeaderEpoch on the leader: the latest epoch ends at the log end, an epoch
+/// above every known one is unknown, the reader's current leader epoch is checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_for_leader_epoch_answers_where_an_epoch_ends() {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+    let h = start().await;
+    let mut stream = TcpStream::connect(h.addr).await.unwrap();
+    let response: ProduceResponse = call(&mut stream, ApiKey::Produce, 9, &produce_request(batch(5), 0, 1)).await;
+    assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+    let ask = |current: i32, epoch: i32, partition: i32| {
+        OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![OffsetForLeaderTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(vec![OffsetForLeaderPartition::default()
+                    .with_partition(partition)
+                    .with_current_leader_epoch(current)
+                    .with_leader_epoch(epoch)])])
+    };
+    for version in 2..=4 {
+        let answer: OffsetForLeaderEpochResponse =
+            call(&mut stream, ApiKey::OffsetForLeaderEpoch, version, &ask(0, 0, 0)).await;
+        let p = &answer.topics[0].partitions[0];
+        assert_eq!((p.error_code, p.leader_epoch, p.end_offset), (0, 0, 5), "v{version}");
+    }
+    let answer: OffsetForLeaderEpochResponse = call(&mut stream, ApiKey::OffsetForLeaderEpoch, 4, &ask(-1, 7, 0)).await;
+    let p = &answer.topics[0].partitions[0];
+    assert_eq!(
+        (p.error_code, p.leader_epoch, p.end_offset),
+        (0, -1, -1),
+        "unknown epoch"
+    );
+    let answer: OffsetForLeaderEpochResponse = call(&mut stream, ApiKey::OffsetForLeaderEpoch, 4, &ask(3, 0, 0)).await;
+    assert_eq!(
+        answer.topics[0].partitions[0].error_code,
+        kafka_protocol::error::ResponseError::UnknownLeaderEpoch.code()
+    );
+    let answer: OffsetForLeaderEpochResponse = call(&mut stream, ApiKey::OffsetForLeaderEpoch, 4, &ask(0, 0, 9)).await;
+    assert_eq!(
+        answer.topics[0].partitions[0].error_code,
+        kafka_protocol::error::ResponseError::UnknownTopicOrPartition.code()
+    );
+}

@@ -420,6 +420,29 @@ impl BrokerApi {
         })
     }
 
+    /// OffsetForLeaderEpoch (KIP-101, KIP-320): where `leader_epoch` ends in this
+    /// leader's log, as `(epoch, end offset)` — the latest epoch ends at the log end, an
+    /// older one where the next begins; `(-1, -1)` when unknown. Followers and consumers
+    /// (checking for truncation after a leader change) ask the leader, with their
+    /// current leader epoch checked.
+    pub fn offset_for_leader_epoch(
+        &self,
+        caller: &Caller,
+        topic: &str,
+        partition: i32,
+        current_leader_epoch: i32,
+        leader_epoch: i32,
+    ) -> Result<(i32, i64)> {
+        let (_, partition) = self.partition(
+            caller,
+            Operation::Describe,
+            &TopicRef::Name(topic.to_string()),
+            partition,
+        )?;
+        partition.check_leader_epoch(current_leader_epoch)?;
+        Ok(partition.log().end_offset_for_leader_epoch(leader_epoch))
+    }
+
     /// DescribeProducers: the producers with state in a partition.
     pub fn describe_producers(&self, caller: &Caller, topic: &str, partition: i32) -> Result<Vec<ProducerSummary>> {
         let (_, partition) = self.partition(caller, Operation::Read, &TopicRef::Name(topic.to_string()), partition)?;

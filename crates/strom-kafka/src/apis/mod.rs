@@ -15,6 +15,7 @@ pub mod consumer_group;
 pub mod fetch;
 pub mod group_offsets;
 pub mod groups;
+pub mod leader_epoch;
 pub mod leader_hints;
 pub mod log_dirs;
 pub mod metadata;
@@ -47,6 +48,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::UnregisterBroker, 0, 0),
     (ApiKey::AddRaftVoter, 0, 0),
     (ApiKey::RemoveRaftVoter, 0, 0),
@@ -214,6 +216,7 @@ pub async fn dispatch(
         }
         ApiKey::ListPartitionReassignments => w.write(&reassign::list(context, peer, decode(api_key, body, version)?)),
         ApiKey::DescribeLogDirs => w.write(&log_dirs::describe(context, peer, decode(api_key, body, version)?)),
+        ApiKey::OffsetForLeaderEpoch => w.write(&leader_epoch::handle(context, peer, decode(api_key, body, version)?)),
         ApiKey::UnregisterBroker => {
             w.write(&cluster::unregister_broker(context, peer, decode(api_key, body, version)?).await)
         }

@@ -347,7 +347,7 @@ impl Quorum {
             .membership_config
             .membership()
             .get_node(&leader)
-            .map(|n| n.addr.clone())
+            .map(|n| self.peers.raft_address(leader, &n.addr).to_string())
             .ok_or_else(|| {
                 ClusterError::NotAvailable(format!("no address for the active controller (node {leader})"))
             })?;
@@ -440,7 +440,7 @@ impl Quorum {
                     .membership_config
                     .membership()
                     .get_node(&leader)
-                    .map(|n| n.addr.clone())
+                    .map(|n| self.peers.raft_address(leader, &n.addr).to_string())
                     .ok_or_else(|| ClusterError::NotAvailable(format!("no address for node {leader}")))?;
                 self.peer_status(leader, &addr)
             }

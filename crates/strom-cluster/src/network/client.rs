@@ -89,8 +89,13 @@ impl Peers {
 
     /// The channel to `target` at `addr`, made (unconnected) on first use. Must run on
     /// the quorum's runtime: the channel's worker is spawned there.
+    /// Where Raft's messages to `target` go: this node's configured address for it, else
+    /// `membership_addr` (from the replicated membership).
+    pub(crate) fn raft_address<'a>(&'a self, target: NodeId, membership_addr: &'a str) -> &'a str {
+        self.configured.get(&target).map_or(membership_addr, String::as_str)
+    }
+
     fn channel(&self, target: NodeId, addr: &str) -> Result<Channel, CallError> {
-        let addr = self.configured.get(&target).map_or(addr, String::as_str);
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((known, channel)) = channels.get(&target) {
             if known == addr {
@@ -237,14 +242,12 @@ impl PeerClient {
     {
         let payload = serde_json::to_vec(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let timeout = option.hard_ttl();
-        let reply = self
-            .peers
-            .call(self.target, &self.node.addr, method, payload, data, timeout)
-            .await;
+        let addr = self.peers.raft_address(self.target, &self.node.addr);
+        let reply = self.peers.call(self.target, addr, method, payload, data, timeout).await;
         let bytes = match reply {
             Ok(bytes) => bytes,
             Err(CallError::Refused(message)) => {
-                tracing::warn!(peer = self.target, addr = %self.node.addr, %message, "peer controller refused the call");
+                tracing::warn!(peer = self.target, %addr, %message, "peer controller refused the call");
                 return Err(RPCError::Unreachable(Unreachable::new(&AnyError::error(message))));
             }
             Err(CallError::Unreachable(message)) => {

@@ -46,8 +46,9 @@ pub(super) async fn commit(
         if let Some((leader, addr)) = leader_of(raft, node_id, forward) {
             let payload = serde_json::to_vec(&command)
                 .map_err(|e| ClusterError::NotAvailable(format!("encode the batch: {e}")))?;
+            let addr = peers.raft_address(leader, &addr);
             match peers
-                .call(leader, &addr, Method::Propose, payload, Vec::new(), left)
+                .call(leader, addr, Method::Propose, payload, Vec::new(), left)
                 .await
             {
                 Ok(bytes) => match serde_json::from_slice::<WriteResult>(&bytes) {

@@ -86,6 +86,8 @@ class Broker:
         if not binary.exists():
             pytest.fail(f"broker binary {binary} is missing (cargo build --release)")
         self._log_file = open(self.log_path, "ab")
+        # Readiness is read from this start's part of the log only.
+        self._log_start = self._log_file.tell()
         self._log_file.write(f"\n===== start #{self.starts + 1}: {' '.join(self.command())}\n".encode())
         self._log_file.flush()
         env = dict(os.environ)
@@ -112,11 +114,21 @@ class Broker:
                 )
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    pass
+                # A port taken by some other process also accepts: only this
+                # process's own "listener ready" line says it is up.
+                if self._says_ready():
                     return self
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         self.kill()
         raise BrokerCrashed(f"broker did not listen on {self.bootstrap} within {timeout}s\n{self.log_tail()}")
+
+    def _says_ready(self) -> bool:
+        with open(self.log_path, "rb") as f:
+            f.seek(self._log_start)
+            return b"kafka listener ready" in f.read()
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -22,6 +22,7 @@ use crate::log_manager::LogManager;
 pub use crate::partition::AppendOrigin;
 use crate::partition::{AppendLimits, Partition};
 use crate::producer_id::ProducerIdManager;
+use crate::producer_state::TxnGuard;
 use crate::sync::{lock, read, write};
 use crate::topic::{is_internal_topic, validate_topic_name, Topic, INTERNAL_TOPIC_FIXED_CONFIGS};
 use crate::topic_config::{self, ConfigEntry, TopicDefaults, TOPIC_CONFIGS};
@@ -717,6 +718,19 @@ impl Broker {
         batches: &[u8],
         origin: AppendOrigin,
     ) -> Result<Appended> {
+        self.append_guarded(topic, partition, batches, origin, TxnGuard::Unchecked)
+    }
+
+    /// [`Broker::append`] with the transaction check of a client's transactional
+    /// batches (KIP-890).
+    pub fn append_guarded(
+        &self,
+        topic: &Topic,
+        partition: &Partition,
+        batches: &[u8],
+        origin: AppendOrigin,
+        txn_guard: TxnGuard,
+    ) -> Result<Appended> {
         if origin == AppendOrigin::Client && topic.is_internal() {
             return Err(BrokerError::InvalidTopic(format!(
                 "Cannot append to internal topic {}",
@@ -727,6 +741,7 @@ impl Broker {
         let append_limits = AppendLimits {
             max_message_bytes: limits.max_message_bytes,
             require_keys: limits.compact,
+            txn_guard,
         };
         let info = partition.append(batches, origin, append_limits).inspect_err(|error| {
             if error.is_storage() {

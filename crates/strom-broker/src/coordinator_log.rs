@@ -305,10 +305,12 @@ impl CoordinatorLog {
     /// Append, fsync and wait for the in-sync replicas, for callers already on the
     /// blocking pool.
     pub(crate) fn append_durably(&self, index: i32, records: &[KeyValue]) -> Result<()> {
-        let partition = self.append(index, records, None)?;
+        let partition = self.append(index, records, None).map_err(as_coordinator_error)?;
         let end = partition.log_end_offset();
         partition.flush()?;
-        partition.wait_for_high_watermark_blocking(end, COORDINATOR_REPLICATION_TIMEOUT)
+        partition
+            .wait_for_high_watermark_blocking(end, COORDINATOR_REPLICATION_TIMEOUT)
+            .map_err(as_coordinator_error)
     }
 
     /// fsync a partition on the blocking pool, off the I/O threads, then wait until
@@ -324,6 +326,22 @@ impl CoordinatorLog {
         partition
             .wait_for_high_watermark(end, COORDINATOR_REPLICATION_TIMEOUT)
             .await
+            .map_err(as_coordinator_error)
+    }
+}
+
+/// A coordinator's write that failed in its partition, in the errors clients expect
+/// from a coordinator (Kafka's mapping): the partition led elsewhere now is
+/// NOT_COORDINATOR (look it up again), replicas that did not follow in time are
+/// COORDINATOR_NOT_AVAILABLE (retry). A partition's own errors would be fatal or
+/// meaningless to a producer's EndTxn or a consumer's OffsetCommit.
+fn as_coordinator_error(error: BrokerError) -> BrokerError {
+    match error {
+        BrokerError::NotLeaderOrFollower | BrokerError::FencedLeaderEpoch { .. } => BrokerError::NotCoordinator,
+        BrokerError::RequestTimedOut(_)
+        | BrokerError::NotEnoughReplicas { .. }
+        | BrokerError::UnknownTopicOrPartition => BrokerError::CoordinatorNotAvailable,
+        other => other,
     }
 }
 

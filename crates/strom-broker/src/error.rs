@@ -113,6 +113,10 @@ pub enum BrokerError {
     ConcurrentTransactions,
     #[error("invalid transaction state: {0}")]
     InvalidTxnState(String),
+    /// The transaction coordinator could not confirm that a transactional batch's
+    /// partition is in its transaction (KIP-890); retriable (NOT_ENOUGH_REPLICAS).
+    #[error("the transaction could not be verified with its coordinator: {0}")]
+    TxnNotVerified(String),
     #[error("operation not attempted")]
     OperationNotAttempted,
     #[error("acks must be -1, 0 or 1")]

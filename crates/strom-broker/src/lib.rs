@@ -34,7 +34,7 @@ pub use dynamic_config::{GroupConfigBounds, GROUP_CONFIGS};
 pub use error::{BrokerError, Result};
 pub use group::GroupCoordinator;
 pub use partition::{FetchIsolation, FetchedData, FetchedRange, Partition, ProducerSummary};
-pub use producer_state::AbortedTxn;
+pub use producer_state::{AbortedTxn, TxnGuard};
 pub use strom_cluster::{Listener, MetadataImage, MetadataRecord, Quorum, QuorumConfig};
 pub use strom_log::AppendInfo;
 pub use topic::{is_internal_topic, Topic};

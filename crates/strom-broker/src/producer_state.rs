@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use strom_log::RecordBatchHeader;
@@ -44,6 +45,25 @@ impl ProducerEntry {
         self.batches.back().map_or(-1, |b| b.last_sequence)
     }
 }
+
+/// KIP-890's check on the batch that opens a transaction in a partition: without it, a
+/// produce request delayed past its transaction's abort (a stalled connection, a paused
+/// leader) lands after the abort marker and becomes part of the producer's next
+/// transaction, which commits it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnGuard {
+    /// Not checked: verification is off, or the append is not a client's.
+    Unchecked,
+    /// Taken ([`ProducerStateManager::begin_verification`]) before the coordinator was
+    /// asked, which said the partition is in the producer's open transaction. Valid
+    /// while no marker and no other transaction start came in between.
+    Verified(u64),
+    /// Checking is on, but this request was not verified.
+    Missing,
+}
+
+/// Verification guards are unique across partitions and restarts of a partition's state.
+static NEXT_GUARD: AtomicU64 = AtomicU64::new(1);
 
 /// What validating a batch decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +99,11 @@ pub struct ProducerStateManager {
     ongoing: BTreeMap<i64, i64>,
     /// Aborted transactions, in marker order.
     aborted: Vec<AbortedTxn>,
+    /// Producers being verified before their transaction opens here: producer id →
+    /// (guard, when it was taken). In memory only: a verification does not outlive the
+    /// leadership.
+    #[serde(skip)]
+    verifying: BTreeMap<i64, (u64, i64)>,
     #[serde(skip)]
     dir: PathBuf,
 }
@@ -129,8 +154,42 @@ impl ProducerStateManager {
         self.aborted.retain(|a| a.last_offset >= log_start_offset);
     }
 
+    /// Starts verifying `producer_id`'s transaction here: the guard to present at the
+    /// append, or None when its transaction is open here already (nothing to verify).
+    /// Concurrent requests of one producer share the guard.
+    pub fn begin_verification(&mut self, producer_id: i64, now_ms: i64) -> Option<u64> {
+        if self.ongoing.contains_key(&producer_id) {
+            return None;
+        }
+        let (guard, _) = self
+            .verifying
+            .entry(producer_id)
+            .or_insert_with(|| (NEXT_GUARD.fetch_add(1, Ordering::Relaxed), now_ms));
+        Some(*guard)
+    }
+
+    /// Whether a transactional batch of `producer_id` may be appended with `guard`:
+    /// always when its transaction is open here, else only with the guard still in
+    /// place (no marker since the coordinator was asked).
+    pub fn check_txn_guard(&self, producer_id: i64, guard: TxnGuard) -> Result<()> {
+        if self.ongoing.contains_key(&producer_id) {
+            return Ok(());
+        }
+        match guard {
+            TxnGuard::Unchecked => Ok(()),
+            TxnGuard::Verified(g) if self.verifying.get(&producer_id).is_some_and(|(v, _)| *v == g) => Ok(()),
+            TxnGuard::Verified(_) => Err(BrokerError::InvalidTxnState(format!(
+                "the transaction of producer {producer_id} ended while this batch was being verified"
+            ))),
+            TxnGuard::Missing => Err(BrokerError::InvalidTxnState(format!(
+                "producer {producer_id} has no open transaction here that its coordinator confirmed"
+            ))),
+        }
+    }
+
     /// Apply a transaction marker written at `offset` (commit or abort).
     pub fn complete_txn(&mut self, producer_id: i64, producer_epoch: i16, offset: i64, commit: bool) {
+        self.verifying.remove(&producer_id);
         if let Some(first_offset) = self.ongoing.remove(&producer_id) {
             if !commit {
                 self.aborted.push(AbortedTxn {
@@ -208,6 +267,7 @@ impl ProducerStateManager {
         }
         if header.is_transactional() {
             self.ongoing.entry(header.producer_id).or_insert(header.base_offset);
+            self.verifying.remove(&header.producer_id);
         }
         if header.base_sequence < 0 {
             return;
@@ -236,11 +296,14 @@ impl ProducerStateManager {
         entry.last_timestamp = entry.last_timestamp.max(header.max_timestamp);
     }
 
-    /// Forget producers idle for longer than `producer.id.expiration.ms`.
+    /// Forget producers idle for longer than `producer.id.expiration.ms`, and
+    /// verifications that never led to an append for as long.
     pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
         let before = self.producers.len();
         self.producers
             .retain(|_, e| e.last_timestamp.saturating_add(expiration_ms) > now_ms);
+        self.verifying
+            .retain(|_, (_, taken_ms)| taken_ms.saturating_add(expiration_ms) > now_ms);
         before - self.producers.len()
     }
 

@@ -61,7 +61,7 @@ pub fn error_code(e: &BrokerError) -> i16 {
         BrokerError::NotController(_) => ResponseError::NotController,
         BrokerError::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
         BrokerError::LeaderNotAvailable => ResponseError::LeaderNotAvailable,
-        BrokerError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
+        BrokerError::NotEnoughReplicas { .. } | BrokerError::TxnNotVerified(_) => ResponseError::NotEnoughReplicas,
         BrokerError::NotReplica(_) => ResponseError::NotLeaderOrFollower,
         BrokerError::OffsetNotAvailable => ResponseError::OffsetNotAvailable,
         BrokerError::NoReassignmentInProgress => ResponseError::NoReassignmentInProgress,

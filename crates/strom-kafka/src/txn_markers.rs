@@ -1,5 +1,7 @@
-//! The inter-broker side of WriteTxnMarkers: how this node's transaction coordinator
-//! writes markers into partitions another node leads. Synchronous, as the coordinator
+//! The inter-broker side of transactions: how this node's transaction coordinator
+//! writes markers into partitions another node leads (WriteTxnMarkers), and how a
+//! partition leader asks a coordinator on another node whether a partition is in a
+//! transaction (AddPartitionsToTxn v4 with `verify_only`, KIP-890). Synchronous, as the coordinator
 //! runs on the blocking pool with the transaction locked: one connection per call to
 //! the leader's listener of this front-end's name, one request, one response, every
 //! wait bounded. The broker calls it through `strom_broker::txn::RemoteMarkers`.
@@ -12,11 +14,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::add_partitions_to_txn_request::{AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction};
 use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use strom_broker::api::BrokerEndpoint;
-use strom_broker::txn::{MarkerRequest, MarkerResults, RemoteMarkers};
+use strom_broker::group::TopicPartition;
+use strom_broker::txn::{MarkerRequest, MarkerResults, ProducerIdAndEpoch, RemoteMarkers};
 use strom_broker::BrokerError;
 
 use crate::constants::{INTER_BROKER_CONNECT_TIMEOUT, INTER_BROKER_IO_TIMEOUT, INTER_BROKER_RESPONSE_MAX_BYTES};
@@ -25,6 +29,8 @@ use crate::peers::PeerAddresses;
 
 /// The only WriteTxnMarkers version kafka-protocol (and Kafka 4) defines.
 const VERSION: i16 = 1;
+/// The first AddPartitionsToTxn version with `verify_only` (brokers only).
+const VERIFY_VERSION: i16 = 4;
 const CLIENT_ID: &str = "strom-txn-coordinator";
 
 /// Sends WriteTxnMarkers to the leader's listener named like this front-end's.
@@ -53,9 +59,16 @@ impl TxnMarkerClient {
     }
 
     /// One request, one response, on a new connection.
-    fn call(&self, host: &str, port: u16, request: &WriteTxnMarkersRequest) -> Result<WriteTxnMarkersResponse, String> {
+    fn call<Req: Encodable, Resp: Decodable>(
+        &self,
+        host: &str,
+        port: u16,
+        api_key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Result<Resp, String> {
         let correlation_id = self.correlation_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_request(ApiKey::WriteTxnMarkers, VERSION, CLIENT_ID, request, correlation_id)?;
+        let frame = encode_request(api_key, version, CLIENT_ID, request, correlation_id)?;
         let mut stream = self.connect(host, port)?;
         let io = |e: std::io::Error| e.to_string();
         stream.set_read_timeout(Some(self.io_timeout)).map_err(io)?;
@@ -71,7 +84,7 @@ impl TxnMarkerClient {
             .ok_or_else(|| format!("response length {length} out of bounds"))?;
         let mut body = vec![0u8; length];
         stream.read_exact(&mut body).map_err(io)?;
-        decode_response(ApiKey::WriteTxnMarkers, VERSION, Bytes::from(body), correlation_id)
+        decode_response(api_key, version, Bytes::from(body), correlation_id)
     }
 
     fn connect(&self, host: &str, port: u16) -> Result<TcpStream, String> {
@@ -94,11 +107,76 @@ impl RemoteMarkers for TxnMarkerClient {
             reason,
         };
         let (host, port) = self.peers.resolve(node).map_err(remote)?;
-        let response = self
-            .call(&host, port, &request(markers))
+        let response: WriteTxnMarkersResponse = self
+            .call(&host, port, ApiKey::WriteTxnMarkers, VERSION, &request(markers))
             .map_err(|e| remote(format!("WriteTxnMarkers to {host}:{port}: {e}")))?;
         Ok(results(node.node_id, markers, &response))
     }
+
+    fn verify(
+        &self,
+        node: &BrokerEndpoint,
+        transactional_id: &str,
+        producer: ProducerIdAndEpoch,
+        partitions: &[TopicPartition],
+    ) -> strom_broker::Result<Vec<strom_broker::Result<()>>> {
+        let remote = |reason: String| BrokerError::Remote {
+            node: node.node_id,
+            reason,
+        };
+        let (host, port) = self.peers.resolve(node).map_err(remote)?;
+        let request = verify_request(transactional_id, producer, partitions);
+        let response: AddPartitionsToTxnResponse = self
+            .call(&host, port, ApiKey::AddPartitionsToTxn, VERIFY_VERSION, &request)
+            .map_err(|e| remote(format!("AddPartitionsToTxn to {host}:{port}: {e}")))?;
+        if response.error_code != 0 {
+            return Err(error_of(node.node_id, response.error_code));
+        }
+        let codes: HashMap<(&str, i32), i16> = response
+            .results_by_transaction
+            .iter()
+            .filter(|r| r.transactional_id.0.as_str() == transactional_id)
+            .flat_map(|r| &r.topic_results)
+            .flat_map(|t| {
+                t.results_by_partition
+                    .iter()
+                    .map(|p| ((t.name.0.as_str(), p.partition_index), p.partition_error_code))
+            })
+            .collect();
+        Ok(partitions
+            .iter()
+            .map(|tp| match codes.get(&(tp.topic.as_str(), tp.partition)) {
+                Some(0) => Ok(()),
+                Some(code) => Err(error_of(node.node_id, *code)),
+                None => Err(remote(format!("no answer for {}-{}", tp.topic, tp.partition))),
+            })
+            .collect())
+    }
+}
+
+/// One transaction's partitions to verify, grouped by topic.
+fn verify_request(
+    transactional_id: &str,
+    producer: ProducerIdAndEpoch,
+    partitions: &[TopicPartition],
+) -> AddPartitionsToTxnRequest {
+    let mut topics: Vec<AddPartitionsToTxnTopic> = Vec::new();
+    for tp in partitions {
+        match topics.iter_mut().find(|t| t.name.0.as_str() == tp.topic) {
+            Some(topic) => topic.partitions.push(tp.partition),
+            None => topics.push(
+                AddPartitionsToTxnTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(tp.topic.clone())))
+                    .with_partitions(vec![tp.partition]),
+            ),
+        }
+    }
+    AddPartitionsToTxnRequest::default().with_transactions(vec![AddPartitionsToTxnTransaction::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_string(transactional_id.to_string())))
+        .with_producer_id(ProducerId(producer.producer_id))
+        .with_producer_epoch(producer.producer_epoch)
+        .with_verify_only(true)
+        .with_topics(topics)])
 }
 
 fn request(markers: &[MarkerRequest]) -> WriteTxnMarkersRequest {
@@ -170,6 +248,11 @@ fn error_of(node: i32, code: i16) -> BrokerError {
         Some(ResponseError::UnknownTopicOrPartition) => BrokerError::UnknownTopicOrPartition,
         Some(ResponseError::NotLeaderOrFollower) => BrokerError::NotLeaderOrFollower,
         Some(ResponseError::ClusterAuthorizationFailed) => BrokerError::ClusterAuthorizationFailed,
+        Some(ResponseError::InvalidTxnState) => BrokerError::InvalidTxnState(format!("node {node} says so")),
+        Some(ResponseError::ProducerFenced) => BrokerError::ProducerFenced(format!("node {node} says so")),
+        Some(ResponseError::InvalidProducerEpoch) => BrokerError::InvalidProducerEpoch(format!("node {node} says so")),
+        Some(ResponseError::InvalidProducerIdMapping) => BrokerError::InvalidProducerIdMapping,
+        Some(ResponseError::TransactionalIdAuthorizationFailed) => BrokerError::TransactionalIdAuthorizationFailed,
         other => BrokerError::Remote {
             node,
             reason: match other {

@@ -276,7 +276,67 @@ async fn a_transaction_over_three_leaders_commits_and_aborts_in_every_partition(
         vec![0, 6, 3],
         "led here; NOT_LEADER_OR_FOLLOWER; UNKNOWN_TOPIC_OR_PARTITION"
     );
+
+    // KIP-890: a transactional Produce after its transaction ended (a request delayed
+    // past the abort) is refused by every leader, which asks the coordinator, here or
+    // on another node (AddPartitionsToTxn v4, verify only); nothing is stored.
+    // (The marker WriteTxnMarkers wrote at t-0's offset 6 closed nothing.)
+    let ends = [7, 6, 6];
+    for p in 0..3 {
+        let code = produce_transactional(cluster.node(p + 1).kafka, p, producer, 4).await;
+        assert_eq!(code, 48, "t-{p}: INVALID_TXN_STATE");
+        let end = ends[p as usize];
+        assert_eq!(
+            offsets(&cluster.node(p + 1).api, p),
+            (end, end),
+            "t-{p}: nothing appended"
+        );
+    }
+    // Added to a new transaction, the same batches are taken.
+    let add = partitions.clone();
+    coordinator
+        .transactions(&caller, Some("app"), move |t| {
+            t.add_partitions("app", producer, &add).map(drop)
+        })
+        .await
+        .unwrap();
+    for p in 0..3 {
+        let code = produce_transactional(cluster.node(p + 1).kafka, p, producer, 4).await;
+        assert_eq!(code, 0, "t-{p}");
+        let end = ends[p as usize];
+        assert_eq!(
+            offsets(&cluster.node(p + 1).api, p),
+            (end + 1, end),
+            "t-{p}: open again"
+        );
+    }
     cluster.shutdown().await;
+}
+
+/// Produces one record of `producer`'s transaction to `t`-`partition` on the wire (acks=1);
+/// the partition's error code.
+async fn produce_transactional(
+    address: std::net::SocketAddr,
+    partition: i32,
+    producer: ProducerIdAndEpoch,
+    sequence: i32,
+) -> i16 {
+    let mut batch = RecordBatchBuilder::new()
+        .producer(producer.producer_id, producer.producer_epoch, sequence)
+        .flags(true, false);
+    batch.push(3, Some(b"k"), Some(b"late"));
+    let request = ProduceRequest::default()
+        .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("app"))))
+        .with_acks(1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_data(vec![produce_request::PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(bytes::Bytes::from(batch.build().unwrap())))])]);
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    let response: ProduceResponse = call(&mut stream, ApiKey::Produce, 9, &request).await;
+    response.responses[0].partition_responses[0].error_code
 }
 
 /// Adds `t`-0..2 to the transaction and appends two records to each on its leader.

@@ -58,6 +58,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "transaction.max.timeout.ms", default: "900000", doc: "largest transaction.timeout.ms a producer may ask for" },
     Setting { name: "transaction.abort.timed.out.transaction.cleanup.interval.ms", default: "10000", doc: "how often transactions past their timeout are aborted" },
     Setting { name: "transactional.id.expiration.ms", default: "604800000", doc: "how long an idle transactional id is kept" },
+    Setting { name: "transaction.partition.verification.enable", default: "true", doc: "a partition leader asks the transaction coordinator before a transaction opens in its partition, so a produce request delayed past its transaction's end is refused (KIP-890)" },
     Setting { name: "producer.id.expiration.ms", default: "86400000", doc: "how long an idle idempotent producer's sequence state is kept" },
     Setting { name: "log.cleaner.backoff.ms", default: "15000", doc: "how often compacted topics are cleaned" },
     Setting { name: "offsets.topic.num.partitions", default: "50", doc: "partitions of the internal __consumer_offsets topic (fixed once it exists)" },
@@ -274,6 +275,7 @@ impl Settings {
             max_timeout_ms: self.parse("transaction.max.timeout.ms")?,
             abort_check_interval_ms: self.parse("transaction.abort.timed.out.transaction.cleanup.interval.ms")?,
             id_expiration_ms: self.parse("transactional.id.expiration.ms")?,
+            partition_verification: self.parse("transaction.partition.verification.enable")?,
         };
         if config.state_topic_partitions < 1 {
             bail!("transaction.state.log.num.partitions must be at least 1");

@@ -36,7 +36,7 @@ pub use coordinators::CoordinatorKind;
 pub use describe_configs::{ConfigSynonym, DescribedConfig, StaticSetting};
 pub use fetch::{FetchParams, FetchPartition, FetchedPartition, FetchingReplica};
 pub use offsets::{DeleteRecordsPartition, ListOffsetsPartition, ListedOffset, OffsetSpec};
-pub use produce::{Acks, ProduceFuture, ProducePartition, ProduceRequest, Produced};
+pub use produce::{Acks, ProduceFuture, ProducePartition, ProduceRequest, Produced, TxnCheck};
 
 use crate::broker::{Broker, BrokerConfig};
 use crate::caller::{self, AllowAll, Authorizer, Caller, Operation, Resource};

@@ -17,8 +17,11 @@ use bytes::Bytes;
 use super::{BrokerApi, TopicRef};
 use crate::blocking::offload;
 use crate::caller::{Caller, Operation, Resource};
+use crate::coordinator_log::ProducerIdAndEpoch;
 use crate::error::{BrokerError, Result};
+use crate::group::TopicPartition;
 use crate::partition::{AppendOrigin, Partition};
+use crate::producer_state::TxnGuard;
 
 /// How durable a produce must be before it is answered.
 ///
@@ -50,7 +53,7 @@ impl TryFrom<i16> for Acks {
 }
 
 /// A produce request in the broker's terms.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ProduceRequest {
     pub acks: Acks,
     /// How long to wait for replicas (`request.timeout.ms`); one node never waits for any.
@@ -61,12 +64,28 @@ pub struct ProduceRequest {
 }
 
 /// One partition's batches.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ProducePartition {
     pub topic: TopicRef,
     pub partition: i32,
     /// Record batches as the client sent them (None or empty: nothing to append).
     pub records: Option<Bytes>,
+    /// What [`BrokerApi::verify_transactions`] found (KIP-890); `NotChecked` before.
+    pub txn: TxnCheck,
+}
+
+/// The coordinator's word on a transactional batch that opens a transaction in its
+/// partition (KIP-890 part 1).
+#[derive(Debug, Default)]
+pub enum TxnCheck {
+    /// Not asked: not transactional, the transaction is open here already, or
+    /// verification is off.
+    #[default]
+    NotChecked,
+    /// The partition is in the producer's open transaction; the partition's guard.
+    Verified(u64),
+    /// The coordinator said no, or could not be asked: the batch is refused with this.
+    Refused(BrokerError),
 }
 
 /// Where a partition's batches went.
@@ -164,6 +183,79 @@ async fn flush_all(results: &mut [Result<Produced>], to_flush: Vec<(usize, Arc<P
 }
 
 impl BrokerApi {
+    /// KIP-890 part 1: for each partition of a transactional produce whose batch would
+    /// open the producer's transaction there, takes the partition's guard and asks the
+    /// transaction coordinator whether the partition is in that open transaction; the
+    /// answer goes into [`ProducePartition::txn`] for [`BrokerApi::produce`]. One round
+    /// trip per transaction and partition (later batches find it open). Retriable
+    /// failures (no coordinator reachable) become NOT_ENOUGH_REPLICAS, which producers
+    /// retry, as in Kafka.
+    pub async fn verify_transactions(&self, caller: &Caller, request: &mut ProduceRequest) {
+        let Some(transactional_id) = request.transactional_id.clone() else {
+            return;
+        };
+        if !self.txns.config().partition_verification || request.origin != AppendOrigin::Client {
+            return;
+        }
+        let mut producer = None;
+        let mut asked: Vec<(usize, u64, TopicPartition)> = Vec::new();
+        for (index, wanted) in request.partitions.iter().enumerate() {
+            let Some(header) = wanted
+                .records
+                .as_deref()
+                .and_then(|records| strom_log::BatchIter::new(records).next())
+                .map(|(header, _)| header)
+            else {
+                continue;
+            };
+            if !header.is_transactional() || header.is_control() || header.producer_id < 0 {
+                continue;
+            }
+            // Errors (unknown, not led here, not allowed) are the produce's to report.
+            let Ok((topic, partition)) = self.partition(caller, Operation::Write, &wanted.topic, wanted.partition)
+            else {
+                continue;
+            };
+            if let Some(guard) = partition.partition_log().begin_txn_verification(header.producer_id) {
+                producer = Some(ProducerIdAndEpoch {
+                    producer_id: header.producer_id,
+                    producer_epoch: header.producer_epoch,
+                });
+                asked.push((
+                    index,
+                    guard,
+                    TopicPartition::new(topic.name().to_string(), wanted.partition),
+                ));
+            }
+        }
+        let Some(producer) = producer else {
+            return;
+        };
+        let partitions: Vec<TopicPartition> = asked.iter().map(|(_, _, tp)| tp.clone()).collect();
+        let txns = self.txns.clone();
+        let answer = offload("transaction verification", move || {
+            txns.verify_anywhere(&transactional_id, producer, &partitions)
+        })
+        .await
+        .and_then(|answer| answer);
+        match answer {
+            Ok(results) => {
+                for ((index, guard, _), result) in asked.into_iter().zip(results) {
+                    request.partitions[index].txn = match result {
+                        Ok(()) => TxnCheck::Verified(guard),
+                        Err(e) => TxnCheck::Refused(verification_error(&e)),
+                    };
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "transaction verification failed");
+                for (index, ..) in asked {
+                    request.partitions[index].txn = TxnCheck::Refused(verification_error(&e));
+                }
+            }
+        }
+    }
+
     /// Appends every partition's batches now, in order; the returned future resolves
     /// when they are as durable as `request.acks` asks (or `flush.messages` demands).
     pub fn produce(&self, caller: &Caller, request: ProduceRequest) -> ProduceFuture {
@@ -178,14 +270,22 @@ impl BrokerApi {
             Some(id) => self.authorize(caller, Operation::Write, Resource::TransactionalId(id)),
             None => Ok(()),
         };
+        let verifying = transactional_id.is_some() && self.txns.config().partition_verification;
         let mut results = Vec::with_capacity(partitions.len());
         let mut to_flush = Vec::new();
         let mut to_replicate = Vec::new();
-        for wanted in partitions {
+        for mut wanted in partitions {
+            let txn_guard = match std::mem::take(&mut wanted.txn) {
+                TxnCheck::Verified(guard) => Ok(TxnGuard::Verified(guard)),
+                TxnCheck::Refused(e) => Err(e),
+                TxnCheck::NotChecked if verifying && origin == AppendOrigin::Client => Ok(TxnGuard::Missing),
+                TxnCheck::NotChecked => Ok(TxnGuard::Unchecked),
+            };
             let appended = transactional
                 .as_ref()
                 .map_err(|_| BrokerError::TransactionalIdAuthorizationFailed)
-                .and_then(|()| self.append_one(caller, &wanted, origin, acks));
+                .and(txn_guard)
+                .and_then(|txn_guard| self.append_one(caller, &wanted, origin, acks, txn_guard));
             results.push(match appended {
                 Ok((partition, produced, flush_due, end)) => {
                     if acks == Acks::All {
@@ -218,6 +318,7 @@ impl BrokerApi {
         wanted: &ProducePartition,
         origin: AppendOrigin,
         acks: Acks,
+        txn_guard: TxnGuard,
     ) -> Result<(Arc<Partition>, Produced, bool, i64)> {
         let (topic, partition) = self.partition(caller, Operation::Write, &wanted.topic, wanted.partition)?;
         if acks == Acks::All && !partition.replica().has_min_isr() {
@@ -234,12 +335,27 @@ impl BrokerApi {
             .ok_or_else(|| BrokerError::InvalidRecord("no records".into()))?;
         // No copy: the log writes patched copies of the batch headers and the records
         // straight from the request buffer.
-        let appended = self.broker.append(&topic, &partition, records, origin)?;
+        let appended = self
+            .broker
+            .append_guarded(&topic, &partition, records, origin, txn_guard)?;
         let produced = Produced {
             base_offset: appended.info.base_offset,
             log_append_time_ms: appended.info.log_append_time_ms,
             log_start_offset: partition.log_start_offset(),
         };
         Ok((partition, produced, appended.flush_due, appended.info.last_offset + 1))
+    }
+}
+
+/// A coordinator's refusal as the producer should see it: its own verdicts (not in the
+/// transaction, fenced) as they are; not reaching a coordinator, retriable.
+fn verification_error(error: &BrokerError) -> BrokerError {
+    match error {
+        BrokerError::InvalidTxnState(m) => BrokerError::InvalidTxnState(m.clone()),
+        BrokerError::ProducerFenced(m) => BrokerError::ProducerFenced(m.clone()),
+        BrokerError::InvalidProducerEpoch(m) => BrokerError::InvalidProducerEpoch(m.clone()),
+        BrokerError::InvalidProducerIdMapping => BrokerError::InvalidProducerIdMapping,
+        BrokerError::TransactionalIdAuthorizationFailed => BrokerError::TransactionalIdAuthorizationFailed,
+        other => BrokerError::TxnNotVerified(other.to_string()),
     }
 }

@@ -44,6 +44,7 @@ fn produce(topic: &str, partition: i32, batch: Bytes, acks: Acks) -> ProduceRequ
             topic: TopicRef::Name(topic.into()),
             partition,
             records: Some(batch),
+            txn: Default::default(),
         }],
         origin: AppendOrigin::Client,
     }
@@ -206,5 +207,108 @@ async fn another_brokers_dynamic_configs_are_described_from_the_metadata() {
         api.describe_configs(&caller, &ConfigResource::Broker("3".into()), None),
         Err(BrokerError::InvalidRequest(_))
     ));
+    api.shutdown().await.unwrap();
+}
+
+fn transactional(pid: i64, epoch: i16, sequence: i32) -> Bytes {
+    let mut builder = RecordBatchBuilder::new()
+        .producer(pid, epoch, sequence)
+        .flags(true, false);
+    builder.push(1, Some(b"k"), Some(b"v"));
+    Bytes::from(builder.build().unwrap())
+}
+
+/// KIP-890: a transactional batch that opens a transaction in a partition is checked
+/// with the coordinator first; one that arrives after its transaction ended (a request
+/// delayed past the abort) is refused and stored nowhere, instead of joining the
+/// producer's next transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transactional_batch_delayed_past_its_transaction_is_refused() {
+    use crate::group::TopicPartition;
+    use crate::txn::InitProducerId;
+    let dir = tempfile::tempdir().unwrap();
+    let api = api(dir.path()).await;
+    let caller = Caller::internal();
+    let txns = api.txns().clone();
+    let producer = tokio::task::spawn_blocking(move || -> crate::Result<_> {
+        let producer = txns.init_producer_id(&InitProducerId {
+            transactional_id: Some("app".into()),
+            transaction_timeout_ms: 60_000,
+            producer_id: -1,
+            producer_epoch: -1,
+        })?;
+        txns.add_partitions("app", producer, &[TopicPartition::new("a", 0)])?;
+        Ok(producer)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let (pid, epoch) = (producer.producer_id, producer.producer_epoch);
+    let request = |sequence| {
+        let mut request = produce("a", 0, transactional(pid, epoch, sequence), Acks::Leader);
+        request.transactional_id = Some("app".into());
+        request
+    };
+    let partition = api.broker().partition("a", 0).unwrap();
+
+    // Not verified at all: refused.
+    let unverified = api.produce(&caller, request(0)).ready().ok().unwrap();
+    assert!(
+        matches!(unverified[0], Err(BrokerError::InvalidTxnState(_))),
+        "{unverified:?}"
+    );
+    assert_eq!(partition.log_end_offset(), 0);
+
+    // Verified while the transaction is open: stored.
+    let mut open = request(0);
+    api.verify_transactions(&caller, &mut open).await;
+    let stored = api.produce(&caller, open).ready().ok().unwrap();
+    assert_eq!(stored[0].as_ref().unwrap().base_offset, 0);
+
+    // Verified, then the transaction ends before the append: the guard is gone.
+    let txns = api.txns().clone();
+    tokio::task::spawn_blocking(move || txns.end_txn("app", producer, false))
+        .await
+        .unwrap()
+        .unwrap();
+    let end = partition.log_end_offset();
+    let mut late = request(1);
+    api.verify_transactions(&caller, &mut late).await;
+    assert!(
+        matches!(
+            late.partitions[0].txn,
+            TxnCheck::Refused(BrokerError::InvalidTxnState(_))
+        ),
+        "{:?}",
+        late.partitions[0].txn
+    );
+    let refused = api.produce(&caller, late).ready().ok().unwrap();
+    assert!(
+        matches!(refused[0], Err(BrokerError::InvalidTxnState(_))),
+        "{refused:?}"
+    );
+    assert_eq!(partition.log_end_offset(), end, "nothing of the late batch is stored");
+
+    // The race: verified while open, the marker lands before the append.
+    let txns = api.txns().clone();
+    tokio::task::spawn_blocking(move || txns.add_partitions("app", producer, &[TopicPartition::new("a", 0)]))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut raced = request(1);
+    api.verify_transactions(&caller, &mut raced).await;
+    assert!(matches!(raced.partitions[0].txn, TxnCheck::Verified(_)));
+    let txns = api.txns().clone();
+    tokio::task::spawn_blocking(move || txns.end_txn("app", producer, false))
+        .await
+        .unwrap()
+        .unwrap();
+    let end = partition.log_end_offset();
+    let refused = api.produce(&caller, raced).ready().ok().unwrap();
+    assert!(
+        matches!(refused[0], Err(BrokerError::InvalidTxnState(_))),
+        "{refused:?}"
+    );
+    assert_eq!(partition.log_end_offset(), end);
     api.shutdown().await.unwrap();
 }

@@ -10,7 +10,7 @@ use strom_log::{AppendInfo, Clock, ControlRecordType, Log, LogConfig, Marker, Ra
 
 use crate::constants::REPLAY_READ_BYTES;
 use crate::error::{BrokerError, Result};
-use crate::producer_state::{AbortedTxn, ProducerStateManager, SequenceCheck};
+use crate::producer_state::{AbortedTxn, ProducerStateManager, SequenceCheck, TxnGuard};
 use crate::sync::lock;
 
 /// One producer's state in a partition (DescribeProducers).
@@ -88,6 +88,7 @@ impl PartitionLog {
         max_message_bytes: usize,
         require_keys: bool,
         leader_epoch: i32,
+        txn_guard: TxnGuard,
     ) -> Result<AppendInfo> {
         for (header, bytes) in strom_log::BatchIter::new(batches) {
             if bytes.len() > max_message_bytes {
@@ -104,17 +105,27 @@ impl PartitionLog {
                 self.check_keys(bytes)?;
             }
         }
-        self.append_assigning_offsets(batches, leader_epoch)
+        self.append_assigning_offsets(batches, leader_epoch, txn_guard)
     }
 
     /// Appends a coordinator's batches (offsets assigned here, no client checks).
     pub fn append_coordinator(&self, batches: &[u8], leader_epoch: i32) -> Result<AppendInfo> {
-        self.append_assigning_offsets(batches, leader_epoch)
+        self.append_assigning_offsets(batches, leader_epoch, TxnGuard::Unchecked)
     }
 
-    fn append_assigning_offsets(&self, batches: &[u8], leader_epoch: i32) -> Result<AppendInfo> {
+    /// Starts verifying `producer_id`'s transaction before its first batch here
+    /// (KIP-890): the guard for [`PartitionLog::append_client`], or None when the
+    /// transaction is open here already.
+    pub fn begin_txn_verification(&self, producer_id: i64) -> Option<u64> {
+        lock(&self.producers).begin_verification(producer_id, self.clock.now_ms())
+    }
+
+    fn append_assigning_offsets(&self, batches: &[u8], leader_epoch: i32, txn_guard: TxnGuard) -> Result<AppendInfo> {
         let mut producers = lock(&self.producers);
         for (header, _) in strom_log::BatchIter::new(batches) {
+            if header.is_transactional() && header.producer_id >= 0 && !header.is_control() {
+                producers.check_txn_guard(header.producer_id, txn_guard)?;
+            }
             if let SequenceCheck::Duplicate(original) = producers.check(&header)? {
                 return Ok(AppendInfo {
                     base_offset: original.first_offset,

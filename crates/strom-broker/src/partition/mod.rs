@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::constants::REPLAY_READ_BYTES;
 use crate::error::{BrokerError, Result};
-use crate::producer_state::AbortedTxn;
+use crate::producer_state::{AbortedTxn, TxnGuard};
 pub use log::{PartitionLog, ProducerSummary};
 pub use replica::{FollowerState, IsrProposal, ReplicaState, RoleChange};
 
@@ -85,6 +85,8 @@ pub struct AppendLimits {
     pub max_message_bytes: usize,
     /// `cleanup.policy` includes compact: every record needs a key.
     pub require_keys: bool,
+    /// The transaction check of a client's transactional batches (KIP-890).
+    pub txn_guard: TxnGuard,
 }
 
 pub struct Partition {
@@ -186,10 +188,13 @@ impl Partition {
     pub fn append(&self, batches: &[u8], origin: AppendOrigin, limits: AppendLimits) -> Result<AppendInfo> {
         let epoch = self.leader_epoch();
         let info = match origin {
-            AppendOrigin::Client => {
-                self.log
-                    .append_client(batches, limits.max_message_bytes, limits.require_keys, epoch)?
-            }
+            AppendOrigin::Client => self.log.append_client(
+                batches,
+                limits.max_message_bytes,
+                limits.require_keys,
+                epoch,
+                limits.txn_guard,
+            )?,
             AppendOrigin::Coordinator => self.log.append_coordinator(batches, epoch)?,
             AppendOrigin::Replication => return self.log.append_replicated(batches),
         };

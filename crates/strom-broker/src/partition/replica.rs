@@ -57,6 +57,10 @@ struct Membership {
     epoch_start_offset: i64,
     /// When this node became leader (a follower never heard from lags from then).
     leader_since_ms: i64,
+    /// Whether the metadata's leadership was applied yet: the first application is a
+    /// role change even when it names the leader and epoch `new` assumed, so a new
+    /// partition's followers get `replica.lag.time.max.ms` from then to catch up.
+    applied: bool,
 }
 
 /// What the leader knows of one follower.
@@ -112,6 +116,7 @@ impl ReplicaState {
                 min_insync: 1,
                 epoch_start_offset: 0,
                 leader_since_ms: 0,
+                applied: false,
             }),
             high_watermark,
             log_end,
@@ -159,7 +164,8 @@ impl ReplicaState {
         }
         let leader_changed = self.leader.swap(leader, Ordering::AcqRel) != leader;
         let epoch_changed = self.leader_epoch.swap(leader_epoch, Ordering::AcqRel) != leader_epoch;
-        let change = if !leader_changed && !epoch_changed {
+        let first = !std::mem::replace(&mut membership.applied, true);
+        let change = if !first && !leader_changed && !epoch_changed {
             RoleChange::None
         } else {
             membership.followers.clear();

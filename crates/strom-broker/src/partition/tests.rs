@@ -10,6 +10,7 @@ use super::*;
 const CLIENT: AppendLimits = AppendLimits {
     max_message_bytes: 1 << 20,
     require_keys: false,
+    txn_guard: TxnGuard::Unchecked,
 };
 
 fn open(dir: &std::path::Path) -> Partition {
@@ -136,7 +137,7 @@ fn clients_cannot_write_control_batches_or_oversized_or_keyless_compacted_batche
     ));
     let small = AppendLimits {
         max_message_bytes: 10,
-        require_keys: false,
+        ..CLIENT
     };
     assert!(matches!(
         partition.append(&records(1), AppendOrigin::Client, small),
@@ -147,8 +148,8 @@ fn clients_cannot_write_control_batches_or_oversized_or_keyless_compacted_batche
     keyless.push(0, None, Some(b"v"));
     let keyless = keyless.build().unwrap();
     let compacted = AppendLimits {
-        max_message_bytes: 1 << 20,
         require_keys: true,
+        ..CLIENT
     };
     match partition.append(&keyless, AppendOrigin::Client, compacted) {
         Err(BrokerError::InvalidRecords(errors)) => assert_eq!(errors[0].0, 1),

@@ -45,6 +45,9 @@ pub struct TxnConfig {
     pub abort_check_interval_ms: u64,
     /// `transactional.id.expiration.ms`
     pub id_expiration_ms: i64,
+    /// `transaction.partition.verification.enable`: a partition leader asks the
+    /// coordinator before a transaction opens in its partition (KIP-890).
+    pub partition_verification: bool,
 }
 
 impl Default for TxnConfig {
@@ -55,6 +58,7 @@ impl Default for TxnConfig {
             max_timeout_ms: 900_000,
             abort_check_interval_ms: 10_000,
             id_expiration_ms: 604_800_000,
+            partition_verification: true,
         }
     }
 }

@@ -159,7 +159,10 @@ pub async fn dispatch(
         ApiKey::ApiVersions => w.write(&api_versions::handle(decode(api_key, body, version)?)),
         ApiKey::Metadata => w.write(&metadata::handle(context, peer, decode(api_key, body, version)?, version).await),
         ApiKey::Produce => {
-            match produce::append_all(context, &peer.caller, decode(api_key, body, version)?, version).ready() {
+            match produce::append_all(context, &peer.caller, decode(api_key, body, version)?, version)
+                .await
+                .ready()
+            {
                 Ok(Some(mut response)) => {
                     leader_hints::produce(&context.api, &context.config.listener_name, &mut response, version);
                     w.write(&response)

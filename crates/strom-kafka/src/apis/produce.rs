@@ -48,7 +48,9 @@ impl Appended {
     }
 }
 
-pub fn append_all(context: &Context, caller: &Caller, request: ProduceRequest, version: i16) -> Appended {
+/// Verifies a transactional request's new transactions with their coordinator
+/// (KIP-890; nothing to do for other requests), then appends.
+pub async fn append_all(context: &Context, caller: &Caller, request: ProduceRequest, version: i16) -> Appended {
     let acks = Acks::try_from(request.acks).ok();
     let mut shape = Vec::with_capacity(request.topic_data.len());
     let mut partitions = Vec::new();
@@ -65,23 +67,31 @@ pub fn append_all(context: &Context, caller: &Caller, request: ProduceRequest, v
                 topic: topic_ref.clone(),
                 partition: data.index,
                 records: data.records,
+                txn: Default::default(),
             });
         }
         shape.push((topic.name, topic.topic_id, indexes));
     }
-    let outcome = acks.map(|acks| {
-        context.api.produce(
-            caller,
-            strom_broker::api::ProduceRequest {
-                acks,
-                timeout: std::time::Duration::from_millis(request.timeout_ms.max(0) as u64),
-                transactional_id: request.transactional_id.map(|id| id.0.to_string()),
-                partitions,
-                origin: AppendOrigin::Client,
-            },
-        )
-    });
-    Appended { shape, acks, outcome }
+    let Some(acks) = acks else {
+        return Appended {
+            shape,
+            acks,
+            outcome: None,
+        };
+    };
+    let mut produce = strom_broker::api::ProduceRequest {
+        acks,
+        timeout: std::time::Duration::from_millis(request.timeout_ms.max(0) as u64),
+        transactional_id: request.transactional_id.map(|id| id.0.to_string()),
+        partitions,
+        origin: AppendOrigin::Client,
+    };
+    context.api.verify_transactions(caller, &mut produce).await;
+    Appended {
+        shape,
+        acks: Some(acks),
+        outcome: Some(context.api.produce(caller, produce)),
+    }
 }
 
 fn respond(

@@ -93,6 +93,28 @@ fn a_lagging_follower_leaves_and_a_caught_up_one_joins() {
     assert_eq!(proposal.joining, vec![(3, 12)]);
 }
 
+/// A new partition's metadata names this node leader in epoch 0, which `new` assumed
+/// already: its followers still get the lag time from then, not from the clock's zero.
+#[test]
+fn a_new_partitions_followers_are_not_dropped_before_they_could_fetch() {
+    let replica = ReplicaState::new(1, 0, vec![1], 0);
+    assert_eq!(
+        replica.set_leadership(1, 0, 0, &[1, 2, 3], &[1, 2, 3], 50_000),
+        RoleChange::BecameLeader,
+        "the first leadership applied is a change"
+    );
+    assert!(
+        replica.wanted_isr(50_500, 2000, 0).is_none(),
+        "nobody fetched yet, within the lag time"
+    );
+    assert_eq!(
+        replica.set_leadership(1, 0, 0, &[1, 2, 3], &[1, 2, 3], 50_600),
+        RoleChange::None
+    );
+    let proposal = replica.wanted_isr(52_100, 2000, 0).unwrap();
+    assert_eq!(proposal.isr, vec![1], "silent for longer than the lag time");
+}
+
 #[test]
 fn a_follower_joins_only_past_the_start_of_the_leaders_epoch() {
     let replica = leading(1);

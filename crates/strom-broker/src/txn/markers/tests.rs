@@ -151,6 +151,19 @@ impl RemoteMarkers for Arc<FakeNodes> {
             .map(|m| m.partitions.iter().map(|_| Ok(())).collect())
             .collect())
     }
+
+    fn verify(
+        &self,
+        node: &BrokerEndpoint,
+        _: &str,
+        _: crate::txn::ProducerIdAndEpoch,
+        _: &[crate::group::TopicPartition],
+    ) -> Result<Vec<Result<()>>> {
+        Err(BrokerError::Remote {
+            node: node.node_id,
+            reason: "not asked in these tests".into(),
+        })
+    }
 }
 
 #[test]

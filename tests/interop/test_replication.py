@@ -14,6 +14,7 @@ keeps working on the leader."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import threading
 import time
@@ -24,7 +25,7 @@ from confluent_kafka.admin import NewTopic
 
 import history_checker
 import kafka_wire
-from cluster_util import Cluster
+from cluster_util import Cluster, Node
 from conftest import strom_bin
 
 pytestmark = pytest.mark.timeout(300)
@@ -536,3 +537,80 @@ def test_an_isolated_leader_acknowledges_nothing_and_truncates_its_tail_after_he
         assert copies[0] == copies[1] == copies[2]
     finally:
         cluster.stop()
+
+
+def produce_numbers(bootstrap: str, topic: str, first: int, count: int) -> None:
+    """`count` acks=all records numbered from `first`; every one must be acknowledged."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
+    errors: list[str] = []
+    for n in range(first, first + count):
+        producer.produce(topic, value=str(n).encode(), on_delivery=lambda err, _: err and errors.append(str(err)))
+    assert producer.flush(60) == 0 and not errors, errors[:3]
+
+
+def led(cluster: Cluster, topic: str = TOPIC) -> tuple[int, list[int]]:
+    """Partition 0's leader and sorted ISR."""
+    leader, isr = partition_states(cluster, topic)[0]
+    return leader, sorted(isr)
+
+
+def test_an_eligible_replica_leads_and_a_wiped_disk_leads_nothing(tmp_path, request):
+    """KIP-966 with voters apart from the data: three controllers (nodes 1-3) and three
+    broker-only nodes (4-6) holding the topic, min.insync.replicas=2. Node 6 dies (ISR
+    4,5), then node 5 (ISR 4: the high watermark stops, so 5 keeps every committed
+    record and becomes an eligible leader replica), then node 4. When 5 comes back it
+    leads, though it is not in the ISR; the records are all there once 6 has caught up
+    from it. A node whose disk was wiped holds nothing: as the last in-sync replica of
+    a partition it does not lead it again (the partition stays offline instead of
+    serving an empty log)."""
+    cluster = Cluster(tmp_path, 3, SETTINGS)
+    request.node._strom_brokers = cluster.nodes
+    cluster.start()
+    try:
+        for node_id in (4, 5, 6):
+            settings = dict(cluster.node(1).settings)
+            settings["process.roles"] = "broker"
+            node = Node(tmp_path / f"node-{node_id}", node_id, settings)
+            node.voters = cluster.node(1).voters
+            cluster.nodes.append(node)
+            node.start(timeout=60)
+        cluster.wait_for_brokers(6)
+        admin = cluster.admin()
+        topics = [
+            NewTopic(TOPIC, num_partitions=1, replica_assignment=[[4, 5, 6]], config={"min.insync.replicas": "2"}),
+            NewTopic("solo", num_partitions=1, replica_assignment=[[4]]),
+        ]
+        for future in admin.create_topics(topics).values():
+            future.result(timeout=30)
+        wait_for(lambda: led(cluster) == (4, [4, 5, 6]), "the full ISR")
+        produce_numbers(cluster.bootstrap, TOPIC, 0, 200)
+        produce_numbers(cluster.bootstrap, "solo", 0, 50)
+
+        cluster.node(6).kill()
+        wait_for(lambda: led(cluster) == (4, [4, 5]), "6 out of the ISR")
+        produce_numbers(cluster.bootstrap, TOPIC, 200, 100)
+        cluster.node(5).kill()
+        wait_for(lambda: led(cluster) == (4, [4]), "5 out of the ISR")
+        cluster.node(4).kill()
+        wait_for(lambda: led(cluster)[0] == -1, "the partition offline")
+
+        # 5 is not in the ISR, but eligible: it leads when it returns.
+        cluster.node(5).start(timeout=60)
+        wait_for(lambda: led(cluster) == (5, [5]), "the eligible replica leading")
+        cluster.node(6).start(timeout=60)
+        wait_for(lambda: led(cluster) == (5, [5, 6]), "6 caught up from 5")
+        seen = read_all(cluster.bootstrap, 1, 300)[0]
+        assert [value for _, value in seen] == list(range(300)), "every acknowledged record, in order"
+
+        # Node 4 comes back with an empty disk: the last in-sync replica of `solo` lost
+        # what it held, so `solo` stays offline; of the other topic it is a follower
+        # catching up like any other.
+        shutil.rmtree(cluster.node(4).data_dir)
+        cluster.node(4).start(timeout=60)
+        wait_for(lambda: led(cluster) == (5, [4, 5, 6]), "4 caught up as a follower")
+        assert led(cluster, "solo")[0] == -1, led(cluster, "solo")
+        assert [value for _, value in read_all(cluster.bootstrap, 1, 300)[0]] == list(range(300))
+    finally:
+        for node in cluster.nodes:
+            if node.alive():
+                node.stop()

@@ -4,10 +4,13 @@
 //! what they return; keeping them pure makes them testable with an injected clock.
 //!
 //! Elections follow Kafka: a partition's leader comes from its ISR and must be alive
-//! (registered and unfenced); when no ISR member is alive the partition goes offline
-//! (leader -1) and keeps its last ISR member, so that replica (the one with every
-//! committed record) leads again when it returns. Unclean election (an out-of-sync
-//! replica leading) happens only when asked for.
+//! (registered and unfenced); when no ISR member is alive it comes from the eligible
+//! leader replicas (KIP-966: replicas that left the ISR while it was below
+//! `min.insync.replicas`, so they hold every committed record); when none of those is
+//! alive either the partition goes offline (leader -1) and keeps its last ISR member,
+//! so that replica leads again when it returns. Unclean election (an out-of-sync
+//! replica leading) happens only when asked for. A broker that returns with another
+//! disk (a new `directory.id`) holds nothing: it leaves every ISR and ELR at once.
 
 use std::collections::HashMap;
 
@@ -26,20 +29,22 @@ pub fn is_alive(image: &MetadataImage, node_id: i32) -> bool {
 
 /// The leader a partition should have: the current one while it is alive and in the
 /// ISR, otherwise the first alive ISR member in replica order (the preferred replica
-/// first), otherwise — only with `unclean` — the first alive replica.
+/// first), otherwise the first alive eligible leader replica (KIP-966), otherwise —
+/// only with `unclean` — the first alive replica.
 pub fn elect(partition: &PartitionState, alive: impl Fn(i32) -> bool, unclean: bool) -> i32 {
     if partition.leader != NO_LEADER && alive(partition.leader) && partition.isr.contains(&partition.leader) {
         return partition.leader;
     }
-    let in_order = |in_isr: bool| {
+    let in_order = |among: Option<&[i32]>| {
         partition
             .replicas
             .iter()
             .copied()
-            .find(|r| alive(*r) && (!in_isr || partition.isr.contains(r)))
+            .find(|r| alive(*r) && among.is_none_or(|among| among.contains(r)))
     };
-    in_order(true)
-        .or_else(|| if unclean { in_order(false) } else { None })
+    in_order(Some(&partition.isr))
+        .or_else(|| in_order(Some(&partition.elr)))
+        .or_else(|| if unclean { in_order(None) } else { None })
         .unwrap_or(NO_LEADER)
 }
 
@@ -80,7 +85,8 @@ pub fn leadership_changes(image: &MetadataImage, alive: impl Fn(i32) -> bool) ->
                 ..partition.clone()
             };
             let leader = elect(&state, &alive, unclean_enabled(image, topic));
-            // An unclean leader starts a new ISR of its own: the old one is lost.
+            // A leader from outside the ISR (an eligible or an unclean one) starts an
+            // ISR of its own; the image derives the eligible replicas from the change.
             let isr = if leader != NO_LEADER && !isr.contains(&leader) {
                 vec![leader]
             } else {
@@ -109,6 +115,7 @@ fn change(
         isr,
         replicas: None,
         joining: Vec::new(),
+        elr: None,
         reassignment: None,
     })
 }
@@ -193,29 +200,64 @@ pub fn rebalance_preferred(image: &MetadataImage) -> Vec<MetadataRecord> {
     records
 }
 
-/// A broker registering again (a new process, perhaps a new disk) leaves every ISR it
-/// is in where other members remain, and hands over the leadership of those partitions
-/// to them; where it is the last ISR member it stays (it holds whatever there is).
-pub fn leave_isrs(image: &MetadataImage, node_id: i32) -> Vec<MetadataRecord> {
+/// A broker registering again (a new process) leaves every ISR it is in where other
+/// members remain, and hands over the leadership of those partitions to them; where it
+/// is the last ISR member it stays (it holds whatever there is, fsynced). With a new
+/// disk (`directory_id` differs from its last registration's) it holds nothing: it
+/// leaves every ISR, even as the last member (the partition then needs an eligible
+/// replica, or an unclean election, to lead again), and every ELR.
+pub fn leave_isrs(image: &MetadataImage, node_id: i32, directory_id: Uuid) -> Vec<MetadataRecord> {
+    let new_disk = image
+        .broker(node_id)
+        .is_some_and(|b| b.registration.directory_id != directory_id);
     let mut changes = Vec::new();
     for topic in image.topics() {
         for (index, partition) in &topic.partitions {
-            if !partition.isr.contains(&node_id) || partition.isr.len() < 2 {
+            let in_isr = partition.isr.contains(&node_id);
+            let in_elr = partition.elr.contains(&node_id);
+            if !(in_isr && (new_disk || partition.isr.len() >= 2) || new_disk && in_elr) {
                 continue;
             }
             let isr: Vec<i32> = partition.isr.iter().copied().filter(|r| *r != node_id).collect();
             let next = PartitionState {
                 isr: isr.clone(),
+                elr: partition.elr.iter().copied().filter(|r| *r != node_id).collect(),
                 ..partition.clone()
             };
-            let leader = elect(&next, |r| r != node_id && is_alive(image, r), false);
-            changes.push(change(
-                topic.id,
-                *index,
-                partition,
-                (leader != partition.leader).then_some(leader),
-                Some(isr),
-            ));
+            let leader = elect(
+                &next,
+                |r| r != node_id && is_alive(image, r),
+                unclean_enabled(image, topic),
+            );
+            // A leader from outside the ISR starts an ISR of its own.
+            let isr = if leader != NO_LEADER && !isr.contains(&leader) {
+                vec![leader]
+            } else {
+                isr
+            };
+            let elr = new_disk.then(|| {
+                crate::image::eligible_leaders_after(
+                    &partition.isr,
+                    &partition.elr,
+                    &isr,
+                    &partition.replicas,
+                    image.min_insync(topic),
+                )
+                .into_iter()
+                .filter(|r| *r != node_id)
+                .collect()
+            });
+            changes.push(MetadataRecord::PartitionChange(PartitionChange {
+                topic_id: topic.id,
+                partition: *index,
+                partition_epoch: partition.partition_epoch,
+                leader: (leader != partition.leader).then_some(leader),
+                isr: (isr != partition.isr).then_some(isr),
+                replicas: None,
+                joining: Vec::new(),
+                elr,
+                reassignment: None,
+            }));
         }
     }
     changes
@@ -327,6 +369,7 @@ pub fn reassign(
         isr: (isr != state.isr && !isr.is_empty()).then_some(isr),
         replicas: Some(replicas),
         joining: Vec::new(),
+        elr: None,
         reassignment: Some(crate::records::Reassignment { adding, removing }),
     }))
 }
@@ -373,6 +416,7 @@ fn finish(
         isr: (!isr.is_empty() && isr != state.isr).then_some(isr),
         replicas: Some(replicas),
         joining: Vec::new(),
+        elr: None,
         reassignment: Some(crate::records::Reassignment::default()),
     })
 }

@@ -36,6 +36,34 @@ pub struct PartitionState {
     pub adding: Vec<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removing: Vec<i32>,
+    /// KIP-966's eligible leader replicas: replicas that left the ISR while it was
+    /// below `min.insync.replicas`. The high watermark cannot advance then, so they
+    /// hold every committed record (fsynced, see docs/cluster.md) and may lead when no
+    /// ISR member is alive. Emptied once the ISR is back at `min.insync.replicas`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elr: Vec<i32>,
+}
+
+/// The eligible leader replicas after the ISR went from `old_isr` to `new_isr`: none
+/// while the new ISR has `min_insync` members; otherwise the previous ones and the
+/// members that just left, less the new ISR and replicas no longer assigned.
+pub fn eligible_leaders_after(
+    old_isr: &[i32],
+    old_elr: &[i32],
+    new_isr: &[i32],
+    replicas: &[i32],
+    min_insync: usize,
+) -> Vec<i32> {
+    if new_isr.len() >= min_insync {
+        return Vec::new();
+    }
+    let mut elr = Vec::new();
+    for replica in old_elr.iter().chain(old_isr) {
+        if !new_isr.contains(replica) && replicas.contains(replica) && !elr.contains(replica) {
+            elr.push(*replica);
+        }
+    }
+    elr
 }
 
 impl PartitionState {
@@ -99,6 +127,23 @@ impl MetadataImage {
 
     pub fn topic_by_id(&self, id: Uuid) -> Option<&TopicImage> {
         self.topics.get(&id)
+    }
+
+    /// A topic's `min.insync.replicas`: its own override, else the cluster's dynamic
+    /// default, else 1 (a broker's static setting is not in the metadata).
+    pub fn min_insync(&self, topic: &TopicImage) -> usize {
+        const NAME: &str = "min.insync.replicas";
+        topic
+            .configs
+            .get(NAME)
+            .or_else(|| {
+                self.configs
+                    .get(&ConfigScope::ClusterDefault)
+                    .and_then(|configs| configs.get(NAME))
+            })
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(1)
+            .max(1)
     }
 
     /// Every topic, sorted by name.
@@ -253,6 +298,7 @@ impl MetadataImage {
                 partition_epoch: record.partition_epoch,
                 adding: Vec::new(),
                 removing: Vec::new(),
+                elr: Vec::new(),
             },
         );
         Ok(())
@@ -281,16 +327,32 @@ impl MetadataImage {
                 )));
             }
         }
+        let min_insync = self
+            .topics
+            .get(&change.topic_id)
+            .map_or(1, |topic| self.min_insync(topic));
         let topic = self.topic_mut(change.topic_id)?;
         let Some(partition) = topic.partitions.get_mut(&change.partition) else {
             return Err(Refusal::UnknownTopic(format!("{name}-{}", change.partition)));
         };
+        let old_isr = partition.isr.clone();
         if let Some(replicas) = &change.replicas {
             partition.replicas = replicas.clone();
         }
         if let Some(isr) = &change.isr {
             partition.isr = isr.clone();
         }
+        partition.elr = match &change.elr {
+            Some(elr) => elr.clone(),
+            None if change.isr.is_some() || change.replicas.is_some() => eligible_leaders_after(
+                &old_isr,
+                &partition.elr,
+                &partition.isr,
+                &partition.replicas,
+                min_insync,
+            ),
+            None => partition.elr.clone(),
+        };
         if let Some(reassignment) = &change.reassignment {
             partition.adding = reassignment.adding.clone();
             partition.removing = reassignment.removing.clone();

@@ -103,6 +103,10 @@ pub struct PartitionChange {
     /// that restarted since, perhaps with an empty disk, must catch up again first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub joining: Vec<(i32, i64)>,
+    /// The eligible leader replicas from now on; `None`: derived from the ISR change
+    /// ([`crate::image::eligible_leaders_after`]), or kept when the ISR is unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elr: Option<Vec<i32>>,
     /// A reassignment begun, finished or cancelled: the replicas being added and
     /// removed from now on (both empty: none in progress).
     #[serde(default, skip_serializing_if = "Option::is_none")]

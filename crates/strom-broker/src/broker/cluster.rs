@@ -55,6 +55,7 @@ impl Broker {
                         isr: Some(vec![leader]),
                         replicas: None,
                         joining: Vec::new(),
+                        elr: None,
                         reassignment: None,
                     }));
                     Ok(())

@@ -66,7 +66,11 @@ impl Broker {
         // catching up again, with its new broker epoch.
         let broker_epoch = propose_at_start(&quorum, wait, |image| {
             let mut records = vec![MetadataRecord::RegisterBroker(registration.clone())];
-            records.extend(strom_cluster::controller::leave_isrs(image, config.node_id));
+            records.extend(strom_cluster::controller::leave_isrs(
+                image,
+                config.node_id,
+                registration.directory_id,
+            ));
             Ok(records)
         })? as i64;
         let producer_ids = ProducerIdManager::new(config.node_id, quorum.clone());

@@ -59,6 +59,7 @@ pub fn maintain_isr(broker: &Broker, lag_time_max_ms: i64) -> usize {
             isr: Some(proposal.isr.clone()),
             replicas: None,
             joining: proposal.joining.clone(),
+            elr: None,
             reassignment: None,
         });
         match broker.commit_partition_changes(vec![change], ISR_COMMIT_TIMEOUT) {

@@ -53,6 +53,7 @@ fn elections_pick_from_the_isr_and_unclean_only_when_asked() {
         partition_epoch: 7,
         adding: Vec::new(),
         removing: Vec::new(),
+        elr: Vec::new(),
     };
     // The leader is out of the ISR: the first alive ISR member in replica order.
     assert_eq!(elect(&partition, |_| true, false), 2);
@@ -143,6 +144,7 @@ fn preferred_leader_election() {
                 isr: None,
                 replicas: None,
                 joining: Vec::new(),
+                elr: None,
                 reassignment: None,
             }),
             300,
@@ -174,6 +176,7 @@ fn preferred_replicas_get_their_leadership_back() {
                 isr: Some(vec![2, 1]),
                 replicas: None,
                 joining: vec![(1, 1)],
+                elr: None,
                 reassignment: None,
             }),
             202,
@@ -200,6 +203,7 @@ fn a_replica_joins_the_isr_only_with_its_current_broker_epoch() {
             isr: Some(vec![1, 2, 3]),
             replicas: None,
             joining: vec![(3, broker_epoch)],
+            elr: None,
             reassignment: None,
         })
     };
@@ -239,6 +243,7 @@ fn unclean_election_follows_the_topic_config() {
                 isr: Some(vec![1]),
                 replicas: None,
                 joining: Vec::new(),
+                elr: None,
                 reassignment: None,
             }),
             200,
@@ -295,6 +300,7 @@ fn a_reassignment_adds_catches_up_then_removes() {
         isr: Some(vec![1, 2, 3, 4]),
         replicas: None,
         joining: vec![(4, 4)],
+        elr: None,
         reassignment: None,
     });
     image.apply(&join, 201).unwrap();
@@ -336,7 +342,8 @@ fn a_cancelled_reassignment_goes_back_to_the_original_replicas() {
 #[test]
 fn a_restarted_broker_leaves_the_isrs_it_shares_and_hands_over_leadership() {
     let (mut image, _) = image(3, &[&[1, 2, 3], &[2, 1], &[1]]);
-    let records = leave_isrs(&image, 1);
+    let directory = image.broker(1).unwrap().registration.directory_id;
+    let records = leave_isrs(&image, 1, directory);
     assert_eq!(records.len(), 2, "partition 2 has no other member: untouched");
     image.apply_batch(&records, 200).unwrap();
     let p0 = state(&image, 0);
@@ -349,5 +356,105 @@ fn a_restarted_broker_leaves_the_isrs_it_shares_and_hands_over_leadership() {
     assert_eq!((p1.isr.clone(), p1.leader), (vec![2], 2));
     let p2 = state(&image, 2);
     assert_eq!((p2.isr.clone(), p2.leader), (vec![1], 1));
-    assert!(leave_isrs(&image, 1).is_empty(), "nothing left to leave");
+    assert!(leave_isrs(&image, 1, directory).is_empty(), "nothing left to leave");
+}
+
+/// `t` with min.insync.replicas=2 on brokers 1..=n.
+fn with_min_insync(brokers: i32, replicas: &[&[i32]]) -> (MetadataImage, Uuid) {
+    let (mut image, id) = image(brokers, replicas);
+    let configs = BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]);
+    image
+        .apply_batch(&[MetadataRecord::TopicConfigs { topic_id: id, configs }], 150)
+        .unwrap();
+    (image, id)
+}
+
+fn isr_change(image: &MetadataImage, id: Uuid, isr: &[i32]) -> MetadataRecord {
+    let s = state(image, 0);
+    MetadataRecord::PartitionChange(PartitionChange {
+        topic_id: id,
+        partition: 0,
+        partition_epoch: s.partition_epoch,
+        leader: None,
+        isr: Some(isr.to_vec()),
+        replicas: None,
+        joining: Vec::new(),
+        elr: None,
+        reassignment: None,
+    })
+}
+
+/// KIP-966: replicas that leave the ISR while it is below min.insync.replicas keep every
+/// committed record (the high watermark is stuck), so one of them leads when no ISR
+/// member is alive; the list empties once the ISR is back at min.insync.replicas.
+#[test]
+fn replicas_leaving_an_isr_below_min_insync_are_eligible_leaders() {
+    let (mut image, id) = with_min_insync(3, &[&[1, 2, 3]]);
+    image.apply(&isr_change(&image, id, &[1, 2]), 200).unwrap();
+    assert!(
+        state(&image, 0).elr.is_empty(),
+        "3 left while the ISR kept two: not eligible"
+    );
+    image.apply(&isr_change(&image, id, &[1]), 201).unwrap();
+    assert_eq!(
+        state(&image, 0).elr,
+        vec![2],
+        "2 left the ISR below min.insync.replicas"
+    );
+
+    // 1 dies: no ISR member alive, 2 is eligible and takes over with an ISR of its own.
+    let records = fence(&image, &[(1, 1)]);
+    image.apply_batch(&records, 202).unwrap();
+    let s = state(&image, 0);
+    assert_eq!((s.leader, s.isr.clone(), s.elr.clone()), (2, vec![2], vec![1]));
+
+    // 3 catches up and joins: the ISR is at min.insync.replicas again, the list empties.
+    image.apply(&isr_change(&image, id, &[2, 3]), 203).unwrap();
+    assert!(state(&image, 0).elr.is_empty());
+}
+
+#[test]
+fn without_an_eligible_replica_alive_the_partition_stays_offline() {
+    let (mut image, id) = with_min_insync(3, &[&[1, 2, 3]]);
+    image.apply(&isr_change(&image, id, &[1, 2]), 200).unwrap();
+    let records = fence(&image, &[(1, 1)]);
+    image.apply_batch(&records, 201).unwrap();
+    assert_eq!(state(&image, 0).leader, 2, "from the ISR");
+    let records = fence(&image, &[(2, 2)]);
+    image.apply_batch(&records, 202).unwrap();
+    let s = state(&image, 0);
+    assert_eq!(
+        (s.leader, s.isr.clone()),
+        (NO_LEADER, vec![2]),
+        "3 is neither in sync nor eligible"
+    );
+}
+
+/// A broker back with another disk holds nothing: it leaves every ISR, even as the last
+/// member, and every ELR, so it cannot lead what it lost.
+#[test]
+fn a_broker_back_with_an_empty_disk_leaves_every_isr_and_elr() {
+    let (mut image, id) = with_min_insync(3, &[&[1, 2, 3], &[1, 2], &[1]]);
+    image.apply(&isr_change(&image, id, &[1]), 200).unwrap();
+    assert_eq!(state(&image, 0).elr, vec![2, 3]);
+    let new_disk = Uuid::new_v4();
+    let records = leave_isrs(&image, 2, new_disk);
+    assert_eq!(records.len(), 2, "partition 0's ELR and partition 1's ISR");
+    image.apply_batch(&records, 201).unwrap();
+    assert_eq!(state(&image, 0).elr, vec![3]);
+    assert_eq!(state(&image, 1).isr, vec![1]);
+    let records = leave_isrs(&image, 1, new_disk);
+    image.apply_batch(&records, 202).unwrap();
+    let p2 = state(&image, 2);
+    assert_eq!(
+        (p2.leader, p2.isr.clone()),
+        (NO_LEADER, vec![]),
+        "its last member lost it all"
+    );
+    let p0 = state(&image, 0);
+    assert_eq!((p0.leader, p0.isr.clone()), (3, vec![3]), "the eligible replica leads");
+    // The same disk coming back again: it was the last member and stays.
+    let (single, _) = self::image(1, &[&[1]]);
+    let directory = single.broker(1).unwrap().registration.directory_id;
+    assert!(leave_isrs(&single, 1, directory).is_empty());
 }

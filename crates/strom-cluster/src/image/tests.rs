@@ -158,6 +158,7 @@ fn partition_changes_are_compare_and_set_on_the_partition_epoch() {
             isr,
             replicas: None,
             joining: Vec::new(),
+            elr: None,
             reassignment: None,
         })
     };

@@ -60,6 +60,7 @@ fn lead_from_node_2(broker: &Broker, topic: &str, index: i32) {
         isr: Some(vec![2]),
         replicas: Some(vec![2]),
         joining: Vec::new(),
+        elr: None,
         reassignment: None,
     };
     broker

@@ -309,7 +309,10 @@ class GroupConsumer(Worker):
             while not self.stop.is_set():
                 for msg in consumer.consume(200, 0.5):
                     if msg.error():
-                        self.history.count_error(f"consume {msg.error().name()}")
+                        # The text says why (librdkafka's offset resets name the
+                        # position and the broker's answer), for anomalies to be traced.
+                        self.history.count_error(
+                            f"consume {msg.error().name()} p{msg.partition()}: {msg.error().str()}")
                     else:
                         self.history.poll(self.name, msg)
         finally:

@@ -614,3 +614,63 @@ def test_an_eligible_replica_leads_and_a_wiped_disk_leads_nothing(tmp_path, requ
         for node in cluster.nodes:
             if node.alive():
                 node.stop()
+
+
+def test_a_consumer_reads_from_an_in_sync_replica_in_its_rack(tmp_path, request):
+    """KIP-392: with the rack-aware replica selector, a leader sends a consumer whose
+    `client.rack` names another broker's rack to that in-sync replica, and the consumer
+    reads everything from it (librdkafka's statistics show which broker it fetches
+    from), records produced after the switch included."""
+    selector = {"replica.selector.class": "org.apache.kafka.common.replica.RackAwareReplicaSelector"}
+    cluster = Cluster(tmp_path, 3, {**SETTINGS, **selector})
+    for node in cluster.nodes:
+        node.settings["broker.rack"] = f"rack-{node.node_id}"
+    request.node._strom_brokers = cluster.nodes
+    cluster.start()
+    try:
+        create(cluster)
+        leader = partition_states(cluster)[0][0]
+        follower = next(n for n in (1, 2, 3) if n != leader)
+        produce_numbers(cluster.bootstrap, TOPIC, 0, 300)
+        fetched_from: set[int] = set()
+
+        def stats(raw: str) -> None:
+            partition = json.loads(raw).get("topics", {}).get(TOPIC, {}).get("partitions", {}).get("0")
+            if partition and partition.get("broker", -1) >= 0:
+                fetched_from.add(partition["broker"])
+
+        consumer = Consumer(
+            {
+                "bootstrap.servers": cluster.bootstrap,
+                "group.id": "by-rack",
+                "client.rack": f"rack-{follower}",
+                "enable.auto.commit": False,
+                "statistics.interval.ms": 200,
+                "stats_cb": stats,
+            }
+        )
+        consumer.assign([TopicPartition(TOPIC, 0, 0)])
+        values: list[int] = []
+
+        def read_until(count: int) -> None:
+            deadline = time.monotonic() + 60
+            while len(values) < count and time.monotonic() < deadline:
+                msg = consumer.poll(0.2)
+                if msg is not None and not msg.error():
+                    values.append(int(msg.value()))
+
+        try:
+            read_until(300)
+            produce_numbers(cluster.bootstrap, TOPIC, 300, 100)
+            read_until(400)
+            deadline = time.monotonic() + 10
+            while follower not in fetched_from and time.monotonic() < deadline:
+                consumer.poll(0.2)
+        finally:
+            consumer.close()
+        assert values == list(range(400)), values[-5:]
+        assert follower in fetched_from, f"fetched from {fetched_from}, the follower in the rack is {follower}"
+    finally:
+        for node in cluster.nodes:
+            if node.alive():
+                node.stop()

@@ -50,6 +50,9 @@ pub struct BrokerConfig {
     pub listeners: Vec<Listener>,
     /// `broker.rack`.
     pub rack: Option<String>,
+    /// `replica.selector.class` is the rack-aware selector: leaders send consumers of
+    /// another rack to an in-sync replica in theirs (KIP-392).
+    pub rack_aware_reads: bool,
     /// `broker.heartbeat.interval.ms`.
     pub heartbeat_interval_ms: u64,
     /// Partition replication (`replica.*`).
@@ -72,6 +75,7 @@ impl BrokerConfig {
             cluster_id: None,
             listeners: Vec::new(),
             rack: None,
+            rack_aware_reads: false,
             heartbeat_interval_ms: 2000,
             replication: crate::replication::ReplicationConfig::default(),
         }

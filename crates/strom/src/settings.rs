@@ -34,6 +34,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "metadata.snapshot.interval.entries", default: "10000", doc: "the metadata log is snapshotted after this many entries and purged behind the snapshot; a node further behind catches up from the snapshot (Strom's; Kafka counts bytes)" },
     Setting { name: "cluster.id", default: "", doc: "when set, the cluster must have this id (a new quorum takes it); empty = fixed by the quorum on first start" },
     Setting { name: "broker.rack", default: "", doc: "rack of this broker, for rack-aware placement of replicas" },
+    Setting { name: "replica.selector.class", default: "", doc: "empty: consumers read from leaders; org.apache.kafka.common.replica.RackAwareReplicaSelector: a leader sends a consumer with client.rack to an in-sync replica in its rack (KIP-392)" },
     Setting { name: "broker.heartbeat.interval.ms", default: "2000", doc: "how often a broker tells the controller it is alive" },
     Setting { name: "broker.session.timeout.ms", default: "9000", doc: "a broker not heard from for this long is fenced: it leads nothing until it heartbeats again" },
     Setting { name: "auto.leader.rebalance.enable", default: "true", doc: "the active controller gives leadership back to each partition's preferred replica once it is alive and in sync" },
@@ -208,6 +209,14 @@ impl Settings {
         config.quorum = Some(cluster.quorum);
         config.cluster_id = cluster.cluster_id;
         config.rack = Some(self.get("broker.rack").to_string()).filter(|r| !r.is_empty());
+        config.rack_aware_reads = match self.get("replica.selector.class").trim() {
+            "" => false,
+            "org.apache.kafka.common.replica.RackAwareReplicaSelector" | "RackAwareReplicaSelector" => true,
+            other => bail!(
+                "replica.selector.class={other:?}: Strom knows the leader (empty) and \
+                 org.apache.kafka.common.replica.RackAwareReplicaSelector"
+            ),
+        };
         config.heartbeat_interval_ms = self.parse("broker.heartbeat.interval.ms")?;
         if config.heartbeat_interval_ms == 0 {
             bail!("broker.heartbeat.interval.ms must be above 0");

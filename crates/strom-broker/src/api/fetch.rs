@@ -36,7 +36,14 @@ pub struct FetchParams {
     /// Response budget over all partitions (usize::MAX: none).
     pub max_bytes: usize,
     pub partitions: Vec<FetchPartition>,
+    /// A consumer that may read from followers (Fetch v11+, KIP-392), with its
+    /// `client.rack` (None: not given).
+    pub follower_reads: Option<ClientRack>,
 }
+
+/// A consumer's rack, for rack-aware reads from the nearest replica (KIP-392).
+#[derive(Debug, Clone, Default)]
+pub struct ClientRack(pub Option<String>);
 
 /// The follower behind a replica fetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +84,8 @@ pub struct FetchedPartition {
     /// Replica fetches: where the follower's log leaves the leader's, `(epoch, end
     /// offset)` of the last epoch both have; it truncates there and fetches again.
     pub diverging_epoch: Option<(i32, i64)>,
+    /// KIP-392: the replica this consumer should read from instead (no records then).
+    pub preferred_read_replica: Option<i32>,
 }
 
 impl BrokerApi {
@@ -91,7 +100,10 @@ impl BrokerApi {
             .partitions
             .iter()
             .map(|p| {
-                let (_, partition) = self.partition(caller, operation, &p.topic, p.partition)?;
+                let (_, partition) = match params.follower_reads {
+                    Some(_) => self.hosted_partition(caller, operation, &p.topic, p.partition)?,
+                    None => self.partition(caller, operation, &p.topic, p.partition)?,
+                };
                 match params.replica {
                     Some(replica) if !partition.replica().replicas().contains(&replica.node_id) => {
                         Err(BrokerError::NotReplica(replica.node_id))
@@ -101,6 +113,13 @@ impl BrokerApi {
             })
             .map(|resolved| resolved.map_err(Arc::new))
             .collect();
+        let preferred: Vec<Option<i32>> = match &params.follower_reads {
+            Some(ClientRack(Some(rack))) if self.broker.config().rack_aware_reads => resolved
+                .iter()
+                .map(|p| p.as_ref().ok().and_then(|p| self.nearest_replica(p, rack)))
+                .collect(),
+            _ => vec![None; resolved.len()],
+        };
         let clock = self.broker.clock().clone();
         let max_wait = params.max_wait.min(Duration::from_millis(FETCH_WAIT_MS_MAX));
         let deadline = Instant::now() + max_wait;
@@ -118,7 +137,7 @@ impl BrokerApi {
                 })
                 .collect();
             let now_ms = clock.now_ms();
-            let (fetched, bytes, failed) = read_all(&params, &resolved, now_ms);
+            let (fetched, bytes, failed) = read_all(&params, &resolved, &preferred, now_ms);
             if bytes >= params.min_bytes || failed || Instant::now() >= deadline || watchers.is_empty() {
                 return fetched;
             }
@@ -137,15 +156,49 @@ impl BrokerApi {
 
 type Resolved = std::result::Result<Arc<Partition>, Arc<BrokerError>>;
 
+impl BrokerApi {
+    /// KIP-392's RackAwareReplicaSelector, on the leader: when the leader is not in
+    /// the consumer's rack, an in-sync replica that is alive and in that rack, the most
+    /// caught up first; None to read here.
+    fn nearest_replica(&self, partition: &Partition, rack: &str) -> Option<i32> {
+        let replica = partition.replica();
+        if !replica.is_leader() {
+            return None;
+        }
+        let image = self.broker.image();
+        let rack_of = |id: i32| image.broker(id).and_then(|b| b.registration.rack.clone());
+        if rack_of(replica.node_id()).as_deref() == Some(rack) {
+            return None;
+        }
+        let followers = replica.followers();
+        replica
+            .isr()
+            .into_iter()
+            .filter(|id| *id != replica.node_id())
+            .filter(|id| strom_cluster::controller::is_alive(&image, *id) && rack_of(*id).as_deref() == Some(rack))
+            .max_by_key(|id| followers.get(id).map_or(-1, |f| f.log_end))
+    }
+}
+
 /// Reads every partition once; returns the results, their record bytes and whether any
 /// partition failed.
-fn read_all(params: &FetchParams, resolved: &[Resolved], now_ms: i64) -> (Vec<FetchedPartition>, usize, bool) {
+fn read_all(
+    params: &FetchParams,
+    resolved: &[Resolved],
+    preferred: &[Option<i32>],
+    now_ms: i64,
+) -> (Vec<FetchedPartition>, usize, bool) {
     let mut total = 0usize;
     let mut failed = false;
     let mut out = Vec::with_capacity(resolved.len());
-    for (wanted, partition) in params.partitions.iter().zip(resolved) {
+    for ((wanted, partition), preferred) in params.partitions.iter().zip(resolved).zip(preferred) {
         let remaining = params.max_bytes.saturating_sub(total);
         let fetched = match partition {
+            // Told where to read instead: answered at once, like an error.
+            Ok(partition) if preferred.is_some() => FetchedPartition {
+                preferred_read_replica: *preferred,
+                ..offsets_only(partition, params.isolation)
+            },
             Ok(partition) => {
                 let read = match params.replica {
                     Some(replica) => read_for_replica(partition, wanted, remaining, total == 0, replica, now_ms),
@@ -156,7 +209,7 @@ fn read_all(params: &FetchParams, resolved: &[Resolved], now_ms: i64) -> (Vec<Fe
             Err(e) => failure(None, e.clone()),
         };
         // A divergence is answered at once, like an error: the follower must truncate.
-        failed |= fetched.error.is_some() || fetched.diverging_epoch.is_some();
+        failed |= fetched.error.is_some() || fetched.diverging_epoch.is_some() || preferred.is_some();
         total += fetched.records.as_ref().map_or(0, |r| r.len() as usize);
         out.push(fetched);
     }
@@ -176,6 +229,21 @@ fn failure(partition: Option<&Arc<Partition>>, error: Arc<BrokerError>) -> Fetch
         log_start_offset: offsets.map_or(-1, |p| p.log_start_offset()),
         aborted: None,
         diverging_epoch: None,
+        preferred_read_replica: None,
+    }
+}
+
+/// The partition's offsets and no records.
+fn offsets_only(partition: &Partition, isolation: FetchIsolation) -> FetchedPartition {
+    FetchedPartition {
+        error: None,
+        records: None,
+        high_watermark: partition.high_watermark(),
+        last_stable_offset: partition.last_stable_offset(),
+        log_start_offset: partition.log_start_offset(),
+        aborted: (isolation == FetchIsolation::TxnCommitted).then(Vec::new),
+        diverging_epoch: None,
+        preferred_read_replica: None,
     }
 }
 
@@ -204,6 +272,7 @@ fn read_for_replica(
                 log_start_offset: partition.log_start_offset(),
                 aborted: None,
                 diverging_epoch: Some((epoch, end)),
+                preferred_read_replica: None,
             });
         }
     }
@@ -233,18 +302,18 @@ fn read_one(
 ) -> Result<FetchedPartition> {
     partition.check_leader_epoch(wanted.current_leader_epoch)?;
     let limit = wanted.max_bytes.min(remaining);
-    let read_committed = isolation == FetchIsolation::TxnCommitted;
     if limit == 0 && !first {
         // The response is full: report the offsets, read nothing.
-        return Ok(FetchedPartition {
-            error: None,
-            records: None,
-            high_watermark: partition.high_watermark(),
-            last_stable_offset: partition.last_stable_offset(),
-            log_start_offset: partition.log_start_offset(),
-            aborted: read_committed.then(Vec::new),
-            diverging_epoch: None,
-        });
+        return Ok(offsets_only(partition, isolation));
+    }
+    let replica = partition.replica();
+    if !replica.is_leader()
+        && wanted.fetch_offset > partition.log_end_offset()
+        && wanted.fetch_offset <= replica.leader_high_watermark()
+    {
+        // A consumer on a follower that has not caught up to where the leader already
+        // let it read: nothing here yet, not out of range.
+        return Ok(offsets_only(partition, isolation));
     }
     let mut data = partition.read_range(wanted.fetch_offset, limit, isolation)?;
     if !first && data.records.as_ref().is_some_and(|r| r.len() as usize > limit) {
@@ -258,5 +327,6 @@ fn read_one(
         log_start_offset: data.log_start_offset,
         aborted: data.aborted,
         diverging_epoch: None,
+        preferred_read_replica: None,
     })
 }

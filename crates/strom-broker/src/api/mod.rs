@@ -34,7 +34,7 @@ pub use admin::{
 pub use configs::{ConfigAlteration, ConfigChanges, ConfigOp, ConfigResource};
 pub use coordinators::CoordinatorKind;
 pub use describe_configs::{ConfigSynonym, DescribedConfig, StaticSetting};
-pub use fetch::{FetchParams, FetchPartition, FetchedPartition, FetchingReplica};
+pub use fetch::{ClientRack, FetchParams, FetchPartition, FetchedPartition, FetchingReplica};
 pub use offsets::{DeleteRecordsPartition, ListOffsetsPartition, ListedOffset, OffsetSpec};
 pub use produce::{Acks, ProduceFuture, ProducePartition, ProduceRequest, Produced, TxnCheck};
 
@@ -274,6 +274,25 @@ impl BrokerApi {
             return Err(BrokerError::NotLeaderOrFollower);
         }
         Ok((topic, partition))
+    }
+
+    /// [`BrokerApi::partition`] for a consumer that may read from a follower (KIP-392):
+    /// any replica hosted here.
+    fn hosted_partition(
+        &self,
+        caller: &Caller,
+        operation: Operation,
+        topic: &TopicRef,
+        index: i32,
+    ) -> Result<(Arc<Topic>, Arc<Partition>)> {
+        match self.partition(caller, operation, topic, index) {
+            Err(BrokerError::NotLeaderOrFollower) => {
+                let topic = self.topic(topic)?;
+                let partition = topic.partition(index).ok_or(BrokerError::NotLeaderOrFollower)?;
+                Ok((topic, partition))
+            }
+            other => other,
+        }
     }
 }
 

@@ -68,6 +68,7 @@ fn fetch_params(partitions: Vec<(&str, i32)>, min_bytes: usize, max_bytes: usize
                 last_fetched_epoch: -1,
             })
             .collect(),
+        follower_reads: None,
     }
 }
 

@@ -331,6 +331,11 @@ impl ReplicaState {
         });
     }
 
+    /// The leader's high watermark as this follower last heard it (-1: not yet).
+    pub fn leader_high_watermark(&self) -> i64 {
+        self.leader_high_watermark.load(Ordering::Acquire)
+    }
+
     /// How far this replica's log end is behind what the leader has committed: on a
     /// follower, the leader's high watermark (as last heard) minus the log end; on the
     /// leader, 0 (Kafka's DescribeLogDirs `offset_lag`).

@@ -15,7 +15,7 @@ use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
-use strom_broker::api::{FetchParams, FetchPartition, FetchingReplica};
+use strom_broker::api::{ClientRack, FetchParams, FetchPartition, FetchingReplica};
 use strom_broker::{FetchIsolation, TopicRef};
 use strom_log::FileRange;
 
@@ -84,6 +84,9 @@ pub async fn handle(
             request.max_bytes as usize
         },
         partitions,
+        // KIP-392: consumers may read from followers from v11, which carries the rack.
+        follower_reads: (replica_id < 0 && version >= 11)
+            .then(|| ClientRack(Some(request.rack_id.to_string()).filter(|rack| !rack.is_empty()))),
     };
     let mut fetched = context.api.fetch(&peer.caller, params).await.into_iter();
     let mut files = Vec::new();
@@ -122,7 +125,7 @@ pub async fn handle(
                                     })
                                     .collect()
                             }))
-                            .with_preferred_read_replica(BrokerId(-1))
+                            .with_preferred_read_replica(BrokerId(f.preferred_read_replica.unwrap_or(-1)))
                             .with_records(Some(match f.records {
                                 Some(range) => {
                                     files.push(range);

@@ -1,7 +1,12 @@
 //! Strom's Schema Registry, compatible with Confluent's: schema types (Avro today; JSON
-//! Schema and Protobuf follow) and the compatibility rules between a subject's
-//! versions. The REST API, the `_schemas` storage and the broker's validation build on
-//! these.
+//! Schema and Protobuf follow), the compatibility rules between a subject's versions,
+//! the `_schemas` records and the state they build. The REST API, the storage on the
+//! broker and the broker's validation build on these.
 
 pub mod avro;
 pub mod compatibility;
+pub mod error;
+pub mod records;
+pub mod store;
+
+pub use error::RegistryError;

@@ -1,12 +1,16 @@
 //! Strom's Schema Registry, compatible with Confluent's: schema types (Avro today; JSON
 //! Schema and Protobuf follow), the compatibility rules between a subject's versions,
-//! the `_schemas` records and the state they build. The REST API, the storage on the
-//! broker and the broker's validation build on these.
+//! the `_schemas` records and the state they build, a registry instance following its
+//! log, and the REST API. Storage on the broker and the broker's validation build on
+//! these.
 
+pub mod api;
 pub mod avro;
 pub mod compatibility;
 pub mod error;
 pub mod records;
+pub mod registry;
 pub mod store;
 
 pub use error::RegistryError;
+pub use registry::{MemoryLog, Registry, SchemaLog};

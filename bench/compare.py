@@ -161,6 +161,8 @@ def start(name: str, port: int, data: pathlib.Path) -> subprocess.Popen:
         binary = ROOT / "target" / "release" / "strom" if name == "strom" else PEER_STROM
         cmd = [str(binary), "serve", "--set", f"listeners=PLAINTEXT://127.0.0.1:{port}",
                "--set", f"log.dirs={data}"]
+        if name == "strom":
+            cmd += ["--set", "schema.registry.listeners="]  # no registry port to clash
     else:
         cmd = [str(tansu_binary()), "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
                "--advertised-listener-url", f"tcp://127.0.0.1:{port}", "--storage-engine", "memory://tansu/",

@@ -38,7 +38,8 @@ def start_cluster(data: pathlib.Path) -> tuple[list[subprocess.Popen], str]:
     for i in range(3):
         cmd = [str(STROM), "serve", "--set", f"node.id={i + 1}",
                "--set", f"listeners=PLAINTEXT://127.0.0.1:{kafka[i]},CONTROLLER://127.0.0.1:{controller[i]}",
-               "--set", f"controller.quorum.voters={voters}", "--set", f"log.dirs={data / f'node-{i + 1}'}"]
+               "--set", f"controller.quorum.voters={voters}", "--set", f"log.dirs={data / f'node-{i + 1}'}",
+               "--set", "schema.registry.listeners="]
         procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     for port in kafka:
         compare.wait_port(port, timeout=60)

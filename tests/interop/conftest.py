@@ -15,6 +15,10 @@ from pathlib import Path
 
 import pytest
 
+# Brokers start without the schema registry unless a test gives it a port: many
+# brokers run at once here, and they would all want 8081.
+os.environ.setdefault("STROM_SCHEMA_REGISTRY_LISTENERS", "")
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = ROOT / "target" / "release" / "strom"
 START_TIMEOUT_S = 20.0

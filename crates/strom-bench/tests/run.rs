@@ -44,6 +44,8 @@ fn start_broker() -> Broker {
     let log = std::fs::File::create(data.path().join("broker.log")).expect("log file");
     let child = Command::new(binary())
         .arg("serve")
+        // Many brokers at once here: none serves the schema registry (it would want 8081).
+        .env("STROM_SCHEMA_REGISTRY_LISTENERS", "")
         .arg("--set")
         .arg(format!("listeners=PLAINTEXT://{address}"))
         .arg("--set")

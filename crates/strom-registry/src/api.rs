@@ -68,6 +68,11 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .with_state(registry)
 }
 
+/// Serves the REST API on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, registry: Arc<Registry>) -> std::io::Result<()> {
+    axum::serve(listener, router(registry)).await
+}
+
 fn reply(body: Value) -> Response {
     let mut response = axum::Json(body).into_response();
     response

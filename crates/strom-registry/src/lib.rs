@@ -6,11 +6,13 @@
 
 pub mod api;
 pub mod avro;
+pub mod broker_log;
 pub mod compatibility;
 pub mod error;
 pub mod records;
 pub mod registry;
 pub mod store;
 
+pub use broker_log::BrokerLog;
 pub use error::RegistryError;
 pub use registry::{MemoryLog, Registry, SchemaLog};

@@ -208,6 +208,16 @@ fn serve(args: ServeArgs) -> Result<()> {
     let txn_config = settings.txn_config()?;
     let peers = settings.peer_addresses()?;
     check_port_free(&server_config, &settings)?;
+    let registry_address = settings.registry_address()?;
+    if let Some(address) = registry_address {
+        if let Err(error) = std::net::TcpListener::bind(address) {
+            anyhow::bail!(
+                "cannot listen on {address} for the schema registry (schema.registry.listeners): {error}; \
+                 pick another with --set schema.registry.listeners=http://HOST:PORT, or turn it off with \
+                 --set schema.registry.listeners="
+            );
+        }
+    }
     let open_files = limits::raise_open_file_limit();
     // Connections plus room for segment and index files.
     let wanted = server_config.max_connections.saturating_add(1024) as u64;
@@ -234,10 +244,25 @@ fn serve(args: ServeArgs) -> Result<()> {
         let server = Server::bind(server_config, api.clone())
             .await
             .with_context(|| format!("binding {}", settings.get("listeners")))?;
+        let registry = match registry_address {
+            Some(address) => {
+                let bound = tokio::net::TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("binding the schema registry to {address}"))?;
+                let registry =
+                    strom_registry::Registry::start(std::sync::Arc::new(strom_registry::BrokerLog::new(api.clone())));
+                tracing::info!(%address, "schema registry listener ready");
+                Some(tokio::spawn(strom_registry::api::serve(bound, registry)))
+            }
+            None => None,
+        };
         tracing::info!(address = %server.local_addr()?, cluster_id = api.cluster_id(), "kafka listener ready");
         let listener = tokio::spawn(server.run());
         signals.wait().await;
         tracing::info!("shutting down");
+        if let Some(registry) = registry {
+            registry.abort();
+        }
         api.begin_shutdown();
         let _ = listener.await;
         api.shutdown().await?;

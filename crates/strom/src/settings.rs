@@ -34,6 +34,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting { name: "metadata.snapshot.interval.entries", default: "10000", doc: "the metadata log is snapshotted after this many entries and purged behind the snapshot; a node further behind catches up from the snapshot (Strom's; Kafka counts bytes)" },
     Setting { name: "cluster.id", default: "", doc: "when set, the cluster must have this id (a new quorum takes it); empty = fixed by the quorum on first start" },
     Setting { name: "broker.rack", default: "", doc: "rack of this broker, for rack-aware placement of replicas" },
+    Setting { name: "schema.registry.listeners", default: "http://127.0.0.1:8081", doc: "where the Schema Registry's REST API listens (Confluent-compatible); empty: no registry on this node" },
     Setting { name: "replica.selector.class", default: "", doc: "empty: consumers read from leaders; org.apache.kafka.common.replica.RackAwareReplicaSelector: a leader sends a consumer with client.rack to an in-sync replica in its rack (KIP-392)" },
     Setting { name: "broker.heartbeat.interval.ms", default: "2000", doc: "how often a broker tells the controller it is alive" },
     Setting { name: "broker.session.timeout.ms", default: "9000", doc: "a broker not heard from for this long is fenced: it leads nothing until it heartbeats again" },
@@ -290,6 +291,22 @@ impl Settings {
             bail!("transaction.state.log.num.partitions must be at least 1");
         }
         Ok(config)
+    }
+
+    /// `schema.registry.listeners`: the address of the registry's REST API, if any.
+    pub fn registry_address(&self) -> Result<Option<std::net::SocketAddr>> {
+        let value = self.get("schema.registry.listeners").trim();
+        if value.is_empty() {
+            return Ok(None);
+        }
+        let address = value.strip_prefix("http://").unwrap_or(value).trim_end_matches('/');
+        use std::net::ToSocketAddrs;
+        let resolved = address
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addresses| addresses.next())
+            .ok_or_else(|| anyhow::anyhow!("schema.registry.listeners={value:?}: expected http://HOST:PORT"))?;
+        Ok(Some(resolved))
     }
 
     /// Every setting as started, for DescribeConfigs on the broker.

@@ -307,13 +307,15 @@ fn read_one(
         return Ok(offsets_only(partition, isolation));
     }
     let replica = partition.replica();
-    if !replica.is_leader()
-        && wanted.fetch_offset > partition.log_end_offset()
-        && wanted.fetch_offset <= replica.leader_high_watermark()
-    {
-        // A consumer on a follower that has not caught up to where the leader already
-        // let it read: nothing here yet, not out of range.
-        return Ok(offsets_only(partition, isolation));
+    if !replica.is_leader() && wanted.fetch_offset > partition.log_end_offset() {
+        if wanted.fetch_offset <= replica.leader_high_watermark() {
+            // A follower that has not caught up to where the leader already let the
+            // reader go: nothing here yet, not out of range.
+            return Ok(offsets_only(partition, isolation));
+        }
+        // A follower behind the reader (just restarted, say) cannot tell whether the
+        // offset exists: the reader goes to the leader instead of resetting its offset.
+        return Err(BrokerError::NotLeaderOrFollower);
     }
     let mut data = partition.read_range(wanted.fetch_offset, limit, isolation)?;
     if !first && data.records.as_ref().is_some_and(|r| r.len() as usize > limit) {

@@ -73,6 +73,8 @@ pub fn spawn_broker(address: &str, data: &std::path::Path) -> Child {
         .expect("log file");
     Command::new(binary())
         .arg("serve")
+        // Many brokers at once here: none serves the schema registry (it would want 8081).
+        .env("STROM_SCHEMA_REGISTRY_LISTENERS", "")
         .arg("--set")
         .arg(format!("listeners=PLAINTEXT://{address}"))
         .arg("--set")

@@ -156,3 +156,30 @@ def test_the_registry_comes_back_from_schemas_after_a_kill(registry):
     assert json.loads(fresh.get_schema(first).schema_str) == json.loads(USER_V1)
     assert fresh.get_compatibility("b-value") == "FULL"
     assert fresh.register_schema("c-value", Schema(USER_BREAKING, "AVRO")) == 3, "ids go on from the log"
+
+
+def test_the_cli_registers_checks_lists_and_deletes(registry, tmp_path):
+    from conftest import strom_bin
+    import subprocess
+
+    def strom(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(strom_bin()), "schema", "--registry", registry.registry_url, *args],
+                              capture_output=True, text=True, timeout=30)
+
+    v1, breaking = tmp_path / "v1.avsc", tmp_path / "breaking.avsc"
+    v1.write_text(USER_V1)
+    breaking.write_text(USER_BREAKING)
+    registered = strom("register", "cli-value", str(v1))
+    assert registered.returncode == 0 and registered.stdout.strip() == "1", registered.stderr
+    assert strom("list").stdout.split() == ["cli-value"]
+    got = json.loads(subprocess.run([str(strom_bin()), "--output", "json", "schema", "--registry",
+                                     registry.registry_url, "get", "cli-value"],
+                                    capture_output=True, text=True, timeout=30).stdout)
+    assert (got["version"], got["id"]) == (1, 1)
+    check = strom("check", "cli-value", str(breaking))
+    assert check.returncode == 1 and "READER_FIELD_MISSING_DEFAULT_VALUE" in check.stdout, check
+    assert strom("config", "cli-value", "--set", "NONE").stdout.strip() == "NONE"
+    assert strom("check", "cli-value", str(breaking)).returncode == 0
+    assert strom("delete", "cli-value").stdout.strip() == "deleted [1]"
+    missing = strom("get", "cli-value")
+    assert missing.returncode == 1 and "40401" in missing.stderr, missing.stderr

@@ -44,6 +44,8 @@ enum Command {
     /// Show the cluster: nodes, liveness, the active controller, the metadata quorum.
     #[command(subcommand)]
     Cluster(cli::cluster::ClusterCommand),
+    /// Register, read, check and delete schemas in the Schema Registry.
+    Schema(cli::schema::SchemaArgs),
     /// Load-test a Kafka-compatible broker: presets produce, consume, e2e, stress.
     Bench(Box<strom_bench::BenchArgs>),
     /// Check a data directory offline (CRCs, offsets, indexes) and repair damage.
@@ -101,6 +103,7 @@ fn main() -> ExitCode {
         Command::Consume(args) => client_command(|| cli::consume::run(&cli.common, args)),
         Command::Group(command) => client_command(|| cli::group::run(&cli.common, command)),
         Command::Cluster(command) => client_command(|| cli::cluster::run(&cli.common, command)),
+        Command::Schema(args) => cli::schema::run(&cli.common, args),
         Command::Storage(command) => refuse_client_flags(&matches, "storage").and_then(|()| storage::run(command)),
         Command::Bench(mut args) => {
             args.print_json = cli.common.output == cli::Output::Json;

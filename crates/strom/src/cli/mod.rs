@@ -17,6 +17,7 @@ pub mod consume;
 pub mod group;
 pub mod produce;
 pub mod reassign;
+pub mod schema;
 pub mod topic;
 
 use std::fmt::Display;

@@ -183,3 +183,62 @@ def test_the_cli_registers_checks_lists_and_deletes(registry, tmp_path):
     assert strom("delete", "cli-value").stdout.strip() == "deleted [1]"
     missing = strom("get", "cli-value")
     assert missing.returncode == 1 and "40401" in missing.stderr, missing.stderr
+
+
+def test_the_broker_refuses_records_without_a_registered_schema(registry):
+    """confluent.value.schema.validation: a record without the magic byte, with an id
+    the registry does not know, or with the id of another subject's schema is refused
+    with INVALID_RECORD and not stored; a valid producer on the same topic goes on."""
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": registry.bootstrap})
+    configs = {
+        "validated": {"confluent.value.schema.validation": "true"},
+        "by-record": {"confluent.value.schema.validation": "true",
+                      "confluent.value.subject.name.strategy": "io.confluent.kafka.serializers.subject.RecordNameStrategy"},
+    }
+    for future in admin.create_topics([NewTopic(t, 1, 1, config=c) for t, c in configs.items()]).values():
+        future.result(timeout=30)
+    client = SchemaRegistryClient({"url": registry.registry_url})
+    other_id = client.register_schema("elsewhere-value", Schema(json.dumps({"type": "string"}), "AVRO"))
+    serializer = AvroSerializer(client, USER_V1)
+    good = serializer({"name": "ok", "age": 1}, SerializationContext("validated", MessageField.VALUE))
+    results: dict[str, object] = {}
+    producer = Producer({"bootstrap.servers": registry.bootstrap, "enable.idempotence": False,
+                         "batch.num.messages": 1, "retries": 0})
+    cases = {
+        "good": good,
+        "no-magic": b"plain text",
+        "unknown-id": b"\x00\x00\x00\x03\xe7" + good[5:],
+        "other-subject": b"\x00" + other_id.to_bytes(4, "big") + b"\x04ok",
+    }
+    for name, value in cases.items():
+        producer.produce("validated", value=value, on_delivery=lambda err, msg, n=name: results.__setitem__(n, err))
+        producer.flush(30)
+    assert results["good"] is None
+    for name in ("no-magic", "unknown-id", "other-subject"):
+        assert results[name] is not None and results[name].code() == KafkaError.INVALID_RECORD, (name, results[name])
+    # RecordNameStrategy: the subject is the record's full name.
+    by_record = AvroSerializer(client, USER_V1, conf={
+        "subject.name.strategy": lambda ctx, record_name: record_name})
+    value = by_record({"name": "r", "age": 2}, SerializationContext("by-record", MessageField.VALUE))
+    producer.produce("by-record", value=value, on_delivery=lambda err, msg: results.__setitem__("by-record", err))
+    producer.produce("by-record", value=cases["other-subject"],
+                     on_delivery=lambda err, msg: results.__setitem__("no-record", err))
+    producer.flush(30)
+    assert results["by-record"] is None
+    assert results["no-record"] is not None, "a string schema names no record type"
+    consumer = Consumer({"bootstrap.servers": registry.bootstrap, "group.id": "check",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe(["validated"])
+    stored = []
+    deadline = time.monotonic() + 10
+    try:
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                stored.append(msg.value())
+    finally:
+        consumer.close()
+    assert stored == [good], "only the valid record was stored"

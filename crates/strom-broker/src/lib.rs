@@ -25,6 +25,7 @@ mod sync;
 pub(crate) mod topic;
 pub mod topic_config;
 pub mod txn;
+pub mod validation;
 
 pub use api::{BrokerApi, StartConfig, TopicRef};
 pub use broker::{AlterOp, AppendOrigin, Appended, Broker, BrokerConfig, NewTopic, OngoingReassignment, TopicSummary};
@@ -38,4 +39,4 @@ pub use producer_state::{AbortedTxn, TxnGuard};
 pub use strom_cluster::{Listener, MetadataImage, MetadataRecord, Quorum, QuorumConfig};
 pub use strom_log::AppendInfo;
 pub use topic::{is_internal_topic, Topic};
-pub use topic_config::{ConfigEntry, ConfigSource, ConfigType, TopicDefaults};
+pub use topic_config::{ConfigEntry, ConfigSource, ConfigType, SubjectStrategy, TopicDefaults};

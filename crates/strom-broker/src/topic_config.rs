@@ -39,6 +39,10 @@ const LONG_MAX: &str = "9223372036854775807";
 pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     ConfigDef { name: "cleanup.policy", broker_synonym: "log.cleanup.policy", kind: ConfigType::List, default: "delete", doc: "delete: time and size retention; compact: keep the latest record per key (both may be listed)", enforced: true },
     ConfigDef { name: "compression.type", broker_synonym: "compression.type", kind: ConfigType::String, default: "producer", doc: "final compression of stored batches; 'producer' keeps what the producer sent", enforced: false },
+    ConfigDef { name: "confluent.key.schema.validation", broker_synonym: "confluent.key.schema.validation", kind: ConfigType::Boolean, default: "false", doc: "every produced key must carry a schema id (Confluent's wire format) registered under the subject the key strategy names, else the batch is refused with INVALID_RECORD", enforced: true },
+    ConfigDef { name: "confluent.key.subject.name.strategy", broker_synonym: "confluent.key.subject.name.strategy", kind: ConfigType::String, default: "io.confluent.kafka.serializers.subject.TopicNameStrategy", doc: "the subject of a key's schema: TopicNameStrategy (<topic>-key), RecordNameStrategy (the record's full name) or TopicRecordNameStrategy (<topic>-<full name>)", enforced: true },
+    ConfigDef { name: "confluent.value.schema.validation", broker_synonym: "confluent.value.schema.validation", kind: ConfigType::Boolean, default: "false", doc: "every produced value must carry a schema id (Confluent's wire format) registered under the subject the value strategy names, else the batch is refused with INVALID_RECORD", enforced: true },
+    ConfigDef { name: "confluent.value.subject.name.strategy", broker_synonym: "confluent.value.subject.name.strategy", kind: ConfigType::String, default: "io.confluent.kafka.serializers.subject.TopicNameStrategy", doc: "the subject of a value's schema: TopicNameStrategy (<topic>-value), RecordNameStrategy or TopicRecordNameStrategy", enforced: true },
     ConfigDef { name: "delete.retention.ms", broker_synonym: "log.cleaner.delete.retention.ms", kind: ConfigType::Long, default: "86400000", doc: "how long tombstones are kept on compacted topics", enforced: true },
     ConfigDef { name: "file.delete.delay.ms", broker_synonym: "log.segment.delete.delay.ms", kind: ConfigType::Long, default: "60000", doc: "delay before a deleted segment file is removed", enforced: false },
     ConfigDef { name: "flush.messages", broker_synonym: "log.flush.interval.messages", kind: ConfigType::Long, default: LONG_MAX, doc: "fsync once this many records wait unflushed; the produce that reaches it is answered after the fsync (acks=all always fsyncs)", enforced: true },
@@ -152,6 +156,13 @@ pub fn validate(name: &str, value: &str) -> Result<()> {
                 "String must be one of: uncompressed, zstd, lz4, snappy, gzip, producer",
             ));
         }
+        "confluent.key.subject.name.strategy" | "confluent.value.subject.name.strategy"
+            if SubjectStrategy::parse(value).is_none() =>
+        {
+            return Err(bad(
+                "String must be one of: TopicNameStrategy, RecordNameStrategy, TopicRecordNameStrategy",
+            ));
+        }
         "segment.bytes" if number.is_some_and(|n| n < 14) => return Err(bad("Value must be at least 14")),
         "segment.ms" | "index.interval.bytes" | "max.message.bytes" if number.is_some_and(|n| n < 0) => {
             return Err(bad("Value must be at least 0"))
@@ -181,6 +192,37 @@ pub struct TopicLimits {
     pub flush_ms: i64,
     /// `min.insync.replicas`.
     pub min_insync_replicas: usize,
+    /// `confluent.key.schema.validation` with its strategy (None: off).
+    pub key_schema: Option<SubjectStrategy>,
+    /// `confluent.value.schema.validation` with its strategy (None: off).
+    pub value_schema: Option<SubjectStrategy>,
+}
+
+/// How the subject of a record's schema is named (Confluent's subject name strategies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectStrategy {
+    /// `<topic>-key` or `<topic>-value`.
+    TopicName,
+    /// The record type's full name.
+    RecordName,
+    /// `<topic>-<record full name>`.
+    TopicRecordName,
+}
+
+impl SubjectStrategy {
+    /// The class name as Confluent writes it, or its last part.
+    pub fn parse(value: &str) -> Option<SubjectStrategy> {
+        let name = value.trim();
+        let name = name
+            .strip_prefix("io.confluent.kafka.serializers.subject.")
+            .unwrap_or(name);
+        match name {
+            "TopicNameStrategy" => Some(SubjectStrategy::TopicName),
+            "RecordNameStrategy" => Some(SubjectStrategy::RecordName),
+            "TopicRecordNameStrategy" => Some(SubjectStrategy::TopicRecordName),
+            _ => None,
+        }
+    }
 }
 
 /// Cluster-wide defaults for topic configs: the broker settings that were set
@@ -238,6 +280,14 @@ impl TopicDefaults {
         value.trim().parse().unwrap_or(fallback)
     }
 
+    fn schema_rule(&self, prefix: &str, overrides: &BTreeMap<String, String>) -> Option<SubjectStrategy> {
+        let on = self
+            .value(&format!("{prefix}.schema.validation"), overrides)
+            .eq_ignore_ascii_case("true");
+        on.then(|| SubjectStrategy::parse(&self.value(&format!("{prefix}.subject.name.strategy"), overrides)))
+            .flatten()
+    }
+
     /// The storage settings for a topic with these overrides.
     pub fn log_config(&self, overrides: &BTreeMap<String, String>) -> LogConfig {
         LogConfig {
@@ -265,6 +315,8 @@ impl TopicDefaults {
             min_insync_replicas: self
                 .number("min.insync.replicas", overrides)
                 .clamp(1, i64::from(i16::MAX)) as usize,
+            key_schema: self.schema_rule("confluent.key", overrides),
+            value_schema: self.schema_rule("confluent.value", overrides),
         }
     }
 }

@@ -47,6 +47,11 @@ impl AvroSchema {
         &self.schema
     }
 
+    /// The full name of a named top-level type (record, enum, fixed).
+    pub fn full_name(&self) -> Option<String> {
+        named(&self.schema).map(|(name, _)| name.fullname(None))
+    }
+
     /// The registry's form of the schema: compact JSON as Avro writes it (docs,
     /// defaults and aliases kept), used to tell schemas apart.
     pub fn canonical_string(&self) -> String {

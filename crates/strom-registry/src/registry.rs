@@ -393,3 +393,61 @@ impl SchemaLog for MemoryLog {
         })
     }
 }
+
+impl Registry {
+    /// The full name of the record type schema `id` describes (RecordNameStrategy).
+    fn record_name(&self, id: i32) -> Option<String> {
+        let stored = self.read(|s| s.schema(id).cloned()).ok()?;
+        let referenced: Vec<String> = self.read(|s| {
+            stored
+                .references
+                .iter()
+                .filter_map(|r| s.version(&r.subject, VersionId::Number(r.version), true).ok())
+                .map(|v| v.schema.clone())
+                .collect()
+        });
+        let texts: Vec<&str> = referenced.iter().map(String::as_str).collect();
+        AvroSchema::parse(&stored.schema, &texts).ok()?.full_name()
+    }
+}
+
+/// The broker's check of produced records on topics with
+/// `confluent.{key,value}.schema.validation`: Confluent's wire format (magic byte 0, a
+/// 4-byte schema id), an id this registry knows, registered under the subject the
+/// topic's strategy names (soft-deleted versions count, as in other registries).
+impl strom_broker::validation::RecordValidator for Registry {
+    fn check(
+        &self,
+        topic: &str,
+        part: strom_broker::validation::RecordPart,
+        strategy: strom_broker::SubjectStrategy,
+        bytes: &[u8],
+    ) -> Option<String> {
+        use strom_broker::SubjectStrategy;
+        let part_name = part.name();
+        let [0, a, b, c, d, ..] = *bytes else {
+            return Some(format!(
+                "the {part_name} does not start with a schema id (magic byte 0 and a 4-byte id)"
+            ));
+        };
+        let id = i32::from_be_bytes([a, b, c, d]);
+        if self.read(|s| s.schema(id).is_err()) {
+            return Some(format!("the {part_name}'s schema id {id} is not registered"));
+        }
+        let subject = match strategy {
+            SubjectStrategy::TopicName => format!("{topic}-{part_name}"),
+            SubjectStrategy::RecordName | SubjectStrategy::TopicRecordName => {
+                let Some(name) = self.record_name(id) else {
+                    return Some(format!("the {part_name}'s schema {id} names no record type"));
+                };
+                if strategy == SubjectStrategy::RecordName {
+                    name
+                } else {
+                    format!("{topic}-{name}")
+                }
+            }
+        };
+        let registered = self.read(|s| s.versions_of_id(id, true).iter().any(|(s, _)| *s == subject));
+        (!registered).then(|| format!("the {part_name}'s schema id {id} is not registered under subject {subject}"))
+    }
+}

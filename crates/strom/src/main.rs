@@ -254,6 +254,7 @@ fn serve(args: ServeArgs) -> Result<()> {
                     .with_context(|| format!("binding the schema registry to {address}"))?;
                 let registry =
                     strom_registry::Registry::start(std::sync::Arc::new(strom_registry::BrokerLog::new(api.clone())));
+                api.set_record_validator(registry.clone());
                 tracing::info!(%address, "schema registry listener ready");
                 Some(tokio::spawn(strom_registry::api::serve(bound, registry)))
             }

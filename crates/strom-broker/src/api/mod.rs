@@ -81,6 +81,8 @@ pub struct BrokerApi {
     leader_client: Arc<dyn LeaderClient>,
     /// Set when the broker shuts down: long-poll fetches return, loops stop.
     closing: watch::Sender<bool>,
+    /// The schema registry's check of produced records, for topics that validate.
+    validator: std::sync::RwLock<Option<Arc<dyn crate::validation::RecordValidator>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -181,11 +183,18 @@ impl BrokerApi {
             static_settings,
             leader_client,
             closing,
+            validator: std::sync::RwLock::new(None),
             tasks: Mutex::new(Vec::new()),
         });
         let tasks = background::spawn_all(&api);
         lock(&api.tasks).extend(tasks);
         Ok(api)
+    }
+
+    /// Installs the schema registry's check of produced records (topics with
+    /// `confluent.*.schema.validation`).
+    pub fn set_record_validator(&self, validator: Arc<dyn crate::validation::RecordValidator>) {
+        *crate::sync::write(&self.validator) = Some(validator);
     }
 
     pub fn broker(&self) -> &Arc<Broker> {

@@ -333,6 +333,11 @@ impl BrokerApi {
             .as_ref()
             .filter(|r| !r.is_empty())
             .ok_or_else(|| BrokerError::InvalidRecord("no records".into()))?;
+        let limits = topic.limits();
+        if limits.key_schema.is_some() || limits.value_schema.is_some() {
+            let validator = crate::sync::read(&self.validator).clone();
+            crate::validation::validate(validator.as_deref(), topic.name(), &limits, records)?;
+        }
         // No copy: the log writes patched copies of the batch headers and the records
         // straight from the request buffer.
         let appended = self

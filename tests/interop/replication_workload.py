@@ -12,6 +12,7 @@ left open can hold the interpreter at exit.
 
 from __future__ import annotations
 
+import logging
 import random
 import sys
 import threading
@@ -38,6 +39,30 @@ IN_FLIGHT_MAX = 2000
 FLUSH_TIMEOUT_S = 60.0
 CLOSE_TIMEOUT_S = 30.0
 QUIET = {"log_level": 0}  # connection errors during faults are expected; errors are recorded
+
+# librdkafka resets a consumer's position without telling the application (an offset
+# out of range, or no epoch found in KIP-320 validation): its debug lines on offsets and
+# fetches are filtered for these and recorded, so such a jump comes with its cause.
+RESET_WORDS = ("reset", "truncation", "out of range", "no epoch found")
+
+
+class _ResetLog(logging.Handler):
+    def __init__(self, history: "History", name: str):
+        super().__init__(logging.DEBUG)
+        self.history, self.name = history, name
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = record.getMessage()
+        if any(word in line.lower() for word in RESET_WORDS):
+            self.history.count_error(f"{self.name} librdkafka: {line[-300:]}")
+
+
+def reset_logger(history: "History", name: str) -> logging.Logger:
+    logger = logging.getLogger(f"chaos.{name}.{uuid.uuid4()}")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    logger.addHandler(_ResetLog(history, name))
+    return logger
 
 
 class History:
@@ -297,8 +322,8 @@ class GroupConsumer(Worker):
             "auto.commit.interval.ms": 1000,
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 1000,
-            **QUIET,
-        })
+            "debug": "topic,fetch",
+        }, logger=reset_logger(self.history, self.name))
         consumer.subscribe(
             [self.topic],
             on_assign=lambda c, parts: self.history.rebalance(self.name, "assign"),

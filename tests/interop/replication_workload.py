@@ -43,7 +43,7 @@ QUIET = {"log_level": 0}  # connection errors during faults are expected; errors
 # librdkafka resets a consumer's position without telling the application (an offset
 # out of range, or no epoch found in KIP-320 validation): its debug lines on offsets and
 # fetches are filtered for these and recorded, so such a jump comes with its cause.
-RESET_WORDS = ("reset", "truncation", "out of range", "no epoch found")
+RESET_WORDS = ("offset reset", "truncation", "out of range", "no epoch found")
 
 
 class _ResetLog(logging.Handler):

@@ -74,7 +74,10 @@ def test_produce_consume(broker, codec):
     assert b"Delivery failed" not in proc.stderr, proc.stderr[-2000:]
     t1 = int(time.time() * 1000)
     # librdkafka 2.0.2 really compressed (it decides from the advertised Produce range).
-    assert stored_codecs(broker.data_dir, topic) == {CODEC_IDS[codec]}, LIBRDKAFKA_CODEC_HINT
+    # It sends a batch uncompressed when compressing would not make it smaller (a batch
+    # of one small record, when the machine is slow and linger.ms catches little).
+    stored = stored_codecs(broker.data_dir, topic)
+    assert CODEC_IDS[codec] in stored and stored <= {CODEC_IDS[codec], 0}, (stored, LIBRDKAFKA_CODEC_HINT)
 
     out = kcat(broker, "-C", "-t", topic, "-o", "beginning", "-e", "-J").stdout.decode()
     msgs = [json.loads(line) for line in out.splitlines() if line.strip()]

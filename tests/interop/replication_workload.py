@@ -40,28 +40,36 @@ FLUSH_TIMEOUT_S = 60.0
 CLOSE_TIMEOUT_S = 30.0
 QUIET = {"log_level": 0}  # connection errors during faults are expected; errors are recorded
 
-# librdkafka resets a consumer's position without telling the application (an offset
-# out of range, or no epoch found in KIP-320 validation): its debug lines on offsets and
-# fetches are filtered for these and recorded, so such a jump comes with its cause.
-RESET_WORDS = ("offset reset", "truncation", "out of range", "no epoch found")
+# librdkafka moves a consumer's position without telling the application (an offset
+# out of range, no epoch found in KIP-320 validation, or a seek to the end offset the
+# leader gave for the consumer's epoch): its debug lines on offsets, fetches, epoch
+# validations and seeks are filtered for these and recorded, so a jump comes with its cause.
+RESET_WORDS = ("offset reset", "truncation", "out of range", "no epoch found", "validation", "seek")
 
 
-class _ResetLog(logging.Handler):
-    def __init__(self, history: "History", name: str):
+# An idempotent producer renumbers its unacknowledged records when it bumps its epoch
+# (KIP-360), so a record whose first send was stored is stored again: its debug lines
+# on epoch bumps and sequence errors are recorded with their reason.
+BUMP_WORDS = ("bump", "drain", "sequence", "unknown producer", "fatal")
+
+
+class _WordLog(logging.Handler):
+    def __init__(self, history: "History", name: str, words: tuple[str, ...]):
         super().__init__(logging.DEBUG)
-        self.history, self.name = history, name
+        self.history, self.name, self.words = history, name, words
 
     def emit(self, record: logging.LogRecord) -> None:
         line = record.getMessage()
-        if any(word in line.lower() for word in RESET_WORDS):
+        if any(word in line.lower() for word in self.words):
             self.history.count_error(f"{self.name} librdkafka: {line[-300:]}")
 
 
-def reset_logger(history: "History", name: str) -> logging.Logger:
+def word_logger(history: "History", name: str, words: tuple[str, ...]) -> logging.Logger:
+    """A logger for a librdkafka client that records its lines holding one of `words`."""
     logger = logging.getLogger(f"chaos.{name}.{uuid.uuid4()}")
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
-    logger.addHandler(_ResetLog(history, name))
+    logger.addHandler(_WordLog(history, name, words))
     return logger
 
 
@@ -171,7 +179,8 @@ class IdempotentProducer(Worker):
             if err.fatal():
                 self._fatal(err)
 
-        return Producer(producer_config(self.bootstrap, self.rng, error_cb=on_error))
+        return Producer(producer_config(self.bootstrap, self.rng, error_cb=on_error, debug="eos", log_level=7,
+                                        logger=word_logger(self.history, self.name, BUMP_WORDS)))
 
     def _fatal(self, err) -> None:
         if not self.fatal.is_set():
@@ -323,7 +332,7 @@ class GroupConsumer(Worker):
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 1000,
             "debug": "topic,fetch",
-        }, logger=reset_logger(self.history, self.name))
+        }, logger=word_logger(self.history, self.name, RESET_WORDS))
         consumer.subscribe(
             [self.topic],
             on_assign=lambda c, parts: self.history.rebalance(self.name, "assign"),

@@ -104,6 +104,15 @@ pub struct ProducerStateManager {
     /// leadership.
     #[serde(skip)]
     verifying: BTreeMap<i64, (u64, i64)>,
+    /// Batches the disk failed to store, as producer id → (epoch, first sequence): a
+    /// later batch of that producer leaving exactly this gap gets the storage error
+    /// too, not OUT_OF_ORDER_SEQUENCE_NUMBER. Clients pipeline up to five requests, and
+    /// a sequence error makes librdkafka bump its epoch and renumber every record not
+    /// yet acknowledged, in all partitions, so one that another leader stored but never
+    /// acknowledged (paused, cut off) is stored twice. Kafka takes the log directory
+    /// offline, so its later batches fail with KAFKA_STORAGE_ERROR as well.
+    #[serde(skip)]
+    failed_writes: BTreeMap<i64, (i16, i32)>,
     #[serde(skip)]
     dir: PathBuf,
 }
@@ -219,6 +228,7 @@ impl ProducerStateManager {
             return if first <= 0 {
                 Ok(SequenceCheck::Append)
             } else {
+                self.check_failed_write(header, 0)?;
                 Err(BrokerError::OutOfOrderSequence(format!(
                     "unknown producer {} must start at sequence 0, not {first}",
                     header.producer_id
@@ -253,6 +263,7 @@ impl ProducerStateManager {
         }
         let expected = next_sequence(entry.last_sequence());
         if first != expected {
+            self.check_failed_write(header, expected)?;
             return Err(BrokerError::OutOfOrderSequence(format!(
                 "expected sequence {expected}, got {first}"
             )));
@@ -260,11 +271,43 @@ impl ProducerStateManager {
         Ok(SequenceCheck::Append)
     }
 
+    /// The storage error for a batch whose gap starts at `expected`, a batch of the
+    /// same producer and epoch the disk failed to store.
+    fn check_failed_write(&self, header: &RecordBatchHeader, expected: i32) -> Result<()> {
+        match self.failed_writes.get(&header.producer_id) {
+            Some(&(epoch, first)) if epoch == header.producer_epoch && first == expected => {
+                Err(BrokerError::Storage(format!(
+                    "producer {}'s batch at sequence {expected} could not be stored; \
+                     this one follows it",
+                    header.producer_id
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Records that the disk failed to store `header`'s batch. Only a batch that was
+    /// next in its producer's sequence counts (a later one failed because of it).
+    pub fn record_failed_write(&mut self, header: &RecordBatchHeader) {
+        if header.producer_id < 0 || header.base_sequence < 0 || header.is_control() {
+            return;
+        }
+        let expected = match self.producers.get(&header.producer_id) {
+            Some(entry) if entry.epoch == header.producer_epoch => next_sequence(entry.last_sequence()),
+            _ => 0,
+        };
+        if header.base_sequence == expected {
+            self.failed_writes
+                .insert(header.producer_id, (header.producer_epoch, expected));
+        }
+    }
+
     /// Record a stored batch (after append, and when replaying the log).
     pub fn update(&mut self, header: &RecordBatchHeader) {
         if header.producer_id < 0 || header.is_control() {
             return;
         }
+        self.failed_writes.remove(&header.producer_id);
         if header.is_transactional() {
             self.ongoing.entry(header.producer_id).or_insert(header.base_offset);
             self.verifying.remove(&header.producer_id);
@@ -431,6 +474,47 @@ mod tests {
             Err(BrokerError::InvalidProducerEpoch(_))
         ));
         assert_eq!(state.check(&header(-1, -1, -1, 1, 6)).unwrap(), SequenceCheck::Append);
+    }
+
+    /// A pipelined batch behind one the disk failed to store gets the storage error
+    /// (retriable, not stored), not a sequence error that makes the client renumber.
+    #[test]
+    fn a_gap_left_by_a_failed_write_gets_the_storage_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = ProducerStateManager::new(dir.path());
+        state.update(&header(7, 0, 0, 3, 0));
+        let failed = header(7, 0, 3, 2, 3);
+        state.record_failed_write(&failed);
+        let behind = header(7, 0, 5, 1, 3);
+        assert!(matches!(state.check(&behind), Err(BrokerError::Storage(_))));
+        // The later batch failing too does not move the gap's start.
+        state.record_failed_write(&behind);
+        assert!(matches!(
+            state.check(&header(7, 0, 6, 1, 3)),
+            Err(BrokerError::Storage(_))
+        ));
+        // Another epoch, or a gap elsewhere, is a sequence error as before.
+        assert!(matches!(
+            state.check(&header(7, 1, 4, 1, 3)),
+            Err(BrokerError::OutOfOrderSequence(_))
+        ));
+        // The retry of the failed batch goes in; then a gap is a sequence error again.
+        assert_eq!(state.check(&failed).unwrap(), SequenceCheck::Append);
+        state.update(&failed);
+        assert!(matches!(
+            state.check(&header(7, 0, 9, 1, 5)),
+            Err(BrokerError::OutOfOrderSequence(_))
+        ));
+        // A new producer whose first batch failed.
+        state.record_failed_write(&header(8, 0, 0, 2, 5));
+        assert!(matches!(
+            state.check(&header(8, 0, 2, 1, 5)),
+            Err(BrokerError::Storage(_))
+        ));
+        assert!(matches!(
+            state.check(&header(9, 0, 2, 1, 5)),
+            Err(BrokerError::OutOfOrderSequence(_))
+        ));
     }
 
     #[test]

@@ -425,6 +425,72 @@ async fn a_request_to_a_node_that_does_not_lead_names_the_leader() {
     cluster.shutdown().await;
 }
 
+/// OffsetForLeaderEpoch is answered by the leader only: a follower knows the same
+/// leader epoch, but its log may end behind the leader's, and a consumer validating its
+/// position (KIP-320) seeks back to the end offset it is told. librdkafka sends v2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_for_leader_epoch_is_answered_by_the_leader_only() {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+    let cluster = Cluster::start().await;
+    let topic = NewTopic {
+        name: "epochs".into(),
+        num_partitions: -1,
+        replication_factor: -1,
+        assignments: vec![(0, vec![2, 1, 3])],
+        ..Default::default()
+    };
+    let node1 = cluster.node(1).api.broker().clone();
+    tokio::task::spawn_blocking(move || node1.create_topic(topic, false).unwrap())
+        .await
+        .unwrap();
+    cluster
+        .until("every replica knows the leader", |api| {
+            api.broker()
+                .partition("epochs", 0)
+                .is_ok_and(|p| p.replica().leader() == 2)
+        })
+        .await;
+    let epoch = cluster
+        .node(2)
+        .api
+        .broker()
+        .partition("epochs", 0)
+        .unwrap()
+        .leader_epoch();
+    let ask = |version: i16| {
+        let request = OffsetForLeaderEpochRequest::default().with_topics(vec![OffsetForLeaderTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("epochs")))
+            .with_partitions(vec![OffsetForLeaderPartition::default()
+                .with_partition(0)
+                .with_current_leader_epoch(epoch)
+                .with_leader_epoch(epoch)])]);
+        if version >= 3 {
+            request.with_replica_id(BrokerId(-1))
+        } else {
+            request
+        }
+    };
+    for version in [2, 4] {
+        let mut leader = TcpStream::connect(cluster.node(2).kafka).await.unwrap();
+        let answer: OffsetForLeaderEpochResponse =
+            call(&mut leader, ApiKey::OffsetForLeaderEpoch, version, &ask(version)).await;
+        let answered = &answer.topics[0].partitions[0];
+        assert_eq!((answered.error_code, answered.leader_epoch), (0, epoch), "v{version}");
+        for follower in [1, 3] {
+            let mut stream = TcpStream::connect(cluster.node(follower).kafka).await.unwrap();
+            let answer: OffsetForLeaderEpochResponse =
+                call(&mut stream, ApiKey::OffsetForLeaderEpoch, version, &ask(version)).await;
+            let answered = &answer.topics[0].partitions[0];
+            assert_eq!(
+                (answered.error_code, answered.end_offset),
+                (6, -1),
+                "v{version} on follower {follower}: NOT_LEADER_OR_FOLLOWER"
+            );
+        }
+    }
+    cluster.shutdown().await;
+}
+
 /// ElectLeaders over the wire: a partition led by its preferred replica needs no
 /// election; one whose only replica left (controlled shutdown) cannot get it back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -424,7 +424,9 @@ impl BrokerApi {
     /// leader's log, as `(epoch, end offset)` — the latest epoch ends at the log end, an
     /// older one where the next begins; `(-1, -1)` when unknown. Followers and consumers
     /// (checking for truncation after a leader change) ask the leader, with their
-    /// current leader epoch checked.
+    /// current leader epoch checked. Only the leader answers (as Kafka does): a follower
+    /// shares the leader epoch but its log may end behind, and a consumer told that its
+    /// epoch ends there seeks back to it.
     pub fn offset_for_leader_epoch(
         &self,
         caller: &Caller,
@@ -440,7 +442,17 @@ impl BrokerApi {
             partition,
         )?;
         partition.check_leader_epoch(current_leader_epoch)?;
-        Ok(partition.log().end_offset_for_leader_epoch(leader_epoch))
+        let answer = partition.log().end_offset_for_leader_epoch(leader_epoch);
+        tracing::debug!(
+            partition = ?partition,
+            current_leader_epoch,
+            leader_epoch,
+            ?answer,
+            log_end = partition.log_end_offset(),
+            high_watermark = partition.high_watermark(),
+            "offset for leader epoch"
+        );
+        Ok(answer)
     }
 
     /// DescribeProducers: the producers with state in a partition.

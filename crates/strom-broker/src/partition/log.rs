@@ -139,7 +139,18 @@ impl PartitionLog {
         let before = self.log.log_end_offset();
         // The leader epoch (outside the CRC) is stamped as Kafka does, for clients'
         // truncation checks.
-        let info = self.log.append_stamped(batches, Some(leader_epoch))?;
+        let info = match self.log.append_stamped(batches, Some(leader_epoch)) {
+            Ok(info) => info,
+            Err(error) => {
+                let error = BrokerError::from(error);
+                if error.is_storage() {
+                    for (header, _) in strom_log::BatchIter::new(batches) {
+                        producers.record_failed_write(&header);
+                    }
+                }
+                return Err(error);
+            }
+        };
         debug_assert_eq!(info.base_offset, before, "offsets are dense");
         debug_assert_eq!(self.log.log_end_offset(), info.last_offset + 1, "offsets are dense");
         let mut offset = info.base_offset;

@@ -9,6 +9,8 @@ pub mod avro;
 pub mod broker_log;
 pub mod compatibility;
 pub mod error;
+pub mod json_schema;
+pub mod protobuf;
 pub mod records;
 pub mod registry;
 pub mod store;

@@ -1,0 +1,2 @@
+//! JSON Schema: parsing with references, canonical form, Confluent's compatibility
+//! rules (`SchemaDiff`) and payload validation.

@@ -1,0 +1,3 @@
+//! Protobuf: `.proto` parsing with imports resolved through references, canonical
+//! form, Confluent's compatibility rules (`SchemaDiff`), message indexes and payload
+//! validation.

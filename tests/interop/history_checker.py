@@ -310,19 +310,21 @@ def _divergence(partition, hw, node_a, batches_a, node_b, batches_b) -> dict:
 
 
 def read_batches(partition_dir: Path) -> list[list]:
-    """[base_offset, last_offset_delta, crc, crc_ok] of every whole batch in a replica's
-    segment files, in offset order. A torn or zero-filled tail ends a segment."""
+    """[base_offset, last_offset_delta, crc, crc_ok, partition_leader_epoch] of every whole
+    batch in a replica's segment files, in offset order (the epoch, outside the CRC, is
+    kept for tracing a consumer's epoch validation). A torn or zero-filled tail ends a
+    segment."""
     batches = []
     segments = sorted(Path(partition_dir).glob("*.log"), key=lambda p: int(p.stem))
     for segment in segments:
         data = segment.read_bytes()
         pos = 0
         while pos + BATCH_HEAD.size <= len(data):
-            base, length, _epoch, magic, crc, _attributes, delta = BATCH_HEAD.unpack_from(data, pos)
+            base, length, epoch, magic, crc, _attributes, delta = BATCH_HEAD.unpack_from(data, pos)
             end = pos + LOG_OVERHEAD + length
             if length < MIN_BATCH_LENGTH or end > len(data) or magic != 2:
                 break
             ok = crc32c.crc32c(data[pos + CRC_FROM : end]) == crc
-            batches.append([base, delta, crc, ok])
+            batches.append([base, delta, crc, ok, epoch])
             pos = end
     return batches

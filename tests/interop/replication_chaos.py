@@ -533,6 +533,20 @@ def heal_cluster(cluster: Cluster, faults: Faults, round_: int) -> None:
             faults.restarter(node.node_id)()
 
 
+def epoch_checkpoints(cluster: Cluster, partitions: int) -> dict:
+    """partition → node → its replica's leader-epoch-checkpoint, as written (to trace a
+    consumer's epoch validation)."""
+    found: dict = {}
+    for p in range(partitions):
+        for node in cluster.nodes:
+            path = node.data_dir / f"{TOPIC}-{p}" / "leader-epoch-checkpoint"
+            try:
+                found.setdefault(p, {})[node.node_id] = path.read_text()
+            except OSError as e:
+                found.setdefault(p, {})[node.node_id] = f"unreadable: {e}"
+    return found
+
+
 def replica_batches(cluster: Cluster, partitions: int) -> dict:
     """partition → node → the batches of its replica's segment files."""
     replicas = {}
@@ -669,6 +683,7 @@ def wind_down(cluster, faults, senders, readers, history, partitions, rf, log) -
     violations += problems
     log("final reads done; stopping the nodes")
     cluster.stop()
+    final["epoch_checkpoints"] = epoch_checkpoints(cluster, partitions)
     return final, replica_batches(cluster, partitions), violations
 
 

@@ -129,7 +129,7 @@ def test_the_rest_errors_are_confluents(registry):
     assert http(f"{url}/mode", "PUT", {"mode": "SIDEWAYS"})[1]["error_code"] == 42204
     assert http(f"{url}/config/s")[1]["error_code"] == 40408
     assert http(f"{url}/config") == (200, {"compatibilityLevel": "BACKWARD"})
-    assert http(f"{url}/schemas/types") == (200, ["AVRO"])
+    assert http(f"{url}/schemas/types") == (200, ["JSON", "PROTOBUF", "AVRO"])
 
 
 def test_the_registry_comes_back_from_schemas_after_a_kill(registry):
@@ -242,3 +242,145 @@ def test_the_broker_refuses_records_without_a_registered_schema(registry):
     finally:
         consumer.close()
     assert stored == [good], "only the valid record was stored"
+
+
+ORDER_JSON = json.dumps({
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "title": "Order", "type": "object",
+    "properties": {"id": {"type": "integer"}, "item": {"type": "string"}},
+    "required": ["id"],
+})
+
+
+def read_values(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[bytes]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{topic}",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    values: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(values) < count and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                values.append(msg.value())
+    finally:
+        consumer.close()
+    return values
+
+
+def test_json_schema_records_round_trip_with_validation_on(registry):
+    """JSONSerializer/JSONDeserializer unchanged, on a topic the broker validates; an
+    incompatible change (a new required property) is refused with Confluent's 409."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
+
+    admin = AdminClient({"bootstrap.servers": registry.bootstrap})
+    config = {"confluent.value.schema.validation": "true"}
+    admin.create_topics([NewTopic("orders", 1, 1, config=config)])["orders"].result(timeout=30)
+    client = SchemaRegistryClient({"url": registry.registry_url})
+    serializer = JSONSerializer(ORDER_JSON, client)
+    deserializer = JSONDeserializer(ORDER_JSON, schema_registry_client=client)
+    orders = [{"id": i, "item": f"thing-{i}"} for i in range(5)]
+    producer = Producer({"bootstrap.servers": registry.bootstrap})
+    for order in orders:
+        producer.produce("orders", value=serializer(order, SerializationContext("orders", MessageField.VALUE)))
+    assert producer.flush(30) == 0
+    latest = client.get_latest_version("orders-value")
+    assert latest.schema.schema_type == "JSON"
+    read = [deserializer(v, SerializationContext("orders", MessageField.VALUE))
+            for v in read_values(registry.bootstrap, "orders", len(orders))]
+    assert read == orders
+    assert sorted(client.get_subjects()) == ["orders-value"]
+    breaking = json.loads(ORDER_JSON)
+    breaking["properties"]["price"] = {"type": "number"}
+    breaking["required"] = ["id", "price"]
+    status, body = http(f"{registry.registry_url}/compatibility/subjects/orders-value/versions/latest?verbose=true",
+                        "POST", {"schema": json.dumps(breaking), "schemaType": "JSON"})
+    assert status == 200 and body["is_compatible"] is False, body
+    assert any("REQUIRED" in m or "PROPERTY" in m for m in body["messages"]), body
+    with pytest.raises(SchemaRegistryError) as refused:
+        client.register_schema("orders-value", Schema(json.dumps(breaking), "JSON"))
+    assert refused.value.http_status_code == 409
+    # A reference by URL: the referencing schema resolves it, and a bad one is 42201.
+    client.register_schema("item", Schema(json.dumps({"type": "string", "maxLength": 40}), "JSON"))
+    with_ref = {"type": "object", "properties": {"item": {"$ref": "item.json"}}}
+    from confluent_kafka.schema_registry import SchemaReference
+    sid = client.register_schema("refs-value", Schema(json.dumps(with_ref), "JSON",
+                                                      [SchemaReference("item.json", "item", 1)]))
+    assert client.get_schema(sid).references[0].name == "item.json"
+    status, body = http(f"{registry.registry_url}/subjects/bad-ref/versions", "POST",
+                        {"schema": json.dumps({"$ref": "missing.json"}), "schemaType": "JSON"})
+    assert (status, body["error_code"]) == (422, 42201), body
+
+
+def _protobuf_classes():
+    """Message classes built from descriptors (no protoc): `shop/item.proto` with Item,
+    imported by `shop/order.proto` with Order { id, Item item, Timestamp at }."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
+
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(timestamp_pb2.DESCRIPTOR.serialized_pb)
+    item = descriptor_pb2.FileDescriptorProto(name="shop/item.proto", package="shop", syntax="proto3")
+    msg = item.message_type.add(name="Item")
+    msg.field.add(name="sku", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+                  label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    order = descriptor_pb2.FileDescriptorProto(name="shop/order.proto", package="shop", syntax="proto3",
+                                               dependency=["shop/item.proto", "google/protobuf/timestamp.proto"])
+    msg = order.message_type.add(name="Order")
+    msg.field.add(name="id", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
+                  label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    msg.field.add(name="item", number=2, type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
+                  type_name=".shop.Item", label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    msg.field.add(name="at", number=3, type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
+                  type_name=".google.protobuf.Timestamp", label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    pool.Add(item)
+    pool.Add(order)
+    return (message_factory.GetMessageClass(pool.FindMessageTypeByName("shop.Order")),
+            message_factory.GetMessageClass(pool.FindMessageTypeByName("shop.Item")))
+
+
+def test_protobuf_records_round_trip_with_a_reference(registry):
+    """ProtobufSerializer registers the imported file as its own subject and the
+    schema with a reference to it (both as base64 descriptors, as confluent-kafka does);
+    ProtobufDeserializer reads them back with format=serialized. Validation by record
+    name reads the message indexes."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
+
+    Order, Item = _protobuf_classes()
+    admin = AdminClient({"bootstrap.servers": registry.bootstrap})
+    config = {"confluent.value.schema.validation": "true",
+              "confluent.value.subject.name.strategy": "io.confluent.kafka.serializers.subject.RecordNameStrategy"}
+    admin.create_topics([NewTopic("shop", 1, 1, config=config)])["shop"].result(timeout=30)
+    client = SchemaRegistryClient({"url": registry.registry_url})
+    serializer = ProtobufSerializer(Order, client, {"subject.name.strategy": lambda ctx, name: name})
+    deserializer = ProtobufDeserializer(Order, {"use.deprecated.format": False})
+    orders = []
+    for i in range(5):
+        order = Order(id=i, item=Item(sku=f"sku-{i}"))
+        order.at.seconds = 1_700_000_000 + i
+        orders.append(order)
+    producer = Producer({"bootstrap.servers": registry.bootstrap})
+    for order in orders:
+        producer.produce("shop", value=serializer(order, SerializationContext("shop", MessageField.VALUE)))
+    assert producer.flush(30) == 0
+    assert sorted(client.get_subjects()) == ["shop.Order", "shop/item.proto"]
+    latest = client.get_latest_version("shop.Order")
+    assert latest.schema.schema_type == "PROTOBUF"
+    assert [(r.name, r.subject) for r in latest.schema.references] == [("shop/item.proto", "shop/item.proto")]
+    assert "message Order" in latest.schema.schema_str, "stored as .proto text"
+    read = [deserializer(v, SerializationContext("shop", MessageField.VALUE))
+            for v in read_values(registry.bootstrap, "shop", len(orders))]
+    assert read == orders
+    # The same schema written as .proto text is the same id.
+    status, body = http(f"{registry.registry_url}/subjects/shop.Order", "POST",
+                        {"schema": latest.schema.schema_str, "schemaType": "PROTOBUF",
+                         "references": [{"name": "shop/item.proto", "subject": "shop/item.proto", "version": 1}]})
+    assert status == 200 and body["id"] == latest.schema_id, body
+    # Changing a field's type is refused (FIELD_SCALAR_KIND_CHANGED).
+    breaking = latest.schema.schema_str.replace("int64 id = 1", "string id = 1")
+    assert breaking != latest.schema.schema_str
+    status, body = http(f"{registry.registry_url}/subjects/shop.Order/versions", "POST",
+                        {"schema": breaking, "schemaType": "PROTOBUF",
+                         "references": [{"name": "shop/item.proto", "subject": "shop/item.proto", "version": 1}]})
+    assert status == 409, body

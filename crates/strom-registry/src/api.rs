@@ -28,7 +28,10 @@ type Shared = State<Arc<Registry>>;
 pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/", get(|| async { reply(json!({})) }))
-        .route("/schemas/types", get(|| async { reply(json!(["AVRO"])) }))
+        .route(
+            "/schemas/types",
+            get(|| async { reply(json!(["JSON", "PROTOBUF", "AVRO"])) }),
+        )
         .route("/schemas/ids/{id}", get(schema_by_id))
         .route("/schemas/ids/{id}/schema", get(raw_schema_by_id))
         .route("/schemas/ids/{id}/subjects", get(subjects_of_id))
@@ -165,10 +168,16 @@ fn new_schema(body: &Bytes) -> Result<NewSchema, RegistryError> {
     })
 }
 
-async fn schema_by_id(State(r): Shared, Path(id): Path<String>) -> Answer {
+async fn schema_by_id(State(r): Shared, Path(id): Path<String>, Query(p): Params) -> Answer {
     let id = id_of(&id)?;
     let s = r.read(|store| store.schema(id).cloned())?;
-    Ok(reply(schema_json(s.schema_type, &s.schema, &s.references)))
+    let text = r.formatted(
+        s.schema_type,
+        &s.schema,
+        &s.references,
+        p.get("format").map(String::as_str),
+    );
+    Ok(reply(schema_json(s.schema_type, &text, &s.references)))
 }
 
 async fn raw_schema_by_id(State(r): Shared, Path(id): Path<String>) -> Answer {
@@ -232,7 +241,13 @@ async fn versions(State(r): Shared, Path(subject): Path<String>, Query(p): Param
 
 async fn version(State(r): Shared, Path((subject, version)): Path<(String, String)>, Query(p): Params) -> Answer {
     let version = VersionId::parse(&version)?;
-    let found = r.read(|store| store.version(&subject, version, flag(&p, "deleted")).cloned())?;
+    let mut found = r.read(|store| store.version(&subject, version, flag(&p, "deleted")).cloned())?;
+    found.schema = r.formatted(
+        found.schema_type,
+        &found.schema,
+        &found.references,
+        p.get("format").map(String::as_str),
+    );
     Ok(reply(version_json(&found)))
 }
 

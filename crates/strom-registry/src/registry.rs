@@ -3,16 +3,17 @@
 //! until the follower applied them (so a write's answer reads its own result) — one
 //! write at a time, so two registrations never take the same id.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tokio::sync::{watch, Mutex};
 
-use crate::avro::{reader_incompatibilities, AvroSchema};
 use crate::compatibility::{self, CompatibilityLevel};
 use crate::error::RegistryError;
 use crate::records::{Mode, Record, Reference, SchemaType};
+use crate::schema::ParsedSchema;
 use crate::store::{Registration, Store, VersionId};
 
 /// One stored record: its offset, key and value (None: a tombstone).
@@ -40,7 +41,13 @@ pub struct Registry {
     /// The offset after the last record applied.
     applied: watch::Sender<i64>,
     writes: Mutex<()>,
+    /// Schemas parsed for the broker's record checks, by id (an id's schema never
+    /// changes): a produce does not parse a schema per record.
+    parsed: std::sync::Mutex<HashMap<i32, Arc<ParsedSchema>>>,
 }
+
+/// Parsed schemas kept for record checks; the cache starts over beyond this.
+const PARSED_CACHE_ENTRIES: usize = 1024;
 
 /// A schema as a request gives it.
 #[derive(Debug, Clone)]
@@ -58,6 +65,7 @@ impl Registry {
             store: RwLock::new(Store::default()),
             applied: watch::channel(0).0,
             writes: Mutex::new(()),
+            parsed: std::sync::Mutex::new(HashMap::new()),
         });
         let follower = Arc::downgrade(&registry);
         tokio::spawn(async move {
@@ -115,40 +123,23 @@ impl Registry {
     }
 
     /// The schema in canonical form, parsed with its references resolved.
-    fn parse(&self, schema: &NewSchema) -> Result<(String, AvroSchema), RegistryError> {
+    fn parse(&self, schema: &NewSchema) -> Result<(String, ParsedSchema), RegistryError> {
         if schema.schema.len() > MAX_SCHEMA_BYTES {
             return Err(RegistryError::SchemaTooLarge {
                 size: schema.schema.len(),
                 max: MAX_SCHEMA_BYTES,
             });
         }
-        if schema.schema_type != SchemaType::Avro {
-            return Err(RegistryError::InvalidSchema(format!(
-                "Schema type {} is not supported yet; AVRO is",
-                schema.schema_type.name()
-            )));
-        }
-        let referenced = self.read(|store| {
-            schema
-                .references
-                .iter()
-                .map(|r| {
-                    store
-                        .version(&r.subject, VersionId::Number(r.version), true)
-                        .map(|v| v.schema.clone())
-                        .map_err(|_| {
-                            RegistryError::InvalidSchema(format!(
-                                "Invalid schema: reference {} to subject {} version {} does not exist",
-                                r.name, r.subject, r.version
-                            ))
-                        })
-                })
-                .collect::<Result<Vec<String>, RegistryError>>()
-        })?;
-        let texts: Vec<&str> = referenced.iter().map(String::as_str).collect();
-        let parsed =
-            AvroSchema::parse(&schema.schema, &texts).map_err(|e| RegistryError::InvalidSchema(e.to_string()))?;
+        let referenced = self.read(|store| resolve_references(store, &schema.references))?;
+        let parsed = ParsedSchema::parse(schema.schema_type, &schema.schema, &referenced)
+            .map_err(|e| RegistryError::InvalidSchema(format!("Invalid schema: {e}")))?;
         Ok((parsed.canonical_string(), parsed))
+    }
+
+    /// A stored schema parsed again (its references were resolved when registered).
+    fn parse_stored(&self, schema_type: SchemaType, text: &str, references: &[Reference]) -> Option<ParsedSchema> {
+        let referenced = self.read(|store| resolve_references(store, references)).ok()?;
+        ParsedSchema::parse(schema_type, text, &referenced).ok()
     }
 
     /// Why `schema` is incompatible with the subject's versions at `level` (empty: it
@@ -157,7 +148,7 @@ impl Registry {
         &self,
         subject: &str,
         schema: &NewSchema,
-        parsed: &AvroSchema,
+        parsed: &ParsedSchema,
         level: CompatibilityLevel,
         only: Option<i32>,
     ) -> Result<Vec<String>, RegistryError> {
@@ -181,13 +172,13 @@ impl Registry {
             })?;
             old.push(parsed_old);
         }
-        let old: Vec<&AvroSchema> = old.iter().collect();
-        Ok(compatibility::check(level, parsed, &old, |reader, writer| {
-            reader_incompatibilities(reader, writer)
-                .iter()
-                .map(ToString::to_string)
-                .collect()
-        }))
+        let old: Vec<&ParsedSchema> = old.iter().collect();
+        Ok(compatibility::check(
+            level,
+            parsed,
+            &old,
+            ParsedSchema::reader_incompatibilities,
+        ))
     }
 
     /// POST /subjects/{s}/versions: the schema's id (and version) under `subject`.
@@ -345,6 +336,60 @@ impl Registry {
     }
 }
 
+/// How deep references may nest (a guard: a cycle is caught before this).
+const MAX_REFERENCE_DEPTH: usize = 64;
+
+/// Every schema `references` need, directly or through their own references, as
+/// (reference name, schema text), each after the ones it references. A missing
+/// version, a cycle or nesting past [`MAX_REFERENCE_DEPTH`] is 42201.
+fn resolve_references(store: &Store, references: &[Reference]) -> Result<Vec<(String, String)>, RegistryError> {
+    fn visit(
+        store: &Store,
+        reference: &Reference,
+        path: &mut Vec<(String, i32)>,
+        done: &mut std::collections::HashSet<(String, i32)>,
+        out: &mut Vec<(String, String)>,
+    ) -> Result<(), RegistryError> {
+        let key = (reference.subject.clone(), reference.version);
+        if done.contains(&key) {
+            return Ok(());
+        }
+        if path.contains(&key) {
+            return Err(RegistryError::InvalidSchema(format!(
+                "Invalid schema: the references form a cycle through subject {} version {}",
+                reference.subject, reference.version
+            )));
+        }
+        if path.len() >= MAX_REFERENCE_DEPTH {
+            return Err(RegistryError::InvalidSchema(format!(
+                "Invalid schema: references nest deeper than {MAX_REFERENCE_DEPTH}"
+            )));
+        }
+        let version = store
+            .version(&reference.subject, VersionId::Number(reference.version), true)
+            .map_err(|_| {
+                RegistryError::InvalidSchema(format!(
+                    "Invalid schema: reference {} to subject {} version {} does not exist",
+                    reference.name, reference.subject, reference.version
+                ))
+            })?;
+        path.push(key.clone());
+        for nested in &version.references {
+            visit(store, nested, path, done, out)?;
+        }
+        path.pop();
+        done.insert(key);
+        out.push((reference.name.clone(), version.schema.clone()));
+        Ok(())
+    }
+    let mut out = Vec::new();
+    let mut done = std::collections::HashSet::new();
+    for reference in references {
+        visit(store, reference, &mut Vec::new(), &mut done, &mut out)?;
+    }
+    Ok(out)
+}
+
 /// Subjects are non-empty and printable (42208 otherwise).
 fn check_subject(subject: &str) -> Result<(), RegistryError> {
     if subject.is_empty() || subject.chars().any(char::is_control) {
@@ -395,19 +440,58 @@ impl SchemaLog for MemoryLog {
 }
 
 impl Registry {
-    /// The full name of the record type schema `id` describes (RecordNameStrategy).
-    fn record_name(&self, id: i32) -> Option<String> {
+    /// A stored schema as `format` asks: Protobuf's `serialized` is its base64
+    /// `FileDescriptorProto` (what confluent-kafka's Protobuf deserializer reads);
+    /// anything else is the text as stored.
+    pub fn formatted(
+        &self,
+        schema_type: SchemaType,
+        text: &str,
+        references: &[Reference],
+        format: Option<&str>,
+    ) -> String {
+        if schema_type == SchemaType::Protobuf && format == Some("serialized") {
+            if let Some(ParsedSchema::Protobuf(schema)) = self.parse_stored(schema_type, text, references) {
+                return schema.serialized();
+            }
+        }
+        text.to_string()
+    }
+
+    /// Schema `id` parsed, from the cache when it was parsed before.
+    fn parsed_schema(&self, id: i32) -> Option<Arc<ParsedSchema>> {
+        if let Some(found) = self.parsed.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            return Some(found.clone());
+        }
         let stored = self.read(|s| s.schema(id).cloned()).ok()?;
-        let referenced: Vec<String> = self.read(|s| {
-            stored
-                .references
-                .iter()
-                .filter_map(|r| s.version(&r.subject, VersionId::Number(r.version), true).ok())
-                .map(|v| v.schema.clone())
-                .collect()
-        });
-        let texts: Vec<&str> = referenced.iter().map(String::as_str).collect();
-        AvroSchema::parse(&stored.schema, &texts).ok()?.full_name()
+        let parsed = Arc::new(self.parse_stored(stored.schema_type, &stored.schema, &stored.references)?);
+        let mut cache = self.parsed.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= PARSED_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(id, parsed.clone());
+        Some(parsed)
+    }
+
+    /// The full name of the record type a record written with schema `id` holds
+    /// (RecordNameStrategy): Avro's record, JSON's title, or the Protobuf message the
+    /// indexes after the schema id name (`payload` is what follows the id).
+    fn record_name(&self, id: i32, payload: &[u8]) -> Result<String, String> {
+        let parsed = self
+            .parsed_schema(id)
+            .ok_or_else(|| format!("schema {id} does not parse"))?;
+        match &*parsed {
+            ParsedSchema::Protobuf(schema) => {
+                let (indexes, _) = crate::protobuf::read_message_indexes(payload)
+                    .map_err(|e| format!("its Protobuf message indexes do not read: {e}"))?;
+                schema
+                    .message_name(&indexes)
+                    .ok_or_else(|| format!("schema {id} has no message at indexes {indexes:?}"))
+            }
+            other => other
+                .record_name()
+                .ok_or_else(|| format!("schema {id} names no record type")),
+        }
     }
 }
 
@@ -437,8 +521,9 @@ impl strom_broker::validation::RecordValidator for Registry {
         let subject = match strategy {
             SubjectStrategy::TopicName => format!("{topic}-{part_name}"),
             SubjectStrategy::RecordName | SubjectStrategy::TopicRecordName => {
-                let Some(name) = self.record_name(id) else {
-                    return Some(format!("the {part_name}'s schema {id} names no record type"));
+                let name = match self.record_name(id, &bytes[5..]) {
+                    Ok(name) => name,
+                    Err(why) => return Some(format!("the {part_name}'s record name: {why}")),
                 };
                 if strategy == SubjectStrategy::RecordName {
                     name

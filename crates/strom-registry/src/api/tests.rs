@@ -103,7 +103,10 @@ async fn register_read_back_and_look_up() {
         (200, &json!(1)),
         "looked up in canonical form"
     );
-    assert_eq!(api.get("/schemas/types").await, (200, json!(["AVRO"])));
+    assert_eq!(
+        api.get("/schemas/types").await,
+        (200, json!(["JSON", "PROTOBUF", "AVRO"]))
+    );
 }
 
 #[tokio::test]

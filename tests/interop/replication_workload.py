@@ -44,7 +44,8 @@ QUIET = {"log_level": 0}  # connection errors during faults are expected; errors
 # out of range, no epoch found in KIP-320 validation, or a seek to the end offset the
 # leader gave for the consumer's epoch): its debug lines on offsets, fetches, epoch
 # validations and seeks are filtered for these and recorded, so a jump comes with its cause.
-RESET_WORDS = ("offset reset", "truncation", "out of range", "no epoch found", "validation", "seek")
+RESET_WORDS = ("offset reset", "truncation", "out of range", "no epoch found", "validation", "seek",
+               "offsetforleaderepoch", "timed out")
 
 
 # An idempotent producer renumbers its unacknowledged records when it bumps its epoch
@@ -331,7 +332,7 @@ class GroupConsumer(Worker):
             "auto.commit.interval.ms": 1000,
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 1000,
-            "debug": "topic,fetch",
+            "debug": "topic,fetch,broker",
         }, logger=word_logger(self.history, self.name, RESET_WORDS))
         consumer.subscribe(
             [self.topic],

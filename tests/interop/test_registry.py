@@ -384,3 +384,43 @@ def test_protobuf_records_round_trip_with_a_reference(registry):
                         {"schema": breaking, "schemaType": "PROTOBUF",
                          "references": [{"name": "shop/item.proto", "subject": "shop/item.proto", "version": 1}]})
     assert status == 409, body
+
+
+def test_decode_mode_refuses_payloads_that_do_not_decode(registry):
+    """strom.value.schema.validation.decode: a registered id is not enough, the payload
+    must decode with its schema (Avro binary, JSON against the JSON Schema); a valid
+    record passes, a bad one gets INVALID_RECORD and is not stored."""
+    from confluent_kafka import KafkaError
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.schema_registry.json_schema import JSONSerializer
+
+    admin = AdminClient({"bootstrap.servers": registry.bootstrap})
+    strict = {"confluent.value.schema.validation": "true", "strom.value.schema.validation.decode": "true"}
+    for future in admin.create_topics([NewTopic(t, 1, 1, config=strict) for t in ("strict-avro", "strict-json")]).values():
+        future.result(timeout=30)
+    client = SchemaRegistryClient({"url": registry.registry_url})
+    avro = AvroSerializer(client, USER_V1)(
+        {"name": "ok", "age": 1}, SerializationContext("strict-avro", MessageField.VALUE))
+    order = JSONSerializer(ORDER_JSON, client)(
+        {"id": 1, "item": "x"}, SerializationContext("strict-json", MessageField.VALUE))
+    cases = {
+        ("strict-avro", "good"): avro,
+        ("strict-avro", "truncated"): avro[:-2],
+        ("strict-avro", "trailing"): avro + b"\x00",
+        ("strict-json", "good"): order,
+        ("strict-json", "not-json"): order[:5] + b"{not json",
+        ("strict-json", "wrong-type"): order[:5] + json.dumps({"id": "one"}).encode(),
+    }
+    results: dict[tuple[str, str], object] = {}
+    producer = Producer({"bootstrap.servers": registry.bootstrap, "enable.idempotence": False,
+                         "batch.num.messages": 1, "retries": 0})
+    for (topic, name), value in cases.items():
+        producer.produce(topic, value=value, on_delivery=lambda err, msg, k=(topic, name): results.__setitem__(k, err))
+        producer.flush(30)
+    for key in cases:
+        if key[1] == "good":
+            assert results[key] is None, key
+        else:
+            assert results[key] is not None and results[key].code() == KafkaError.INVALID_RECORD, (key, results[key])
+    assert read_values(registry.bootstrap, "strict-avro", 2, timeout=10) == [avro]
+    assert read_values(registry.bootstrap, "strict-json", 2, timeout=10) == [order]

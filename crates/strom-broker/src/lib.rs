@@ -39,4 +39,4 @@ pub use producer_state::{AbortedTxn, TxnGuard};
 pub use strom_cluster::{Listener, MetadataImage, MetadataRecord, Quorum, QuorumConfig};
 pub use strom_log::AppendInfo;
 pub use topic::{is_internal_topic, Topic};
-pub use topic_config::{ConfigEntry, ConfigSource, ConfigType, SubjectStrategy, TopicDefaults};
+pub use topic_config::{ConfigEntry, ConfigSource, ConfigType, SchemaRule, SubjectStrategy, TopicDefaults};

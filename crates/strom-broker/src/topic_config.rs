@@ -61,6 +61,8 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     ConfigDef { name: "segment.index.bytes", broker_synonym: "log.index.size.max.bytes", kind: ConfigType::Int, default: "10485760", doc: "largest offset index file", enforced: false },
     ConfigDef { name: "segment.jitter.ms", broker_synonym: "log.roll.jitter.ms", kind: ConfigType::Long, default: "0", doc: "random jitter subtracted from segment.ms", enforced: false },
     ConfigDef { name: "segment.ms", broker_synonym: "log.roll.ms", kind: ConfigType::Long, default: "604800000", doc: "age at which a new segment file is started", enforced: true },
+    ConfigDef { name: "strom.key.schema.validation.decode", broker_synonym: "strom.key.schema.validation.decode", kind: ConfigType::Boolean, default: "false", doc: "with confluent.key.schema.validation: also decode each key with its schema (Avro binary, JSON against the JSON Schema, Protobuf through its message indexes), refusing the batch with INVALID_RECORD when one does not decode", enforced: true },
+    ConfigDef { name: "strom.value.schema.validation.decode", broker_synonym: "strom.value.schema.validation.decode", kind: ConfigType::Boolean, default: "false", doc: "with confluent.value.schema.validation: also decode each value with its schema (Avro binary, JSON against the JSON Schema, Protobuf through its message indexes), refusing the batch with INVALID_RECORD when one does not decode", enforced: true },
     ConfigDef { name: "unclean.leader.election.enable", broker_synonym: "unclean.leader.election.enable", kind: ConfigType::Boolean, default: "false", doc: "allow an out-of-sync replica to become leader when no in-sync one is alive (may lose acknowledged records)", enforced: true },
 ];
 
@@ -193,9 +195,19 @@ pub struct TopicLimits {
     /// `min.insync.replicas`.
     pub min_insync_replicas: usize,
     /// `confluent.key.schema.validation` with its strategy (None: off).
-    pub key_schema: Option<SubjectStrategy>,
+    pub key_schema: Option<SchemaRule>,
     /// `confluent.value.schema.validation` with its strategy (None: off).
-    pub value_schema: Option<SubjectStrategy>,
+    pub value_schema: Option<SchemaRule>,
+}
+
+/// How a topic validates a key's or value's schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaRule {
+    /// `confluent.{key,value}.subject.name.strategy`.
+    pub strategy: SubjectStrategy,
+    /// `strom.{key,value}.schema.validation.decode`: the payload must decode with the
+    /// schema, not only carry a registered id.
+    pub decode: bool,
 }
 
 /// How the subject of a record's schema is named (Confluent's subject name strategies).
@@ -280,12 +292,18 @@ impl TopicDefaults {
         value.trim().parse().unwrap_or(fallback)
     }
 
-    fn schema_rule(&self, prefix: &str, overrides: &BTreeMap<String, String>) -> Option<SubjectStrategy> {
-        let on = self
-            .value(&format!("{prefix}.schema.validation"), overrides)
-            .eq_ignore_ascii_case("true");
-        on.then(|| SubjectStrategy::parse(&self.value(&format!("{prefix}.subject.name.strategy"), overrides)))
-            .flatten()
+    /// `part` is `key` or `value`.
+    fn schema_rule(&self, part: &str, overrides: &BTreeMap<String, String>) -> Option<SchemaRule> {
+        let flag = |name: String| self.value(&name, overrides).eq_ignore_ascii_case("true");
+        if !flag(format!("confluent.{part}.schema.validation")) {
+            return None;
+        }
+        let strategy =
+            SubjectStrategy::parse(&self.value(&format!("confluent.{part}.subject.name.strategy"), overrides))?;
+        Some(SchemaRule {
+            strategy,
+            decode: flag(format!("strom.{part}.schema.validation.decode")),
+        })
     }
 
     /// The storage settings for a topic with these overrides.
@@ -315,8 +333,8 @@ impl TopicDefaults {
             min_insync_replicas: self
                 .number("min.insync.replicas", overrides)
                 .clamp(1, i64::from(i16::MAX)) as usize,
-            key_schema: self.schema_rule("confluent.key", overrides),
-            value_schema: self.schema_rule("confluent.value", overrides),
+            key_schema: self.schema_rule("key", overrides),
+            value_schema: self.schema_rule("value", overrides),
         }
     }
 }

@@ -1,12 +1,13 @@
 //! Broker-side schema validation, Confluent Server's `confluent.key.schema.validation`
 //! and `confluent.value.schema.validation`: on a topic that asks for it, every produced
 //! key or value must carry a schema id (magic byte 0, then the id) registered under the
-//! subject the topic's strategy names. The only place the broker decodes records, and
-//! only for topics that ask. The check itself is the schema registry's, behind
+//! subject the topic's strategy names, and with `strom.{key,value}.schema.validation.decode`
+//! the payload must decode with that schema. The only place the broker decodes records,
+//! and only for topics that ask. The check itself is the schema registry's, behind
 //! [`RecordValidator`]: this crate knows no registry.
 
 use crate::error::{BrokerError, Result};
-use crate::topic_config::{SubjectStrategy, TopicLimits};
+use crate::topic_config::{SchemaRule, TopicLimits};
 
 /// Which part of a record a schema describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,8 +27,8 @@ impl RecordPart {
 
 /// Checks one serialized key or value against the registry.
 pub trait RecordValidator: Send + Sync {
-    /// Why `bytes` does not conform (None: it does).
-    fn check(&self, topic: &str, part: RecordPart, strategy: SubjectStrategy, bytes: &[u8]) -> Option<String>;
+    /// Why `bytes` does not conform to `rule` (None: it does).
+    fn check(&self, topic: &str, part: RecordPart, rule: SchemaRule, bytes: &[u8]) -> Option<String>;
 }
 
 /// Validates every record of `batches` as the topic's limits ask: Ok, or INVALID_RECORD
@@ -58,11 +59,11 @@ pub(crate) fn validate(
                 (RecordPart::Key, limits.key_schema, record.key.as_deref()),
                 (RecordPart::Value, limits.value_schema, record.value.as_deref()),
             ];
-            for (part, strategy, bytes) in parts {
-                let (Some(strategy), Some(bytes)) = (strategy, bytes) else {
+            for (part, rule, bytes) in parts {
+                let (Some(rule), Some(bytes)) = (rule, bytes) else {
                     continue;
                 };
-                if let Some(why) = validator.check(topic, part, strategy, bytes) {
+                if let Some(why) = validator.check(topic, part, rule, bytes) {
                     errors.push((index as i32, why));
                     break;
                 }

@@ -17,7 +17,28 @@ pub struct AvroSchema {
     schema: Schema,
     /// Named types by full name: those defined in this schema and in its references.
     named: HashMap<String, Schema>,
+    /// The referenced schemas, for decoding data that uses their types.
+    referenced: Vec<Schema>,
 }
+
+/// A payload reader that remembers being asked for bytes past its end.
+struct EndAware<'a> {
+    rest: &'a [u8],
+    ran_out: bool,
+}
+
+impl std::io::Read for EndAware<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !buf.is_empty() && self.rest.is_empty() {
+            self.ran_out = true;
+        }
+        self.rest.read(buf)
+    }
+}
+
+/// The most one decoded Avro record may allocate (apache-avro's process-wide limit,
+/// set once): a payload declaring a huge array or string is refused, not allocated.
+const MAX_DECODE_ALLOCATION_BYTES: usize = 64 << 20;
 
 /// Why a schema text is not a valid Avro schema.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,7 +61,38 @@ impl AvroSchema {
         for s in referenced.iter().chain(std::iter::once(&schema)) {
             collect_named(s, &mut named);
         }
-        Ok(AvroSchema { schema, named })
+        Ok(AvroSchema {
+            schema,
+            named,
+            referenced,
+        })
+    }
+
+    /// Decodes `payload` as one Avro binary datum of this schema (Confluent's framing
+    /// already removed); every byte must belong to it.
+    pub fn validate(&self, payload: &[u8]) -> Result<(), String> {
+        apache_avro::util::max_allocation_bytes(MAX_DECODE_ALLOCATION_BYTES);
+        let mut reader = EndAware {
+            rest: payload,
+            ran_out: false,
+        };
+        let decoded = if self.referenced.is_empty() {
+            apache_avro::from_avro_datum(&self.schema, &mut reader, None)
+        } else {
+            apache_avro::from_avro_datum_schemata(&self.schema, self.referenced.iter().collect(), &mut reader, None)
+        };
+        decoded.map_err(|e| format!("the payload is not Avro of its schema: {e}"))?;
+        // apache-avro decodes a string cut short as null rather than failing.
+        if reader.ran_out {
+            return Err("the payload is not Avro of its schema: it ends inside a value".into());
+        }
+        if !reader.rest.is_empty() {
+            return Err(format!(
+                "the payload has {} bytes after its Avro datum",
+                reader.rest.len()
+            ));
+        }
+        Ok(())
     }
 
     pub fn schema(&self) -> &Schema {

@@ -498,16 +498,18 @@ impl Registry {
 /// The broker's check of produced records on topics with
 /// `confluent.{key,value}.schema.validation`: Confluent's wire format (magic byte 0, a
 /// 4-byte schema id), an id this registry knows, registered under the subject the
-/// topic's strategy names (soft-deleted versions count, as in other registries).
+/// topic's strategy names (soft-deleted versions count, as in other registries), and
+/// with `strom.{key,value}.schema.validation.decode` a payload that decodes with it.
 impl strom_broker::validation::RecordValidator for Registry {
     fn check(
         &self,
         topic: &str,
         part: strom_broker::validation::RecordPart,
-        strategy: strom_broker::SubjectStrategy,
+        rule: strom_broker::SchemaRule,
         bytes: &[u8],
     ) -> Option<String> {
         use strom_broker::SubjectStrategy;
+        let strategy = rule.strategy;
         let part_name = part.name();
         let [0, a, b, c, d, ..] = *bytes else {
             return Some(format!(
@@ -533,6 +535,19 @@ impl strom_broker::validation::RecordValidator for Registry {
             }
         };
         let registered = self.read(|s| s.versions_of_id(id, true).iter().any(|(s, _)| *s == subject));
-        (!registered).then(|| format!("the {part_name}'s schema id {id} is not registered under subject {subject}"))
+        if !registered {
+            return Some(format!(
+                "the {part_name}'s schema id {id} is not registered under subject {subject}"
+            ));
+        }
+        if rule.decode {
+            let Some(schema) = self.parsed_schema(id) else {
+                return Some(format!("the {part_name}'s schema {id} does not parse"));
+            };
+            if let Err(why) = schema.validate_payload(&bytes[5..]) {
+                return Some(format!("the {part_name} does not decode with schema {id}: {why}"));
+            }
+        }
+        None
     }
 }

@@ -69,6 +69,25 @@ impl ParsedSchema {
         }
     }
 
+    /// Decodes a record's `payload` (what follows the schema id) with this schema:
+    /// Avro binary, JSON valid against the JSON Schema, or Protobuf message indexes and
+    /// then the message they name.
+    pub fn validate_payload(&self, payload: &[u8]) -> Result<(), String> {
+        match self {
+            ParsedSchema::Avro(schema) => schema.validate(payload),
+            ParsedSchema::Json(schema) => {
+                let value: serde_json::Value =
+                    serde_json::from_slice(payload).map_err(|e| format!("the payload is not JSON: {e}"))?;
+                schema.validate(&value)
+            }
+            ParsedSchema::Protobuf(schema) => {
+                let (indexes, message) = protobuf::read_message_indexes(payload)
+                    .map_err(|e| format!("its Protobuf message indexes do not read: {e}"))?;
+                schema.validate(&indexes, message)
+            }
+        }
+    }
+
     /// Why data written with `writer` cannot be read with `reader` (empty: it can).
     pub fn reader_incompatibilities(reader: &ParsedSchema, writer: &ParsedSchema) -> Vec<String> {
         fn strings<T: ToString>(found: Vec<T>) -> Vec<String> {
@@ -80,5 +99,52 @@ impl ParsedSchema {
             (ParsedSchema::Protobuf(r), ParsedSchema::Protobuf(w)) => strings(protobuf::reader_incompatibilities(r, w)),
             _ => vec!["Incompatible because of different schema type".into()],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(schema_type: SchemaType, text: &str) -> ParsedSchema {
+        ParsedSchema::parse(schema_type, text, &[]).unwrap()
+    }
+
+    #[test]
+    fn payloads_decode_with_their_schema_or_say_why_not() {
+        let avro = parse(
+            SchemaType::Avro,
+            r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int"},{"name":"b","type":"string"}]}"#,
+        );
+        // a = 3 (zig-zag 6), b = "hi".
+        assert_eq!(avro.validate_payload(&[6, 4, b'h', b'i']), Ok(()));
+        let short = avro.validate_payload(&[6, 40, b'h']);
+        assert!(short.is_err(), "the string runs past the end: {short:?}");
+        assert!(avro.validate_payload(&[6, 4, b'h', b'i', 0]).is_err(), "trailing bytes");
+        assert!(avro.validate_payload(&[]).is_err());
+
+        let json = parse(
+            SchemaType::Json,
+            r#"{"type":"object","properties":{"a":{"type":"integer"}},"required":["a"]}"#,
+        );
+        assert_eq!(json.validate_payload(br#"{"a": 1}"#), Ok(()));
+        assert!(json.validate_payload(br#"{"a": "one"}"#).is_err());
+        assert!(json.validate_payload(br#"{"b": 1}"#).is_err());
+        assert!(json.validate_payload(b"\xff not json").is_err());
+
+        let protobuf = parse(
+            SchemaType::Protobuf,
+            "syntax = \"proto3\"; message M { int32 a = 1; } message N { string s = 1; }",
+        );
+        // Message indexes [0] (one 0 byte), then a = 5.
+        assert_eq!(protobuf.validate_payload(&[0, 0x08, 0x05]), Ok(()));
+        // Indexes [1] (count 1, index 1, zig-zag encoded), then s = "x".
+        assert_eq!(protobuf.validate_payload(&[2, 2, 0x0a, 1, b'x']), Ok(()));
+        assert!(protobuf.validate_payload(&[0, 0x08]).is_err(), "truncated varint");
+        assert!(
+            protobuf.validate_payload(&[2, 8, 0x08, 0x05]).is_err(),
+            "no message at index 4"
+        );
+        assert!(protobuf.validate_payload(&[]).is_err());
     }
 }

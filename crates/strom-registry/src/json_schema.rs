@@ -1210,7 +1210,7 @@ pub struct Incompatibility {
 impl std::fmt::Display for Incompatibility {
     /// The same shape as an Avro difference.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        crate::compatibility::write_difference(f, self.kind.name(), &self.description, &self.additional_info)
+        crate::difference::write_difference(f, self.kind.name(), &self.description, &self.additional_info)
     }
 }
 

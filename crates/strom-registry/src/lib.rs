@@ -8,6 +8,7 @@ pub mod api;
 pub mod avro;
 pub mod broker_log;
 pub mod compatibility;
+pub mod difference;
 pub mod error;
 pub mod json_schema;
 pub mod protobuf;

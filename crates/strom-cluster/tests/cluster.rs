@@ -23,10 +23,32 @@ fn topic(name: &str) -> MetadataRecord {
     })
 }
 
-/// A free port on 127.0.0.1: bound to port 0, then released for the node to bind.
+/// A port on 127.0.0.1 that binds now, outside Linux's ephemeral range (32768–60999):
+/// a port from that range can be taken by an outgoing connection (the nodes' own, to
+/// each other) between this check and the node binding it, which failed cluster starts
+/// with AddrInUse.
+fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let seed = std::process::id().wrapping_mul(2_654_435_761) ^ nanos;
+    for _ in 0..COUNT {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = FIRST + seed.wrapping_add(step.wrapping_mul(7_919)) % COUNT;
+        let port = u16::try_from(port).expect("below 32000");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + COUNT);
+}
+
 fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
+    format!("127.0.0.1:{}", free_port())
 }
 
 fn config(node_id: u64, dir: &Path, voters: &BTreeMap<u64, String>) -> QuorumConfig {

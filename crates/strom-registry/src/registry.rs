@@ -534,7 +534,7 @@ impl strom_broker::validation::RecordValidator for Registry {
                 }
             }
         };
-        let registered = self.read(|s| s.versions_of_id(id, true).iter().any(|(s, _)| *s == subject));
+        let registered = self.read(|s| s.subject_has_id(&subject, id));
         if !registered {
             return Some(format!(
                 "the {part_name}'s schema id {id} is not registered under subject {subject}"

@@ -198,6 +198,14 @@ impl Store {
             .collect()
     }
 
+    /// Whether some version of `subject`, soft-deleted or not, has schema `id` (the
+    /// broker's per-record check: one subject's versions, not every subject's).
+    pub fn subject_has_id(&self, subject: &str, id: i32) -> bool {
+        self.subjects
+            .get(subject)
+            .is_some_and(|versions| versions.values().any(|v| v.id == id))
+    }
+
     /// The version of `subject` holding this schema (POST /subjects/{s}): 40401 for a
     /// missing subject, 40403 when the subject does not have the schema.
     pub fn lookup(
